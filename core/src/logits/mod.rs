@@ -1,0 +1,691 @@
+//! Row-wise softmax statistics of logits: log-sum-exp, entropy, target log-prob, their
+//! gradient, and mergeable vocabulary-shard partials.
+//!
+//! # The math
+//!
+//! For one row of raw logits `x_v`, `v ∈ [0, V)`, and a temperature `temp > 0`:
+//!
+//! ```text
+//! z_v     = x_v · inv_temp            inv_temp = 1/temp rounded once to f32
+//! lse     = log Σ_v exp(z_v)
+//! p_v     = exp(z_v − lse)
+//! logp    = z_t − lse                 (t = the row's target; 0 for rows without one)
+//! entropy = −Σ_v p_v log p_v = lse − E_p[z]        (nats, of the tempered distribution)
+//! ez      = E_p[z]                    (saved, with lse, for the backward)
+//! ```
+//!
+//! The gradient of `L = Σ_rows (g_lse·lse + g_lp·logp + g_H·entropy)` w.r.t. the raw logits:
+//!
+//! ```text
+//! ∂L/∂x_j = inv_temp · ( p_j·(g_lse − g_lp − g_H·(z_j − ez)) + g_lp·1[j = t] )
+//! ```
+//!
+//! # The algorithm: one pass, centred, in a fixed order
+//!
+//! Each row is cut into blocks of [`BLOCK`] columns. A block is read twice while it sits in
+//! L1 (first its maximum `m`, then `s = Σ exp(z − m)` and `u = Σ exp(z − m)·(z − m)`), giving a
+//! [`RowStats`] tuple; tuples are merged in the split-tree order of RFC 6962 (split at the
+//! largest power of two below `n`). Probabilities are never materialised; every term of `s`
+//! is in `(0, 1]`, so nothing overflows, and `entropy = log s − u/s` is a sum of two
+//! non-negative numbers, so `entropy ≥ 0` and `logp ≤ 0` hold exactly in floating point —
+//! also for logits with a common offset of `1e4` or `1e30`, where the uncentred
+//! `lse − Σ p·z` loses every digit.
+//!
+//! The in-block order (32 interleaved lanes, folded in halves) and the `exp` are shared by
+//! every backend ([`crate::Backend`]), so the portable and SIMD paths give identical bits;
+//! rows are independent, so results do not depend on the thread count, on which other rows
+//! are in the batch, or on their order.
+//!
+//! # Vocabulary shards
+//!
+//! [`stats_partial`] computes the tuple of a column range, [`merge_shards`] combines shards
+//! in the split-tree order, [`finalize_rows`] produces the outputs. When every shard but the
+//! last holds the same power-of-two number of blocks and starts on a multiple of that many
+//! blocks, the result equals the unsharded [`stats_fwd`] **bitwise**; other shardings agree
+//! within rounding.
+//!
+//! # Edge-case policies
+//!
+//! | input | result |
+//! |---|---|
+//! | `−inf` logits (masked vocabulary) | valid; they contribute nothing and get gradient exactly 0 (or `g_lp·inv_temp` at the target) |
+//! | a row whose logits are all `−inf` | [`TmError::NoFiniteLogit`] |
+//! | a NaN or `+inf` logit | that row's `lse`, `logp`, `entropy`, `ez` and gradient are NaN; counted in [`Status::nonfinite_rows`] |
+//! | `V == 0` | [`TmError::EmptyVocab`] |
+//! | `target ≥ V` | [`TmError::TargetOutOfRange`] (checked before anything is written) |
+//! | `target < 0` (e.g. `−100`) | no target: `logp = 0`, `g_lp` ignored |
+//! | temperature not finite or `≤ 0` | [`TmError::InvalidTemperature`] |
+//! | `row_mask[r] == 0` | row `r` is not read; its outputs and gradient row are 0 (its target and temperature are not validated) |
+//! | buffer lengths that do not match | [`TmError::LengthMismatch`] |
+//! | `exp(z − m) < exp(−87) ≈ 1.6e-38` | that term is flushed to 0 (below any `f32` rounding of the row's sums) |
+//!
+//! On an error found during the pass ([`TmError::NoFiniteLogit`], [`TmError::MissingTarget`])
+//! the output contents are unspecified; nothing outside them is written.
+
+mod exp;
+mod portable;
+mod row_stats;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+pub use row_stats::{Finalized, RowStats};
+
+use half::{bf16, f16};
+
+use crate::elem::{DType, GradElem, LogitElem};
+use crate::error::{check_len, TmError};
+use crate::mat::{Mat, MatMut};
+use crate::platform::{Backend, Exec};
+use portable::GradRow;
+
+/// Columns per canonical block (`BV`). Shards aligned to multiples of
+/// `BLOCK · 2^k` columns reproduce unsharded results bitwise.
+pub const BLOCK: usize = 2048;
+
+/// Sampling temperature applied to every row before any statistic.
+#[derive(Clone, Copy, Debug)]
+pub enum Temperature<'a> {
+    /// One temperature for every row.
+    Scalar(f32),
+    /// One temperature per row (`len == rows`).
+    PerRow(&'a [f32]),
+}
+
+impl Default for Temperature<'_> {
+    fn default() -> Self {
+        Temperature::Scalar(1.0)
+    }
+}
+
+/// The per-row inputs shared by the forward, the partials and the backward.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RowInputs<'a> {
+    /// Target column per row; negative = no target for that row. `None` = no targets.
+    pub targets: Option<&'a [i32]>,
+    /// `0` = skip the row entirely (any non-zero byte is "keep"). `None` = keep all.
+    pub row_mask: Option<&'a [u8]>,
+    /// Temperature (default 1).
+    pub temperature: Temperature<'a>,
+}
+
+impl RowInputs<'_> {
+    fn keep(&self, row: usize) -> bool {
+        self.row_mask.map_or(true, |m| m[row] != 0)
+    }
+
+    fn target(&self, row: usize) -> Option<usize> {
+        self.targets.and_then(|t| usize::try_from(t[row]).ok())
+    }
+
+    fn inv_temp(&self, row: usize) -> f32 {
+        match self.temperature {
+            Temperature::Scalar(t) => 1.0 / t,
+            Temperature::PerRow(t) => 1.0 / t[row],
+        }
+    }
+
+    /// Validates lengths, targets (`< vocab`) and temperatures of the kept rows.
+    fn validate(&self, rows: usize, vocab: usize) -> Result<(), TmError> {
+        if let Some(m) = self.row_mask {
+            check_len("row_mask", rows, m.len())?;
+        }
+        let valid_temp = |t: f32| t.is_finite() && t > 0.0;
+        match self.temperature {
+            Temperature::Scalar(t) if !valid_temp(t) => {
+                return Err(TmError::InvalidTemperature { row: None, value: t })
+            }
+            Temperature::Scalar(_) => {}
+            Temperature::PerRow(ts) => {
+                check_len("temperature", rows, ts.len())?;
+                if let Some(row) = (0..rows).find(|&r| self.keep(r) && !valid_temp(ts[r])) {
+                    return Err(TmError::InvalidTemperature { row: Some(row), value: ts[row] });
+                }
+            }
+        }
+        if let Some(ts) = self.targets {
+            check_len("targets", rows, ts.len())?;
+            if let Some(row) = (0..rows).find(|&r| self.keep(r) && ts[r] >= 0 && ts[r] as usize >= vocab) {
+                return Err(TmError::TargetOutOfRange { row, target: ts[row], vocab });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a forward call reports besides its outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Rows with a NaN or `+inf` logit (their outputs are NaN).
+    pub nonfinite_rows: usize,
+    /// The first such row.
+    pub first_nonfinite_row: Option<usize>,
+}
+
+impl Status {
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    fn combine(self, later: Status) -> Status {
+        Status {
+            nonfinite_rows: self.nonfinite_rows + later.nonfinite_rows,
+            first_nonfinite_row: self.first_nonfinite_row.or(later.first_nonfinite_row),
+        }
+    }
+}
+
+/// Per-row output buffers of the forward (each `len == rows`).
+#[derive(Debug)]
+pub struct FwdOut<'a> {
+    /// `log Σ exp(z)`; needed by the backward.
+    pub lse: &'a mut [f32],
+    /// Entropy in nats.
+    pub entropy: &'a mut [f32],
+    /// Target log-prob (requires `RowInputs::targets`).
+    pub logp: Option<&'a mut [f32]>,
+    /// `E_p[z]`; needed by the backward.
+    pub ez: Option<&'a mut [f32]>,
+}
+
+impl<'a> FwdOut<'a> {
+    fn validate(&self, rows: usize, has_targets: bool) -> Result<(), TmError> {
+        check_len("lse", rows, self.lse.len())?;
+        check_len("entropy", rows, self.entropy.len())?;
+        if let Some(l) = &self.logp {
+            if !has_targets {
+                return Err(TmError::InvalidArgument("a logp output needs RowInputs::targets"));
+            }
+            check_len("logp", rows, l.len())?;
+        }
+        if let Some(e) = &self.ez {
+            check_len("ez", rows, e.len())?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, r: usize, f: Finalized) {
+        self.lse[r] = f.lse;
+        self.entropy[r] = f.entropy;
+        if let Some(l) = self.logp.as_deref_mut() {
+            l[r] = f.logp;
+        }
+        if let Some(e) = self.ez.as_deref_mut() {
+            e[r] = f.ez;
+        }
+    }
+}
+
+/// The statistics saved by the forward for the backward (each `len == rows`).
+#[derive(Clone, Copy, Debug)]
+pub struct Saved<'a> {
+    /// `lse` from [`stats_fwd`] on the same logits and temperature.
+    pub lse: &'a [f32],
+    /// `ez` from [`stats_fwd`] on the same logits and temperature.
+    pub ez: &'a [f32],
+}
+
+/// Upstream gradients per row (`None` = zero; each `len == rows`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Upstream<'a> {
+    /// `∂L/∂logp` (ignored for rows without a target).
+    pub g_logp: Option<&'a [f32]>,
+    /// `∂L/∂entropy`.
+    pub g_entropy: Option<&'a [f32]>,
+    /// `∂L/∂lse` (z-loss and the like).
+    pub g_lse: Option<&'a [f32]>,
+}
+
+/// A vocabulary shard: global columns `[col_offset, col_offset + cols)` of a vocabulary of
+/// `vocab` columns.
+#[derive(Clone, Copy, Debug)]
+pub struct Shard {
+    /// First global column of the shard.
+    pub col_offset: usize,
+    /// Global vocabulary size (targets are validated against it).
+    pub vocab: usize,
+}
+
+// ---------------------------------------------------------------------------------------
+// Dispatch: the one place that maps (backend, dtype) to a kernel.
+// ---------------------------------------------------------------------------------------
+
+fn check_backend(b: Backend) -> Result<(), TmError> {
+    if b.is_supported() {
+        Ok(())
+    } else {
+        Err(TmError::BackendUnavailable)
+    }
+}
+
+/// Tuple of a whole row (or shard row): blocks of `BLOCK` columns, merged in tree order.
+fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
+    fn fold<T>(row: &[T], mut block: impl FnMut(&[T]) -> RowStats) -> RowStats {
+        let mut tree = row_stats::TreeStack::new();
+        for b in row.chunks(BLOCK) {
+            tree.push(block(b));
+        }
+        tree.finish()
+    }
+    match backend {
+        Backend::Portable => fold(row, |b| portable::block_stats(b, inv_temp)),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => match T::DTYPE {
+            // Safe because `check_backend` verified AVX2+FMA+F16C before any kernel runs,
+            // and the casts are between identical types (`T::DTYPE` names `T`).
+            DType::F32 => fold(bytemuck::cast_slice::<T, f32>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
+            DType::BF16 => fold(bytemuck::cast_slice::<T, bf16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
+            DType::F16 => fold(bytemuck::cast_slice::<T, f16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
+        },
+    }
+}
+
+/// Gradient of one row from `src` into `dst` (same length), target column excluded.
+fn grad_row<T: LogitElem, O: GradElem>(backend: Backend, src: &[T], dst: &mut [O], g: &GradRow) {
+    match backend {
+        Backend::Portable => portable::grad_row(src, dst, g),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => {
+            let n = src.len().min(dst.len());
+            let s = src.as_ptr();
+            let d = dst.as_mut_ptr();
+            // Safe because `check_backend` verified the CPU features, both buffers hold
+            // `n` elements, and each (T, O) pair names its own types.
+            unsafe {
+                macro_rules! go {
+                    ($t:ty, $o:ty) => {
+                        x86_avx2::grad_row::<$t, $o>(s as *const $t, d as *mut $o, n, g)
+                    };
+                }
+                match (T::DTYPE, O::DTYPE) {
+                    (DType::F32, DType::F32) => go!(f32, f32),
+                    (DType::F32, DType::BF16) => go!(f32, bf16),
+                    (DType::F32, DType::F16) => go!(f32, f16),
+                    (DType::BF16, DType::F32) => go!(bf16, f32),
+                    (DType::BF16, DType::BF16) => go!(bf16, bf16),
+                    (DType::BF16, DType::F16) => go!(bf16, f16),
+                    (DType::F16, DType::F32) => go!(f16, f32),
+                    (DType::F16, DType::BF16) => go!(f16, bf16),
+                    (DType::F16, DType::F16) => go!(f16, f16),
+                }
+            }
+        }
+    }
+}
+
+/// Gradient of one row written over its logits, target column excluded.
+fn grad_row_inplace<T: LogitElem + GradElem>(backend: Backend, buf: &mut [T], g: &GradRow) {
+    match backend {
+        Backend::Portable => portable::grad_row_inplace(buf, g),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => {
+            let n = buf.len();
+            let p = buf.as_mut_ptr();
+            // Safe because the CPU features were checked, and the kernel loads each group
+            // of 8 before storing it, so `src == dst` is allowed.
+            unsafe {
+                match <T as LogitElem>::DTYPE {
+                    DType::F32 => x86_avx2::grad_row::<f32, f32>(p as *const f32, p as *mut f32, n, g),
+                    DType::BF16 => x86_avx2::grad_row::<bf16, bf16>(p as *const bf16, p as *mut bf16, n, g),
+                    DType::F16 => x86_avx2::grad_row::<f16, f16>(p as *const f16, p as *mut f16, n, g),
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Row-range drivers (one contiguous range of rows; the thread driver splits ranges).
+// ---------------------------------------------------------------------------------------
+
+/// Splits a set of per-row output buffers at a row.
+trait SplitRows: Sized + Send {
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    fn split_rows(self, mid: usize) -> (Self, Self);
+}
+
+impl SplitRows for FwdOut<'_> {
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (lse_a, lse_b) = self.lse.split_at_mut(mid);
+        let (h_a, h_b) = self.entropy.split_at_mut(mid);
+        let (lp_a, lp_b) = match self.logp {
+            Some(l) => {
+                let (a, b) = l.split_at_mut(mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        let (ez_a, ez_b) = match self.ez {
+            Some(e) => {
+                let (a, b) = e.split_at_mut(mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        (
+            FwdOut { lse: lse_a, entropy: h_a, logp: lp_a, ez: ez_a },
+            FwdOut { lse: lse_b, entropy: h_b, logp: lp_b, ez: ez_b },
+        )
+    }
+}
+
+impl<T: Send> SplitRows for MatMut<'_, T> {
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        self.split_at_rows(mid)
+    }
+}
+
+impl SplitRows for &mut [RowStats] {
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        self.split_at_mut(mid)
+    }
+}
+
+/// Runs `f(first_row, end_row, outputs)` over `threads` contiguous row ranges. The first
+/// error in row order wins; statuses are combined in row order. Results are independent of
+/// `threads` because every row is computed by the same code.
+fn run_rows<O: SplitRows>(
+    threads: usize,
+    rows: usize,
+    out: O,
+    f: &(dyn Fn(usize, usize, O) -> Result<Status, TmError> + Sync),
+) -> Result<Status, TmError> {
+    #[cfg(feature = "std")]
+    if threads > 1 && rows > 1 {
+        let parts = threads.min(rows);
+        return std::thread::scope(|scope| {
+            let mut handles = std::vec::Vec::with_capacity(parts);
+            let mut rest = out;
+            let mut start = 0;
+            for k in 0..parts {
+                let end = rows * (k + 1) / parts;
+                let (mine, tail) = rest.split_rows(end - start);
+                rest = tail;
+                let s = start;
+                handles.push(scope.spawn(move || f(s, end, mine)));
+                start = end;
+            }
+            let mut status = Status::default();
+            let mut first_err = None;
+            for h in handles {
+                match h.join().expect("tokenmath worker thread panicked") {
+                    Ok(st) => status = status.combine(st),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            match first_err {
+                Some(e) => Err(e),
+                None => Ok(status),
+            }
+        });
+    }
+    let _ = threads;
+    f(0, rows, out)
+}
+
+fn with_row(e: TmError, row: usize) -> TmError {
+    match e {
+        TmError::NoFiniteLogit { .. } => TmError::NoFiniteLogit { row },
+        TmError::MissingTarget { .. } => TmError::MissingTarget { row },
+        TmError::DuplicateTarget { .. } => TmError::DuplicateTarget { row },
+        other => other,
+    }
+}
+
+fn finalize_into(
+    r: usize,
+    global_row: usize,
+    t: RowStats,
+    want_target: bool,
+    out: &mut FwdOut<'_>,
+    status: &mut Status,
+) -> Result<(), TmError> {
+    let f = t.finalize(want_target).map_err(|e| with_row(e, global_row))?;
+    if t.is_nonfinite() {
+        status.nonfinite_rows += 1;
+        status.first_nonfinite_row.get_or_insert(global_row);
+    }
+    out.write(r, f);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Public entry points.
+// ---------------------------------------------------------------------------------------
+
+/// Forward: `lse`, `entropy`, and optionally `logp` and `ez` for every row, in one pass
+/// over the logits.
+///
+/// `x` is `[rows, V]` (any row stride) of `f32`, `bf16` or `f16`. See the
+/// [module docs](self) for the math and the edge-case policies.
+pub fn stats_fwd<T: LogitElem>(exec: Exec, x: Mat<'_, T>, inputs: &RowInputs<'_>, out: FwdOut<'_>) -> Result<Status, TmError> {
+    check_backend(exec.backend)?;
+    let (rows, vocab) = (x.rows(), x.cols());
+    if vocab == 0 {
+        return Err(TmError::EmptyVocab);
+    }
+    inputs.validate(rows, vocab)?;
+    out.validate(rows, inputs.targets.is_some())?;
+    let backend = exec.backend;
+    run_rows(exec.threads, rows, out, &|start, end, mut out| {
+        let mut status = Status::default();
+        for r in start..end {
+            let local = r - start;
+            if !inputs.keep(r) {
+                out.write(local, Finalized::ZERO);
+                continue;
+            }
+            let row = x.row(r);
+            let inv_temp = inputs.inv_temp(r);
+            let mut t = row_tuple(backend, row, inv_temp);
+            let target = inputs.target(r);
+            if let Some(c) = target {
+                t = t.with_target(row[c].to_f32() * inv_temp);
+            }
+            finalize_into(local, r, t, target.is_some(), &mut out, &mut status)?;
+        }
+        Ok(status)
+    })
+}
+
+/// Partial statistics of a vocabulary shard: `x` holds global columns
+/// `[shard.col_offset, shard.col_offset + x.cols())` of every row.
+///
+/// Targets are global column ids, validated against `shard.vocab`; the shard records the
+/// target logit only if the target falls inside it. Masked rows give [`RowStats::EMPTY`].
+/// Combine shards with [`merge_shards`] and finish with [`finalize_rows`].
+pub fn stats_partial<T: LogitElem>(
+    exec: Exec,
+    x: Mat<'_, T>,
+    shard: Shard,
+    inputs: &RowInputs<'_>,
+    out: &mut [RowStats],
+) -> Result<(), TmError> {
+    check_backend(exec.backend)?;
+    let (rows, cols) = (x.rows(), x.cols());
+    if shard.vocab == 0 {
+        return Err(TmError::EmptyVocab);
+    }
+    if shard.col_offset.checked_add(cols).map_or(true, |end| end > shard.vocab) {
+        return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols, vocab: shard.vocab });
+    }
+    inputs.validate(rows, shard.vocab)?;
+    check_len("partial stats output", rows, out.len())?;
+    let backend = exec.backend;
+    run_rows(exec.threads, rows, out, &|start, end, out| {
+        for r in start..end {
+            let slot = &mut out[r - start];
+            if !inputs.keep(r) || cols == 0 {
+                *slot = RowStats::EMPTY;
+                continue;
+            }
+            let row = x.row(r);
+            let inv_temp = inputs.inv_temp(r);
+            let mut t = row_tuple(backend, row, inv_temp);
+            if let Some(c) = inputs.target(r) {
+                if (shard.col_offset..shard.col_offset + cols).contains(&c) {
+                    t = t.with_target(row[c - shard.col_offset].to_f32() * inv_temp);
+                }
+            }
+            *slot = t;
+        }
+        Ok(Status::default())
+    })
+    .map(|_| ())
+}
+
+/// Merges per-shard partials (`parts[k]` = shard `k`'s `[rows]` tuples, shards in
+/// column order) in the canonical split-tree order into `out`.
+///
+/// Errors: mismatched lengths; [`TmError::DuplicateTarget`] if two shards contain a row's
+/// target (overlapping shards). An empty `parts` gives [`RowStats::EMPTY`] rows.
+pub fn merge_shards(parts: &[&[RowStats]], out: &mut [RowStats]) -> Result<(), TmError> {
+    for p in parts {
+        check_len("shard partials", out.len(), p.len())?;
+    }
+    for (r, slot) in out.iter_mut().enumerate() {
+        let mut tree = row_stats::TreeStack::new();
+        let mut with_target = 0;
+        for p in parts {
+            with_target += p[r].has_target() as usize;
+            tree.push(p[r]);
+        }
+        if with_target > 1 {
+            return Err(TmError::DuplicateTarget { row: r });
+        }
+        *slot = if parts.is_empty() { RowStats::EMPTY } else { tree.finish() };
+    }
+    Ok(())
+}
+
+/// Finalizes merged partials into the forward outputs (same policies as [`stats_fwd`]).
+/// `inputs` must be the ones given to [`stats_partial`]; a kept row with a non-negative
+/// target whose tuple lacks it is [`TmError::MissingTarget`].
+pub fn finalize_rows(stats: &[RowStats], inputs: &RowInputs<'_>, mut out: FwdOut<'_>) -> Result<Status, TmError> {
+    let rows = stats.len();
+    if let Some(m) = inputs.row_mask {
+        check_len("row_mask", rows, m.len())?;
+    }
+    if let Some(t) = inputs.targets {
+        check_len("targets", rows, t.len())?;
+    }
+    out.validate(rows, inputs.targets.is_some())?;
+    let mut status = Status::default();
+    for (r, t) in stats.iter().enumerate() {
+        if !inputs.keep(r) {
+            out.write(r, Finalized::ZERO);
+            continue;
+        }
+        finalize_into(r, r, *t, inputs.target(r).is_some(), &mut out, &mut status)?;
+    }
+    Ok(status)
+}
+
+fn validate_bwd(rows: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Upstream<'_>) -> Result<(), TmError> {
+    check_len("lse", rows, saved.lse.len())?;
+    check_len("ez", rows, saved.ez.len())?;
+    for (what, g) in [("g_logp", up.g_logp), ("g_entropy", up.g_entropy), ("g_lse", up.g_lse)] {
+        if let Some(g) = g {
+            check_len(what, rows, g.len())?;
+        }
+    }
+    let _ = inputs;
+    Ok(())
+}
+
+/// The row's gradient constants, or `None` if the saved statistics are not finite (the
+/// forward flagged the row as non-finite): the gradient row is then NaN.
+fn grad_params(r: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Upstream<'_>) -> Option<GradRow> {
+    let (lse, ez) = (saved.lse[r], saved.ez[r]);
+    if !lse.is_finite() || !ez.is_finite() {
+        return None;
+    }
+    let at = |g: Option<&[f32]>| g.map_or(0.0, |g| g[r]);
+    let g_lp = if inputs.target(r).is_some() { at(up.g_logp) } else { 0.0 };
+    Some(GradRow { inv_temp: inputs.inv_temp(r), lse, ez, c: at(up.g_lse) - g_lp, neg_gh: -at(up.g_entropy), g_lp })
+}
+
+/// Backward: writes `∂L/∂x` for `L = Σ_rows (g_lse·lse + g_logp·logp + g_entropy·entropy)`
+/// into `dx` (`[rows, V]`, any stride, `f32`/`bf16`/`f16`: rounded once from `f32`).
+///
+/// Needs the `lse` and `ez` saved by [`stats_fwd`] on the same logits, temperature and
+/// mask. Rows whose saved statistics are NaN get a NaN gradient row; masked rows get 0;
+/// the elements between rows of a strided `dx` are not touched.
+pub fn stats_bwd<T: LogitElem, O: GradElem>(
+    exec: Exec,
+    x: Mat<'_, T>,
+    inputs: &RowInputs<'_>,
+    saved: Saved<'_>,
+    up: Upstream<'_>,
+    dx: MatMut<'_, O>,
+) -> Result<(), TmError> {
+    check_backend(exec.backend)?;
+    let (rows, vocab) = (x.rows(), x.cols());
+    if vocab == 0 {
+        return Err(TmError::EmptyVocab);
+    }
+    if dx.rows() != rows || dx.cols() != vocab {
+        return Err(TmError::LengthMismatch { what: "dx columns", expected: vocab, got: dx.cols() });
+    }
+    inputs.validate(rows, vocab)?;
+    validate_bwd(rows, inputs, &saved, &up)?;
+    let backend = exec.backend;
+    run_rows(exec.threads, rows, dx, &|start, end, mut dx| {
+        for r in start..end {
+            let out = dx.row_mut(r - start);
+            if !inputs.keep(r) {
+                out.fill(O::from_f32(0.0));
+                continue;
+            }
+            let Some(g) = grad_params(r, inputs, &saved, &up) else {
+                out.fill(O::from_f32(f32::NAN));
+                continue;
+            };
+            let row = x.row(r);
+            grad_row(backend, row, out, &g);
+            if let Some(c) = inputs.target(r) {
+                out[c] = O::from_f32(g.dx_target(row[c].to_f32()));
+            }
+        }
+        Ok(Status::default())
+    })
+    .map(|_| ())
+}
+
+/// Backward written over the logits (as Liger does, saving an `[N, V]` buffer): same as
+/// [`stats_bwd`] with `dx` aliasing `x` (same dtype, same layout).
+pub fn stats_bwd_inplace<T: LogitElem + GradElem>(
+    exec: Exec,
+    x: MatMut<'_, T>,
+    inputs: &RowInputs<'_>,
+    saved: Saved<'_>,
+    up: Upstream<'_>,
+) -> Result<(), TmError> {
+    check_backend(exec.backend)?;
+    let (rows, vocab) = (x.rows(), x.cols());
+    if vocab == 0 {
+        return Err(TmError::EmptyVocab);
+    }
+    inputs.validate(rows, vocab)?;
+    validate_bwd(rows, inputs, &saved, &up)?;
+    let backend = exec.backend;
+    run_rows(exec.threads, rows, x, &|start, end, mut x| {
+        for r in start..end {
+            let buf = x.row_mut(r - start);
+            if !inputs.keep(r) {
+                buf.fill(<T as GradElem>::from_f32(0.0));
+                continue;
+            }
+            let Some(g) = grad_params(r, inputs, &saved, &up) else {
+                buf.fill(<T as GradElem>::from_f32(f32::NAN));
+                continue;
+            };
+            // The target logit is read before the row is overwritten.
+            let target = inputs.target(r).map(|c| (c, buf[c].to_f32()));
+            grad_row_inplace(backend, buf, &g);
+            if let Some((c, xt)) = target {
+                buf[c] = <T as GradElem>::from_f32(g.dx_target(xt));
+            }
+        }
+        Ok(Status::default())
+    })
+    .map(|_| ())
+}

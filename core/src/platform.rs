@@ -1,0 +1,127 @@
+//! The one place that decides which instruction set a kernel runs on.
+//!
+//! Every backend computes the same canonical operation order (see [`crate::logits`]), so
+//! they produce **identical bits**; choosing one is purely a matter of speed. Tests and
+//! benchmarks construct each backend explicitly; everything else calls [`Backend::detect`].
+
+/// An instruction-set backend for the CPU kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Plain Rust, one lane at a time (FMA through `libm::fmaf`, which uses the hardware
+    /// instruction where the CPU has one). Runs everywhere.
+    Portable,
+    /// x86-64 AVX2 + FMA + F16C, 32 lanes in four 256-bit registers.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Fma,
+}
+
+impl Backend {
+    /// The fastest backend this CPU supports.
+    ///
+    /// With the `std` feature this is a runtime check (cached by the standard library);
+    /// without it, the choice is made at compile time from `-C target-feature`.
+    pub fn detect() -> Backend {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(b) = Backend::avx2_fma() {
+            return b;
+        }
+        Backend::Portable
+    }
+
+    /// The AVX2+FMA+F16C backend if this CPU supports it.
+    #[cfg(target_arch = "x86_64")]
+    pub fn avx2_fma() -> Option<Backend> {
+        if avx2_fma_supported() {
+            Some(Backend::Avx2Fma)
+        } else {
+            None
+        }
+    }
+
+    /// Whether this backend can run on the current CPU.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Backend::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2Fma => avx2_fma_supported(),
+        }
+    }
+
+    /// A short lowercase name (`"portable"`, `"avx2-fma"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2Fma => "avx2-fma",
+        }
+    }
+
+    /// Every backend the current CPU supports, slowest first (for tests and benchmarks).
+    pub fn all_supported() -> impl Iterator<Item = Backend> {
+        let all = [
+            Some(Backend::Portable),
+            #[cfg(target_arch = "x86_64")]
+            Backend::avx2_fma(),
+        ];
+        all.into_iter().flatten()
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx2_fma_supported() -> bool {
+    std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx2_fma_supported() -> bool {
+    cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
+}
+
+/// How a kernel call is executed: which backend, how many threads.
+///
+/// Results are bitwise identical for every `Exec` (every backend, every thread count);
+/// `Exec` only changes speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exec {
+    pub(crate) backend: Backend,
+    pub(crate) threads: usize,
+}
+
+impl Default for Exec {
+    fn default() -> Self {
+        Exec::new()
+    }
+}
+
+impl Exec {
+    /// The detected backend, one thread.
+    pub fn new() -> Exec {
+        Exec { backend: Backend::detect(), threads: 1 }
+    }
+
+    /// Use `backend` (must be supported: check with [`Backend::is_supported`]; kernels return
+    /// [`crate::TmError::BackendUnavailable`] otherwise).
+    pub fn with_backend(self, backend: Backend) -> Exec {
+        Exec { backend, ..self }
+    }
+
+    /// Split rows over `threads` OS threads (`0` is read as 1). Rows are independent and every
+    /// row is computed by the same code whatever thread runs it, so the result does not depend
+    /// on the thread count.
+    #[cfg(feature = "std")]
+    pub fn with_threads(self, threads: usize) -> Exec {
+        Exec { threads: threads.max(1), ..self }
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The thread count in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
