@@ -20,6 +20,17 @@ pub struct RowRef {
     pub ez: f64,
     /// `max |z|` over the finite tempered logits (for tolerance formulas).
     pub max_abs_z: f64,
+    /// `max z` over the finite tempered logits.
+    pub m: f64,
+    /// `ln Σ exp(z − m)`, so that `log p_j = (z_j − m) − log_s` stays exact at any offset.
+    pub log_s: f64,
+}
+
+impl RowRef {
+    /// `log p` of a tempered logit `z`, computed centred.
+    pub fn log_prob(&self, z: f64) -> f64 {
+        (z - self.m) - self.log_s
+    }
 }
 
 /// The tempered logits exactly as the library defines them: `z = x · inv_temp`, with
@@ -41,19 +52,22 @@ pub fn row_stats(row: &[f32], temp: f32, target: Option<usize>) -> Option<RowRef
         return None;
     }
     let m = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let s: f64 = finite.iter().map(|v| (v - m).exp()).sum();
-    let lse = m + s.ln();
+    // Stable two-pass log-softmax: log p = (z − m) − ln s. (`z − lse` would lose ln s
+    // entirely once |m| exceeds ~1e17 in f64.)
+    let log_s = finite.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    let lse = m + log_s;
     let mut entropy = 0.0;
-    let mut ez = 0.0;
+    let mut mean_dev = 0.0;
     for &v in &finite {
-        let lp = v - lse;
+        let lp = (v - m) - log_s;
         let p = lp.exp();
         entropy -= p * lp;
-        ez += p * v;
+        mean_dev += p * (v - m);
     }
-    let logp = target.map_or(0.0, |t| z[t] - lse);
+    let ez = m + mean_dev;
+    let logp = target.map_or(0.0, |t| (z[t] - m) - log_s);
     let max_abs_z = finite.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    Some(RowRef { lse, logp, entropy, ez, max_abs_z })
+    Some(RowRef { lse, logp, entropy, ez, max_abs_z, m, log_s })
 }
 
 /// Reference gradient of `g_lse·lse + g_lp·logp + g_h·entropy` w.r.t. the raw logits of one
@@ -70,7 +84,7 @@ pub fn row_grad(row: &[f32], temp: f32, target: Option<usize>, g_lp: f64, g_h: f
             if v == f64::NEG_INFINITY {
                 return 0.0;
             }
-            let lp = v - r.lse;
+            let lp = r.log_prob(v);
             let p = lp.exp();
             p * (g_lse - g_lp - g_h * (lp + r.entropy)) * inv_temp
         })
@@ -83,6 +97,98 @@ pub fn row_grad(row: &[f32], temp: f32, target: Option<usize>, g_lp: f64, g_h: f
 
 /// `f64` relative machine epsilon of `f32` (`2^-23`).
 pub const EPS32: f64 = f32::EPSILON as f64;
+
+/// Absolute error bounds for the `f32` kernel's row statistics against [`row_stats`].
+#[derive(Clone, Copy, Debug)]
+pub struct StatsTol {
+    /// Bound for `lse`.
+    pub lse: f64,
+    /// Bound for `logp`.
+    pub logp: f64,
+    /// Bound for `entropy`.
+    pub entropy: f64,
+    /// Bound for `ez`.
+    pub ez: f64,
+}
+
+/// Canonical block size of the kernels (columns), used by the error model.
+pub const KERNEL_BLOCK: usize = 2048;
+
+/// Number of rounding steps a term of `s = Σ exp(z − m)` goes through in the kernel:
+/// up to `BLOCK/32` sequential lane additions, 5 lane folds, 2 ulp of `exp`, and a few
+/// roundings per level of the block merge tree.
+pub fn rounding_depth(vocab: usize) -> f64 {
+    let in_block = vocab.min(KERNEL_BLOCK).div_ceil(32) as f64;
+    let blocks = vocab.div_ceil(KERNEL_BLOCK).max(1) as f64;
+    in_block + 8.0 + 4.0 * blocks.log2().ceil()
+}
+
+/// The error model, as formulas of the vocabulary size and the reference values
+/// (`ε = 2^-23`, `k = rounding_depth(V) + 2·ln(V+1)`, `ζ = max|z|` if the temperature is
+/// not 1, else 0, since then `z = x` is exact):
+///
+/// ```text
+/// lse:     ε·(k + 2|lse| + 2ζ)
+/// logp:    ε·(k + 2|logp| + 2|lse| + 4ζ)
+/// ez:      ε·(k·(1 + |lse − ez|) + 2|ez| + 4ζ)
+/// entropy: ε·(k·(1 + H + ln V) + 4ζ·(1 + ln V))
+/// ```
+///
+/// `k` bounds the relative error of `s` and `u` (sums of non-negative, resp. non-positive,
+/// terms); `|u/s| ≤ H + ln V` turns it into the entropy bound; the `|lse|` and `|ez|` terms
+/// are the final roundings of `m + log s` and `m + u/s`; `ζ` terms are the rounding of
+/// `z = x·inv_temp`, to which `lse` is 1-Lipschitz.
+pub fn stats_tolerance(r: &RowRef, vocab: usize, tempered: bool) -> StatsTol {
+    let v = vocab as f64;
+    let k = rounding_depth(vocab) + 2.0 * (v + 1.0).ln();
+    let zeta = if tempered { r.max_abs_z } else { 0.0 };
+    let e = EPS32;
+    StatsTol {
+        lse: e * (k + 2.0 * r.lse.abs() + 2.0 * zeta),
+        logp: e * (k + 2.0 * r.logp.abs() + 2.0 * r.lse.abs() + 4.0 * zeta),
+        ez: e * (k * (1.0 + (r.lse - r.ez).abs()) + 2.0 * r.ez.abs() + 4.0 * zeta),
+        entropy: e * (k * (1.0 + r.entropy + v.ln()) + 4.0 * zeta * (1.0 + v.ln())),
+    }
+}
+
+/// Elementwise error bound for the `f32` gradient at column `j` against [`row_grad`]:
+///
+/// ```text
+/// δp  = tol.lse + ε·(|z_j − lse| + 2) + ζ_j          (relative error of p_j; ζ_j = ε|z_j| if tempered)
+/// δq  = ε·|c| + |g_H|·(tol.ez + ε·|z_j − ez| + ζ_j)   (absolute error of q_j = c − g_H·(z_j − ez))
+/// tol = inv_temp·(p_j·(|q_j|·δp + δq) + 1e-37·(1 + |q_j|)) + 2ε·|dx_j| + 2ε·|g_lp|·inv_temp·1[j = t]
+/// ```
+///
+/// The `1e-37` term covers the flush of `p_j < exp(−87)` to 0.
+#[allow(clippy::too_many_arguments)]
+pub fn grad_tolerance(
+    r: &RowRef,
+    tol: &StatsTol,
+    z_j: f64,
+    inv_temp: f64,
+    tempered: bool,
+    is_target: bool,
+    g_lp: f64,
+    g_h: f64,
+    g_lse: f64,
+    dx_ref: f64,
+) -> f64 {
+    if z_j == f64::NEG_INFINITY {
+        return 2.0 * EPS32 * dx_ref.abs();
+    }
+    let e = EPS32;
+    let zeta_j = if tempered { e * z_j.abs() } else { 0.0 };
+    let p = r.log_prob(z_j).exp();
+    let c = g_lse - g_lp;
+    let q = c - g_h * (z_j - r.ez);
+    let dp = tol.lse + e * (r.log_prob(z_j).abs() + 2.0) + zeta_j;
+    let dq = e * c.abs() + g_h.abs() * (tol.ez + e * (z_j - r.ez).abs() + zeta_j);
+    let mut t = inv_temp * (p * (q.abs() * dp + dq) + 1e-37 * (1.0 + q.abs())) + 2.0 * e * dx_ref.abs();
+    if is_target {
+        t += 2.0 * e * g_lp.abs() * inv_temp;
+    }
+    t
+}
 
 #[cfg(test)]
 mod tests {

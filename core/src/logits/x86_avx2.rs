@@ -243,3 +243,58 @@ pub(crate) unsafe fn grad_row<T: Load8, O: Store8>(src: *const T, dst: *mut O, l
         i += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 8-wide stores round exactly like `half` on every class of input: normals,
+    /// subnormals, ties, overflow, ±inf and NaN payloads.
+    #[test]
+    fn stores_round_like_half() {
+        if !crate::Backend::Avx2Fma.is_supported() {
+            return;
+        }
+        let mut bits: std::vec::Vec<u32> = (0..(1u32 << 20)).map(|i| i.wrapping_mul(4099).wrapping_add(i << 12)).collect();
+        bits.extend([0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0001, 0xFFBF_FFFF, 0x7F7F_FFFF, 0x3F80_8000, 0x3F81_8000]);
+        bits.extend((0..4096u32).map(|i| 0x3F80_0000 | (i << 4) | 0x8000));
+        for chunk in bits.chunks_exact(8) {
+            let v: [f32; 8] = core::array::from_fn(|i| f32::from_bits(chunk[i]));
+            let mut b = [bf16::ZERO; 8];
+            let mut h = [f16::ZERO; 8];
+            // Safe because the CPU support was checked above.
+            unsafe {
+                let x = _mm256_loadu_ps(v.as_ptr());
+                <bf16 as Store8>::store8(b.as_mut_ptr(), x);
+                <f16 as Store8>::store8(h.as_mut_ptr(), x);
+            }
+            for i in 0..8 {
+                assert_eq!(b[i].to_bits(), bf16::from_f32(v[i]).to_bits(), "bf16 of {:#010x}", chunk[i]);
+                assert_eq!(h[i].to_bits(), f16::from_f32(v[i]).to_bits(), "f16 of {:#010x}", chunk[i]);
+            }
+        }
+    }
+
+    /// `exp8` is bit-identical to the scalar `exp_nonpos` on the whole domain.
+    #[test]
+    fn exp8_matches_scalar() {
+        if !crate::Backend::Avx2Fma.is_supported() {
+            return;
+        }
+        let n = 1 << 20;
+        for i in (0..n).step_by(8) {
+            let d: [f32; 8] = core::array::from_fn(|k| EXP_CUTOFF * ((i + k) as f32 / n as f32));
+            let mut out = [0.0f32; 8];
+            // Safe because the CPU support was checked above.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp8_checked(_mm256_loadu_ps(d.as_ptr()))) };
+            for k in 0..8 {
+                assert_eq!(out[k].to_bits(), super::super::exp::exp_nonpos(d[k]).to_bits(), "exp({})", d[k]);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp8_checked(d: __m256) -> __m256 {
+        exp8(d)
+    }
+}

@@ -1,0 +1,141 @@
+//! Vocabulary-shard partials: aligned shardings reproduce the unsharded forward bitwise;
+//! any sharding agrees within the reference tolerance; the policies of merge/finalize.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use tokenmath_core::logits::{self, FwdOut, RowInputs, RowStats, Shard, Temperature, BLOCK};
+use tokenmath_core::{Backend, Mat, TmError};
+use tokenmath_reference as reference;
+
+/// Partials of `x` cut at `cuts` (increasing column boundaries), merged and finalized.
+fn sharded(x: &[f32], rows: usize, v: usize, cuts: &[usize], inputs: &RowInputs<'_>, b: Backend) -> Result<Fwd, TmError> {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(v);
+    let mut parts = Vec::new();
+    for w in bounds.windows(2) {
+        let (c0, c1) = (w[0], w[1]);
+        // The shard is a strided view into the full matrix: columns [c0, c1) of every row.
+        let shard = Mat::new(&x[c0..], rows, c1 - c0, v).unwrap();
+        let mut out = vec![RowStats::EMPTY; rows];
+        logits::stats_partial(exec(b), shard, Shard { col_offset: c0, vocab: v }, inputs, &mut out)?;
+        parts.push(out);
+    }
+    let refs: Vec<&[RowStats]> = parts.iter().map(|p| &p[..]).collect();
+    let mut merged = vec![RowStats::EMPTY; rows];
+    logits::merge_shards(&refs, &mut merged)?;
+    let (mut lse, mut h, mut lp, mut ez) = (vec![POISON; rows], vec![POISON; rows], vec![POISON; rows], vec![POISON; rows]);
+    let status = logits::finalize_rows(&merged, inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) })?;
+    Ok(Fwd { lse, entropy: h, logp: lp, ez, status })
+}
+
+fn batch(seed: u64, rows: usize, v: usize) -> (Vec<f32>, Vec<i32>) {
+    let mut x: Vec<f32> = (0..rows).flat_map(|r| zipf_row(seed + r as u64, v)).collect();
+    if rows > 1 {
+        // A masked stripe in row 1 and a NaN in the last row's last column.
+        for c in (0..v).step_by(5).skip(1) {
+            x[v + c] = f32::NEG_INFINITY;
+        }
+        x[rows * v - 1] = f32::NAN;
+    }
+    let targets = (0..rows).map(|r| ((seed as usize * 7 + r * 131) % v) as i32).collect();
+    (x, targets)
+}
+
+#[test]
+fn aligned_shards_are_bitwise_equal_to_unsharded() {
+    for &v in &[BLOCK, 2 * BLOCK + 1, 4 * BLOCK, 5 * BLOCK + 77, 8 * BLOCK, 9 * BLOCK - 3, 16 * BLOCK + 5] {
+        let rows = 4;
+        let (x, targets) = batch(v as u64, rows, v);
+        let inputs = RowInputs { targets: Some(&targets), row_mask: Some(&[1, 1, 0, 1]), temperature: Temperature::Scalar(0.9) };
+        let want = fwd(portable(), Mat::dense(&x, rows, v).unwrap(), &inputs).unwrap();
+        assert_eq!(want.status.nonfinite_rows, 1);
+        // Every shard but the last holds c = 2^k blocks.
+        for c in [1usize, 2, 4, 8] {
+            let width = c * BLOCK;
+            let cuts: Vec<usize> = (1..).map(|i| i * width).take_while(|&cut| cut < v).collect();
+            for b in Backend::all_supported() {
+                let got = sharded(&x, rows, v, &cuts, &inputs, b).unwrap();
+                assert_eq!(got.bits(), want.bits(), "V = {v}, {c} blocks per shard, {}", b.name());
+                assert_eq!(got.status, want.status);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Arbitrary (unaligned) shardings agree with the reference within tolerance.
+    #[test]
+    fn any_sharding_is_within_tolerance(
+        row in finite_row(1..9000usize),
+        cut_fracs in proptest::collection::vec(0.0f64..1.0, 0..6),
+        temp in temperature(),
+        t in any::<prop::sample::Index>(),
+    ) {
+        prop_assume!(row.iter().any(|x| x.is_finite()));
+        let v = row.len();
+        let mut cuts: Vec<usize> = cut_fracs.iter().map(|f| ((f * v as f64) as usize).clamp(1, v)).filter(|&c| c < v).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let target = t.index(v);
+        let targets = [target as i32];
+        let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(temp) };
+        let got = sharded(&row, 1, v, &cuts, &inputs, Backend::detect()).unwrap();
+        let r = reference::row_stats(&row, temp, Some(target)).unwrap();
+        // A sharding adds at most one merge level per cut to the rounding depth.
+        let mut tol = reference::stats_tolerance(&r, v, temp != 1.0);
+        let extra = 4.0 * (cuts.len() as f64 + 1.0) * reference::EPS32 * (1.0 + r.entropy + (v as f64).ln());
+        tol.lse += extra;
+        tol.logp += extra;
+        tol.entropy += extra;
+        prop_assert!((got.lse[0] as f64 - r.lse).abs() <= tol.lse);
+        prop_assert!(got.logp[0] as f64 == r.logp || (got.logp[0] as f64 - r.logp).abs() <= tol.logp);
+        prop_assert!((got.entropy[0] as f64 - r.entropy).abs() <= tol.entropy);
+        prop_assert!(got.entropy[0] >= 0.0 && got.logp[0] <= 0.0);
+    }
+}
+
+#[test]
+fn merge_and_finalize_policies() {
+    let x = [1.0f32, 2.0, 3.0, 4.0];
+    let inputs = RowInputs { targets: Some(&[1]), ..Default::default() };
+    let part = |cols: std::ops::Range<usize>| {
+        let mut out = [RowStats::EMPTY];
+        logits::stats_partial(portable(), Mat::dense(&x[cols.clone()], 1, cols.len()).unwrap(), Shard { col_offset: cols.start, vocab: 4 }, &inputs, &mut out)
+            .unwrap();
+        out[0]
+    };
+    let (a, b) = (part(0..2), part(2..4));
+    assert!(a.has_target() && !b.has_target());
+    // Overlapping shards both holding the target.
+    let mut out = [RowStats::EMPTY];
+    assert_eq!(logits::merge_shards(&[&[a], &[a]], &mut out), Err(TmError::DuplicateTarget { row: 0 }));
+    // A target no shard holds.
+    logits::merge_shards(&[&[b]], &mut out).unwrap();
+    let (mut lse, mut h) = ([0.0], [0.0]);
+    assert_eq!(
+        logits::finalize_rows(&out, &inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp: None, ez: None }),
+        Err(TmError::MissingTarget { row: 0 })
+    );
+    // A shard that does not fit the vocabulary.
+    let mut one = [RowStats::EMPTY];
+    assert!(matches!(
+        logits::stats_partial(portable(), Mat::dense(&x, 1, 4).unwrap(), Shard { col_offset: 1, vocab: 4 }, &RowInputs::default(), &mut one),
+        Err(TmError::ShardOutOfRange { .. })
+    ));
+    // A shard of only -inf is fine; the merged row is not.
+    let masked = [f32::NEG_INFINITY; 2];
+    logits::stats_partial(portable(), Mat::dense(&masked, 1, 2).unwrap(), Shard { col_offset: 0, vocab: 4 }, &RowInputs::default(), &mut one).unwrap();
+    assert_eq!(one[0], RowStats::EMPTY);
+    let mut merged = [RowStats::EMPTY];
+    logits::merge_shards(&[&one, &[b]], &mut merged).unwrap();
+    assert_eq!(merged[0], b);
+    // RowStats travel as plain bytes (all-gather payload).
+    let bytes: &[u8] = bytemuck::bytes_of(&b);
+    assert_eq!(bytes.len(), 20);
+    assert_eq!(*bytemuck::from_bytes::<RowStats>(bytes), b);
+}
