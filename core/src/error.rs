@@ -113,14 +113,11 @@ impl fmt::Display for TmError {
             TmError::DuplicateTarget { row } => {
                 write!(f, "row {row}: two shards contain the target column (overlapping shards)")
             }
-            TmError::ShardOutOfRange { col_offset, cols, vocab } => write!(
-                f,
-                "shard [{col_offset}, {col_offset}+{cols}) does not fit in vocabulary {vocab}"
-            ),
-            TmError::InvalidArgument(msg) => f.write_str(msg),
-            TmError::BackendUnavailable => {
-                f.write_str("the requested SIMD backend is not supported by this CPU")
+            TmError::ShardOutOfRange { col_offset, cols, vocab } => {
+                write!(f, "shard [{col_offset}, {col_offset}+{cols}) does not fit in vocabulary {vocab}")
             }
+            TmError::InvalidArgument(msg) => f.write_str(msg),
+            TmError::BackendUnavailable => f.write_str("the requested SIMD backend is not supported by this CPU"),
         }
     }
 }

@@ -6,22 +6,14 @@
 
 use crate::error::TmError;
 
-fn required_len(
-    what: &'static str,
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-) -> Result<usize, TmError> {
+fn required_len(what: &'static str, rows: usize, cols: usize, row_stride: usize) -> Result<usize, TmError> {
     if row_stride < cols {
         return Err(TmError::StrideTooSmall { what, stride: row_stride, cols });
     }
     if rows == 0 {
         return Ok(0);
     }
-    (rows - 1)
-        .checked_mul(row_stride)
-        .and_then(|n| n.checked_add(cols))
-        .ok_or(TmError::SizeOverflow { what })
+    (rows - 1).checked_mul(row_stride).and_then(|n| n.checked_add(cols)).ok_or(TmError::SizeOverflow { what })
 }
 
 /// A read-only `[rows, cols]` view with a row stride.

@@ -10,7 +10,14 @@ use tokenmath_core::{Backend, Mat, TmError};
 use tokenmath_reference as reference;
 
 /// Partials of `x` cut at `cuts` (increasing column boundaries), merged and finalized.
-fn sharded(x: &[f32], rows: usize, v: usize, cuts: &[usize], inputs: &RowInputs<'_>, b: Backend) -> Result<Fwd, TmError> {
+fn sharded(
+    x: &[f32],
+    rows: usize,
+    v: usize,
+    cuts: &[usize],
+    inputs: &RowInputs<'_>,
+    b: Backend,
+) -> Result<Fwd, TmError> {
     let mut bounds = vec![0];
     bounds.extend_from_slice(cuts);
     bounds.push(v);
@@ -26,8 +33,13 @@ fn sharded(x: &[f32], rows: usize, v: usize, cuts: &[usize], inputs: &RowInputs<
     let refs: Vec<&[RowStats]> = parts.iter().map(|p| &p[..]).collect();
     let mut merged = vec![RowStats::EMPTY; rows];
     logits::merge_shards(&refs, &mut merged)?;
-    let (mut lse, mut h, mut lp, mut ez) = (vec![POISON; rows], vec![POISON; rows], vec![POISON; rows], vec![POISON; rows]);
-    let status = logits::finalize_rows(&merged, inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) })?;
+    let (mut lse, mut h, mut lp, mut ez) =
+        (vec![POISON; rows], vec![POISON; rows], vec![POISON; rows], vec![POISON; rows]);
+    let status = logits::finalize_rows(
+        &merged,
+        inputs,
+        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+    )?;
     Ok(Fwd { lse, entropy: h, logp: lp, ez, status })
 }
 
@@ -49,7 +61,8 @@ fn aligned_shards_are_bitwise_equal_to_unsharded() {
     for &v in &[BLOCK, 2 * BLOCK + 1, 4 * BLOCK, 5 * BLOCK + 77, 8 * BLOCK, 9 * BLOCK - 3, 16 * BLOCK + 5] {
         let rows = 4;
         let (x, targets) = batch(v as u64, rows, v);
-        let inputs = RowInputs { targets: Some(&targets), row_mask: Some(&[1, 1, 0, 1]), temperature: Temperature::Scalar(0.9) };
+        let inputs =
+            RowInputs { targets: Some(&targets), row_mask: Some(&[1, 1, 0, 1]), temperature: Temperature::Scalar(0.9) };
         let want = fwd(portable(), Mat::dense(&x, rows, v).unwrap(), &inputs).unwrap();
         assert_eq!(want.status.nonfinite_rows, 1);
         // Every shard but the last holds c = 2^k blocks.
@@ -105,8 +118,14 @@ fn merge_and_finalize_policies() {
     let inputs = RowInputs { targets: Some(&[1]), ..Default::default() };
     let part = |cols: std::ops::Range<usize>| {
         let mut out = [RowStats::EMPTY];
-        logits::stats_partial(portable(), Mat::dense(&x[cols.clone()], 1, cols.len()).unwrap(), Shard { col_offset: cols.start, vocab: 4 }, &inputs, &mut out)
-            .unwrap();
+        logits::stats_partial(
+            portable(),
+            Mat::dense(&x[cols.clone()], 1, cols.len()).unwrap(),
+            Shard { col_offset: cols.start, vocab: 4 },
+            &inputs,
+            &mut out,
+        )
+        .unwrap();
         out[0]
     };
     let (a, b) = (part(0..2), part(2..4));
@@ -124,12 +143,25 @@ fn merge_and_finalize_policies() {
     // A shard that does not fit the vocabulary.
     let mut one = [RowStats::EMPTY];
     assert!(matches!(
-        logits::stats_partial(portable(), Mat::dense(&x, 1, 4).unwrap(), Shard { col_offset: 1, vocab: 4 }, &RowInputs::default(), &mut one),
+        logits::stats_partial(
+            portable(),
+            Mat::dense(&x, 1, 4).unwrap(),
+            Shard { col_offset: 1, vocab: 4 },
+            &RowInputs::default(),
+            &mut one
+        ),
         Err(TmError::ShardOutOfRange { .. })
     ));
     // A shard of only -inf is fine; the merged row is not.
     let masked = [f32::NEG_INFINITY; 2];
-    logits::stats_partial(portable(), Mat::dense(&masked, 1, 2).unwrap(), Shard { col_offset: 0, vocab: 4 }, &RowInputs::default(), &mut one).unwrap();
+    logits::stats_partial(
+        portable(),
+        Mat::dense(&masked, 1, 2).unwrap(),
+        Shard { col_offset: 0, vocab: 4 },
+        &RowInputs::default(),
+        &mut one,
+    )
+    .unwrap();
     assert_eq!(one[0], RowStats::EMPTY);
     let mut merged = [RowStats::EMPTY];
     logits::merge_shards(&[&one, &[b]], &mut merged).unwrap();

@@ -11,14 +11,20 @@ use tokenmath_core::{bf16, f16, Backend, GradElem, LogitElem, Mat, MatMut};
 fn simd_backends() -> Vec<Backend> {
     let simd: Vec<Backend> = Backend::all_supported().filter(|b| *b != Backend::Portable).collect();
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c") {
+    if std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+    {
         assert!(simd.contains(&Backend::Avx2Fma), "AVX2 is present but its backend is not offered");
     }
     simd
 }
 
 fn grad_bits<O: GradElem>(v: &[O]) -> Vec<u64> {
-    bytemuck::cast_slice::<O, u8>(v).chunks(std::mem::size_of::<O>()).map(|c| c.iter().fold(0u64, |a, b| a << 8 | *b as u64)).collect()
+    bytemuck::cast_slice::<O, u8>(v)
+        .chunks(std::mem::size_of::<O>())
+        .map(|c| c.iter().fold(0u64, |a, b| a << 8 | *b as u64))
+        .collect()
 }
 
 /// Forward, backward into f32/bf16/f16, and backward in place: each backend vs portable.
@@ -33,8 +39,14 @@ fn compare_all<T: LogitElem + GradElem>(x: &[T], rows: usize, v: usize, inputs: 
     assert_eq!(grad_bits(&want_f16), grad_bits(&want_f32.iter().map(|g| f16::from_f32(*g)).collect::<Vec<_>>()));
     let inplace = |e| {
         let mut buf = x.to_vec();
-        logits::stats_bwd_inplace(e, MatMut::dense(&mut buf, rows, v).unwrap(), inputs, Saved { lse: &want.lse, ez: &want.ez }, up)
-            .unwrap();
+        logits::stats_bwd_inplace(
+            e,
+            MatMut::dense(&mut buf, rows, v).unwrap(),
+            inputs,
+            Saved { lse: &want.lse, ez: &want.ez },
+            up,
+        )
+        .unwrap();
         buf
     };
     let want_inplace = inplace(portable());
@@ -78,7 +90,13 @@ fn edge_vocabularies_all_dtypes() {
             let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(temp) };
             compare_all::<f32>(&x, rows, v, &inputs, up);
             compare_all::<bf16>(&rows_of(&x), rows, v, &inputs, up);
-            compare_all::<f16>(&rows_of(&x.iter().map(|x| x - 1e4 * (*x > 5e3) as u8 as f32).collect::<Vec<_>>()), rows, v, &inputs, up);
+            compare_all::<f16>(
+                &rows_of(&x.iter().map(|x| x - 1e4 * (*x > 5e3) as u8 as f32).collect::<Vec<_>>()),
+                rows,
+                v,
+                &inputs,
+                up,
+            );
         }
     }
 }

@@ -42,7 +42,14 @@ fn thread_count_does_not_change_a_bit() {
         let dx16: Vec<bf16> = bwd(e, xm, &inputs, &want, up).unwrap();
         assert!(dx16.iter().zip(&want_dx16).all(|(a, b)| a.to_bits() == b.to_bits()));
         let mut buf = x.clone();
-        logits::stats_bwd_inplace(e, MatMut::dense(&mut buf, rows, v).unwrap(), &inputs, Saved { lse: &want.lse, ez: &want.ez }, up).unwrap();
+        logits::stats_bwd_inplace(
+            e,
+            MatMut::dense(&mut buf, rows, v).unwrap(),
+            &inputs,
+            Saved { lse: &want.lse, ez: &want.ez },
+            up,
+        )
+        .unwrap();
         assert!(buf.iter().zip(&want_dx).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads in place");
         let mut parts = vec![RowStats::EMPTY; rows];
         logits::stats_partial(e, xm, Shard { col_offset: 0, vocab: v }, &inputs, &mut parts).unwrap();
@@ -58,7 +65,8 @@ fn errors_are_reported_for_the_first_bad_row_whatever_the_threads() {
         x[r * v..(r + 1) * v].fill(f32::NEG_INFINITY);
     }
     for threads in [1, 2, 3, 7] {
-        let err = fwd(Exec::new().with_threads(threads), Mat::dense(&x, rows, v).unwrap(), &RowInputs::default()).unwrap_err();
+        let err = fwd(Exec::new().with_threads(threads), Mat::dense(&x, rows, v).unwrap(), &RowInputs::default())
+            .unwrap_err();
         assert_eq!(err, tokenmath_core::TmError::NoFiniteLogit { row: 5 }, "{threads} threads");
     }
 }
@@ -72,8 +80,11 @@ fn batch_split_and_row_order_do_not_matter() {
     // Any contiguous split of the batch.
     for split in [1, 5, 13, 23] {
         for (lo, hi) in [(0, split), (split, rows)] {
-            let sub_inputs =
-                RowInputs { targets: Some(&targets[lo..hi]), row_mask: None, temperature: Temperature::PerRow(&temps[lo..hi]) };
+            let sub_inputs = RowInputs {
+                targets: Some(&targets[lo..hi]),
+                row_mask: None,
+                temperature: Temperature::PerRow(&temps[lo..hi]),
+            };
             let part = fwd(Exec::new(), Mat::dense(&x[lo * v..hi * v], hi - lo, v).unwrap(), &sub_inputs).unwrap();
             for (i, r) in (lo..hi).enumerate() {
                 assert_eq!(part.lse[i].to_bits(), whole.lse[r].to_bits());

@@ -110,7 +110,7 @@ pub struct RowInputs<'a> {
 
 impl RowInputs<'_> {
     fn keep(&self, row: usize) -> bool {
-        self.row_mask.map_or(true, |m| m[row] != 0)
+        self.row_mask.is_none_or(|m| m[row] != 0)
     }
 
     fn target(&self, row: usize) -> Option<usize> {
@@ -270,7 +270,9 @@ fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowSta
             // Safe because `check_backend` verified AVX2+FMA+F16C before any kernel runs,
             // and the casts are between identical types (`T::DTYPE` names `T`).
             DType::F32 => fold(bytemuck::cast_slice::<T, f32>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
-            DType::BF16 => fold(bytemuck::cast_slice::<T, bf16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
+            DType::BF16 => {
+                fold(bytemuck::cast_slice::<T, bf16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) })
+            }
             DType::F16 => fold(bytemuck::cast_slice::<T, f16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
         },
     }
@@ -456,7 +458,12 @@ fn finalize_into(
 ///
 /// `x` is `[rows, V]` (any row stride) of `f32`, `bf16` or `f16`. See the
 /// [module docs](self) for the math and the edge-case policies.
-pub fn stats_fwd<T: LogitElem>(exec: Exec, x: Mat<'_, T>, inputs: &RowInputs<'_>, out: FwdOut<'_>) -> Result<Status, TmError> {
+pub fn stats_fwd<T: LogitElem>(
+    exec: Exec,
+    x: Mat<'_, T>,
+    inputs: &RowInputs<'_>,
+    out: FwdOut<'_>,
+) -> Result<Status, TmError> {
     check_backend(exec.backend)?;
     let (rows, vocab) = (x.rows(), x.cols());
     if vocab == 0 {
@@ -504,7 +511,7 @@ pub fn stats_partial<T: LogitElem>(
     if shard.vocab == 0 {
         return Err(TmError::EmptyVocab);
     }
-    if shard.col_offset.checked_add(cols).map_or(true, |end| end > shard.vocab) {
+    if shard.col_offset.checked_add(cols).is_none_or(|end| end > shard.vocab) {
         return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols, vocab: shard.vocab });
     }
     inputs.validate(rows, shard.vocab)?;

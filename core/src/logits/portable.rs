@@ -25,7 +25,7 @@ pub(crate) fn block_stats<T: LogitElem>(block: &[T], inv_temp: f32) -> RowStats 
     let mut nonfinite = false;
     for &x in block {
         let z = x.to_f32() * inv_temp;
-        nonfinite |= !(z < f32::INFINITY);
+        nonfinite |= z.is_nan() || z == f32::INFINITY;
         if z > m {
             m = z;
         }

@@ -231,6 +231,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)] // the spec's values, as printed there
     fn spec_worked_example_merge() {
         // logits.md §10: shards [1, 2] and [3, 4].
         let a = tuple(2.0, 1.367_879_4, -0.367_879_44);

@@ -255,8 +255,19 @@ mod tests {
         if !crate::Backend::Avx2Fma.is_supported() {
             return;
         }
-        let mut bits: std::vec::Vec<u32> = (0..(1u32 << 20)).map(|i| i.wrapping_mul(4099).wrapping_add(i << 12)).collect();
-        bits.extend([0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0001, 0xFFBF_FFFF, 0x7F7F_FFFF, 0x3F80_8000, 0x3F81_8000]);
+        let mut bits: std::vec::Vec<u32> =
+            (0..(1u32 << 20)).map(|i| i.wrapping_mul(4099).wrapping_add(i << 12)).collect();
+        bits.extend([
+            0,
+            0x8000_0000,
+            0x7F80_0000,
+            0xFF80_0000,
+            0x7FC0_0001,
+            0xFFBF_FFFF,
+            0x7F7F_FFFF,
+            0x3F80_8000,
+            0x3F81_8000,
+        ]);
         bits.extend((0..4096u32).map(|i| 0x3F80_0000 | (i << 4) | 0x8000));
         for chunk in bits.chunks_exact(8) {
             let v: [f32; 8] = core::array::from_fn(|i| f32::from_bits(chunk[i]));

@@ -13,8 +13,37 @@ pub const POISON: f32 = f32::from_bits(0x7FC0_DEAD);
 /// Vocabulary sizes around every boundary of the kernels: lanes (8, 32), blocks (2048) and
 /// split-tree levels (1, 2, 3, 4, 5 blocks).
 pub const EDGE_VOCABS: &[usize] = &[
-    1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 16 + 8 + 4 + 2 + 1, 100, 255, 256, 1000,
-    2047, 2048, 2049, 4095, 4096, 4097, 6144, 6145, 8191, 8192, 10_000,
+    1,
+    2,
+    3,
+    7,
+    8,
+    9,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    16 + 8 + 4 + 2 + 1,
+    100,
+    255,
+    256,
+    1000,
+    2047,
+    2048,
+    2049,
+    4095,
+    4096,
+    4097,
+    6144,
+    6145,
+    8191,
+    8192,
+    10_000,
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -37,7 +66,8 @@ pub fn fwd<T: LogitElem>(exec: Exec, x: Mat<'_, T>, inputs: &RowInputs<'_>) -> R
     let n = x.rows();
     let (mut lse, mut h, mut lp, mut ez) = (vec![POISON; n], vec![POISON; n], vec![POISON; n], vec![POISON; n]);
     let logp = if inputs.targets.is_some() { Some(&mut lp[..]) } else { None };
-    let status = logits::stats_fwd(exec, x, inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp, ez: Some(&mut ez) })?;
+    let status =
+        logits::stats_fwd(exec, x, inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp, ez: Some(&mut ez) })?;
     if inputs.targets.is_none() {
         lp.fill(0.0);
     }

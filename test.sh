@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The full test run: formatting, lints, unit + property + doc tests of every crate, the
+# no_std build of the core and the no_std probe. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all crates, all targets, -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit, property, integration and doc tests)"
+cargo test --workspace
+
+step "no_std build of tokenmath-core"
+cargo build -p tokenmath-core --no-default-features
+
+step "#![no_std] probe links the core kernels (no std, no allocator, no undefined symbols)"
+(cd probe/no-std-probe && CARGO_TARGET_DIR="$PWD/../../target" cargo build --release)
+
+step "all tests passed"
