@@ -1,1 +1,247 @@
-fn main(){}
+//! `tokenmath`: row-wise softmax statistics and their gradient on a batch of logits,
+//! checked against the `f64` reference.
+//!
+//! * `tokenmath` / `tokenmath run [options]` — the embedded, seeded default batch
+//!   ([`default_batch`]);
+//! * `tokenmath stats --input FILE.safetensors` — a logits dump ([`input`]).
+//!
+//! Both compute the forward and backward ([`run`]) and print a summary ([`report`]).
+//! Exit codes: 0 when the reference check passes, 1 when it fails, 2 for usage and input
+//! errors ([`error::CliError`]).
+
+mod default_batch;
+mod error;
+mod input;
+mod report;
+mod run;
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokenmath_core::{bf16, f16, Backend, DType, Exec};
+
+use crate::default_batch::{DefaultBatch, Logits, DEFAULT_ROWS, DEFAULT_SEED, DEFAULT_VOCAB};
+use crate::error::CliError;
+use crate::report::Description;
+use crate::run::Job;
+
+/// Log-sum-exp, entropy, target log-prob and their gradient for batches of logits,
+/// checked against an f64 reference.
+///
+/// Without a subcommand, runs on the embedded default batch (same as `tokenmath run`).
+#[derive(Parser)]
+#[command(name = "tokenmath", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run on the embedded default batch, generated from a seed (the default).
+    Run(RunArgs),
+    /// Run on the logits (and labels) stored in a safetensors file.
+    Stats(StatsArgs),
+}
+
+/// Options of the default batch.
+#[derive(Args)]
+struct RunArgs {
+    /// Rows (tokens) in the batch.
+    #[arg(long, default_value_t = DEFAULT_ROWS, value_parser = positive)]
+    rows: usize,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = DEFAULT_VOCAB, value_parser = positive)]
+    vocab: usize,
+    /// Seed of the generator (decimal or 0x-prefixed hexadecimal).
+    #[arg(long, default_value = DEFAULT_SEED, value_parser = seed)]
+    seed: u64,
+    /// Storage type of the logits (generated in f32, then rounded).
+    #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
+    dtype: DtypeArg,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Options of `stats`.
+#[derive(Args)]
+struct StatsArgs {
+    /// The safetensors file.
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// Name of the logits tensor ([N, V] or [B, T, V]; F32, BF16 or F16)
+    /// [default: "logits", else the only floating-point tensor].
+    #[arg(long, value_name = "NAME")]
+    logits_key: Option<String>,
+    /// Name of the labels tensor (I64 or I32, one per row; negative = no target)
+    /// [default: "labels" if present, else no labels].
+    #[arg(long, value_name = "NAME")]
+    labels_key: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Options shared by every command.
+#[derive(Args)]
+struct CommonArgs {
+    /// Temperature applied to every row (finite, > 0).
+    #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
+    temperature: f32,
+    /// Worker threads [default: the available parallelism].
+    #[arg(long, value_parser = positive)]
+    threads: Option<usize>,
+    /// Kernel backend: `auto` (the fastest the CPU supports), `portable` (plain Rust, runs
+    /// everywhere) or `avx2-fma` (x86-64 AVX2 + FMA + F16C). All give identical bits.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma"])]
+    backend: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DtypeArg {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl CommonArgs {
+    fn exec(&self) -> Result<Exec, CliError> {
+        let backend = match self.backend.as_str() {
+            "auto" => Backend::detect(),
+            name => Backend::from_name(name)
+                .filter(|b| b.is_supported())
+                .ok_or_else(|| CliError::Usage(format!("--backend {name}: not supported on this machine")))?,
+        };
+        let threads = self.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Ok(Exec::new().with_backend(backend).with_threads(threads))
+    }
+}
+
+/// Parses a `u64` written in decimal or with a `0x` prefix in hexadecimal.
+fn seed(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
+/// Parses a finite temperature `> 0`.
+fn temperature(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(_) => Err("must be finite and > 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Parses an integer `>= 1`.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_default(&cli.run),
+        Some(Command::Run(args)) => run_default(&args),
+        Some(Command::Stats(args)) => run_stats(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tokenmath: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The default batch; `Ok(passed)`.
+fn run_default(args: &RunArgs) -> Result<bool, CliError> {
+    let exec = args.common.exec()?;
+    let dtype = match args.dtype {
+        DtypeArg::F32 => DType::F32,
+        DtypeArg::Bf16 => DType::BF16,
+        DtypeArg::F16 => DType::F16,
+    };
+    let DefaultBatch { logits, targets, masked_rows } =
+        default_batch::generate(args.rows, args.vocab, args.seed, dtype)?;
+    let (rows, vocab) = (args.rows, args.vocab);
+    let job = Job {
+        exec,
+        temperature: args.common.temperature,
+        rows,
+        vocab,
+        targets: Some(&targets),
+        origin: "default batch",
+    };
+    let rows_of = |range: Range<usize>| range.start * vocab..range.end * vocab;
+    let outcome = match &logits {
+        Logits::F32(v) => run::run(&job, |r| Cow::Borrowed(&v[rows_of(r)])),
+        Logits::BF16(v) => run::run(&job, |r| Cow::Borrowed(&v[rows_of(r)])),
+        Logits::F16(v) => run::run(&job, |r| Cow::Borrowed(&v[rows_of(r)])),
+    }?;
+    let description = Description {
+        origin: format!(
+            "default batch (seed {:#x}, {masked_rows} of {rows} rows with a masked vocabulary block)",
+            args.seed
+        ),
+        tensors: format!("generated logits [{rows}, {vocab}], targets sampled from each row's softmax"),
+        rows,
+        vocab,
+        dtype,
+        temperature: job.temperature,
+        exec,
+    };
+    report::print(&description, &outcome);
+    Ok(outcome.check.passed())
+}
+
+/// `stats` on a safetensors file; `Ok(passed)`.
+fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
+    let exec = args.common.exec()?;
+    let path = args.input.as_path();
+    let mapped = input::map_file(path)?;
+    let keys = input::Keys { logits: args.logits_key.as_deref(), labels: args.labels_key.as_deref() };
+    let file = input::parse(path, &mapped, keys)?;
+    let origin = path.display().to_string();
+    let job = Job {
+        exec,
+        temperature: args.common.temperature,
+        rows: file.rows,
+        vocab: file.vocab,
+        targets: file.labels.as_ref().map(|l| l.targets.as_slice()),
+        origin: &origin,
+    };
+    let outcome = match file.dtype {
+        DType::F32 => run::run::<f32>(&job, |r| file.rows_as(r)),
+        DType::BF16 => run::run::<bf16>(&job, |r| file.rows_as(r)),
+        DType::F16 => run::run::<f16>(&job, |r| file.rows_as(r)),
+    }?;
+    let labels = match &file.labels {
+        Some(l) => {
+            format!("labels `{}` {} ({} of {} rows with a target)", l.key, l.dtype, outcome.target_rows, file.rows)
+        }
+        None => "no labels".into(),
+    };
+    let description = Description {
+        origin: origin.clone(),
+        tensors: format!("logits `{}` {:?} {}, {labels}", file.logits_key, file.shape, file.dtype.name()),
+        rows: file.rows,
+        vocab: file.vocab,
+        dtype: file.dtype,
+        temperature: job.temperature,
+        exec,
+    };
+    report::print(&description, &outcome);
+    Ok(outcome.check.passed())
+}

@@ -36,3 +36,8 @@ pub use platform::{Backend, Exec};
 
 /// `bf16` and `f16`, re-exported from the `half` crate.
 pub use half::{bf16, f16};
+
+/// The README's Rust example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -56,6 +56,17 @@ impl Backend {
         }
     }
 
+    /// The backend with this [`Backend::name`] (`"portable"`, `"avx2-fma"`), if it exists on
+    /// this target (it may still be unsupported by this CPU: see [`Backend::is_supported`]).
+    pub fn from_name(name: &str) -> Option<Backend> {
+        match name {
+            "portable" => Some(Backend::Portable),
+            #[cfg(target_arch = "x86_64")]
+            "avx2-fma" => Some(Backend::Avx2Fma),
+            _ => None,
+        }
+    }
+
     /// Every backend the current CPU supports, slowest first (for tests and benchmarks).
     pub fn all_supported() -> impl Iterator<Item = Backend> {
         let all = [
@@ -109,7 +120,8 @@ impl Exec {
 
     /// Split rows over `threads` OS threads (`0` is read as 1). Rows are independent and every
     /// row is computed by the same code whatever thread runs it, so the result does not depend
-    /// on the thread count.
+    /// on the thread count. Each call starts its threads afresh (scoped threads, no pool), so
+    /// threads pay off for calls of at least a few milliseconds of work.
     #[cfg(feature = "std")]
     pub fn with_threads(self, threads: usize) -> Exec {
         Exec { threads: threads.max(1), ..self }

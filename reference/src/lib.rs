@@ -115,10 +115,10 @@ pub struct StatsTol {
 pub const KERNEL_BLOCK: usize = 2048;
 
 /// Number of rounding steps a term of `s = Σ exp(z − m)` goes through in the kernel:
-/// up to `BLOCK/32` sequential lane additions, 5 lane folds, 2 ulp of `exp`, and a few
+/// up to `BLOCK/16` sequential lane additions, 4 lane folds, 2 ulp of `exp`, and a few
 /// roundings per level of the block merge tree.
 pub fn rounding_depth(vocab: usize) -> f64 {
-    let in_block = vocab.min(KERNEL_BLOCK).div_ceil(32) as f64;
+    let in_block = vocab.min(KERNEL_BLOCK).div_ceil(16) as f64;
     let blocks = vocab.div_ceil(KERNEL_BLOCK).max(1) as f64;
     in_block + 8.0 + 4.0 * blocks.log2().ceil()
 }
@@ -151,15 +151,17 @@ pub fn stats_tolerance(r: &RowRef, vocab: usize, tempered: bool) -> StatsTol {
     }
 }
 
-/// Elementwise error bound for the `f32` gradient at column `j` against [`row_grad`]:
+/// Elementwise error bound for the `f32` gradient at column `j` against [`row_grad`].
+/// The kernel computes `d = z_j − lse`, `q = (g_lse − g_lp) − g_H·(d + H)` with
+/// `H = lse − ez`, and `dx = exp(d)·q·inv_temp`; with `ζ_j = ε|z_j|` if tempered, else 0:
 ///
 /// ```text
-/// δp  = tol.lse + ε·(|z_j − lse| + 2) + ζ_j          (relative error of p_j; ζ_j = ε|z_j| if tempered)
-/// δq  = ε·|c| + |g_H|·(tol.ez + ε·|z_j − ez| + ζ_j)   (absolute error of q_j = c − g_H·(z_j − ez))
-/// tol = inv_temp·(p_j·(|q_j|·δp + δq) + 1e-37·(1 + |q_j|)) + 2ε·|dx_j| + 2ε·|g_lp|·inv_temp·1[j = t]
+/// δd  = tol.lse + ε·|d| + ζ_j                                  (absolute error of d)
+/// δq  = ε·(|c| + |q|) + |g_H|·(δd + tol.lse + tol.ez + ε·(H + |d + H|))
+/// tol = inv_temp·(p_j·(|q|·(δd + 2ε) + δq) + 1e-37·(1 + |q|)) + 2ε·|dx_j| + 2ε·|g_lp|·inv_temp·1[j = t]
 /// ```
 ///
-/// The `1e-37` term covers the flush of `p_j < exp(−87)` to 0.
+/// The `1e-37` term covers the flush of `p_j < 2^-126` to 0.
 #[allow(clippy::too_many_arguments)]
 pub fn grad_tolerance(
     r: &RowRef,
@@ -178,12 +180,14 @@ pub fn grad_tolerance(
     }
     let e = EPS32;
     let zeta_j = if tempered { e * z_j.abs() } else { 0.0 };
-    let p = r.log_prob(z_j).exp();
+    let d = r.log_prob(z_j);
+    let p = d.exp();
+    let h = r.entropy;
     let c = g_lse - g_lp;
-    let q = c - g_h * (z_j - r.ez);
-    let dp = tol.lse + e * (r.log_prob(z_j).abs() + 2.0) + zeta_j;
-    let dq = e * c.abs() + g_h.abs() * (tol.ez + e * (z_j - r.ez).abs() + zeta_j);
-    let mut t = inv_temp * (p * (q.abs() * dp + dq) + 1e-37 * (1.0 + q.abs())) + 2.0 * e * dx_ref.abs();
+    let q = c - g_h * (d + h);
+    let dd = tol.lse + e * d.abs() + zeta_j;
+    let dq = e * (c.abs() + q.abs()) + g_h.abs() * (dd + tol.lse + tol.ez + e * (h + (d + h).abs()));
+    let mut t = inv_temp * (p * (q.abs() * (dd + 2.0 * e) + dq) + 1e-37 * (1.0 + q.abs())) + 2.0 * e * dx_ref.abs();
     if is_target {
         t += 2.0 * e * g_lp.abs() * inv_temp;
     }

@@ -31,7 +31,7 @@
 //! also for logits with a common offset of `1e4` or `1e30`, where the uncentred
 //! `lse − Σ p·z` loses every digit.
 //!
-//! The in-block order (32 interleaved lanes, folded in halves) and the `exp` are shared by
+//! The in-block order (16 interleaved lanes, folded in halves) and the `exp` are shared by
 //! every backend ([`crate::Backend`]), so the portable and SIMD paths give identical bits;
 //! rows are independent, so results do not depend on the thread count, on which other rows
 //! are in the batch, or on their order.
@@ -60,7 +60,8 @@
 //! | `exp(z − m) < exp(−87) ≈ 1.6e-38` | that term is flushed to 0 (below any `f32` rounding of the row's sums) |
 //!
 //! On an error found during the pass ([`TmError::NoFiniteLogit`], [`TmError::MissingTarget`])
-//! the output contents are unspecified; nothing outside them is written.
+//! the output contents are unspecified; nothing outside them is written. Row numbers in
+//! errors and in [`Status`] count from the first row of the matrix passed in.
 
 mod exp;
 mod portable;
@@ -256,6 +257,14 @@ fn check_backend(b: Backend) -> Result<(), TmError> {
 
 /// Tuple of a whole row (or shard row): blocks of `BLOCK` columns, merged in tree order.
 fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
+    if inv_temp == 1.0 {
+        row_tuple_with::<T, false>(backend, row, inv_temp)
+    } else {
+        row_tuple_with::<T, true>(backend, row, inv_temp)
+    }
+}
+
+fn row_tuple_with<T: LogitElem, const SCALE: bool>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
     fn fold<T>(row: &[T], mut block: impl FnMut(&[T]) -> RowStats) -> RowStats {
         let mut tree = row_stats::TreeStack::new();
         for b in row.chunks(BLOCK) {
@@ -264,71 +273,80 @@ fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowSta
         tree.finish()
     }
     match backend {
-        Backend::Portable => fold(row, |b| portable::block_stats(b, inv_temp)),
+        Backend::Portable => fold(row, |b| portable::block_stats::<T, SCALE>(b, inv_temp)),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2Fma => match T::DTYPE {
             // Safe because `check_backend` verified AVX2+FMA+F16C before any kernel runs,
             // and the casts are between identical types (`T::DTYPE` names `T`).
-            DType::F32 => fold(bytemuck::cast_slice::<T, f32>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
-            DType::BF16 => {
-                fold(bytemuck::cast_slice::<T, bf16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) })
-            }
-            DType::F16 => fold(bytemuck::cast_slice::<T, f16>(row), |b| unsafe { x86_avx2::block_stats(b, inv_temp) }),
+            DType::F32 => fold(bytemuck::cast_slice::<T, f32>(row), |b| unsafe {
+                x86_avx2::block_stats::<f32, SCALE>(b, inv_temp)
+            }),
+            DType::BF16 => fold(bytemuck::cast_slice::<T, bf16>(row), |b| unsafe {
+                x86_avx2::block_stats::<bf16, SCALE>(b, inv_temp)
+            }),
+            DType::F16 => fold(bytemuck::cast_slice::<T, f16>(row), |b| unsafe {
+                x86_avx2::block_stats::<f16, SCALE>(b, inv_temp)
+            }),
         },
     }
 }
 
-/// Gradient of one row from `src` into `dst` (same length), target column excluded.
-fn grad_row<T: LogitElem, O: GradElem>(backend: Backend, src: &[T], dst: &mut [O], g: &GradRow) {
-    match backend {
-        Backend::Portable => portable::grad_row(src, dst, g),
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma => {
-            let n = src.len().min(dst.len());
-            let s = src.as_ptr();
-            let d = dst.as_mut_ptr();
-            // Safe because `check_backend` verified the CPU features, both buffers hold
-            // `n` elements, and each (T, O) pair names its own types.
-            unsafe {
-                macro_rules! go {
-                    ($t:ty, $o:ty) => {
-                        x86_avx2::grad_row::<$t, $o>(s as *const $t, d as *mut $o, n, g)
-                    };
-                }
-                match (T::DTYPE, O::DTYPE) {
-                    (DType::F32, DType::F32) => go!(f32, f32),
-                    (DType::F32, DType::BF16) => go!(f32, bf16),
-                    (DType::F32, DType::F16) => go!(f32, f16),
-                    (DType::BF16, DType::F32) => go!(bf16, f32),
-                    (DType::BF16, DType::BF16) => go!(bf16, bf16),
-                    (DType::BF16, DType::F16) => go!(bf16, f16),
-                    (DType::F16, DType::F32) => go!(f16, f32),
-                    (DType::F16, DType::BF16) => go!(f16, bf16),
-                    (DType::F16, DType::F16) => go!(f16, f16),
-                }
-            }
-        }
+/// Gradient of one row: `dst[j] = dx_j` for every column but the target, and the target
+/// column's value computed from `x_t` (read by the caller before an in-place pass).
+/// `src == dst` (as raw pointers, `T == O`) is the in-place case.
+///
+/// # Safety
+/// `src` and `dst` must be valid for `len` elements; they may be equal but must not
+/// otherwise overlap.
+unsafe fn grad_row<T: LogitElem, O: GradElem>(
+    backend: Backend,
+    src: *const T,
+    dst: *mut O,
+    len: usize,
+    target: Option<(usize, f32)>,
+    g: &GradRow,
+) {
+    if g.inv_temp == 1.0 {
+        grad_row_with::<T, O, false>(backend, src, dst, len, target, g)
+    } else {
+        grad_row_with::<T, O, true>(backend, src, dst, len, target, g)
     }
 }
 
-/// Gradient of one row written over its logits, target column excluded.
-fn grad_row_inplace<T: LogitElem + GradElem>(backend: Backend, buf: &mut [T], g: &GradRow) {
+unsafe fn grad_row_with<T: LogitElem, O: GradElem, const SCALE: bool>(
+    backend: Backend,
+    src: *const T,
+    dst: *mut O,
+    len: usize,
+    target: Option<(usize, f32)>,
+    g: &GradRow,
+) {
     match backend {
-        Backend::Portable => portable::grad_row_inplace(buf, g),
+        Backend::Portable => portable::grad_row::<T, O, SCALE>(src, dst, len, g),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2Fma => {
-            let n = buf.len();
-            let p = buf.as_mut_ptr();
-            // Safe because the CPU features were checked, and the kernel loads each group
-            // of 8 before storing it, so `src == dst` is allowed.
-            unsafe {
-                match <T as LogitElem>::DTYPE {
-                    DType::F32 => x86_avx2::grad_row::<f32, f32>(p as *const f32, p as *mut f32, n, g),
-                    DType::BF16 => x86_avx2::grad_row::<bf16, bf16>(p as *const bf16, p as *mut bf16, n, g),
-                    DType::F16 => x86_avx2::grad_row::<f16, f16>(p as *const f16, p as *mut f16, n, g),
-                }
+            // Safe because `check_backend` verified the CPU features, the caller guarantees
+            // the pointers, and each (T, O) pair below names its own types.
+            macro_rules! go {
+                ($t:ty, $o:ty) => {
+                    x86_avx2::grad_row::<$t, $o, SCALE>(src as *const $t, dst as *mut $o, len, g)
+                };
+            }
+            match (<T as LogitElem>::DTYPE, O::DTYPE) {
+                (DType::F32, DType::F32) => go!(f32, f32),
+                (DType::F32, DType::BF16) => go!(f32, bf16),
+                (DType::F32, DType::F16) => go!(f32, f16),
+                (DType::BF16, DType::F32) => go!(bf16, f32),
+                (DType::BF16, DType::BF16) => go!(bf16, bf16),
+                (DType::BF16, DType::F16) => go!(bf16, f16),
+                (DType::F16, DType::F32) => go!(f16, f32),
+                (DType::F16, DType::BF16) => go!(f16, bf16),
+                (DType::F16, DType::F16) => go!(f16, f16),
             }
         }
+    }
+    if let Some((c, x_t)) = target {
+        *dst.add(c) = O::from_f32(g.dx_target::<SCALE>(x_t));
     }
 }
 
@@ -586,7 +604,7 @@ pub fn finalize_rows(stats: &[RowStats], inputs: &RowInputs<'_>, mut out: FwdOut
     Ok(status)
 }
 
-fn validate_bwd(rows: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Upstream<'_>) -> Result<(), TmError> {
+fn validate_bwd(rows: usize, saved: &Saved<'_>, up: &Upstream<'_>) -> Result<(), TmError> {
     check_len("lse", rows, saved.lse.len())?;
     check_len("ez", rows, saved.ez.len())?;
     for (what, g) in [("g_logp", up.g_logp), ("g_entropy", up.g_entropy), ("g_lse", up.g_lse)] {
@@ -594,7 +612,6 @@ fn validate_bwd(rows: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Ups
             check_len(what, rows, g.len())?;
         }
     }
-    let _ = inputs;
     Ok(())
 }
 
@@ -607,7 +624,14 @@ fn grad_params(r: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Upstrea
     }
     let at = |g: Option<&[f32]>| g.map_or(0.0, |g| g[r]);
     let g_lp = if inputs.target(r).is_some() { at(up.g_logp) } else { 0.0 };
-    Some(GradRow { inv_temp: inputs.inv_temp(r), lse, ez, c: at(up.g_lse) - g_lp, neg_gh: -at(up.g_entropy), g_lp })
+    Some(GradRow {
+        inv_temp: inputs.inv_temp(r),
+        lse,
+        entropy: lse - ez,
+        c: at(up.g_lse) - g_lp,
+        neg_gh: -at(up.g_entropy),
+        g_lp,
+    })
 }
 
 /// Backward: writes `∂L/∂x` for `L = Σ_rows (g_lse·lse + g_logp·logp + g_entropy·entropy)`
@@ -629,11 +653,10 @@ pub fn stats_bwd<T: LogitElem, O: GradElem>(
     if vocab == 0 {
         return Err(TmError::EmptyVocab);
     }
-    if dx.rows() != rows || dx.cols() != vocab {
-        return Err(TmError::LengthMismatch { what: "dx columns", expected: vocab, got: dx.cols() });
-    }
+    check_len("dx rows", rows, dx.rows())?;
+    check_len("dx columns", vocab, dx.cols())?;
     inputs.validate(rows, vocab)?;
-    validate_bwd(rows, inputs, &saved, &up)?;
+    validate_bwd(rows, &saved, &up)?;
     let backend = exec.backend;
     run_rows(exec.threads, rows, dx, &|start, end, mut dx| {
         for r in start..end {
@@ -647,10 +670,9 @@ pub fn stats_bwd<T: LogitElem, O: GradElem>(
                 continue;
             };
             let row = x.row(r);
-            grad_row(backend, row, out, &g);
-            if let Some(c) = inputs.target(r) {
-                out[c] = O::from_f32(g.dx_target(row[c].to_f32()));
-            }
+            let target = inputs.target(r).map(|c| (c, row[c].to_f32()));
+            // Safe: `row` and `out` are distinct buffers of `vocab` elements each.
+            unsafe { grad_row(backend, row.as_ptr(), out.as_mut_ptr(), vocab, target, &g) };
         }
         Ok(Status::default())
     })
@@ -672,7 +694,7 @@ pub fn stats_bwd_inplace<T: LogitElem + GradElem>(
         return Err(TmError::EmptyVocab);
     }
     inputs.validate(rows, vocab)?;
-    validate_bwd(rows, inputs, &saved, &up)?;
+    validate_bwd(rows, &saved, &up)?;
     let backend = exec.backend;
     run_rows(exec.threads, rows, x, &|start, end, mut x| {
         for r in start..end {
@@ -687,10 +709,9 @@ pub fn stats_bwd_inplace<T: LogitElem + GradElem>(
             };
             // The target logit is read before the row is overwritten.
             let target = inputs.target(r).map(|c| (c, buf[c].to_f32()));
-            grad_row_inplace(backend, buf, &g);
-            if let Some((c, xt)) = target {
-                buf[c] = <T as GradElem>::from_f32(g.dx_target(xt));
-            }
+            let p = buf.as_mut_ptr();
+            // Safe: in place over one buffer of `vocab` elements (src == dst is allowed).
+            unsafe { grad_row::<T, T>(backend, p, p, vocab, target, &g) };
         }
         Ok(Status::default())
     })

@@ -2,44 +2,58 @@
 //!
 //! This file *is* the definition of the order that the SIMD backends reproduce:
 //!
-//! * **Block maximum** (pass 1): `m = max z` over the block (NaN never wins a comparison;
-//!   NaN and `+inf` set the non-finite flag), then `m + 0.0` so `−0.0` and `+0.0` agree.
-//! * **Block sums** (pass 2): column `i` of the block goes to lane `i mod 32`; each lane
-//!   accumulates its columns in increasing order (`s += e`, `u = fma(e, d, u)` with
-//!   `d = z − m`, `e = exp(d)`, flushed to `e = 0, d = EXP_CUTOFF` below the cutoff); the
-//!   32 lanes are then folded in halves: `lane[i] += lane[i + w]` for `w = 16, 8, 4, 2, 1`.
-//! * **Gradient** (elementwise): `dz = exp(z − lse)·fma(−g_H, z − ez, g_lse − g_lp)`
-//!   (0 below the cutoff), `dx = dz·inv_temp`, and at the target column
-//!   `dx_t = (dz_t + g_lp)·inv_temp`.
+//! * **Tempered logits**: `z = x·inv_temp`, except that the multiply is skipped when
+//!   `inv_temp == 1` (identical values; it saves two multiplies per element).
+//! * **Block maximum** (pass 1): `m = max z` over the block, with `if z > m { z }`, so NaN
+//!   never wins; then `m + 0.0`, so `−0.0` and `+0.0` agree.
+//! * **Block sums** (pass 2): column `i` of the block goes to lane `i mod 16`; each lane
+//!   accumulates its columns in increasing order: `d = clamp(z − m)`, `e = exp(d)`,
+//!   `s += e`, `u = fma(e, d, u)`; the 16 lanes are then folded in halves:
+//!   `lane[i] += lane[i + w]` for `w = 8, 4, 2, 1`. A NaN or `+inf` logit makes some `d`
+//!   NaN, which reaches `s`: the block is non-finite iff `m = +inf` or `s` is NaN (a block
+//!   without a finite logit is scanned for NaN separately).
+//! * **Gradient** (elementwise): `d = clamp(z − lse)`,
+//!   `dz = exp(d)·fma(−g_H, d + H, g_lse − g_lp)` with `H = lse − ez` (so a `−inf` logit,
+//!   clamped, gives exactly 0 instead of `0·inf`), `dx = dz·inv_temp`, and at the target
+//!   column `dx_t = (dz_t + g_lp)·inv_temp`.
 
-use super::exp::{exp_nonpos, fma, EXP_CUTOFF};
+use super::exp::{clamp_arg, exp_clamped, fma};
 use super::row_stats::RowStats;
 use crate::elem::{GradElem, LogitElem};
 
 /// Lanes of the canonical in-block accumulation order.
-pub(crate) const LANES: usize = 32;
+pub(crate) const LANES: usize = 8;
+
+/// `x·inv_temp`, or `x` when the caller knows `inv_temp == 1`.
+#[inline(always)]
+pub(crate) fn temper<const SCALE: bool>(x: f32, inv_temp: f32) -> f32 {
+    if SCALE {
+        x * inv_temp
+    } else {
+        x
+    }
+}
 
 /// Statistics `(m, s, u)` of one block (`1 ≤ len ≤ BLOCK` columns).
-pub(crate) fn block_stats<T: LogitElem>(block: &[T], inv_temp: f32) -> RowStats {
+pub(crate) fn block_stats<T: LogitElem, const SCALE: bool>(block: &[T], inv_temp: f32) -> RowStats {
     let mut m = f32::NEG_INFINITY;
-    let mut nonfinite = false;
     for &x in block {
-        let z = x.to_f32() * inv_temp;
-        nonfinite |= z.is_nan() || z == f32::INFINITY;
+        let z = temper::<SCALE>(x.to_f32(), inv_temp);
         if z > m {
             m = z;
         }
     }
     m += 0.0;
-    if nonfinite || m == f32::NEG_INFINITY {
-        return RowStats::from_block(m, 0.0, 0.0, nonfinite);
+    if m == f32::NEG_INFINITY {
+        let has_nan = block.iter().any(|x| x.to_f32().is_nan());
+        return RowStats::from_block(m, 0.0, 0.0, has_nan);
     }
     let mut s = [0.0f32; LANES];
     let mut u = [0.0f32; LANES];
     for (i, &x) in block.iter().enumerate() {
         let lane = i % LANES;
-        let d = x.to_f32() * inv_temp - m;
-        let (e, d) = if d >= EXP_CUTOFF { (exp_nonpos(d), d) } else { (0.0, EXP_CUTOFF) };
+        let d = clamp_arg(temper::<SCALE>(x.to_f32(), inv_temp) - m);
+        let e = exp_clamped(d);
         s[lane] += e;
         u[lane] = fma(e, d, u[lane]);
     }
@@ -51,7 +65,7 @@ pub(crate) fn block_stats<T: LogitElem>(block: &[T], inv_temp: f32) -> RowStats 
         }
         w /= 2;
     }
-    RowStats::from_block(m, s[0], u[0], false)
+    RowStats::from_block(m, s[0], u[0], m == f32::INFINITY || s[0].is_nan())
 }
 
 /// Per-row constants of the gradient.
@@ -59,7 +73,8 @@ pub(crate) fn block_stats<T: LogitElem>(block: &[T], inv_temp: f32) -> RowStats 
 pub(crate) struct GradRow {
     pub inv_temp: f32,
     pub lse: f32,
-    pub ez: f32,
+    /// `lse − ez`: the entropy.
+    pub entropy: f32,
     /// `g_lse − g_lp`
     pub c: f32,
     /// `−g_H`
@@ -71,39 +86,36 @@ pub(crate) struct GradRow {
 impl GradRow {
     /// `∂L/∂z` at a column with raw logit value `x` (before the `inv_temp` factor).
     #[inline(always)]
-    pub(crate) fn dz(&self, x: f32) -> f32 {
-        let z = x * self.inv_temp;
-        let d = z - self.lse;
-        if d >= EXP_CUTOFF {
-            exp_nonpos(d) * fma(self.neg_gh, z - self.ez, self.c)
-        } else {
-            0.0
-        }
+    pub(crate) fn dz<const SCALE: bool>(&self, x: f32) -> f32 {
+        let d = clamp_arg(temper::<SCALE>(x, self.inv_temp) - self.lse);
+        exp_clamped(d) * fma(self.neg_gh, d + self.entropy, self.c)
     }
 
     /// `∂L/∂x` at a non-target column.
     #[inline(always)]
-    pub(crate) fn dx(&self, x: f32) -> f32 {
-        self.dz(x) * self.inv_temp
+    pub(crate) fn dx<const SCALE: bool>(&self, x: f32) -> f32 {
+        temper::<SCALE>(self.dz::<SCALE>(x), self.inv_temp)
     }
 
     /// `∂L/∂x` at the target column.
     #[inline(always)]
-    pub(crate) fn dx_target(&self, x: f32) -> f32 {
-        (self.dz(x) + self.g_lp) * self.inv_temp
+    pub(crate) fn dx_target<const SCALE: bool>(&self, x: f32) -> f32 {
+        temper::<SCALE>(self.dz::<SCALE>(x) + self.g_lp, self.inv_temp)
     }
 }
 
-/// Gradient of one row into a separate buffer (target column handled by the caller).
-pub(crate) fn grad_row<T: LogitElem, O: GradElem>(src: &[T], dst: &mut [O], g: &GradRow) {
-    for (o, &x) in dst.iter_mut().zip(src) {
-        *o = O::from_f32(g.dx(x.to_f32()));
-    }
-}
-
-/// Gradient of one row written over its logits (target column handled by the caller).
-pub(crate) fn grad_row_inplace<T: LogitElem + GradElem>(buf: &mut [T], g: &GradRow) {
-    for v in buf.iter_mut() {
-        *v = <T as GradElem>::from_f32(g.dx(v.to_f32()));
+/// Gradient of one row (target column handled by the caller). `src` and `dst` may be the
+/// same address (in place, `T == O`): each element is read before it is written.
+///
+/// # Safety
+/// `src` and `dst` must be valid for `len` elements and must not overlap unless equal.
+pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem, const SCALE: bool>(
+    src: *const T,
+    dst: *mut O,
+    len: usize,
+    g: &GradRow,
+) {
+    for i in 0..len {
+        *dst.add(i) = O::from_f32(g.dx::<SCALE>((*src.add(i)).to_f32()));
     }
 }

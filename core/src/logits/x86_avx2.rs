@@ -1,5 +1,5 @@
-//! The AVX2 + FMA + F16C backend: the canonical order of `portable.rs` with the 32 lanes
-//! held in four 256-bit registers (register `k` holds lanes `8k .. 8k+8`).
+//! The AVX2 + FMA + F16C backend: the canonical order of `portable.rs` with the 16 lanes
+//! held in two 256-bit registers (register `k` holds lanes `8k .. 8k+8`).
 //!
 //! Every function here is `unsafe` with `#[target_feature]`; callers must have checked
 //! `Backend::Avx2Fma.is_supported()` (the dispatch in `logits/mod.rs` does).
@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::exp::{EXP_BIAS_FIX, EXP_CUTOFF, LN2_C1, LN2_C2, LOG2E, P0, P1, P2, P3, P4, P5, ROUND_MAGIC};
+use super::exp::{EXP_BIAS_FIX, EXP_CLAMP, LN2, LOG2E, P0, P1, P2, P3, P4, P5, ROUND_MAGIC};
 use super::portable::{GradRow, LANES};
 use super::row_stats::RowStats;
 
@@ -105,54 +105,86 @@ impl Store8 for f16 {
     }
 }
 
-/// `exp(d)` on 8 lanes: a line-by-line transcription of `exp::exp_nonpos`.
+/// `max(d, EXP_CLAMP)`, NaN passing through: a transcription of `exp::clamp_arg`.
 #[inline(always)]
-unsafe fn exp8(d: __m256) -> __m256 {
+unsafe fn clamp8(d: __m256) -> __m256 {
+    _mm256_max_ps(_mm256_set1_ps(EXP_CLAMP), d)
+}
+
+/// `exp(d)` on 8 clamped lanes: a line-by-line transcription of `exp::exp_clamped`.
+/// With `FLUSH` off the caller guarantees `d ≥ −87` in every lane (or NaN), where the clamp
+/// and the flush are identities, so skipping them gives the same bits.
+#[inline(always)]
+unsafe fn exp8<const FLUSH: bool>(d: __m256) -> __m256 {
     let magic = _mm256_set1_ps(ROUND_MAGIC);
     let t = _mm256_fmadd_ps(d, _mm256_set1_ps(LOG2E), magic);
     let n = _mm256_sub_ps(t, magic);
-    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_C1), d);
-    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_C2), r);
-    let mut y = _mm256_set1_ps(P5);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P4));
+    let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2), d);
+    let one = _mm256_set1_ps(1.0);
+    let mut y = _mm256_fmadd_ps(_mm256_set1_ps(P5), r, _mm256_set1_ps(P4));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P3));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P2));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P1));
     y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P0));
-    let r2 = _mm256_mul_ps(r, r);
-    y = _mm256_fmadd_ps(y, r2, r);
-    y = _mm256_add_ps(y, _mm256_set1_ps(1.0));
-    let bits = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(EXP_BIAS_FIX as i32));
-    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits));
+    y = _mm256_fmadd_ps(y, r, one);
+    y = _mm256_fmadd_ps(y, r, one);
+    let mut biased = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(EXP_BIAS_FIX as i32));
+    if FLUSH {
+        biased = _mm256_max_epi32(biased, _mm256_setzero_si256());
+    }
+    let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased));
     _mm256_mul_ps(y, scale)
 }
 
-/// A 32-column chunk as four registers of tempered logits; a short tail is padded with
-/// `−inf`, which contributes exactly nothing (see `portable.rs`).
+/// `z = x·inv_temp`, or `x` when `SCALE` is off (the caller knows `inv_temp == 1`).
 #[inline(always)]
-unsafe fn load_chunk<T: Load8>(block: &[T], at: usize, inv_temp: __m256) -> [__m256; 4] {
-    let rest = block.len() - at;
-    if rest >= LANES {
-        let p = block.as_ptr().add(at);
-        [
-            _mm256_mul_ps(T::load8(p), inv_temp),
-            _mm256_mul_ps(T::load8(p.add(8)), inv_temp),
-            _mm256_mul_ps(T::load8(p.add(16)), inv_temp),
-            _mm256_mul_ps(T::load8(p.add(24)), inv_temp),
-        ]
+unsafe fn temper8<const SCALE: bool>(x: __m256, inv_temp: __m256) -> __m256 {
+    if SCALE {
+        _mm256_mul_ps(x, inv_temp)
     } else {
-        let mut buf = [f32::NEG_INFINITY; LANES];
-        for (b, x) in buf.iter_mut().zip(&block[at..]) {
-            *b = x.to_f32();
-        }
-        let p = buf.as_ptr();
-        [
-            _mm256_mul_ps(_mm256_loadu_ps(p), inv_temp),
-            _mm256_mul_ps(_mm256_loadu_ps(p.add(8)), inv_temp),
-            _mm256_mul_ps(_mm256_loadu_ps(p.add(16)), inv_temp),
-            _mm256_mul_ps(_mm256_loadu_ps(p.add(24)), inv_temp),
-        ]
+        x
     }
+}
+
+/// A full 8-column chunk as one register of tempered logits.
+#[inline(always)]
+unsafe fn load_chunk<T: Load8, const SCALE: bool>(p: *const T, inv_temp: __m256) -> __m256 {
+    temper8::<SCALE>(T::load8(p), inv_temp)
+}
+
+/// The last, partial chunk (`1 ≤ tail.len() < 16`), padded with `−inf`, which contributes
+/// exactly nothing (see `portable.rs`).
+#[inline(always)]
+unsafe fn load_tail<T: Load8, const SCALE: bool>(tail: &[T], inv_temp: __m256) -> __m256 {
+    let mut buf = [f32::NEG_INFINITY; LANES];
+    for (b, x) in buf.iter_mut().zip(tail) {
+        *b = x.to_f32();
+    }
+    load_chunk::<f32, SCALE>(buf.as_ptr(), inv_temp)
+}
+
+/// Calls `body` on every chunk of `block`: full chunks straight from memory, then the
+/// padded tail.
+#[inline(always)]
+unsafe fn for_chunks<T: Load8, const SCALE: bool>(block: &[T], inv_temp: __m256, mut body: impl FnMut(__m256)) {
+    let full = block.len() / LANES * LANES;
+    let p = block.as_ptr();
+    let mut at = 0;
+    while at < full {
+        body(load_chunk::<T, SCALE>(p.add(at), inv_temp));
+        at += LANES;
+    }
+    if full < block.len() {
+        body(load_tail::<T, SCALE>(&block[full..], inv_temp));
+    }
+}
+
+#[inline(always)]
+unsafe fn hmin(v: __m256) -> f32 {
+    let h = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let h = _mm_min_ps(h, _mm_movehl_ps(h, h));
+    let h = _mm_min_ss(h, _mm_shuffle_ps::<0b01>(h, h));
+    _mm_cvtss_f32(h)
 }
 
 #[inline(always)]
@@ -163,10 +195,9 @@ unsafe fn hmax(v: __m256) -> f32 {
     _mm_cvtss_f32(h)
 }
 
-/// Folds 32 lanes in halves (w = 16, 8, 4, 2, 1), as `portable.rs` does.
+/// Folds 8 lanes in halves (w = 4, 2, 1), as `portable.rs` does.
 #[inline(always)]
-unsafe fn fold_lanes(a: [__m256; 4]) -> f32 {
-    let v = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+unsafe fn fold_lanes(v: __m256) -> f32 {
     let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     let h = _mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h));
@@ -175,71 +206,81 @@ unsafe fn fold_lanes(a: [__m256; 4]) -> f32 {
 
 /// AVX2 version of `portable::block_stats` (identical bits).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn block_stats<T: Load8>(block: &[T], inv_temp: f32) -> RowStats {
+pub(crate) unsafe fn block_stats<T: Load8, const SCALE: bool>(block: &[T], inv_temp: f32) -> RowStats {
     let vt = _mm256_set1_ps(inv_temp);
-    let inf = _mm256_set1_ps(f32::INFINITY);
-    let mut mx = [_mm256_set1_ps(f32::NEG_INFINITY); 4];
-    let mut bad = _mm256_setzero_ps();
-    let mut at = 0;
-    while at < block.len() {
-        let z = load_chunk(block, at, vt);
-        for k in 0..4 {
-            bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLT_UQ>(z[k], inf));
-            // max_ps(a, b) = a > b ? a : b, exactly `if z > m { z } else { m }`.
-            mx[k] = _mm256_max_ps(z[k], mx[k]);
-        }
-        at += LANES;
+    let mut mx = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut mn = _mm256_set1_ps(f32::INFINITY);
+    for_chunks::<T, SCALE>(block, vt, |z| {
+        // max_ps(a, b) = a > b ? a : b, exactly `if z > m { z } else { m }`.
+        mx = _mm256_max_ps(z, mx);
+        mn = _mm256_min_ps(z, mn);
+    });
+    let m = hmax(mx) + 0.0;
+    if m == f32::NEG_INFINITY {
+        let has_nan = block.iter().any(|x| x.to_f32().is_nan());
+        return RowStats::from_block(m, 0.0, 0.0, has_nan);
     }
-    let m = hmax(_mm256_max_ps(_mm256_max_ps(mx[0], mx[1]), _mm256_max_ps(mx[2], mx[3]))) + 0.0;
-    let nonfinite = _mm256_movemask_ps(bad) != 0;
-    if nonfinite || m == f32::NEG_INFINITY {
-        return RowStats::from_block(m, 0.0, 0.0, nonfinite);
-    }
-    let vm = _mm256_set1_ps(m);
-    let cutoff = _mm256_set1_ps(EXP_CUTOFF);
-    let mut s = [_mm256_setzero_ps(); 4];
-    let mut u = [_mm256_setzero_ps(); 4];
-    let mut at = 0;
-    while at < block.len() {
-        let z = load_chunk(block, at, vt);
-        for k in 0..4 {
-            let d = _mm256_sub_ps(z[k], vm);
-            let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(d, cutoff);
-            // max_ps returns its second operand for NaN: NaN and −inf become the cutoff.
-            let d = _mm256_max_ps(d, cutoff);
-            let e = _mm256_and_ps(exp8(d), keep);
-            s[k] = _mm256_add_ps(s[k], e);
-            u[k] = _mm256_fmadd_ps(e, d, u[k]);
-        }
-        at += LANES;
-    }
-    RowStats::from_block(m, fold_lanes(s), fold_lanes(u), false)
+    // Ordinary logits span far less than 87 units: then every `z − m ≥ −87` (rounding is
+    // monotone) and the clamp and flush can be skipped without changing a bit.
+    let (s, u) = if hmin(mn) - m >= -87.0 {
+        block_sums::<T, SCALE, false>(block, vt, m)
+    } else {
+        block_sums::<T, SCALE, true>(block, vt, m)
+    };
+    RowStats::from_block(m, s, u, m == f32::INFINITY || s.is_nan())
 }
 
-/// AVX2 version of `portable::grad_row` / `grad_row_inplace` (identical bits). `src` and
+/// Pass 2: the lane sums `s = Σ exp(z − m)` and `u = Σ exp(z − m)·(z − m)`, folded.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_sums<T: Load8, const SCALE: bool, const FLUSH: bool>(block: &[T], vt: __m256, m: f32) -> (f32, f32) {
+    let vm = _mm256_set1_ps(m);
+    let mut s = _mm256_setzero_ps();
+    let mut u = _mm256_setzero_ps();
+    // Pass 2 is compute-bound and reads L1; meanwhile pull in the memory that follows this
+    // block (the next block, or the next row when dense), half a 64-byte line per chunk, so
+    // the next pass 1 does not stall on DRAM. A prefetch never faults, and `wrapping_add`
+    // keeps the address computation defined when it points past the slice.
+    let ahead = (block.as_ptr() as *const u8).wrapping_add(core::mem::size_of_val(block));
+    let mut line = 0usize;
+    for_chunks::<T, SCALE>(block, vt, |z| {
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line) as *const i8);
+        line += 32;
+        let d = _mm256_sub_ps(z, vm);
+        let d = if FLUSH { clamp8(d) } else { d };
+        let e = exp8::<FLUSH>(d);
+        s = _mm256_add_ps(s, e);
+        u = _mm256_fmadd_ps(e, d, u);
+    });
+    (fold_lanes(s), fold_lanes(u))
+}
+
+/// AVX2 version of `portable::grad_row` (identical bits). `src` and
 /// `dst` may be the same address (in place, `T == O`): each group of 8 is loaded before it
 /// is stored.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn grad_row<T: Load8, O: Store8>(src: *const T, dst: *mut O, len: usize, g: &GradRow) {
+pub(crate) unsafe fn grad_row<T: Load8, O: Store8, const SCALE: bool>(
+    src: *const T,
+    dst: *mut O,
+    len: usize,
+    g: &GradRow,
+) {
     let vt = _mm256_set1_ps(g.inv_temp);
     let lse = _mm256_set1_ps(g.lse);
-    let ez = _mm256_set1_ps(g.ez);
+    let entropy = _mm256_set1_ps(g.entropy);
     let c = _mm256_set1_ps(g.c);
     let neg_gh = _mm256_set1_ps(g.neg_gh);
-    let cutoff = _mm256_set1_ps(EXP_CUTOFF);
     let mut i = 0;
     while i + 8 <= len {
-        let z = _mm256_mul_ps(T::load8(src.add(i)), vt);
-        let d = _mm256_sub_ps(z, lse);
-        let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(d, cutoff);
-        let q = _mm256_fmadd_ps(neg_gh, _mm256_sub_ps(z, ez), c);
-        let dz = _mm256_and_ps(_mm256_mul_ps(exp8(d), q), keep);
-        O::store8(dst.add(i), _mm256_mul_ps(dz, vt));
+        let d = clamp8(_mm256_sub_ps(temper8::<SCALE>(T::load8(src.add(i)), vt), lse));
+        let q = _mm256_fmadd_ps(neg_gh, _mm256_add_ps(d, entropy), c);
+        let dz = _mm256_mul_ps(exp8::<true>(d), q);
+        O::store8(dst.add(i), temper8::<SCALE>(dz, vt));
         i += 8;
     }
     while i < len {
         let x = (*src.add(i)).to_f32();
-        *dst.add(i) = O::from_f32(g.dx(x));
+        *dst.add(i) = O::from_f32(g.dx::<SCALE>(x));
         i += 1;
     }
 }
@@ -294,18 +335,18 @@ mod tests {
         }
         let n = 1 << 20;
         for i in (0..n).step_by(8) {
-            let d: [f32; 8] = core::array::from_fn(|k| EXP_CUTOFF * ((i + k) as f32 / n as f32));
+            let d: [f32; 8] = core::array::from_fn(|k| -110.0 * ((i + k) as f32 / n as f32));
             let mut out = [0.0f32; 8];
             // Safe because the CPU support was checked above.
             unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp8_checked(_mm256_loadu_ps(d.as_ptr()))) };
             for k in 0..8 {
-                assert_eq!(out[k].to_bits(), super::super::exp::exp_nonpos(d[k]).to_bits(), "exp({})", d[k]);
+                assert_eq!(out[k].to_bits(), super::super::exp::exp_flushed(d[k]).to_bits(), "exp({})", d[k]);
             }
         }
     }
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp8_checked(d: __m256) -> __m256 {
-        exp8(d)
+        exp8::<true>(clamp8(d))
     }
 }
