@@ -10,7 +10,7 @@ pub enum Backend {
     /// Plain Rust, one lane at a time (FMA through `libm::fmaf`, which uses the hardware
     /// instruction where the CPU has one). Runs everywhere.
     Portable,
-    /// x86-64 AVX2 + FMA + F16C, 32 lanes in four 256-bit registers.
+    /// x86-64 AVX2 + FMA + F16C, 8 lanes per instruction.
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
 }

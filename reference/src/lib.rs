@@ -115,10 +115,10 @@ pub struct StatsTol {
 pub const KERNEL_BLOCK: usize = 2048;
 
 /// Number of rounding steps a term of `s = Σ exp(z − m)` goes through in the kernel:
-/// up to `BLOCK/16` sequential lane additions, 4 lane folds, 2 ulp of `exp`, and a few
+/// up to `BLOCK/8` sequential lane additions, 3 lane folds, 2 ulp of `exp`, and a few
 /// roundings per level of the block merge tree.
 pub fn rounding_depth(vocab: usize) -> f64 {
-    let in_block = vocab.min(KERNEL_BLOCK).div_ceil(16) as f64;
+    let in_block = vocab.min(KERNEL_BLOCK).div_ceil(8) as f64;
     let blocks = vocab.div_ceil(KERNEL_BLOCK).max(1) as f64;
     in_block + 8.0 + 4.0 * blocks.log2().ceil()
 }

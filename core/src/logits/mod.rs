@@ -31,7 +31,7 @@
 //! also for logits with a common offset of `1e4` or `1e30`, where the uncentred
 //! `lse − Σ p·z` loses every digit.
 //!
-//! The in-block order (16 interleaved lanes, folded in halves) and the `exp` are shared by
+//! The in-block order (8 interleaved lanes, folded in halves) and the `exp` are shared by
 //! every backend ([`crate::Backend`]), so the portable and SIMD paths give identical bits;
 //! rows are independent, so results do not depend on the thread count, on which other rows
 //! are in the batch, or on their order.

@@ -6,10 +6,10 @@
 //!   `inv_temp == 1` (identical values; it saves two multiplies per element).
 //! * **Block maximum** (pass 1): `m = max z` over the block, with `if z > m { z }`, so NaN
 //!   never wins; then `m + 0.0`, so `−0.0` and `+0.0` agree.
-//! * **Block sums** (pass 2): column `i` of the block goes to lane `i mod 16`; each lane
+//! * **Block sums** (pass 2): column `i` of the block goes to lane `i mod 8`; each lane
 //!   accumulates its columns in increasing order: `d = clamp(z − m)`, `e = exp(d)`,
-//!   `s += e`, `u = fma(e, d, u)`; the 16 lanes are then folded in halves:
-//!   `lane[i] += lane[i + w]` for `w = 8, 4, 2, 1`. A NaN or `+inf` logit makes some `d`
+//!   `s += e`, `u = fma(e, d, u)`; the 8 lanes are then folded in halves:
+//!   `lane[i] += lane[i + w]` for `w = 4, 2, 1`. A NaN or `+inf` logit makes some `d`
 //!   NaN, which reaches `s`: the block is non-finite iff `m = +inf` or `s` is NaN (a block
 //!   without a finite logit is scanned for NaN separately).
 //! * **Gradient** (elementwise): `d = clamp(z − lse)`,

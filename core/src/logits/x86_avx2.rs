@@ -1,5 +1,5 @@
-//! The AVX2 + FMA + F16C backend: the canonical order of `portable.rs` with the 16 lanes
-//! held in two 256-bit registers (register `k` holds lanes `8k .. 8k+8`).
+//! The AVX2 + FMA + F16C backend: the canonical order of `portable.rs` with its 8 lanes in
+//! one 256-bit register.
 //!
 //! Every function here is `unsafe` with `#[target_feature]`; callers must have checked
 //! `Backend::Avx2Fma.is_supported()` (the dispatch in `logits/mod.rs` does).
