@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use tokenmath_core::logits::{self, FwdOut, RowInputs, RowStats, Shard, Temperature, BLOCK};
-use tokenmath_core::{Backend, Mat, TmError};
+use tokenmath_core::{Backend, Mat, MatMut, TmError};
 use tokenmath_reference as reference;
 
 /// Partials of `x` cut at `cuts` (increasing column boundaries), merged and finalized.
@@ -76,6 +76,94 @@ fn aligned_shards_are_bitwise_equal_to_unsharded() {
             }
         }
     }
+}
+
+/// Per-block partials of `x` cut at `cuts` (multiples of BLOCK), merged and finalized.
+fn sharded_blocks(x: &[f32], rows: usize, v: usize, cuts: &[usize], inputs: &RowInputs<'_>, b: Backend) -> Fwd {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(v);
+    let mut parts = Vec::new();
+    for w in bounds.windows(2) {
+        let (c0, c1) = (w[0], w[1]);
+        let shard = Mat::new(&x[c0..], rows, c1 - c0, v).unwrap();
+        let nb = logits::partial_blocks_len(c1 - c0);
+        let mut out = vec![RowStats::EMPTY; rows * nb];
+        logits::stats_partial_blocks(
+            exec(b),
+            shard,
+            Shard { col_offset: c0, vocab: v },
+            inputs,
+            MatMut::dense(&mut out, rows, nb).unwrap(),
+        )
+        .unwrap();
+        parts.push((out, nb));
+    }
+    let mats: Vec<Mat<'_, RowStats>> = parts.iter().map(|(p, nb)| Mat::dense(p, rows, *nb).unwrap()).collect();
+    let mut merged = vec![RowStats::EMPTY; rows];
+    logits::merge_block_partials(&mats, &mut merged).unwrap();
+    let (mut lse, mut h, mut lp, mut ez) =
+        (vec![POISON; rows], vec![POISON; rows], vec![POISON; rows], vec![POISON; rows]);
+    let status = logits::finalize_rows(
+        &merged,
+        inputs,
+        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+    )
+    .unwrap();
+    Fwd { lse, entropy: h, logp: lp, ez, status }
+}
+
+#[test]
+fn any_block_aligned_sharding_of_block_partials_is_bitwise_equal() {
+    for &v in &[1usize, 100, BLOCK, 3 * BLOCK + 1, 7 * BLOCK, 11 * BLOCK - 5] {
+        let rows = 4;
+        let (x, targets) = batch(v as u64 + 1, rows, v);
+        let inputs =
+            RowInputs { targets: Some(&targets), row_mask: Some(&[1, 1, 0, 1]), temperature: Temperature::Scalar(1.0) };
+        let want = fwd(portable(), Mat::dense(&x, rows, v).unwrap(), &inputs).unwrap();
+        let blocks = v.div_ceil(BLOCK);
+        // Every way to cut the blocks into up to 4 shards of arbitrary sizes (tensor-parallel
+        // degrees 1..4 with uneven shards), e.g. 3 + 2 + 2 blocks of a 7-block vocabulary.
+        let mut cut_sets: Vec<Vec<usize>> = vec![vec![]];
+        for a in 1..blocks {
+            cut_sets.push(vec![a * BLOCK]);
+            for b2 in a + 1..blocks {
+                cut_sets.push(vec![a * BLOCK, b2 * BLOCK]);
+                if b2 + 1 < blocks {
+                    cut_sets.push(vec![a * BLOCK, b2 * BLOCK, (b2 + 1) * BLOCK]);
+                }
+            }
+        }
+        for cuts in &cut_sets {
+            for b in Backend::all_supported() {
+                let got = sharded_blocks(&x, rows, v, cuts, &inputs, b);
+                assert_eq!(got.bits(), want.bits(), "V = {v}, cuts {cuts:?}, {}", b.name());
+                assert_eq!(got.status, want.status);
+            }
+        }
+    }
+}
+
+#[test]
+fn block_partials_need_block_aligned_shards() {
+    let x = vec![0.5f32; 3 * BLOCK];
+    let mut out = vec![RowStats::EMPTY; 2];
+    let r = logits::stats_partial_blocks(
+        portable(),
+        Mat::dense(&x[..2 * BLOCK], 1, 2 * BLOCK).unwrap(),
+        Shard { col_offset: 5, vocab: 3 * BLOCK },
+        &RowInputs::default(),
+        MatMut::dense(&mut out, 1, 2).unwrap(),
+    );
+    assert!(matches!(r, Err(TmError::InvalidArgument(_))));
+    let r = logits::stats_partial_blocks(
+        portable(),
+        Mat::dense(&x[..2 * BLOCK], 1, 2 * BLOCK).unwrap(),
+        Shard { col_offset: 0, vocab: 3 * BLOCK },
+        &RowInputs::default(),
+        MatMut::dense(&mut out[..1], 1, 1).unwrap(),
+    );
+    assert_eq!(r, Err(TmError::LengthMismatch { what: "block partials columns", expected: 2, got: 1 }));
 }
 
 proptest! {

@@ -38,11 +38,19 @@
 //!
 //! # Vocabulary shards
 //!
-//! [`stats_partial`] computes the tuple of a column range, [`merge_shards`] combines shards
-//! in the split-tree order, [`finalize_rows`] produces the outputs. When every shard but the
-//! last holds the same power-of-two number of blocks and starts on a multiple of that many
-//! blocks, the result equals the unsharded [`stats_fwd`] **bitwise**; other shardings agree
-//! within rounding.
+//! Two granularities, both finished by [`finalize_rows`]:
+//!
+//! * [`stats_partial`] gives one tuple per row (20 bytes) for a column range, and
+//!   [`merge_shards`] combines the shards in the split-tree order. When every shard but the
+//!   last holds the same power-of-two number of blocks, the result equals the unsharded
+//!   [`stats_fwd`] **bitwise**; other shardings agree within rounding.
+//! * [`stats_partial_blocks`] gives the tuple of every canonical block (20 bytes per
+//!   `BLOCK` columns), and [`merge_block_partials`] folds them with exactly the tree
+//!   [`stats_fwd`] uses: **bitwise** equal for every sharding whose boundaries are multiples
+//!   of [`BLOCK`], of any sizes.
+//!
+//! The tuples are plain `#[repr(C)]` data ([`RowStats`] is `bytemuck::Pod`): a
+//! tensor-parallel trainer all-gathers them with its own collectives and every rank merges.
 //!
 //! # Edge-case policies
 //!
@@ -257,37 +265,47 @@ fn check_backend(b: Backend) -> Result<(), TmError> {
 
 /// Tuple of a whole row (or shard row): blocks of `BLOCK` columns, merged in tree order.
 fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
+    let mut tree = row_stats::TreeStack::new();
+    row_blocks(backend, row, inv_temp, |t| tree.push(t));
+    tree.finish()
+}
+
+/// Calls `sink` with the tuple of every `BLOCK`-column block of `row`, in column order.
+fn row_blocks<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32, sink: impl FnMut(RowStats)) {
     if inv_temp == 1.0 {
-        row_tuple_with::<T, false>(backend, row, inv_temp)
+        row_blocks_with::<T, false>(backend, row, inv_temp, sink)
     } else {
-        row_tuple_with::<T, true>(backend, row, inv_temp)
+        row_blocks_with::<T, true>(backend, row, inv_temp, sink)
     }
 }
 
-fn row_tuple_with<T: LogitElem, const SCALE: bool>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
-    fn fold<T>(row: &[T], mut block: impl FnMut(&[T]) -> RowStats) -> RowStats {
-        let mut tree = row_stats::TreeStack::new();
-        for b in row.chunks(BLOCK) {
-            tree.push(block(b));
-        }
-        tree.finish()
-    }
+fn row_blocks_with<T: LogitElem, const SCALE: bool>(
+    backend: Backend,
+    row: &[T],
+    inv_temp: f32,
+    mut sink: impl FnMut(RowStats),
+) {
     match backend {
-        Backend::Portable => fold(row, |b| portable::block_stats::<T, SCALE>(b, inv_temp)),
+        Backend::Portable => {
+            row.chunks(BLOCK).for_each(|b| sink(portable::block_stats::<T, SCALE>(b, inv_temp)));
+        }
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma => match T::DTYPE {
+        Backend::Avx2Fma => {
             // Safe because `check_backend` verified AVX2+FMA+F16C before any kernel runs,
             // and the casts are between identical types (`T::DTYPE` names `T`).
-            DType::F32 => fold(bytemuck::cast_slice::<T, f32>(row), |b| unsafe {
-                x86_avx2::block_stats::<f32, SCALE>(b, inv_temp)
-            }),
-            DType::BF16 => fold(bytemuck::cast_slice::<T, bf16>(row), |b| unsafe {
-                x86_avx2::block_stats::<bf16, SCALE>(b, inv_temp)
-            }),
-            DType::F16 => fold(bytemuck::cast_slice::<T, f16>(row), |b| unsafe {
-                x86_avx2::block_stats::<f16, SCALE>(b, inv_temp)
-            }),
-        },
+            macro_rules! go {
+                ($t:ty) => {
+                    bytemuck::cast_slice::<T, $t>(row)
+                        .chunks(BLOCK)
+                        .for_each(|b| sink(unsafe { x86_avx2::block_stats::<$t, SCALE>(b, inv_temp) }))
+                };
+            }
+            match T::DTYPE {
+                DType::F32 => go!(f32),
+                DType::BF16 => go!(bf16),
+                DType::F16 => go!(f16),
+            }
+        }
     }
 }
 
@@ -577,6 +595,98 @@ pub fn merge_shards(parts: &[&[RowStats]], out: &mut [RowStats]) -> Result<(), T
             return Err(TmError::DuplicateTarget { row: r });
         }
         *slot = if parts.is_empty() { RowStats::EMPTY } else { tree.finish() };
+    }
+    Ok(())
+}
+
+/// Number of block tuples [`stats_partial_blocks`] writes per row for a shard of `cols`
+/// columns: `⌈cols / BLOCK⌉`.
+pub fn partial_blocks_len(cols: usize) -> usize {
+    cols.div_ceil(BLOCK)
+}
+
+/// Per-block partial statistics of a vocabulary shard: row `r` of `out`
+/// (`[rows, partial_blocks_len(x.cols())]`) receives the tuple of every canonical block of the
+/// shard, in column order (the target logit in the block that holds it).
+///
+/// Costs `20·⌈cols/BLOCK⌉` bytes per row instead of [`stats_partial`]'s 20, and buys a
+/// stronger guarantee: merged with [`merge_block_partials`], shards whose boundaries are all
+/// multiples of [`BLOCK`] (the last shard may end anywhere) reproduce [`stats_fwd`]
+/// **bitwise**, whatever their sizes — so log-probs do not depend on the tensor-parallel
+/// degree. `shard.col_offset` must be a multiple of `BLOCK`
+/// ([`TmError::InvalidArgument`] otherwise).
+pub fn stats_partial_blocks<T: LogitElem>(
+    exec: Exec,
+    x: Mat<'_, T>,
+    shard: Shard,
+    inputs: &RowInputs<'_>,
+    out: MatMut<'_, RowStats>,
+) -> Result<(), TmError> {
+    check_backend(exec.backend)?;
+    let (rows, cols) = (x.rows(), x.cols());
+    if shard.vocab == 0 {
+        return Err(TmError::EmptyVocab);
+    }
+    if shard.col_offset.checked_add(cols).is_none_or(|end| end > shard.vocab) {
+        return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols, vocab: shard.vocab });
+    }
+    if shard.col_offset % BLOCK != 0 {
+        return Err(TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK"));
+    }
+    inputs.validate(rows, shard.vocab)?;
+    check_len("block partials rows", rows, out.rows())?;
+    check_len("block partials columns", partial_blocks_len(cols), out.cols())?;
+    let backend = exec.backend;
+    run_rows(exec.threads, rows, out, &|start, end, mut out| {
+        for r in start..end {
+            let slots = out.row_mut(r - start);
+            if !inputs.keep(r) {
+                slots.fill(RowStats::EMPTY);
+                continue;
+            }
+            let row = x.row(r);
+            let inv_temp = inputs.inv_temp(r);
+            let mut k = 0;
+            row_blocks(backend, row, inv_temp, |t| {
+                slots[k] = t;
+                k += 1;
+            });
+            if let Some(c) = inputs.target(r) {
+                if (shard.col_offset..shard.col_offset + cols).contains(&c) {
+                    let local = c - shard.col_offset;
+                    let slot = &mut slots[local / BLOCK];
+                    *slot = slot.with_target(row[local].to_f32() * inv_temp);
+                }
+            }
+        }
+        Ok(Status::default())
+    })
+    .map(|_| ())
+}
+
+/// Merges per-block partials of shards (`parts[k]` = shard `k`'s `[rows, blocks_k]` output
+/// of [`stats_partial_blocks`], shards in column order): every row's block tuples, taken in
+/// column order across the shards, are combined in the canonical split-tree order — exactly
+/// the tree [`stats_fwd`] builds, hence the same bits.
+///
+/// Errors: shards with different row counts; [`TmError::DuplicateTarget`].
+pub fn merge_block_partials(parts: &[Mat<'_, RowStats>], out: &mut [RowStats]) -> Result<(), TmError> {
+    for p in parts {
+        check_len("block partials rows", out.len(), p.rows())?;
+    }
+    for (r, slot) in out.iter_mut().enumerate() {
+        let mut tree = row_stats::TreeStack::new();
+        let mut with_target = 0;
+        let mut any = false;
+        for t in parts.iter().flat_map(|p| p.row(r)) {
+            with_target += t.has_target() as usize;
+            tree.push(*t);
+            any = true;
+        }
+        if with_target > 1 {
+            return Err(TmError::DuplicateTarget { row: r });
+        }
+        *slot = if any { tree.finish() } else { RowStats::EMPTY };
     }
     Ok(())
 }
