@@ -415,3 +415,54 @@ fn strided_gradient_and_row_sums() {
         }
     }
 }
+
+/// How much of each tolerance the kernels use on realistic rows (printed with
+/// `--nocapture`; the closing note quotes it). Asserts the formulas hold here too.
+#[test]
+fn tolerance_headroom() {
+    let mut worst = [0.0f64; 5];
+    for &v in EDGE_VOCABS.iter().chain(&[32768, 151_936]) {
+        for (k, (offset, temp)) in [(0.0f32, 1.0f32), (1e4, 1.0), (30.0, 0.7), (-5.0, 1.9)].into_iter().enumerate() {
+            let row: Vec<f32> = zipf_row(v as u64 * 31 + k as u64, v).into_iter().map(|x| x + offset).collect();
+            let target = (v * 7 / 11).min(v - 1);
+            let targets = [target as i32];
+            let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(temp) };
+            let x = Mat::dense(&row, 1, v).unwrap();
+            let f = fwd(portable(), x, &inputs).unwrap();
+            let r = reference::row_stats(&row, temp, Some(target)).unwrap();
+            let tol = reference::stats_tolerance(&r, v, temp != 1.0);
+            let ratio = |g: f32, w: f64, t: f64| (g as f64 - w).abs() / t;
+            worst[0] = worst[0].max(ratio(f.lse[0], r.lse, tol.lse));
+            worst[1] = worst[1].max(ratio(f.logp[0], r.logp, tol.logp));
+            worst[2] = worst[2].max(ratio(f.entropy[0], r.entropy, tol.entropy));
+            worst[3] = worst[3].max(ratio(f.ez[0], r.ez, tol.ez));
+            let (g_lp, g_h) = (-1.0f32, 0.3f32);
+            let dx: Vec<f32> =
+                bwd(portable(), x, &inputs, &f, Upstream { g_logp: Some(&[g_lp]), g_entropy: Some(&[g_h]), g_lse: None })
+                    .unwrap();
+            let want = reference::row_grad(&row, temp, Some(target), g_lp as f64, g_h as f64, 0.0).unwrap();
+            let z = reference::tempered(&row, temp);
+            let inv_temp = (1.0f32 / temp) as f64;
+            for j in 0..v {
+                let t = reference::grad_tolerance(
+                    &r,
+                    &tol,
+                    z[j],
+                    inv_temp,
+                    temp != 1.0,
+                    j == target,
+                    g_lp as f64,
+                    g_h as f64,
+                    0.0,
+                    want[j],
+                );
+                worst[4] = worst[4].max((dx[j] as f64 - want[j]).abs() / t);
+            }
+        }
+    }
+    println!(
+        "worst |error| / tolerance: lse {:.3}, logp {:.3}, entropy {:.3}, ez {:.3}, gradient {:.3}",
+        worst[0], worst[1], worst[2], worst[3], worst[4]
+    );
+    assert!(worst.iter().all(|w| *w <= 1.0));
+}
