@@ -23,11 +23,14 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod advantages;
 pub mod elem;
 pub mod error;
+pub mod fingerprint;
 pub mod logits;
 pub mod mat;
 pub mod platform;
+pub mod policy_loss;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

@@ -7,6 +7,9 @@
 //! Inputs are the *same* `f32` values the kernels see (bf16/f16 upcast exactly), so any
 //! difference is the kernels' rounding, not the data's.
 
+pub mod advantages;
+pub mod policy_loss;
+
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RowRef {

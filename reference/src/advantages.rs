@@ -1,0 +1,1 @@
+//! f64 references for `tokenmath_core::advantages`.
