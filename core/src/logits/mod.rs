@@ -428,10 +428,13 @@ fn run_rows<O: SplitRows>(
     if threads > 1 && rows > 1 {
         let parts = threads.min(rows);
         return std::thread::scope(|scope| {
-            let mut handles = std::vec::Vec::with_capacity(parts);
-            let mut rest = out;
-            let mut start = 0;
-            for k in 0..parts {
+            // Parts 1.. go to new threads; part 0 runs on the calling thread, which would
+            // otherwise sit idle in `join`.
+            let first_end = rows / parts;
+            let (first, mut rest) = out.split_rows(first_end);
+            let mut handles = std::vec::Vec::with_capacity(parts - 1);
+            let mut start = first_end;
+            for k in 1..parts {
                 let end = rows * (k + 1) / parts;
                 let (mine, tail) = rest.split_rows(end - start);
                 rest = tail;
@@ -439,20 +442,12 @@ fn run_rows<O: SplitRows>(
                 handles.push(scope.spawn(move || f(s, end, mine)));
                 start = end;
             }
-            let mut status = Status::default();
-            let mut first_err = None;
+            let mut results = std::vec![f(0, first_end, first)];
             for h in handles {
-                match h.join().expect("tokenmath worker thread panicked") {
-                    Ok(st) => status = status.combine(st),
-                    Err(e) => {
-                        first_err.get_or_insert(e);
-                    }
-                }
+                results.push(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
             }
-            match first_err {
-                Some(e) => Err(e),
-                None => Ok(status),
-            }
+            // Row order decides: the first error of the earliest part wins.
+            results.into_iter().try_fold(Status::default(), |acc, r| r.map(|st| acc.combine(st)))
         });
     }
     let _ = threads;
