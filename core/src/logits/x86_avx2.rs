@@ -8,7 +8,7 @@ use core::arch::x86_64::*;
 
 use half::{bf16, f16};
 
-use super::exp::{EXP_BIAS_FIX, EXP_CLAMP, LN2, LOG2E, P0, P1, P2, P3, P4, P5, ROUND_MAGIC};
+use super::exp::{EXP_BIAS_FIX, EXP_CLAMP, LN2, LOG2E, Q0, Q1, Q2, Q3, Q4, ROUND_MAGIC};
 use super::portable::{GradRow, LANES};
 use super::row_stats::RowStats;
 
@@ -121,11 +121,10 @@ unsafe fn exp8<const FLUSH: bool>(d: __m256) -> __m256 {
     let n = _mm256_sub_ps(t, magic);
     let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2), d);
     let one = _mm256_set1_ps(1.0);
-    let mut y = _mm256_fmadd_ps(_mm256_set1_ps(P5), r, _mm256_set1_ps(P4));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P3));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P2));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P1));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(P0));
+    let mut y = _mm256_fmadd_ps(_mm256_set1_ps(Q4), r, _mm256_set1_ps(Q3));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(Q2));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(Q1));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(Q0));
     y = _mm256_fmadd_ps(y, r, one);
     y = _mm256_fmadd_ps(y, r, one);
     let mut biased = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(EXP_BIAS_FIX as i32));
