@@ -4,6 +4,8 @@
 //! * `tokenmath` / `tokenmath run [options]` — the embedded, seeded default batch
 //!   ([`default_batch`]);
 //! * `tokenmath stats --input FILE.safetensors` — a logits dump ([`input`]).
+//! * `tokenmath commit` / `tokenmath verify` — Merkle commitments over token fingerprints
+//!   and their inclusion proofs ([`fingerprint`]).
 //!
 //! Both compute the forward and backward ([`run`]) and print a summary ([`report`]).
 //! Exit codes: 0 when the reference check passes, 1 when it fails, 2 for usage and input
@@ -11,6 +13,7 @@
 
 mod default_batch;
 mod error;
+mod fingerprint;
 mod input;
 mod report;
 mod run;
@@ -47,6 +50,10 @@ enum Command {
     Run(RunArgs),
     /// Run on the logits (and labels) stored in a safetensors file.
     Stats(StatsArgs),
+    /// Commit to token fingerprints (Merkle root over embeddings) and write inclusion proofs.
+    Commit(fingerprint::CommitArgs),
+    /// Verify inclusion-proof openings against a signed tree head.
+    Verify(fingerprint::VerifyArgs),
 }
 
 /// Options of the default batch.
@@ -154,6 +161,8 @@ fn main() -> ExitCode {
         None => run_default(&cli.run),
         Some(Command::Run(args)) => run_default(&args),
         Some(Command::Stats(args)) => run_stats(&args),
+        Some(Command::Commit(args)) => fingerprint::run_commit(&args),
+        Some(Command::Verify(args)) => fingerprint::run_verify(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -82,6 +82,14 @@ pub enum TmError {
     InvalidArgument(&'static str),
     /// The requested backend cannot run on this CPU (see [`crate::Backend::detect`]).
     BackendUnavailable,
+    /// A NaN or ±inf where only finite values can be encoded (fingerprint encodings,
+    /// SimHash inputs).
+    NonFinite {
+        /// Which argument.
+        what: &'static str,
+        /// Position of the first offending element.
+        index: usize,
+    },
 }
 
 impl fmt::Display for TmError {
@@ -118,6 +126,9 @@ impl fmt::Display for TmError {
             }
             TmError::InvalidArgument(msg) => f.write_str(msg),
             TmError::BackendUnavailable => f.write_str("the requested SIMD backend is not supported by this CPU"),
+            TmError::NonFinite { what, index } => {
+                write!(f, "`{what}`[{index}] is NaN or infinite and cannot be encoded")
+            }
         }
     }
 }
