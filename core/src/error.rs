@@ -82,8 +82,8 @@ pub enum TmError {
     InvalidArgument(&'static str),
     /// The requested backend cannot run on this CPU (see [`crate::Backend::detect`]).
     BackendUnavailable,
-    /// A NaN or ±inf where only finite values can be encoded (fingerprint encodings,
-    /// SimHash inputs).
+    /// A NaN or ±inf where only finite values are accepted (rewards, fingerprint
+    /// encodings, SimHash inputs).
     NonFinite {
         /// Which argument.
         what: &'static str,
@@ -127,7 +127,7 @@ impl fmt::Display for TmError {
             TmError::InvalidArgument(msg) => f.write_str(msg),
             TmError::BackendUnavailable => f.write_str("the requested SIMD backend is not supported by this CPU"),
             TmError::NonFinite { what, index } => {
-                write!(f, "`{what}`[{index}] is NaN or infinite and cannot be encoded")
+                write!(f, "`{what}`[{index}] is NaN or infinite; it must be finite")
             }
         }
     }
