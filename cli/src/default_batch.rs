@@ -36,7 +36,7 @@ pub const MASK_EVERY: usize = 16;
 pub const MASK_FIRST: usize = 5;
 
 /// The splitmix64 generator (Steele, Lea & Flood 2014).
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(u64);
 
 impl SplitMix64 {
     const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -49,7 +49,7 @@ impl SplitMix64 {
     }
 
     /// An independent stream for `row` of the batch seeded with `seed`.
-    fn for_row(seed: u64, row: usize) -> SplitMix64 {
+    pub(crate) fn for_row(seed: u64, row: usize) -> SplitMix64 {
         SplitMix64(Self::mix(seed ^ Self::mix(row as u64 ^ Self::GAMMA)))
     }
 
@@ -59,7 +59,7 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[0, 1)` with 53 random bits.
-    fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
@@ -69,12 +69,12 @@ impl SplitMix64 {
     }
 
     /// Uniform integer in `[0, n)` (multiply-shift; the bias is below `n / 2^64`).
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
     /// A standard normal deviate (Box–Muller, one of the pair).
-    fn gaussian(&mut self) -> f64 {
+    pub(crate) fn gaussian(&mut self) -> f64 {
         let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

@@ -2,14 +2,14 @@
 //! checked against the `f64` reference.
 //!
 //! * `tokenmath` / `tokenmath run [options]` — the embedded, seeded default batch
-//!   ([`default_batch`]);
+//!   ([`default_batch`]), followed by one policy-gradient step (`--algo`, [`step`]);
 //! * `tokenmath stats --input FILE.safetensors` — a logits dump ([`input`]).
 //! * `tokenmath commit` / `tokenmath verify` — Merkle commitments over token fingerprints
 //!   and their inclusion proofs ([`fingerprint`]).
 //!
-//! Both compute the forward and backward ([`run`]) and print a summary ([`report`]).
-//! Exit codes: 0 when the reference check passes, 1 when it fails, 2 for usage and input
-//! errors ([`error::CliError`]).
+//! `run` and `stats` compute the forward and backward ([`run`]) and print a summary
+//! ([`report`]). Exit codes: 0 when every check against the reference passes, 1 when one
+//! fails, 2 for usage and input errors ([`error::CliError`]).
 
 mod default_batch;
 mod error;
@@ -17,6 +17,7 @@ mod fingerprint;
 mod input;
 mod report;
 mod run;
+mod step;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -30,6 +31,7 @@ use crate::default_batch::{DefaultBatch, Logits, DEFAULT_ROWS, DEFAULT_SEED, DEF
 use crate::error::CliError;
 use crate::report::Description;
 use crate::run::Job;
+use crate::step::{Algo, StepCfg};
 
 /// Log-sum-exp, entropy, target log-prob and their gradient for batches of logits,
 /// checked against an f64 reference.
@@ -71,6 +73,17 @@ struct RunArgs {
     /// Storage type of the logits (generated in f32, then rounded).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
+    /// Algorithm of the policy-gradient step run after the statistics.
+    #[arg(long, value_enum, default_value_t = Algo::Grpo)]
+    algo: Algo,
+    /// Tokens per response in the policy step: the rows are `responses × response-len`
+    /// [default: the largest divisor of --rows that is at most 8].
+    #[arg(long, value_parser = positive)]
+    response_len: Option<usize>,
+    /// Responses per prompt (group size) in the policy step [default: the largest divisor
+    /// of the number of responses that is at most 4].
+    #[arg(long, value_parser = positive)]
+    group_size: Option<usize>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -146,6 +159,11 @@ fn temperature(s: &str) -> Result<f32, String> {
     }
 }
 
+/// The largest `d ≤ cap` dividing `n` (1 for `n = 0`).
+fn largest_divisor_up_to(n: usize, cap: usize) -> usize {
+    (1..=cap.min(n.max(1))).rev().find(|d| n % d == 0).unwrap_or(1)
+}
+
 /// Parses an integer `>= 1`.
 fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -212,7 +230,17 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
         exec,
     };
     report::print(&description, &outcome);
-    Ok(outcome.check.passed())
+    let response_len = args.response_len.unwrap_or_else(|| largest_divisor_up_to(rows, 8));
+    let group_size = args.group_size.unwrap_or_else(|| largest_divisor_up_to(rows / response_len.max(1), 4));
+    let step_cfg =
+        StepCfg { algo: args.algo, response_len, group_size, seed: args.seed, temperature: job.temperature, exec };
+    let step = match &logits {
+        Logits::F32(v) => step::run(&step_cfg, v, vocab, &targets),
+        Logits::BF16(v) => step::run(&step_cfg, v, vocab, &targets),
+        Logits::F16(v) => step::run(&step_cfg, v, vocab, &targets),
+    }?;
+    println!("{}", step.summary());
+    Ok(outcome.check.passed() && step.passed())
 }
 
 /// `stats` on a safetensors file; `Ok(passed)`.
