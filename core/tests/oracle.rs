@@ -437,9 +437,14 @@ fn tolerance_headroom() {
             worst[2] = worst[2].max(ratio(f.entropy[0], r.entropy, tol.entropy));
             worst[3] = worst[3].max(ratio(f.ez[0], r.ez, tol.ez));
             let (g_lp, g_h) = (-1.0f32, 0.3f32);
-            let dx: Vec<f32> =
-                bwd(portable(), x, &inputs, &f, Upstream { g_logp: Some(&[g_lp]), g_entropy: Some(&[g_h]), g_lse: None })
-                    .unwrap();
+            let dx: Vec<f32> = bwd(
+                portable(),
+                x,
+                &inputs,
+                &f,
+                Upstream { g_logp: Some(&[g_lp]), g_entropy: Some(&[g_h]), g_lse: None },
+            )
+            .unwrap();
             let want = reference::row_grad(&row, temp, Some(target), g_lp as f64, g_h as f64, 0.0).unwrap();
             let z = reference::tempered(&row, temp);
             let inv_temp = (1.0f32 / temp) as f64;
