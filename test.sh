@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (unit, property, integration and doc tests)"
 cargo test --workspace
 
+step "C ABI: header up to date, C11/C++17 compile, install, C test (shared, ASan/UBSan, static), C++ CMake example"
+scripts/check-ffi.sh
+
 step "no_std build of tokenmath-core"
 cargo build -p tokenmath-core --no-default-features
 

@@ -1,0 +1,92 @@
+//! `tkm_exec_options`: backend and thread count of the kernel calls.
+
+use core::mem::{offset_of, size_of};
+
+use tokenmath_core::{Backend, Exec};
+
+use crate::status::*;
+use crate::util::{guard, read_options, Res};
+
+/// Pick the fastest backend this CPU supports (the default).
+pub const TKM_BACKEND_AUTO: u32 = 0;
+/// The portable backend (plain Rust, runs everywhere).
+pub const TKM_BACKEND_PORTABLE: u32 = 1;
+/// The x86-64 AVX2 + FMA + F16C backend (`TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU or
+/// the target lacks it).
+pub const TKM_BACKEND_AVX2_FMA: u32 = 2;
+
+/// The largest accepted `threads` value.
+pub const TKM_MAX_THREADS: u32 = 1024;
+
+/// How a kernel call runs. Every backend and every thread count gives **bitwise identical**
+/// results; these options change only the speed.
+///
+/// Initialise with `tkm_exec_options_init` (which sets `struct_size`), then change fields.
+/// Passing NULL where a `const tkm_exec_options*` is expected means the defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct tkm_exec_options {
+    /// `sizeof(tkm_exec_options)` as the caller compiled it (see the ABI-growth rule).
+    pub struct_size: usize,
+    /// OS threads to split rows over: 0 or 1 = the calling thread only (default 1), at most
+    /// `TKM_MAX_THREADS`. Threads are started per call (no pool), so they pay off only for
+    /// calls of a few milliseconds or more.
+    pub threads: u32,
+    /// `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE` or `TKM_BACKEND_AVX2_FMA`.
+    pub backend: u32,
+}
+
+impl Default for tkm_exec_options {
+    fn default() -> Self {
+        tkm_exec_options { struct_size: size_of::<tkm_exec_options>(), threads: 1, backend: TKM_BACKEND_AUTO }
+    }
+}
+
+const EXEC_FIELD_ENDS: [usize; 3] =
+    [size_of::<usize>(), offset_of!(tkm_exec_options, threads) + 4, offset_of!(tkm_exec_options, backend) + 4];
+
+/// Reads and validates the exec options (NULL = defaults).
+///
+/// # Safety
+/// `p` is NULL or a valid options struct of `struct_size` bytes.
+pub(crate) unsafe fn exec_from(p: *const tkm_exec_options) -> Res<Exec> {
+    let o = read_options(p, tkm_exec_options::default(), &EXEC_FIELD_ENDS)?;
+    if o.threads > TKM_MAX_THREADS {
+        return Err(TKM_STATUS_INVALID_ARGUMENT);
+    }
+    let backend = match o.backend {
+        TKM_BACKEND_AUTO => Backend::detect(),
+        TKM_BACKEND_PORTABLE => Backend::Portable,
+        TKM_BACKEND_AVX2_FMA => {
+            #[cfg(target_arch = "x86_64")]
+            {
+                Backend::avx2_fma().ok_or(TKM_STATUS_BACKEND_UNAVAILABLE)?
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                return Err(TKM_STATUS_BACKEND_UNAVAILABLE);
+            }
+        }
+        _ => return Err(TKM_STATUS_INVALID_ARGUMENT),
+    };
+    Ok(Exec::new().with_backend(backend).with_threads(o.threads.max(1) as usize))
+}
+
+/// Writes the default exec options (`struct_size = sizeof(tkm_exec_options)`, one thread,
+/// `TKM_BACKEND_AUTO`) into `*opts`.
+///
+/// # Safety
+/// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_exec_options_init(opts: *mut tkm_exec_options) -> tkm_status {
+    guard(|| {
+        if opts.is_null() {
+            return Err(TKM_STATUS_NULL_POINTER);
+        }
+        if (opts as usize) % core::mem::align_of::<tkm_exec_options>() != 0 {
+            return Err(TKM_STATUS_MISALIGNED);
+        }
+        opts.write(tkm_exec_options::default());
+        Ok(())
+    })
+}

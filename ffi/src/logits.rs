@@ -1,0 +1,512 @@
+//! Logits statistics: forward, backward (also in place), vocabulary-shard partials, their
+//! merges and the finalize step. `tokenmath_core::logits` documents the math.
+
+use core::ffi::c_void;
+
+use half::{bf16, f16};
+use tokenmath_core::logits::{self, FwdOut, RowInputs, RowStats, Saved, Shard, Temperature, Upstream};
+use tokenmath_core::{Mat, MatMut};
+
+use crate::exec::{exec_from, tkm_exec_options};
+use crate::status::*;
+use crate::util::{guard, guard_or, inout, input, matrix_len, mul, opt_input, overlaps, Out, Res};
+use crate::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
+
+/// Columns per canonical block: shards whose boundaries are multiples of it reproduce the
+/// unsharded forward bitwise (see `tkm_logits_partial_blocks`).
+pub const TKM_LOGITS_BLOCK: usize = 2048;
+const _: () = assert!(TKM_LOGITS_BLOCK == logits::BLOCK);
+
+/// Partial softmax statistics of one row over a set of columns (a block or a vocabulary
+/// shard), in tempered-logit units `z = x / temperature`: `m = max z`, `s = sum exp(z - m)`,
+/// `u = sum exp(z - m) (z - m)`, `x_t = z[target]`; `flags` bit 0: the target column was in
+/// the set, bit 1: a NaN or +inf logit was seen. 20 bytes of plain data that a
+/// tensor-parallel trainer all-gathers as raw bytes; treat the fields as opaque.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct tkm_row_stats {
+    /// Maximum tempered logit (`-inf` for an empty set).
+    pub m: f32,
+    /// `sum exp(z - m)`.
+    pub s: f32,
+    /// `sum exp(z - m) (z - m)`.
+    pub u: f32,
+    /// The tempered target logit (valid when `flags & 1`).
+    pub x_t: f32,
+    /// Bit 0: has target. Bit 1: non-finite logit seen.
+    pub flags: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<tkm_row_stats>() == core::mem::size_of::<RowStats>());
+const _: () = assert!(core::mem::align_of::<tkm_row_stats>() == core::mem::align_of::<RowStats>());
+
+fn as_core(s: &[tkm_row_stats]) -> &[RowStats] {
+    bytemuck::cast_slice(s)
+}
+
+fn as_core_mut(s: &mut [tkm_row_stats]) -> &mut [RowStats] {
+    bytemuck::cast_slice_mut(s)
+}
+
+/// Runs `$body` with `$T` bound to the element type of `$dtype`.
+macro_rules! with_dtype {
+    ($dtype:expr, $T:ident, $body:block) => {
+        match $dtype {
+            TKM_DTYPE_F32 => {
+                type $T = f32;
+                $body
+            }
+            TKM_DTYPE_BF16 => {
+                type $T = bf16;
+                $body
+            }
+            TKM_DTYPE_F16 => {
+                type $T = f16;
+                $body
+            }
+            _ => Err(TKM_STATUS_BAD_DTYPE),
+        }
+    };
+}
+
+/// Checks a dtype code.
+pub(crate) fn check_dtype(dtype: tkm_dtype) -> Res {
+    with_dtype!(dtype, T, {
+        let _ = core::marker::PhantomData::<T>;
+        Ok(())
+    })
+}
+
+/// The per-row inputs: targets (NULL = none), row mask (NULL = keep all), temperatures
+/// (NULL = the scalar `temperature` for every row).
+pub(crate) unsafe fn row_inputs<'a>(
+    rows: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+) -> Res<RowInputs<'a>> {
+    let temperature = match opt_input(temperatures, rows)? {
+        Some(t) => Temperature::PerRow(t),
+        None => Temperature::Scalar(temperature),
+    };
+    Ok(RowInputs { targets: opt_input(targets, rows)?, row_mask: opt_input(row_mask, rows)?, temperature })
+}
+
+/// Validates the optional `size_t*` status output.
+fn opt_count(p: *mut usize) -> Res {
+    if !p.is_null() && (p as usize) % core::mem::align_of::<usize>() != 0 {
+        return Err(TKM_STATUS_MISALIGNED);
+    }
+    Ok(())
+}
+
+/// The forward's per-row outputs, staged in scratch.
+struct FwdScratch {
+    lse: Out<f32>,
+    entropy: Out<f32>,
+    logp: Option<Out<f32>>,
+    ez: Option<Out<f32>>,
+}
+
+impl FwdScratch {
+    fn new(rows: usize, lse: *mut f32, entropy: *mut f32, logp: *mut f32, ez: *mut f32) -> Res<FwdScratch> {
+        Ok(FwdScratch {
+            lse: Out::new(lse, rows)?,
+            entropy: Out::new(entropy, rows)?,
+            logp: Out::optional(logp, rows)?,
+            ez: Out::optional(ez, rows)?,
+        })
+    }
+
+    fn out(&mut self) -> FwdOut<'_> {
+        FwdOut {
+            lse: &mut self.lse.buf,
+            entropy: &mut self.entropy.buf,
+            logp: self.logp.as_mut().map(|o| &mut o.buf[..]),
+            ez: self.ez.as_mut().map(|o| &mut o.buf[..]),
+        }
+    }
+
+    unsafe fn commit(self, nonfinite: usize, nonfinite_rows: *mut usize) {
+        self.lse.commit();
+        self.entropy.commit();
+        if let Some(o) = self.logp {
+            o.commit();
+        }
+        if let Some(o) = self.ez {
+            o.commit();
+        }
+        if !nonfinite_rows.is_null() {
+            nonfinite_rows.write(nonfinite);
+        }
+    }
+}
+
+/// Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
+/// log-prob `logp = z[target] - lse` and `ez = E_p[z]` (save `lse` and `ez` for the
+/// backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
+/// `dtype` = `TKM_DTYPE_F32`/`BF16`/`F16`; bf16/f16 as `uint16_t` bits).
+///
+/// * `targets` (NULL = none; negative = no target for that row, e.g. -100), `row_mask`
+///   (NULL = keep every row; 0 = skip the row: outputs 0, target and temperature not
+///   checked), `temperatures` (NULL = `temperature` for every row; else one per row, and
+///   `temperature` is ignored). Temperatures must be finite and > 0.
+/// * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `ez`: NULL = not
+///   wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
+///   (their outputs are NaN; this is not an error).
+///
+/// Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`,
+/// `_INVALID_TEMPERATURE`, `_NO_FINITE_LOGIT` (a kept row of all -inf), `_INVALID_ARGUMENT`
+/// (`logp` without `targets`), and the generic pointer/size/options statuses.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the element counts above.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_fwd(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *const c_void,
+    rows: usize,
+    vocab: usize,
+    row_stride: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+    lse: *mut f32,
+    entropy: *mut f32,
+    logp: *mut f32,
+    ez: *mut f32,
+    nonfinite_rows: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        check_dtype(dtype)?;
+        let len = matrix_len(rows, vocab, row_stride)?;
+        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+        opt_count(nonfinite_rows)?;
+        let mut out = FwdScratch::new(rows, lse, entropy, logp, ez)?;
+        let status = with_dtype!(dtype, T, {
+            let x = Mat::new(input(logits as *const T, len)?, rows, vocab, row_stride)?;
+            Ok(logits::stats_fwd(exec, x, &inputs, out.out())?)
+        })?;
+        out.commit(status.nonfinite_rows, nonfinite_rows);
+        Ok(())
+    })
+}
+
+/// Backward: writes `d L / d logits` for
+/// `L = sum_rows (g_lse lse + g_logp logp + g_entropy entropy)` into `dx` (`[rows, vocab]`,
+/// row stride `dx_row_stride`, element type `grad_dtype`, rounded once from f32; the
+/// elements between rows are not touched).
+///
+/// `logits`, `targets`, `row_mask` and the temperatures must be those of the forward;
+/// `lse` and `ez` (required, `rows` floats) are the forward's outputs. `g_logp`,
+/// `g_entropy`, `g_lse`: NULL = zero, else `rows` floats. Rows whose saved statistics are
+/// NaN get a NaN gradient row; masked rows get 0.
+///
+/// `dx` must not overlap any input (`TKM_STATUS_OVERLAP`; use `tkm_logits_bwd_inplace` to
+/// overwrite the logits). Nothing is written unless the call succeeds: this kernel has no
+/// error that can occur after validation.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the element counts above.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_bwd(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *const c_void,
+    rows: usize,
+    vocab: usize,
+    row_stride: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+    lse: *const f32,
+    ez: *const f32,
+    g_logp: *const f32,
+    g_entropy: *const f32,
+    g_lse: *const f32,
+    grad_dtype: tkm_dtype,
+    dx: *mut c_void,
+    dx_row_stride: usize,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        check_dtype(dtype)?;
+        check_dtype(grad_dtype)?;
+        let len = matrix_len(rows, vocab, row_stride)?;
+        let dx_len = matrix_len(rows, vocab, dx_row_stride)?;
+        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+        let saved = Saved { lse: input(lse, rows)?, ez: input(ez, rows)? };
+        let up = Upstream {
+            g_logp: opt_input(g_logp, rows)?,
+            g_entropy: opt_input(g_entropy, rows)?,
+            g_lse: opt_input(g_lse, rows)?,
+        };
+        let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+        let dx_bytes = mul(dx_len, if grad_dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+        let dxb = dx as *const u8;
+        let clash = overlaps(logits as *const u8, x_bytes, dxb, dx_bytes)
+            || [Some(saved.lse), Some(saved.ez), up.g_logp, up.g_entropy, up.g_lse]
+                .iter()
+                .flatten()
+                .any(|s| overlaps(s.as_ptr(), s.len(), dxb, dx_bytes))
+            || [
+                inputs.targets.map(|t| (t.as_ptr() as *const u8, 4 * t.len())),
+                inputs.row_mask.map(|m| (m.as_ptr(), m.len())),
+            ]
+            .iter()
+            .flatten()
+            .any(|&(p, n)| overlaps(p, n, dxb, dx_bytes))
+            || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), dxb, dx_bytes));
+        if clash && !dx.is_null() {
+            return Err(TKM_STATUS_OVERLAP);
+        }
+        with_dtype!(dtype, T, {
+            let x = Mat::new(input(logits as *const T, len)?, rows, vocab, row_stride)?;
+            with_dtype!(grad_dtype, O, {
+                let d = MatMut::new(inout(dx as *mut O, dx_len)?, rows, vocab, dx_row_stride)?;
+                Ok(logits::stats_bwd(exec, x, &inputs, saved, up, d)?)
+            })
+        })
+    })
+}
+
+/// Backward written over the logits (saves an `[rows, vocab]` buffer): same as
+/// `tkm_logits_bwd` with `dx` = `logits`, in the logits' dtype and layout. The saved and
+/// upstream arrays must not overlap the logits (`TKM_STATUS_OVERLAP`).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the element counts of `tkm_logits_bwd`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_bwd_inplace(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *mut c_void,
+    rows: usize,
+    vocab: usize,
+    row_stride: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+    lse: *const f32,
+    ez: *const f32,
+    g_logp: *const f32,
+    g_entropy: *const f32,
+    g_lse: *const f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        check_dtype(dtype)?;
+        let len = matrix_len(rows, vocab, row_stride)?;
+        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+        let saved = Saved { lse: input(lse, rows)?, ez: input(ez, rows)? };
+        let up = Upstream {
+            g_logp: opt_input(g_logp, rows)?,
+            g_entropy: opt_input(g_entropy, rows)?,
+            g_lse: opt_input(g_lse, rows)?,
+        };
+        let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+        let xb = logits as *const u8;
+        let clash = [Some(saved.lse), Some(saved.ez), up.g_logp, up.g_entropy, up.g_lse]
+            .iter()
+            .flatten()
+            .any(|s| overlaps(s.as_ptr(), s.len(), xb, x_bytes))
+            || [
+                inputs.targets.map(|t| (t.as_ptr() as *const u8, 4 * t.len())),
+                inputs.row_mask.map(|m| (m.as_ptr(), m.len())),
+            ]
+            .iter()
+            .flatten()
+            .any(|&(p, n)| overlaps(p, n, xb, x_bytes))
+            || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), xb, x_bytes));
+        if clash && !logits.is_null() {
+            return Err(TKM_STATUS_OVERLAP);
+        }
+        with_dtype!(dtype, T, {
+            let x = MatMut::new(inout(logits as *mut T, len)?, rows, vocab, row_stride)?;
+            Ok(logits::stats_bwd_inplace(exec, x, &inputs, saved, up)?)
+        })
+    })
+}
+
+/// Partial statistics of a vocabulary shard: `logits` holds global columns
+/// `[col_offset, col_offset + cols)` (of a vocabulary of `vocab`) of every row. `targets`
+/// are global column ids validated against `vocab`. Writes one `tkm_row_stats` per row to
+/// `out` (`rows` entries). Combine shards with `tkm_logits_merge_shards`, finish with
+/// `tkm_logits_finalize`.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the element counts above.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_partial(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *const c_void,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_offset: usize,
+    vocab: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+    out: *mut tkm_row_stats,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        check_dtype(dtype)?;
+        let len = matrix_len(rows, cols, row_stride)?;
+        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+        let mut o = Out::<tkm_row_stats>::new(out, rows)?;
+        with_dtype!(dtype, T, {
+            let x = Mat::new(input(logits as *const T, len)?, rows, cols, row_stride)?;
+            Ok(logits::stats_partial(exec, x, Shard { col_offset, vocab }, &inputs, as_core_mut(&mut o.buf))?)
+        })?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// Number of `tkm_row_stats` per row that `tkm_logits_partial_blocks` writes for a shard of
+/// `cols` columns: `ceil(cols / TKM_LOGITS_BLOCK)`.
+#[no_mangle]
+pub extern "C" fn tkm_logits_partial_blocks_len(cols: usize) -> usize {
+    guard_or(0, || logits::partial_blocks_len(cols))
+}
+
+/// Per-block partial statistics of a vocabulary shard: `out` is `[rows, blocks]` (dense,
+/// `blocks = tkm_logits_partial_blocks_len(cols)`) and receives the tuple of every
+/// `TKM_LOGITS_BLOCK`-column block. `col_offset` must be a multiple of `TKM_LOGITS_BLOCK`
+/// (`TKM_STATUS_INVALID_ARGUMENT`). Merged with `tkm_logits_merge_block_partials`, any
+/// such sharding reproduces `tkm_logits_fwd` **bitwise**.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the element counts above.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_partial_blocks(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *const c_void,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_offset: usize,
+    vocab: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+    out: *mut tkm_row_stats,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        check_dtype(dtype)?;
+        let len = matrix_len(rows, cols, row_stride)?;
+        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+        let blocks = logits::partial_blocks_len(cols);
+        let mut o = Out::<tkm_row_stats>::new(out, mul(rows, blocks)?)?;
+        with_dtype!(dtype, T, {
+            let x = Mat::new(input(logits as *const T, len)?, rows, cols, row_stride)?;
+            let dst = MatMut::dense(as_core_mut(&mut o.buf), rows, blocks)?;
+            Ok(logits::stats_partial_blocks(exec, x, Shard { col_offset, vocab }, &inputs, dst)?)
+        })?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// Merges per-shard partials: `parts[k]` points to shard `k`'s `rows` tuples (shards in
+/// column order), `out` receives `rows` merged tuples. `n_parts == 0` gives empty tuples.
+/// `TKM_STATUS_DUPLICATE_TARGET` if two shards contain a row's target.
+///
+/// # Safety
+/// `parts` must be valid for `n_parts` pointers, each valid for `rows` tuples; `out` for
+/// `rows` tuples.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_merge_shards(
+    parts: *const *const tkm_row_stats,
+    n_parts: usize,
+    rows: usize,
+    out: *mut tkm_row_stats,
+) -> tkm_status {
+    guard(|| {
+        let ptrs = input(parts, n_parts)?;
+        let mut slices: Vec<&[RowStats]> = Vec::new();
+        slices.try_reserve_exact(n_parts).map_err(|_| TKM_STATUS_OUT_OF_MEMORY)?;
+        for &p in ptrs {
+            slices.push(as_core(input(p, rows)?));
+        }
+        let mut o = Out::<tkm_row_stats>::new(out, rows)?;
+        logits::merge_shards(&slices, as_core_mut(&mut o.buf))?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// Merges per-block partials of shards: `parts[k]` points to shard `k`'s dense
+/// `[rows, blocks[k]]` output of `tkm_logits_partial_blocks` (shards in column order);
+/// `out` receives `rows` tuples, bitwise equal to the unsharded forward's. Finish with
+/// `tkm_logits_finalize`.
+///
+/// # Safety
+/// `parts` and `blocks` must be valid for `n_parts` entries, `parts[k]` for
+/// `rows * blocks[k]` tuples, `out` for `rows` tuples.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_merge_block_partials(
+    parts: *const *const tkm_row_stats,
+    blocks: *const usize,
+    n_parts: usize,
+    rows: usize,
+    out: *mut tkm_row_stats,
+) -> tkm_status {
+    guard(|| {
+        let ptrs = input(parts, n_parts)?;
+        let counts = input(blocks, n_parts)?;
+        let mut mats: Vec<Mat<'_, RowStats>> = Vec::new();
+        mats.try_reserve_exact(n_parts).map_err(|_| TKM_STATUS_OUT_OF_MEMORY)?;
+        for (&p, &b) in ptrs.iter().zip(counts) {
+            let part = as_core(input(p, mul(rows, b)?)?);
+            mats.push(Mat::dense(part, rows, b)?);
+        }
+        let mut o = Out::<tkm_row_stats>::new(out, rows)?;
+        logits::merge_block_partials(&mats, as_core_mut(&mut o.buf))?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// Finalizes merged partials (`stats`, `rows` tuples) into the forward's outputs, with the
+/// same arguments and policies as `tkm_logits_fwd` (`targets` and `row_mask` must be those
+/// given to the partials). A kept row with a target whose tuple lacks it is
+/// `TKM_STATUS_MISSING_TARGET`.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for `rows` elements.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_finalize(
+    stats: *const tkm_row_stats,
+    rows: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    lse: *mut f32,
+    entropy: *mut f32,
+    logp: *mut f32,
+    ez: *mut f32,
+    nonfinite_rows: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let stats = as_core(input(stats, rows)?);
+        let inputs = row_inputs(rows, targets, row_mask, 1.0, core::ptr::null())?;
+        opt_count(nonfinite_rows)?;
+        let mut out = FwdScratch::new(rows, lse, entropy, logp, ez)?;
+        let status = logits::finalize_rows(stats, &inputs, out.out())?;
+        out.commit(status.nonfinite_rows, nonfinite_rows);
+        Ok(())
+    })
+}

@@ -1,0 +1,1196 @@
+/*
+ * tokenmath.h -- the C ABI of tokenmath (libtokenmath.so / libtokenmath.a).
+ *
+ * Token-level math of LLM post-training: logits statistics (log-sum-exp, entropy, target
+ * log-prob, their gradient, vocabulary-shard partials), outcome advantages (GRPO, Dr. GRPO,
+ * RLOO), the PPO clipped policy loss and its aggregation, and token fingerprint commitments
+ * (BLAKE3 Merkle roots, inclusion and consistency proofs). Every function is a pure function
+ * of caller-owned buffers, except the streaming tree handle (tkm_fp_tree).
+ *
+ * RULES (they hold for every function in this header)
+ *
+ *  1. Status. Every function that can fail returns a tkm_status (a uint32_t): TKM_STATUS_OK
+ *     (0) on success, a specific nonzero code otherwise. tkm_status_str() describes any
+ *     integer (unknown codes give "unknown status"). Codes are never renumbered; new codes
+ *     are appended.
+ *  2. Outputs on success only. No output buffer is written unless the call returns
+ *     TKM_STATUS_OK: every argument is validated first, and results of kernels that can
+ *     fail part-way (forward, merges, finalize, advantages, policy losses, proofs) are
+ *     computed into internal scratch memory and copied out at the end. The gradient
+ *     kernels (tkm_logits_bwd, tkm_logits_bwd_inplace and their tkm_dl_ forms) write
+ *     straight into dx / the logits, which is safe because nothing can fail after their
+ *     validation.
+ *  3. NULL. A pointer to an array may be NULL only when the array has zero elements.
+ *     Arguments documented as optional ("NULL = ...") take NULL as "absent". Any other NULL
+ *     is TKM_STATUS_NULL_POINTER, checked before anything is read or written. Pointers must
+ *     be aligned to their element type (TKM_STATUS_MISALIGNED).
+ *  4. Sizes. Counts are size_t; every size computation (rows * stride, bytes) is checked
+ *     (TKM_STATUS_SIZE_OVERFLOW), lengths are in elements, strides in elements. 2-D arrays
+ *     are row-major with an explicit row stride (>= the row length, TKM_STATUS_BAD_STRIDE);
+ *     element (r, c) is at data[r * row_stride + c]. Elements between rows are never read
+ *     or written.
+ *  5. Ownership. The library never keeps a pointer after a call returns and never frees
+ *     caller memory. The only object it allocates for the caller is tkm_fp_tree (created
+ *     by tkm_fp_tree_new, released by tkm_fp_tree_free). Returned strings are static.
+ *  6. No unwinding. No call ever unwinds into the caller: a Rust panic (a bug) is caught at
+ *     the boundary and returned as TKM_STATUS_INTERNAL_PANIC, with no output written.
+ *     (Allocation failure of scratch memory is TKM_STATUS_OUT_OF_MEMORY.)
+ *  7. Threads. Every function is thread-safe for distinct output buffers: the library has
+ *     no global mutable state. A tkm_fp_tree is not synchronised: use it from one thread
+ *     at a time (it may move between threads). Inputs may be shared between concurrent
+ *     calls. tkm_exec_options.threads splits a call's rows over that many OS threads; the
+ *     results are bitwise identical for every thread count and every backend.
+ *  8. Options structs start with size_t struct_size. Initialise them with their _init()
+ *     function (which sets struct_size = sizeof(struct) of this header), then change fields.
+ *     A struct_size smaller than the library's (an older header) is accepted when it ends
+ *     on a field boundary: the missing fields take their defaults. A larger struct_size (a
+ *     newer header) is accepted only if every byte beyond the library's struct is zero.
+ *     Anything else is TKM_STATUS_BAD_STRUCT_SIZE. A NULL options pointer means defaults.
+ *  9. Dtypes. Element types are tkm_dtype codes: TKM_DTYPE_F32 (float), TKM_DTYPE_BF16
+ *     and TKM_DTYPE_F16 (passed as uint16_t bit patterns). bf16/f16 are converted to f32
+ *     exactly on load; all arithmetic and accumulation is f32 or wider. Other codes are
+ *     TKM_STATUS_BAD_DTYPE. Scalar hyper-parameters are float (never promoted).
+ * 10. Aliasing. Outputs must not overlap inputs unless a function says so; the gradient
+ *     kernels check it (TKM_STATUS_OVERLAP).
+ * 11. DLPack. The tkm_dl_* functions take const DLTensor* (dlpack.h, DLPack v1.1, installed
+ *     next to this header) and validate every field before use: device (kDLCPU, or pinned
+ *     host memory kDLCUDAHost/kDLROCMHost; other devices are TKM_STATUS_UNSUPPORTED_DEVICE
+ *     until the GPU ABI exists), ndim (TKM_STATUS_BAD_TENSOR), dtype code/bits and
+ *     lanes == 1 (float32 {2,32}, bfloat16 {4,16}, float16 {2,16}; int32 targets, uint8 or
+ *     bool masks; else TKM_STATUS_BAD_DTYPE), shape (non-negative, consistent), strides in
+ *     elements or NULL (compact row-major; matrices may have any row stride >= the row
+ *     length with unit column stride, vectors must be contiguous; else
+ *     TKM_STATUS_BAD_STRIDE) and byte_offset (added to data; the result must be aligned).
+ *     The 256-byte alignment that dlpack.h mentions is not required. Tensors are borrowed
+ *     for the duration of the call; DLManagedTensor deleters are never called.
+ * 12. Versions. TKM_VERSION_MAJOR/MINOR/PATCH describe this header; tkm_version() the
+ *     loaded library. While the major version is 0, a minor bump may change the ABI (the
+ *     shared library's soname is libtokenmath.so.0.MINOR).
+ *
+ * Linking: shared, -ltokenmath (pkg-config tokenmath, or CMake find_package(tokenmath) and
+ * target tokenmath::tokenmath). Static: libtokenmath.a plus the system libraries printed by
+ * `cargo rustc -p tokenmath-ffi --release --crate-type staticlib -- --print native-static-libs`
+ * (on x86_64 Linux: -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc); pkg-config --static
+ * tokenmath prints them. Do not link two Rust static libraries into one binary.
+ */
+
+
+#ifndef TOKENMATH_H
+#define TOKENMATH_H
+
+/* Generated by cbindgen 0.29.4 from ffi/src (see ffi/cbindgen.toml). Do not edit. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include "dlpack.h"
+
+/**
+ * Major version of the library this header belongs to.
+ */
+#define TKM_VERSION_MAJOR 0
+
+/**
+ * Minor version of the library this header belongs to.
+ */
+#define TKM_VERSION_MINOR 1
+
+/**
+ * Patch version of the library this header belongs to.
+ */
+#define TKM_VERSION_PATCH 0
+
+/**
+ * GRPO, the library form: `(R - mean) / (std + eps)` with Welford group moments
+ * (`std_kind`, `singleton` apply).
+ */
+#define TKM_GRPO_STANDARD 0
+
+/**
+ * GRPO as verl's `compute_grpo_outcome_advantage` (unbiased std, a singleton gets
+ * mean 0, std 1).
+ */
+#define TKM_GRPO_VERL_LOOP 1
+
+/**
+ * GRPO as verl's vectorised form (`sqrt(max(var, eps)) + eps`).
+ */
+#define TKM_GRPO_VERL_VECTORIZED 2
+
+/**
+ * GRPO as TRL (contiguous groups only; `trl_scale` applies).
+ */
+#define TKM_GRPO_TRL 3
+
+/**
+ * Unbiased (Bessel-corrected) standard deviation, `M2/(n-1)` (default).
+ */
+#define TKM_STD_UNBIASED 0
+
+/**
+ * Population standard deviation, `M2/n`.
+ */
+#define TKM_STD_POPULATION 1
+
+/**
+ * A group with fewer than two scorable rewards gets advantage 0 (default).
+ */
+#define TKM_SINGLETON_ZERO 0
+
+/**
+ * A group with fewer than two scorable rewards uses mean 0, std 1 (verl's loop).
+ */
+#define TKM_SINGLETON_MEAN_ZERO_STD_ONE 1
+
+/**
+ * TRL `scale_rewards="group"`: divide by the group's std (default).
+ */
+#define TKM_TRL_SCALE_GROUP 0
+
+/**
+ * TRL `scale_rewards="batch"`: divide by the whole batch's std.
+ */
+#define TKM_TRL_SCALE_BATCH 1
+
+/**
+ * TRL `scale_rewards="none"`: no division.
+ */
+#define TKM_TRL_SCALE_NONE 2
+
+/**
+ * A NaN reward is an error, `TKM_STATUS_NON_FINITE` (default).
+ */
+#define TKM_NAN_ERROR 0
+
+/**
+ * TRL's semantics: a NaN reward is unscorable, left out of the statistics, advantage 0.
+ */
+#define TKM_NAN_IGNORE_AND_ZERO 1
+
+/**
+ * RLOO, the library form `n/(n-1) (R - mean)`; a singleton gets 0.
+ */
+#define TKM_RLOO_STANDARD 0
+
+/**
+ * RLOO as verl's loop form (a singleton keeps `A = R`).
+ */
+#define TKM_RLOO_VERL_LOOP 1
+
+/**
+ * RLOO as verl's vectorised form.
+ */
+#define TKM_RLOO_VERL_VECTORIZED 2
+
+/**
+ * RLOO as TRL (contiguous groups of size >= 2), without advantage normalisation.
+ */
+#define TKM_RLOO_TRL 3
+
+/**
+ * RLOO as TRL with `normalize_advantages=True`.
+ */
+#define TKM_RLOO_TRL_NORMALIZED 4
+
+/**
+ * Pick the fastest backend this CPU supports (the default).
+ */
+#define TKM_BACKEND_AUTO 0
+
+/**
+ * The portable backend (plain Rust, runs everywhere).
+ */
+#define TKM_BACKEND_PORTABLE 1
+
+/**
+ * The x86-64 AVX2 + FMA + F16C backend (`TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU or
+ * the target lacks it).
+ */
+#define TKM_BACKEND_AVX2_FMA 2
+
+/**
+ * The largest accepted `threads` value.
+ */
+#define TKM_MAX_THREADS 1024
+
+/**
+ * Bytes of a hash (leaf hash, node hash, root).
+ */
+#define TKM_FP_HASH_LEN 32
+
+/**
+ * Bytes of a leaf salt.
+ */
+#define TKM_FP_SALT_LEN 16
+
+/**
+ * Leaf fingerprint kind: no fingerprint (token id only).
+ */
+#define TKM_FP_KIND_NONE 0
+
+/**
+ * Leaf fingerprint kind: canonical f32 bytes.
+ */
+#define TKM_FP_KIND_F32_CANONICAL 1
+
+/**
+ * Leaf fingerprint kind: L2-normalised i8 codes.
+ */
+#define TKM_FP_KIND_I8_UNIT 2
+
+/**
+ * Leaf fingerprint kind: bf16 bytes.
+ */
+#define TKM_FP_KIND_BF16 3
+
+/**
+ * Leaf fingerprint kind: SimHash signature and guard words.
+ */
+#define TKM_FP_KIND_SIMHASH 4
+
+/**
+ * Columns per canonical block: shards whose boundaries are multiples of it reproduce the
+ * unsharded forward bitwise (see `tkm_logits_partial_blocks`).
+ */
+#define TKM_LOGITS_BLOCK 2048
+
+/**
+ * Aggregation `"token-mean"` (verl's default).
+ */
+#define TKM_AGG_TOKEN_MEAN 0
+
+/**
+ * Aggregation `"seq-mean-token-sum"`.
+ */
+#define TKM_AGG_SEQ_MEAN_TOKEN_SUM 1
+
+/**
+ * Aggregation `"seq-mean-token-mean"` (GSPO, SAPO).
+ */
+#define TKM_AGG_SEQ_MEAN_TOKEN_MEAN 2
+
+/**
+ * Aggregation `"seq-mean-token-sum-norm"` (Dr. GRPO).
+ */
+#define TKM_AGG_SEQ_MEAN_TOKEN_SUM_NORM 3
+
+/**
+ * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
+ * other value is an error, and no output was written (see the header's rules).
+ *
+ * The numeric values are part of the ABI and never change; new codes are only appended.
+ * A status is transported as a `uint32_t` (`tkm_status` is a `uint32_t` typedef in C), so
+ * a caller may receive a code added by a newer library: `tkm_status_str` accepts any
+ * integer and names unknown ones `"unknown status"`.
+ */
+enum tkm_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Success.
+   */
+  TKM_STATUS_OK = 0,
+  /**
+   * A required pointer argument is NULL.
+   */
+  TKM_STATUS_NULL_POINTER = 1,
+  /**
+   * A size computation (`rows * row_stride`, bytes of a buffer, ...) overflows `size_t`
+   * or exceeds `PTRDIFF_MAX` bytes.
+   */
+  TKM_STATUS_SIZE_OVERFLOW = 2,
+  /**
+   * Two lengths that must agree do not (e.g. a proof buffer shorter than the proof).
+   */
+  TKM_STATUS_LENGTH_MISMATCH = 3,
+  /**
+   * A row stride smaller than the number of columns.
+   */
+  TKM_STATUS_BAD_STRIDE = 4,
+  /**
+   * A label (target token id) is `>= vocab`. Negative targets mean "no target".
+   */
+  TKM_STATUS_LABEL_OUT_OF_RANGE = 5,
+  /**
+   * A `tkm_dtype` (or DLPack dtype) that the call does not support.
+   */
+  TKM_STATUS_BAD_DTYPE = 6,
+  /**
+   * A tensor that does not live in CPU memory (DLPack `device_type != kDLCPU`).
+   */
+  TKM_STATUS_UNSUPPORTED_DEVICE = 7,
+  /**
+   * A NaN or infinite value where only finite values are accepted (rewards).
+   */
+  TKM_STATUS_NON_FINITE = 8,
+  /**
+   * A kept row whose logits are all `-inf`: its softmax is undefined.
+   */
+  TKM_STATUS_NO_FINITE_LOGIT = 9,
+  /**
+   * A temperature that is not finite and `> 0`.
+   */
+  TKM_STATUS_INVALID_TEMPERATURE = 10,
+  /**
+   * The vocabulary (number of columns) is zero.
+   */
+  TKM_STATUS_EMPTY_VOCAB = 11,
+  /**
+   * Merged shard partials of a row with a target contain no target column.
+   */
+  TKM_STATUS_MISSING_TARGET = 12,
+  /**
+   * Two merged shard partials both contain a row's target column (overlapping shards).
+   */
+  TKM_STATUS_DUPLICATE_TARGET = 13,
+  /**
+   * A vocabulary shard that does not fit inside the vocabulary.
+   */
+  TKM_STATUS_SHARD_OUT_OF_RANGE = 14,
+  /**
+   * An argument combination or enum value that makes no sense.
+   */
+  TKM_STATUS_INVALID_ARGUMENT = 15,
+  /**
+   * The requested SIMD backend cannot run on this CPU.
+   */
+  TKM_STATUS_BACKEND_UNAVAILABLE = 16,
+  /**
+   * An options struct whose `struct_size` is not one this library understands.
+   */
+  TKM_STATUS_BAD_STRUCT_SIZE = 17,
+  /**
+   * A pointer not aligned to its element type.
+   */
+  TKM_STATUS_MISALIGNED = 18,
+  /**
+   * An output buffer overlaps an input buffer where that is not allowed.
+   */
+  TKM_STATUS_OVERLAP = 19,
+  /**
+   * Scratch memory could not be allocated.
+   */
+  TKM_STATUS_OUT_OF_MEMORY = 20,
+  /**
+   * A leaf index not below the tree size.
+   */
+  TKM_STATUS_INDEX_OUT_OF_RANGE = 21,
+  /**
+   * A proof with the wrong number of hashes for its sizes.
+   */
+  TKM_STATUS_PROOF_LENGTH = 22,
+  /**
+   * A well-formed proof that does not lead to the expected root.
+   */
+  TKM_STATUS_PROOF_MISMATCH = 23,
+  /**
+   * A DLPack tensor whose fields are invalid (ndim, shape, strides, lanes, byte offset).
+   */
+  TKM_STATUS_BAD_TENSOR = 24,
+  /**
+   * A Rust panic was caught at the ABI boundary (a bug in tokenmath: please report it).
+   * No output was written.
+   */
+  TKM_STATUS_INTERNAL_PANIC = 255,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tkm_status tkm_status;
+#else
+typedef uint32_t tkm_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * A streaming tree builder (opaque; `O(log n)` memory): create with `tkm_fp_tree_new`,
+ * free with `tkm_fp_tree_free`. Not synchronised: one thread at a time (it may move
+ * between threads).
+ */
+typedef struct tkm_fp_tree tkm_fp_tree;
+
+/**
+ * GRPO options. Initialise with `tkm_grpo_options_init` (the library defaults:
+ * `TKM_GRPO_STANDARD`, unbiased std, singletons 0, std normalisation on, `eps = 1e-6`,
+ * NaN rewards rejected), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_grpo_options {
+  /**
+   * `sizeof(tkm_grpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_GRPO_*`.
+   */
+  uint32_t flavor;
+  /**
+   * `TKM_STD_*` (`TKM_GRPO_STANDARD` only).
+   */
+  uint32_t std_kind;
+  /**
+   * `TKM_SINGLETON_*` (`TKM_GRPO_STANDARD` only).
+   */
+  uint32_t singleton;
+  /**
+   * `TKM_TRL_SCALE_*` (`TKM_GRPO_TRL` only).
+   */
+  uint32_t trl_scale;
+  /**
+   * 1 = divide by the std (default), 0 = `A = R - mean` (Dr. GRPO).
+   */
+  uint32_t norm_by_std;
+  /**
+   * `TKM_NAN_*`.
+   */
+  uint32_t nan_policy;
+  /**
+   * The epsilon of the denominator: finite and >= 0 (default 1e-6, verl's; TRL uses 1e-4).
+   */
+  float eps;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+} tkm_grpo_options;
+
+/**
+ * How a kernel call runs. Every backend and every thread count gives **bitwise identical**
+ * results; these options change only the speed.
+ *
+ * Initialise with `tkm_exec_options_init` (which sets `struct_size`), then change fields.
+ * Passing NULL where a `const tkm_exec_options*` is expected means the defaults.
+ */
+typedef struct tkm_exec_options {
+  /**
+   * `sizeof(tkm_exec_options)` as the caller compiled it (see the ABI-growth rule).
+   */
+  size_t struct_size;
+  /**
+   * OS threads to split rows over: 0 or 1 = the calling thread only (default 1), at most
+   * `TKM_MAX_THREADS`. Threads are started per call (no pool), so they pay off only for
+   * calls of a few milliseconds or more.
+   */
+  uint32_t threads;
+  /**
+   * `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE` or `TKM_BACKEND_AVX2_FMA`.
+   */
+  uint32_t backend;
+} tkm_exec_options;
+
+/**
+ * Element type of a tensor: a `uint32_t` code (`TKM_DTYPE_*`). `bf16` and `f16` data are
+ * passed as their IEEE/bfloat bit patterns in `uint16_t` arrays.
+ */
+typedef uint32_t tkm_dtype;
+
+/**
+ * Partial softmax statistics of one row over a set of columns (a block or a vocabulary
+ * shard), in tempered-logit units `z = x / temperature`: `m = max z`, `s = sum exp(z - m)`,
+ * `u = sum exp(z - m) (z - m)`, `x_t = z[target]`; `flags` bit 0: the target column was in
+ * the set, bit 1: a NaN or +inf logit was seen. 20 bytes of plain data that a
+ * tensor-parallel trainer all-gathers as raw bytes; treat the fields as opaque.
+ */
+typedef struct tkm_row_stats {
+  /**
+   * Maximum tempered logit (`-inf` for an empty set).
+   */
+  float m;
+  /**
+   * `sum exp(z - m)`.
+   */
+  float s;
+  /**
+   * `sum exp(z - m) (z - m)`.
+   */
+  float u;
+  /**
+   * The tempered target logit (valid when `flags & 1`).
+   */
+  float x_t;
+  /**
+   * Bit 0: has target. Bit 1: non-finite logit seen.
+   */
+  uint32_t flags;
+} tkm_row_stats;
+
+/**
+ * PPO clip options. Initialise with `tkm_ppo_clip_options_init` (verl's actor defaults:
+ * `eps_low = eps_high = 0.2`, dual clip `c = 3`, log-ratio clamp 20), then change fields.
+ * NULL means the defaults.
+ */
+typedef struct tkm_ppo_clip_options {
+  /**
+   * `sizeof(tkm_ppo_clip_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * The ratio's lower clip is `1 - eps_low` (finite, >= 0).
+   */
+  float eps_low;
+  /**
+   * The ratio's upper clip is `1 + eps_high` (finite, >= 0; DAPO clip-higher: 0.28).
+   */
+  float eps_high;
+  /**
+   * Dual-clip bound for negative advantages (finite, > 1); 0 = no dual clip (TRL).
+   */
+  float dual_clip_c;
+  /**
+   * Clamp `|logp - old_logp| <= log_ratio_clamp` before `exp` (finite, > 0); 0 = none.
+   */
+  float log_ratio_clamp;
+} tkm_ppo_clip_options;
+
+/**
+ * Denominators of the aggregation. Initialise with `tkm_agg_norm_init` (one process, local
+ * counts, `S = T`), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_agg_norm {
+  /**
+   * `sizeof(tkm_agg_norm)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Global valid-token count (verl `batch_num_tokens`); 0 = the local count.
+   */
+  uint64_t global_tokens;
+  /**
+   * Global count of non-empty sequences (verl `global_batch_size`); 0 = the local count.
+   */
+  uint64_t global_seqs;
+  /**
+   * Data-parallel size (>= 1; default 1).
+   */
+  uint32_t dp_size;
+  /**
+   * `S` of `TKM_AGG_SEQ_MEAN_TOKEN_SUM_NORM` (finite, > 0); 0 = `T` (the padded length).
+   */
+  float scale_factor;
+} tkm_agg_norm;
+
+/**
+ * The verl metrics of a PPO clip call, as mergeable sums (add them across micro-batches
+ * and ranks, then divide by `valid_tokens`). A fixed-layout output struct.
+ */
+typedef struct tkm_policy_stats {
+  /**
+   * Valid (mask != 0) tokens.
+   */
+  uint64_t valid_tokens;
+  /**
+   * Valid tokens with `A > 0` clipped at `1 + eps_high`.
+   */
+  uint64_t clipped_high;
+  /**
+   * Valid tokens with `A < 0` clipped at `1 - eps_low`.
+   */
+  uint64_t clipped_low;
+  /**
+   * Valid tokens with `A < 0` bounded by the dual clip (verl `pg_clipfrac_lower`).
+   */
+  uint64_t clipped_dual;
+  /**
+   * Sum of `-(logp - old_logp)` (after the clamp) over valid tokens: verl's `ppo_kl`
+   * numerator.
+   */
+  double neg_log_ratio_sum;
+} tkm_policy_stats;
+
+/**
+ * IEEE binary32 (`float`).
+ */
+#define TKM_DTYPE_F32 1
+
+/**
+ * bfloat16, as `uint16_t` bits (the upper half of a binary32).
+ */
+#define TKM_DTYPE_BF16 2
+
+/**
+ * IEEE binary16, as `uint16_t` bits.
+ */
+#define TKM_DTYPE_F16 3
+
+/**
+ * Every status, in numeric order (tests iterate over it).
+ */
+#define ALL_STATUSES { TKM_STATUS_OK, TKM_STATUS_NULL_POINTER, TKM_STATUS_SIZE_OVERFLOW, TKM_STATUS_LENGTH_MISMATCH, TKM_STATUS_BAD_STRIDE, TKM_STATUS_LABEL_OUT_OF_RANGE, TKM_STATUS_BAD_DTYPE, TKM_STATUS_UNSUPPORTED_DEVICE, TKM_STATUS_NON_FINITE, TKM_STATUS_NO_FINITE_LOGIT, TKM_STATUS_INVALID_TEMPERATURE, TKM_STATUS_EMPTY_VOCAB, TKM_STATUS_MISSING_TARGET, TKM_STATUS_DUPLICATE_TARGET, TKM_STATUS_SHARD_OUT_OF_RANGE, TKM_STATUS_INVALID_ARGUMENT, TKM_STATUS_BACKEND_UNAVAILABLE, TKM_STATUS_BAD_STRUCT_SIZE, TKM_STATUS_MISALIGNED, TKM_STATUS_OVERLAP, TKM_STATUS_OUT_OF_MEMORY, TKM_STATUS_INDEX_OUT_OF_RANGE, TKM_STATUS_PROOF_LENGTH, TKM_STATUS_PROOF_MISMATCH, TKM_STATUS_BAD_TENSOR, TKM_STATUS_INTERNAL_PANIC, }
+
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/**
+ * The library's version, `"MAJOR.MINOR.PATCH"`: a static NUL-terminated string, never NULL.
+ * Compare with the `TKM_VERSION_*` macros to detect a header/library mismatch.
+ */
+const char *tkm_version(void);
+
+/**
+ * Writes the default GRPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_grpo_options`.
+ */
+tkm_status tkm_grpo_options_init(struct tkm_grpo_options *opts);
+
+/**
+ * GRPO advantages, one per response: `out[b]` from `rewards` (`n` floats) grouped by
+ * `group_ids`/`group_size` (see `groups` rule in the header), with `opts` (NULL = defaults).
+ * Statistics accumulate in f64 in a fixed order; each advantage is rounded to f32 once.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (an infinite reward, or NaN under `TKM_NAN_ERROR`),
+ * `_INVALID_ARGUMENT` (grouping, `n` not a multiple of `group_size`, `eps` negative or not
+ * finite, `TKM_GRPO_TRL` with `group_ids`, unknown enum values).
+ *
+ * # Safety
+ * `rewards` and `out` must be valid for `n` floats, `group_ids` NULL or valid for `n`.
+ */
+tkm_status tkm_grpo_advantage(const float *rewards,
+                              size_t n,
+                              const uint32_t *group_ids,
+                              size_t group_size,
+                              const struct tkm_grpo_options *opts,
+                              float *out);
+
+/**
+ * Dr. GRPO advantages `A = R - mean_group(R)` (the library form: groups of fewer than two
+ * get 0, NaN rewards are `TKM_STATUS_NON_FINITE`).
+ *
+ * # Safety
+ * As `tkm_grpo_advantage`.
+ */
+tkm_status tkm_dr_grpo_advantage(const float *rewards,
+                                 size_t n,
+                                 const uint32_t *group_ids,
+                                 size_t group_size,
+                                 float *out);
+
+/**
+ * RLOO advantages `A_b = R_b - mean of the other rewards of b's group`, in the flavor
+ * `TKM_RLOO_*`. Rewards must be finite. The TRL flavors need `group_size >= 2`.
+ *
+ * # Safety
+ * As `tkm_grpo_advantage`.
+ */
+tkm_status tkm_rloo_advantage(const float *rewards,
+                              size_t n,
+                              const uint32_t *group_ids,
+                              size_t group_size,
+                              uint32_t flavor,
+                              float *out);
+
+/**
+ * Broadcasts one value per response to its tokens: `out[b*t + j] = a_seq[b]` where
+ * `mask[b*t + j] != 0`, else 0 (a NaN `a_seq[b]` never reaches padding). `a_seq` has
+ * `rows` floats; `mask` and `out` are `[rows, t]`.
+ *
+ * # Safety
+ * `a_seq` valid for `rows` floats, `mask` and `out` for `rows * t` elements.
+ */
+tkm_status tkm_broadcast_masked(const float *a_seq, size_t rows, const uint8_t *mask, size_t t, float *out);
+
+/**
+ * `tkm_logits_fwd` on DLPack tensors: `logits` is a 2-D `[rows, vocab]` float32 / bfloat16 /
+ * float16 CPU tensor (any row stride, unit column stride); `targets` (int32), `row_mask`
+ * (uint8 or bool), `temperatures` (float32) are NULL or 1-D `[rows]`; `lse`, `entropy`
+ * (required) and `logp`, `ez` (NULL = not wanted) are 1-D `[rows]` float32 outputs; all
+ * vectors contiguous. Other rules as `tkm_logits_fwd`.
+ *
+ * # Safety
+ * Every non-NULL tensor must be a valid `DLTensor` whose data are valid for its shape and
+ * strides.
+ */
+tkm_status tkm_dl_logits_fwd(const struct tkm_exec_options *exec,
+                             const DLTensor *logits,
+                             const DLTensor *targets,
+                             const DLTensor *row_mask,
+                             float temperature,
+                             const DLTensor *temperatures,
+                             const DLTensor *lse,
+                             const DLTensor *entropy,
+                             const DLTensor *logp,
+                             const DLTensor *ez,
+                             size_t *nonfinite_rows);
+
+/**
+ * `tkm_logits_bwd` on DLPack tensors: `dx` is a 2-D float32 / bfloat16 / float16 CPU tensor
+ * of the logits' shape (any row stride, unit column stride); `lse`, `ez` (required) and
+ * `g_logp`, `g_entropy`, `g_lse` (NULL = zero) are 1-D `[rows]` float32. Other arguments
+ * and rules as `tkm_dl_logits_fwd` and `tkm_logits_bwd`.
+ *
+ * # Safety
+ * As `tkm_dl_logits_fwd`.
+ */
+tkm_status tkm_dl_logits_bwd(const struct tkm_exec_options *exec,
+                             const DLTensor *logits,
+                             const DLTensor *targets,
+                             const DLTensor *row_mask,
+                             float temperature,
+                             const DLTensor *temperatures,
+                             const DLTensor *lse,
+                             const DLTensor *ez,
+                             const DLTensor *g_logp,
+                             const DLTensor *g_entropy,
+                             const DLTensor *g_lse,
+                             const DLTensor *dx);
+
+/**
+ * `tkm_logits_bwd_inplace` on DLPack tensors: the gradient overwrites `logits`. Arguments
+ * as `tkm_dl_logits_bwd` without `dx`.
+ *
+ * # Safety
+ * As `tkm_dl_logits_fwd`; `logits` must be writable.
+ */
+tkm_status tkm_dl_logits_bwd_inplace(const struct tkm_exec_options *exec,
+                                     const DLTensor *logits,
+                                     const DLTensor *targets,
+                                     const DLTensor *row_mask,
+                                     float temperature,
+                                     const DLTensor *temperatures,
+                                     const DLTensor *lse,
+                                     const DLTensor *ez,
+                                     const DLTensor *g_logp,
+                                     const DLTensor *g_entropy,
+                                     const DLTensor *g_lse);
+
+/**
+ * Writes the default exec options (`struct_size = sizeof(tkm_exec_options)`, one thread,
+ * `TKM_BACKEND_AUTO`) into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.
+ */
+tkm_status tkm_exec_options_init(struct tkm_exec_options *opts);
+
+/**
+ * The leaf hash `H(0x00 || record)` of one committed token, the record being
+ * `(version 1, kind, index, salt, token_id, fp_len, fp)` (see the core docs for the bytes).
+ * `salt` is 16 bytes (all zero only when hiding is not needed), `kind` a
+ * `TKM_FP_KIND_*`, `fp` the `fp_len` fingerprint bytes (NULL only when `fp_len == 0`);
+ * `out` receives 32 bytes.
+ *
+ * # Safety
+ * `salt` valid for 16 bytes, `fp` for `fp_len` bytes, `out` for 32 bytes.
+ */
+tkm_status tkm_fp_leaf_hash(uint64_t index,
+                            const uint8_t *salt,
+                            uint32_t token_id,
+                            uint32_t kind,
+                            const uint8_t *fp,
+                            size_t fp_len,
+                            uint8_t *out);
+
+/**
+ * The root (32 bytes into `out`) of the tree over `n` leaf hashes (`leaf_hashes` holds
+ * `32 n` bytes); `n == 0` gives `BLAKE3("")`.
+ *
+ * # Safety
+ * `leaf_hashes` valid for `32 n` bytes, `out` for 32 bytes.
+ */
+tkm_status tkm_fp_root(const uint8_t *leaf_hashes, size_t n, uint8_t *out);
+
+/**
+ * Creates an empty streaming tree and stores its handle in `*out` (ownership passes to the
+ * caller: free it with `tkm_fp_tree_free`).
+ *
+ * # Safety
+ * `out` valid for writing one pointer.
+ */
+tkm_status tkm_fp_tree_new(struct tkm_fp_tree **out);
+
+/**
+ * Frees a tree made by `tkm_fp_tree_new`. NULL is a no-op. The handle must not be used
+ * afterwards.
+ *
+ * # Safety
+ * `tree` is NULL or a live handle from `tkm_fp_tree_new`, not freed before.
+ */
+void tkm_fp_tree_free(struct tkm_fp_tree *tree);
+
+/**
+ * Appends `n` leaf hashes (`32 n` bytes) in order. All or nothing: if the tree would exceed
+ * `UINT64_MAX` leaves, nothing is appended (`TKM_STATUS_SIZE_OVERFLOW`).
+ *
+ * # Safety
+ * `tree` a live handle, `leaf_hashes` valid for `32 n` bytes.
+ */
+tkm_status tkm_fp_tree_append(struct tkm_fp_tree *tree, const uint8_t *leaf_hashes, size_t n);
+
+/**
+ * The number of leaves appended so far, into `*out`.
+ *
+ * # Safety
+ * `tree` a live handle, `out` valid for one `uint64_t`.
+ */
+tkm_status tkm_fp_tree_len(const struct tkm_fp_tree *tree, uint64_t *out);
+
+/**
+ * The root of the leaves appended so far (32 bytes into `out`), equal to `tkm_fp_root`
+ * over the same leaves.
+ *
+ * # Safety
+ * `tree` a live handle, `out` valid for 32 bytes.
+ */
+tkm_status tkm_fp_tree_root(const struct tkm_fp_tree *tree, uint8_t *out);
+
+/**
+ * An upper bound on every proof length (in hashes) for trees of at most `n` leaves: size
+ * proof buffers with it.
+ */
+size_t tkm_fp_max_proof_len(uint64_t n);
+
+/**
+ * The exact number of hashes of the inclusion proof of leaf `index` in a tree of `size`
+ * leaves, into `*out` (`TKM_STATUS_INDEX_OUT_OF_RANGE` if `index >= size`).
+ *
+ * # Safety
+ * `out` valid for one `size_t`.
+ */
+tkm_status tkm_fp_inclusion_proof_len(uint64_t index, uint64_t size, size_t *out);
+
+/**
+ * Writes the inclusion proof of leaf `index` in the tree over `n` leaf hashes into `out`
+ * (capacity `out_cap` hashes, `32 out_cap` bytes; `TKM_STATUS_LENGTH_MISMATCH` if too
+ * small) and its length in hashes into `*out_len`.
+ *
+ * # Safety
+ * `leaf_hashes` valid for `32 n` bytes, `out` for `32 out_cap` bytes, `out_len` for one
+ * `size_t`.
+ */
+tkm_status tkm_fp_inclusion_proof(const uint8_t *leaf_hashes,
+                                  size_t n,
+                                  uint64_t index,
+                                  uint8_t *out,
+                                  size_t out_cap,
+                                  size_t *out_len);
+
+/**
+ * Verifies that `leaf_hash` (32 bytes) is leaf `index` of the tree of `size` leaves with
+ * root `root`, given the proof (`proof_len` hashes). `TKM_STATUS_OK` = verified;
+ * `TKM_STATUS_PROOF_MISMATCH` (wrong leaf, index, size or a tampered hash),
+ * `_PROOF_LENGTH`, `_INDEX_OUT_OF_RANGE` = rejected. `size` must come from a signed head,
+ * never from the prover: an inclusion proof alone does not bind the tree size.
+ *
+ * # Safety
+ * `leaf_hash` and `root` valid for 32 bytes, `proof` for `32 proof_len` bytes.
+ */
+tkm_status tkm_fp_verify_inclusion(uint64_t index,
+                                   uint64_t size,
+                                   const uint8_t *leaf_hash,
+                                   const uint8_t *proof,
+                                   size_t proof_len,
+                                   const uint8_t *root);
+
+/**
+ * Writes the consistency proof from the tree of the first `size1` leaves to the tree over
+ * all `n` leaf hashes into `out` (capacity `out_cap` hashes) and its length into
+ * `*out_len`. Needs `0 < size1 <= n` (`TKM_STATUS_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * As `tkm_fp_inclusion_proof`.
+ */
+tkm_status tkm_fp_consistency_proof(const uint8_t *leaf_hashes,
+                                    size_t n,
+                                    uint64_t size1,
+                                    uint8_t *out,
+                                    size_t out_cap,
+                                    size_t *out_len);
+
+/**
+ * Verifies that the tree of `size2` leaves with root `root2` extends the tree of `size1`
+ * leaves with root `root1` (append-only), given the proof (`proof_len` hashes). Statuses
+ * as `tkm_fp_verify_inclusion`; `size1 == 0` or `size1 > size2` is
+ * `TKM_STATUS_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `root1`, `root2` valid for 32 bytes, `proof` for `32 proof_len` bytes.
+ */
+tkm_status tkm_fp_verify_consistency(uint64_t size1,
+                                     uint64_t size2,
+                                     const uint8_t *root1,
+                                     const uint8_t *root2,
+                                     const uint8_t *proof,
+                                     size_t proof_len);
+
+/**
+ * Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
+ * log-prob `logp = z[target] - lse` and `ez = E_p[z]` (save `lse` and `ez` for the
+ * backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
+ * `dtype` = `TKM_DTYPE_F32`/`BF16`/`F16`; bf16/f16 as `uint16_t` bits).
+ *
+ * * `targets` (NULL = none; negative = no target for that row, e.g. -100), `row_mask`
+ *   (NULL = keep every row; 0 = skip the row: outputs 0, target and temperature not
+ *   checked), `temperatures` (NULL = `temperature` for every row; else one per row, and
+ *   `temperature` is ignored). Temperatures must be finite and > 0.
+ * * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `ez`: NULL = not
+ *   wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
+ *   (their outputs are NaN; this is not an error).
+ *
+ * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`,
+ * `_INVALID_TEMPERATURE`, `_NO_FINITE_LOGIT` (a kept row of all -inf), `_INVALID_ARGUMENT`
+ * (`logp` without `targets`), and the generic pointer/size/options statuses.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_logits_fwd(const struct tkm_exec_options *exec,
+                          tkm_dtype dtype,
+                          const void *logits,
+                          size_t rows,
+                          size_t vocab,
+                          size_t row_stride,
+                          const int32_t *targets,
+                          const uint8_t *row_mask,
+                          float temperature,
+                          const float *temperatures,
+                          float *lse,
+                          float *entropy,
+                          float *logp,
+                          float *ez,
+                          size_t *nonfinite_rows);
+
+/**
+ * Backward: writes `d L / d logits` for
+ * `L = sum_rows (g_lse lse + g_logp logp + g_entropy entropy)` into `dx` (`[rows, vocab]`,
+ * row stride `dx_row_stride`, element type `grad_dtype`, rounded once from f32; the
+ * elements between rows are not touched).
+ *
+ * `logits`, `targets`, `row_mask` and the temperatures must be those of the forward;
+ * `lse` and `ez` (required, `rows` floats) are the forward's outputs. `g_logp`,
+ * `g_entropy`, `g_lse`: NULL = zero, else `rows` floats. Rows whose saved statistics are
+ * NaN get a NaN gradient row; masked rows get 0.
+ *
+ * `dx` must not overlap any input (`TKM_STATUS_OVERLAP`; use `tkm_logits_bwd_inplace` to
+ * overwrite the logits). Nothing is written unless the call succeeds: this kernel has no
+ * error that can occur after validation.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_logits_bwd(const struct tkm_exec_options *exec,
+                          tkm_dtype dtype,
+                          const void *logits,
+                          size_t rows,
+                          size_t vocab,
+                          size_t row_stride,
+                          const int32_t *targets,
+                          const uint8_t *row_mask,
+                          float temperature,
+                          const float *temperatures,
+                          const float *lse,
+                          const float *ez,
+                          const float *g_logp,
+                          const float *g_entropy,
+                          const float *g_lse,
+                          tkm_dtype grad_dtype,
+                          void *dx,
+                          size_t dx_row_stride);
+
+/**
+ * Backward written over the logits (saves an `[rows, vocab]` buffer): same as
+ * `tkm_logits_bwd` with `dx` = `logits`, in the logits' dtype and layout. The saved and
+ * upstream arrays must not overlap the logits (`TKM_STATUS_OVERLAP`).
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts of `tkm_logits_bwd`.
+ */
+tkm_status tkm_logits_bwd_inplace(const struct tkm_exec_options *exec,
+                                  tkm_dtype dtype,
+                                  void *logits,
+                                  size_t rows,
+                                  size_t vocab,
+                                  size_t row_stride,
+                                  const int32_t *targets,
+                                  const uint8_t *row_mask,
+                                  float temperature,
+                                  const float *temperatures,
+                                  const float *lse,
+                                  const float *ez,
+                                  const float *g_logp,
+                                  const float *g_entropy,
+                                  const float *g_lse);
+
+/**
+ * Partial statistics of a vocabulary shard: `logits` holds global columns
+ * `[col_offset, col_offset + cols)` (of a vocabulary of `vocab`) of every row. `targets`
+ * are global column ids validated against `vocab`. Writes one `tkm_row_stats` per row to
+ * `out` (`rows` entries). Combine shards with `tkm_logits_merge_shards`, finish with
+ * `tkm_logits_finalize`.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_logits_partial(const struct tkm_exec_options *exec,
+                              tkm_dtype dtype,
+                              const void *logits,
+                              size_t rows,
+                              size_t cols,
+                              size_t row_stride,
+                              size_t col_offset,
+                              size_t vocab,
+                              const int32_t *targets,
+                              const uint8_t *row_mask,
+                              float temperature,
+                              const float *temperatures,
+                              struct tkm_row_stats *out);
+
+/**
+ * Number of `tkm_row_stats` per row that `tkm_logits_partial_blocks` writes for a shard of
+ * `cols` columns: `ceil(cols / TKM_LOGITS_BLOCK)`.
+ */
+size_t tkm_logits_partial_blocks_len(size_t cols);
+
+/**
+ * Per-block partial statistics of a vocabulary shard: `out` is `[rows, blocks]` (dense,
+ * `blocks = tkm_logits_partial_blocks_len(cols)`) and receives the tuple of every
+ * `TKM_LOGITS_BLOCK`-column block. `col_offset` must be a multiple of `TKM_LOGITS_BLOCK`
+ * (`TKM_STATUS_INVALID_ARGUMENT`). Merged with `tkm_logits_merge_block_partials`, any
+ * such sharding reproduces `tkm_logits_fwd` **bitwise**.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_logits_partial_blocks(const struct tkm_exec_options *exec,
+                                     tkm_dtype dtype,
+                                     const void *logits,
+                                     size_t rows,
+                                     size_t cols,
+                                     size_t row_stride,
+                                     size_t col_offset,
+                                     size_t vocab,
+                                     const int32_t *targets,
+                                     const uint8_t *row_mask,
+                                     float temperature,
+                                     const float *temperatures,
+                                     struct tkm_row_stats *out);
+
+/**
+ * Merges per-shard partials: `parts[k]` points to shard `k`'s `rows` tuples (shards in
+ * column order), `out` receives `rows` merged tuples. `n_parts == 0` gives empty tuples.
+ * `TKM_STATUS_DUPLICATE_TARGET` if two shards contain a row's target.
+ *
+ * # Safety
+ * `parts` must be valid for `n_parts` pointers, each valid for `rows` tuples; `out` for
+ * `rows` tuples.
+ */
+tkm_status tkm_logits_merge_shards(const struct tkm_row_stats *const *parts,
+                                   size_t n_parts,
+                                   size_t rows,
+                                   struct tkm_row_stats *out);
+
+/**
+ * Merges per-block partials of shards: `parts[k]` points to shard `k`'s dense
+ * `[rows, blocks[k]]` output of `tkm_logits_partial_blocks` (shards in column order);
+ * `out` receives `rows` tuples, bitwise equal to the unsharded forward's. Finish with
+ * `tkm_logits_finalize`.
+ *
+ * # Safety
+ * `parts` and `blocks` must be valid for `n_parts` entries, `parts[k]` for
+ * `rows * blocks[k]` tuples, `out` for `rows` tuples.
+ */
+tkm_status tkm_logits_merge_block_partials(const struct tkm_row_stats *const *parts,
+                                           const size_t *blocks,
+                                           size_t n_parts,
+                                           size_t rows,
+                                           struct tkm_row_stats *out);
+
+/**
+ * Finalizes merged partials (`stats`, `rows` tuples) into the forward's outputs, with the
+ * same arguments and policies as `tkm_logits_fwd` (`targets` and `row_mask` must be those
+ * given to the partials). A kept row with a target whose tuple lacks it is
+ * `TKM_STATUS_MISSING_TARGET`.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for `rows` elements.
+ */
+tkm_status tkm_logits_finalize(const struct tkm_row_stats *stats,
+                               size_t rows,
+                               const int32_t *targets,
+                               const uint8_t *row_mask,
+                               float *lse,
+                               float *entropy,
+                               float *logp,
+                               float *ez,
+                               size_t *nonfinite_rows);
+
+/**
+ * Writes the default PPO clip options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_ppo_clip_options_init(struct tkm_ppo_clip_options *opts);
+
+/**
+ * Writes the default aggregation denominators into `*norm`.
+ *
+ * # Safety
+ * `norm` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_agg_norm_init(struct tkm_agg_norm *norm);
+
+/**
+ * PPO clipped surrogate per token, forward and gradient: for `[rows, cols]` arrays
+ * `logp`, `old_logp`, `adv`, `mask` (and `is_weights`, NULL = none: rollout importance
+ * weights multiplied into the loss and its gradient), writes `loss[b,t]` and
+ * `dloss_dlogp[b,t]` (0 at masked positions) and, if `stats` is not NULL, the clip metrics.
+ * Reduce with `tkm_agg_loss`; the logits backward's `g_logp` is `w * dloss_dlogp` with `w`
+ * from `tkm_agg_weights`.
+ *
+ * # Safety
+ * Every non-NULL array must be valid for `rows * cols` elements.
+ */
+tkm_status tkm_ppo_clip_loss(const float *logp,
+                             const float *old_logp,
+                             const float *adv,
+                             const uint8_t *mask,
+                             const float *is_weights,
+                             size_t rows,
+                             size_t cols,
+                             const struct tkm_ppo_clip_options *opts,
+                             float *loss,
+                             float *dloss_dlogp,
+                             struct tkm_policy_stats *stats);
+
+/**
+ * The scalar loss `L = sum w[b,t] loss[b,t]` of per-token losses (`[rows, cols]`) under
+ * `mode` (`TKM_AGG_*`) and `norm` (NULL = defaults), into `*out`. An empty denominator gives 0.
+ *
+ * # Safety
+ * `loss` and `mask` valid for `rows * cols` elements, `out` for one float.
+ */
+tkm_status tkm_agg_loss(const float *loss,
+                        const uint8_t *mask,
+                        size_t rows,
+                        size_t cols,
+                        uint32_t mode,
+                        const struct tkm_agg_norm *norm,
+                        float *out);
+
+/**
+ * The aggregation weights `w[b,t] = dL/d loss[b,t]` (`[rows, cols]`, 0 at masked positions)
+ * of `tkm_agg_loss` into `w`.
+ *
+ * # Safety
+ * `mask` and `w` valid for `rows * cols` elements.
+ */
+tkm_status tkm_agg_weights(const uint8_t *mask,
+                           size_t rows,
+                           size_t cols,
+                           uint32_t mode,
+                           const struct tkm_agg_norm *norm,
+                           float *w);
+
+/**
+ * A static, NUL-terminated English description of `status`; never NULL. Any integer is
+ * accepted: values that are not a `tkm_status` give `"unknown status"`. The string must not
+ * be freed.
+ */
+const char *tkm_status_str(uint32_t status);
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif  // __cplusplus
+
+#endif  /* TOKENMATH_H */
