@@ -12,6 +12,7 @@
 //!   (`exp` throughput and streaming read bandwidth).
 
 pub mod floor;
+pub mod policy_problem;
 
 use half::bf16;
 use tokenmath_core::logits::{FwdOut, RowInputs, Saved, Upstream};

@@ -552,3 +552,189 @@ fn upstream_helpers() {
     logp_upstream(&w, &[], &mut o).unwrap();
     assert_eq!(o, [0.0; 3]);
 }
+
+/// The bits of `v`, every NaN as one pattern (Rust leaves a NaN result's sign and payload
+/// unspecified; everything else must match exactly).
+fn nan_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect()
+}
+
+/// Metrics as exact integers (sums by their bits, NaN canonical).
+fn stat_key(p: &PolicyStats, k: &KlStats) -> [u64; 7] {
+    let b = |x: f64| if x.is_nan() { f64::NAN.to_bits() } else { x.to_bits() };
+    [p.valid_tokens, p.clipped_high, p.clipped_low, p.clipped_dual, b(p.neg_log_ratio_sum), k.valid_tokens, b(k.kl_sum)]
+}
+
+/// `logp, old_logp, adv, mask, w_is, ref_logp`.
+type Hostile = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<u8>, Vec<f32>, Vec<f32>);
+
+/// Hostile per-token inputs: realistic values, plus NaN, ±inf, `−0.0`, `A = ±0`, clip
+/// boundaries and huge log-ratios at scattered (valid and masked) positions.
+fn hostile(n: usize, seed: u64) -> Hostile {
+    let mut s = seed;
+    let mut next = move || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, 25.0, -25.0, 95.0, -95.0];
+    let (mut lp, mut old, mut adv, mut mask, mut w, mut rf) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in 0..n {
+        let x = -6.0 * next();
+        lp.push(x);
+        old.push(x + 1.2 * (next() - 0.5));
+        adv.push(4.0 * (next() - 0.5));
+        mask.push(if next() < 0.15 { 0 } else { 1 + (i % 5) as u8 });
+        w.push(2.0 * next());
+        rf.push(x + 40.0 * (next() - 0.5));
+        let pick = (next() * 1000.0) as usize;
+        match i % 23 {
+            2 => lp[i] = specials[pick % specials.len()],
+            5 => old[i] = lp[i] - specials[pick % specials.len()],
+            9 => adv[i] = [0.0, -0.0, f32::NAN, 0.0][pick % 4],
+            14 => rf[i] = specials[pick % specials.len()],
+            19 => old[i] = lp[i] - [1.2f32.ln(), 0.8f32.ln(), 3.0f32.ln(), 20.0, -20.0][pick % 5],
+            _ => {}
+        }
+    }
+    (lp, old, adv, mask, w, rf)
+}
+
+/// `ppo_clip_kl_step` is bitwise the composition it replaces — `ppo_clip_kl_loss`, then
+/// `agg_loss` and `agg_chain_in_place` — for every aggregation mode and normaliser, every KL
+/// estimator, clip configuration, with and without importance weights, on shapes whose `T`
+/// is and is not a multiple of the vector widths (8, 16), and on empty shapes; NaN compared
+/// as NaN (its sign and payload are unspecified in Rust).
+#[test]
+fn fused_step_matches_composition_bitwise() {
+    let modes = [AggMode::TokenMean, AggMode::SeqMeanTokenSum, AggMode::SeqMeanTokenMean, AggMode::SeqMeanTokenSumNorm];
+    let norms = [
+        AggNorm::default(),
+        AggNorm { global_tokens: Some(1 << 20), global_seqs: Some(4096), dp_size: 8, scale_factor: Some(1.5) },
+    ];
+    let kls = [
+        KlCfg::default(),
+        KlCfg::trl(),
+        KlCfg { kind: KlKind::K3Plus, verl_clamps: true },
+        KlCfg { kind: KlKind::K2, verl_clamps: false },
+    ];
+    let clips = [
+        ClipCfg::default(),
+        ClipCfg::dapo(),
+        ClipCfg::trl(),
+        ClipCfg { log_ratio_clamp: Some(60.0), ..ClipCfg::default() },
+    ];
+    let mut checked = 0;
+    for (rows, cols) in [(3, 64), (4, 24), (2, 13), (6, 1), (0, 16), (4, 0), (1, 4096)] {
+        let n = rows * cols;
+        let (lp, old, adv, mut mask, w, rf) = hostile(n, (rows * 1000 + cols) as u64);
+        if rows > 1 {
+            mask[cols..2 * cols].fill(0); // an empty row
+        }
+        for row in mask.chunks_mut(cols.max(1)).skip(2).step_by(2) {
+            let len = row.len() / 3;
+            row[len..].fill(0); // padding after a response, as a trainer lays it out
+        }
+        let shape = BatchShape::new(rows, cols);
+        for (c, clip) in clips.iter().enumerate() {
+            for (k, klc) in kls.iter().enumerate() {
+                // All combinations of the clip and KL settings would be slow; pair them up.
+                if (c + k) % 2 == 1 && cols != 64 {
+                    continue;
+                }
+                for with_w in [false, true] {
+                    let inp = PolicyInputs {
+                        shape,
+                        logp: &lp,
+                        old_logp: &old,
+                        adv: &adv,
+                        mask: &mask,
+                        is_weights: with_w.then_some(&w[..]),
+                    };
+                    let kl = KlTerm { ref_logp: &rf, cfg: *klc, coef: 0.05 };
+                    for mode in modes {
+                        for norm in &norms {
+                            let (mut l0, mut g0) = (vec![POISON; n], vec![POISON; n]);
+                            let (ps0, ks0) =
+                                ppo_clip_kl_loss(&inp, clip, &kl, LossOut { loss: &mut l0, dloss_dlogp: &mut g0 })
+                                    .unwrap();
+                            let big0 = agg_loss(&l0, &mask, shape, mode, norm).unwrap();
+                            agg_chain_in_place(&mask, shape, mode, norm, &mut g0).unwrap();
+                            let (l1, g1, st) = run(n, |o| ppo_clip_kl_step(&inp, clip, &kl, mode, norm, o)).unwrap();
+                            let what = format!("{rows}x{cols} {clip:?} {klc:?} w={with_w} {mode:?} {norm:?}");
+                            assert_eq!(nan_bits(&l1), nan_bits(&l0), "loss {what}");
+                            assert_eq!(nan_bits(&g1), nan_bits(&g0), "g_logp {what}");
+                            assert_eq!(nan_bits(&[st.loss]), nan_bits(&[big0]), "L {what}");
+                            assert_eq!(stat_key(&st.policy, &st.kl), stat_key(&ps0, &ks0), "metrics {what}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}
+
+/// On NaN-free, realistic inputs the fused step is bitwise the composition with no NaN
+/// caveat at all (every bit of `ℓ`, `g_logp`, `L` and the `f64` metric sums).
+#[test]
+fn fused_step_matches_composition_exactly_without_nan() {
+    let (rows, cols) = (8, 512);
+    let n = rows * cols;
+    let (lp, old, adv, mask, _, rf) = hostile(n, 7);
+    let clean = |v: Vec<f32>| {
+        v.into_iter().map(|x| if x.is_finite() { x.clamp(-30.0, 30.0) } else { -1.0 }).collect::<Vec<_>>()
+    };
+    let (lp, old, adv, rf) = (clean(lp), clean(old), clean(adv), clean(rf));
+    let shape = BatchShape::new(rows, cols);
+    let inp = PolicyInputs { shape, logp: &lp, old_logp: &old, adv: &adv, mask: &mask, is_weights: None };
+    let kl = KlTerm { ref_logp: &rf, cfg: KlCfg::default(), coef: 0.001 };
+    for mode in [AggMode::TokenMean, AggMode::SeqMeanTokenMean] {
+        let norm = AggNorm::default();
+        let (mut l0, mut g0) = (vec![POISON; n], vec![POISON; n]);
+        let (ps0, ks0) =
+            ppo_clip_kl_loss(&inp, &ClipCfg::default(), &kl, LossOut { loss: &mut l0, dloss_dlogp: &mut g0 }).unwrap();
+        let big0 = agg_loss(&l0, &mask, shape, mode, &norm).unwrap();
+        agg_chain_in_place(&mask, shape, mode, &norm, &mut g0).unwrap();
+        let (l1, g1, st) = run(n, |o| ppo_clip_kl_step(&inp, &ClipCfg::default(), &kl, mode, &norm, o)).unwrap();
+        let raw = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(raw(&l1), raw(&l0));
+        assert_eq!(raw(&g1), raw(&g0));
+        assert_eq!(st.loss.to_bits(), big0.to_bits());
+        assert_eq!((st.policy, st.kl), (ps0, ks0));
+        assert!(st.policy.clipped_high > 0 && st.policy.clipped_low > 0 && st.policy.clipped_dual > 0);
+    }
+}
+
+/// The fused step's errors are the composition's, in its order, and nothing is written when
+/// any of them (including the aggregation's) fails.
+#[test]
+fn fused_step_errors_before_writing() {
+    let sh = BatchShape::new(2, 2);
+    let v = [0.0f32; 4];
+    let short = [0.0f32; 3];
+    let m = [1u8; 4];
+    let inp = PolicyInputs { shape: sh, logp: &v, old_logp: &v, adv: &v, mask: &m, is_weights: None };
+    let kl = KlTerm { ref_logp: &v, cfg: KlCfg::default(), coef: 0.1 };
+    let step = |inp: &PolicyInputs<'_>, cfg: &ClipCfg, kl: &KlTerm<'_>, norm: &AggNorm| {
+        let (mut l, mut g) = ([POISON; 4], [POISON; 4]);
+        let r = ppo_clip_kl_step(inp, cfg, kl, AggMode::TokenMean, norm, LossOut { loss: &mut l, dloss_dlogp: &mut g });
+        assert!(l.iter().chain(&g).all(|x| x.to_bits() == POISON.to_bits()), "wrote before failing");
+        r.unwrap_err()
+    };
+    let (c, nm) = (ClipCfg::default(), AggNorm::default());
+    let lm = |what: &'static str, got| TmError::LengthMismatch { what, expected: 4, got };
+    assert_eq!(step(&PolicyInputs { logp: &short, ..inp }, &c, &kl, &nm), lm("logp", 3));
+    assert_eq!(step(&inp, &c, &KlTerm { ref_logp: &short, ..kl }, &nm), lm("ref_logp", 3));
+    assert!(matches!(step(&inp, &ClipCfg { eps_low: -1.0, ..c }, &kl, &nm), TmError::InvalidArgument(_)));
+    assert!(matches!(step(&inp, &c, &KlTerm { coef: f32::NAN, ..kl }, &nm), TmError::InvalidArgument(_)));
+    assert!(matches!(step(&inp, &c, &kl, &AggNorm { dp_size: 0, ..nm }), TmError::InvalidArgument(_)));
+    assert!(matches!(step(&inp, &c, &kl, &AggNorm { global_tokens: Some(3), ..nm }), TmError::InvalidArgument(_)));
+    // The short output buffer, as the composition reports it.
+    let (mut l, mut g) = ([POISON; 3], [POISON; 4]);
+    let r = ppo_clip_kl_step(&inp, &c, &kl, AggMode::TokenMean, &nm, LossOut { loss: &mut l, dloss_dlogp: &mut g });
+    assert_eq!(r, Err(lm("loss", 3)));
+}

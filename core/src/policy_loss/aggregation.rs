@@ -72,27 +72,65 @@ impl Default for AggNorm {
 }
 
 /// What the aggregation divides by: `w[b,t] = m·row_scale(b)·k`.
-struct Plan {
+pub(super) struct Plan {
     /// Multiplier applied to every valid token's loss (after the row division, if any).
-    k: f64,
+    pub(super) k: f64,
     /// Divide each row by its `L_b` (`SeqMeanTokenMean`).
-    per_row_mean: bool,
+    pub(super) per_row_mean: bool,
 }
 
-fn local_counts(mask: &[u8], shape: BatchShape) -> (u64, u64) {
+/// The number of non-zero bytes of `m`. Counted in 32 byte-wide lanes (blocks of at most
+/// 255 steps, so a lane cannot overflow), a form that vectorises to a compare and a byte
+/// subtraction per 32 bytes; integer, so the order does not matter.
+#[inline(always)]
+pub(super) fn count_valid(m: &[u8]) -> u64 {
+    const W: usize = 32;
+    let mut total = 0u64;
+    for block in m.chunks(W * 255) {
+        let mut acc = [0u8; W];
+        let mut steps = block.chunks_exact(W);
+        for c in &mut steps {
+            for k in 0..W {
+                acc[k] += (c[k] != 0) as u8;
+            }
+        }
+        total += acc.iter().map(|&x| x as u64).sum::<u64>();
+        total += steps.remainder().iter().filter(|&&x| x != 0).count() as u64;
+    }
+    total
+}
+
+#[inline(always)]
+fn local_counts_body(mask: &[u8], shape: BatchShape) -> (u64, u64) {
     let (mut tok, mut seq) = (0u64, 0u64);
     if shape.cols == 0 {
         return (0, 0);
     }
     for row in mask.chunks_exact(shape.cols) {
-        let l = row.iter().filter(|&&m| m != 0).count() as u64;
+        let l = count_valid(row);
         tok += l;
         seq += (l > 0) as u64;
     }
     (tok, seq)
 }
 
-fn plan(mask: &[u8], shape: BatchShape, mode: AggMode, norm: &AggNorm) -> Result<Plan, TmError> {
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn local_counts_avx2(mask: &[u8], shape: BatchShape) -> (u64, u64) {
+    local_counts_body(mask, shape)
+}
+
+/// `(Σ m, #rows with Σ_t m > 0)`.
+fn local_counts(mask: &[u8], shape: BatchShape) -> (u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::platform::Backend::detect() == crate::platform::Backend::Avx2Fma {
+        // Safe because `detect` verified AVX2 on this CPU.
+        return unsafe { local_counts_avx2(mask, shape) };
+    }
+    local_counts_body(mask, shape)
+}
+
+pub(super) fn plan(mask: &[u8], shape: BatchShape, mode: AggMode, norm: &AggNorm) -> Result<Plan, TmError> {
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;
     if norm.dp_size == 0 {
@@ -185,7 +223,7 @@ pub fn agg_weights(
         return Ok(());
     }
     for (wrow, mrow) in w.chunks_exact_mut(shape.cols).zip(mask.chunks_exact(shape.cols)) {
-        let len = mrow.iter().filter(|&&m| m != 0).count() as u64;
+        let len = if p.per_row_mean { count_valid(mrow) } else { 0 };
         let k = if p.per_row_mean && len > 0 { p.k / len as f64 } else { p.k };
         let k = k as f32;
         for (wj, &m) in wrow.iter_mut().zip(mrow) {
@@ -215,7 +253,7 @@ pub fn agg_chain_in_place(
         return Ok(());
     }
     for (drow, mrow) in d.chunks_exact_mut(shape.cols).zip(mask.chunks_exact(shape.cols)) {
-        let len = mrow.iter().filter(|&&m| m != 0).count() as u64;
+        let len = if p.per_row_mean { count_valid(mrow) } else { 0 };
         let k = if p.per_row_mean && len > 0 { p.k / len as f64 } else { p.k };
         let k = k as f32;
         for (dj, &m) in drow.iter_mut().zip(mrow) {

@@ -25,6 +25,10 @@
 //! g_logp = agg_chain_in_place(mask, shape, AggMode::TokenMean, &norm, out.dloss_dlogp)   // in place
 //! ```
 //!
+//! [`ppo_clip_kl_step`] does the same three steps in one pass over the tokens (after a count of
+//! the mask), with bitwise the same `ℓ`, `g_logp`, `L` and metrics (a NaN's sign and payload
+//! aside, which Rust leaves unspecified).
+//!
 //! # The per-token losses (`Δ = logp − old_logp`, `A` the advantage)
 //!
 //! | kernel | loss | `∂ℓ/∂logp` |
@@ -62,7 +66,9 @@
 //!   estimator kind is matched once per call) followed by the metric lanes; on x86-64 the same
 //!   Rust code is also compiled with AVX2 enabled and chosen at run time
 //!   ([`crate::Backend::detect`]) — identical bits, since Rust never contracts `a·b + c` into
-//!   an FMA. `exp` is a branch-free Cephes-style polynomial (within 2 ulp).
+//!   an FMA. `exp` is a branch-free Cephes-style polynomial (within 2 ulp). The PPO + k3 loop
+//!   (the default KL) is hand-vectorised for AVX2, and [`ppo_clip_kl_step`] fuses it with the
+//!   aggregation (see [`ppo_clip_kl_loss`]'s module for both).
 //! * Not in this module: TRL/HAPO aggregation modes, TRL's `δ` two-sided cap, per-token clip
 //!   widths (HAPO), DAPO's group filter and overlong shaping (spec §4.3), the top-entropy mask.
 //!
@@ -85,7 +91,7 @@ pub use gspo::{gspo_loss, GspoCfg, GSPO_AGG_MODE};
 pub use importance::{tis_weights, TisCfg, TisLevel};
 pub use kl::{kl_loss, KlCfg, KlKind};
 pub use metrics::{KlStats, PolicyStats};
-pub use ppo_clip::{ppo_clip_kl_loss, ppo_clip_loss, ClipCfg, KlTerm};
+pub use ppo_clip::{ppo_clip_kl_loss, ppo_clip_kl_step, ppo_clip_loss, ClipCfg, KlTerm, StepStats};
 pub use sapo::{sapo_loss, SapoCfg, SAPO_AGG_MODE};
 
 use crate::error::{check_len, TmError};
