@@ -539,12 +539,7 @@ pub fn stats_partial<T: LogitElem>(
 ) -> Result<(), TmError> {
     check_backend(exec.backend)?;
     let (rows, cols) = (x.rows(), x.cols());
-    if shard.vocab == 0 {
-        return Err(TmError::EmptyVocab);
-    }
-    if shard.col_offset.checked_add(cols).is_none_or(|end| end > shard.vocab) {
-        return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols, vocab: shard.vocab });
-    }
+    shard.validate(cols)?;
     inputs.validate(rows, shard.vocab)?;
     check_len("partial stats output", rows, out.len())?;
     let backend = exec.backend;
@@ -594,6 +589,19 @@ pub fn merge_shards(parts: &[&[RowStats]], out: &mut [RowStats]) -> Result<(), T
     Ok(())
 }
 
+impl Shard {
+    /// A non-empty vocabulary that holds all `cols` columns of the shard.
+    fn validate(&self, cols: usize) -> Result<(), TmError> {
+        if self.vocab == 0 {
+            return Err(TmError::EmptyVocab);
+        }
+        if self.col_offset.checked_add(cols).is_none_or(|end| end > self.vocab) {
+            return Err(TmError::ShardOutOfRange { col_offset: self.col_offset, cols, vocab: self.vocab });
+        }
+        Ok(())
+    }
+}
+
 /// Number of block tuples [`stats_partial_blocks`] writes per row for a shard of `cols`
 /// columns: `⌈cols / BLOCK⌉`.
 pub fn partial_blocks_len(cols: usize) -> usize {
@@ -619,12 +627,7 @@ pub fn stats_partial_blocks<T: LogitElem>(
 ) -> Result<(), TmError> {
     check_backend(exec.backend)?;
     let (rows, cols) = (x.rows(), x.cols());
-    if shard.vocab == 0 {
-        return Err(TmError::EmptyVocab);
-    }
-    if shard.col_offset.checked_add(cols).is_none_or(|end| end > shard.vocab) {
-        return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols, vocab: shard.vocab });
-    }
+    shard.validate(cols)?;
     if shard.col_offset % BLOCK != 0 {
         return Err(TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK"));
     }
