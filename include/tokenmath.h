@@ -2,10 +2,13 @@
  * tokenmath.h -- the C ABI of tokenmath (libtokenmath.so / libtokenmath.a).
  *
  * Token-level math of LLM post-training: logits statistics (log-sum-exp, entropy, target
- * log-prob, their gradient, vocabulary-shard partials), outcome advantages (GRPO, Dr. GRPO,
- * RLOO), the PPO clipped policy loss and its aggregation, and token fingerprint commitments
- * (BLAKE3 Merkle roots, inclusion and consistency proofs). Every function is a pure function
- * of caller-owned buffers, except the streaming tree handle (tkm_fp_tree).
+ * log-prob, their gradient, vocabulary-shard partials), advantages (GRPO, Dr. GRPO, RLOO,
+ * REINFORCE++, GAE, returns-to-go, whitening, DAPO's overlong shaping and dynamic sampling),
+ * policy losses (PPO clip, PPO + KL and the fused step, GSPO, CISPO, SAPO, KL estimators,
+ * truncated importance weights) with their aggregation and upstreams, and token fingerprint
+ * commitments (canonical encodings, SimHash, BLAKE3 Merkle roots, inclusion and consistency
+ * proofs, signed tree heads, audit sampling). Every function is a pure function of
+ * caller-owned buffers, except the streaming tree handle (tkm_fp_tree).
  *
  * RULES (they hold for every function in this header)
  *
@@ -17,9 +20,9 @@
  *     TKM_STATUS_OK: every argument is validated first, and results of kernels that can
  *     fail part-way (forward, merges, finalize, advantages, policy losses, proofs) are
  *     computed into internal scratch memory and copied out at the end. The gradient
- *     kernels (tkm_logits_bwd, tkm_logits_bwd_inplace and their tkm_dl_ forms) write
- *     straight into dx / the logits, which is safe because nothing can fail after their
- *     validation.
+ *     kernels (tkm_logits_bwd, tkm_logits_bwd_inplace and their tkm_dl_ forms) and
+ *     tkm_agg_chain_inplace write straight into dx / the logits / d, which is safe because
+ *     nothing can fail after their validation.
  *  3. NULL. A pointer to an array may be NULL only when the array has zero elements.
  *     Arguments documented as optional ("NULL = ...") take NULL as "absent". Any other NULL
  *     is TKM_STATUS_NULL_POINTER, checked before anything is read or written. Pointers must
@@ -51,7 +54,7 @@
  *     exactly on load; all arithmetic and accumulation is f32 or wider. Other codes are
  *     TKM_STATUS_BAD_DTYPE. Scalar hyper-parameters are float (never promoted).
  * 10. Aliasing. Outputs must not overlap inputs unless a function says so; the gradient
- *     kernels check it (TKM_STATUS_OVERLAP).
+ *     kernels and tkm_agg_chain_inplace check it (TKM_STATUS_OVERLAP).
  * 11. DLPack. The tkm_dl_* functions take const DLTensor* (dlpack.h, DLPack v1.1, installed
  *     next to this header) and validate every field before use: device (kDLCPU, or pinned
  *     host memory kDLCUDAHost/kDLROCMHost; other devices are TKM_STATUS_UNSUPPORTED_DEVICE
@@ -192,6 +195,19 @@
 #define TKM_RLOO_TRL_NORMALIZED 4
 
 /**
+ * Token-level estimators, the library form: fewer than two valid tokens whiten to 0, padding
+ * outputs are 0 (default).
+ */
+#define TKM_COMPAT_LIBRARY 0
+
+/**
+ * Token-level estimators exactly as verl `torch_functional.py`: `sum(mask) + 1e-8` mean
+ * denominators, `TKM_STATUS_INVALID_ARGUMENT` for fewer than two valid tokens, whitened
+ * values written into padding too (where the function says so).
+ */
+#define TKM_COMPAT_VERL 1
+
+/**
  * Pick the fastest backend this CPU supports (the default).
  */
 #define TKM_BACKEND_AUTO 0
@@ -248,6 +264,22 @@
 #define TKM_FP_KIND_SIMHASH 4
 
 /**
+ * Bytes of a signed tree head before its context: `"tokenmath-sth"` (13), version (1),
+ * `hash_id` (1), `n` (8, little-endian), root (32), `ctx_len` (4, little-endian).
+ */
+#define TKM_FP_HEAD_FIXED_LEN 59
+
+/**
+ * SimHash planes with `+-1` entries, one XOF bit each (bit-exact everywhere; the default).
+ */
+#define TKM_FP_PLANES_RADEMACHER 0
+
+/**
+ * SimHash planes with standard normal entries (Box-Muller with the pure-Rust libm).
+ */
+#define TKM_FP_PLANES_GAUSSIAN 1
+
+/**
  * Columns per canonical block: shards whose boundaries are multiples of it reproduce the
  * unsharded forward bitwise (see `tkm_logits_partial_blocks`).
  */
@@ -272,6 +304,46 @@
  * Aggregation `"seq-mean-token-sum-norm"` (Dr. GRPO).
  */
 #define TKM_AGG_SEQ_MEAN_TOKEN_SUM_NORM 3
+
+/**
+ * KL estimator `d` ("kl", "k1"); `d = logp - ref_logp`.
+ */
+#define TKM_KL_K1 0
+
+/**
+ * KL estimator `|d|` ("abs").
+ */
+#define TKM_KL_ABS 1
+
+/**
+ * KL estimator `d^2 / 2` ("mse", "k2").
+ */
+#define TKM_KL_K2 2
+
+/**
+ * KL estimator `exp(-d) + d - 1` ("low_var_kl", "k3"; the default).
+ */
+#define TKM_KL_K3 3
+
+/**
+ * The value of k1 with the gradient of k2 ("k1+").
+ */
+#define TKM_KL_K1_PLUS 4
+
+/**
+ * The value of k3 with the gradient of k2 ("k3+").
+ */
+#define TKM_KL_K3_PLUS 5
+
+/**
+ * Token-level truncated importance weights `min(exp(old_logp - rollout_logp), cap)`.
+ */
+#define TKM_TIS_TOKEN 0
+
+/**
+ * Sequence-level: one weight per row from the masked sum of the log-ratios.
+ */
+#define TKM_TIS_SEQUENCE 1
 
 /**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
@@ -454,6 +526,30 @@ typedef struct tkm_grpo_options {
 } tkm_grpo_options;
 
 /**
+ * DAPO overlong reward shaping (verl `reward_manager/dapo.py`). Initialise with
+ * `tkm_overlong_options_init` (the DAPO paper: `max_len = 20480`, `buffer_len = 4096`,
+ * factor 1), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_overlong_options {
+  /**
+   * `sizeof(tkm_overlong_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `L_max`, the maximum response length.
+   */
+  size_t max_len;
+  /**
+   * `L_buf`, the soft-punishment buffer (`1 <= buffer_len <= max_len`).
+   */
+  size_t buffer_len;
+  /**
+   * The penalty at `L_max` (finite, >= 0).
+   */
+  float penalty_factor;
+} tkm_overlong_options;
+
+/**
  * How a kernel call runs. Every backend and every thread count gives **bitwise identical**
  * results; these options change only the speed.
  *
@@ -476,6 +572,32 @@ typedef struct tkm_exec_options {
    */
   uint32_t backend;
 } tkm_exec_options;
+
+/**
+ * A parsed signed tree head (`tkm_fp_signed_head_parse`). A fixed-layout output struct.
+ */
+typedef struct tkm_fp_head {
+  /**
+   * Number of leaves committed.
+   */
+  uint64_t n;
+  /**
+   * Offset of the context in the parsed bytes (always `TKM_FP_HEAD_FIXED_LEN`).
+   */
+  size_t ctx_offset;
+  /**
+   * Bytes of the context.
+   */
+  size_t ctx_len;
+  /**
+   * `hash_id` of the tree hash (1 BLAKE3, 2 SHA-256, 3 keyed BLAKE3).
+   */
+  uint32_t hash_id;
+  /**
+   * Root of the tree of `n` leaves.
+   */
+  uint8_t root[32];
+} tkm_fp_head;
 
 /**
  * Element type of a tensor: a `uint32_t` code (`TKM_DTYPE_*`). `bf16` and `f16` data are
@@ -597,6 +719,114 @@ typedef struct tkm_policy_stats {
 } tkm_policy_stats;
 
 /**
+ * KL estimator options. Initialise with `tkm_kl_options_init` (verl's actor KL loss:
+ * `TKM_KL_K3` with verl's clamps), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_kl_options {
+  /**
+   * `sizeof(tkm_kl_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_KL_*` (default `TKM_KL_K3`).
+   */
+  uint32_t kind;
+  /**
+   * 1 = verl's `low_var_kl` clamps (`-d` to +-20, the value to +-10; k3 and k3+ only,
+   * default), 0 = none (TRL).
+   */
+  uint32_t verl_clamps;
+} tkm_kl_options;
+
+/**
+ * GSPO options. Initialise with `tkm_gspo_options_init` (verl's actor defaults:
+ * `eps_low = eps_high = 0.2`, sequence log-ratio cap 10), then change fields. NULL means
+ * the defaults.
+ */
+typedef struct tkm_gspo_options {
+  /**
+   * `sizeof(tkm_gspo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * The sequence ratio's lower clip is `1 - eps_low` (finite, >= 0).
+   */
+  float eps_low;
+  /**
+   * The sequence ratio's upper clip is `1 + eps_high` (finite, >= 0).
+   */
+  float eps_high;
+  /**
+   * Upper cap on the sequence log-ratio (finite); `INFINITY` = no cap.
+   */
+  float seq_log_ratio_cap;
+} tkm_gspo_options;
+
+/**
+ * CISPO options. Initialise with `tkm_cispo_options_init` (verl: weight clamped to
+ * `[0.8, 1.2]`, log-ratio clamp 20), then change fields. NULL means the defaults. TRL's
+ * form is `w_min = -INFINITY`, `w_max = cap` (e.g. 5), `log_ratio_clamp = 0`.
+ */
+typedef struct tkm_cispo_options {
+  /**
+   * `sizeof(tkm_cispo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Lower bound of the weight (finite); `-INFINITY` = none.
+   */
+  float w_min;
+  /**
+   * Upper bound of the weight (finite, >= `w_min`); `INFINITY` = none.
+   */
+  float w_max;
+  /**
+   * Clamp `|logp - old_logp| <= log_ratio_clamp` before `exp` (finite, > 0); 0 = none.
+   */
+  float log_ratio_clamp;
+} tkm_cispo_options;
+
+/**
+ * SAPO options. Initialise with `tkm_sapo_options_init` (verl: `tau_pos = 1`,
+ * `tau_neg = 1.05`, log-ratio clamp 20; TRL: the clamp 0), then change fields. NULL means
+ * the defaults.
+ */
+typedef struct tkm_sapo_options {
+  /**
+   * `sizeof(tkm_sapo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Temperature for `A > 0` (finite, > 0).
+   */
+  float tau_pos;
+  /**
+   * Temperature for `A <= 0` (finite, > 0).
+   */
+  float tau_neg;
+  /**
+   * Clamp `|logp - old_logp| <= log_ratio_clamp` before `exp` (finite, > 0); 0 = none.
+   */
+  float log_ratio_clamp;
+} tkm_sapo_options;
+
+/**
+ * The metrics of a KL estimator: a mergeable sum (add across micro-batches and ranks, then
+ * divide by `valid_tokens` for the token-mean KL). A fixed-layout output struct.
+ */
+typedef struct tkm_kl_stats {
+  /**
+   * Valid (mask != 0) tokens.
+   */
+  uint64_t valid_tokens;
+  /**
+   * Sum of the per-token KL values (after clamps, unscaled by any coefficient) over valid
+   * tokens.
+   */
+  double kl_sum;
+} tkm_kl_stats;
+
+/**
  * IEEE binary32 (`float`).
  */
 #define TKM_DTYPE_F32 1
@@ -689,6 +919,162 @@ tkm_status tkm_rloo_advantage(const float *rewards,
  * `a_seq` valid for `rows` floats, `mask` and `out` for `rows * t` elements.
  */
 tkm_status tkm_broadcast_masked(const float *a_seq, size_t rows, const uint8_t *mask, size_t t, float *out);
+
+/**
+ * Discounted returns-to-go with EOS reset, verl's REINFORCE++ recurrence, per row of the
+ * `[rows, t]` token rewards `r`: `G_t = r_t + gamma * carry`, `carry = mask_t ? G_t : 0`
+ * (in f64). `out` (`[rows, t]`) is not masked (as verl).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for `gamma` negative or not finite;
+ * `TKM_STATUS_NON_FINITE` for a non-finite reward at a valid position.
+ *
+ * # Safety
+ * `r`, `mask`, `out` valid for `rows * t` elements.
+ */
+tkm_status tkm_returns_to_go(const float *r,
+                             const uint8_t *mask,
+                             size_t rows,
+                             size_t t,
+                             float gamma,
+                             float *out);
+
+/**
+ * REINFORCE++ (verl `compute_reinforce_plus_plus_outcome_advantage`): the returns-to-go `G`
+ * of the `[rows, t]` token rewards `r` (into `ret`, NULL = not wanted) and
+ * `adv = masked_whiten(G)` over all valid tokens of the batch (eps 1e-8; 0 at padding).
+ * `compat_mode` is `TKM_COMPAT_*`.
+ *
+ * Errors: as `tkm_returns_to_go`; under `TKM_COMPAT_VERL`, fewer than two valid tokens are
+ * `TKM_STATUS_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `r`, `mask`, `adv` (and `ret` unless NULL) valid for `rows * t` elements.
+ */
+tkm_status tkm_reinforce_pp_advantage(const float *r,
+                                      const uint8_t *mask,
+                                      size_t rows,
+                                      size_t t,
+                                      float gamma,
+                                      uint32_t compat_mode,
+                                      float *adv,
+                                      float *ret);
+
+/**
+ * REINFORCE++-baseline (verl `compute_reinforce_plus_plus_baseline_outcome_advantage`):
+ * `A_b = R_b - mean of b's group` of the `rows` per-response `rewards` (grouped by
+ * `group_ids`/`group_size` as `tkm_grpo_advantage`), tiled over the valid tokens of row `b`
+ * of the `[rows, t]` `mask`, whitened over all valid tokens (eps 1e-8), 0 at padding, into
+ * `out` (`[rows, t]`). `singleton_policy` (`TKM_SINGLETON_*`) is what a group of one gets
+ * before whitening (verl: `TKM_SINGLETON_MEAN_ZERO_STD_ONE`, `A = R`); `compat_mode` is
+ * `TKM_COMPAT_*`. Rewards must be finite.
+ *
+ * # Safety
+ * `rewards` (and `group_ids` unless NULL) valid for `rows` elements, `mask` and `out` for
+ * `rows * t`.
+ */
+tkm_status tkm_reinforce_pp_baseline_advantage(const float *rewards,
+                                               size_t rows,
+                                               const uint32_t *group_ids,
+                                               size_t group_size,
+                                               const uint8_t *mask,
+                                               size_t t,
+                                               uint32_t singleton_policy,
+                                               uint32_t compat_mode,
+                                               float *out);
+
+/**
+ * Generalised advantage estimation (verl `compute_gae_advantage_return`) per row of the
+ * `[rows, t]` token rewards `r` and `values`: the backward recurrence over valid tokens
+ * (masked positions are skipped, in f64), `ret = A + V` (into `ret`, NULL = not wanted,
+ * written everywhere as verl) and `adv = masked_whiten(A)` over all valid tokens (eps 1e-8;
+ * `compat_mode` `TKM_COMPAT_*` as `tkm_reinforce_pp_advantage`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for `gamma` or `lam` negative or not finite;
+ * `TKM_STATUS_NON_FINITE` for a non-finite reward or value at a valid position.
+ *
+ * # Safety
+ * `r`, `values`, `mask`, `adv` (and `ret` unless NULL) valid for `rows * t` elements.
+ */
+tkm_status tkm_gae(const float *r,
+                   const float *values,
+                   const uint8_t *mask,
+                   size_t rows,
+                   size_t t,
+                   float gamma,
+                   float lam,
+                   uint32_t compat_mode,
+                   float *adv,
+                   float *ret);
+
+/**
+ * Masked whitening of `n` values: `out = (x - mean) * rsqrt(var_unbiased + eps)` with the
+ * moments over positions where `mask != 0` (in f64); padding gets 0 (`TKM_COMPAT_LIBRARY`)
+ * or the same formula (`TKM_COMPAT_VERL`, which also rejects fewer than two valid values).
+ * `eps` (verl: 1e-8) must be finite and >= 0. `out` may alias `x`.
+ *
+ * # Safety
+ * `x`, `mask`, `out` valid for `n` elements.
+ */
+tkm_status tkm_masked_whiten(const float *x,
+                             const uint8_t *mask,
+                             size_t n,
+                             float eps,
+                             uint32_t compat_mode,
+                             float *out);
+
+/**
+ * Writes the default overlong options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_overlong_options_init(struct tkm_overlong_options *opts);
+
+/**
+ * The overlong penalty of a response of `len` valid tokens into `*out`:
+ * `min(-(len - (max_len - buffer_len)) / buffer_len * penalty_factor, 0)` (in f64, rounded
+ * once): 0 up to `max_len - buffer_len`, `-penalty_factor` at `max_len`, no lower clamp.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for `buffer_len` 0 or above `max_len`, or a factor
+ * negative or not finite.
+ *
+ * # Safety
+ * `opts` NULL or a valid options struct, `out` valid for one float.
+ */
+tkm_status tkm_overlong_penalty(size_t len, const struct tkm_overlong_options *opts, float *out);
+
+/**
+ * DAPO's token rewards (`[rows, t]`, into `out`): row `b` is 0 except at column `L_b - 1`,
+ * which holds `scores[b] + overlong_penalty(L_b)` with `L_b` the number of valid tokens of
+ * row `b` of `mask`; a row without valid tokens stays 0. `scores` (`rows` floats) must be
+ * finite (`TKM_STATUS_NON_FINITE`).
+ *
+ * # Safety
+ * `scores` valid for `rows` floats, `mask` and `out` for `rows * t` elements.
+ */
+tkm_status tkm_overlong_shaped_token_rewards(const float *scores,
+                                             size_t rows,
+                                             const uint8_t *mask,
+                                             size_t t,
+                                             const struct tkm_overlong_options *opts,
+                                             float *out);
+
+/**
+ * DAPO's dynamic-sampling filter: `keep[b] = 1` for every response of a group whose `metric`
+ * values (`n` floats, grouped as `tkm_grpo_advantage`) are not all bitwise equal (`-0`
+ * equals `+0`; singleton groups are kept), else 0; `*kept_groups` (NULL = not wanted) the
+ * number of kept groups. A NaN metric is `TKM_STATUS_NON_FINITE`.
+ *
+ * # Safety
+ * `metric` and `keep` (and `group_ids` unless NULL) valid for `n` elements, `kept_groups`
+ * NULL or valid for one `size_t`.
+ */
+tkm_status tkm_dynamic_sampling_keep(const float *metric,
+                                     size_t n,
+                                     const uint32_t *group_ids,
+                                     size_t group_size,
+                                     uint8_t *keep,
+                                     size_t *kept_groups);
 
 /**
  * `tkm_logits_fwd` on DLPack tensors: `logits` is a 2-D `[rows, vocab]` float32 / bfloat16 /
@@ -912,6 +1298,208 @@ tkm_status tkm_fp_verify_consistency(uint64_t size1,
                                      const uint8_t *root2,
                                      const uint8_t *proof,
                                      size_t proof_len);
+
+/**
+ * The byte length of the float encoding `kind` (`TKM_FP_KIND_F32_CANONICAL` 4,
+ * `_I8_UNIT` 1, `_BF16` 2 bytes per dimension) of a `dim`-dimensional vector, into `*out`.
+ * Other kinds are `TKM_STATUS_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `out` valid for one `size_t`.
+ */
+tkm_status tkm_fp_encoded_len(uint32_t kind, size_t dim, size_t *out);
+
+/**
+ * The canonical fingerprint bytes of the `dim` floats `x` under the float encoding `kind`
+ * (`TKM_FP_KIND_F32_CANONICAL`: `-0` and subnormals to `+0`, little-endian binary32;
+ * `_I8_UNIT`: `round_half_even(127 x / ||x||)` as int8, all 0 for a zero vector; `_BF16`:
+ * round-to-nearest-even, little-endian) into `out`, whose length `out_len` must be exactly
+ * `tkm_fp_encoded_len` (`TKM_STATUS_LENGTH_MISMATCH`). Pass the bytes as the `fp` of
+ * `tkm_fp_leaf_hash`. Errors: `TKM_STATUS_NON_FINITE` for a NaN or infinite input (or a bf16
+ * overflow), `TKM_STATUS_INVALID_ARGUMENT` for another kind.
+ *
+ * # Safety
+ * `x` valid for `dim` floats, `out` for `out_len` bytes.
+ */
+tkm_status tkm_fp_encode(uint32_t kind, const float *x, size_t dim, uint8_t *out, size_t out_len);
+
+/**
+ * The CoIn layout `block || token` encoded with the float encoding `kind` as one vector of
+ * `block_dim + token_dim` dimensions (for `_I8_UNIT` the norm is over the concatenation)
+ * into `out` (`out_len` must be `tkm_fp_encoded_len(kind, block_dim + token_dim)`).
+ * Errors as `tkm_fp_encode`.
+ *
+ * # Safety
+ * `block` valid for `block_dim` floats, `token` for `token_dim`, `out` for `out_len` bytes.
+ */
+tkm_status tkm_fp_encode_coin_layout(uint32_t kind,
+                                     const float *block,
+                                     size_t block_dim,
+                                     const float *token,
+                                     size_t token_dim,
+                                     uint8_t *out,
+                                     size_t out_len);
+
+/**
+ * The byte length `TKM_FP_HEAD_FIXED_LEN + ctx_len` of a signed tree head with a context of
+ * `ctx_len` bytes, into `*out` (`TKM_STATUS_SIZE_OVERFLOW` for `ctx_len > UINT32_MAX`).
+ *
+ * # Safety
+ * `out` valid for one `size_t`.
+ */
+tkm_status tkm_fp_signed_head_len(size_t ctx_len, size_t *out);
+
+/**
+ * Writes the canonical bytes of the signed tree head committing to `(n, root)` (the bytes a
+ * provider signs; signing is outside the library) into `out` (capacity `out_cap` bytes,
+ * `TKM_STATUS_LENGTH_MISMATCH` if too small) and their length into `*out_len`. `hash_id`
+ * is the tree hash (1 for this library's trees, at most 255), `root` 32 bytes, `ctx` the
+ * deployment context (`ctx_len` bytes, NULL only when 0). Verifiers take the tree size of
+ * every proof check from a signed head, never from the prover.
+ *
+ * # Safety
+ * `root` valid for 32 bytes, `ctx` for `ctx_len`, `out` for `out_cap`, `out_len` for one
+ * `size_t`.
+ */
+tkm_status tkm_fp_signed_head_encode(uint32_t hash_id,
+                                     uint64_t n,
+                                     const uint8_t *root,
+                                     const uint8_t *ctx,
+                                     size_t ctx_len,
+                                     uint8_t *out,
+                                     size_t out_cap,
+                                     size_t *out_len);
+
+/**
+ * The BLAKE3 digest of the signed tree head of `tkm_fp_signed_head_encode` (32 bytes into
+ * `out`), computed without materialising the bytes.
+ *
+ * # Safety
+ * `root` valid for 32 bytes, `ctx` for `ctx_len`, `out` for 32 bytes.
+ */
+tkm_status tkm_fp_signed_head_digest(uint32_t hash_id,
+                                     uint64_t n,
+                                     const uint8_t *root,
+                                     const uint8_t *ctx,
+                                     size_t ctx_len,
+                                     uint8_t *out);
+
+/**
+ * Parses signed tree head bytes strictly (tag, version, exact length) into `*out`; the
+ * context is `bytes + out->ctx_offset`, `out->ctx_len` bytes. Malformed bytes are
+ * `TKM_STATUS_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `bytes` valid for `len` bytes, `out` for one `tkm_fp_head`.
+ */
+tkm_status tkm_fp_signed_head_parse(const uint8_t *bytes, size_t len, struct tkm_fp_head *out);
+
+/**
+ * The SimHash signature of the `dim` floats `x` with `k = 64 words` hyperplanes drawn from
+ * the 32-byte `seed` (`planes` is `TKM_FP_PLANES_*`), into `sig` (`words` words; bit `j`
+ * is bit `j % 64` of `sig[j / 64]`), and its guard bits at threshold `tau` (finite, >= 0;
+ * the library default 0.005) into `guard_bits` (`words` words): a bit is guarded when its
+ * normalised margin is below `tau`. Errors: `TKM_STATUS_INVALID_ARGUMENT` for `dim == 0`,
+ * `words == 0`, a bad `tau` or `planes`; `TKM_STATUS_NON_FINITE` for a non-finite input.
+ *
+ * # Safety
+ * `x` valid for `dim` floats, `seed` for 32 bytes, `sig` and `guard_bits` for `words` words.
+ */
+tkm_status tkm_fp_simhash(const float *x,
+                          size_t dim,
+                          const uint8_t *seed,
+                          uint32_t planes,
+                          double tau,
+                          uint64_t *sig,
+                          uint64_t *guard_bits,
+                          size_t words);
+
+/**
+ * The Hamming distance `popcount((a ^ b) & ~guard_bits)` of two `words`-word signatures on the
+ * bits not guarded (`guard_bits` NULL = no guard: the plain Hamming distance), into `*out`.
+ *
+ * # Safety
+ * `a`, `b` (and `guard_bits` unless NULL) valid for `words` words, `out` for one `uint32_t`.
+ */
+tkm_status tkm_fp_masked_hamming(const uint64_t *a,
+                                 const uint64_t *b,
+                                 const uint64_t *guard_bits,
+                                 size_t words,
+                                 uint32_t *out);
+
+/**
+ * Acceptance of a committed SimHash `(sig, guard_bits)` against the verifier's recomputed
+ * `sig_verifier` (`words` words each): `*accepted = 1` when at most `g_max` bits are guarded
+ * and at most `t` unguarded bits differ, else 0 (library defaults `t = 0`, `g_max = 64`).
+ *
+ * # Safety
+ * `sig`, `guard_bits`, `sig_verifier` valid for `words` words, `accepted` for one `uint32_t`.
+ */
+tkm_status tkm_fp_simhash_accept(const uint64_t *sig,
+                                 const uint64_t *guard_bits,
+                                 const uint64_t *sig_verifier,
+                                 size_t words,
+                                 uint32_t t,
+                                 uint32_t g_max,
+                                 uint32_t *accepted);
+
+/**
+ * The `TKM_FP_KIND_SIMHASH` fingerprint bytes of `(sig, guard_bits)` (`words` words each): the
+ * signature words then the guard words, little-endian, into `out` (`out_len` must be
+ * `16 words`, `TKM_STATUS_LENGTH_MISMATCH`).
+ *
+ * # Safety
+ * `sig`, `guard_bits` valid for `words` words, `out` for `out_len` bytes.
+ */
+tkm_status tkm_fp_encode_simhash(const uint64_t *sig,
+                                 const uint64_t *guard_bits,
+                                 size_t words,
+                                 uint8_t *out,
+                                 size_t out_len);
+
+/**
+ * The inverse of `tkm_fp_encode_simhash`: `len` must be `16 words`
+ * (`TKM_STATUS_LENGTH_MISMATCH`).
+ *
+ * # Safety
+ * `bytes` valid for `len` bytes, `sig` and `guard_bits` for `words` words.
+ */
+tkm_status tkm_fp_decode_simhash(const uint8_t *bytes,
+                                 size_t len,
+                                 uint64_t *sig,
+                                 uint64_t *guard_bits,
+                                 size_t words);
+
+/**
+ * The exact probability that auditing `s` distinct leaves sampled uniformly from `m` (`s`
+ * above `m` counts as `m`) catches at least one of `forged` forged leaves, each caught with
+ * probability `q` when sampled (hypergeometric), into `*out`. Errors:
+ * `TKM_STATUS_INVALID_ARGUMENT` for `q` outside `[0, 1]` or `forged > m`.
+ *
+ * # Safety
+ * `out` valid for one `double`.
+ */
+tkm_status tkm_fp_detect_prob(uint64_t m, uint64_t forged, uint64_t s, double q, double *out);
+
+/**
+ * The binomial lower bound `1 - (1 - q f)^s` of the detection probability for a forged
+ * fraction `forged_frac` (in `[0, 1]`), into `*out`.
+ *
+ * # Safety
+ * `out` valid for one `double`.
+ */
+tkm_status tkm_fp_detect_prob_bound(double forged_frac, uint64_t s, double q, double *out);
+
+/**
+ * The number of audited leaves for detection with confidence `1 - delta` under the binomial
+ * bound, `ceil(ln delta / ln(1 - q f))` (0 for `delta >= 1`, 1 for `q f = 1`), into `*out`.
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for `q` or `forged_frac` outside `[0, 1]`, `delta`
+ * not finite and > 0, or `q f = 0`; `TKM_STATUS_SIZE_OVERFLOW` beyond `UINT64_MAX`.
+ *
+ * # Safety
+ * `out` valid for one `uint64_t`.
+ */
+tkm_status tkm_fp_samples_for_confidence(double forged_frac, double q, double delta, uint64_t *out);
 
 /**
  * Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
@@ -1181,6 +1769,257 @@ tkm_status tkm_agg_weights(const uint8_t *mask,
                            uint32_t mode,
                            const struct tkm_agg_norm *norm,
                            float *w);
+
+/**
+ * Writes the default KL options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_kl_options_init(struct tkm_kl_options *opts);
+
+/**
+ * Writes the default GSPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_gspo_options_init(struct tkm_gspo_options *opts);
+
+/**
+ * Writes the default CISPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_cispo_options_init(struct tkm_cispo_options *opts);
+
+/**
+ * Writes the default SAPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_sapo_options_init(struct tkm_sapo_options *opts);
+
+/**
+ * `tkm_ppo_clip_loss` with a KL penalty folded in, in one pass:
+ * `loss = loss_pg * w_is + kl_coef * kl`, `dloss_dlogp` likewise (the importance weights
+ * multiply the policy term only, as verl). `ref_logp` (`[rows, cols]`) is `log pi_ref` of
+ * the sampled tokens; `kl` (NULL = defaults) chooses the estimator; `kl_coef` (verl
+ * `kl_loss_coef`, finite) scales it. Bitwise equal to the sum of `tkm_ppo_clip_loss` and
+ * `kl_coef` times `tkm_kl_loss`. `stats` and `kl_stats` (NULL = not wanted) receive the clip
+ * metrics and the unscaled KL sum.
+ *
+ * Errors: as `tkm_ppo_clip_loss`; `TKM_STATUS_INVALID_ARGUMENT` for a non-finite `kl_coef`
+ * or an unknown `kl->kind`.
+ *
+ * # Safety
+ * Every non-NULL array must be valid for `rows * cols` elements.
+ */
+tkm_status tkm_ppo_clip_kl_loss(const float *logp,
+                                const float *old_logp,
+                                const float *adv,
+                                const uint8_t *mask,
+                                const float *is_weights,
+                                const float *ref_logp,
+                                size_t rows,
+                                size_t cols,
+                                const struct tkm_ppo_clip_options *opts,
+                                const struct tkm_kl_options *kl,
+                                float kl_coef,
+                                float *loss,
+                                float *dloss_dlogp,
+                                struct tkm_policy_stats *stats,
+                                struct tkm_kl_stats *kl_stats);
+
+/**
+ * One PPO + KL step, fused: `tkm_ppo_clip_kl_loss`, `tkm_agg_loss` and
+ * `tkm_agg_chain_inplace` in one pass over the tokens. Writes the per-token `loss`,
+ * `g_logp = w * dloss_dlogp` (the aggregation weight applied: pass it as the `g_logp`
+ * upstream of `tkm_logits_bwd`), the scalar `*total_loss = L` under `mode` (`TKM_AGG_*`) and
+ * `norm` (NULL = defaults), and, if not NULL, the clip and KL metrics. Bitwise what the
+ * three calls give (a NaN's sign and payload aside).
+ *
+ * Errors: those of the three calls.
+ *
+ * # Safety
+ * Every non-NULL array must be valid for `rows * cols` elements, `total_loss` for one
+ * float.
+ */
+tkm_status tkm_ppo_clip_kl_step(const float *logp,
+                                const float *old_logp,
+                                const float *adv,
+                                const uint8_t *mask,
+                                const float *is_weights,
+                                const float *ref_logp,
+                                size_t rows,
+                                size_t cols,
+                                const struct tkm_ppo_clip_options *opts,
+                                const struct tkm_kl_options *kl,
+                                float kl_coef,
+                                uint32_t mode,
+                                const struct tkm_agg_norm *norm,
+                                float *loss,
+                                float *g_logp,
+                                float *total_loss,
+                                struct tkm_policy_stats *stats,
+                                struct tkm_kl_stats *kl_stats);
+
+/**
+ * GSPO (sequence-level ratio `s_b = exp(min(mean_t(logp - old_logp), cap))`, clipped as
+ * PPO), per token, forward and gradient, with the arguments of `tkm_ppo_clip_loss` and
+ * `opts` (NULL = defaults). verl aggregates it with `TKM_AGG_SEQ_MEAN_TOKEN_MEAN`. A row
+ * without valid tokens gives zeros.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for an `eps` negative or not finite, or a cap that
+ * is NaN or `-INFINITY`; pointer and size errors as everywhere.
+ *
+ * # Safety
+ * Every non-NULL array must be valid for `rows * cols` elements.
+ */
+tkm_status tkm_gspo_loss(const float *logp,
+                         const float *old_logp,
+                         const float *adv,
+                         const uint8_t *mask,
+                         const float *is_weights,
+                         size_t rows,
+                         size_t cols,
+                         const struct tkm_gspo_options *opts,
+                         float *loss,
+                         float *dloss_dlogp,
+                         struct tkm_policy_stats *stats);
+
+/**
+ * CISPO (`loss = -sg(w) * A * logp`, `w` the clamped ratio), per token, forward and
+ * gradient, with the arguments of `tkm_ppo_clip_loss` and `opts` (NULL = defaults).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for NaN bounds, `w_min > w_max`, `w_min = INFINITY`,
+ * `w_max = -INFINITY` or a negative or non-finite clamp.
+ *
+ * # Safety
+ * Every non-NULL array must be valid for `rows * cols` elements.
+ */
+tkm_status tkm_cispo_loss(const float *logp,
+                          const float *old_logp,
+                          const float *adv,
+                          const uint8_t *mask,
+                          const float *is_weights,
+                          size_t rows,
+                          size_t cols,
+                          const struct tkm_cispo_options *opts,
+                          float *loss,
+                          float *dloss_dlogp,
+                          struct tkm_policy_stats *stats);
+
+/**
+ * SAPO (`loss = -A * sigmoid(tau (r - 1)) * 4 / tau`), per token, forward and gradient, with
+ * the arguments of `tkm_ppo_clip_loss` and `opts` (NULL = defaults). verl aggregates it with
+ * `TKM_AGG_SEQ_MEAN_TOKEN_MEAN`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for a temperature that is not finite and > 0, or a
+ * negative or non-finite clamp.
+ *
+ * # Safety
+ * Every non-NULL array must be valid for `rows * cols` elements.
+ */
+tkm_status tkm_sapo_loss(const float *logp,
+                         const float *old_logp,
+                         const float *adv,
+                         const uint8_t *mask,
+                         const float *is_weights,
+                         size_t rows,
+                         size_t cols,
+                         const struct tkm_sapo_options *opts,
+                         float *loss,
+                         float *dloss_dlogp,
+                         struct tkm_policy_stats *stats);
+
+/**
+ * The per-token KL estimator `kl[b,t]` of `d = logp - ref_logp` and its gradient w.r.t.
+ * `logp` (`[rows, cols]`, 0 at masked positions), with `opts` (NULL = defaults), and, if
+ * `stats` is not NULL, its sum and count. Reduce with `tkm_agg_loss`.
+ *
+ * # Safety
+ * `logp`, `ref_logp`, `mask`, `loss`, `dloss_dlogp` valid for `rows * cols` elements.
+ */
+tkm_status tkm_kl_loss(const float *logp,
+                       const float *ref_logp,
+                       const uint8_t *mask,
+                       size_t rows,
+                       size_t cols,
+                       const struct tkm_kl_options *opts,
+                       float *loss,
+                       float *dloss_dlogp,
+                       struct tkm_kl_stats *stats);
+
+/**
+ * Truncated importance weights (rollout correction) into `out` (`[rows, cols]`, 0 at masked
+ * positions): `level` is `TKM_TIS_*`, `cap` the truncation (> 0; `INFINITY` = none). Pass
+ * the result as `is_weights` of the loss calls.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for an unknown level or a cap that is NaN or <= 0.
+ *
+ * # Safety
+ * `old_logp`, `rollout_logp`, `mask`, `out` valid for `rows * cols` elements.
+ */
+tkm_status tkm_tis_weights(const float *old_logp,
+                           const float *rollout_logp,
+                           const uint8_t *mask,
+                           size_t rows,
+                           size_t cols,
+                           uint32_t level,
+                           float cap,
+                           float *out);
+
+/**
+ * Multiplies `d[b,t]` (`[rows, cols]`, e.g. the `dloss_dlogp` of a loss call) by the
+ * aggregation weight `w[b,t]` of `tkm_agg_weights(mask, rows, cols, mode, norm)` in place,
+ * without materialising `w`: the result is the `g_logp` upstream of `tkm_logits_bwd`.
+ * Masked positions become 0 whatever `d` held. Bitwise equal to `tkm_agg_weights` followed
+ * by `tkm_logp_upstream` with the single term `(1, d)`. Nothing can fail after validation,
+ * so `d` is written directly; `d` must not overlap `mask` (`TKM_STATUS_OVERLAP`).
+ *
+ * # Safety
+ * `mask` valid for `rows * cols` bytes, `d` for reads and writes of `rows * cols` floats.
+ */
+tkm_status tkm_agg_chain_inplace(const uint8_t *mask,
+                                 size_t rows,
+                                 size_t cols,
+                                 uint32_t mode,
+                                 const struct tkm_agg_norm *norm,
+                                 float *d);
+
+/**
+ * The fused per-token upstream of the logits backward,
+ * `g_logp[i] = w[i] * sum_k coefs[k] * terms[k][i]` (terms summed in the order given, in
+ * f32; 0 where `w[i] = 0`), for a loss `L = sum_k coefs[k] * agg(loss_k)` whose terms share
+ * the aggregation weights `w` (`n` floats, from `tkm_agg_weights`). `terms` holds `n_terms`
+ * pointers to `n` floats each (e.g. `{dloss_pg, dloss_kl}` with `coefs = {1, beta}`).
+ * `out` may alias `w` or a term (it is written at the end).
+ *
+ * # Safety
+ * `w` and every `terms[k]` valid for `n` floats, `coefs` and `terms` for `n_terms`
+ * elements, `out` for `n` floats.
+ */
+tkm_status tkm_logp_upstream(const float *w,
+                             size_t n,
+                             const float *coefs,
+                             const float *const *terms,
+                             size_t n_terms,
+                             float *out);
+
+/**
+ * The entropy-bonus upstream `g_entropy[i] = -coef * w[i]` (0 where `w[i] = 0`) for
+ * `L -= coef * agg(H)` (verl `entropy_coeff`), `w` the `n` aggregation weights of the bonus'
+ * mask. Pass it as the `g_entropy` upstream of `tkm_logits_bwd`. `out` may alias `w`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for a non-finite `coef`.
+ *
+ * # Safety
+ * `w` and `out` valid for `n` floats.
+ */
+tkm_status tkm_entropy_upstream(const float *w, size_t n, float coef, float *out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

@@ -5,6 +5,7 @@
 //   A = tkm_grpo_advantage(rewards)      (groups of G responses), broadcast to tokens
 //   loss = agg_token_mean(tkm_ppo_clip_loss(logp, old_logp, A)) - beta * mean entropy
 //   g_logp = tkm_agg_weights * dloss/dlogp,  g_entropy = -beta/n
+//     (and the same through the fused tkm_ppo_clip_kl_step and tkm_entropy_upstream)
 //   dlogits = tkm_logits_bwd(g_logp, g_entropy)
 //   dW = dlogits^T H;  W -= lr dW;  the new policy's loss is lower than before
 //   the sampled tokens are committed with tkm_fp_tree and one is opened and verified
@@ -193,6 +194,30 @@ int main() {
     g_logp[n] = w_agg[n] * dloss[n];  // chain rule through the aggregation
     g_ent[n] = static_cast<float>(b.mask[n] ? -kBeta / count : 0.0);
     expect_close(g_logp[n], b.mask[n] ? -adv_tok[n] / count : 0.0, 1e-6, "g_logp");
+  }
+  // The same step fused: tkm_ppo_clip_kl_step computes the per-token loss with a KL penalty
+  // (the reference policy is the old one here, so the KL term is 0), the aggregated loss and
+  // g_logp = w * dloss/dlogp in one pass; tkm_entropy_upstream gives the entropy bonus' g.
+  {
+    tkm_kl_options kl;
+    ok(tkm_kl_options_init(&kl), "kl options");
+    std::vector<float> step_loss(N), step_g(N), step_ent(N);
+    float total = 0.0f;
+    tkm_policy_stats step_stats;
+    tkm_kl_stats kl_stats;
+    ok(tkm_ppo_clip_kl_step(f.logp.data(), old_logp.data(), adv_tok.data(), b.mask.data(), nullptr,
+                            old_logp.data(), B, T, &clip, &kl, 0.001f, TKM_AGG_TOKEN_MEAN, nullptr,
+                            step_loss.data(), step_g.data(), &total, &step_stats, &kl_stats),
+       "tkm_ppo_clip_kl_step");
+    expect_close(total, agg, 1e-7, "fused step loss");
+    for (size_t n = 0; n < N; n++) expect_close(step_g[n], g_logp[n], 1e-7, "fused step g_logp");
+    if (kl_stats.valid_tokens != static_cast<uint64_t>(count) || kl_stats.kl_sum != 0.0 ||
+        step_stats.valid_tokens != stats.valid_tokens) {
+      failures++;
+      std::fprintf(stderr, "unexpected fused step statistics\n");
+    }
+    ok(tkm_entropy_upstream(w_agg.data(), N, kBeta, step_ent.data()), "tkm_entropy_upstream");
+    for (size_t n = 0; n < N; n++) expect_close(step_ent[n], g_ent[n], 1e-6, "entropy upstream");
   }
   tkm_exec_options opts;
   ok(tkm_exec_options_init(&opts), "exec options");

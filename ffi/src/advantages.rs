@@ -1,15 +1,17 @@
 //! Outcome advantage estimators: GRPO (library, verl loop/vectorised, TRL), Dr. GRPO, RLOO,
-//! and the masked broadcast of per-response values to tokens.
+//! REINFORCE++ (and its group baseline), returns-to-go, GAE, masked whitening, DAPO's
+//! overlong shaping and dynamic-sampling filter, and the masked broadcast of per-response
+//! values to tokens.
 //! `tokenmath_core::advantages` documents the math and every flavor.
 
 use core::mem::{offset_of, size_of};
 
 use tokenmath_core::advantages::{
-    self, Groups, GrpoCfg, GrpoFlavor, NanPolicy, RlooFlavor, SingletonPolicy, StdKind, TrlScale,
+    self, Compat, Groups, GrpoCfg, GrpoFlavor, NanPolicy, OverlongCfg, RlooFlavor, SingletonPolicy, StdKind, TrlScale,
 };
 
 use crate::status::*;
-use crate::util::{flag, guard, input, mul, opt_input, read_options, Out, Res};
+use crate::util::{flag, guard, input, mul, opt_input, read_options, scratch, Out, Res};
 
 /// GRPO, the library form: `(R - mean) / (std + eps)` with Welford group moments
 /// (`std_kind`, `singleton` apply).
@@ -281,6 +283,353 @@ pub unsafe extern "C" fn tkm_broadcast_masked(
         let mut dst = Out::new(out, len)?;
         advantages::broadcast_masked(a, m, t, &mut dst.buf)?;
         dst.commit();
+        Ok(())
+    })
+}
+
+/// Token-level estimators, the library form: fewer than two valid tokens whiten to 0, padding
+/// outputs are 0 (default).
+pub const TKM_COMPAT_LIBRARY: u32 = 0;
+/// Token-level estimators exactly as verl `torch_functional.py`: `sum(mask) + 1e-8` mean
+/// denominators, `TKM_STATUS_INVALID_ARGUMENT` for fewer than two valid tokens, whitened
+/// values written into padding too (where the function says so).
+pub const TKM_COMPAT_VERL: u32 = 1;
+
+fn compat(c: u32) -> Res<Compat> {
+    match c {
+        TKM_COMPAT_LIBRARY => Ok(Compat::Library),
+        TKM_COMPAT_VERL => Ok(Compat::Verl),
+        _ => Err(TKM_STATUS_INVALID_ARGUMENT),
+    }
+}
+
+fn singleton(s: u32) -> Res<SingletonPolicy> {
+    match s {
+        TKM_SINGLETON_ZERO => Ok(SingletonPolicy::Zero),
+        TKM_SINGLETON_MEAN_ZERO_STD_ONE => Ok(SingletonPolicy::MeanZeroStdOne),
+        _ => Err(TKM_STATUS_INVALID_ARGUMENT),
+    }
+}
+
+/// Discounted returns-to-go with EOS reset, verl's REINFORCE++ recurrence, per row of the
+/// `[rows, t]` token rewards `r`: `G_t = r_t + gamma * carry`, `carry = mask_t ? G_t : 0`
+/// (in f64). `out` (`[rows, t]`) is not masked (as verl).
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` for `gamma` negative or not finite;
+/// `TKM_STATUS_NON_FINITE` for a non-finite reward at a valid position.
+///
+/// # Safety
+/// `r`, `mask`, `out` valid for `rows * t` elements.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_returns_to_go(
+    r: *const f32,
+    mask: *const u8,
+    rows: usize,
+    t: usize,
+    gamma: f32,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let n = mul(rows, t)?;
+        let (r, m) = (input(r, n)?, input(mask, n)?);
+        let mut dst = Out::new(out, n)?;
+        advantages::returns_to_go(r, m, t, gamma, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// REINFORCE++ (verl `compute_reinforce_plus_plus_outcome_advantage`): the returns-to-go `G`
+/// of the `[rows, t]` token rewards `r` (into `ret`, NULL = not wanted) and
+/// `adv = masked_whiten(G)` over all valid tokens of the batch (eps 1e-8; 0 at padding).
+/// `compat_mode` is `TKM_COMPAT_*`.
+///
+/// Errors: as `tkm_returns_to_go`; under `TKM_COMPAT_VERL`, fewer than two valid tokens are
+/// `TKM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `r`, `mask`, `adv` (and `ret` unless NULL) valid for `rows * t` elements.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_reinforce_pp_advantage(
+    r: *const f32,
+    mask: *const u8,
+    rows: usize,
+    t: usize,
+    gamma: f32,
+    compat_mode: u32,
+    adv: *mut f32,
+    ret: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let c = compat(compat_mode)?;
+        let n = mul(rows, t)?;
+        let (r, m) = (input(r, n)?, input(mask, n)?);
+        let mut a = Out::new(adv, n)?;
+        let mut g = Out::optional(ret, n)?;
+        let mut unwanted: Vec<f32>;
+        let ret_buf = match g.as_mut() {
+            Some(o) => &mut o.buf,
+            None => {
+                unwanted = scratch(n)?;
+                &mut unwanted
+            }
+        };
+        advantages::reinforce_pp_advantage(r, m, t, gamma, c, &mut a.buf, ret_buf)?;
+        a.commit();
+        if let Some(g) = g {
+            g.commit();
+        }
+        Ok(())
+    })
+}
+
+/// REINFORCE++-baseline (verl `compute_reinforce_plus_plus_baseline_outcome_advantage`):
+/// `A_b = R_b - mean of b's group` of the `rows` per-response `rewards` (grouped by
+/// `group_ids`/`group_size` as `tkm_grpo_advantage`), tiled over the valid tokens of row `b`
+/// of the `[rows, t]` `mask`, whitened over all valid tokens (eps 1e-8), 0 at padding, into
+/// `out` (`[rows, t]`). `singleton_policy` (`TKM_SINGLETON_*`) is what a group of one gets
+/// before whitening (verl: `TKM_SINGLETON_MEAN_ZERO_STD_ONE`, `A = R`); `compat_mode` is
+/// `TKM_COMPAT_*`. Rewards must be finite.
+///
+/// # Safety
+/// `rewards` (and `group_ids` unless NULL) valid for `rows` elements, `mask` and `out` for
+/// `rows * t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_reinforce_pp_baseline_advantage(
+    rewards: *const f32,
+    rows: usize,
+    group_ids: *const u32,
+    group_size: usize,
+    mask: *const u8,
+    t: usize,
+    singleton_policy: u32,
+    compat_mode: u32,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let sp = singleton(singleton_policy)?;
+        let c = compat(compat_mode)?;
+        let n = mul(rows, t)?;
+        let r = input(rewards, rows)?;
+        let g = groups(rows, group_ids, group_size)?;
+        let m = input(mask, n)?;
+        let mut dst = Out::new(out, n)?;
+        advantages::reinforce_pp_baseline_advantage(r, g, m, t, sp, c, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// Generalised advantage estimation (verl `compute_gae_advantage_return`) per row of the
+/// `[rows, t]` token rewards `r` and `values`: the backward recurrence over valid tokens
+/// (masked positions are skipped, in f64), `ret = A + V` (into `ret`, NULL = not wanted,
+/// written everywhere as verl) and `adv = masked_whiten(A)` over all valid tokens (eps 1e-8;
+/// `compat_mode` `TKM_COMPAT_*` as `tkm_reinforce_pp_advantage`).
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` for `gamma` or `lam` negative or not finite;
+/// `TKM_STATUS_NON_FINITE` for a non-finite reward or value at a valid position.
+///
+/// # Safety
+/// `r`, `values`, `mask`, `adv` (and `ret` unless NULL) valid for `rows * t` elements.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_gae(
+    r: *const f32,
+    values: *const f32,
+    mask: *const u8,
+    rows: usize,
+    t: usize,
+    gamma: f32,
+    lam: f32,
+    compat_mode: u32,
+    adv: *mut f32,
+    ret: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let c = compat(compat_mode)?;
+        let n = mul(rows, t)?;
+        let (r, v, m) = (input(r, n)?, input(values, n)?, input(mask, n)?);
+        let mut a = Out::new(adv, n)?;
+        let mut g = Out::optional(ret, n)?;
+        let mut unwanted: Vec<f32>;
+        let ret_buf = match g.as_mut() {
+            Some(o) => &mut o.buf,
+            None => {
+                unwanted = scratch(n)?;
+                &mut unwanted
+            }
+        };
+        advantages::gae(r, v, m, t, gamma, lam, c, &mut a.buf, ret_buf)?;
+        a.commit();
+        if let Some(g) = g {
+            g.commit();
+        }
+        Ok(())
+    })
+}
+
+/// Masked whitening of `n` values: `out = (x - mean) * rsqrt(var_unbiased + eps)` with the
+/// moments over positions where `mask != 0` (in f64); padding gets 0 (`TKM_COMPAT_LIBRARY`)
+/// or the same formula (`TKM_COMPAT_VERL`, which also rejects fewer than two valid values).
+/// `eps` (verl: 1e-8) must be finite and >= 0. `out` may alias `x`.
+///
+/// # Safety
+/// `x`, `mask`, `out` valid for `n` elements.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_masked_whiten(
+    x: *const f32,
+    mask: *const u8,
+    n: usize,
+    eps: f32,
+    compat_mode: u32,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let c = compat(compat_mode)?;
+        let (x, m) = (input(x, n)?, input(mask, n)?);
+        let mut dst = Out::new(out, n)?;
+        advantages::masked_whiten(x, m, eps, c, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// DAPO overlong reward shaping (verl `reward_manager/dapo.py`). Initialise with
+/// `tkm_overlong_options_init` (the DAPO paper: `max_len = 20480`, `buffer_len = 4096`,
+/// factor 1), then change fields. NULL means the defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct tkm_overlong_options {
+    /// `sizeof(tkm_overlong_options)` as the caller compiled it.
+    pub struct_size: usize,
+    /// `L_max`, the maximum response length.
+    pub max_len: usize,
+    /// `L_buf`, the soft-punishment buffer (`1 <= buffer_len <= max_len`).
+    pub buffer_len: usize,
+    /// The penalty at `L_max` (finite, >= 0).
+    pub penalty_factor: f32,
+}
+
+impl Default for tkm_overlong_options {
+    fn default() -> Self {
+        let c = OverlongCfg::default();
+        tkm_overlong_options {
+            struct_size: size_of::<tkm_overlong_options>(),
+            max_len: c.max_len,
+            buffer_len: c.buffer_len,
+            penalty_factor: c.penalty_factor,
+        }
+    }
+}
+
+const OVERLONG_FIELD_ENDS: [usize; 4] = [
+    size_of::<usize>(),
+    offset_of!(tkm_overlong_options, max_len) + size_of::<usize>(),
+    offset_of!(tkm_overlong_options, buffer_len) + size_of::<usize>(),
+    offset_of!(tkm_overlong_options, penalty_factor) + 4,
+];
+
+unsafe fn overlong_cfg(p: *const tkm_overlong_options) -> Res<OverlongCfg> {
+    let o = read_options(p, tkm_overlong_options::default(), &OVERLONG_FIELD_ENDS)?;
+    Ok(OverlongCfg { max_len: o.max_len, buffer_len: o.buffer_len, penalty_factor: o.penalty_factor })
+}
+
+/// Writes the default overlong options into `*opts`.
+///
+/// # Safety
+/// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_overlong_options_init(opts: *mut tkm_overlong_options) -> tkm_status {
+    guard(|| {
+        if opts.is_null() {
+            return Err(TKM_STATUS_NULL_POINTER);
+        }
+        if (opts as usize) % core::mem::align_of::<tkm_overlong_options>() != 0 {
+            return Err(TKM_STATUS_MISALIGNED);
+        }
+        opts.write(tkm_overlong_options::default());
+        Ok(())
+    })
+}
+
+/// The overlong penalty of a response of `len` valid tokens into `*out`:
+/// `min(-(len - (max_len - buffer_len)) / buffer_len * penalty_factor, 0)` (in f64, rounded
+/// once): 0 up to `max_len - buffer_len`, `-penalty_factor` at `max_len`, no lower clamp.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` for `buffer_len` 0 or above `max_len`, or a factor
+/// negative or not finite.
+///
+/// # Safety
+/// `opts` NULL or a valid options struct, `out` valid for one float.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_overlong_penalty(
+    len: usize,
+    opts: *const tkm_overlong_options,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let cfg = overlong_cfg(opts)?;
+        let mut dst = Out::new(out, 1)?;
+        dst.buf[0] = advantages::overlong_penalty(len, &cfg)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// DAPO's token rewards (`[rows, t]`, into `out`): row `b` is 0 except at column `L_b - 1`,
+/// which holds `scores[b] + overlong_penalty(L_b)` with `L_b` the number of valid tokens of
+/// row `b` of `mask`; a row without valid tokens stays 0. `scores` (`rows` floats) must be
+/// finite (`TKM_STATUS_NON_FINITE`).
+///
+/// # Safety
+/// `scores` valid for `rows` floats, `mask` and `out` for `rows * t` elements.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_overlong_shaped_token_rewards(
+    scores: *const f32,
+    rows: usize,
+    mask: *const u8,
+    t: usize,
+    opts: *const tkm_overlong_options,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let cfg = overlong_cfg(opts)?;
+        let n = mul(rows, t)?;
+        let (s, m) = (input(scores, rows)?, input(mask, n)?);
+        let mut dst = Out::new(out, n)?;
+        advantages::overlong_shaped_token_rewards(s, m, t, &cfg, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// DAPO's dynamic-sampling filter: `keep[b] = 1` for every response of a group whose `metric`
+/// values (`n` floats, grouped as `tkm_grpo_advantage`) are not all bitwise equal (`-0`
+/// equals `+0`; singleton groups are kept), else 0; `*kept_groups` (NULL = not wanted) the
+/// number of kept groups. A NaN metric is `TKM_STATUS_NON_FINITE`.
+///
+/// # Safety
+/// `metric` and `keep` (and `group_ids` unless NULL) valid for `n` elements, `kept_groups`
+/// NULL or valid for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_dynamic_sampling_keep(
+    metric: *const f32,
+    n: usize,
+    group_ids: *const u32,
+    group_size: usize,
+    keep: *mut u8,
+    kept_groups: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let m = input(metric, n)?;
+        let g = groups(n, group_ids, group_size)?;
+        let mut dst = Out::new(keep, n)?;
+        let kg = Out::<usize>::optional(kept_groups, 1)?;
+        let k = advantages::dynamic_sampling_keep(m, g, &mut dst.buf)?;
+        dst.commit();
+        if let Some(mut kg) = kg {
+            kg.buf[0] = k;
+            kg.commit();
+        }
         Ok(())
     })
 }

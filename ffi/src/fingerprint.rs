@@ -1,12 +1,15 @@
 //! Token fingerprint commitments: leaf hashes, RFC 6962-shaped BLAKE3 Merkle roots (batch
-//! and streaming), inclusion and consistency proofs. `tokenmath_core::fingerprint`
-//! documents the tree, the leaf record and the security properties. The hash is unkeyed
-//! BLAKE3 (`hash_id` 1).
+//! and streaming), inclusion and consistency proofs, the canonical fingerprint encodings,
+//! SimHash signatures with guard bits, the signed tree head, and audit sampling.
+//! `tokenmath_core::fingerprint` documents the tree, the leaf record and the security
+//! properties. The hash is unkeyed BLAKE3 (`hash_id` 1).
 
-use tokenmath_core::fingerprint::{self as fp, Blake3, Digest, FpKind, LeafRecord, StreamingTree};
+use tokenmath_core::fingerprint::signed_head::{SignedHead, HEAD_FIXED_LEN};
+use tokenmath_core::fingerprint::simhash::{self, Planes};
+use tokenmath_core::fingerprint::{self as fp, encoding, sampling, Blake3, Digest, FpKind, LeafRecord, StreamingTree};
 
 use crate::status::*;
-use crate::util::{guard, guard_or, input, Out, Res};
+use crate::util::{guard, guard_or, input, opt_input, Out, Res};
 
 /// Bytes of a hash (leaf hash, node hash, root).
 pub const TKM_FP_HASH_LEN: usize = 32;
@@ -299,5 +302,404 @@ pub unsafe extern "C" fn tkm_fp_verify_consistency(
         let r2 = digest(root2)?;
         let p = digests(proof, proof_len)?;
         Ok(fp::verify_consistency(&Blake3, size1, size2, p, &r1, &r2)?)
+    })
+}
+
+/// The float fingerprint kind of a `TKM_FP_KIND_*` code (F32_CANONICAL, I8_UNIT, BF16).
+fn float_kind(kind: u32) -> Res<FpKind> {
+    u8::try_from(kind)
+        .ok()
+        .and_then(FpKind::from_code)
+        .filter(|k| k.bytes_per_dim().is_some())
+        .ok_or(TKM_STATUS_INVALID_ARGUMENT)
+}
+
+/// The byte length of the float encoding `kind` (`TKM_FP_KIND_F32_CANONICAL` 4,
+/// `_I8_UNIT` 1, `_BF16` 2 bytes per dimension) of a `dim`-dimensional vector, into `*out`.
+/// Other kinds are `TKM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `out` valid for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_encoded_len(kind: u32, dim: usize, out: *mut usize) -> tkm_status {
+    guard(|| {
+        let k = float_kind(kind)?;
+        write_len(out, encoding::encoded_len(k, dim)?)
+    })
+}
+
+/// The canonical fingerprint bytes of the `dim` floats `x` under the float encoding `kind`
+/// (`TKM_FP_KIND_F32_CANONICAL`: `-0` and subnormals to `+0`, little-endian binary32;
+/// `_I8_UNIT`: `round_half_even(127 x / ||x||)` as int8, all 0 for a zero vector; `_BF16`:
+/// round-to-nearest-even, little-endian) into `out`, whose length `out_len` must be exactly
+/// `tkm_fp_encoded_len` (`TKM_STATUS_LENGTH_MISMATCH`). Pass the bytes as the `fp` of
+/// `tkm_fp_leaf_hash`. Errors: `TKM_STATUS_NON_FINITE` for a NaN or infinite input (or a bf16
+/// overflow), `TKM_STATUS_INVALID_ARGUMENT` for another kind.
+///
+/// # Safety
+/// `x` valid for `dim` floats, `out` for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_encode(
+    kind: u32,
+    x: *const f32,
+    dim: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> tkm_status {
+    guard(|| {
+        let k = float_kind(kind)?;
+        let x = input(x, dim)?;
+        let mut dst = Out::new(out, out_len)?;
+        encoding::encode(k, x, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// The CoIn layout `block || token` encoded with the float encoding `kind` as one vector of
+/// `block_dim + token_dim` dimensions (for `_I8_UNIT` the norm is over the concatenation)
+/// into `out` (`out_len` must be `tkm_fp_encoded_len(kind, block_dim + token_dim)`).
+/// Errors as `tkm_fp_encode`.
+///
+/// # Safety
+/// `block` valid for `block_dim` floats, `token` for `token_dim`, `out` for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_encode_coin_layout(
+    kind: u32,
+    block: *const f32,
+    block_dim: usize,
+    token: *const f32,
+    token_dim: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> tkm_status {
+    guard(|| {
+        let k = float_kind(kind)?;
+        let (b, t) = (input(block, block_dim)?, input(token, token_dim)?);
+        let mut dst = Out::new(out, out_len)?;
+        encoding::encode_coin_layout(k, b, t, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// Bytes of a signed tree head before its context: `"tokenmath-sth"` (13), version (1),
+/// `hash_id` (1), `n` (8, little-endian), root (32), `ctx_len` (4, little-endian).
+pub const TKM_FP_HEAD_FIXED_LEN: usize = 59;
+
+/// A parsed signed tree head (`tkm_fp_signed_head_parse`). A fixed-layout output struct.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct tkm_fp_head {
+    /// Number of leaves committed.
+    pub n: u64,
+    /// Offset of the context in the parsed bytes (always `TKM_FP_HEAD_FIXED_LEN`).
+    pub ctx_offset: usize,
+    /// Bytes of the context.
+    pub ctx_len: usize,
+    /// `hash_id` of the tree hash (1 BLAKE3, 2 SHA-256, 3 keyed BLAKE3).
+    pub hash_id: u32,
+    /// Root of the tree of `n` leaves.
+    pub root: [u8; 32],
+}
+
+/// The head of `(hash_id, n, root, ctx)` (checked: `hash_id <= 255`, `ctx_len <= UINT32_MAX`).
+unsafe fn head<'a>(hash_id: u32, n: u64, root: *const u8, ctx: *const u8, ctx_len: usize) -> Res<SignedHead<'a>> {
+    let hash_id = u8::try_from(hash_id).map_err(|_| TKM_STATUS_INVALID_ARGUMENT)?;
+    let root = digest(root)?;
+    let ctx = input(ctx, ctx_len)?;
+    if u32::try_from(ctx_len).is_err() {
+        return Err(TKM_STATUS_SIZE_OVERFLOW);
+    }
+    Ok(SignedHead { hash_id, n, root, ctx })
+}
+
+/// The byte length `TKM_FP_HEAD_FIXED_LEN + ctx_len` of a signed tree head with a context of
+/// `ctx_len` bytes, into `*out` (`TKM_STATUS_SIZE_OVERFLOW` for `ctx_len > UINT32_MAX`).
+///
+/// # Safety
+/// `out` valid for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_signed_head_len(ctx_len: usize, out: *mut usize) -> tkm_status {
+    guard(|| {
+        if u32::try_from(ctx_len).is_err() {
+            return Err(TKM_STATUS_SIZE_OVERFLOW);
+        }
+        write_len(out, TKM_FP_HEAD_FIXED_LEN + ctx_len)
+    })
+}
+
+/// Writes the canonical bytes of the signed tree head committing to `(n, root)` (the bytes a
+/// provider signs; signing is outside the library) into `out` (capacity `out_cap` bytes,
+/// `TKM_STATUS_LENGTH_MISMATCH` if too small) and their length into `*out_len`. `hash_id`
+/// is the tree hash (1 for this library's trees, at most 255), `root` 32 bytes, `ctx` the
+/// deployment context (`ctx_len` bytes, NULL only when 0). Verifiers take the tree size of
+/// every proof check from a signed head, never from the prover.
+///
+/// # Safety
+/// `root` valid for 32 bytes, `ctx` for `ctx_len`, `out` for `out_cap`, `out_len` for one
+/// `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_signed_head_encode(
+    hash_id: u32,
+    n: u64,
+    root: *const u8,
+    ctx: *const u8,
+    ctx_len: usize,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let h = head(hash_id, n, root, ctx, ctx_len)?;
+        let mut dst = Out::new(out, out_cap)?;
+        Out::<usize>::new(out_len, 1)?;
+        let len = h.encode(&mut dst.buf)?;
+        dst.buf.truncate(len);
+        dst.commit();
+        write_len(out_len, len)
+    })
+}
+
+/// The BLAKE3 digest of the signed tree head of `tkm_fp_signed_head_encode` (32 bytes into
+/// `out`), computed without materialising the bytes.
+///
+/// # Safety
+/// `root` valid for 32 bytes, `ctx` for `ctx_len`, `out` for 32 bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_signed_head_digest(
+    hash_id: u32,
+    n: u64,
+    root: *const u8,
+    ctx: *const u8,
+    ctx_len: usize,
+    out: *mut u8,
+) -> tkm_status {
+    guard(|| {
+        let h = head(hash_id, n, root, ctx, ctx_len)?;
+        write_digest(out, &h.digest(&Blake3)?)
+    })
+}
+
+/// Parses signed tree head bytes strictly (tag, version, exact length) into `*out`; the
+/// context is `bytes + out->ctx_offset`, `out->ctx_len` bytes. Malformed bytes are
+/// `TKM_STATUS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `bytes` valid for `len` bytes, `out` for one `tkm_fp_head`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_signed_head_parse(bytes: *const u8, len: usize, out: *mut tkm_fp_head) -> tkm_status {
+    guard(|| {
+        let b = input(bytes, len)?;
+        let mut dst = Out::<tkm_fp_head>::new(out, 1)?;
+        let h = SignedHead::parse(b)?;
+        dst.buf[0] = tkm_fp_head {
+            n: h.n,
+            ctx_offset: HEAD_FIXED_LEN,
+            ctx_len: h.ctx.len(),
+            hash_id: u32::from(h.hash_id),
+            root: h.root,
+        };
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// SimHash planes with `+-1` entries, one XOF bit each (bit-exact everywhere; the default).
+pub const TKM_FP_PLANES_RADEMACHER: u32 = 0;
+/// SimHash planes with standard normal entries (Box-Muller with the pure-Rust libm).
+pub const TKM_FP_PLANES_GAUSSIAN: u32 = 1;
+
+/// `words` 64-bit words as a slice (NULL only for 0).
+unsafe fn words_in<'a>(p: *const u64, words: usize) -> Res<&'a [u64]> {
+    input(p, words)
+}
+
+/// The SimHash signature of the `dim` floats `x` with `k = 64 words` hyperplanes drawn from
+/// the 32-byte `seed` (`planes` is `TKM_FP_PLANES_*`), into `sig` (`words` words; bit `j`
+/// is bit `j % 64` of `sig[j / 64]`), and its guard bits at threshold `tau` (finite, >= 0;
+/// the library default 0.005) into `guard_bits` (`words` words): a bit is guarded when its
+/// normalised margin is below `tau`. Errors: `TKM_STATUS_INVALID_ARGUMENT` for `dim == 0`,
+/// `words == 0`, a bad `tau` or `planes`; `TKM_STATUS_NON_FINITE` for a non-finite input.
+///
+/// # Safety
+/// `x` valid for `dim` floats, `seed` for 32 bytes, `sig` and `guard_bits` for `words` words.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_simhash(
+    x: *const f32,
+    dim: usize,
+    seed: *const u8,
+    planes: u32,
+    tau: f64,
+    sig: *mut u64,
+    guard_bits: *mut u64,
+    words: usize,
+) -> tkm_status {
+    guard(|| {
+        let planes = match planes {
+            TKM_FP_PLANES_RADEMACHER => Planes::Rademacher,
+            TKM_FP_PLANES_GAUSSIAN => Planes::Gaussian,
+            _ => return Err(TKM_STATUS_INVALID_ARGUMENT),
+        };
+        let x = input(x, dim)?;
+        let seed = digest(seed)?;
+        let mut s = Out::new(sig, words)?;
+        let mut g = Out::new(guard_bits, words)?;
+        simhash::simhash(x, &seed, planes, tau, &mut s.buf, &mut g.buf)?;
+        s.commit();
+        g.commit();
+        Ok(())
+    })
+}
+
+/// The Hamming distance `popcount((a ^ b) & ~guard_bits)` of two `words`-word signatures on the
+/// bits not guarded (`guard_bits` NULL = no guard: the plain Hamming distance), into `*out`.
+///
+/// # Safety
+/// `a`, `b` (and `guard_bits` unless NULL) valid for `words` words, `out` for one `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_masked_hamming(
+    a: *const u64,
+    b: *const u64,
+    guard_bits: *const u64,
+    words: usize,
+    out: *mut u32,
+) -> tkm_status {
+    guard(|| {
+        let (a, b) = (words_in(a, words)?, words_in(b, words)?);
+        let g = opt_input(guard_bits, words)?;
+        let mut dst = Out::<u32>::new(out, 1)?;
+        dst.buf[0] = match g {
+            Some(g) => simhash::masked_hamming(a, b, g)?,
+            None => simhash::hamming(a, b)?,
+        };
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// Acceptance of a committed SimHash `(sig, guard_bits)` against the verifier's recomputed
+/// `sig_verifier` (`words` words each): `*accepted = 1` when at most `g_max` bits are guarded
+/// and at most `t` unguarded bits differ, else 0 (library defaults `t = 0`, `g_max = 64`).
+///
+/// # Safety
+/// `sig`, `guard_bits`, `sig_verifier` valid for `words` words, `accepted` for one `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_simhash_accept(
+    sig: *const u64,
+    guard_bits: *const u64,
+    sig_verifier: *const u64,
+    words: usize,
+    t: u32,
+    g_max: u32,
+    accepted: *mut u32,
+) -> tkm_status {
+    guard(|| {
+        let (s, g, v) = (words_in(sig, words)?, words_in(guard_bits, words)?, words_in(sig_verifier, words)?);
+        let mut dst = Out::<u32>::new(accepted, 1)?;
+        dst.buf[0] = u32::from(simhash::simhash_accept(s, g, v, t, g_max)?);
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// The `TKM_FP_KIND_SIMHASH` fingerprint bytes of `(sig, guard_bits)` (`words` words each): the
+/// signature words then the guard words, little-endian, into `out` (`out_len` must be
+/// `16 words`, `TKM_STATUS_LENGTH_MISMATCH`).
+///
+/// # Safety
+/// `sig`, `guard_bits` valid for `words` words, `out` for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_encode_simhash(
+    sig: *const u64,
+    guard_bits: *const u64,
+    words: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> tkm_status {
+    guard(|| {
+        let (s, g) = (words_in(sig, words)?, words_in(guard_bits, words)?);
+        let mut dst = Out::new(out, out_len)?;
+        simhash::encode_simhash(s, g, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// The inverse of `tkm_fp_encode_simhash`: `len` must be `16 words`
+/// (`TKM_STATUS_LENGTH_MISMATCH`).
+///
+/// # Safety
+/// `bytes` valid for `len` bytes, `sig` and `guard_bits` for `words` words.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_decode_simhash(
+    bytes: *const u8,
+    len: usize,
+    sig: *mut u64,
+    guard_bits: *mut u64,
+    words: usize,
+) -> tkm_status {
+    guard(|| {
+        let b = input(bytes, len)?;
+        let mut s = Out::new(sig, words)?;
+        let mut g = Out::new(guard_bits, words)?;
+        simhash::decode_simhash(b, &mut s.buf, &mut g.buf)?;
+        s.commit();
+        g.commit();
+        Ok(())
+    })
+}
+
+/// The exact probability that auditing `s` distinct leaves sampled uniformly from `m` (`s`
+/// above `m` counts as `m`) catches at least one of `forged` forged leaves, each caught with
+/// probability `q` when sampled (hypergeometric), into `*out`. Errors:
+/// `TKM_STATUS_INVALID_ARGUMENT` for `q` outside `[0, 1]` or `forged > m`.
+///
+/// # Safety
+/// `out` valid for one `double`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_detect_prob(m: u64, forged: u64, s: u64, q: f64, out: *mut f64) -> tkm_status {
+    guard(|| {
+        let mut dst = Out::<f64>::new(out, 1)?;
+        dst.buf[0] = sampling::detect_prob_hypergeom(m, forged, s, q)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// The binomial lower bound `1 - (1 - q f)^s` of the detection probability for a forged
+/// fraction `forged_frac` (in `[0, 1]`), into `*out`.
+///
+/// # Safety
+/// `out` valid for one `double`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_detect_prob_bound(forged_frac: f64, s: u64, q: f64, out: *mut f64) -> tkm_status {
+    guard(|| {
+        let mut dst = Out::<f64>::new(out, 1)?;
+        dst.buf[0] = sampling::detect_prob_bound(forged_frac, s, q)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// The number of audited leaves for detection with confidence `1 - delta` under the binomial
+/// bound, `ceil(ln delta / ln(1 - q f))` (0 for `delta >= 1`, 1 for `q f = 1`), into `*out`.
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` for `q` or `forged_frac` outside `[0, 1]`, `delta`
+/// not finite and > 0, or `q f = 0`; `TKM_STATUS_SIZE_OVERFLOW` beyond `UINT64_MAX`.
+///
+/// # Safety
+/// `out` valid for one `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_fp_samples_for_confidence(
+    forged_frac: f64,
+    q: f64,
+    delta: f64,
+    out: *mut u64,
+) -> tkm_status {
+    guard(|| {
+        let mut dst = Out::<u64>::new(out, 1)?;
+        dst.buf[0] = sampling::samples_for_confidence(forged_frac, q, delta)?;
+        dst.commit();
+        Ok(())
     })
 }

@@ -5,7 +5,10 @@ use std::mem::size_of;
 
 use tokenmath::policy::*;
 use tokenmath::*;
-use tokenmath_core::policy_loss::{self as pl, AggMode, AggNorm, BatchShape, ClipCfg, LossOut, PolicyInputs};
+use tokenmath_core::policy_loss::{
+    self as pl, AggMode, AggNorm, BatchShape, CispoCfg, ClipCfg, GspoCfg, KlCfg, KlKind, KlStats, KlTerm, LossOut,
+    PolicyInputs, PolicyStats, SapoCfg, TisCfg, TisLevel,
+};
 
 fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed | 1;
@@ -193,4 +196,632 @@ fn policy_errors_write_nothing() {
         TKM_STATUS_SIZE_OVERFLOW
     );
     assert!(w.iter().all(|&x| x == -7.0));
+}
+
+// ---------------------------------------------------------------------------------------
+// PPO + KL, the fused step, GSPO / CISPO / SAPO, KL, TIS, chaining and upstreams.
+// ---------------------------------------------------------------------------------------
+
+struct Batch {
+    rows: usize,
+    cols: usize,
+    logp: Vec<f32>,
+    old: Vec<f32>,
+    adv: Vec<f32>,
+    mask: Vec<u8>,
+    isw: Vec<f32>,
+    reference: Vec<f32>,
+}
+
+impl Batch {
+    fn new(rows: usize, cols: usize) -> Batch {
+        let n = rows * cols;
+        let logp = rand_f32(n, 11, 2.0);
+        let old = logp.iter().zip(rand_f32(n, 12, 0.5)).map(|(a, d)| a + d).collect();
+        let reference = logp.iter().zip(rand_f32(n, 13, 0.7)).map(|(a, d)| a + d).collect();
+        // Row 2 has no valid token.
+        let mask = (0..n).map(|i| u8::from(i / cols != 2 && i % cols < 3 + (i / cols) * 7)).collect();
+        Batch {
+            rows,
+            cols,
+            logp,
+            old,
+            adv: rand_f32(n, 14, 1.5),
+            mask,
+            isw: rand_f32(n, 15, 0.5).iter().map(|v| 1.0 + v).collect(),
+            reference,
+        }
+    }
+
+    fn n(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    fn inputs(&self, w: bool) -> PolicyInputs<'_> {
+        PolicyInputs {
+            shape: BatchShape::new(self.rows, self.cols),
+            logp: &self.logp,
+            old_logp: &self.old,
+            adv: &self.adv,
+            mask: &self.mask,
+            is_weights: w.then_some(&self.isw[..]),
+        }
+    }
+
+    fn isw_ptr(&self, w: bool) -> *const f32 {
+        if w {
+            self.isw.as_ptr()
+        } else {
+            null()
+        }
+    }
+}
+
+fn pstats(s: &PolicyStats) -> (u64, u64, u64, u64, u64) {
+    (s.valid_tokens, s.clipped_high, s.clipped_low, s.clipped_dual, s.neg_log_ratio_sum.to_bits())
+}
+
+fn pstats_abi(s: &tkm_policy_stats) -> (u64, u64, u64, u64, u64) {
+    (s.valid_tokens, s.clipped_high, s.clipped_low, s.clipped_dual, s.neg_log_ratio_sum.to_bits())
+}
+
+fn kstats(s: &KlStats) -> (u64, u64) {
+    (s.valid_tokens, s.kl_sum.to_bits())
+}
+
+fn kstats_abi(s: &tkm_kl_stats) -> (u64, u64) {
+    (s.valid_tokens, s.kl_sum.to_bits())
+}
+
+const KL_KINDS: [(u32, KlKind); 6] = [
+    (TKM_KL_K1, KlKind::K1),
+    (TKM_KL_ABS, KlKind::Abs),
+    (TKM_KL_K2, KlKind::K2),
+    (TKM_KL_K3, KlKind::K3),
+    (TKM_KL_K1_PLUS, KlKind::K1Plus),
+    (TKM_KL_K3_PLUS, KlKind::K3Plus),
+];
+
+const AGG_MODES: [(u32, AggMode); 4] = [
+    (TKM_AGG_TOKEN_MEAN, AggMode::TokenMean),
+    (TKM_AGG_SEQ_MEAN_TOKEN_SUM, AggMode::SeqMeanTokenSum),
+    (TKM_AGG_SEQ_MEAN_TOKEN_MEAN, AggMode::SeqMeanTokenMean),
+    (TKM_AGG_SEQ_MEAN_TOKEN_SUM_NORM, AggMode::SeqMeanTokenSumNorm),
+];
+
+fn kl_opts() -> tkm_kl_options {
+    let mut o = tkm_kl_options { struct_size: 0, kind: 99, verl_clamps: 99 };
+    assert_eq!(unsafe { tkm_kl_options_init(&mut o) }, TKM_STATUS_OK);
+    assert_eq!(o, tkm_kl_options { struct_size: size_of::<tkm_kl_options>(), kind: TKM_KL_K3, verl_clamps: 1 });
+    o
+}
+
+#[test]
+fn ppo_clip_kl_loss_and_step_match_core() {
+    let mut clip =
+        tkm_ppo_clip_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, dual_clip_c: 0.0, log_ratio_clamp: 0.0 };
+    unsafe { tkm_ppo_clip_options_init(&mut clip) };
+    let mut norm = tkm_agg_norm { struct_size: 0, global_tokens: 0, global_seqs: 0, dp_size: 0, scale_factor: 0.0 };
+    unsafe { tkm_agg_norm_init(&mut norm) };
+    let kl0 = kl_opts();
+    // cols = 40 takes the AVX2 step kernel where available, 37 the three-call path.
+    for cols in [37usize, 40] {
+        let b = Batch::new(5, cols);
+        let n = b.n();
+        for (code, kind) in KL_KINDS {
+            for clamps in [0u32, 1] {
+                let kl = tkm_kl_options { kind: code, verl_clamps: clamps, ..kl0 };
+                let kcfg = KlCfg { kind, verl_clamps: clamps == 1 };
+                let term = KlTerm { ref_logp: &b.reference, cfg: kcfg, coef: 0.05 };
+                for w in [false, true] {
+                    let inp = b.inputs(w);
+                    let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
+                    let (ps, ks) = pl::ppo_clip_kl_loss(
+                        &inp,
+                        &ClipCfg::default(),
+                        &term,
+                        LossOut { loss: &mut l, dloss_dlogp: &mut g },
+                    )
+                    .unwrap();
+                    let (mut l2, mut g2) = (vec![9f32; n], vec![9f32; n]);
+                    let (mut ps2, mut ks2) = (tkm_policy_stats::default(), tkm_kl_stats::default());
+                    let s = unsafe {
+                        tkm_ppo_clip_kl_loss(
+                            b.logp.as_ptr(),
+                            b.old.as_ptr(),
+                            b.adv.as_ptr(),
+                            b.mask.as_ptr(),
+                            b.isw_ptr(w),
+                            b.reference.as_ptr(),
+                            b.rows,
+                            cols,
+                            &clip,
+                            &kl,
+                            0.05,
+                            l2.as_mut_ptr(),
+                            g2.as_mut_ptr(),
+                            &mut ps2,
+                            &mut ks2,
+                        )
+                    };
+                    assert_eq!(s, TKM_STATUS_OK);
+                    assert_eq!((bits(&l2), bits(&g2)), (bits(&l), bits(&g)));
+                    assert_eq!((pstats_abi(&ps2), kstats_abi(&ks2)), (pstats(&ps), kstats(&ks)));
+
+                    for (mcode, mode) in AGG_MODES {
+                        let core_norm = AggNorm::default();
+                        let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
+                        let st = pl::ppo_clip_kl_step(
+                            &inp,
+                            &ClipCfg::default(),
+                            &term,
+                            mode,
+                            &core_norm,
+                            LossOut { loss: &mut l, dloss_dlogp: &mut g },
+                        )
+                        .unwrap();
+                        let (mut l2, mut g2, mut total) = (vec![9f32; n], vec![9f32; n], 9f32);
+                        let (mut ps2, mut ks2) = (tkm_policy_stats::default(), tkm_kl_stats::default());
+                        let s = unsafe {
+                            tkm_ppo_clip_kl_step(
+                                b.logp.as_ptr(),
+                                b.old.as_ptr(),
+                                b.adv.as_ptr(),
+                                b.mask.as_ptr(),
+                                b.isw_ptr(w),
+                                b.reference.as_ptr(),
+                                b.rows,
+                                cols,
+                                null(),
+                                &kl,
+                                0.05,
+                                mcode,
+                                &norm,
+                                l2.as_mut_ptr(),
+                                g2.as_mut_ptr(),
+                                &mut total,
+                                &mut ps2,
+                                &mut ks2,
+                            )
+                        };
+                        assert_eq!(s, TKM_STATUS_OK);
+                        assert_eq!((bits(&l2), bits(&g2)), (bits(&l), bits(&g)));
+                        assert_eq!(total.to_bits(), st.loss.to_bits());
+                        assert_eq!((pstats_abi(&ps2), kstats_abi(&ks2)), (pstats(&st.policy), kstats(&st.kl)));
+                        // And the unfused ABI path gives the same bits.
+                        let (mut l3, mut g3, mut total3) = (vec![0f32; n], vec![0f32; n], 0f32);
+                        unsafe {
+                            assert_eq!(
+                                tkm_ppo_clip_kl_loss(
+                                    b.logp.as_ptr(),
+                                    b.old.as_ptr(),
+                                    b.adv.as_ptr(),
+                                    b.mask.as_ptr(),
+                                    b.isw_ptr(w),
+                                    b.reference.as_ptr(),
+                                    b.rows,
+                                    cols,
+                                    null(),
+                                    &kl,
+                                    0.05,
+                                    l3.as_mut_ptr(),
+                                    g3.as_mut_ptr(),
+                                    null_mut(),
+                                    null_mut(),
+                                ),
+                                TKM_STATUS_OK
+                            );
+                            let (r, c) = (b.rows, cols);
+                            let m = b.mask.as_ptr();
+                            assert_eq!(tkm_agg_loss(l3.as_ptr(), m, r, c, mcode, null(), &mut total3), TKM_STATUS_OK);
+                            assert_eq!(tkm_agg_chain_inplace(m, r, c, mcode, null(), g3.as_mut_ptr()), TKM_STATUS_OK);
+                        }
+                        assert_eq!((bits(&l3), bits(&g3), total3.to_bits()), (bits(&l2), bits(&g2), total.to_bits()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gspo_cispo_sapo_kl_tis_match_core() {
+    let b = Batch::new(6, 29);
+    let (rows, cols, n) = (b.rows, b.cols, b.n());
+    let mut gspo = tkm_gspo_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, seq_log_ratio_cap: 0.0 };
+    let mut cispo = tkm_cispo_options { struct_size: 0, w_min: 0.0, w_max: 0.0, log_ratio_clamp: 0.0 };
+    let mut sapo = tkm_sapo_options { struct_size: 0, tau_pos: 0.0, tau_neg: 0.0, log_ratio_clamp: 0.0 };
+    unsafe {
+        assert_eq!(tkm_gspo_options_init(&mut gspo), TKM_STATUS_OK);
+        assert_eq!(tkm_cispo_options_init(&mut cispo), TKM_STATUS_OK);
+        assert_eq!(tkm_sapo_options_init(&mut sapo), TKM_STATUS_OK);
+    }
+    assert_eq!(gspo.struct_size, size_of::<tkm_gspo_options>());
+    assert_eq!((gspo.eps_low, gspo.eps_high, gspo.seq_log_ratio_cap), (0.2, 0.2, 10.0));
+    assert_eq!((cispo.w_min, cispo.w_max, cispo.log_ratio_clamp), (0.8, 1.2, 20.0));
+    assert_eq!((sapo.tau_pos, sapo.tau_neg, sapo.log_ratio_clamp), (1.0, 1.05, 20.0));
+
+    type AbiLoss<O> = unsafe extern "C" fn(
+        *const f32,
+        *const f32,
+        *const f32,
+        *const u8,
+        *const f32,
+        usize,
+        usize,
+        *const O,
+        *mut f32,
+        *mut f32,
+        *mut tkm_policy_stats,
+    ) -> tkm_status;
+    fn check<O>(b: &Batch, f: AbiLoss<O>, o: *const O, core: &dyn Fn(&PolicyInputs<'_>, LossOut<'_>) -> PolicyStats) {
+        let n = b.n();
+        for w in [false, true] {
+            let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
+            let st = core(&b.inputs(w), LossOut { loss: &mut l, dloss_dlogp: &mut g });
+            let (mut l2, mut g2, mut st2) = (vec![9f32; n], vec![9f32; n], tkm_policy_stats::default());
+            let s = unsafe {
+                f(
+                    b.logp.as_ptr(),
+                    b.old.as_ptr(),
+                    b.adv.as_ptr(),
+                    b.mask.as_ptr(),
+                    b.isw_ptr(w),
+                    b.rows,
+                    b.cols,
+                    o,
+                    l2.as_mut_ptr(),
+                    g2.as_mut_ptr(),
+                    &mut st2,
+                )
+            };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!((bits(&l2), bits(&g2)), (bits(&l), bits(&g)));
+            assert_eq!(pstats_abi(&st2), pstats(&st));
+        }
+    }
+    let gspo_cases = [
+        (gspo, GspoCfg::default()),
+        (tkm_gspo_options { eps_low: 3e-4, eps_high: 4e-4, ..gspo }, GspoCfg::verl_example()),
+        (
+            tkm_gspo_options { seq_log_ratio_cap: f32::INFINITY, ..gspo },
+            GspoCfg { seq_log_ratio_cap: None, ..GspoCfg::default() },
+        ),
+    ];
+    for (o, cfg) in gspo_cases {
+        check(&b, tkm_gspo_loss, &o, &|i, out| pl::gspo_loss(i, &cfg, out).unwrap());
+    }
+    check(&b, tkm_gspo_loss, null(), &|i, out| pl::gspo_loss(i, &GspoCfg::default(), out).unwrap());
+    let trl = tkm_cispo_options { w_min: f32::NEG_INFINITY, w_max: 5.0, log_ratio_clamp: 0.0, ..cispo };
+    for (o, cfg) in [(cispo, CispoCfg::default()), (trl, CispoCfg::trl(5.0))] {
+        check(&b, tkm_cispo_loss, &o, &|i, out| pl::cispo_loss(i, &cfg, out).unwrap());
+    }
+    let sapo_trl = tkm_sapo_options { log_ratio_clamp: 0.0, ..sapo };
+    for (o, cfg) in [(sapo, SapoCfg::default()), (sapo_trl, SapoCfg::trl())] {
+        check(&b, tkm_sapo_loss, &o, &|i, out| pl::sapo_loss(i, &cfg, out).unwrap());
+    }
+
+    // KL estimators.
+    let kl0 = kl_opts();
+    for (code, kind) in KL_KINDS {
+        for clamps in [0u32, 1] {
+            let cfg = KlCfg { kind, verl_clamps: clamps == 1 };
+            let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
+            let shape = BatchShape::new(rows, cols);
+            let ks =
+                pl::kl_loss(shape, &b.logp, &b.reference, &b.mask, &cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g })
+                    .unwrap();
+            let (mut l2, mut g2, mut ks2) = (vec![9f32; n], vec![9f32; n], tkm_kl_stats::default());
+            let o = tkm_kl_options { kind: code, verl_clamps: clamps, ..kl0 };
+            let s = unsafe {
+                tkm_kl_loss(
+                    b.logp.as_ptr(),
+                    b.reference.as_ptr(),
+                    b.mask.as_ptr(),
+                    rows,
+                    cols,
+                    &o,
+                    l2.as_mut_ptr(),
+                    g2.as_mut_ptr(),
+                    &mut ks2,
+                )
+            };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!((bits(&l2), bits(&g2), kstats_abi(&ks2)), (bits(&l), bits(&g), kstats(&ks)));
+        }
+    }
+
+    // Truncated importance weights.
+    for (code, level) in [(TKM_TIS_TOKEN, TisLevel::Token), (TKM_TIS_SEQUENCE, TisLevel::Sequence)] {
+        for cap in [2.0f32, 1.1, f32::INFINITY] {
+            let mut w = vec![0f32; n];
+            let shape = BatchShape::new(rows, cols);
+            pl::tis_weights(shape, &b.old, &b.reference, &b.mask, &TisCfg { level, cap }, &mut w).unwrap();
+            let mut w2 = vec![9f32; n];
+            let s = unsafe {
+                tkm_tis_weights(
+                    b.old.as_ptr(),
+                    b.reference.as_ptr(),
+                    b.mask.as_ptr(),
+                    rows,
+                    cols,
+                    code,
+                    cap,
+                    w2.as_mut_ptr(),
+                )
+            };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&w2), bits(&w));
+        }
+    }
+}
+
+#[test]
+fn chaining_and_upstreams_match_core() {
+    let b = Batch::new(4, 23);
+    let (rows, cols, n) = (b.rows, b.cols, b.n());
+    let shape = BatchShape::new(rows, cols);
+    let d1 = rand_f32(n, 21, 3.0);
+    let d2 = rand_f32(n, 22, 3.0);
+    let explicit = tkm_agg_norm {
+        struct_size: size_of::<tkm_agg_norm>(),
+        global_tokens: 400,
+        global_seqs: 9,
+        dp_size: 2,
+        scale_factor: 32.0,
+    };
+    let core_explicit =
+        AggNorm { global_tokens: Some(400), global_seqs: Some(9), dp_size: 2, scale_factor: Some(32.0) };
+    for (code, mode) in AGG_MODES {
+        for (abi, cn) in [(null(), AggNorm::default()), (&explicit as *const tkm_agg_norm, core_explicit)] {
+            let mut want = d1.clone();
+            pl::agg_chain_in_place(&b.mask, shape, mode, &cn, &mut want).unwrap();
+            let mut got = d1.clone();
+            let s = unsafe { tkm_agg_chain_inplace(b.mask.as_ptr(), rows, cols, code, abi, got.as_mut_ptr()) };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&got), bits(&want));
+
+            // logp_upstream with two terms, and aliased onto its first term.
+            let mut w = vec![0f32; n];
+            pl::agg_weights(&b.mask, shape, mode, &cn, &mut w).unwrap();
+            let mut want = vec![0f32; n];
+            pl::logp_upstream(&w, &[(1.0, &d1), (0.25, &d2)], &mut want).unwrap();
+            let coefs = [1.0f32, 0.25];
+            let terms = [d1.as_ptr(), d2.as_ptr()];
+            let mut got = vec![9f32; n];
+            let s = unsafe { tkm_logp_upstream(w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, got.as_mut_ptr()) };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&got), bits(&want));
+            let mut alias = d1.clone();
+            let terms = [alias.as_ptr(), d2.as_ptr()];
+            let s = unsafe { tkm_logp_upstream(w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, alias.as_mut_ptr()) };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&alias), bits(&want));
+            // Zero terms: all zeros.
+            let s = unsafe { tkm_logp_upstream(w.as_ptr(), n, null(), null(), 0, got.as_mut_ptr()) };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert!(got.iter().all(|&x| x.to_bits() == 0));
+
+            let mut want = vec![0f32; n];
+            pl::entropy_upstream(&w, 0.01, &mut want).unwrap();
+            let mut got = vec![9f32; n];
+            assert_eq!(unsafe { tkm_entropy_upstream(w.as_ptr(), n, 0.01, got.as_mut_ptr()) }, TKM_STATUS_OK);
+            assert_eq!(bits(&got), bits(&want));
+        }
+    }
+}
+
+#[test]
+fn new_policy_errors_write_nothing() {
+    let b = Batch::new(2, 3);
+    let (rows, cols, n) = (b.rows, b.cols, b.n());
+    let p = |v: &Vec<f32>| v.as_ptr();
+    let untouched = |v: &[f32]| v.iter().all(|&x| x == -7.0);
+    let mut l = vec![-7f32; n];
+    let mut g = vec![-7f32; n];
+    let mut total = -7f32;
+    let mut ps = tkm_policy_stats { valid_tokens: 77, ..Default::default() };
+    let mut ks = tkm_kl_stats { valid_tokens: 77, kl_sum: 0.0 };
+
+    // Init functions reject NULL.
+    unsafe {
+        assert_eq!(tkm_kl_options_init(null_mut()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(tkm_gspo_options_init(null_mut()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(tkm_cispo_options_init(null_mut()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(tkm_sapo_options_init(null_mut()), TKM_STATUS_NULL_POINTER);
+    }
+
+    // PPO + KL and the step: bad KL kind, bad clamp flag, non-finite coefficient, NULL
+    // ref_logp, bad struct size, bad mode, bad norm, NULL total, size overflow.
+    let kl0 = kl_opts();
+    let step = |kl: &tkm_kl_options,
+                coef: f32,
+                reference: *const f32,
+                mode: u32,
+                r: usize,
+                total: *mut f32,
+                l: &mut [f32],
+                g: &mut [f32],
+                ps: &mut tkm_policy_stats,
+                ks: &mut tkm_kl_stats| unsafe {
+        tkm_ppo_clip_kl_step(
+            p(&b.logp),
+            p(&b.old),
+            p(&b.adv),
+            b.mask.as_ptr(),
+            null(),
+            reference,
+            r,
+            cols,
+            null(),
+            kl,
+            coef,
+            mode,
+            null(),
+            l.as_mut_ptr(),
+            g.as_mut_ptr(),
+            total,
+            ps,
+            ks,
+        )
+    };
+    let lossk = |kl: &tkm_kl_options, coef: f32, reference: *const f32, l: &mut [f32], g: &mut [f32]| unsafe {
+        tkm_ppo_clip_kl_loss(
+            p(&b.logp),
+            p(&b.old),
+            p(&b.adv),
+            b.mask.as_ptr(),
+            null(),
+            reference,
+            rows,
+            cols,
+            null(),
+            kl,
+            coef,
+            l.as_mut_ptr(),
+            g.as_mut_ptr(),
+            null_mut(),
+            null_mut(),
+        )
+    };
+    let bad_kind = tkm_kl_options { kind: 6, ..kl0 };
+    let bad_flag = tkm_kl_options { verl_clamps: 2, ..kl0 };
+    let bad_size = tkm_kl_options { struct_size: 10, ..kl0 };
+    let r = p(&b.reference);
+    let tot: *mut f32 = &mut total;
+    for (kl, coef, reference, mode, rr, t, want) in [
+        (bad_kind, 0.1, r, TKM_AGG_TOKEN_MEAN, rows, tot, TKM_STATUS_INVALID_ARGUMENT),
+        (bad_flag, 0.1, r, TKM_AGG_TOKEN_MEAN, rows, tot, TKM_STATUS_INVALID_ARGUMENT),
+        (kl0, f32::INFINITY, r, TKM_AGG_TOKEN_MEAN, rows, tot, TKM_STATUS_INVALID_ARGUMENT),
+        (kl0, 0.1, null(), TKM_AGG_TOKEN_MEAN, rows, tot, TKM_STATUS_NULL_POINTER),
+        (bad_size, 0.1, r, TKM_AGG_TOKEN_MEAN, rows, tot, TKM_STATUS_BAD_STRUCT_SIZE),
+        (kl0, 0.1, r, 4, rows, tot, TKM_STATUS_INVALID_ARGUMENT),
+        (kl0, 0.1, r, TKM_AGG_TOKEN_MEAN, rows, null_mut(), TKM_STATUS_NULL_POINTER),
+        (kl0, 0.1, r, TKM_AGG_TOKEN_MEAN, usize::MAX, tot, TKM_STATUS_SIZE_OVERFLOW),
+    ] {
+        assert_eq!(step(&kl, coef, reference, mode, rr, t, &mut l, &mut g, &mut ps, &mut ks), want);
+    }
+    assert!(untouched(&l) && untouched(&g) && total == -7.0 && ps.valid_tokens == 77 && ks.valid_tokens == 77);
+    assert_eq!(lossk(&bad_kind, 0.1, r, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
+    assert_eq!(lossk(&kl0, f32::NAN, r, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
+    assert_eq!(lossk(&kl0, 0.1, null(), &mut l, &mut g), TKM_STATUS_NULL_POINTER);
+    assert_eq!(lossk(&bad_size, 0.1, r, &mut l, &mut g), TKM_STATUS_BAD_STRUCT_SIZE);
+    assert!(untouched(&l) && untouched(&g));
+    // An older kl options struct (kind only) keeps the default clamps.
+    let older = tkm_kl_options { struct_size: 12, verl_clamps: 7, ..kl0 };
+    assert_eq!(lossk(&older, 0.1, r, &mut l, &mut g), TKM_STATUS_OK);
+    l.fill(-7.0);
+    g.fill(-7.0);
+
+    // GSPO / CISPO / SAPO option validation, NULL inputs.
+    let mut gspo = tkm_gspo_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, seq_log_ratio_cap: 0.0 };
+    let mut cispo = tkm_cispo_options { struct_size: 0, w_min: 0.0, w_max: 0.0, log_ratio_clamp: 0.0 };
+    let mut sapo = tkm_sapo_options { struct_size: 0, tau_pos: 0.0, tau_neg: 0.0, log_ratio_clamp: 0.0 };
+    unsafe {
+        tkm_gspo_options_init(&mut gspo);
+        tkm_cispo_options_init(&mut cispo);
+        tkm_sapo_options_init(&mut sapo);
+    }
+    macro_rules! call {
+        ($f:ident, $o:expr, $adv:expr) => {
+            unsafe {
+                $f(
+                    p(&b.logp),
+                    p(&b.old),
+                    $adv,
+                    b.mask.as_ptr(),
+                    null(),
+                    rows,
+                    cols,
+                    $o,
+                    l.as_mut_ptr(),
+                    g.as_mut_ptr(),
+                    &mut ps,
+                )
+            }
+        };
+    }
+    for o in [
+        tkm_gspo_options { eps_low: -0.1, ..gspo },
+        tkm_gspo_options { eps_high: f32::NAN, ..gspo },
+        tkm_gspo_options { seq_log_ratio_cap: f32::NAN, ..gspo },
+        tkm_gspo_options { seq_log_ratio_cap: f32::NEG_INFINITY, ..gspo },
+    ] {
+        assert_eq!(call!(tkm_gspo_loss, &o, p(&b.adv)), TKM_STATUS_INVALID_ARGUMENT);
+    }
+    for o in [
+        tkm_cispo_options { w_min: 1.5, w_max: 1.2, ..cispo },
+        tkm_cispo_options { w_min: f32::NAN, ..cispo },
+        tkm_cispo_options { w_min: f32::INFINITY, ..cispo },
+        tkm_cispo_options { log_ratio_clamp: -1.0, ..cispo },
+    ] {
+        assert_eq!(call!(tkm_cispo_loss, &o, p(&b.adv)), TKM_STATUS_INVALID_ARGUMENT);
+    }
+    for o in [
+        tkm_sapo_options { tau_pos: 0.0, ..sapo },
+        tkm_sapo_options { tau_neg: f32::INFINITY, ..sapo },
+        tkm_sapo_options { log_ratio_clamp: f32::NAN, ..sapo },
+    ] {
+        assert_eq!(call!(tkm_sapo_loss, &o, p(&b.adv)), TKM_STATUS_INVALID_ARGUMENT);
+    }
+    assert_eq!(call!(tkm_gspo_loss, &gspo, null()), TKM_STATUS_NULL_POINTER);
+    assert_eq!(call!(tkm_cispo_loss, &cispo, null()), TKM_STATUS_NULL_POINTER);
+    assert_eq!(call!(tkm_sapo_loss, &sapo, null()), TKM_STATUS_NULL_POINTER);
+    let bad = tkm_sapo_options { struct_size: 14, ..sapo };
+    assert_eq!(call!(tkm_sapo_loss, &bad, p(&b.adv)), TKM_STATUS_BAD_STRUCT_SIZE);
+    assert!(untouched(&l) && untouched(&g) && ps.valid_tokens == 77);
+
+    // KL, TIS.
+    unsafe {
+        let kl = |o: &tkm_kl_options, rf: *const f32, r: usize, l: &mut [f32], g: &mut [f32]| {
+            tkm_kl_loss(p(&b.logp), rf, b.mask.as_ptr(), r, cols, o, l.as_mut_ptr(), g.as_mut_ptr(), null_mut())
+        };
+        assert_eq!(kl(&bad_kind, r, rows, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(kl(&kl0, null(), rows, &mut l, &mut g), TKM_STATUS_NULL_POINTER);
+        assert_eq!(kl(&kl0, r, usize::MAX, &mut l, &mut g), TKM_STATUS_SIZE_OVERFLOW);
+        let tis = |level: u32, cap: f32, out: *mut f32| {
+            tkm_tis_weights(p(&b.old), r, b.mask.as_ptr(), rows, cols, level, cap, out)
+        };
+        assert_eq!(tis(2, 2.0, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tis(TKM_TIS_TOKEN, 0.0, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tis(TKM_TIS_SEQUENCE, f32::NAN, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tis(TKM_TIS_TOKEN, 2.0, null_mut()), TKM_STATUS_NULL_POINTER);
+    }
+    assert!(untouched(&l) && untouched(&g));
+
+    // Chaining and upstreams.
+    unsafe {
+        let m = b.mask.as_ptr();
+        assert_eq!(tkm_agg_chain_inplace(m, rows, cols, 9, null(), l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tkm_agg_chain_inplace(null(), rows, cols, 0, null(), l.as_mut_ptr()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(tkm_agg_chain_inplace(m, rows, cols, 0, null(), null_mut()), TKM_STATUS_NULL_POINTER);
+        let mut norm = tkm_agg_norm { struct_size: 0, global_tokens: 0, global_seqs: 0, dp_size: 0, scale_factor: 0.0 };
+        tkm_agg_norm_init(&mut norm);
+        norm.dp_size = 0;
+        assert_eq!(tkm_agg_chain_inplace(m, rows, cols, 0, &norm, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        // d overlapping the mask.
+        let mut buf = vec![0f32; 8];
+        let bm = buf.as_ptr() as *const u8;
+        assert_eq!(tkm_agg_chain_inplace(bm, 1, 8, 0, null(), buf.as_mut_ptr()), TKM_STATUS_OVERLAP);
+        assert!(untouched(&l));
+
+        let w = vec![1f32; n];
+        let coefs = [1.0f32, 2.0];
+        let terms = [p(&b.adv), null()];
+        assert_eq!(
+            tkm_logp_upstream(w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, l.as_mut_ptr()),
+            TKM_STATUS_NULL_POINTER
+        );
+        assert_eq!(
+            tkm_logp_upstream(w.as_ptr(), n, null(), terms.as_ptr(), 1, l.as_mut_ptr()),
+            TKM_STATUS_NULL_POINTER
+        );
+        assert_eq!(
+            tkm_logp_upstream(w.as_ptr(), usize::MAX, coefs.as_ptr(), terms.as_ptr(), 1, l.as_mut_ptr()),
+            TKM_STATUS_SIZE_OVERFLOW
+        );
+        assert_eq!(tkm_entropy_upstream(w.as_ptr(), n, f32::NAN, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tkm_entropy_upstream(null(), n, 0.1, l.as_mut_ptr()), TKM_STATUS_NULL_POINTER);
+    }
+    assert!(untouched(&l));
 }

@@ -380,6 +380,71 @@ static void test_advantages(void) {
   }
 }
 
+/* REINFORCE++, returns-to-go, GAE, whitening, DAPO extras. */
+static void test_advantages_tokens(void) {
+  enum { AR = 2, AT = 4, AN = AR * AT };
+  float r[AN] = {0, 0, 1, 0, 0, 0.5f, 0, 0};
+  float v[AN] = {0.1f, 0.2f, 0.3f, 0, 0.5f, 0.4f, 0.3f, 0.2f};
+  uint8_t mask[AN] = {1, 1, 1, 0, 1, 1, 0, 0};
+  float g[AN], a[AN], ret[AN], w[AN], seq[AR] = {1.0f, 0.0f}, pen = 0.0f;
+  uint8_t keep[4] = {9, 9, 9, 9};
+  size_t kept = 0;
+  tkm_overlong_options oo;
+  double sum = 0, sq = 0;
+  EXPECT(tkm_returns_to_go(r, mask, AR, AT, 0.5f, g), TKM_STATUS_OK);
+  CHECK(g[2] == 1.0f && g[1] == 0.5f && g[0] == 0.25f && g[5] == 0.5f && g[4] == 0.25f);
+  EXPECT(note(tkm_returns_to_go(r, mask, AR, AT, -1.0f, g)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_reinforce_pp_advantage(r, mask, AR, AT, 0.5f, TKM_COMPAT_LIBRARY, a, ret), TKM_STATUS_OK);
+  CHECK(memcmp(ret, g, sizeof g) == 0 && a[3] == 0.0f);
+  for (int i = 0; i < AN; i++) sum += mask[i] ? a[i] : 0.0;
+  CHECK(fabs(sum) < 1e-5); /* whitened: zero mean over the valid tokens */
+  EXPECT(tkm_reinforce_pp_advantage(r, mask, AR, AT, 0.5f, TKM_COMPAT_VERL, a, NULL), TKM_STATUS_OK);
+  EXPECT(note(tkm_reinforce_pp_advantage(r, mask, AR, AT, 0.5f, 7, a, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_reinforce_pp_baseline_advantage(seq, AR, NULL, 2, mask, AT, TKM_SINGLETON_ZERO, TKM_COMPAT_LIBRARY, a),
+         TKM_STATUS_OK);
+  CHECK(a[0] > 0.0f && a[0] == a[1] && a[4] < 0.0f && a[3] == 0.0f);
+  EXPECT(note(tkm_reinforce_pp_baseline_advantage(seq, AR, NULL, 3, mask, AT, 0, 0, a)), TKM_STATUS_INVALID_ARGUMENT);
+  /* GAE with gamma = lam = 1 and zero values: returns are the returns-to-go. */
+  {
+    float zero[AN] = {0};
+    EXPECT(tkm_gae(r, zero, mask, AR, AT, 1.0f, 1.0f, TKM_COMPAT_LIBRARY, a, ret), TKM_STATUS_OK);
+    CHECK(ret[0] == 1.0f && ret[1] == 1.0f && ret[2] == 1.0f && ret[4] == 0.5f && ret[5] == 0.5f);
+  }
+  EXPECT(tkm_gae(r, v, mask, AR, AT, 0.99f, 0.95f, TKM_COMPAT_VERL, a, NULL), TKM_STATUS_OK);
+  EXPECT(note(tkm_gae(r, v, mask, AR, AT, 0.99f, NAN, TKM_COMPAT_LIBRARY, a, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  /* Whitening: zero mean, unit (unbiased) variance over the valid values, 0 at padding. */
+  EXPECT(tkm_masked_whiten(v, mask, AN, 0.0f, TKM_COMPAT_LIBRARY, w), TKM_STATUS_OK);
+  sum = 0;
+  for (int i = 0; i < AN; i++)
+    if (mask[i]) sum += w[i], sq += (double)w[i] * w[i];
+  CHECK(fabs(sum) < 1e-5 && fabs(sq / 4.0 - 1.0) < 1e-5 && w[3] == 0.0f);
+  EXPECT(note(tkm_masked_whiten(v, mask, AN, -1.0f, TKM_COMPAT_LIBRARY, w)), TKM_STATUS_INVALID_ARGUMENT);
+  /* Overlong shaping: max 10, buffer 4 -> 0 up to 6 tokens, -factor at 10. */
+  EXPECT(note(tkm_overlong_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_overlong_options_init(&oo), TKM_STATUS_OK);
+  CHECK(oo.struct_size == sizeof oo && oo.max_len == 20480 && oo.buffer_len == 4096 && oo.penalty_factor == 1.0f);
+  oo.max_len = 10;
+  oo.buffer_len = 4;
+  oo.penalty_factor = 0.5f;
+  EXPECT(tkm_overlong_penalty(6, &oo, &pen), TKM_STATUS_OK);
+  CHECK(pen == 0.0f);
+  EXPECT(tkm_overlong_penalty(10, &oo, &pen), TKM_STATUS_OK);
+  CHECK(pen == -0.5f);
+  EXPECT(tkm_overlong_shaped_token_rewards(seq, AR, mask, AT, &oo, g), TKM_STATUS_OK);
+  CHECK(g[2] == 1.0f && g[0] == 0.0f && g[5] == 0.0f && g[4] == 0.0f);
+  oo.buffer_len = 11;
+  EXPECT(note(tkm_overlong_penalty(6, &oo, &pen)), TKM_STATUS_INVALID_ARGUMENT);
+  /* Dynamic sampling: groups {1,1} (dropped) and {0,1} (kept). */
+  {
+    float metric[4] = {1, 1, 0, 1};
+    EXPECT(tkm_dynamic_sampling_keep(metric, 4, NULL, 2, keep, &kept), TKM_STATUS_OK);
+    CHECK(kept == 1 && keep[0] == 0 && keep[1] == 0 && keep[2] == 1 && keep[3] == 1);
+    metric[1] = NAN;
+    EXPECT(note(tkm_dynamic_sampling_keep(metric, 4, NULL, 2, keep, NULL)), TKM_STATUS_NON_FINITE);
+    CHECK(keep[0] == 0 && keep[2] == 1);
+  }
+}
+
 static void test_fingerprint(void) {
   enum { N = 11 };
   uint8_t leaves[N * TKM_FP_HASH_LEN], root[32], root2[32], old_root[32];
@@ -426,6 +491,83 @@ static void test_fingerprint(void) {
   EXPECT(note(tkm_fp_verify_consistency(0, N, old_root, root, proof, plen)), TKM_STATUS_INVALID_ARGUMENT);
 }
 
+
+/* Encodings, SimHash, signed heads, audit sampling. */
+static void test_fingerprint_more(void) {
+  float emb[4] = {0.5f, -0.0f, 1e-40f, -2.0f}, tok[2] = {1.0f, 2.0f};
+  uint8_t bytes[64], root[32], digest[32], head[128], seed[32] = {1};
+  uint64_t sig[2], grd[2], sig2[2], grd2[2], need = 0;
+  size_t len = 0, wrote = 0;
+  uint32_t d = 99, acc = 99;
+  double p = -1.0;
+  tkm_fp_head h;
+  EXPECT(tkm_fp_encoded_len(TKM_FP_KIND_F32_CANONICAL, 4, &len), TKM_STATUS_OK);
+  CHECK(len == 16);
+  EXPECT(tkm_fp_encode(TKM_FP_KIND_F32_CANONICAL, emb, 4, bytes, 16), TKM_STATUS_OK);
+  {
+    float back[4];
+    memcpy(back, bytes, 16); /* little-endian hosts: -0 and subnormals became +0 */
+    CHECK(back[0] == 0.5f && back[3] == -2.0f && !signbit(back[1]) && back[2] == 0.0f);
+  }
+  EXPECT(tkm_fp_encode(TKM_FP_KIND_I8_UNIT, emb, 4, bytes, 4), TKM_STATUS_OK);
+  CHECK((int8_t)bytes[3] == -123 && (int8_t)bytes[0] == 31); /* 127 x / ||x||, ||x|| = sqrt(4.25) */
+  EXPECT(tkm_fp_encode(TKM_FP_KIND_BF16, emb, 4, bytes, 8), TKM_STATUS_OK);
+  CHECK(bytes[0] == 0x00 && bytes[1] == 0x3F); /* bf16(0.5) = 0x3F00 */
+  EXPECT(tkm_fp_encode_coin_layout(TKM_FP_KIND_BF16, emb, 4, tok, 2, bytes, 12), TKM_STATUS_OK);
+  CHECK(bytes[10] == 0x00 && bytes[11] == 0x40); /* bf16(2.0) = 0x4000 */
+  EXPECT(note(tkm_fp_encode(TKM_FP_KIND_BF16, emb, 4, bytes, 7)), TKM_STATUS_LENGTH_MISMATCH);
+  EXPECT(note(tkm_fp_encode(TKM_FP_KIND_SIMHASH, emb, 4, bytes, 7)), TKM_STATUS_INVALID_ARGUMENT);
+  emb[1] = NAN;
+  EXPECT(note(tkm_fp_encode(TKM_FP_KIND_F32_CANONICAL, emb, 4, bytes, 16)), TKM_STATUS_NON_FINITE);
+  emb[1] = 0.25f;
+
+  /* SimHash: the same vector matches itself; leaf bytes round-trip. */
+  EXPECT(tkm_fp_simhash(emb, 4, seed, TKM_FP_PLANES_RADEMACHER, 0.005, sig, grd, 2), TKM_STATUS_OK);
+  EXPECT(tkm_fp_simhash(emb, 4, seed, TKM_FP_PLANES_RADEMACHER, 0.005, sig2, grd2, 2), TKM_STATUS_OK);
+  CHECK(memcmp(sig, sig2, sizeof sig) == 0);
+  EXPECT(tkm_fp_masked_hamming(sig, sig2, grd, 2, &d), TKM_STATUS_OK);
+  CHECK(d == 0);
+  EXPECT(tkm_fp_simhash_accept(sig, grd, sig2, 2, 0, 128, &acc), TKM_STATUS_OK);
+  CHECK(acc == 1);
+  sig2[0] = ~sig2[0];
+  EXPECT(tkm_fp_masked_hamming(sig, sig2, NULL, 2, &d), TKM_STATUS_OK);
+  CHECK(d == 64);
+  EXPECT(tkm_fp_encode_simhash(sig, grd, 2, bytes, 32), TKM_STATUS_OK);
+  EXPECT(tkm_fp_decode_simhash(bytes, 32, sig2, grd2, 2), TKM_STATUS_OK);
+  CHECK(memcmp(sig, sig2, sizeof sig) == 0 && memcmp(grd, grd2, sizeof grd) == 0);
+  EXPECT(tkm_fp_simhash(emb, 4, seed, TKM_FP_PLANES_GAUSSIAN, 0.005, sig2, grd2, 2), TKM_STATUS_OK);
+  EXPECT(note(tkm_fp_simhash(emb, 4, seed, TKM_FP_PLANES_RADEMACHER, -1.0, sig2, grd2, 2)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_fp_decode_simhash(bytes, 31, sig2, grd2, 2)), TKM_STATUS_LENGTH_MISMATCH);
+
+  /* Signed tree head: encode, digest, parse. */
+  memset(root, 0x5A, 32);
+  EXPECT(tkm_fp_signed_head_len(3, &len), TKM_STATUS_OK);
+  CHECK(len == TKM_FP_HEAD_FIXED_LEN + 3);
+  EXPECT(tkm_fp_signed_head_encode(1, 42, root, (const uint8_t *)"abc", 3, head, sizeof head, &wrote), TKM_STATUS_OK);
+  CHECK(wrote == len && memcmp(head, "tokenmath-sth", 13) == 0 && head[15] == 42);
+  EXPECT(tkm_fp_signed_head_digest(1, 42, root, (const uint8_t *)"abc", 3, digest), TKM_STATUS_OK);
+  EXPECT(tkm_fp_signed_head_parse(head, wrote, &h), TKM_STATUS_OK);
+  CHECK(h.n == 42 && h.hash_id == 1 && h.ctx_len == 3 && memcmp(head + h.ctx_offset, "abc", 3) == 0);
+  CHECK(memcmp(h.root, root, 32) == 0);
+  EXPECT(note(tkm_fp_signed_head_encode(1, 42, root, NULL, 3, head, sizeof head, &wrote)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_fp_signed_head_encode(1, 42, root, (const uint8_t *)"abc", 3, head, 10, &wrote)),
+         TKM_STATUS_LENGTH_MISMATCH);
+  EXPECT(note(tkm_fp_signed_head_parse(head, wrote - 1, &h)), TKM_STATUS_INVALID_ARGUMENT);
+
+  /* Audit sampling: 1 forged leaf of 10, all 10 audited with q = 1 -> certain detection. */
+  EXPECT(tkm_fp_detect_prob(10, 1, 10, 1.0, &p), TKM_STATUS_OK);
+  CHECK(p == 1.0);
+  EXPECT(tkm_fp_detect_prob(10, 1, 1, 1.0, &p), TKM_STATUS_OK);
+  CHECK(fabs(p - 0.1) < 1e-12);
+  EXPECT(tkm_fp_detect_prob_bound(0.1, 1, 1.0, &p), TKM_STATUS_OK);
+  CHECK(fabs(p - 0.1) < 1e-12);
+  EXPECT(tkm_fp_samples_for_confidence(0.5, 1.0, 0.25, &need), TKM_STATUS_OK);
+  CHECK(need == 2);
+  EXPECT(note(tkm_fp_samples_for_confidence(1e-300, 1.0, 0.5, &need)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_fp_detect_prob(10, 11, 1, 1.0, &p)), TKM_STATUS_INVALID_ARGUMENT);
+  CHECK(need == 2);
+}
 
 _Static_assert(sizeof(DLTensor) == 48 || sizeof(void *) != 8, "DLTensor layout");
 
@@ -565,6 +707,117 @@ static void test_policy(void) {
   EXPECT(note(tkm_agg_weights(NULL, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, w)), TKM_STATUS_NULL_POINTER);
 }
 
+/* PPO + KL, the fused step, GSPO/CISPO/SAPO, KL, TIS, chaining and upstreams. */
+static void test_policy_more(void) {
+  enum { PR = 2, PC = 4, PN = PR * PC };
+  float logp[PN] = {-1, -2, -0.5f, -3, -1, -1, -1, -1};
+  float old[PN] = {-1, -1, -1, -1, -1.5f, -0.5f, -1, -1};
+  float ref[PN] = {-1.2f, -1.5f, -0.5f, -2, -0.8f, -1, -1, -1};
+  float adv[PN] = {1, -1, 1, -1, 0.5f, 0.5f, -2, 0};
+  uint8_t mask[PN] = {1, 1, 1, 0, 1, 1, 0, 0};
+  float loss[PN], dl[PN], kl[PN], dkl[PN], w[PN], g[PN], g2[PN], l2[PN], up[PN], ent[PN];
+  float L = 0.0f, L2 = 0.0f;
+  tkm_ppo_clip_options clip;
+  tkm_kl_options ko;
+  tkm_gspo_options go;
+  tkm_cispo_options co;
+  tkm_sapo_options so;
+  tkm_policy_stats st, st2;
+  tkm_kl_stats ks, ks2;
+  EXPECT(tkm_ppo_clip_options_init(&clip), TKM_STATUS_OK);
+  EXPECT(note(tkm_kl_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_kl_options_init(&ko), TKM_STATUS_OK);
+  CHECK(ko.struct_size == sizeof ko && ko.kind == TKM_KL_K3 && ko.verl_clamps == 1);
+  EXPECT(tkm_gspo_options_init(&go), TKM_STATUS_OK);
+  CHECK(go.eps_low == 0.2f && go.eps_high == 0.2f && go.seq_log_ratio_cap == 10.0f);
+  EXPECT(tkm_cispo_options_init(&co), TKM_STATUS_OK);
+  CHECK(co.w_min == 0.8f && co.w_max == 1.2f && co.log_ratio_clamp == 20.0f);
+  EXPECT(tkm_sapo_options_init(&so), TKM_STATUS_OK);
+  CHECK(so.tau_pos == 1.0f && so.tau_neg == 1.05f && so.log_ratio_clamp == 20.0f);
+
+  /* KL (k3): exp(-d) + d - 1 with d = logp - ref. */
+  EXPECT(tkm_kl_loss(logp, ref, mask, PR, PC, &ko, kl, dkl, &ks), TKM_STATUS_OK);
+  CHECK(ks.valid_tokens == 5);
+  for (int i = 0; i < PN; i++) {
+    double d = (double)logp[i] - ref[i], want = mask[i] ? exp(-d) + d - 1.0 : 0.0;
+    CHECK(fabs(kl[i] - want) < 1e-5);
+  }
+  /* PPO + 0.1 KL = PPO + 0.1 * KL, bitwise. */
+  EXPECT(tkm_ppo_clip_loss(logp, old, adv, mask, NULL, PR, PC, &clip, loss, dl, &st), TKM_STATUS_OK);
+  EXPECT(tkm_ppo_clip_kl_loss(logp, old, adv, mask, NULL, ref, PR, PC, &clip, &ko, 0.1f, l2, g2, &st2, &ks2),
+         TKM_STATUS_OK);
+  CHECK(st2.valid_tokens == st.valid_tokens && ks2.kl_sum == ks.kl_sum);
+  for (int i = 0; i < PN; i++) CHECK(l2[i] == loss[i] + 0.1f * kl[i]);
+  /* The fused step = loss, agg_loss and agg_chain_inplace. */
+  EXPECT(tkm_agg_loss(l2, mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, &L2), TKM_STATUS_OK);
+  EXPECT(tkm_agg_chain_inplace(mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, g2), TKM_STATUS_OK);
+  EXPECT(tkm_ppo_clip_kl_step(logp, old, adv, mask, NULL, ref, PR, PC, NULL, NULL, 0.1f, TKM_AGG_TOKEN_MEAN, NULL,
+                              loss, g, &L, &st, &ks),
+         TKM_STATUS_OK);
+  CHECK(memcmp(loss, l2, sizeof loss) == 0 && memcmp(g, g2, sizeof g) == 0 && L == L2);
+  CHECK(st.valid_tokens == 5 && ks.valid_tokens == 5);
+  /* logp_upstream(w, {1, 0.1}, {dpg, dkl}) = w * (dpg + 0.1 dkl). */
+  EXPECT(tkm_ppo_clip_loss(logp, old, adv, mask, NULL, PR, PC, NULL, loss, dl, NULL), TKM_STATUS_OK);
+  EXPECT(tkm_agg_weights(mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, w), TKM_STATUS_OK);
+  {
+    const float coefs[2] = {1.0f, 0.1f};
+    const float *terms[2] = {dl, dkl};
+    EXPECT(tkm_logp_upstream(w, PN, coefs, terms, 2, up), TKM_STATUS_OK);
+    for (int i = 0; i < PN; i++) CHECK(fabsf(up[i] - g[i]) <= 1e-6f);
+    terms[1] = NULL;
+    EXPECT(note(tkm_logp_upstream(w, PN, coefs, terms, 2, up)), TKM_STATUS_NULL_POINTER);
+  }
+  EXPECT(tkm_entropy_upstream(w, PN, 0.01f, ent), TKM_STATUS_OK);
+  CHECK(ent[0] == -0.01f * w[0] && ent[3] == 0.0f);
+  EXPECT(note(tkm_entropy_upstream(w, PN, INFINITY, ent)), TKM_STATUS_INVALID_ARGUMENT);
+
+  /* GSPO, CISPO, SAPO: defaults; CISPO's gradient is -w A with w the clamped ratio. */
+  EXPECT(tkm_gspo_loss(logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, &st), TKM_STATUS_OK);
+  CHECK(st.valid_tokens == 5 && loss[3] == 0.0f);
+  go.seq_log_ratio_cap = INFINITY; /* no cap */
+  EXPECT(tkm_gspo_loss(logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, NULL), TKM_STATUS_OK);
+  EXPECT(tkm_cispo_loss(logp, old, adv, mask, NULL, PR, PC, &co, loss, dl, NULL), TKM_STATUS_OK);
+  for (int i = 0; i < PN; i++) {
+    double r = exp((double)logp[i] - old[i]), wc = r < 0.8 ? 0.8 : (r > 1.2 ? 1.2 : r);
+    CHECK(fabs(dl[i] - (mask[i] ? -wc * adv[i] : 0.0)) < 1e-6);
+  }
+  EXPECT(tkm_sapo_loss(logp, old, adv, mask, NULL, PR, PC, NULL, loss, dl, &st), TKM_STATUS_OK);
+  /* At r = 1, SAPO's loss is -A * sigmoid(0) * 4 / tau = -2 A / tau (token 6 is masked). */
+  CHECK(fabsf(loss[0] - -2.0f) < 1e-6f);
+  /* Truncated importance weights. */
+  EXPECT(tkm_tis_weights(old, ref, mask, PR, PC, TKM_TIS_TOKEN, 1.1f, w), TKM_STATUS_OK);
+  for (int i = 0; i < PN; i++) {
+    double e = exp((double)old[i] - ref[i]);
+    CHECK(fabs(w[i] - (mask[i] ? (e > 1.1 ? 1.1 : e) : 0.0)) < 1e-6);
+  }
+  EXPECT(tkm_tis_weights(old, ref, mask, PR, PC, TKM_TIS_SEQUENCE, INFINITY, w), TKM_STATUS_OK);
+  CHECK(w[0] == w[1] && w[3] == 0.0f);
+
+  /* Errors (no output written). */
+  poison(loss, PN);
+  ko.kind = 42;
+  EXPECT(note(tkm_kl_loss(logp, ref, mask, PR, PC, &ko, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_ppo_clip_kl_loss(logp, old, adv, mask, NULL, ref, PR, PC, NULL, &ko, 0.1f, loss, dl, NULL, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  ko.kind = TKM_KL_K3;
+  EXPECT(note(tkm_ppo_clip_kl_step(logp, old, adv, mask, NULL, NULL, PR, PC, NULL, &ko, 0.1f, TKM_AGG_TOKEN_MEAN,
+                                   NULL, loss, g, &L, NULL, NULL)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_ppo_clip_kl_step(logp, old, adv, mask, NULL, ref, PR, PC, NULL, &ko, NAN, TKM_AGG_TOKEN_MEAN, NULL,
+                                   loss, g, &L, NULL, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  go.eps_low = -1.0f;
+  EXPECT(note(tkm_gspo_loss(logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  co.w_min = 2.0f; /* > w_max */
+  EXPECT(note(tkm_cispo_loss(logp, old, adv, mask, NULL, PR, PC, &co, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  so.struct_size = 3;
+  EXPECT(note(tkm_sapo_loss(logp, old, adv, mask, NULL, PR, PC, &so, loss, dl, NULL)), TKM_STATUS_BAD_STRUCT_SIZE);
+  EXPECT(note(tkm_tis_weights(old, ref, mask, PR, PC, 7, 2.0f, loss)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_agg_chain_inplace(mask, SIZE_MAX, PC, TKM_AGG_TOKEN_MEAN, NULL, loss)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_agg_chain_inplace((const uint8_t *)loss, 1, 4, TKM_AGG_TOKEN_MEAN, NULL, loss)), TKM_STATUS_OVERLAP);
+  CHECK(untouched(loss, PN));
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -572,9 +825,12 @@ int main(void) {
   test_logits();
   test_logits_errors();
   test_advantages();
+  test_advantages_tokens();
   test_fingerprint();
+  test_fingerprint_more();
   test_dlpack();
   test_policy();
+  test_policy_more();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {

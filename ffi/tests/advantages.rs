@@ -1,0 +1,340 @@
+//! The token-level advantage estimators and DAPO extras against the core crate, bitwise, and
+//! their error statuses (outputs untouched on error).
+
+use core::ptr::{null, null_mut};
+use std::mem::size_of;
+
+use tokenmath::advantages::*;
+use tokenmath::*;
+use tokenmath_core::advantages::{self as adv, Compat, Groups, OverlongCfg, SingletonPolicy};
+
+fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+const POISON: f32 = -12345.0;
+
+fn untouched(v: &[f32]) -> bool {
+    v.iter().all(|&x| x == POISON)
+}
+
+/// `[rows, t]` with prefix masks of varying length, one row empty and one with a gap.
+fn mask(rows: usize, t: usize) -> Vec<u8> {
+    (0..rows * t)
+        .map(|i| {
+            let (b, j) = (i / t, i % t);
+            u8::from(b != 1 && j < 2 + (b * 5) % t && !(b == 3 && j == 2))
+        })
+        .collect()
+}
+
+const COMPATS: [(u32, Compat); 2] = [(TKM_COMPAT_LIBRARY, Compat::Library), (TKM_COMPAT_VERL, Compat::Verl)];
+
+#[test]
+fn token_level_estimators_match_core() {
+    let (rows, t) = (8usize, 13usize);
+    let n = rows * t;
+    let m = mask(rows, t);
+    let r = rand_f32(n, 1, 2.0);
+    let v = rand_f32(n, 2, 1.0);
+    for gamma in [1.0f32, 0.99, 0.0] {
+        let mut want = vec![0f32; n];
+        adv::returns_to_go(&r, &m, t, gamma, &mut want).unwrap();
+        let mut got = vec![POISON; n];
+        let s = unsafe { tkm_returns_to_go(r.as_ptr(), m.as_ptr(), rows, t, gamma, got.as_mut_ptr()) };
+        assert_eq!(s, TKM_STATUS_OK);
+        assert_eq!(bits(&got), bits(&want));
+
+        for (code, compat) in COMPATS {
+            let (mut a, mut g) = (vec![0f32; n], vec![0f32; n]);
+            adv::reinforce_pp_advantage(&r, &m, t, gamma, compat, &mut a, &mut g).unwrap();
+            let (mut a2, mut g2) = (vec![POISON; n], vec![POISON; n]);
+            let s = unsafe {
+                tkm_reinforce_pp_advantage(
+                    r.as_ptr(),
+                    m.as_ptr(),
+                    rows,
+                    t,
+                    gamma,
+                    code,
+                    a2.as_mut_ptr(),
+                    g2.as_mut_ptr(),
+                )
+            };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!((bits(&a2), bits(&g2)), (bits(&a), bits(&g)));
+            let mut a3 = vec![POISON; n];
+            let s = unsafe {
+                tkm_reinforce_pp_advantage(r.as_ptr(), m.as_ptr(), rows, t, gamma, code, a3.as_mut_ptr(), null_mut())
+            };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&a3), bits(&a));
+
+            for lam in [1.0f32, 0.95] {
+                let (mut a, mut g) = (vec![0f32; n], vec![0f32; n]);
+                adv::gae(&r, &v, &m, t, gamma, lam, compat, &mut a, &mut g).unwrap();
+                let (mut a2, mut g2) = (vec![POISON; n], vec![POISON; n]);
+                let s = unsafe {
+                    tkm_gae(
+                        r.as_ptr(),
+                        v.as_ptr(),
+                        m.as_ptr(),
+                        rows,
+                        t,
+                        gamma,
+                        lam,
+                        code,
+                        a2.as_mut_ptr(),
+                        g2.as_mut_ptr(),
+                    )
+                };
+                assert_eq!(s, TKM_STATUS_OK);
+                assert_eq!((bits(&a2), bits(&g2)), (bits(&a), bits(&g)));
+                let mut a3 = vec![POISON; n];
+                let s = unsafe {
+                    tkm_gae(r.as_ptr(), v.as_ptr(), m.as_ptr(), rows, t, gamma, lam, code, a3.as_mut_ptr(), null_mut())
+                };
+                assert_eq!(s, TKM_STATUS_OK);
+                assert_eq!(bits(&a3), bits(&a));
+            }
+        }
+    }
+
+    // REINFORCE++-baseline, contiguous and id groups, both singleton policies.
+    let rewards = rand_f32(rows, 3, 1.0);
+    let ids: Vec<u32> = (0..rows as u32).map(|b| [5, 9, 5, 2, 9, 5, 9, 9][b as usize]).collect();
+    for (sp_code, sp) in [
+        (TKM_SINGLETON_ZERO, SingletonPolicy::Zero),
+        (TKM_SINGLETON_MEAN_ZERO_STD_ONE, SingletonPolicy::MeanZeroStdOne),
+    ] {
+        for (code, compat) in COMPATS {
+            for (ids_p, size, g) in
+                [(null(), 4usize, Groups::Contiguous { size: 4 }), (ids.as_ptr(), 0, Groups::Ids(&ids))]
+            {
+                let mut want = vec![0f32; n];
+                adv::reinforce_pp_baseline_advantage(&rewards, g, &m, t, sp, compat, &mut want).unwrap();
+                let mut got = vec![POISON; n];
+                let s = unsafe {
+                    tkm_reinforce_pp_baseline_advantage(
+                        rewards.as_ptr(),
+                        rows,
+                        ids_p,
+                        size,
+                        m.as_ptr(),
+                        t,
+                        sp_code,
+                        code,
+                        got.as_mut_ptr(),
+                    )
+                };
+                assert_eq!(s, TKM_STATUS_OK);
+                assert_eq!(bits(&got), bits(&want));
+            }
+        }
+    }
+
+    // Masked whitening, out aliasing x.
+    for (code, compat) in COMPATS {
+        for eps in [1e-8f32, 0.0, 0.5] {
+            let mut want = vec![0f32; n];
+            adv::masked_whiten(&v, &m, eps, compat, &mut want).unwrap();
+            let mut got = vec![POISON; n];
+            let s = unsafe { tkm_masked_whiten(v.as_ptr(), m.as_ptr(), n, eps, code, got.as_mut_ptr()) };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&got), bits(&want));
+            let mut inplace = v.clone();
+            let s = unsafe { tkm_masked_whiten(inplace.as_ptr(), m.as_ptr(), n, eps, code, inplace.as_mut_ptr()) };
+            assert_eq!(s, TKM_STATUS_OK);
+            assert_eq!(bits(&inplace), bits(&want));
+        }
+    }
+}
+
+#[test]
+fn dapo_extras_match_core() {
+    let mut o = tkm_overlong_options { struct_size: 0, max_len: 0, buffer_len: 0, penalty_factor: 0.0 };
+    assert_eq!(unsafe { tkm_overlong_options_init(&mut o) }, TKM_STATUS_OK);
+    let d = OverlongCfg::default();
+    assert_eq!(
+        o,
+        tkm_overlong_options {
+            struct_size: size_of::<tkm_overlong_options>(),
+            max_len: d.max_len,
+            buffer_len: d.buffer_len,
+            penalty_factor: d.penalty_factor,
+        }
+    );
+    let small = tkm_overlong_options { max_len: 10, buffer_len: 4, penalty_factor: 0.5, ..o };
+    let small_cfg = OverlongCfg { max_len: 10, buffer_len: 4, penalty_factor: 0.5 };
+    for (opts, cfg) in [(&o as *const tkm_overlong_options, d), (null(), d), (&small, small_cfg)] {
+        for len in [0usize, 5, 6, 7, 10, 13, 16_384, 18_000, 20_480, 30_000] {
+            let want = adv::overlong_penalty(len, &cfg).unwrap();
+            let mut got = POISON;
+            assert_eq!(unsafe { tkm_overlong_penalty(len, opts, &mut got) }, TKM_STATUS_OK);
+            assert_eq!(got.to_bits(), want.to_bits());
+        }
+    }
+    let (rows, t) = (6usize, 12usize);
+    let m = mask(rows, t);
+    let scores = rand_f32(rows, 4, 1.0);
+    let mut want = vec![0f32; rows * t];
+    adv::overlong_shaped_token_rewards(&scores, &m, t, &small_cfg, &mut want).unwrap();
+    let mut got = vec![POISON; rows * t];
+    let s =
+        unsafe { tkm_overlong_shaped_token_rewards(scores.as_ptr(), rows, m.as_ptr(), t, &small, got.as_mut_ptr()) };
+    assert_eq!(s, TKM_STATUS_OK);
+    assert_eq!(bits(&got), bits(&want));
+
+    // Dynamic sampling: groups of 3, some constant (with -0 == +0), one NaN-free varying.
+    let metric = [1.0f32, 1.0, 1.0, 0.0, -0.0, 0.0, 0.0, 1.0, 0.0, 0.5, 0.5, 0.25];
+    let ids = [3u32, 4, 3, 4, 3, 4, 7, 8, 8, 7, 7, 9];
+    for (ids_p, size, g) in [(null(), 3usize, Groups::Contiguous { size: 3 }), (ids.as_ptr(), 0, Groups::Ids(&ids))] {
+        let mut want = [0u8; 12];
+        let kept = adv::dynamic_sampling_keep(&metric, g, &mut want).unwrap();
+        let mut got = [7u8; 12];
+        let mut kept2 = 99usize;
+        let s = unsafe { tkm_dynamic_sampling_keep(metric.as_ptr(), 12, ids_p, size, got.as_mut_ptr(), &mut kept2) };
+        assert_eq!(s, TKM_STATUS_OK);
+        assert_eq!((got, kept2), (want, kept));
+        let s = unsafe { tkm_dynamic_sampling_keep(metric.as_ptr(), 12, ids_p, size, got.as_mut_ptr(), null_mut()) };
+        assert_eq!(s, TKM_STATUS_OK);
+    }
+}
+
+#[test]
+fn token_level_errors_write_nothing() {
+    let (rows, t) = (3usize, 4usize);
+    let n = rows * t;
+    let m = vec![1u8; n];
+    let r = vec![0.5f32; n];
+    let mut a = vec![POISON; n];
+    let mut g = vec![POISON; n];
+    unsafe {
+        // returns-to-go
+        assert_eq!(
+            tkm_returns_to_go(r.as_ptr(), m.as_ptr(), rows, t, -1.0, a.as_mut_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(tkm_returns_to_go(null(), m.as_ptr(), rows, t, 1.0, a.as_mut_ptr()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(
+            tkm_returns_to_go(r.as_ptr(), m.as_ptr(), usize::MAX, 2, 1.0, a.as_mut_ptr()),
+            TKM_STATUS_SIZE_OVERFLOW
+        );
+        let mut bad = r.clone();
+        bad[5] = f32::INFINITY;
+        assert_eq!(tkm_returns_to_go(bad.as_ptr(), m.as_ptr(), rows, t, 1.0, a.as_mut_ptr()), TKM_STATUS_NON_FINITE);
+        // REINFORCE++
+        let rpp = |r: *const f32, m: *const u8, gamma: f32, c: u32, a: &mut [f32], g: &mut [f32]| {
+            tkm_reinforce_pp_advantage(r, m, rows, t, gamma, c, a.as_mut_ptr(), g.as_mut_ptr())
+        };
+        assert_eq!(rpp(r.as_ptr(), m.as_ptr(), 1.0, 2, &mut a, &mut g), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(rpp(r.as_ptr(), m.as_ptr(), f32::NAN, 0, &mut a, &mut g), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(rpp(bad.as_ptr(), m.as_ptr(), 1.0, 0, &mut a, &mut g), TKM_STATUS_NON_FINITE);
+        assert_eq!(rpp(r.as_ptr(), null(), 1.0, 0, &mut a, &mut g), TKM_STATUS_NULL_POINTER);
+        // verl compat with a single valid token: an error; the library form gives zeros.
+        let mut one = vec![0u8; n];
+        one[0] = 1;
+        assert_eq!(rpp(r.as_ptr(), one.as_ptr(), 1.0, TKM_COMPAT_VERL, &mut a, &mut g), TKM_STATUS_INVALID_ARGUMENT);
+        assert!(untouched(&a) && untouched(&g));
+        // GAE
+        let gae = |v: *const f32, gamma: f32, lam: f32, a: &mut [f32]| {
+            tkm_gae(r.as_ptr(), v, m.as_ptr(), rows, t, gamma, lam, 0, a.as_mut_ptr(), null_mut())
+        };
+        assert_eq!(gae(r.as_ptr(), 1.0, -0.5, &mut a), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(gae(r.as_ptr(), f32::INFINITY, 1.0, &mut a), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(gae(bad.as_ptr(), 1.0, 1.0, &mut a), TKM_STATUS_NON_FINITE);
+        assert_eq!(gae(null(), 1.0, 1.0, &mut a), TKM_STATUS_NULL_POINTER);
+        assert_eq!(
+            tkm_gae(r.as_ptr(), r.as_ptr(), m.as_ptr(), rows, t, 1.0, 1.0, 9, a.as_mut_ptr(), null_mut()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        // REINFORCE++-baseline
+        let base = |rw: *const f32, ids: *const u32, size: usize, sp: u32, c: u32, a: &mut [f32]| {
+            tkm_reinforce_pp_baseline_advantage(rw, rows, ids, size, m.as_ptr(), t, sp, c, a.as_mut_ptr())
+        };
+        let rw = [1.0f32, 0.0, f32::NAN];
+        let ids = [1u32, 1, 2];
+        assert_eq!(base(r.as_ptr(), null(), 2, 0, 0, &mut a), TKM_STATUS_INVALID_ARGUMENT); // 3 % 2
+        assert_eq!(base(r.as_ptr(), ids.as_ptr(), 3, 0, 0, &mut a), TKM_STATUS_INVALID_ARGUMENT); // both
+        assert_eq!(base(r.as_ptr(), null(), 0, 0, 0, &mut a), TKM_STATUS_INVALID_ARGUMENT); // neither
+        assert_eq!(base(r.as_ptr(), null(), 3, 2, 0, &mut a), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(base(r.as_ptr(), null(), 3, 0, 2, &mut a), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(base(rw.as_ptr(), ids.as_ptr(), 0, 0, 0, &mut a), TKM_STATUS_NON_FINITE);
+        assert_eq!(base(null(), ids.as_ptr(), 0, 0, 0, &mut a), TKM_STATUS_NULL_POINTER);
+        // Whitening
+        assert_eq!(tkm_masked_whiten(r.as_ptr(), m.as_ptr(), n, -1.0, 0, a.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tkm_masked_whiten(r.as_ptr(), m.as_ptr(), n, 0.0, 3, a.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tkm_masked_whiten(r.as_ptr(), m.as_ptr(), n, 0.0, 0, null_mut()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(
+            tkm_masked_whiten(r.as_ptr(), one.as_ptr(), n, 0.0, TKM_COMPAT_VERL, a.as_mut_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        assert!(untouched(&a));
+
+        // Overlong
+        let mut o = tkm_overlong_options { struct_size: 0, max_len: 0, buffer_len: 0, penalty_factor: 0.0 };
+        assert_eq!(tkm_overlong_options_init(null_mut()), TKM_STATUS_NULL_POINTER);
+        tkm_overlong_options_init(&mut o);
+        let mut p = POISON;
+        for bad in [
+            tkm_overlong_options { buffer_len: 0, ..o },
+            tkm_overlong_options { buffer_len: o.max_len + 1, ..o },
+            tkm_overlong_options { penalty_factor: -1.0, ..o },
+            tkm_overlong_options { penalty_factor: f32::NAN, ..o },
+        ] {
+            assert_eq!(tkm_overlong_penalty(5, &bad, &mut p), TKM_STATUS_INVALID_ARGUMENT);
+            assert_eq!(
+                tkm_overlong_shaped_token_rewards(r.as_ptr(), rows, m.as_ptr(), t, &bad, a.as_mut_ptr()),
+                TKM_STATUS_INVALID_ARGUMENT
+            );
+        }
+        assert_eq!(tkm_overlong_penalty(5, &o, null_mut()), TKM_STATUS_NULL_POINTER);
+        let bad_size = tkm_overlong_options { struct_size: 12, ..o };
+        assert_eq!(tkm_overlong_penalty(5, &bad_size, &mut p), TKM_STATUS_BAD_STRUCT_SIZE);
+        // An older struct (max_len only) keeps the default buffer and factor.
+        let older = tkm_overlong_options { struct_size: 16, max_len: 8192, buffer_len: 0, penalty_factor: -3.0 };
+        assert_eq!(tkm_overlong_penalty(8192, &older, &mut p), TKM_STATUS_OK);
+        assert_eq!(p, -1.0);
+        p = POISON;
+        let sc = [1.0f32, f32::NAN, 0.0];
+        assert_eq!(
+            tkm_overlong_shaped_token_rewards(sc.as_ptr(), rows, m.as_ptr(), t, null(), a.as_mut_ptr()),
+            TKM_STATUS_NON_FINITE
+        );
+        assert_eq!(
+            tkm_overlong_shaped_token_rewards(r.as_ptr(), rows, null(), t, null(), a.as_mut_ptr()),
+            TKM_STATUS_NULL_POINTER
+        );
+        assert!(untouched(&a) && p == POISON);
+
+        // Dynamic sampling
+        let mut keep = [7u8; 3];
+        let mut kept = 99usize;
+        let metric = [1.0f32, f32::NAN, 0.0];
+        assert_eq!(
+            tkm_dynamic_sampling_keep(metric.as_ptr(), 3, null(), 3, keep.as_mut_ptr(), &mut kept),
+            TKM_STATUS_NON_FINITE
+        );
+        assert_eq!(
+            tkm_dynamic_sampling_keep(metric.as_ptr(), 3, null(), 2, keep.as_mut_ptr(), &mut kept),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            tkm_dynamic_sampling_keep(null(), 3, null(), 3, keep.as_mut_ptr(), &mut kept),
+            TKM_STATUS_NULL_POINTER
+        );
+        assert_eq!((keep, kept), ([7u8; 3], 99));
+    }
+}
