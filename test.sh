@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The full test run: formatting, lints, unit + property + doc tests of every crate, the
-# no_std build of the core and the no_std probe. Exits non-zero on the first failure.
+# The full test run: formatting, lints, unit + property + integration + doc tests of every
+# crate, the C ABI checks, the no_std build of the core and the no_std probe. Exits non-zero
+# on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# Property tests draw from a fixed seed so that every run (and CI) tests the same cases;
+# set PROPTEST_RNG_SEED to explore others.
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261128}"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
