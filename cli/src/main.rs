@@ -210,6 +210,7 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
         vocab,
         targets: Some(&targets),
         origin: "default batch",
+        keep_statistics: true,
     };
     let rows_of = |range: Range<usize>| range.start * vocab..range.end * vocab;
     let outcome = match &logits {
@@ -234,10 +235,11 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
     let group_size = args.group_size.unwrap_or_else(|| largest_divisor_up_to(rows / response_len.max(1), 4));
     let step_cfg =
         StepCfg { algo: args.algo, response_len, group_size, seed: args.seed, temperature: job.temperature, exec };
+    let statistics = outcome.statistics.as_ref().expect("the default run keeps its statistics");
     let step = match &logits {
-        Logits::F32(v) => step::run(&step_cfg, v, vocab, &targets),
-        Logits::BF16(v) => step::run(&step_cfg, v, vocab, &targets),
-        Logits::F16(v) => step::run(&step_cfg, v, vocab, &targets),
+        Logits::F32(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
+        Logits::BF16(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
+        Logits::F16(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
     }?;
     println!("{}", step.summary());
     Ok(outcome.check.passed() && step.passed())
@@ -258,6 +260,7 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
         vocab: file.vocab,
         targets: file.labels.as_ref().map(|l| l.targets.as_slice()),
         origin: &origin,
+        keep_statistics: false,
     };
     let outcome = match file.dtype {
         DType::F32 => run::run::<f32>(&job, |r| file.rows_as(r)),

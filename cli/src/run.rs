@@ -52,6 +52,22 @@ pub struct Job<'a> {
     pub targets: Option<&'a [i32]>,
     /// Where the logits come from, for error messages.
     pub origin: &'a str,
+    /// Keep every row's forward statistics in [`Outcome::statistics`] (for a later step that
+    /// needs them, so it does not read the logits again).
+    pub keep_statistics: bool,
+}
+
+/// The forward statistics of every row, in row order.
+#[derive(Debug, Default)]
+pub struct RowStatistics {
+    /// `log Σ exp(z)`.
+    pub lse: Vec<f32>,
+    /// Entropy (nats).
+    pub entropy: Vec<f32>,
+    /// Target log-probability (0 for rows without a target; empty without targets).
+    pub logp: Vec<f32>,
+    /// `E_p[z]`.
+    pub ez: Vec<f32>,
 }
 
 /// Count, mean, minimum and maximum of a set of values.
@@ -168,6 +184,8 @@ pub struct Outcome {
     pub backward: Duration,
     /// Time of the whole job (includes reading, the checks and the progress bar).
     pub wall: Duration,
+    /// Every row's statistics, if the job asked to keep them.
+    pub statistics: Option<RowStatistics>,
 }
 
 impl Outcome {
@@ -203,8 +221,11 @@ pub fn run<'d, T: LogitElem>(
     };
     let chunk_rows = (CHUNK_ELEMS / vocab.max(1)).clamp(1, MAX_CHUNK_ROWS).min(rows.max(1));
 
-    let mut out =
-        Outcome { target_rows: job.targets.map_or(0, |t| t.iter().filter(|&&t| t >= 0).count()), ..Outcome::default() };
+    let mut out = Outcome {
+        target_rows: job.targets.map_or(0, |t| t.iter().filter(|&&t| t >= 0).count()),
+        statistics: job.keep_statistics.then(RowStatistics::default),
+        ..Outcome::default()
+    };
     // The upstream gradients, as the f32 values the kernel sees (the reference gets the same).
     let g_lp = if out.target_rows > 0 { (-1.0 / out.target_rows as f64) as f32 } else { 0.0 };
     let g_h = (-ENTROPY_BONUS / rows.max(1) as f64) as f32;
@@ -260,6 +281,14 @@ pub fn run<'d, T: LogitElem>(
                 if t[r] >= 0 && l[r].is_finite() {
                     out.logp.add(f64::from(l[r]));
                 }
+            }
+        }
+        if let Some(kept) = out.statistics.as_mut() {
+            kept.lse.extend_from_slice(&lse[..n]);
+            kept.entropy.extend_from_slice(&entropy[..n]);
+            kept.ez.extend_from_slice(&ez[..n]);
+            if let Some(l) = &logp {
+                kept.logp.extend_from_slice(&l[..n]);
             }
         }
         out.nonfinite_rows += status.nonfinite_rows;
