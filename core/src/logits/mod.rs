@@ -65,7 +65,7 @@
 //! | temperature not finite or `≤ 0` | [`TmError::InvalidTemperature`] |
 //! | `row_mask[r] == 0` | row `r` is not read; its outputs and gradient row are 0 (its target and temperature are not validated) |
 //! | buffer lengths that do not match | [`TmError::LengthMismatch`] |
-//! | `exp(z − m) < exp(−87) ≈ 1.6e-38` | that term is flushed to 0 (below any `f32` rounding of the row's sums) |
+//! | `z − m < −87.68` (`round((z − m)·log2 e) < −126`; `−inf` included) | that term is exactly 0: it is below `2^-126 ≈ 1.2e-38`, under any `f32` rounding of the row's sums |
 //!
 //! On an error found during the pass ([`TmError::NoFiniteLogit`], [`TmError::MissingTarget`])
 //! the output contents are unspecified; nothing outside them is written. Row numbers in
