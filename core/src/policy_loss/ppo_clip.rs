@@ -817,6 +817,53 @@ mod avx2 {
         (l + coef * kv, g + coef * kg, ndt, kv, [true, clipped && a > 0.0, clipped && a < 0.0, dual])
     }
 
+    /// Calls `$f::<W, BR, BK>($args…)` with the three switches as compile-time constants:
+    /// importance weights present, `exp`'s argument bounded ([`bounded`]), verl's KL clamps.
+    macro_rules! specialize {
+        ($f:ident ($($arg:expr),*) for $ins:expr, $p:expr, $clamps:expr) => {
+            match (!$ins.w.is_empty(), bounded($p), $clamps) {
+                (false, false, false) => $f::<false, false, false>($($arg),*),
+                (false, false, true) => $f::<false, false, true>($($arg),*),
+                (false, true, false) => $f::<false, true, false>($($arg),*),
+                (false, true, true) => $f::<false, true, true>($($arg),*),
+                (true, false, false) => $f::<true, false, false>($($arg),*),
+                (true, false, true) => $f::<true, false, true>($($arg),*),
+                (true, true, false) => $f::<true, true, false>($($arg),*),
+                (true, true, true) => $f::<true, true, true>($($arg),*),
+            }
+        };
+    }
+
+    /// Runs `$finish!(i, tok8(i))` over the groups of 8 tokens in `[$lo, $hi)` (a multiple of
+    /// 8 long), four groups per iteration so that their `exp` chains overlap; a run of 32
+    /// padding tokens gets its zeros in `$a` and `$b` written directly ([`all_masked16`]).
+    /// Expands inside a function generic over `W, BR, BK`. (A macro, not a closure: a closure
+    /// would not inherit the target features.)
+    macro_rules! groups_of_8 {
+        ($ins:expr, $q:expr, $lo:expr, $hi:expr, $a:expr, $b:expr, $finish:ident) => {{
+            let (lo, hi) = ($lo, $hi);
+            let quads = hi - (hi - lo) % 32;
+            for i in (lo..quads).step_by(32) {
+                if all_masked16($ins.mask, i) && all_masked16($ins.mask, i + 16) {
+                    zero16($a, $b, i);
+                    zero16($a, $b, i + 16);
+                    continue;
+                }
+                let t0 = tok8::<W, BR, BK>($ins, i, $q);
+                let t1 = tok8::<W, BR, BK>($ins, i + 8, $q);
+                let t2 = tok8::<W, BR, BK>($ins, i + 16, $q);
+                let t3 = tok8::<W, BR, BK>($ins, i + 24, $q);
+                $finish!(i, t0);
+                $finish!(i + 8, t1);
+                $finish!(i + 16, t2);
+                $finish!(i + 24, t3);
+            }
+            for i in (quads..hi).step_by(8) {
+                $finish!(i, tok8::<W, BR, BK>($ins, i, $q));
+            }
+        }};
+    }
+
     /// [`super::ppo_clip_kl_loss`] with a `K3` KL, over the flat index.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn flat_avx2(
@@ -839,21 +886,7 @@ mod avx2 {
         loss: &mut [f32],
         grad: &mut [f32],
     ) -> (PolicyStats, KlStats) {
-        macro_rules! go {
-            ($w:literal, $br:literal, $bk:literal) => {
-                flat_w::<$w, $br, $bk>(ins, p, coef, clamps, loss, grad)
-            };
-        }
-        match (!ins.w.is_empty(), bounded(p), clamps) {
-            (false, false, false) => go!(false, false, false),
-            (false, false, true) => go!(false, false, true),
-            (false, true, false) => go!(false, true, false),
-            (false, true, true) => go!(false, true, true),
-            (true, false, false) => go!(true, false, false),
-            (true, false, true) => go!(true, false, true),
-            (true, true, false) => go!(true, true, false),
-            (true, true, true) => go!(true, true, true),
-        }
+        specialize!(flat_w(ins, p, coef, clamps, loss, grad) for ins, p, clamps)
     }
 
     #[inline(always)]
@@ -877,29 +910,10 @@ mod avx2 {
                 acc.add(&t);
             }};
         }
-        // Four independent groups per iteration, so that their `exp` chains overlap.
         // Blocks of 2^20 tokens keep the `i32` counts far from overflow.
         for o in (0..full).step_by(1 << 20) {
             let e = (o + (1 << 20)).min(full);
-            let quads = e - (e - o) % 32;
-            for i in (o..quads).step_by(32) {
-                if all_masked16(ins.mask, i) && all_masked16(ins.mask, i + 16) {
-                    zero16(loss, grad, i);
-                    zero16(loss, grad, i + 16);
-                    continue;
-                }
-                let t0 = tok8::<W, BR, BK>(ins, i, &q);
-                let t1 = tok8::<W, BR, BK>(ins, i + 8, &q);
-                let t2 = tok8::<W, BR, BK>(ins, i + 16, &q);
-                let t3 = tok8::<W, BR, BK>(ins, i + 24, &q);
-                one!(i, t0);
-                one!(i + 8, t1);
-                one!(i + 16, t2);
-                one!(i + 24, t3);
-            }
-            for i in (quads..e).step_by(8) {
-                one!(i, tok8::<W, BR, BK>(ins, i, &q));
-            }
+            groups_of_8!(ins, &q, o, e, loss, grad, one);
             acc.counts.flush();
         }
         let mut tail = [(0usize, 0.0f32, 0.0f32); 8];
@@ -945,21 +959,7 @@ mod avx2 {
         loss: &mut [f32],
         g_logp: &mut [f32],
     ) -> (f32, PolicyStats, KlStats) {
-        macro_rules! go {
-            ($w:literal, $br:literal, $bk:literal) => {
-                step_w::<$w, $br, $bk>(ins, cols, p, coef, clamps, plan, loss, g_logp)
-            };
-        }
-        match (!ins.w.is_empty(), bounded(p), clamps) {
-            (false, false, false) => go!(false, false, false),
-            (false, false, true) => go!(false, false, true),
-            (false, true, false) => go!(false, true, false),
-            (false, true, true) => go!(false, true, true),
-            (true, false, false) => go!(true, false, false),
-            (true, false, true) => go!(true, false, true),
-            (true, true, false) => go!(true, true, false),
-            (true, true, true) => go!(true, true, true),
-        }
+        specialize!(step_w(ins, cols, p, coef, clamps, plan, loss, g_logp) for ins, p, clamps)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -999,26 +999,7 @@ mod avx2 {
                     acc.add(&t);
                 }};
             }
-            // Four independent groups per iteration, so that their `exp` chains overlap.
-            let quads = o + cols - cols % 32;
-            for i in (o..quads).step_by(32) {
-                if all_masked16(ins.mask, i) && all_masked16(ins.mask, i + 16) {
-                    zero16(loss, g_logp, i);
-                    zero16(loss, g_logp, i + 16);
-                    continue;
-                }
-                let t0 = tok8::<W, BR, BK>(ins, i, &q);
-                let t1 = tok8::<W, BR, BK>(ins, i + 8, &q);
-                let t2 = tok8::<W, BR, BK>(ins, i + 16, &q);
-                let t3 = tok8::<W, BR, BK>(ins, i + 24, &q);
-                finish!(i, t0);
-                finish!(i + 8, t1);
-                finish!(i + 16, t2);
-                finish!(i + 24, t3);
-            }
-            for i in (quads..o + cols).step_by(8) {
-                finish!(i, tok8::<W, BR, BK>(ins, i, &q));
-            }
+            groups_of_8!(ins, &q, o, o + cols, loss, g_logp, finish);
             acc.counts.flush();
             let mut sum = 0.0f64;
             for s in row.lanes() {
