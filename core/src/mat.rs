@@ -59,6 +59,12 @@ impl<'a, T> Mat<'a, T> {
     pub fn row_stride(&self) -> usize {
         self.row_stride
     }
+    /// The elements the view spans: `(rows − 1)·row_stride + cols` of them from the first
+    /// (empty when `rows == 0`), gaps between rows included.
+    pub fn span(&self) -> &'a [T] {
+        let len = if self.rows == 0 { 0 } else { (self.rows - 1) * self.row_stride + self.cols };
+        &self.data[..len]
+    }
     /// Row `r` (`cols` elements). Panics if `r >= rows`.
     pub fn row(&self, r: usize) -> &'a [T] {
         assert!(r < self.rows);

@@ -21,28 +21,33 @@
 
 /// Arguments are clamped to at least this (finite, and far enough below `−87.7` that the
 /// clamped value is flushed to 0).
-pub(crate) const EXP_CLAMP: f32 = -100.0;
+pub const EXP_CLAMP: f32 = -100.0;
 
-pub(crate) const LOG2E: f32 = core::f32::consts::LOG2_E;
+/// `log2 e` rounded to `f32`.
+pub const LOG2E: f32 = core::f32::consts::LOG2_E;
 /// `1.5·2^23`: adding it rounds a float of magnitude `< 2^22` to an integer (ties to even).
-pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+pub const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `127 − bits(ROUND_MAGIC)`: turns the bits of `d·log2e + ROUND_MAGIC` into a biased
 /// exponent (wrapping arithmetic).
-pub(crate) const EXP_BIAS_FIX: u32 = 127u32.wrapping_sub(0x4B40_0000);
+pub const EXP_BIAS_FIX: u32 = 127u32.wrapping_sub(0x4B40_0000);
 /// `ln 2` rounded to `f32`. The fused multiply-add forms `n·LN2` exactly, so the reduction's
 /// only error is `|n|·|LN2 − ln 2| ≤ |n|·1.9e-9`: under 0.4 ulp of the result for `d ≥ −16`
 /// (every term large enough to change an `f32` row sum), at most 2 ulp at `d = −87`.
-pub(crate) const LN2: f32 = core::f32::consts::LN_2;
+pub const LN2: f32 = core::f32::consts::LN_2;
 /// `exp(r) ≈ 1 + r + r²·(Q0 + Q1·r + Q2·r² + Q3·r³ + Q4·r⁴)` on `|r| ≤ ln2/2`: a
 /// minimax fit of the relative error (Lawson iterations in `f64`, then rounded to `f32`),
 /// max relative error 3.1e-9 = 0.03 ulp before the `f32` evaluation. One degree lower than
 /// Cephes' polynomial (whose own error, 1e-10, is far below what `f32` can show), so one
 /// fused multiply-add cheaper per element.
-pub(crate) const Q4: f32 = 1.381_461_3e-3;
-pub(crate) const Q3: f32 = 8.368_71e-3;
-pub(crate) const Q2: f32 = 4.166_839e-2;
-pub(crate) const Q1: f32 = 1.666_652_1e-1;
-pub(crate) const Q0: f32 = 4.999_999_4e-1;
+pub const Q4: f32 = 1.381_461_3e-3;
+/// Polynomial coefficient (see [`Q4`]).
+pub const Q3: f32 = 8.368_71e-3;
+/// Polynomial coefficient (see [`Q4`]).
+pub const Q2: f32 = 4.166_839e-2;
+/// Polynomial coefficient (see [`Q4`]).
+pub const Q1: f32 = 1.666_652_1e-1;
+/// Polynomial coefficient (see [`Q4`]).
+pub const Q0: f32 = 4.999_999_4e-1;
 
 /// Fused multiply-add `a·b + c`, rounded once.
 #[inline(always)]

@@ -73,6 +73,16 @@
 
 mod exp;
 mod portable;
+
+/// The constants of the canonical operation order, for backends outside this crate (the
+/// GPU kernels) that reproduce it: the shared `exp` (see the private `exp` module's docs:
+/// `n = round(d·LOG2E)` via `ROUND_MAGIC`, `r = fma(n, −LN2, d)`, the polynomial
+/// `Q4..Q0`, the scale `2^n` from `bits(t) + EXP_BIAS_FIX`, arguments clamped to
+/// `EXP_CLAMP`), and the number of interleaved lanes of a block's sums.
+pub mod canonical {
+    pub use super::exp::{EXP_BIAS_FIX, EXP_CLAMP, LN2, LOG2E, Q0, Q1, Q2, Q3, Q4, ROUND_MAGIC};
+    pub use super::portable::LANES;
+}
 mod row_stats;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
@@ -118,23 +128,27 @@ pub struct RowInputs<'a> {
 }
 
 impl RowInputs<'_> {
-    fn keep(&self, row: usize) -> bool {
+    /// Whether row `row` is kept (no mask, or a non-zero mask byte).
+    pub fn keep(&self, row: usize) -> bool {
         self.row_mask.is_none_or(|m| m[row] != 0)
     }
 
-    fn target(&self, row: usize) -> Option<usize> {
+    /// The target column of row `row`, or `None` (no targets, or a negative target).
+    pub fn target(&self, row: usize) -> Option<usize> {
         self.targets.and_then(|t| usize::try_from(t[row]).ok())
     }
 
-    fn inv_temp(&self, row: usize) -> f32 {
+    /// `1/temperature` of row `row`, rounded once to `f32` (the factor every kernel applies).
+    pub fn inv_temp(&self, row: usize) -> f32 {
         match self.temperature {
             Temperature::Scalar(t) => 1.0 / t,
             Temperature::PerRow(t) => 1.0 / t[row],
         }
     }
 
-    /// Validates lengths, targets (`< vocab`) and temperatures of the kept rows.
-    fn validate(&self, rows: usize, vocab: usize) -> Result<(), TmError> {
+    /// Validates lengths, targets (`< vocab`) and temperatures of the kept rows: the checks
+    /// every entry point makes before it writes anything (other backends reuse them).
+    pub fn validate(&self, rows: usize, vocab: usize) -> Result<(), TmError> {
         if let Some(m) = self.row_mask {
             check_len("row_mask", rows, m.len())?;
         }

@@ -21,8 +21,9 @@ use super::exp::{clamp_arg, exp_clamped, fma};
 use super::row_stats::RowStats;
 use crate::elem::{GradElem, LogitElem};
 
-/// Lanes of the canonical in-block accumulation order.
-pub(crate) const LANES: usize = 8;
+/// Lanes of the canonical in-block accumulation order: column `i` of a block goes to lane
+/// `i mod LANES`.
+pub const LANES: usize = 8;
 
 /// `x·inv_temp`, or `x` when the caller knows `inv_temp == 1`.
 #[inline(always)]

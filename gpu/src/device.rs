@@ -1,0 +1,187 @@
+//! Opening a device: the runtime enum behind [`Gpu`], driver probing, and the panic guard.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cubecl::prelude::*;
+
+use crate::GpuError;
+
+/// Which cubecl runtime runs the kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// wgpu with WGSL shaders: Vulkan, Metal or DX12 (CI runs it on Mesa's CPU Vulkan
+    /// driver, lavapipe).
+    Wgpu,
+    /// CUDA through NVRTC (needs the NVIDIA driver and, at run time, the CUDA headers under
+    /// `CUDA_PATH` or `/usr/local/cuda`).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// Parses `"wgpu"` or `"cuda"`.
+    pub fn from_name(name: &str) -> Option<DeviceKind> {
+        match name {
+            "wgpu" => Some(DeviceKind::Wgpu),
+            "cuda" => Some(DeviceKind::Cuda),
+            _ => None,
+        }
+    }
+
+    /// Whether this build includes the runtime.
+    pub fn is_built(self) -> bool {
+        match self {
+            DeviceKind::Wgpu => cfg!(feature = "wgpu"),
+            DeviceKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+}
+
+pub(crate) enum Client {
+    #[cfg(feature = "wgpu")]
+    Wgpu(ComputeClient<cubecl::wgpu::WgpuRuntime>),
+    #[cfg(feature = "cuda")]
+    Cuda(ComputeClient<cubecl::cuda::CudaRuntime>),
+}
+
+/// Runs `$body` with `$c` bound to the runtime's `ComputeClient` and `$r` to its type.
+macro_rules! with_client {
+    ($gpu:expr, |$c:ident: $r:ident| $body:expr) => {
+        match &$gpu.client {
+            #[cfg(feature = "wgpu")]
+            $crate::device::Client::Wgpu($c) => {
+                type $r = cubecl::wgpu::WgpuRuntime;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::device::Client::Cuda($c) => {
+                type $r = cubecl::cuda::CudaRuntime;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_client;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A GPU and the runtime that drives it. Cheap to share by reference; every operation is
+/// queued on the runtime's stream and the reads wait for it.
+pub struct Gpu {
+    pub(crate) client: Client,
+    pub(crate) id: u64,
+    name: String,
+    max_buffer: u64,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("name", &self.name).field("max_buffer", &self.max_buffer).finish()
+    }
+}
+
+/// Runs `f`, turning a panic (cubecl reports some failures, like a missing driver, by
+/// panicking on its device thread) into [`GpuError::Runtime`].
+pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, GpuError>) -> Result<T, GpuError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(GpuError::Runtime(format!("{what}: {msg}")))
+    })
+}
+
+impl Gpu {
+    /// Opens the default device of `kind`.
+    ///
+    /// Errors: [`GpuError::NotBuilt`] when the runtime is not compiled in,
+    /// [`GpuError::NoDevice`] when no driver or device is found (probed before cubecl is
+    /// asked, so a machine without a GPU gets a message, not a panic).
+    pub fn open(kind: DeviceKind) -> Result<Gpu, GpuError> {
+        match kind {
+            #[cfg(feature = "wgpu")]
+            DeviceKind::Wgpu => {
+                use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+                let client = guarded("opening a wgpu device", || {
+                    Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice))
+                })
+                .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+                let name = format!("wgpu ({})", WgpuRuntime::name(&client));
+                let max_buffer = client.properties().memory.max_page_size;
+                Ok(Gpu::new(Client::Wgpu(client), name, max_buffer))
+            }
+            #[cfg(feature = "cuda")]
+            DeviceKind::Cuda => {
+                use cubecl::cuda::{CudaDevice, CudaRuntime};
+                probe_cuda_driver()?;
+                let client = guarded("opening a CUDA device", || Ok(CudaRuntime::client(&CudaDevice { index: 0 })))
+                    .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+                let max_buffer = client.properties().memory.max_page_size;
+                Ok(Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer))
+            }
+            #[allow(unreachable_patterns)]
+            _ => Err(GpuError::NotBuilt(match kind {
+                DeviceKind::Wgpu => "wgpu",
+                DeviceKind::Cuda => "cuda",
+            })),
+        }
+    }
+
+    #[allow(dead_code)] // unused when no runtime feature is enabled
+    fn new(client: Client, name: String, max_buffer: u64) -> Gpu {
+        Gpu { client, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), name, max_buffer }
+    }
+
+    /// The runtime and adapter, e.g. `wgpu (wgpu<wgsl>)`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The largest buffer (bytes) one tensor may occupy on this device.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.max_buffer
+    }
+
+    /// Waits until every queued operation has finished.
+    pub fn sync(&self) -> Result<(), GpuError> {
+        guarded("sync", || {
+            with_client!(self, |c: R| {
+                let _ = std::marker::PhantomData::<R>;
+                cubecl::future::block_on(c.sync()).map_err(|e| GpuError::Runtime(format!("{e:?}")))
+            })
+        })
+    }
+}
+
+/// Checks that the CUDA driver library loads and sees a device, so that cubecl (which
+/// panics on its device thread otherwise) is only asked when it can succeed.
+#[cfg(feature = "cuda")]
+fn probe_cuda_driver() -> Result<(), GpuError> {
+    type CuInit = unsafe extern "C" fn(u32) -> i32;
+    type CuDeviceGetCount = unsafe extern "C" fn(*mut i32) -> i32;
+    let names = ["libcuda.so.1", "libcuda.so", "nvcuda.dll"];
+    // Safe: loading the NVIDIA driver library runs only its own initialisers.
+    let lib = names.iter().find_map(|n| unsafe { libloading::Library::new(n).ok() }).ok_or_else(|| {
+        GpuError::NoDevice(format!("the CUDA driver library was not found (looked for {})", names.join(", ")))
+    })?;
+    // Safe: the symbols are the driver API's, with these signatures.
+    unsafe {
+        let init: libloading::Symbol<CuInit> =
+            lib.get(b"cuInit\0").map_err(|e| GpuError::NoDevice(format!("cuInit not found: {e}")))?;
+        let count_fn: libloading::Symbol<CuDeviceGetCount> = lib
+            .get(b"cuDeviceGetCount\0")
+            .map_err(|e| GpuError::NoDevice(format!("cuDeviceGetCount not found: {e}")))?;
+        let rc = init(0);
+        if rc != 0 {
+            return Err(GpuError::NoDevice(format!("cuInit failed with CUDA error {rc}")));
+        }
+        let mut count = 0i32;
+        let rc = count_fn(&mut count);
+        if rc != 0 || count < 1 {
+            return Err(GpuError::NoDevice(format!("no CUDA device (cuDeviceGetCount: error {rc}, {count} devices)")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,676 @@
+//! The logits statistics on a GPU: device tensors, the forward, the vocabulary-shard
+//! partials, the backward, and transfers.
+//!
+//! Every call validates its inputs with `core`'s rules (same errors, before anything is
+//! launched), uploads the small per-row arrays, and queues kernels; reads wait for them.
+
+use bytemuck::Pod;
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+use half::f16;
+use tokenmath_core::logits::{FwdOut, RowInputs, RowStats, Shard, Status, Upstream, BLOCK};
+use tokenmath_core::{DType, GradElem, LogitElem, Mat, MatMut, TmError};
+
+use crate::device::{guarded, with_client, Gpu};
+use crate::kernels::{self, block_stats, copy, grad, merge, CUBE_THREADS, DT_BF16, DT_F16, DT_F32, NO_TARGET};
+use crate::GpuError;
+
+/// A `[rows, cols]` matrix of `f32`, `bf16` or `f16` in device memory (row stride
+/// `stride` elements). Created by [`Gpu::upload`] or returned by [`Gpu::stats_bwd`]; read
+/// back with [`Gpu::download`].
+#[derive(Debug)]
+pub struct GpuLogits {
+    handle: Handle,
+    /// Length of the buffer in units of the kernel element type (`f32`, `f16`, or `u32`
+    /// words of two `bf16`).
+    units: usize,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    gpu: u64,
+    /// Set to 1 by the kernel that produced the contents (see `kernels::grad`).
+    witness: Option<Handle>,
+}
+
+impl GpuLogits {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Distance in elements between the starts of consecutive rows.
+    pub fn row_stride(&self) -> usize {
+        self.stride
+    }
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+/// The forward's per-row outputs in device memory; [`Gpu::read_stats`] copies them out,
+/// and [`Gpu::stats_bwd`] uses `lse` and `ez` where they are.
+#[derive(Debug)]
+pub struct GpuStats {
+    rows: usize,
+    lse: Handle,
+    ez: Handle,
+    /// `logp, entropy, code` (absent for statistics uploaded with [`Gpu::upload_saved`]).
+    fwd: Option<(Handle, Handle, Handle)>,
+    has_targets: bool,
+    gpu: u64,
+}
+
+impl GpuStats {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), GpuError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(TmError::LengthMismatch { what, expected, got }.into())
+    }
+}
+
+/// Tuples still holding the poison (flags with bits a tuple never has) were not written.
+fn check_written(tuples: &[RowStats]) -> Result<(), GpuError> {
+    if tuples.iter().any(|t| t.flags > 3) {
+        return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into()));
+    }
+    Ok(())
+}
+
+fn kernel_dtype(d: DType) -> u32 {
+    match d {
+        DType::F32 => DT_F32,
+        DType::F16 => DT_F16,
+        DType::BF16 => DT_BF16,
+    }
+}
+
+/// Per-row arrays of one call, in the form the kernels read.
+struct RowArrays {
+    keep: Vec<u32>,
+    inv_temp: Vec<f32>,
+    /// Target column relative to the columns at hand, or `NO_TARGET`.
+    target: Vec<u32>,
+}
+
+impl RowArrays {
+    fn new(inputs: &RowInputs<'_>, rows: usize, col_offset: usize, cols: usize) -> RowArrays {
+        let keep: Vec<u32> = (0..rows).map(|r| inputs.keep(r) as u32).collect();
+        let inv_temp = (0..rows).map(|r| if inputs.keep(r) { inputs.inv_temp(r) } else { 1.0 }).collect();
+        let target = (0..rows)
+            .map(|r| match inputs.target(r) {
+                Some(t) if inputs.keep(r) && (col_offset..col_offset + cols).contains(&t) => (t - col_offset) as u32,
+                _ => NO_TARGET,
+            })
+            .collect();
+        RowArrays { keep, inv_temp, target }
+    }
+}
+
+fn bytes_of<T: Pod>(v: &[T]) -> Vec<u8> {
+    // Never an empty buffer (some runtimes cannot create one); padded to 16 bytes so that
+    // vector loads of the last row stay inside it.
+    let mut b = bytemuck::cast_slice::<T, u8>(v).to_vec();
+    b.resize(b.len().max(16).next_multiple_of(16), 0);
+    b
+}
+
+fn read_pod<T: Pod, R: Runtime>(client: &ComputeClient<R>, h: Handle, n: usize) -> Result<Vec<T>, GpuError> {
+    let bytes = client.read_one(h).map_err(|e| GpuError::Runtime(format!("read: {e:?}")))?;
+    let mut v: Vec<T> = bytemuck::pod_collect_to_vec(&bytes[..]);
+    v.truncate(n);
+    Ok(v)
+}
+
+/// Calls `$body` with `$e` bound to the kernel element type of `$dtype`.
+macro_rules! with_elem {
+    ($dtype:expr, $e:ident => $body:expr) => {
+        match $dtype {
+            DType::F32 => {
+                type $e = f32;
+                $body
+            }
+            DType::F16 => {
+                type $e = f16;
+                $body
+            }
+            DType::BF16 => {
+                type $e = u32;
+                $body
+            }
+        }
+    };
+}
+
+impl Gpu {
+    fn own(&self, id: u64) -> Result<(), GpuError> {
+        if id == self.id {
+            Ok(())
+        } else {
+            Err(GpuError::WrongDevice)
+        }
+    }
+
+    fn check_size(&self, bytes: usize) -> Result<(), GpuError> {
+        if bytes as u64 > self.max_buffer_bytes() {
+            return Err(GpuError::TooLarge { bytes: bytes as u64, limit: self.max_buffer_bytes() });
+        }
+        Ok(())
+    }
+
+    fn create<T: Pod>(&self, v: &[T]) -> Result<Handle, GpuError> {
+        let bytes = bytes_of(v);
+        self.check_size(bytes.len())?;
+        Ok(with_client!(self, |c: R| {
+            let _ = std::marker::PhantomData::<R>;
+            c.create_from_slice(&bytes)
+        }))
+    }
+
+    fn zeros(&self, bytes: usize) -> Result<Handle, GpuError> {
+        self.create(&vec![0u8; bytes])
+    }
+
+    /// A buffer of `0xff` bytes: what a kernel must overwrite (a tuple's flags, a status
+    /// code) and what the host checks, since wgpu only logs a kernel that fails to compile.
+    fn poisoned(&self, bytes: usize) -> Result<Handle, GpuError> {
+        self.create(&vec![0xffu8; bytes])
+    }
+
+    /// Checks that the kernel that owns `witness` ran.
+    fn check_witness(&self, witness: &Option<Handle>) -> Result<(), GpuError> {
+        if let Some(w) = witness {
+            let ran: Vec<u32> = with_client!(self, |c: R| read_pod::<u32, R>(c, w.clone(), 1))?;
+            if ran[0] != 1 {
+                return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a host matrix to the device (the span from its first to its last element,
+    /// row gaps included, so the stride is kept).
+    pub fn upload<T: LogitElem>(&self, x: Mat<'_, T>) -> Result<GpuLogits, GpuError> {
+        guarded("upload", || {
+            let span = x.span();
+            let handle = self.create(span)?;
+            let bytes = bytes_of(span).len();
+            let units = bytes / if T::DTYPE == DType::F32 || T::DTYPE == DType::BF16 { 4 } else { 2 };
+            Ok(GpuLogits {
+                handle,
+                units,
+                dtype: T::DTYPE,
+                rows: x.rows(),
+                cols: x.cols(),
+                stride: x.row_stride(),
+                gpu: self.id,
+                witness: None,
+            })
+        })
+    }
+
+    /// Copies a device matrix into `out` (same shape and element type; `out`'s own stride;
+    /// the elements between its rows are not touched).
+    pub fn download<T: LogitElem>(&self, x: &GpuLogits, mut out: MatMut<'_, T>) -> Result<(), GpuError> {
+        self.own(x.gpu)?;
+        if T::DTYPE != x.dtype {
+            return Err(GpuError::Unsupported("download into a different element type"));
+        }
+        check_len("download rows", x.rows, out.rows())?;
+        check_len("download columns", x.cols, out.cols())?;
+        guarded("download", || {
+            self.check_witness(&x.witness)?;
+            let n = if x.rows == 0 { 0 } else { (x.rows - 1) * x.stride + x.cols };
+            let data: Vec<T> = with_client!(self, |c: R| read_pod::<T, R>(c, x.handle.clone(), n))?;
+            for r in 0..x.rows {
+                out.row_mut(r).copy_from_slice(&data[r * x.stride..r * x.stride + x.cols]);
+            }
+            Ok(())
+        })
+    }
+
+    /// A device-to-device copy of `x` by a vectorized copy kernel (the bandwidth yardstick
+    /// of `bench/gpu`).
+    pub fn copy(&self, x: &GpuLogits) -> Result<GpuLogits, GpuError> {
+        self.own(x.gpu)?;
+        guarded("copy", || {
+            let words = x.units * x.dtype.size() / 4;
+            let dst = self.zeros(words * 4)?;
+            let witness = self.zeros(4)?;
+            with_client!(self, |c: R| {
+                let vecs = words / 4;
+                let cubes = vecs.div_ceil(CUBE_THREADS as usize).min(65_535 * 8);
+                // Safe: both buffers hold `words` words (a multiple of 4, see `bytes_of`).
+                unsafe {
+                    copy::copy::launch_unchecked::<R>(
+                        c,
+                        kernels::grid(cubes),
+                        CubeDim::new_1d(CUBE_THREADS),
+                        4,
+                        ArrayArg::from_raw_parts(x.handle.clone(), vecs),
+                        ArrayArg::from_raw_parts(dst.clone(), vecs),
+                        ArrayArg::from_raw_parts(witness.clone(), 1),
+                        vecs,
+                    )
+                }
+            });
+            Ok(GpuLogits { handle: dst, witness: Some(witness), ..*x })
+        })
+    }
+
+    /// The block tuples of `x`'s columns (a shard of a `vocab`-column vocabulary starting at
+    /// `col_offset`), as `[rows, nblocks]` tuples of 5 words.
+    fn block_partials(&self, x: &GpuLogits, rows: &RowArrays) -> Result<(Handle, usize), GpuError> {
+        let nblocks = x.cols.div_ceil(BLOCK);
+        let out = self.poisoned(x.rows * nblocks * 20)?;
+        let keep = self.create(&rows.keep)?;
+        let inv_temp = self.create(&rows.inv_temp)?;
+        let target = self.create(&rows.target)?;
+        let per_word = if x.dtype == DType::BF16 { 2 } else { 1 };
+        // The widest vector that every block start is aligned to.
+        let vec = [4usize, 2].into_iter().find(|&n| x.stride % (n * per_word) == 0).unwrap_or(1);
+        let aligned = x.stride % per_word == 0;
+        let n = if aligned { vec } else { 1 };
+        with_client!(self, |c: R| {
+            with_elem!(x.dtype, E => {
+                // Safe: the kernel reads rows `[0, rows)` of `x` (inside its buffer, padded to a
+                // whole vector) and the per-row arrays, and writes `rows·nblocks` tuples.
+                unsafe {
+                    block_stats::block_partials::launch_unchecked::<E, R>(
+                        c,
+                        kernels::grid(x.rows * nblocks),
+                        CubeDim::new_1d(CUBE_THREADS),
+                        n,
+                        ArrayArg::from_raw_parts(x.handle.clone(), x.units / n),
+                        ArrayArg::from_raw_parts(keep, x.rows),
+                        ArrayArg::from_raw_parts(inv_temp, x.rows),
+                        ArrayArg::from_raw_parts(target, x.rows),
+                        ArrayArg::from_raw_parts(out.clone(), x.rows * nblocks * 5),
+                        x.rows,
+                        x.cols,
+                        nblocks,
+                        x.stride,
+                        0,
+                        kernel_dtype(x.dtype),
+                        aligned,
+                    )
+                }
+            })
+        });
+        Ok((out, nblocks))
+    }
+
+    /// Forward: `lse`, `entropy`, `logp` (with targets) and `ez` of every row, left on the
+    /// device; read them with [`Gpu::read_stats`]. Same math, operation order and policies
+    /// as `tokenmath_core::logits::stats_fwd`; errors found during the pass (a row without a
+    /// finite logit, a missing target) are reported by the read.
+    pub fn stats_fwd(&self, x: &GpuLogits, inputs: &RowInputs<'_>) -> Result<GpuStats, GpuError> {
+        self.own(x.gpu)?;
+        if x.cols == 0 {
+            return Err(TmError::EmptyVocab.into());
+        }
+        inputs.validate(x.rows, x.cols)?;
+        guarded("stats_fwd", || {
+            let rows = RowArrays::new(inputs, x.rows, 0, x.cols);
+            let (parts, nblocks) = self.block_partials(x, &rows)?;
+            let want: Vec<u32> = (0..x.rows).map(|r| (inputs.keep(r) && inputs.target(r).is_some()) as u32).collect();
+            let outs: Vec<Handle> = (0..5).map(|_| self.poisoned(x.rows * 4)).collect::<Result<_, _>>()?;
+            let keep = self.create(&rows.keep)?;
+            let want = self.create(&want)?;
+            let dummy = self.zeros(20)?;
+            self.launch_merge(&parts, keep, want, dummy, &outs, x.rows, nblocks, true);
+            let [lse, logp, entropy, ez, code] = <[Handle; 5]>::try_from(outs).expect("five outputs");
+            Ok(GpuStats {
+                rows: x.rows,
+                lse,
+                ez,
+                fwd: Some((logp, entropy, code)),
+                has_targets: inputs.targets.is_some(),
+                gpu: self.id,
+            })
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn launch_merge(
+        &self,
+        parts: &Handle,
+        keep: Handle,
+        want: Handle,
+        merged: Handle,
+        outs: &[Handle],
+        rows: usize,
+        nblocks: usize,
+        finalize: bool,
+    ) {
+        let per_row = |h: &Handle| unsafe { ArrayArg::from_raw_parts(h.clone(), rows.max(1)) };
+        with_client!(self, |c: R| {
+            // Safe: one thread per row reads its `nblocks` tuples and writes its own slots.
+            unsafe {
+                merge::merge_rows::launch_unchecked::<R>(
+                    c,
+                    kernels::grid(rows.div_ceil(64)),
+                    CubeDim::new_1d(64),
+                    ArrayArg::from_raw_parts(parts.clone(), rows * nblocks * 5),
+                    ArrayArg::from_raw_parts(keep, rows),
+                    ArrayArg::from_raw_parts(want, rows),
+                    ArrayArg::from_raw_parts(merged, rows.max(1) * 5),
+                    per_row(&outs[0]),
+                    per_row(&outs[1]),
+                    per_row(&outs[2]),
+                    per_row(&outs[3]),
+                    per_row(&outs[4]),
+                    rows,
+                    nblocks,
+                    finalize,
+                )
+            }
+        });
+    }
+
+    /// Copies the forward's outputs into `out` and reports the status, with the policies
+    /// of `stats_fwd` (`NoFiniteLogit` / `MissingTarget` for the first such row).
+    pub fn read_stats(&self, st: &GpuStats, out: FwdOut<'_>) -> Result<Status, GpuError> {
+        self.own(st.gpu)?;
+        let Some((logp_h, entropy_h, code_h)) = &st.fwd else {
+            return Err(GpuError::Unsupported("statistics uploaded with upload_saved have no forward outputs"));
+        };
+        check_len("lse", st.rows, out.lse.len())?;
+        check_len("entropy", st.rows, out.entropy.len())?;
+        if let Some(l) = &out.logp {
+            if !st.has_targets {
+                return Err(TmError::InvalidArgument("a logp output needs RowInputs::targets").into());
+            }
+            check_len("logp", st.rows, l.len())?;
+        }
+        if let Some(e) = &out.ez {
+            check_len("ez", st.rows, e.len())?;
+        }
+        guarded("read_stats", || {
+            let n = st.rows;
+            let (code, lse, entropy, logp, ez) = with_client!(self, |c: R| {
+                (
+                    read_pod::<u32, R>(c, code_h.clone(), n)?,
+                    read_pod::<f32, R>(c, st.lse.clone(), n)?,
+                    read_pod::<f32, R>(c, entropy_h.clone(), n)?,
+                    read_pod::<f32, R>(c, logp_h.clone(), n)?,
+                    read_pod::<f32, R>(c, st.ez.clone(), n)?,
+                )
+            });
+            let mut status = Status::default();
+            for (r, &c) in code.iter().enumerate() {
+                match c {
+                    merge::CODE_OK => {}
+                    merge::CODE_NONFINITE => {
+                        status.nonfinite_rows += 1;
+                        status.first_nonfinite_row.get_or_insert(r);
+                    }
+                    merge::CODE_NO_FINITE_LOGIT => return Err(TmError::NoFiniteLogit { row: r }.into()),
+                    merge::CODE_MISSING_TARGET => return Err(TmError::MissingTarget { row: r }.into()),
+                    _ => return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into())),
+                }
+            }
+            out.lse.copy_from_slice(&lse);
+            out.entropy.copy_from_slice(&entropy);
+            if let Some(l) = out.logp {
+                l.copy_from_slice(&logp);
+            }
+            if let Some(e) = out.ez {
+                e.copy_from_slice(&ez);
+            }
+            Ok(status)
+        })
+    }
+
+    /// Puts statistics saved on the host (`lse`, `ez` from any backend's forward) on the
+    /// device for [`Gpu::stats_bwd`].
+    pub fn upload_saved(&self, saved: tokenmath_core::logits::Saved<'_>) -> Result<GpuStats, GpuError> {
+        check_len("ez", saved.lse.len(), saved.ez.len())?;
+        guarded("upload_saved", || {
+            Ok(GpuStats {
+                rows: saved.lse.len(),
+                lse: self.create(saved.lse)?,
+                ez: self.create(saved.ez)?,
+                fwd: None,
+                has_targets: false,
+                gpu: self.id,
+            })
+        })
+    }
+
+    fn validate_shard(x: &GpuLogits, shard: Shard) -> Result<(), GpuError> {
+        if shard.vocab == 0 {
+            return Err(TmError::EmptyVocab.into());
+        }
+        if shard.col_offset.checked_add(x.cols).is_none_or(|end| end > shard.vocab) {
+            return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols: x.cols, vocab: shard.vocab }.into());
+        }
+        Ok(())
+    }
+
+    /// Per-block partials of a vocabulary shard, exactly `core`'s
+    /// `stats_partial_blocks`: merged with `core::logits::merge_block_partials` (with
+    /// partials from the CPU or other GPUs), they give the unsharded forward.
+    pub fn stats_partial_blocks(
+        &self,
+        x: &GpuLogits,
+        shard: Shard,
+        inputs: &RowInputs<'_>,
+        mut out: MatMut<'_, RowStats>,
+    ) -> Result<(), GpuError> {
+        self.own(x.gpu)?;
+        Self::validate_shard(x, shard)?;
+        if shard.col_offset % BLOCK != 0 {
+            return Err(TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK")
+                .into());
+        }
+        inputs.validate(x.rows, shard.vocab)?;
+        check_len("block partials rows", x.rows, out.rows())?;
+        check_len("block partials columns", x.cols.div_ceil(BLOCK), out.cols())?;
+        if x.rows == 0 || x.cols == 0 {
+            return Ok(());
+        }
+        guarded("stats_partial_blocks", || {
+            let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
+            let (parts, nblocks) = self.block_partials(x, &rows)?;
+            let tuples: Vec<RowStats> =
+                with_client!(self, |c: R| read_pod::<RowStats, R>(c, parts, x.rows * nblocks))?;
+            check_written(&tuples)?;
+            for r in 0..x.rows {
+                out.row_mut(r).copy_from_slice(&tuples[r * nblocks..(r + 1) * nblocks]);
+            }
+            Ok(())
+        })
+    }
+
+    /// One partial tuple per row for a vocabulary shard, exactly `core`'s `stats_partial`
+    /// (combine with `core::logits::merge_shards`, finish with `finalize_rows`).
+    pub fn stats_partial(
+        &self,
+        x: &GpuLogits,
+        shard: Shard,
+        inputs: &RowInputs<'_>,
+        out: &mut [RowStats],
+    ) -> Result<(), GpuError> {
+        self.own(x.gpu)?;
+        Self::validate_shard(x, shard)?;
+        inputs.validate(x.rows, shard.vocab)?;
+        check_len("partial stats output", x.rows, out.len())?;
+        if x.cols == 0 {
+            out.fill(RowStats::EMPTY);
+            return Ok(());
+        }
+        if x.rows == 0 {
+            return Ok(());
+        }
+        guarded("stats_partial", || {
+            let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
+            let (parts, nblocks) = self.block_partials(x, &rows)?;
+            let merged = self.poisoned(x.rows * 20)?;
+            let outs: Vec<Handle> = (0..5).map(|_| self.zeros(4)).collect::<Result<_, _>>()?;
+            let keep = self.create(&rows.keep)?;
+            let want = self.zeros(x.rows * 4)?;
+            self.launch_merge(&parts, keep, want, merged.clone(), &outs, x.rows, nblocks, false);
+            let tuples: Vec<RowStats> = with_client!(self, |c: R| read_pod::<RowStats, R>(c, merged, x.rows))?;
+            check_written(&tuples)?;
+            out.copy_from_slice(&tuples);
+            Ok(())
+        })
+    }
+
+    /// The backward's per-row arrays, validated.
+    fn grad_rows(
+        &self,
+        x: &GpuLogits,
+        inputs: &RowInputs<'_>,
+        saved: &GpuStats,
+        up: &Upstream<'_>,
+    ) -> Result<Vec<Handle>, GpuError> {
+        self.own(x.gpu)?;
+        self.own(saved.gpu)?;
+        if x.cols == 0 {
+            return Err(TmError::EmptyVocab.into());
+        }
+        inputs.validate(x.rows, x.cols)?;
+        check_len("saved statistics", x.rows, saved.rows)?;
+        for (what, g) in [("g_logp", up.g_logp), ("g_entropy", up.g_entropy), ("g_lse", up.g_lse)] {
+            if let Some(g) = g {
+                check_len(what, x.rows, g.len())?;
+            }
+        }
+        let rows = RowArrays::new(inputs, x.rows, 0, x.cols);
+        let at = |g: Option<&[f32]>, r: usize| g.map_or(0.0, |g| g[r]);
+        let g_lp: Vec<f32> =
+            (0..x.rows).map(|r| if inputs.target(r).is_some() { at(up.g_logp, r) } else { 0.0 }).collect();
+        let g_h: Vec<f32> = (0..x.rows).map(|r| at(up.g_entropy, r)).collect();
+        let g_lse: Vec<f32> = (0..x.rows).map(|r| at(up.g_lse, r)).collect();
+        Ok(vec![
+            self.create(&rows.keep)?,
+            saved.lse.clone(),
+            saved.ez.clone(),
+            self.create(&g_lp)?,
+            self.create(&g_h)?,
+            self.create(&g_lse)?,
+            self.create(&rows.inv_temp)?,
+            self.create(&rows.target)?,
+        ])
+    }
+
+    /// Backward into a new dense device matrix of element type `O`: `∂L/∂x` for
+    /// `L = Σ_rows (g_lse·lse + g_logp·logp + g_entropy·entropy)`, with `core`'s math and
+    /// policies (`tokenmath_core::logits::stats_bwd`). `saved` comes from
+    /// [`Gpu::stats_fwd`] on the same logits, temperature and mask, or from
+    /// [`Gpu::upload_saved`].
+    pub fn stats_bwd<O: GradElem>(
+        &self,
+        x: &GpuLogits,
+        inputs: &RowInputs<'_>,
+        saved: &GpuStats,
+        up: Upstream<'_>,
+    ) -> Result<GpuLogits, GpuError> {
+        guarded("stats_bwd", || {
+            let row_arrays = self.grad_rows(x, inputs, saved, &up)?;
+            let out_dtype = O::DTYPE;
+            // bf16 is written a word (two columns) at a time: rows start on word boundaries.
+            let out_stride = if out_dtype == DType::BF16 { x.cols.next_multiple_of(2) } else { x.cols };
+            let out_elems = x.rows * out_stride;
+            let out_bytes = bytes_of(&vec![0u8; out_elems * out_dtype.size()]).len();
+            let out = self.zeros(out_bytes)?;
+            let out_units = out_bytes / if out_dtype == DType::F16 { 2 } else { 4 };
+            let nchunks = x.cols.div_ceil(grad::CHUNK);
+            let witness = self.zeros(4)?;
+            with_client!(self, |c: R| {
+                with_elem!(x.dtype, E => with_elem!(out_dtype, OE => {
+                    let a = |i: usize| unsafe { ArrayArg::from_raw_parts(row_arrays[i].clone(), x.rows.max(1)) };
+                    // Safe: reads rows `[0, rows)` of `x` and the per-row arrays, writes rows
+                    // `[0, rows)` of the new `[rows, out_stride]` buffer.
+                    unsafe {
+                        grad::grad::launch_unchecked::<E, OE, R>(
+                            c,
+                            kernels::grid(x.rows * nchunks),
+                            CubeDim::new_1d(CUBE_THREADS),
+                            ArrayArg::from_raw_parts(x.handle.clone(), x.units),
+                            ArrayArg::from_raw_parts(out.clone(), out_units),
+                            a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7),
+                            ArrayArg::from_raw_parts(witness.clone(), 1),
+                            x.rows,
+                            x.cols,
+                            nchunks,
+                            x.stride,
+                            0,
+                            out_stride,
+                            kernel_dtype(x.dtype),
+                            kernel_dtype(out_dtype),
+                        )
+                    }
+                }))
+            });
+            Ok(GpuLogits {
+                handle: out,
+                units: out_units,
+                dtype: out_dtype,
+                rows: x.rows,
+                cols: x.cols,
+                stride: out_stride,
+                gpu: self.id,
+                witness: Some(witness),
+            })
+        })
+    }
+
+    /// Backward written over the logits in device memory (as Liger does); see
+    /// [`Gpu::stats_bwd`]. `bf16` logits need an even row stride.
+    pub fn stats_bwd_inplace(
+        &self,
+        x: &mut GpuLogits,
+        inputs: &RowInputs<'_>,
+        saved: &GpuStats,
+        up: Upstream<'_>,
+    ) -> Result<(), GpuError> {
+        if x.dtype == DType::BF16 && x.stride % 2 != 0 && x.rows > 1 {
+            return Err(GpuError::Unsupported(
+                "in-place bf16 gradient with an odd row stride (rows would share 32-bit words)",
+            ));
+        }
+        guarded("stats_bwd_inplace", || {
+            let row_arrays = self.grad_rows(x, inputs, saved, &up)?;
+            let nchunks = x.cols.div_ceil(grad::CHUNK);
+            let witness = self.zeros(4)?;
+            with_client!(self, |c: R| {
+                with_elem!(x.dtype, E => {
+                    let a = |i: usize| unsafe { ArrayArg::from_raw_parts(row_arrays[i].clone(), x.rows.max(1)) };
+                    // Safe: each thread reads and writes its own elements of rows `[0, rows)`.
+                    unsafe {
+                        grad::grad_inplace::launch_unchecked::<E, R>(
+                            c,
+                            kernels::grid(x.rows * nchunks),
+                            CubeDim::new_1d(CUBE_THREADS),
+                            ArrayArg::from_raw_parts(x.handle.clone(), x.units),
+                            a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7),
+                            ArrayArg::from_raw_parts(witness.clone(), 1),
+                            x.rows,
+                            x.cols,
+                            nchunks,
+                            x.stride,
+                            0,
+                            kernel_dtype(x.dtype),
+                        )
+                    }
+                })
+            });
+            x.witness = Some(witness);
+            Ok(())
+        })
+    }
+}
