@@ -72,11 +72,16 @@ pub struct Gpu {
     pub(crate) id: u64,
     name: String,
     max_buffer: u64,
+    fused_fma: bool,
 }
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gpu").field("name", &self.name).field("max_buffer", &self.max_buffer).finish()
+        f.debug_struct("Gpu")
+            .field("name", &self.name)
+            .field("max_buffer", &self.max_buffer)
+            .field("fused_fma", &self.fused_fma)
+            .finish()
     }
 }
 
@@ -104,13 +109,11 @@ impl Gpu {
             #[cfg(feature = "wgpu")]
             DeviceKind::Wgpu => {
                 use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
-                let client = guarded("opening a wgpu device", || {
-                    Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice))
-                })
-                .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+                let client = guarded("opening a wgpu device", || Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice)))
+                    .map_err(|e| GpuError::NoDevice(e.to_string()))?;
                 let name = format!("wgpu ({})", WgpuRuntime::name(&client));
                 let max_buffer = client.properties().memory.max_page_size;
-                Ok(Gpu::new(Client::Wgpu(client), name, max_buffer))
+                Gpu::new(Client::Wgpu(client), name, max_buffer)
             }
             #[cfg(feature = "cuda")]
             DeviceKind::Cuda => {
@@ -119,7 +122,7 @@ impl Gpu {
                 let client = guarded("opening a CUDA device", || Ok(CudaRuntime::client(&CudaDevice { index: 0 })))
                     .map_err(|e| GpuError::NoDevice(e.to_string()))?;
                 let max_buffer = client.properties().memory.max_page_size;
-                Ok(Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer))
+                Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer)
             }
             #[allow(unreachable_patterns)]
             _ => Err(GpuError::NotBuilt(match kind {
@@ -130,8 +133,47 @@ impl Gpu {
     }
 
     #[allow(dead_code)] // unused when no runtime feature is enabled
-    fn new(client: Client, name: String, max_buffer: u64) -> Gpu {
-        Gpu { client, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), name, max_buffer }
+    fn new(client: Client, name: String, max_buffer: u64) -> Result<Gpu, GpuError> {
+        let mut gpu = Gpu { client, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), name, max_buffer, fused_fma: false };
+        gpu.fused_fma = gpu.probe_fma()?;
+        Ok(gpu)
+    }
+
+    /// Runs `kernels::fma_probe`.
+    fn probe_fma(&self) -> Result<bool, GpuError> {
+        guarded("probing fma", || {
+            let a = 1.0 + f32::EPSILON * 2048.0; // 1 + 2^-12
+            let c = -(1.0 + f32::EPSILON * 4096.0); // −(1 + 2^-11)
+            let got = with_client!(self, |c_: R| {
+                let out = c_.create_from_slice(&f32::NAN.to_le_bytes());
+                // Safe: one thread writes the one element of `out`.
+                unsafe {
+                    crate::kernels::fma_probe::launch_unchecked::<R>(
+                        c_,
+                        CubeCount::Static(1, 1, 1),
+                        CubeDim::new_1d(1),
+                        ArrayArg::from_raw_parts(out.clone(), 1),
+                        a,
+                        c,
+                    )
+                };
+                let bytes = c_.read_one(out).map_err(|e| GpuError::Runtime(format!("read: {e:?}")))?;
+                f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+            });
+            if got.is_nan() {
+                return Err(GpuError::Runtime("the probe kernel did not run (compilation failed; see the log)".into()));
+            }
+            Ok(got != 0.0)
+        })
+    }
+
+    /// Whether the device fuses `fma` (one rounding). The kernels follow `core`'s operation
+    /// order, whose `exp` is built on fused multiply-adds: with a fused `fma` (CUDA, and
+    /// GPUs' Vulkan drivers) they can reproduce `core` bit for bit; without one (Mesa's
+    /// lavapipe evaluates WGSL's `fma` as a multiply and an add) results differ from `core`
+    /// by a few ulps, within the documented tolerances.
+    pub fn fused_fma(&self) -> bool {
+        self.fused_fma
     }
 
     /// The runtime and adapter, e.g. `wgpu (wgpu<wgsl>)`.

@@ -7,7 +7,6 @@
 use bytemuck::Pod;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
-use half::f16;
 use tokenmath_core::logits::{FwdOut, RowInputs, RowStats, Shard, Status, Upstream, BLOCK};
 use tokenmath_core::{DType, GradElem, LogitElem, Mat, MatMut, TmError};
 
@@ -21,8 +20,7 @@ use crate::GpuError;
 #[derive(Debug)]
 pub struct GpuLogits {
     handle: Handle,
-    /// Length of the buffer in units of the kernel element type (`f32`, `f16`, or `u32`
-    /// words of two `bf16`).
+    /// Length of the buffer in `u32` words (one `f32` or two 16-bit elements each).
     units: usize,
     dtype: DType,
     rows: usize,
@@ -96,10 +94,31 @@ fn kernel_dtype(d: DType) -> u32 {
     }
 }
 
+/// The largest `v ≥ 0` whose product with `inv_temp` is finite in `f32` (beyond it the
+/// tempered logit overflows to `±inf`; the kernels classify such logits as `core`'s
+/// overflowed values behave, without computing the overflow).
+fn overflow_limit(inv_temp: f32) -> f32 {
+    if inv_temp <= 1.0 {
+        return f32::MAX;
+    }
+    // The product is monotone in `v`: binary search on the bits of finite `v ≥ 0`.
+    let (mut lo, mut hi) = (0u32, f32::MAX.to_bits());
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if (f32::from_bits(mid) * inv_temp).is_finite() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    f32::from_bits(lo)
+}
+
 /// Per-row arrays of one call, in the form the kernels read.
 struct RowArrays {
     keep: Vec<u32>,
     inv_temp: Vec<f32>,
+    limit: Vec<f32>,
     /// Target column relative to the columns at hand, or `NO_TARGET`.
     target: Vec<u32>,
 }
@@ -107,14 +126,19 @@ struct RowArrays {
 impl RowArrays {
     fn new(inputs: &RowInputs<'_>, rows: usize, col_offset: usize, cols: usize) -> RowArrays {
         let keep: Vec<u32> = (0..rows).map(|r| inputs.keep(r) as u32).collect();
-        let inv_temp = (0..rows).map(|r| if inputs.keep(r) { inputs.inv_temp(r) } else { 1.0 }).collect();
+        let inv_temp: Vec<f32> = (0..rows).map(|r| if inputs.keep(r) { inputs.inv_temp(r) } else { 1.0 }).collect();
+        let mut limit = Vec::with_capacity(rows);
+        for (r, &t) in inv_temp.iter().enumerate() {
+            // Rows mostly share one temperature: search once per distinct value.
+            limit.push(if r > 0 && inv_temp[r - 1] == t { limit[r - 1] } else { overflow_limit(t) });
+        }
         let target = (0..rows)
             .map(|r| match inputs.target(r) {
                 Some(t) if inputs.keep(r) && (col_offset..col_offset + cols).contains(&t) => (t - col_offset) as u32,
                 _ => NO_TARGET,
             })
             .collect();
-        RowArrays { keep, inv_temp, target }
+        RowArrays { keep, inv_temp, limit, target }
     }
 }
 
@@ -131,26 +155,6 @@ fn read_pod<T: Pod, R: Runtime>(client: &ComputeClient<R>, h: Handle, n: usize) 
     let mut v: Vec<T> = bytemuck::pod_collect_to_vec(&bytes[..]);
     v.truncate(n);
     Ok(v)
-}
-
-/// Calls `$body` with `$e` bound to the kernel element type of `$dtype`.
-macro_rules! with_elem {
-    ($dtype:expr, $e:ident => $body:expr) => {
-        match $dtype {
-            DType::F32 => {
-                type $e = f32;
-                $body
-            }
-            DType::F16 => {
-                type $e = f16;
-                $body
-            }
-            DType::BF16 => {
-                type $e = u32;
-                $body
-            }
-        }
-    };
 }
 
 impl Gpu {
@@ -205,8 +209,7 @@ impl Gpu {
         guarded("upload", || {
             let span = x.span();
             let handle = self.create(span)?;
-            let bytes = bytes_of(span).len();
-            let units = bytes / if T::DTYPE == DType::F32 || T::DTYPE == DType::BF16 { 4 } else { 2 };
+            let units = bytes_of(span).len() / 4;
             Ok(GpuLogits {
                 handle,
                 units,
@@ -222,7 +225,7 @@ impl Gpu {
 
     /// Copies a device matrix into `out` (same shape and element type; `out`'s own stride;
     /// the elements between its rows are not touched).
-    pub fn download<T: LogitElem>(&self, x: &GpuLogits, mut out: MatMut<'_, T>) -> Result<(), GpuError> {
+    pub fn download<T: GradElem>(&self, x: &GpuLogits, mut out: MatMut<'_, T>) -> Result<(), GpuError> {
         self.own(x.gpu)?;
         if T::DTYPE != x.dtype {
             return Err(GpuError::Unsupported("download into a different element type"));
@@ -245,7 +248,7 @@ impl Gpu {
     pub fn copy(&self, x: &GpuLogits) -> Result<GpuLogits, GpuError> {
         self.own(x.gpu)?;
         guarded("copy", || {
-            let words = x.units * x.dtype.size() / 4;
+            let words = x.units;
             let dst = self.zeros(words * 4)?;
             let witness = self.zeros(4)?;
             with_client!(self, |c: R| {
@@ -277,36 +280,37 @@ impl Gpu {
         let keep = self.create(&rows.keep)?;
         let inv_temp = self.create(&rows.inv_temp)?;
         let target = self.create(&rows.target)?;
-        let per_word = if x.dtype == DType::BF16 { 2 } else { 1 };
-        // The widest vector that every block start is aligned to.
-        let vec = [4usize, 2].into_iter().find(|&n| x.stride % (n * per_word) == 0).unwrap_or(1);
+        let limit = self.create(&rows.limit)?;
+        let per_word = if x.dtype == DType::F32 { 1 } else { 2 };
+        // The widest vector that every block start is aligned to (the buffer is padded to
+        // whole vectors).
         let aligned = x.stride % per_word == 0;
+        let vec = [4usize, 2].into_iter().find(|&n| x.stride % (n * per_word) == 0).unwrap_or(1);
         let n = if aligned { vec } else { 1 };
         with_client!(self, |c: R| {
-            with_elem!(x.dtype, E => {
-                // Safe: the kernel reads rows `[0, rows)` of `x` (inside its buffer, padded to a
-                // whole vector) and the per-row arrays, and writes `rows·nblocks` tuples.
-                unsafe {
-                    block_stats::block_partials::launch_unchecked::<E, R>(
-                        c,
-                        kernels::grid(x.rows * nblocks),
-                        CubeDim::new_1d(CUBE_THREADS),
-                        n,
-                        ArrayArg::from_raw_parts(x.handle.clone(), x.units / n),
-                        ArrayArg::from_raw_parts(keep, x.rows),
-                        ArrayArg::from_raw_parts(inv_temp, x.rows),
-                        ArrayArg::from_raw_parts(target, x.rows),
-                        ArrayArg::from_raw_parts(out.clone(), x.rows * nblocks * 5),
-                        x.rows,
-                        x.cols,
-                        nblocks,
-                        x.stride,
-                        0,
-                        kernel_dtype(x.dtype),
-                        aligned,
-                    )
-                }
-            })
+            // Safe: the kernel reads rows `[0, rows)` of `x` (inside its buffer) and the
+            // per-row arrays, and writes `rows·nblocks` tuples.
+            unsafe {
+                block_stats::block_partials::launch_unchecked::<R>(
+                    c,
+                    kernels::grid(x.rows * nblocks),
+                    CubeDim::new_1d(CUBE_THREADS),
+                    n,
+                    ArrayArg::from_raw_parts(x.handle.clone(), x.units / n),
+                    ArrayArg::from_raw_parts(keep, x.rows),
+                    ArrayArg::from_raw_parts(inv_temp, x.rows),
+                    ArrayArg::from_raw_parts(limit, x.rows),
+                    ArrayArg::from_raw_parts(target, x.rows),
+                    ArrayArg::from_raw_parts(out.clone(), x.rows * nblocks * 5),
+                    x.rows,
+                    x.cols,
+                    nblocks,
+                    x.stride,
+                    0,
+                    kernel_dtype(x.dtype),
+                    aligned,
+                )
+            }
         });
         Ok((out, nblocks))
     }
@@ -418,7 +422,9 @@ impl Gpu {
                     }
                     merge::CODE_NO_FINITE_LOGIT => return Err(TmError::NoFiniteLogit { row: r }.into()),
                     merge::CODE_MISSING_TARGET => return Err(TmError::MissingTarget { row: r }.into()),
-                    _ => return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into())),
+                    _ => {
+                        return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into()))
+                    }
                 }
             }
             out.lse.copy_from_slice(&lse);
@@ -454,7 +460,9 @@ impl Gpu {
             return Err(TmError::EmptyVocab.into());
         }
         if shard.col_offset.checked_add(x.cols).is_none_or(|end| end > shard.vocab) {
-            return Err(TmError::ShardOutOfRange { col_offset: shard.col_offset, cols: x.cols, vocab: shard.vocab }.into());
+            return Err(
+                TmError::ShardOutOfRange { col_offset: shard.col_offset, cols: x.cols, vocab: shard.vocab }.into()
+            );
         }
         Ok(())
     }
@@ -472,8 +480,9 @@ impl Gpu {
         self.own(x.gpu)?;
         Self::validate_shard(x, shard)?;
         if shard.col_offset % BLOCK != 0 {
-            return Err(TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK")
-                .into());
+            return Err(
+                TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK").into()
+            );
         }
         inputs.validate(x.rows, shard.vocab)?;
         check_len("block partials rows", x.rows, out.rows())?;
@@ -484,8 +493,7 @@ impl Gpu {
         guarded("stats_partial_blocks", || {
             let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
             let (parts, nblocks) = self.block_partials(x, &rows)?;
-            let tuples: Vec<RowStats> =
-                with_client!(self, |c: R| read_pod::<RowStats, R>(c, parts, x.rows * nblocks))?;
+            let tuples: Vec<RowStats> = with_client!(self, |c: R| read_pod::<RowStats, R>(c, parts, x.rows * nblocks))?;
             check_written(&tuples)?;
             for r in 0..x.rows {
                 out.row_mut(r).copy_from_slice(&tuples[r * nblocks..(r + 1) * nblocks]);
@@ -536,7 +544,7 @@ impl Gpu {
         inputs: &RowInputs<'_>,
         saved: &GpuStats,
         up: &Upstream<'_>,
-    ) -> Result<Vec<Handle>, GpuError> {
+    ) -> Result<(Handle, Handle), GpuError> {
         self.own(x.gpu)?;
         self.own(saved.gpu)?;
         if x.cols == 0 {
@@ -550,21 +558,20 @@ impl Gpu {
             }
         }
         let rows = RowArrays::new(inputs, x.rows, 0, x.cols);
-        let at = |g: Option<&[f32]>, r: usize| g.map_or(0.0, |g| g[r]);
-        let g_lp: Vec<f32> =
-            (0..x.rows).map(|r| if inputs.target(r).is_some() { at(up.g_logp, r) } else { 0.0 }).collect();
-        let g_h: Vec<f32> = (0..x.rows).map(|r| at(up.g_entropy, r)).collect();
-        let g_lse: Vec<f32> = (0..x.rows).map(|r| at(up.g_lse, r)).collect();
-        Ok(vec![
-            self.create(&rows.keep)?,
-            saved.lse.clone(),
-            saved.ez.clone(),
-            self.create(&g_lp)?,
-            self.create(&g_h)?,
-            self.create(&g_lse)?,
-            self.create(&rows.inv_temp)?,
-            self.create(&rows.target)?,
-        ])
+        let at = |g: Option<&[f32]>, r: usize| g.map_or(0.0, |g| g[r]).to_bits();
+        let mut params = Vec::with_capacity(6 * x.rows);
+        for r in 0..x.rows {
+            let g_lp = if inputs.target(r).is_some() { at(up.g_logp, r) } else { 0 };
+            params.extend_from_slice(&[
+                rows.keep[r],
+                g_lp,
+                at(up.g_entropy, r),
+                at(up.g_lse, r),
+                rows.inv_temp[r].to_bits(),
+                rows.limit[r].to_bits(),
+            ]);
+        }
+        Ok((self.create(&params)?, self.create(&rows.target)?))
     }
 
     /// Backward into a new dense device matrix of element type `O`: `∂L/∂x` for
@@ -580,41 +587,41 @@ impl Gpu {
         up: Upstream<'_>,
     ) -> Result<GpuLogits, GpuError> {
         guarded("stats_bwd", || {
-            let row_arrays = self.grad_rows(x, inputs, saved, &up)?;
+            let (params, target) = self.grad_rows(x, inputs, saved, &up)?;
             let out_dtype = O::DTYPE;
-            // bf16 is written a word (two columns) at a time: rows start on word boundaries.
-            let out_stride = if out_dtype == DType::BF16 { x.cols.next_multiple_of(2) } else { x.cols };
-            let out_elems = x.rows * out_stride;
-            let out_bytes = bytes_of(&vec![0u8; out_elems * out_dtype.size()]).len();
+            // 16-bit outputs are written a word (two columns) at a time: rows start on words.
+            let out_stride = if out_dtype == DType::F32 { x.cols } else { x.cols.next_multiple_of(2) };
+            let out_bytes = bytes_of(&vec![0u8; x.rows * out_stride * out_dtype.size()]).len();
             let out = self.zeros(out_bytes)?;
-            let out_units = out_bytes / if out_dtype == DType::F16 { 2 } else { 4 };
+            let out_units = out_bytes / 4;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
             let witness = self.zeros(4)?;
+            let per_row = |h: &Handle, n: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), n * x.rows.max(1)) };
             with_client!(self, |c: R| {
-                with_elem!(x.dtype, E => with_elem!(out_dtype, OE => {
-                    let a = |i: usize| unsafe { ArrayArg::from_raw_parts(row_arrays[i].clone(), x.rows.max(1)) };
-                    // Safe: reads rows `[0, rows)` of `x` and the per-row arrays, writes rows
-                    // `[0, rows)` of the new `[rows, out_stride]` buffer.
-                    unsafe {
-                        grad::grad::launch_unchecked::<E, OE, R>(
-                            c,
-                            kernels::grid(x.rows * nchunks),
-                            CubeDim::new_1d(CUBE_THREADS),
-                            ArrayArg::from_raw_parts(x.handle.clone(), x.units),
-                            ArrayArg::from_raw_parts(out.clone(), out_units),
-                            a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7),
-                            ArrayArg::from_raw_parts(witness.clone(), 1),
-                            x.rows,
-                            x.cols,
-                            nchunks,
-                            x.stride,
-                            0,
-                            out_stride,
-                            kernel_dtype(x.dtype),
-                            kernel_dtype(out_dtype),
-                        )
-                    }
-                }))
+                // Safe: reads rows `[0, rows)` of `x` and the per-row arrays, writes rows
+                // `[0, rows)` of the new `[rows, out_stride]` buffer.
+                unsafe {
+                    grad::grad::launch_unchecked::<R>(
+                        c,
+                        kernels::grid(x.rows * nchunks),
+                        CubeDim::new_1d(CUBE_THREADS),
+                        ArrayArg::from_raw_parts(x.handle.clone(), x.units),
+                        ArrayArg::from_raw_parts(out.clone(), out_units),
+                        per_row(&params, 6),
+                        per_row(&saved.lse, 1),
+                        per_row(&saved.ez, 1),
+                        per_row(&target, 1),
+                        ArrayArg::from_raw_parts(witness.clone(), 1),
+                        x.rows,
+                        x.cols,
+                        nchunks,
+                        x.stride,
+                        0,
+                        out_stride,
+                        kernel_dtype(x.dtype),
+                        kernel_dtype(out_dtype),
+                    )
+                }
             });
             Ok(GpuLogits {
                 handle: out,
@@ -630,7 +637,7 @@ impl Gpu {
     }
 
     /// Backward written over the logits in device memory (as Liger does); see
-    /// [`Gpu::stats_bwd`]. `bf16` logits need an even row stride.
+    /// [`Gpu::stats_bwd`]. `bf16`/`f16` logits need an even row stride (or a single row).
     pub fn stats_bwd_inplace(
         &self,
         x: &mut GpuLogits,
@@ -638,36 +645,37 @@ impl Gpu {
         saved: &GpuStats,
         up: Upstream<'_>,
     ) -> Result<(), GpuError> {
-        if x.dtype == DType::BF16 && x.stride % 2 != 0 && x.rows > 1 {
+        if x.dtype != DType::F32 && x.stride % 2 != 0 && x.rows > 1 {
             return Err(GpuError::Unsupported(
-                "in-place bf16 gradient with an odd row stride (rows would share 32-bit words)",
+                "in-place 16-bit gradient with an odd row stride (rows would share 32-bit words)",
             ));
         }
         guarded("stats_bwd_inplace", || {
-            let row_arrays = self.grad_rows(x, inputs, saved, &up)?;
+            let (params, target) = self.grad_rows(x, inputs, saved, &up)?;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
             let witness = self.zeros(4)?;
+            let per_row = |h: &Handle, n: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), n * x.rows.max(1)) };
             with_client!(self, |c: R| {
-                with_elem!(x.dtype, E => {
-                    let a = |i: usize| unsafe { ArrayArg::from_raw_parts(row_arrays[i].clone(), x.rows.max(1)) };
-                    // Safe: each thread reads and writes its own elements of rows `[0, rows)`.
-                    unsafe {
-                        grad::grad_inplace::launch_unchecked::<E, R>(
-                            c,
-                            kernels::grid(x.rows * nchunks),
-                            CubeDim::new_1d(CUBE_THREADS),
-                            ArrayArg::from_raw_parts(x.handle.clone(), x.units),
-                            a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7),
-                            ArrayArg::from_raw_parts(witness.clone(), 1),
-                            x.rows,
-                            x.cols,
-                            nchunks,
-                            x.stride,
-                            0,
-                            kernel_dtype(x.dtype),
-                        )
-                    }
-                })
+                // Safe: each thread reads and writes its own elements of rows `[0, rows)`.
+                unsafe {
+                    grad::grad_inplace::launch_unchecked::<R>(
+                        c,
+                        kernels::grid(x.rows * nchunks),
+                        CubeDim::new_1d(CUBE_THREADS),
+                        ArrayArg::from_raw_parts(x.handle.clone(), x.units),
+                        per_row(&params, 6),
+                        per_row(&saved.lse, 1),
+                        per_row(&saved.ez, 1),
+                        per_row(&target, 1),
+                        ArrayArg::from_raw_parts(witness.clone(), 1),
+                        x.rows,
+                        x.cols,
+                        nchunks,
+                        x.stride,
+                        0,
+                        kernel_dtype(x.dtype),
+                    )
+                }
             });
             x.witness = Some(witness);
             Ok(())

@@ -6,18 +6,22 @@
 //! dx = exp(d)·fma(−g_H, d + H, c)·inv_temp,   at the target: (exp(d)·fma(..) + g_lp)·inv_temp
 //! ```
 //!
-//! Masked rows get 0, rows whose saved statistics are not finite get NaN. One cube per
-//! (row, chunk of `CHUNK` columns); each thread loads the row's constants once.
-//! `bf16` outputs are written a word (two columns) at a time, so they need even strides;
-//! a row of odd length keeps the other half of its last word.
+//! A `−inf` logit takes `d = EXP_CLAMP` (so `exp(d) = 0` and `dx = ±0`, as in `core`); a
+//! NaN/`+inf` logit gives NaN. Masked rows get 0, rows whose saved statistics are not finite
+//! get NaN. One cube per (row, chunk of `CHUNK` columns); each thread loads the row's
+//! constants once. 16-bit outputs are written a word (two columns) at a time, so they need
+//! even strides; a row of odd length keeps the other half of its last word.
 //!
 //! `witness[0]` is set to 1 by the first thread: a kernel that failed to compile (wgpu only
 //! logs it) leaves it 0, and the host reports an error instead of a stale buffer.
 
 use cubecl::prelude::*;
+use tokenmath_core::logits::canonical::EXP_CLAMP;
 
 use super::exp::{clamp_arg, exp_clamped};
-use super::{bf16_bits, load_elem, DT_BF16, NAN_BITS};
+use super::{
+    bf16_from_bits, f16_from_bits, load_bits, temper, widen16, DT_BF16, DT_F32, FINITE, MASKED, NAN_BITS, POS_INF_BITS,
+};
 
 /// Columns per cube.
 pub(crate) const CHUNK: usize = 2048;
@@ -32,76 +36,75 @@ pub(crate) struct RowGrad {
     neg_gh: f32,
     g_lp: f32,
     inv_temp: f32,
+    limit: f32,
     target: u32,
 }
 
+/// The per-row inputs: `params` holds 6 words per row, `keep, g_lp, g_H, g_lse, inv_temp,
+/// limit` (floats as bits); `lse`, `ez` (bits) come from the forward; `target` is the
+/// target column or `NO_TARGET`.
 #[cube]
-fn finite(x: f32) -> bool {
-    (u32::reinterpret(x) & 0x7fff_ffffu32) < 0x7f80_0000u32
-}
-
-#[cube]
-#[allow(clippy::too_many_arguments)]
-fn row_grad(
-    keep: &Array<u32>,
-    lse: &Array<f32>,
-    ez: &Array<f32>,
-    g_lp: &Array<f32>,
-    g_h: &Array<f32>,
-    g_lse: &Array<f32>,
-    inv_temp: &Array<f32>,
-    target: &Array<u32>,
-    r: usize,
-) -> RowGrad {
-    let l = lse[r];
-    let e = ez[r];
-    let gl = g_lp[r];
+fn row_grad(params: &Array<u32>, lse: &Array<u32>, ez: &Array<u32>, target: &Array<u32>, r: usize) -> RowGrad {
+    let p = r * 6;
+    let lse_bits = lse[r];
+    let ez_bits = ez[r];
+    let finite = (lse_bits & 0x7fff_ffffu32) < POS_INF_BITS && (ez_bits & 0x7fff_ffffu32) < POS_INF_BITS;
+    let l = f32::reinterpret(select(finite, lse_bits, 0u32));
+    let e = f32::reinterpret(select(finite, ez_bits, 0u32));
+    let g_lp = f32::reinterpret(params[p + 1]);
     RowGrad {
-        kept: keep[r] != 0,
-        finite: finite(l) && finite(e),
+        kept: params[p] != 0,
+        finite,
         lse: l,
         entropy: l - e,
-        c: g_lse[r] - gl,
-        neg_gh: -g_h[r],
-        g_lp: gl,
-        inv_temp: inv_temp[r],
+        c: f32::reinterpret(params[p + 3]) - g_lp,
+        neg_gh: -f32::reinterpret(params[p + 2]),
+        g_lp,
+        inv_temp: f32::reinterpret(params[p + 4]),
+        limit: f32::reinterpret(params[p + 5]),
         target: target[r],
     }
 }
 
-/// The gradient at column `col` with raw logit `x`.
+/// The gradient's `f32` bits at column `col` whose logit has the `f32` bits `bits`.
 #[cube]
-fn grad_value(x: f32, col: usize, p: RowGrad) -> f32 {
-    let mut out = f32::new(0.0);
+fn grad_bits(bits: u32, col: usize, p: RowGrad) -> u32 {
+    let mut out = 0u32;
     if p.kept {
-        if p.finite {
-            let d = clamp_arg(x * p.inv_temp - p.lse);
+        out = NAN_BITS;
+        let (z, class) = temper(bits, p.inv_temp, p.limit);
+        if p.finite && class <= MASKED {
+            let d = select(class == FINITE, clamp_arg(z - p.lse), f32::new(EXP_CLAMP));
             let mut dz = exp_clamped(d) * fma(p.neg_gh, d + p.entropy, p.c);
             if col == p.target as usize {
                 dz += p.g_lp;
             }
-            out = dz * p.inv_temp;
-        } else {
-            out = f32::reinterpret(NAN_BITS);
+            out = u32::reinterpret(dz * p.inv_temp);
         }
     }
     out
 }
 
-/// Out-of-place gradient: `input` (`[rows, cols]` at `in_offset + r·in_stride`) into `out`
-/// (`[rows, cols]` at `r·out_stride`).
+/// The 16 bits of an `f32` (given as bits) rounded to the output dtype.
+#[cube]
+fn narrow(bits: u32, #[comptime] dtype: u32) -> u32 {
+    if dtype == DT_BF16 {
+        bf16_from_bits(bits)
+    } else {
+        f16_from_bits(bits)
+    }
+}
+
+/// Out-of-place gradient: `input` (`[rows, cols]` at `in_offset + r·in_stride`, words of
+/// `in_dtype`) into `out` (`[rows, cols]` at `r·out_stride`, words of `out_dtype`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn grad<E: Scalar, O: Scalar>(
-    input: &Array<E>,
-    out: &mut Array<O>,
-    keep: &Array<u32>,
-    lse: &Array<f32>,
-    ez: &Array<f32>,
-    g_lp: &Array<f32>,
-    g_h: &Array<f32>,
-    g_lse: &Array<f32>,
-    inv_temp: &Array<f32>,
+pub(crate) fn grad(
+    input: &Array<u32>,
+    out: &mut Array<u32>,
+    params: &Array<u32>,
+    lse: &Array<u32>,
+    ez: &Array<u32>,
     target: &Array<u32>,
     witness: &mut Array<u32>,
     rows: usize,
@@ -113,55 +116,49 @@ pub(crate) fn grad<E: Scalar, O: Scalar>(
     #[comptime] in_dtype: u32,
     #[comptime] out_dtype: u32,
 ) {
-    let cube = CUBE_POS as usize;
     if ABSOLUTE_POS == 0 {
         witness[0] = 1u32;
     }
+    let cube = CUBE_POS as usize;
     let r = cube / nchunks;
     if r < rows {
-        let p = row_grad(keep, lse, ez, g_lp, g_h, g_lse, inv_temp, target, r);
+        let p = row_grad(params, lse, ez, target, r);
         let start = (cube % nchunks) * CHUNK;
         let end = min(start + CHUNK, cols);
         let src = in_offset + r * in_stride;
         let dst = r * out_stride;
-        if out_dtype == DT_BF16 {
-            let mut col = start + 2 * UNIT_POS as usize;
-            while col < end {
-                let lo = grad_value(load_elem::<E>(input, src + col, in_dtype), col, p);
-                let mut word = bf16_bits(lo);
-                if col + 1 < cols {
-                    let hi = grad_value(load_elem::<E>(input, src + col + 1, in_dtype), col + 1, p);
-                    word |= bf16_bits(hi) << 16u32;
-                } else {
-                    word |= u32::cast_from(out[(dst + col) / 2]) & 0xffff_0000u32;
-                }
-                out[(dst + col) / 2] = O::cast_from(word);
-                col += 2 * CUBE_DIM as usize;
-            }
-        } else {
+        if out_dtype == DT_F32 {
             let mut col = start + UNIT_POS as usize;
             while col < end {
-                let v = grad_value(load_elem::<E>(input, src + col, in_dtype), col, p);
-                out[dst + col] = O::cast_from(v);
+                out[dst + col] = grad_bits(load_bits(input, src + col, in_dtype), col, p);
                 col += CUBE_DIM as usize;
+            }
+        } else {
+            let mut col = start + 2 * UNIT_POS as usize;
+            while col < end {
+                let mut word = narrow(grad_bits(load_bits(input, src + col, in_dtype), col, p), out_dtype);
+                if col + 1 < cols {
+                    let hi = grad_bits(load_bits(input, src + col + 1, in_dtype), col + 1, p);
+                    word |= narrow(hi, out_dtype) << 16u32;
+                } else {
+                    word |= out[(dst + col) / 2] & 0xffff_0000u32;
+                }
+                out[(dst + col) / 2] = word;
+                col += 2 * CUBE_DIM as usize;
             }
         }
     }
 }
 
 /// In-place gradient over the logits buffer itself (one binding: WebGPU forbids aliasing a
-/// read and a write binding).
+/// read and a write binding). 16-bit rows must start on a word boundary.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn grad_inplace<E: Scalar>(
-    buf: &mut Array<E>,
-    keep: &Array<u32>,
-    lse: &Array<f32>,
-    ez: &Array<f32>,
-    g_lp: &Array<f32>,
-    g_h: &Array<f32>,
-    g_lse: &Array<f32>,
-    inv_temp: &Array<f32>,
+pub(crate) fn grad_inplace(
+    buf: &mut Array<u32>,
+    params: &Array<u32>,
+    lse: &Array<u32>,
+    ez: &Array<u32>,
     target: &Array<u32>,
     witness: &mut Array<u32>,
     rows: usize,
@@ -171,37 +168,34 @@ pub(crate) fn grad_inplace<E: Scalar>(
     offset: usize,
     #[comptime] dtype: u32,
 ) {
-    let cube = CUBE_POS as usize;
     if ABSOLUTE_POS == 0 {
         witness[0] = 1u32;
     }
+    let cube = CUBE_POS as usize;
     let r = cube / nchunks;
     if r < rows {
-        let p = row_grad(keep, lse, ez, g_lp, g_h, g_lse, inv_temp, target, r);
+        let p = row_grad(params, lse, ez, target, r);
         let start = (cube % nchunks) * CHUNK;
         let end = min(start + CHUNK, cols);
         let base = offset + r * stride;
-        if dtype == DT_BF16 {
+        if dtype == DT_F32 {
+            let mut col = start + UNIT_POS as usize;
+            while col < end {
+                buf[base + col] = grad_bits(buf[base + col], col, p);
+                col += CUBE_DIM as usize;
+            }
+        } else {
             let mut col = start + 2 * UNIT_POS as usize;
             while col < end {
-                let w = u32::cast_from(buf[(base + col) / 2]);
-                let lo = grad_value(f32::reinterpret(w << 16u32), col, p);
-                let mut word = bf16_bits(lo);
+                let w = buf[(base + col) / 2];
+                let mut word = narrow(grad_bits(widen16(w, false, dtype), col, p), dtype);
                 if col + 1 < cols {
-                    let hi = grad_value(f32::reinterpret(w & 0xffff_0000u32), col + 1, p);
-                    word |= bf16_bits(hi) << 16u32;
+                    word |= narrow(grad_bits(widen16(w, true, dtype), col + 1, p), dtype) << 16u32;
                 } else {
                     word |= w & 0xffff_0000u32;
                 }
-                buf[(base + col) / 2] = E::cast_from(word);
+                buf[(base + col) / 2] = word;
                 col += 2 * CUBE_DIM as usize;
-            }
-        } else {
-            let mut col = start + UNIT_POS as usize;
-            while col < end {
-                let v = grad_value(f32::cast_from(buf[base + col]), col, p);
-                buf[base + col] = E::cast_from(v);
-                col += CUBE_DIM as usize;
             }
         }
     }

@@ -28,16 +28,36 @@ pub(crate) const CODE_UNWRITTEN: u32 = 4;
 /// The flags bits a written tuple can have.
 const FLAG_BITS: u32 = HAS_TARGET | NONFINITE;
 
+/// A key whose unsigned order is the order of the (non-NaN) floats `x`, `−inf` included:
+/// comparisons on bits, because a WGSL compiler may assume no float is infinite. (`−0`
+/// sorts below `+0`; tuple maxima are never `−0`.)
+#[cube]
+fn order_key(x: f32) -> u32 {
+    let b = u32::reinterpret(x);
+    select((b & 0x8000_0000u32) != 0, !b, b | 0x8000_0000u32)
+}
+
 /// `RowStats::merge_unchecked` on tuples `(m, s, u, x_t, flags)`: the left operand's target
 /// wins; operands ordered by maximum (ties keep `a` first); one `exp`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn merge(am: f32, a_s: f32, au: f32, ax: f32, af: u32, bm: f32, bs: f32, bu: f32, bx: f32, bf: u32) -> (f32, f32, f32, f32, u32) {
+fn merge(
+    am: f32,
+    a_s: f32,
+    au: f32,
+    ax: f32,
+    af: u32,
+    bm: f32,
+    bs: f32,
+    bu: f32,
+    bx: f32,
+    bf: u32,
+) -> (f32, f32, f32, f32, u32) {
     let a_t = (af & HAS_TARGET) != 0;
     let b_t = (bf & HAS_TARGET) != 0;
     let x_t = select(a_t, ax, select(b_t, bx, f32::new(0.0)));
     let flags = select(a_t || b_t, HAS_TARGET, 0u32) | ((af | bf) & NONFINITE);
-    let a_hi = am >= bm;
+    let a_hi = order_key(am) >= order_key(bm);
     let hm = select(a_hi, am, bm);
     let hs = select(a_hi, a_s, bs);
     let hu = select(a_hi, au, bu);
@@ -46,7 +66,7 @@ fn merge(am: f32, a_s: f32, au: f32, ax: f32, af: u32, bm: f32, bs: f32, bu: f32
     let lu = select(a_hi, bu, au);
     let mut s = hs;
     let mut u = hu;
-    if lm != f32::reinterpret(NEG_INF_BITS) {
+    if u32::reinterpret(lm) != NEG_INF_BITS {
         let delta = lm - hm;
         let e = exp_flushed(delta);
         s = fma(e, ls, hs);
@@ -66,10 +86,10 @@ pub(crate) fn merge_rows(
     keep: &Array<u32>,
     want_target: &Array<u32>,
     merged: &mut Array<u32>,
-    lse: &mut Array<f32>,
-    logp: &mut Array<f32>,
-    entropy: &mut Array<f32>,
-    ez: &mut Array<f32>,
+    lse: &mut Array<u32>,
+    logp: &mut Array<u32>,
+    entropy: &mut Array<u32>,
+    ez: &mut Array<u32>,
     code: &mut Array<u32>,
     rows: usize,
     nblocks: usize,
@@ -98,7 +118,8 @@ pub(crate) fn merge_rows(
             while more {
                 if st_level[len - 1] == level {
                     len -= 1;
-                    let (m2, s2, u2, x2, f2) = merge(st_m[len], st_s[len], st_u[len], st_x[len], st_f[len], m, s, u, x, f);
+                    let (m2, s2, u2, x2, f2) =
+                        merge(st_m[len], st_s[len], st_u[len], st_x[len], st_f[len], m, s, u, x, f);
                     m = m2;
                     s = s2;
                     u = u2;
@@ -136,7 +157,7 @@ pub(crate) fn merge_rows(
 
         if finalize {
             let nan = f32::reinterpret(NAN_BITS);
-            let mut c = CODE_OK;
+            let mut c = u32::new(CODE_OK as i64);
             let mut o_lse = nan;
             let mut o_logp = nan;
             let mut o_h = nan;
@@ -151,7 +172,7 @@ pub(crate) fn merge_rows(
                 o_ez = f32::new(0.0);
             } else if (f & NONFINITE) != 0 {
                 c = CODE_NONFINITE;
-            } else if m == f32::reinterpret(NEG_INF_BITS) {
+            } else if u32::reinterpret(m) == NEG_INF_BITS {
                 c = CODE_NO_FINITE_LOGIT;
             } else if want && (f & HAS_TARGET) == 0 {
                 c = CODE_MISSING_TARGET;
@@ -160,17 +181,22 @@ pub(crate) fn merge_rows(
                 let mean_dev = u / s;
                 o_logp = f32::new(0.0);
                 if want {
-                    let lp = (x - m) - log_s;
-                    o_logp = select(lp > 0.0, f32::new(0.0), lp);
+                    // A masked (−inf) target: logp = −inf, without a float operation on it.
+                    if u32::reinterpret(x) == NEG_INF_BITS {
+                        o_logp = f32::reinterpret(NEG_INF_BITS);
+                    } else {
+                        let lp = (x - m) - log_s;
+                        o_logp = select(lp > 0.0, f32::new(0.0), lp);
+                    }
                 }
                 o_lse = m + log_s;
                 o_h = log_s - mean_dev;
                 o_ez = m + mean_dev;
             }
-            lse[row] = o_lse;
-            logp[row] = o_logp;
-            entropy[row] = o_h;
-            ez[row] = o_ez;
+            lse[row] = u32::reinterpret(o_lse);
+            logp[row] = u32::reinterpret(o_logp);
+            entropy[row] = u32::reinterpret(o_h);
+            ez[row] = u32::reinterpret(o_ez);
             code[row] = c;
         } else {
             let slot = row * 5;
