@@ -28,6 +28,8 @@ pub enum CliError {
         /// What is wrong with it.
         message: String,
     },
+    /// The GPU could not be opened or failed (the message says why).
+    Device(String),
     /// A kernel refused the data (e.g. a row whose logits are all `-inf`).
     Kernel {
         /// Where the data came from (a file name or "default batch").
@@ -51,6 +53,7 @@ impl fmt::Display for CliError {
             CliError::Io { path, source } => write!(f, "cannot read {}: {source}", path.display()),
             CliError::Input { path, message } => write!(f, "{}: {message}", path.display()),
             CliError::Kernel { origin, error } => write!(f, "{origin}: {error}"),
+            CliError::Device(message) => write!(f, "--device: {message}"),
         }
     }
 }
@@ -60,7 +63,7 @@ impl std::error::Error for CliError {
         match self {
             CliError::Io { source, .. } => Some(source),
             CliError::Kernel { error, .. } => Some(error),
-            CliError::Usage(_) | CliError::Input { .. } => None,
+            CliError::Usage(_) | CliError::Input { .. } | CliError::Device(_) => None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! fails, 2 for usage and input errors ([`error::CliError`]).
 
 mod default_batch;
+mod device;
 mod error;
 mod fingerprint;
 mod input;
@@ -84,6 +85,10 @@ struct RunArgs {
     /// of the number of responses that is at most 4].
     #[arg(long, value_parser = positive)]
     group_size: Option<usize>,
+    /// Also run the statistics and gradient on a GPU and compare them with the CPU's:
+    /// `cpu` (no GPU), `wgpu` (Vulkan/Metal/DX12) or `cuda` (a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -119,6 +124,23 @@ struct CommonArgs {
     /// everywhere) or `avx2-fma` (x86-64 AVX2 + FMA + F16C). All give identical bits.
     #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma"])]
     backend: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    fn gpu(self) -> Option<tokenmath_gpu::DeviceKind> {
+        match self {
+            DeviceArg::Cpu => None,
+            DeviceArg::Wgpu => Some(tokenmath_gpu::DeviceKind::Wgpu),
+            DeviceArg::Cuda => Some(tokenmath_gpu::DeviceKind::Cuda),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -231,18 +253,29 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
         exec,
     };
     report::print(&description, &outcome);
+    let statistics = outcome.statistics.as_ref().expect("the default run keeps its statistics");
+    let device_passed = match args.device.gpu() {
+        None => true,
+        Some(kind) => {
+            let (t, temp) = (&targets, job.temperature);
+            match &logits {
+                Logits::F32(v) => device::run(kind, v, rows, vocab, t, temp, exec, statistics),
+                Logits::BF16(v) => device::run(kind, v, rows, vocab, t, temp, exec, statistics),
+                Logits::F16(v) => device::run(kind, v, rows, vocab, t, temp, exec, statistics),
+            }?
+        }
+    };
     let response_len = args.response_len.unwrap_or_else(|| largest_divisor_up_to(rows, 8));
     let group_size = args.group_size.unwrap_or_else(|| largest_divisor_up_to(rows / response_len.max(1), 4));
     let step_cfg =
         StepCfg { algo: args.algo, response_len, group_size, seed: args.seed, temperature: job.temperature, exec };
-    let statistics = outcome.statistics.as_ref().expect("the default run keeps its statistics");
     let step = match &logits {
         Logits::F32(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
         Logits::BF16(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
         Logits::F16(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
     }?;
     println!("{}", step.summary());
-    Ok(outcome.check.passed() && step.passed())
+    Ok(outcome.check.passed() && device_passed && step.passed())
 }
 
 /// `stats` on a safetensors file; `Ok(passed)`.

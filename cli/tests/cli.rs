@@ -397,3 +397,21 @@ fn unusable_tensors_are_input_errors() {
         assert!(run.stderr.contains(path.to_str().unwrap()), "{name}: {}", run.stderr);
     }
 }
+
+#[test]
+fn device_wgpu_compares_the_gpu_with_core() {
+    for dtype in ["f32", "bf16"] {
+        let run = tokenmath(&["--device", "wgpu", "--rows", "12", "--vocab", "3001", "--dtype", dtype, "--temperature", "0.8"]);
+        assert_pass(&run);
+        assert!(run.stdout.contains("gpu check   PASSED"), "{}", run.stdout);
+        assert!(run.stdout.contains("gradient  max |gpu - core|"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn device_cuda_without_the_runtime_or_a_driver_is_a_clean_error() {
+    let run = tokenmath(&["--device", "cuda", "--rows", "4", "--vocab", "100"]);
+    // This machine has no NVIDIA driver, and the default build has no CUDA runtime.
+    assert_eq!(run.code, 2, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("--device:"), "{}", run.stderr);
+}

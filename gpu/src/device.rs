@@ -144,7 +144,7 @@ impl Gpu {
         guarded("probing fma", || {
             let a = 1.0 + f32::EPSILON * 2048.0; // 1 + 2^-12
             let c = -(1.0 + f32::EPSILON * 4096.0); // −(1 + 2^-11)
-            let got = with_client!(self, |c_: R| {
+            let got: f32 = with_client!(self, |c_: R| {
                 let out = c_.create_from_slice(&f32::NAN.to_le_bytes());
                 // Safe: one thread writes the one element of `out`.
                 unsafe {

@@ -24,6 +24,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Runtimes are crate features, at least one required: `wgpu` (default) and `cuda`.
+//! [`Gpu::open`] reports [`GpuError::NotBuilt`] for a runtime left out of the build.
+//!
 //! Limits: a tensor must fit one device buffer ([`Gpu::max_buffer_bytes`]: 128 MiB on
 //! lavapipe, a quarter of device memory on CUDA) and have fewer than 2^32 elements.
 
