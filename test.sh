@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test run: formatting, lints, unit + property + integration + doc tests of every
-# crate, the C ABI checks, the no_std build of the core and the no_std probe. Exits non-zero
-# on the first failure.
+# crate (the GPU kernels run on wgpu over Mesa's CPU Vulkan driver, lavapipe), the CUDA
+# build of the GPU crate, the C ABI checks, the no_std build of the core and the no_std
+# probe. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,8 +18,12 @@ cargo fmt --all -- --check
 step "cargo clippy (all crates, all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test (unit, property, integration and doc tests)"
+step "cargo test (unit, property, integration and doc tests; the GPU kernels on wgpu over lavapipe)"
 cargo test --workspace
+
+step "tokenmath-gpu with the CUDA runtime compiled in (lints; tests: no NVIDIA driver here, a typed error)"
+cargo clippy -p tokenmath-gpu --features cuda --all-targets -- -D warnings
+cargo test -p tokenmath-gpu --features cuda
 
 step "C ABI: header up to date, C11/C++17 compile, install, C test (shared, ASan/UBSan, static), C++ CMake example"
 scripts/check-ffi.sh

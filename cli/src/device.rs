@@ -38,9 +38,11 @@ impl Agreement {
             self.equal += 1;
             return;
         }
+        // One NaN and one number: an infinite difference.
         let diff = (got as f64 - want as f64).abs();
-        self.max_diff = if diff.is_nan() { f64::INFINITY } else { self.max_diff.max(diff) };
-        if !(diff <= 2.0 * tol) {
+        let diff = if diff.is_nan() { f64::INFINITY } else { diff };
+        self.max_diff = self.max_diff.max(diff);
+        if diff > 2.0 * tol {
             self.outside += 1;
         }
     }
@@ -81,9 +83,13 @@ pub fn run<T: LogitElem + GradElem>(
     for start in (0..rows).step_by(chunk_rows) {
         let end = (start + chunk_rows).min(rows);
         let n = end - start;
-        let x = Mat::dense(&logits[start * vocab..end * vocab], n, vocab).map_err(|e| CliError::Device(e.to_string()))?;
-        let inputs =
-            RowInputs { targets: Some(&targets[start..end]), row_mask: None, temperature: Temperature::Scalar(temperature) };
+        let x =
+            Mat::dense(&logits[start * vocab..end * vocab], n, vocab).map_err(|e| CliError::Device(e.to_string()))?;
+        let inputs = RowInputs {
+            targets: Some(&targets[start..end]),
+            row_mask: None,
+            temperature: Temperature::Scalar(temperature),
+        };
         let g_logp = vec![g_lp; n];
         let g_entropy = vec![g_h; n];
         let up = Upstream { g_logp: Some(&g_logp), g_entropy: Some(&g_entropy), g_lse: None };

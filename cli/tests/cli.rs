@@ -401,7 +401,18 @@ fn unusable_tensors_are_input_errors() {
 #[test]
 fn device_wgpu_compares_the_gpu_with_core() {
     for dtype in ["f32", "bf16"] {
-        let run = tokenmath(&["--device", "wgpu", "--rows", "12", "--vocab", "3001", "--dtype", dtype, "--temperature", "0.8"]);
+        let run = tokenmath(&[
+            "--device",
+            "wgpu",
+            "--rows",
+            "12",
+            "--vocab",
+            "3001",
+            "--dtype",
+            dtype,
+            "--temperature",
+            "0.8",
+        ]);
         assert_pass(&run);
         assert!(run.stdout.contains("gpu check   PASSED"), "{}", run.stdout);
         assert!(run.stdout.contains("gradient  max |gpu - core|"), "{}", run.stdout);

@@ -358,8 +358,8 @@ impl Gpu {
         nblocks: usize,
         finalize: bool,
     ) {
-        let per_row = |h: &Handle| unsafe { ArrayArg::from_raw_parts(h.clone(), rows.max(1)) };
         with_client!(self, |c: R| {
+            let per_row = |h: &Handle| unsafe { ArrayArg::<R>::from_raw_parts(h.clone(), rows.max(1)) };
             // Safe: one thread per row reads its `nblocks` tuples and writes its own slots.
             unsafe {
                 merge::merge_rows::launch_unchecked::<R>(
@@ -596,8 +596,9 @@ impl Gpu {
             let out_units = out_bytes / 4;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
             let witness = self.zeros(4)?;
-            let per_row = |h: &Handle, n: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), n * x.rows.max(1)) };
             with_client!(self, |c: R| {
+                let per_row =
+                    |h: &Handle, n: usize| unsafe { ArrayArg::<R>::from_raw_parts(h.clone(), n * x.rows.max(1)) };
                 // Safe: reads rows `[0, rows)` of `x` and the per-row arrays, writes rows
                 // `[0, rows)` of the new `[rows, out_stride]` buffer.
                 unsafe {
@@ -654,8 +655,9 @@ impl Gpu {
             let (params, target) = self.grad_rows(x, inputs, saved, &up)?;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
             let witness = self.zeros(4)?;
-            let per_row = |h: &Handle, n: usize| unsafe { ArrayArg::from_raw_parts(h.clone(), n * x.rows.max(1)) };
             with_client!(self, |c: R| {
+                let per_row =
+                    |h: &Handle, n: usize| unsafe { ArrayArg::<R>::from_raw_parts(h.clone(), n * x.rows.max(1)) };
                 // Safe: each thread reads and writes its own elements of rows `[0, rows)`.
                 unsafe {
                     grad::grad_inplace::launch_unchecked::<R>(

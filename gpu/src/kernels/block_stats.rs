@@ -83,7 +83,7 @@ pub(crate) fn block_partials<N: Size>(
 ) {
     let tid = UNIT_POS as usize;
     let threads = CUBE_DIM as usize;
-    let cube = CUBE_POS as usize;
+    let cube = CUBE_POS;
     let row = cube / nblocks;
     let block = cube % nblocks;
     let live = row < rows;
@@ -111,6 +111,8 @@ pub(crate) fn block_partials<N: Size>(
         // Elements per vector: N words of f32, or 2N halves of bf16/f16.
         let per_vec = select(dtype == DT_F32, 1usize, 2usize) * N::value();
         let first_vec = base / per_vec;
+        // Not `div_ceil`: kernels can only call what cubecl expands.
+        #[allow(clippy::manual_div_ceil)]
         let nvec = (len + per_vec - 1) / per_vec;
         let mut v = tid;
         while v < nvec {

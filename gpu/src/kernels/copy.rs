@@ -15,6 +15,6 @@ pub(crate) fn copy<N: Size>(
     let mut i = ABSOLUTE_POS;
     while i < len {
         dst[i] = src[i];
-        i += CUBE_COUNT as usize * CUBE_DIM as usize;
+        i += CUBE_COUNT * CUBE_DIM as usize;
     }
 }

@@ -119,7 +119,7 @@ pub(crate) fn grad(
     if ABSOLUTE_POS == 0 {
         witness[0] = 1u32;
     }
-    let cube = CUBE_POS as usize;
+    let cube = CUBE_POS;
     let r = cube / nchunks;
     if r < rows {
         let p = row_grad(params, lse, ez, target, r);
@@ -171,7 +171,7 @@ pub(crate) fn grad_inplace(
     if ABSOLUTE_POS == 0 {
         witness[0] = 1u32;
     }
-    let cube = CUBE_POS as usize;
+    let cube = CUBE_POS;
     let r = cube / nchunks;
     if r < rows {
         let p = row_grad(params, lse, ez, target, r);

@@ -17,8 +17,8 @@ fn repeated_launches_batches_and_row_order() {
         assert_eq!(gpu_fwd(x, &inp).unwrap(), first, "repeated launch");
     }
     // Each row alone, and the rows in reverse order.
-    for r in 0..rows {
-        let t = [tg[r]];
+    for (r, &target) in tg.iter().enumerate() {
+        let t = [target];
         let one =
             gpu_fwd(Mat::dense(x.row(r), 1, cols).unwrap(), &inputs(Some(&t), None, Temperature::Scalar(0.9))).unwrap();
         assert_eq!(one.lse[0].to_bits(), first.lse[r].to_bits(), "row {r} alone");

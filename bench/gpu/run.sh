@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU benchmark: tokenmath's CUDA kernels checked against `core` on random data, then
+# timed next to a device-to-device copy and PyTorch eager, in one table.
+#
+#   bench/gpu/run.sh build   (here, with Rust) builds a stripped release `gpu-timing` with the
+#                            CUDA runtime and CUDA 13.0 bindings into bench/gpu/bin/
+#   bench/gpu/run.sh         (on the GPU machine: CUDA 13, PyTorch, no Rust, no network)
+#                            runs bench/gpu/bin/gpu-timing, then PyTorch, then the report
+#   bench/gpu/run.sh local   (here, no GPU) the same pipeline on wgpu/lavapipe at small
+#                            shapes: checks that every CPU-side part works
+#
+# Shapes: SHAPES="bf16:8192:151936,f32:4096:32768" (the default). Targets: forward and
+# backward at >= 85% of the copy bandwidth and >= 3x PyTorch eager.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BIN=bench/gpu/bin/gpu-timing
+OUT=${OUT:-bench/gpu/out}
+mode=${1:-run}
+
+case "$mode" in
+build)
+    # CUDA 13.0 bindings for a CUDA 13 driver; the driver and NVRTC are loaded at run time.
+    CUDARC_CUDA_VERSION=13000 cargo build --release -p tokenmath-bench --bin gpu-timing --features cuda
+    mkdir -p bench/gpu/bin
+    cp target/release/gpu-timing "$BIN"
+    strip "$BIN"
+    ls -l "$BIN"
+    exit 0
+    ;;
+local)
+    cargo build --release -p tokenmath-bench --bin gpu-timing
+    BIN=target/release/gpu-timing
+    DEVICE=wgpu
+    SHAPES=${SHAPES:-bf16:64:4096,f32:32:8192}
+    EXTRA=(--check-rows 16 --reps 3)
+    ;;
+run)
+    DEVICE=cuda
+    SHAPES=${SHAPES:-bf16:8192:151936,f32:4096:32768}
+    EXTRA=()
+    [ -x "$BIN" ] || { echo "no $BIN: run 'bench/gpu/run.sh build' on a machine with Rust first" >&2; exit 2; }
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    ;;
+*)
+    echo "usage: $0 [build|local|run]" >&2
+    exit 2
+    ;;
+esac
+
+mkdir -p "$OUT"
+status=0
+"$BIN" --device "$DEVICE" --shapes "$SHAPES" "${EXTRA[@]}" 2>&1 | grep -v XDG_RUNTIME_DIR | tee "$OUT/tokenmath.txt" || status=$?
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    python3 bench/gpu/torch_bench.py --shapes "$SHAPES" | tee "$OUT/torch.txt"
+else
+    echo "PyTorch with CUDA: not available here (the table has no PyTorch column)" | tee "$OUT/torch.txt"
+fi
+python3 bench/gpu/report.py "$OUT/tokenmath.txt" "$OUT/torch.txt" | tee "$OUT/report.md"
+exit "$status"
