@@ -377,6 +377,7 @@ impl Gpu {
                     per_row(&outs[4]),
                     rows,
                     nblocks,
+                    0,
                     finalize,
                 )
             }
@@ -619,6 +620,7 @@ impl Gpu {
                         x.stride,
                         0,
                         out_stride,
+                        0,
                         kernel_dtype(x.dtype),
                         kernel_dtype(out_dtype),
                     )
@@ -674,6 +676,7 @@ impl Gpu {
                         x.cols,
                         nchunks,
                         x.stride,
+                        0,
                         0,
                         kernel_dtype(x.dtype),
                     )

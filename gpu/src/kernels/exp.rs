@@ -9,6 +9,8 @@
 use cubecl::prelude::*;
 use tokenmath_core::logits::canonical as c;
 
+use super::opaque;
+
 /// `bits(ROUND_MAGIC)`: `bits(t) − ROUND_MAGIC_BITS = n` for `t = n + ROUND_MAGIC`.
 const ROUND_MAGIC_BITS: i32 = c::ROUND_MAGIC.to_bits() as i32;
 const LN2_HI: f32 = f32::from_bits(0x3f31_7180);
@@ -52,9 +54,10 @@ pub(crate) fn exp_flushed(d: f32) -> f32 {
     exp_clamped(clamp_arg(d))
 }
 
-/// libm 0.2's `logf(x)` for a positive normal finite `x`.
+/// libm 0.2's `logf(x)` for a positive normal finite `x`, every product kept apart from the
+/// sum it feeds ([`opaque`], `zero` = 0), as libm rounds it.
 #[cube]
-pub(crate) fn log_pos(x: f32) -> f32 {
+pub(crate) fn log_pos(x: f32, zero: u32) -> f32 {
     let mut out = f32::new(0.0);
     let bits = u32::reinterpret(x);
     if bits != 0x3f80_0000u32 {
@@ -66,12 +69,14 @@ pub(crate) fn log_pos(x: f32) -> f32 {
         let s = f / (f32::new(2.0) + f);
         let z = s * s;
         let w = z * z;
-        let t1 = w * (f32::new(LG2) + w * f32::new(LG4));
-        let t2 = z * (f32::new(LG1) + w * f32::new(LG3));
+        let t1 = opaque(w * (f32::new(LG2) + opaque(w * f32::new(LG4), zero)), zero);
+        let t2 = opaque(z * (f32::new(LG1) + opaque(w * f32::new(LG3), zero)), zero);
         let r = t2 + t1;
-        let hfsq = f32::new(0.5) * f * f;
+        let hfsq = opaque(f32::new(0.5) * f * f, zero);
         let dk = f32::cast_from(k);
-        out = s * (hfsq + r) + dk * f32::new(LN2_LO) - hfsq + f + dk * f32::new(LN2_HI);
+        let lo = opaque(dk * f32::new(LN2_LO), zero);
+        let hi = opaque(dk * f32::new(LN2_HI), zero);
+        out = opaque(s * (hfsq + r), zero) + lo - hfsq + f + hi;
     }
     out
 }

@@ -20,7 +20,8 @@ use tokenmath_core::logits::canonical::EXP_CLAMP;
 
 use super::exp::{clamp_arg, exp_clamped};
 use super::{
-    bf16_from_bits, f16_from_bits, load_bits, temper, widen16, DT_BF16, DT_F32, FINITE, MASKED, NAN_BITS, POS_INF_BITS,
+    bf16_from_bits, f16_from_bits, load_bits, opaque, temper, widen16, DT_BF16, DT_F32, FINITE, MASKED, NAN_BITS,
+    POS_INF_BITS,
 };
 
 /// Columns per cube.
@@ -67,15 +68,16 @@ fn row_grad(params: &Array<u32>, lse: &Array<u32>, ez: &Array<u32>, target: &Arr
 }
 
 /// The gradient's `f32` bits at column `col` whose logit has the `f32` bits `bits`.
+/// Products that `core` rounds before an addition go through [`opaque`] (`zero` = 0).
 #[cube]
-fn grad_bits(bits: u32, col: usize, p: RowGrad) -> u32 {
+fn grad_bits(bits: u32, col: usize, p: RowGrad, zero: u32) -> u32 {
     let mut out = 0u32;
     if p.kept {
         out = NAN_BITS;
         let (z, class) = temper(bits, p.inv_temp, p.limit);
         if p.finite && class <= MASKED {
-            let d = select(class == FINITE, clamp_arg(z - p.lse), f32::new(EXP_CLAMP));
-            let mut dz = exp_clamped(d) * fma(p.neg_gh, d + p.entropy, p.c);
+            let d = select(class == FINITE, clamp_arg(opaque(z, zero) - p.lse), f32::new(EXP_CLAMP));
+            let mut dz = opaque(exp_clamped(d) * fma(p.neg_gh, d + p.entropy, p.c), zero);
             if col == p.target as usize {
                 dz += p.g_lp;
             }
@@ -113,6 +115,7 @@ pub(crate) fn grad(
     in_stride: usize,
     in_offset: usize,
     out_stride: usize,
+    zero: u32,
     #[comptime] in_dtype: u32,
     #[comptime] out_dtype: u32,
 ) {
@@ -130,15 +133,15 @@ pub(crate) fn grad(
         if out_dtype == DT_F32 {
             let mut col = start + UNIT_POS as usize;
             while col < end {
-                out[dst + col] = grad_bits(load_bits(input, src + col, in_dtype), col, p);
+                out[dst + col] = grad_bits(load_bits(input, src + col, in_dtype), col, p, zero);
                 col += CUBE_DIM as usize;
             }
         } else {
             let mut col = start + 2 * UNIT_POS as usize;
             while col < end {
-                let mut word = narrow(grad_bits(load_bits(input, src + col, in_dtype), col, p), out_dtype);
+                let mut word = narrow(grad_bits(load_bits(input, src + col, in_dtype), col, p, zero), out_dtype);
                 if col + 1 < cols {
-                    let hi = grad_bits(load_bits(input, src + col + 1, in_dtype), col + 1, p);
+                    let hi = grad_bits(load_bits(input, src + col + 1, in_dtype), col + 1, p, zero);
                     word |= narrow(hi, out_dtype) << 16u32;
                 } else {
                     word |= out[(dst + col) / 2] & 0xffff_0000u32;
@@ -166,6 +169,7 @@ pub(crate) fn grad_inplace(
     nchunks: usize,
     stride: usize,
     offset: usize,
+    zero: u32,
     #[comptime] dtype: u32,
 ) {
     if ABSOLUTE_POS == 0 {
@@ -181,16 +185,16 @@ pub(crate) fn grad_inplace(
         if dtype == DT_F32 {
             let mut col = start + UNIT_POS as usize;
             while col < end {
-                buf[base + col] = grad_bits(buf[base + col], col, p);
+                buf[base + col] = grad_bits(buf[base + col], col, p, zero);
                 col += CUBE_DIM as usize;
             }
         } else {
             let mut col = start + 2 * UNIT_POS as usize;
             while col < end {
                 let w = buf[(base + col) / 2];
-                let mut word = narrow(grad_bits(widen16(w, false, dtype), col, p), dtype);
+                let mut word = narrow(grad_bits(widen16(w, false, dtype), col, p, zero), dtype);
                 if col + 1 < cols {
-                    word |= narrow(grad_bits(widen16(w, true, dtype), col + 1, p), dtype) << 16u32;
+                    word |= narrow(grad_bits(widen16(w, true, dtype), col + 1, p, zero), dtype) << 16u32;
                 } else {
                     word |= w & 0xffff_0000u32;
                 }

@@ -93,6 +93,7 @@ pub(crate) fn merge_rows(
     code: &mut Array<u32>,
     rows: usize,
     nblocks: usize,
+    zero: u32,
     #[comptime] finalize: bool,
 ) {
     let row = ABSOLUTE_POS;
@@ -177,7 +178,7 @@ pub(crate) fn merge_rows(
             } else if want && (f & HAS_TARGET) == 0 {
                 c = CODE_MISSING_TARGET;
             } else {
-                let log_s = log_pos(s);
+                let log_s = log_pos(s, zero);
                 let mean_dev = u / s;
                 o_logp = f32::new(0.0);
                 if want {

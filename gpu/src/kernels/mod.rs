@@ -151,6 +151,16 @@ pub(crate) fn f16_from_bits(x: u32) -> u32 {
     out
 }
 
+/// `x` through an integer operation no compiler can see through (`zero` is a kernel
+/// argument, always 0). `core` rounds a product before adding it; a shader compiler may
+/// contract the two into one FMA (NVRTC does by default, and cubecl offers no way to opt
+/// out), which changes the last bit. A product passed through `opaque` is no longer a
+/// product to the compiler.
+#[cube]
+pub(crate) fn opaque(x: f32, zero: u32) -> f32 {
+    f32::reinterpret(u32::reinterpret(x) | zero)
+}
+
 /// A 1-D launch of `total` cubes laid out as a 2-D grid (WebGPU allows 65 535 per axis); the
 /// kernels recover the linear id from `CUBE_POS` and skip ids `≥ total`.
 pub(crate) fn grid(total: usize) -> CubeCount {
