@@ -7,8 +7,8 @@
 //!    (vector loads when the rows are aligned); `−inf` columns are stored as the `−inf`
 //!    pattern and skipped from then on, NaN/`+inf` set the block's flag; each thread keeps
 //!    the maximum of its finite `z` (`if z > m`);
-//! 2. **maximum**: a shared-memory tree (the maximum is exact, so any tree gives `core`'s
-//!    value), then `−0 → +0`;
+//! 2. **maximum**: plane (warp) maxima, then across planes through shared memory (the
+//!    maximum is exact, so any grouping gives `core`'s value), then `−0 → +0`;
 //! 3. **terms**: `d = clamp(z − m)`, `e = exp(d)` elementwise, back into shared memory
 //!    (a masked column gets `e = d = 0`: in `core` it adds exactly nothing either);
 //! 4. **lanes**: threads 0..8 accumulate lane `l` = columns `l, l+8, …` in increasing order
@@ -97,11 +97,19 @@ pub(crate) fn block_partials<N: Size>(
 
     let mut zs = SharedMemory::<u32>::new(BLOCK);
     let mut es = SharedMemory::<f32>::new(BLOCK);
-    let mut red_m = SharedMemory::<f32>::new(256usize);
-    let mut red_any = SharedMemory::<u32>::new(256usize);
-    let mut red_bad = SharedMemory::<u32>::new(256usize);
+    // One slot per plane (at least 8 threads per plane on every runtime).
+    let mut red_m = SharedMemory::<f32>::new(32usize);
+    let mut red_any = SharedMemory::<u32>::new(32usize);
+    let mut red_bad = SharedMemory::<u32>::new(32usize);
     let mut lane_s = SharedMemory::<f32>::new(LANES);
     let mut lane_u = SharedMemory::<f32>::new(LANES);
+
+    // The target's column within the block (or `BLOCK`, never loaded): the thread that loads
+    // it copies its tempered bits to `target_z` (a NaN target has already flagged the block).
+    let t = target[r];
+    let has_t = len > 0 && t != NO_TARGET && t as usize >= start && (t as usize) < start + len;
+    let t_local = select(has_t, t as usize - start, BLOCK);
+    let mut target_z = SharedMemory::<u32>::new(1usize);
 
     // 1. Load.
     let mut m = f32::new(-f32::MAX);
@@ -127,6 +135,9 @@ pub(crate) fn block_partials<N: Size>(
                         m = m2;
                         any = a2;
                         bad = b2;
+                        if j == t_local {
+                            target_z[0] = zs[j];
+                        }
                     }
                 } else {
                     let j = (v * N::value() + k) * 2;
@@ -135,12 +146,18 @@ pub(crate) fn block_partials<N: Size>(
                         m = m2;
                         any = a2;
                         bad = b2;
+                        if j == t_local {
+                            target_z[0] = zs[j];
+                        }
                     }
                     if j + 1 < len {
                         let (m2, a2, b2) = take(&mut zs, j + 1, widen16(w, true, dtype), scale, lim, m, any, bad);
                         m = m2;
                         any = a2;
                         bad = b2;
+                        if j + 1 == t_local {
+                            target_z[0] = zs[j + 1];
+                        }
                     }
                 }
             }
@@ -153,41 +170,40 @@ pub(crate) fn block_partials<N: Size>(
             m = m2;
             any = a2;
             bad = b2;
+            if j == t_local {
+                target_z[0] = zs[j];
+            }
             j += threads;
         }
     }
-    red_m[tid] = m;
-    red_any[tid] = any;
-    red_bad[tid] = bad;
+    // 2. Block maximum and flags: within each plane (warp) by plane operations, then across
+    // the planes through shared memory, folded by every thread. The maximum is exact, so the
+    // grouping cannot change it.
+    let plane_m = plane_max(m);
+    let plane_any = plane_max(any);
+    let plane_bad = plane_max(bad);
+    if UNIT_POS_PLANE == 0 {
+        let p = (UNIT_POS / PLANE_DIM) as usize;
+        red_m[p] = plane_m;
+        red_any[p] = plane_any;
+        red_bad[p] = plane_bad;
+    }
     sync_cube();
 
-    // The target logit (bits), read before stage 3 overwrites `zs`; a NaN target has
-    // already flagged the block.
-    let t = target[r];
-    let has_t = len > 0 && t != NO_TARGET && t as usize >= start && (t as usize) < start + len;
-    let mut x_t = 0u32;
-    if tid == 0 && has_t {
-        x_t = zs[t as usize - start];
-    }
-
-    // 2. Block maximum and flags.
-    let mut w = threads / 2;
-    while w > 0 {
-        if tid < w {
-            let other = red_m[tid + w];
-            if other > red_m[tid] {
-                red_m[tid] = other;
-            }
-            red_any[tid] = red_any[tid] | red_any[tid + w];
-            red_bad[tid] = red_bad[tid] | red_bad[tid + w];
-        }
-        sync_cube();
-        w /= 2;
-    }
+    let planes = (CUBE_DIM / PLANE_DIM) as usize;
     let mut bm = red_m[0];
+    let mut summed = red_any[0];
+    let mut nonfinite = red_bad[0];
+    for p in 1..planes {
+        let other = red_m[p];
+        if other > bm {
+            bm = other;
+        }
+        summed |= red_any[p];
+        nonfinite |= red_bad[p];
+    }
     bm = select(bm == 0.0, f32::new(0.0), bm);
-    let summed = red_any[0] != 0;
-    let nonfinite = red_bad[0];
+    let summed = summed != 0;
 
     // 3. Terms.
     if summed {
@@ -212,7 +228,28 @@ pub(crate) fn block_partials<N: Size>(
         let mut s = f32::new(0.0);
         let mut u = f32::new(0.0);
         if summed {
+            // Four steps of the lane per iteration (loads issued together), then the rest:
+            // the same sequential order.
             let mut j = tid;
+            while j + 3 * LANES < len {
+                let e0 = es[j];
+                let e1 = es[j + LANES];
+                let e2 = es[j + 2 * LANES];
+                let e3 = es[j + 3 * LANES];
+                let d0 = f32::reinterpret(zs[j]);
+                let d1 = f32::reinterpret(zs[j + LANES]);
+                let d2 = f32::reinterpret(zs[j + 2 * LANES]);
+                let d3 = f32::reinterpret(zs[j + 3 * LANES]);
+                s += e0;
+                u = fma(e0, d0, u);
+                s += e1;
+                u = fma(e1, d1, u);
+                s += e2;
+                u = fma(e2, d2, u);
+                s += e3;
+                u = fma(e3, d3, u);
+                j += 4 * LANES;
+            }
             while j < len {
                 let e = es[j];
                 s += e;
@@ -238,7 +275,7 @@ pub(crate) fn block_partials<N: Size>(
         out[slot] = select(summed, u32::reinterpret(bm), NEG_INF_BITS);
         out[slot + 1] = select(summed, u32::reinterpret(s), 0u32);
         out[slot + 2] = select(summed, u32::reinterpret(u), 0u32);
-        out[slot + 3] = x_t;
+        out[slot + 3] = select(has_t, target_z[0], 0u32);
         out[slot + 4] = flags;
     }
 }
