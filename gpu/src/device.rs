@@ -132,7 +132,6 @@ impl Gpu {
         }
     }
 
-    #[allow(dead_code)] // unused when no runtime feature is enabled
     fn new(client: Client, name: String, max_buffer: u64) -> Result<Gpu, GpuError> {
         let mut gpu = Gpu { client, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), name, max_buffer, fused_fma: false };
         gpu.fused_fma = gpu.probe_fma()?;

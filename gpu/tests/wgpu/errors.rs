@@ -35,8 +35,13 @@ fn errors_match_core() {
     let mask = [1u8, 1, 0, 1];
     let masked = inputs(None, Some(&mask), Temperature::Scalar(1.0));
     assert_eq!(gpu_fwd(x, &masked).unwrap(), cpu_fwd(x, &masked).unwrap());
-    // Empty vocabulary.
+    // No rows: nothing to do, as in core.
     let empty: [f32; 0] = [];
+    assert_eq!(
+        gpu_fwd(Mat::dense(&empty, 0, 7).unwrap(), &inp).unwrap(),
+        cpu_fwd(Mat::dense(&empty, 0, 7).unwrap(), &inp).unwrap()
+    );
+    // Empty vocabulary.
     assert_eq!(gpu_fwd(Mat::dense(&empty, 3, 0).unwrap(), &inp).unwrap_err(), GpuError::Core(TmError::EmptyVocab));
 }
 
@@ -56,5 +61,22 @@ fn cuda_without_a_driver_is_a_typed_error() {
         Err(GpuError::NoDevice(msg)) => assert!(!msg.is_empty()),
         Ok(gpu) => assert!(gpu.name().starts_with("cuda")),
         Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn a_tensor_larger_than_a_device_buffer_is_refused() {
+    let limit = gpu().max_buffer_bytes() as usize;
+    if limit > 1 << 30 {
+        // A real GPU's limit (gigabytes): not worth a host buffer that large in a test. On
+        // lavapipe (CI) the limit is 128 MiB.
+        return;
+    }
+    let cols = 4096;
+    let rows = limit / (4 * cols) + 1;
+    let data = vec![0.0f32; rows * cols];
+    match gpu().upload(Mat::dense(&data, rows, cols).unwrap()) {
+        Err(GpuError::TooLarge { bytes, limit: l }) => assert!(bytes > l && l as usize == limit),
+        other => panic!("expected TooLarge, got {other:?}"),
     }
 }
