@@ -36,7 +36,7 @@ def main():
         own = f"{gbps / (float(own_copy['bytes']) / float(own_copy['ms']) / 1e6):.0%}" if own_copy else "-"
         tcopy = torch_ms.get((k, "copy"))
         tfrac = f"{gbps / (float(own_copy['bytes']) / tcopy / 1e6):.0%}" if tcopy and own_copy else "-"
-        tref = torch_ms.get((k, "backward" if op.startswith("backward") else op))
+        tref = torch_ms.get((k, "backward" if op.startswith("backward") else "forward"))
         ref = f"{tref:.3f}" if tref else "-"
         speed = f"{tref / ms:.2f}x" if tref else "-"
         print(f"| {op} | {k[0]} | [{k[1]}, {k[2]}] | {ms:.3f} | {gbps:.0f} | {own} | {tfrac} | {ref} | {speed} |")

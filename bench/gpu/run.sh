@@ -9,8 +9,9 @@
 #   bench/gpu/run.sh local   (here, no GPU) the same pipeline on wgpu/lavapipe at small
 #                            shapes: checks that every CPU-side part works
 #
-# Shapes: SHAPES="bf16:8192:151936,f32:4096:32768" (the default). Targets: forward and
-# backward at >= 85% of the copy bandwidth and >= 3x PyTorch eager.
+# Shapes: SHAPES="bf16:8192:151936,f32:4096:32768" (the default). BLOCK_THREADS="256,128,512"
+# also times the forward with other cube sizes (a tuning knob; same bits). Targets: forward
+# and backward at >= 85% of the copy bandwidth and >= 3x PyTorch eager.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,11 +34,13 @@ local)
     BIN=target/release/gpu-timing
     DEVICE=wgpu
     SHAPES=${SHAPES:-bf16:64:4096,f32:32:8192}
+    BLOCK_THREADS=${BLOCK_THREADS:-256,128,64}
     EXTRA=(--check-rows 16 --reps 3)
     ;;
 run)
     DEVICE=cuda
     SHAPES=${SHAPES:-bf16:8192:151936,f32:4096:32768}
+    BLOCK_THREADS=${BLOCK_THREADS:-256,128,512}
     EXTRA=()
     [ -x "$BIN" ] || { echo "no $BIN: run 'bench/gpu/run.sh build' on a machine with Rust first" >&2; exit 2; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -50,7 +53,7 @@ esac
 
 mkdir -p "$OUT"
 status=0
-"$BIN" --device "$DEVICE" --shapes "$SHAPES" "${EXTRA[@]}" 2>&1 | grep -v XDG_RUNTIME_DIR | tee "$OUT/tokenmath.txt" || status=$?
+"$BIN" --device "$DEVICE" --shapes "$SHAPES" --block-threads "$BLOCK_THREADS" "${EXTRA[@]}" 2>&1 | grep -v XDG_RUNTIME_DIR | tee "$OUT/tokenmath.txt" || status=$?
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     python3 bench/gpu/torch_bench.py --shapes "$SHAPES" | tee "$OUT/torch.txt"
 else

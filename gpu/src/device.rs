@@ -73,6 +73,8 @@ pub struct Gpu {
     name: String,
     max_buffer: u64,
     fused_fma: bool,
+    /// Threads per cube of the forward's block kernel (see [`Gpu::set_block_threads`]).
+    pub(crate) block_threads: u32,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -133,7 +135,14 @@ impl Gpu {
     }
 
     fn new(client: Client, name: String, max_buffer: u64) -> Result<Gpu, GpuError> {
-        let mut gpu = Gpu { client, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), name, max_buffer, fused_fma: false };
+        let mut gpu = Gpu {
+            client,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            max_buffer,
+            fused_fma: false,
+            block_threads: crate::kernels::CUBE_THREADS,
+        };
         gpu.fused_fma = gpu.probe_fma()?;
         Ok(gpu)
     }
@@ -164,6 +173,23 @@ impl Gpu {
             }
             Ok(got != 0.0)
         })
+    }
+
+    /// Sets the threads per cube of the forward's block kernel (one cube per 2048-column
+    /// block; default 256): a performance knob, results are the same bits for every value.
+    /// Fewer threads leave fewer idle during the 8-lane accumulation and let more blocks share
+    /// a multiprocessor; more threads hide more load latency. `n` must be a power of two from
+    /// 32 to 1024 with at most 32 planes (warps) per cube on this device.
+    pub fn set_block_threads(&mut self, n: u32) -> Result<(), GpuError> {
+        let plane = with_client!(self, |c: R| {
+            let _ = std::marker::PhantomData::<R>;
+            c.properties().hardware.plane_size_min.max(1)
+        });
+        if !n.is_power_of_two() || !(32..=1024).contains(&n) || n / plane > 32 {
+            return Err(GpuError::Unsupported("block threads must be a power of two in 32..=1024, at most 32 planes"));
+        }
+        self.block_threads = n;
+        Ok(())
     }
 
     /// Whether the device fuses `fma` (one rounding). The kernels follow `core`'s operation

@@ -27,8 +27,8 @@ pub struct GpuLogits {
     cols: usize,
     stride: usize,
     gpu: u64,
-    /// Set to 1 by the kernel that produced the contents (see `kernels::grad`).
-    witness: Option<Handle>,
+    /// One word per kernel behind the contents, set to 1 by it (see `kernels::grad`).
+    witnesses: Vec<Handle>,
 }
 
 impl GpuLogits {
@@ -61,6 +61,8 @@ pub struct GpuStats {
     fwd: Option<(Handle, Handle, Handle)>,
     has_targets: bool,
     gpu: u64,
+    /// The witnesses of the kernels that computed these statistics.
+    witnesses: Vec<Handle>,
 }
 
 impl GpuStats {
@@ -76,14 +78,6 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), GpuE
     } else {
         Err(TmError::LengthMismatch { what, expected, got }.into())
     }
-}
-
-/// Tuples still holding the poison (flags with bits a tuple never has) were not written.
-fn check_written(tuples: &[RowStats]) -> Result<(), GpuError> {
-    if tuples.iter().any(|t| t.flags > 3) {
-        return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into()));
-    }
-    Ok(())
 }
 
 fn kernel_dtype(d: DType) -> u32 {
@@ -186,15 +180,25 @@ impl Gpu {
         self.create(&vec![0u8; bytes])
     }
 
-    /// A buffer of `0xff` bytes: what a kernel must overwrite (a tuple's flags, a status
-    /// code) and what the host checks, since wgpu only logs a kernel that fails to compile.
-    fn poisoned(&self, bytes: usize) -> Result<Handle, GpuError> {
-        self.create(&vec![0xffu8; bytes])
+    /// Device memory for a kernel to overwrite entirely (not initialised, not uploaded).
+    fn output(&self, bytes: usize) -> Result<Handle, GpuError> {
+        let bytes = bytes.max(16).next_multiple_of(16);
+        self.check_size(bytes)?;
+        Ok(with_client!(self, |c: R| {
+            let _ = std::marker::PhantomData::<R>;
+            c.empty(bytes)
+        }))
     }
 
-    /// Checks that the kernel that owns `witness` ran.
-    fn check_witness(&self, witness: &Option<Handle>) -> Result<(), GpuError> {
-        if let Some(w) = witness {
+    /// A word the next kernel sets to 1. wgpu only logs a kernel that fails to compile and
+    /// leaves its outputs as they were; every read checks the witnesses of the kernels
+    /// behind the data and reports `GpuError::Runtime` instead of returning stale memory.
+    fn witness(&self) -> Result<Handle, GpuError> {
+        self.zeros(4)
+    }
+
+    fn check_witnesses(&self, witnesses: &[Handle]) -> Result<(), GpuError> {
+        for w in witnesses {
             let ran: Vec<u32> = with_client!(self, |c: R| read_pod::<u32, R>(c, w.clone(), 1))?;
             if ran[0] != 1 {
                 return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into()));
@@ -218,7 +222,7 @@ impl Gpu {
                 cols: x.cols(),
                 stride: x.row_stride(),
                 gpu: self.id,
-                witness: None,
+                witnesses: Vec::new(),
             })
         })
     }
@@ -233,7 +237,7 @@ impl Gpu {
         check_len("download rows", x.rows, out.rows())?;
         check_len("download columns", x.cols, out.cols())?;
         guarded("download", || {
-            self.check_witness(&x.witness)?;
+            self.check_witnesses(&x.witnesses)?;
             let n = if x.rows == 0 { 0 } else { (x.rows - 1) * x.stride + x.cols };
             let data: Vec<T> = with_client!(self, |c: R| read_pod::<T, R>(c, x.handle.clone(), n))?;
             for r in 0..x.rows {
@@ -249,8 +253,8 @@ impl Gpu {
         self.own(x.gpu)?;
         guarded("copy", || {
             let words = x.units;
-            let dst = self.zeros(words * 4)?;
-            let witness = self.zeros(4)?;
+            let dst = self.output(words * 4)?;
+            let witness = self.witness()?;
             with_client!(self, |c: R| {
                 let vecs = words / 4;
                 let cubes = vecs.div_ceil(CUBE_THREADS as usize).min(65_535 * 8);
@@ -268,15 +272,18 @@ impl Gpu {
                     )
                 }
             });
-            Ok(GpuLogits { handle: dst, witness: Some(witness), ..*x })
+            let mut witnesses = x.witnesses.clone();
+            witnesses.push(witness);
+            Ok(GpuLogits { handle: dst, witnesses, ..*x })
         })
     }
 
     /// The block tuples of `x`'s columns (a shard of a `vocab`-column vocabulary starting at
     /// `col_offset`), as `[rows, nblocks]` tuples of 5 words.
-    fn block_partials(&self, x: &GpuLogits, rows: &RowArrays) -> Result<(Handle, usize), GpuError> {
+    fn block_partials(&self, x: &GpuLogits, rows: &RowArrays) -> Result<(Handle, usize, Handle), GpuError> {
         let nblocks = x.cols.div_ceil(BLOCK);
-        let out = self.poisoned(x.rows * nblocks * 20)?;
+        let out = self.output(x.rows * nblocks * 20)?;
+        let witness = self.witness()?;
         let keep = self.create(&rows.keep)?;
         let inv_temp = self.create(&rows.inv_temp)?;
         let target = self.create(&rows.target)?;
@@ -294,7 +301,7 @@ impl Gpu {
                 block_stats::block_partials::launch_unchecked::<R>(
                     c,
                     kernels::grid(x.rows * nblocks),
-                    CubeDim::new_1d(CUBE_THREADS),
+                    CubeDim::new_1d(self.block_threads),
                     n,
                     ArrayArg::from_raw_parts(x.handle.clone(), x.units / n),
                     ArrayArg::from_raw_parts(keep, x.rows),
@@ -302,6 +309,7 @@ impl Gpu {
                     ArrayArg::from_raw_parts(limit, x.rows),
                     ArrayArg::from_raw_parts(target, x.rows),
                     ArrayArg::from_raw_parts(out.clone(), x.rows * nblocks * 5),
+                    ArrayArg::from_raw_parts(witness.clone(), 1),
                     x.rows,
                     x.cols,
                     nblocks,
@@ -312,7 +320,7 @@ impl Gpu {
                 )
             }
         });
-        Ok((out, nblocks))
+        Ok((out, nblocks, witness))
     }
 
     /// Forward: `lse`, `entropy`, `logp` (with targets) and `ez` of every row, left on the
@@ -327,13 +335,14 @@ impl Gpu {
         inputs.validate(x.rows, x.cols)?;
         guarded("stats_fwd", || {
             let rows = RowArrays::new(inputs, x.rows, 0, x.cols);
-            let (parts, nblocks) = self.block_partials(x, &rows)?;
+            let (parts, nblocks, block_witness) = self.block_partials(x, &rows)?;
             let want: Vec<u32> = (0..x.rows).map(|r| (inputs.keep(r) && inputs.target(r).is_some()) as u32).collect();
-            let outs: Vec<Handle> = (0..5).map(|_| self.poisoned(x.rows * 4)).collect::<Result<_, _>>()?;
+            let outs: Vec<Handle> = (0..5).map(|_| self.output(x.rows * 4)).collect::<Result<_, _>>()?;
             let keep = self.create(&rows.keep)?;
             let want = self.create(&want)?;
-            let dummy = self.zeros(20)?;
-            self.launch_merge(&parts, keep, want, dummy, &outs, x.rows, nblocks, true);
+            let unused = self.output(20)?;
+            let merge_witness = self.witness()?;
+            self.launch_merge(&parts, keep, want, unused, &outs, merge_witness.clone(), x.rows, nblocks, true);
             let [lse, logp, entropy, ez, code] = <[Handle; 5]>::try_from(outs).expect("five outputs");
             Ok(GpuStats {
                 rows: x.rows,
@@ -342,6 +351,7 @@ impl Gpu {
                 fwd: Some((logp, entropy, code)),
                 has_targets: inputs.targets.is_some(),
                 gpu: self.id,
+                witnesses: vec![block_witness, merge_witness],
             })
         })
     }
@@ -354,6 +364,7 @@ impl Gpu {
         want: Handle,
         merged: Handle,
         outs: &[Handle],
+        witness: Handle,
         rows: usize,
         nblocks: usize,
         finalize: bool,
@@ -375,6 +386,7 @@ impl Gpu {
                     per_row(&outs[2]),
                     per_row(&outs[3]),
                     per_row(&outs[4]),
+                    ArrayArg::from_raw_parts(witness, 1),
                     rows,
                     nblocks,
                     0,
@@ -403,6 +415,7 @@ impl Gpu {
             check_len("ez", st.rows, e.len())?;
         }
         guarded("read_stats", || {
+            self.check_witnesses(&st.witnesses)?;
             let n = st.rows;
             let (code, lse, entropy, logp, ez) = with_client!(self, |c: R| {
                 (
@@ -452,6 +465,7 @@ impl Gpu {
                 fwd: None,
                 has_targets: false,
                 gpu: self.id,
+                witnesses: Vec::new(),
             })
         })
     }
@@ -493,9 +507,9 @@ impl Gpu {
         }
         guarded("stats_partial_blocks", || {
             let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
-            let (parts, nblocks) = self.block_partials(x, &rows)?;
+            let (parts, nblocks, witness) = self.block_partials(x, &rows)?;
+            self.check_witnesses(&[witness])?;
             let tuples: Vec<RowStats> = with_client!(self, |c: R| read_pod::<RowStats, R>(c, parts, x.rows * nblocks))?;
-            check_written(&tuples)?;
             for r in 0..x.rows {
                 out.row_mut(r).copy_from_slice(&tuples[r * nblocks..(r + 1) * nblocks]);
             }
@@ -525,14 +539,25 @@ impl Gpu {
         }
         guarded("stats_partial", || {
             let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
-            let (parts, nblocks) = self.block_partials(x, &rows)?;
-            let merged = self.poisoned(x.rows * 20)?;
-            let outs: Vec<Handle> = (0..5).map(|_| self.zeros(4)).collect::<Result<_, _>>()?;
+            let (parts, nblocks, block_witness) = self.block_partials(x, &rows)?;
+            let merged = self.output(x.rows * 20)?;
+            let unused: Vec<Handle> = (0..5).map(|_| self.output(4)).collect::<Result<_, _>>()?;
             let keep = self.create(&rows.keep)?;
             let want = self.zeros(x.rows * 4)?;
-            self.launch_merge(&parts, keep, want, merged.clone(), &outs, x.rows, nblocks, false);
+            let merge_witness = self.witness()?;
+            self.launch_merge(
+                &parts,
+                keep,
+                want,
+                merged.clone(),
+                &unused,
+                merge_witness.clone(),
+                x.rows,
+                nblocks,
+                false,
+            );
+            self.check_witnesses(&[block_witness, merge_witness])?;
             let tuples: Vec<RowStats> = with_client!(self, |c: R| read_pod::<RowStats, R>(c, merged, x.rows))?;
-            check_written(&tuples)?;
             out.copy_from_slice(&tuples);
             Ok(())
         })
@@ -593,10 +618,10 @@ impl Gpu {
             // 16-bit outputs are written a word (two columns) at a time: rows start on words.
             let out_stride = if out_dtype == DType::F32 { x.cols } else { x.cols.next_multiple_of(2) };
             let out_bytes = bytes_of(&vec![0u8; x.rows * out_stride * out_dtype.size()]).len();
-            let out = self.zeros(out_bytes)?;
+            let out = self.output(out_bytes)?;
             let out_units = out_bytes / 4;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
-            let witness = self.zeros(4)?;
+            let witness = self.witness()?;
             with_client!(self, |c: R| {
                 let per_row =
                     |h: &Handle, n: usize| unsafe { ArrayArg::<R>::from_raw_parts(h.clone(), n * x.rows.max(1)) };
@@ -634,7 +659,7 @@ impl Gpu {
                 cols: x.cols,
                 stride: out_stride,
                 gpu: self.id,
-                witness: Some(witness),
+                witnesses: saved.witnesses.iter().cloned().chain([witness]).collect(),
             })
         })
     }
@@ -656,7 +681,7 @@ impl Gpu {
         guarded("stats_bwd_inplace", || {
             let (params, target) = self.grad_rows(x, inputs, saved, &up)?;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
-            let witness = self.zeros(4)?;
+            let witness = self.witness()?;
             with_client!(self, |c: R| {
                 let per_row =
                     |h: &Handle, n: usize| unsafe { ArrayArg::<R>::from_raw_parts(h.clone(), n * x.rows.max(1)) };
@@ -682,7 +707,8 @@ impl Gpu {
                     )
                 }
             });
-            x.witness = Some(witness);
+            x.witnesses.extend(saved.witnesses.iter().cloned());
+            x.witnesses.push(witness);
             Ok(())
         })
     }

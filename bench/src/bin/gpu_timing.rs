@@ -36,6 +36,10 @@ struct Args {
     /// Timed runs (the median is reported).
     #[arg(long, default_value_t = 10)]
     reps: usize,
+    /// Threads per cube of the forward's block kernel to time (comma-separated; the first is
+    /// the one used for the check). A tuning knob: every value gives the same bits.
+    #[arg(long, default_value = "256")]
+    block_threads: String,
 }
 
 /// Random logits `N(0, 2²)`-ish around per-row offsets, generated on every core.
@@ -145,7 +149,14 @@ fn bytemuck_eq<T: GradElem>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
 }
 
-fn time_shape<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize, args: &Args) -> Result<(), GpuError> {
+fn block_threads(args: &Args) -> Result<Vec<u32>, GpuError> {
+    args.block_threads
+        .split(',')
+        .map(|t| t.trim().parse::<u32>().map_err(|_| GpuError::Unsupported("--block-threads: a list of integers")))
+        .collect()
+}
+
+fn time_shape<T: LogitElem + GradElem>(gpu: &mut Gpu, rows: usize, cols: usize, args: &Args) -> Result<(), GpuError> {
     let data: Vec<T> = logits(rows, cols, 1);
     let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
     let mut rng = SplitMix64::new(3);
@@ -165,8 +176,15 @@ fn time_shape<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize, args
     let copy = median_ms(|| gpu.copy(&gx).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
     report("copy", copy, 2.0 * bytes);
     let st = gpu.stats_fwd(&gx, &inputs)?;
-    let fwd = median_ms(|| gpu.stats_fwd(&gx, &inputs).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
-    report("forward", fwd, bytes);
+    for (i, &threads) in block_threads(args)?.iter().enumerate() {
+        if let Err(e) = gpu.set_block_threads(threads) {
+            println!("forward-{threads}t: n/a ({e})");
+            continue;
+        }
+        let fwd = median_ms(|| gpu.stats_fwd(&gx, &inputs).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
+        report(&if i == 0 { "forward".to_string() } else { format!("forward-{threads}t") }, fwd, bytes);
+    }
+    gpu.set_block_threads(block_threads(args)?[0])?;
     let bwd = median_ms(|| gpu.stats_bwd::<T>(&gx, &inputs, &st, up).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
     report("backward", bwd, 2.0 * bytes);
     // In place overwrites the logits: timed last. 16-bit rows of odd length share words
@@ -188,7 +206,8 @@ fn time_shape<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize, args
 fn run(args: &Args) -> Result<bool, GpuError> {
     let kind = DeviceKind::from_name(&args.device)
         .ok_or_else(|| GpuError::NoDevice(format!("unknown device {:?} (cuda, wgpu)", args.device)))?;
-    let gpu = Gpu::open(kind)?;
+    let mut gpu = Gpu::open(kind)?;
+    gpu.set_block_threads(block_threads(args)?[0])?;
     println!("device {} (fused fma: {})", gpu.name(), gpu.fused_fma());
     let mut passed = true;
     for shape in args.shapes.split(',') {
@@ -205,15 +224,15 @@ fn run(args: &Args) -> Result<bool, GpuError> {
         match dtype_of(dtype) {
             Some(DType::F32) => {
                 passed &= check::<f32>(&gpu, check_rows, cols)?;
-                time_shape::<f32>(&gpu, rows, cols, args)?;
+                time_shape::<f32>(&mut gpu, rows, cols, args)?;
             }
             Some(DType::BF16) => {
                 passed &= check::<bf16>(&gpu, check_rows, cols)?;
-                time_shape::<bf16>(&gpu, rows, cols, args)?;
+                time_shape::<bf16>(&mut gpu, rows, cols, args)?;
             }
             Some(DType::F16) => {
                 passed &= check::<f16>(&gpu, check_rows, cols)?;
-                time_shape::<f16>(&gpu, rows, cols, args)?;
+                time_shape::<f16>(&mut gpu, rows, cols, args)?;
             }
             None => return Err(GpuError::NoDevice(format!("bad dtype {dtype:?} (f32, bf16, f16)"))),
         }

@@ -1,7 +1,7 @@
 //! Forward, first stage: the [`RowStats`](tokenmath_core::logits::RowStats) tuple of every
 //! canonical block of `BLOCK` columns, in `core`'s operation order.
 //!
-//! One cube of 256 threads per (row, block):
+//! One cube per (row, block), of 256 threads by default (`Gpu::set_block_threads`):
 //!
 //! 1. **load**: the block's tempered logits `z = x·inv_temp` go to shared memory as bits
 //!    (vector loads when the rows are aligned); `−inf` columns are stored as the `−inf`
@@ -63,7 +63,7 @@ fn take(
 /// target's column within this shard (or `NO_TARGET`). Row `r` starts at element
 /// `offset + r·stride` of `input`. `vec_aligned`: every block starts on a vector boundary
 /// (checked by the host), so the load uses `Vector<u32, N>`; otherwise `N = 1` and elements
-/// are loaded one by one.
+/// are loaded one by one. `witness[0]` is set to 1 (see `kernels::grad`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn block_partials<N: Size>(
@@ -73,6 +73,7 @@ pub(crate) fn block_partials<N: Size>(
     limit: &Array<f32>,
     target: &Array<u32>,
     out: &mut Array<u32>,
+    witness: &mut Array<u32>,
     rows: usize,
     cols: usize,
     nblocks: usize,
@@ -84,6 +85,9 @@ pub(crate) fn block_partials<N: Size>(
     let tid = UNIT_POS as usize;
     let threads = CUBE_DIM as usize;
     let cube = CUBE_POS;
+    if cube == 0 && tid == 0 {
+        witness[0] = 1u32;
+    }
     let row = cube / nblocks;
     let block = cube % nblocks;
     let live = row < rows;

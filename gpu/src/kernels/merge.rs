@@ -22,11 +22,6 @@ pub(crate) const CODE_OK: u32 = 0;
 pub(crate) const CODE_NONFINITE: u32 = 1;
 pub(crate) const CODE_NO_FINITE_LOGIT: u32 = 2;
 pub(crate) const CODE_MISSING_TARGET: u32 = 3;
-/// A block tuple was never written (its flags still hold the poison the host filled the
-/// buffer with): the block kernel did not run.
-pub(crate) const CODE_UNWRITTEN: u32 = 4;
-/// The flags bits a written tuple can have.
-const FLAG_BITS: u32 = HAS_TARGET | NONFINITE;
 
 /// A key whose unsigned order is the order of the (non-NaN) floats `x`, `−inf` included:
 /// comparisons on bits, because a WGSL compiler may assume no float is infinite. (`−0`
@@ -91,12 +86,16 @@ pub(crate) fn merge_rows(
     entropy: &mut Array<u32>,
     ez: &mut Array<u32>,
     code: &mut Array<u32>,
+    witness: &mut Array<u32>,
     rows: usize,
     nblocks: usize,
     zero: u32,
     #[comptime] finalize: bool,
 ) {
     let row = ABSOLUTE_POS;
+    if row == 0 {
+        witness[0] = 1u32;
+    }
     if row < rows {
         let mut st_m = Array::<f32>::new(STACK);
         let mut st_s = Array::<f32>::new(STACK);
@@ -105,10 +104,8 @@ pub(crate) fn merge_rows(
         let mut st_f = Array::<u32>::new(STACK);
         let mut st_level = Array::<u32>::new(STACK);
         let mut len = 0usize;
-        let mut unwritten = false;
         for k in 0..nblocks {
             let slot = (row * nblocks + k) * 5;
-            unwritten = unwritten || (parts[slot + 4] & !FLAG_BITS) != 0;
             let mut m = f32::reinterpret(parts[slot]);
             let mut s = f32::reinterpret(parts[slot + 1]);
             let mut u = f32::reinterpret(parts[slot + 2]);
@@ -164,9 +161,7 @@ pub(crate) fn merge_rows(
             let mut o_h = nan;
             let mut o_ez = nan;
             let want = want_target[row] != 0;
-            if unwritten {
-                c = CODE_UNWRITTEN;
-            } else if keep[row] == 0 {
+            if keep[row] == 0 {
                 o_lse = f32::new(0.0);
                 o_logp = f32::new(0.0);
                 o_h = f32::new(0.0);
@@ -205,7 +200,7 @@ pub(crate) fn merge_rows(
             merged[slot + 1] = u32::reinterpret(s);
             merged[slot + 2] = u32::reinterpret(u);
             merged[slot + 3] = u32::reinterpret(x);
-            merged[slot + 4] = select(unwritten, u32::MAX, f);
+            merged[slot + 4] = f;
         }
     }
 }

@@ -34,3 +34,29 @@ fn repeated_launches_batches_and_row_order() {
         assert_eq!(back.ez[rows - 1 - r].to_bits(), first.ez[r].to_bits(), "row {r} reversed");
     }
 }
+
+#[test]
+fn cube_size_of_the_forward_does_not_change_bits() {
+    let (rows, cols) = (3, 4500);
+    let data = logits_f32(8, rows, cols, cols);
+    let tg = targets(8, rows, cols);
+    let inp = inputs(Some(&tg), None, Temperature::Scalar(1.3));
+    let x = Mat::dense(&data, rows, cols).unwrap();
+    let want = gpu_fwd(x, &inp).unwrap();
+    let mut gpu = tokenmath_gpu::Gpu::open(tokenmath_gpu::DeviceKind::Wgpu).unwrap();
+    for threads in [32u32, 64, 128, 256] {
+        gpu.set_block_threads(threads).unwrap();
+        let st = gpu.stats_fwd(&gpu.upload(x).unwrap(), &inp).unwrap();
+        let (mut lse, mut h, mut lp, mut ez) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
+        let out =
+            tokenmath_core::logits::FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) };
+        gpu.read_stats(&st, out).unwrap();
+        for r in 0..rows {
+            let got = [lse[r], lp[r], h[r], ez[r]].map(f32::to_bits);
+            let exp = [want.lse[r], want.logp[r], want.entropy[r], want.ez[r]].map(f32::to_bits);
+            assert_eq!(got, exp, "{threads} threads, row {r}");
+        }
+    }
+    assert!(gpu.set_block_threads(100).is_err());
+    assert!(gpu.set_block_threads(4096).is_err());
+}
