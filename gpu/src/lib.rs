@@ -28,7 +28,8 @@
 //! [`Gpu::open`] reports [`GpuError::NotBuilt`] for a runtime left out of the build.
 //!
 //! Limits: a tensor must fit one device buffer ([`Gpu::max_buffer_bytes`]: 128 MiB on
-//! lavapipe, a quarter of device memory on CUDA) and have fewer than 2^32 elements.
+//! lavapipe, a quarter of device memory on CUDA) and have fewer than `2^31 − 2` elements
+//! (the kernels index with 32-bit integers).
 
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 compile_error!("tokenmath-gpu needs at least one runtime: enable the feature `wgpu` or `cuda`");

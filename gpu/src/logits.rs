@@ -80,6 +80,19 @@ fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), GpuE
     }
 }
 
+/// Kernel indices are 32-bit (cubecl's default address type); every element index, with
+/// the few elements a kernel may step past the end, stays below `2^31`.
+const MAX_ELEMENTS: usize = (1 << 31) - 2;
+
+fn check_elements(n: usize) -> Result<(), GpuError> {
+    if n > MAX_ELEMENTS {
+        return Err(GpuError::Unsupported(
+            "a tensor of more than 2^31 - 2 elements (the kernels index with 32-bit integers); split the batch",
+        ));
+    }
+    Ok(())
+}
+
 fn kernel_dtype(d: DType) -> u32 {
     match d {
         DType::F32 => DT_F32,
@@ -208,8 +221,12 @@ impl Gpu {
     }
 
     /// Copies a host matrix to the device (the span from its first to its last element,
-    /// row gaps included, so the stride is kept).
+    /// row gaps included, so the stride is kept). At most `2^31 − 2` elements: the kernels
+    /// index with 32-bit integers.
     pub fn upload<T: LogitElem>(&self, x: Mat<'_, T>) -> Result<GpuLogits, GpuError> {
+        check_elements(x.span().len())?;
+        // A 16-bit gradient may pad each row by one element.
+        check_elements(x.rows() * (x.cols() + 1))?;
         guarded("upload", || {
             let span = x.span();
             let handle = self.create(span)?;
