@@ -44,6 +44,18 @@ run)
     EXTRA=()
     [ -x "$BIN" ] || { echo "no $BIN: run 'bench/gpu/run.sh build' on a machine with Rust first" >&2; exit 2; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    # NVRTC (loaded at run time) needs the CUDA headers and libnvrtc. Without a toolkit under
+    # /usr/local/cuda, use the ones PyTorch's pip wheels ship.
+    if [ -z "${CUDA_PATH:-}" ] && [ ! -e /usr/local/cuda/include/cuda_fp16.h ]; then
+        site=$(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)
+        # shellcheck disable=SC2086
+        header=$(find $site /usr /opt -name cuda_fp16.h -path '*include*' 2>/dev/null | head -1 || true)
+        [ -n "$header" ] && export CUDA_PATH=$(dirname "$(dirname "$header")")
+        # shellcheck disable=SC2086
+        nvrtc=$(find $site /usr /opt -name 'libnvrtc.so*' 2>/dev/null | head -1 || true)
+        [ -n "$nvrtc" ] && export LD_LIBRARY_PATH=$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+        echo "CUDA_PATH=${CUDA_PATH:-unset} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-unset}"
+    fi
     ;;
 *)
     echo "usage: $0 [build|local|run]" >&2

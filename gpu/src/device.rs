@@ -250,5 +250,14 @@ fn probe_cuda_driver() -> Result<(), GpuError> {
             return Err(GpuError::NoDevice(format!("no CUDA device (cuDeviceGetCount: error {rc}, {count} devices)")));
         }
     }
+    // NVRTC compiles the kernels at their first launch and needs the CUDA headers; cubecl
+    // would panic on its device thread without them.
+    let headers = cubecl::cuda::install::cuda_path().map(|p| p.join("include").join("cuda_fp16.h"));
+    if !headers.as_ref().is_some_and(|h| h.exists()) {
+        return Err(GpuError::NoDevice(format!(
+            "the CUDA headers NVRTC needs were not found ({}); set CUDA_PATH to a CUDA installation",
+            headers.map_or("no CUDA_PATH, /usr/local/cuda, /opt/cuda or /usr/bin/nvcc".into(), |h| h.display().to_string())
+        )));
+    }
     Ok(())
 }
