@@ -65,6 +65,13 @@ pub(crate) use with_client;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The forward's cube size on CUDA. An estimate from the kernel's shape, not yet a
+/// measurement: 128 threads leave fewer threads idle during the 8-lane accumulation and fit
+/// about 12 cubes per H100/H200 multiprocessor (shared memory and registers), enough to
+/// cover the lanes' latency. `bench/gpu/run.sh` times 128, 256 and 512.
+#[cfg(feature = "cuda")]
+const CUDA_BLOCK_THREADS: u32 = 128;
+
 /// A GPU and the runtime that drives it. Cheap to share by reference; every operation is
 /// queued on the runtime's stream and the reads wait for it.
 pub struct Gpu {
@@ -124,7 +131,9 @@ impl Gpu {
                 let client = guarded("opening a CUDA device", || Ok(CudaRuntime::client(&CudaDevice { index: 0 })))
                     .map_err(|e| GpuError::NoDevice(e.to_string()))?;
                 let max_buffer = client.properties().memory.max_page_size;
-                Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer)
+                let mut gpu = Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer)?;
+                gpu.block_threads = CUDA_BLOCK_THREADS;
+                Ok(gpu)
             }
             #[allow(unreachable_patterns)]
             _ => Err(GpuError::NotBuilt(match kind {
@@ -176,7 +185,8 @@ impl Gpu {
     }
 
     /// Sets the threads per cube of the forward's block kernel (one cube per 2048-column
-    /// block; default 256): a performance knob, results are the same bits for every value.
+    /// block; default 256 on wgpu, 128 on CUDA): a performance knob, results are the same
+    /// bits for every value.
     /// Fewer threads leave fewer idle during the 8-lane accumulation and let more blocks share
     /// a multiprocessor; more threads hide more load latency. `n` must be a power of two from
     /// 32 to 1024 with at most 32 planes (warps) per cube on this device.
