@@ -266,7 +266,9 @@ fn probe_cuda_driver() -> Result<(), GpuError> {
     if !headers.as_ref().is_some_and(|h| h.exists()) {
         return Err(GpuError::NoDevice(format!(
             "the CUDA headers NVRTC needs were not found ({}); set CUDA_PATH to a CUDA installation",
-            headers.map_or("no CUDA_PATH, /usr/local/cuda, /opt/cuda or /usr/bin/nvcc".into(), |h| h.display().to_string())
+            headers.map_or("no CUDA_PATH, /usr/local/cuda, /opt/cuda or /usr/bin/nvcc".into(), |h| h
+                .display()
+                .to_string())
         )));
     }
     Ok(())

@@ -321,10 +321,10 @@ impl Gpu {
                     CubeDim::new_1d(self.block_threads),
                     n,
                     ArrayArg::from_raw_parts(x.handle.clone(), x.units / n),
-                    ArrayArg::from_raw_parts(keep, x.rows),
-                    ArrayArg::from_raw_parts(inv_temp, x.rows),
-                    ArrayArg::from_raw_parts(limit, x.rows),
-                    ArrayArg::from_raw_parts(target, x.rows),
+                    ArrayArg::from_raw_parts(keep, x.rows.max(1)),
+                    ArrayArg::from_raw_parts(inv_temp, x.rows.max(1)),
+                    ArrayArg::from_raw_parts(limit, x.rows.max(1)),
+                    ArrayArg::from_raw_parts(target, x.rows.max(1)),
                     ArrayArg::from_raw_parts(out.clone(), x.rows * nblocks * 5),
                     ArrayArg::from_raw_parts(witness.clone(), 1),
                     x.rows,
@@ -395,8 +395,8 @@ impl Gpu {
                     kernels::grid(rows.div_ceil(64)),
                     CubeDim::new_1d(64),
                     ArrayArg::from_raw_parts(parts.clone(), rows * nblocks * 5),
-                    ArrayArg::from_raw_parts(keep, rows),
-                    ArrayArg::from_raw_parts(want, rows),
+                    ArrayArg::from_raw_parts(keep, rows.max(1)),
+                    ArrayArg::from_raw_parts(want, rows.max(1)),
                     ArrayArg::from_raw_parts(merged, rows.max(1) * 5),
                     per_row(&outs[0]),
                     per_row(&outs[1]),
@@ -453,9 +453,7 @@ impl Gpu {
                     }
                     merge::CODE_NO_FINITE_LOGIT => return Err(TmError::NoFiniteLogit { row: r }.into()),
                     merge::CODE_MISSING_TARGET => return Err(TmError::MissingTarget { row: r }.into()),
-                    _ => {
-                        return Err(GpuError::Runtime("a kernel did not run (compilation failed; see the log)".into()))
-                    }
+                    other => return Err(GpuError::Runtime(format!("row {r}: unknown status code {other}"))),
                 }
             }
             out.lse.copy_from_slice(&lse);
@@ -499,9 +497,10 @@ impl Gpu {
         Ok(())
     }
 
-    /// Per-block partials of a vocabulary shard, exactly `core`'s
-    /// `stats_partial_blocks`: merged with `core::logits::merge_block_partials` (with
-    /// partials from the CPU or other GPUs), they give the unsharded forward.
+    /// Per-block partials of a vocabulary shard: `core`'s `stats_partial_blocks`, computed
+    /// in its order (the same bits on a device with a fused `fma`, see
+    /// [`Gpu::fused_fma`]). Merged with `core::logits::merge_block_partials` (with partials
+    /// from the CPU or other GPUs), they give the unsharded forward.
     pub fn stats_partial_blocks(
         &self,
         x: &GpuLogits,
@@ -534,8 +533,8 @@ impl Gpu {
         })
     }
 
-    /// One partial tuple per row for a vocabulary shard, exactly `core`'s `stats_partial`
-    /// (combine with `core::logits::merge_shards`, finish with `finalize_rows`).
+    /// One partial tuple per row for a vocabulary shard: `core`'s `stats_partial`, in its
+    /// order (combine with `core::logits::merge_shards`, finish with `finalize_rows`).
     pub fn stats_partial(
         &self,
         x: &GpuLogits,
