@@ -66,7 +66,7 @@ pub fn run<T: LogitElem + GradElem>(
     logits: &[T],
     rows: usize,
     vocab: usize,
-    targets: &[i32],
+    targets: Option<&[i32]>,
     temperature: f32,
     exec: Exec,
     core_stats: &RowStatistics,
@@ -74,6 +74,10 @@ pub fn run<T: LogitElem + GradElem>(
     let device_error = |e: tokenmath_gpu::GpuError| CliError::Device(e.to_string());
     let gpu = Gpu::open(kind).map_err(device_error)?;
     let chunk_rows = (CHUNK_BYTES / (vocab * std::mem::size_of::<T>()).max(1)).clamp(1, rows.max(1));
+    // Without labels every row is target-less (its logp is 0 on both sides).
+    let no_targets = vec![-1i32; rows];
+    let has_targets = targets.is_some();
+    let targets = targets.unwrap_or(&no_targets);
     let target_rows = targets.iter().filter(|&&t| t >= 0).count();
     let g_lp = if target_rows > 0 { (-1.0 / target_rows as f64) as f32 } else { 0.0 };
     let g_h = (-ENTROPY_BONUS / rows.max(1) as f64) as f32;
@@ -127,7 +131,8 @@ pub fn run<T: LogitElem + GradElem>(
             let tol = reference.as_ref().map(|rr| stats_tolerance(rr, vocab, temperature != 1.0));
             let t = |f: fn(&tokenmath_reference::StatsTol) -> f64| tol.as_ref().map_or(0.0, f);
             agree[0].add(lse[r], core_stats.lse[row], t(|t| t.lse));
-            agree[1].add(logp[r], core_stats.logp[row], t(|t| t.logp));
+            let core_logp = if has_targets { core_stats.logp[row] } else { 0.0 };
+            agree[1].add(logp[r], core_logp, t(|t| t.logp));
             agree[2].add(entropy[r], core_stats.entropy[row], t(|t| t.entropy));
             agree[3].add(ez[r], core_stats.ez[row], t(|t| t.ez));
             let (Some(rr), Some(stol)) = (reference.as_ref(), tol.as_ref()) else {

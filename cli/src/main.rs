@@ -8,7 +8,8 @@
 //!   and their inclusion proofs ([`fingerprint`]).
 //!
 //! `run` and `stats` compute the forward and backward ([`run`]) and print a summary
-//! ([`report`]). Exit codes: 0 when every check against the reference passes, 1 when one
+//! ([`report`]); with `--device wgpu|cuda` they also run both on a GPU and compare every
+//! value with the CPU's ([`device`]). Exit codes: 0 when every check against the reference passes, 1 when one
 //! fails, 2 for usage and input errors ([`error::CliError`]).
 
 mod default_batch;
@@ -107,6 +108,10 @@ struct StatsArgs {
     /// [default: "labels" if present, else no labels].
     #[arg(long, value_name = "NAME")]
     labels_key: Option<String>,
+    /// Also run the statistics and gradient on a GPU and compare them with the CPU's:
+    /// `cpu` (no GPU), `wgpu` or `cuda` (a build with the `cuda` feature).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -259,9 +264,9 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
         Some(kind) => {
             let (t, temp) = (&targets, job.temperature);
             match &logits {
-                Logits::F32(v) => device::run(kind, v, rows, vocab, t, temp, exec, statistics),
-                Logits::BF16(v) => device::run(kind, v, rows, vocab, t, temp, exec, statistics),
-                Logits::F16(v) => device::run(kind, v, rows, vocab, t, temp, exec, statistics),
+                Logits::F32(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics),
+                Logits::BF16(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics),
+                Logits::F16(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics),
             }?
         }
     };
@@ -293,7 +298,7 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
         vocab: file.vocab,
         targets: file.labels.as_ref().map(|l| l.targets.as_slice()),
         origin: &origin,
-        keep_statistics: false,
+        keep_statistics: args.device.gpu().is_some(),
     };
     let outcome = match file.dtype {
         DType::F32 => run::run::<f32>(&job, |r| file.rows_as(r)),
@@ -316,5 +321,24 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
         exec,
     };
     report::print(&description, &outcome);
-    Ok(outcome.check.passed())
+    let device_passed = match (args.device.gpu(), outcome.statistics.as_ref()) {
+        (Some(kind), Some(statistics)) => {
+            let targets = file.labels.as_ref().map(|l| l.targets.as_slice());
+            let (rows, vocab, temp) = (file.rows, file.vocab, job.temperature);
+            let all = 0..file.rows;
+            match file.dtype {
+                DType::F32 => {
+                    device::run(kind, &file.rows_as::<f32>(all), rows, vocab, targets, temp, exec, statistics)
+                }
+                DType::BF16 => {
+                    device::run(kind, &file.rows_as::<bf16>(all), rows, vocab, targets, temp, exec, statistics)
+                }
+                DType::F16 => {
+                    device::run(kind, &file.rows_as::<f16>(all), rows, vocab, targets, temp, exec, statistics)
+                }
+            }?
+        }
+        _ => true,
+    };
+    Ok(outcome.check.passed() && device_passed)
 }

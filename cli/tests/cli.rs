@@ -426,3 +426,18 @@ fn device_cuda_without_the_runtime_or_a_driver_is_a_clean_error() {
     assert_eq!(run.code, 2, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("--device:"), "{}", run.stderr);
 }
+
+#[test]
+fn stats_on_a_gpu_with_and_without_labels() {
+    let dir = scratch("stats_gpu");
+    let (rows, vocab) = (6, 2500);
+    let v = logits(rows, vocab);
+    let labels: Vec<i64> = (0..rows as i64).map(|r| if r == 2 { -100 } else { r * 97 % vocab as i64 }).collect();
+    let with = save(&dir, "with.safetensors", &[bf16s("logits", &[2, 3, vocab], &v), i64s("labels", &[2, 3], &labels)]);
+    let without = save(&dir, "without.safetensors", &[f32s("logits", &[rows, vocab], &v)]);
+    for path in [&with, &without] {
+        let run = stats(path, &["--device", "wgpu"]);
+        assert_pass(&run);
+        assert!(run.stdout.contains("gpu check   PASSED"), "{}", run.stdout);
+    }
+}
