@@ -9,8 +9,9 @@
 //!
 //! `run` and `stats` compute the forward and backward ([`run`]) and print a summary
 //! ([`report`]); with `--device wgpu|cuda` they also run both on a GPU and compare every
-//! value with the CPU's ([`device`]). Exit codes: 0 when every check against the reference passes, 1 when one
-//! fails, 2 for usage and input errors ([`error::CliError`]).
+//! value with the CPU's ([`device`]). Exit codes: 0 when every check against the reference
+//! (and the GPU comparison) passes, 1 when one fails, 2 for usage, input and device errors
+//! ([`error::CliError`]).
 
 mod default_batch;
 mod device;
