@@ -142,5 +142,37 @@ proptest! {
         assert_fwd_matches(Mat::dense(&data, n, cols).unwrap(), &inp, "proptest hostile rows");
         let b: Vec<bf16> = data.iter().map(|&v| bf16::from_f32(v)).collect();
         assert_fwd_matches(Mat::dense(&b, n, cols).unwrap(), &inp, "proptest hostile rows, bf16");
+        // f16 overflows beyond 65504 (to ±inf) and has subnormals below 6.1e-5: keep one
+        // finite logit per row after the conversion.
+        let mut h: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+        for r in 0..n {
+            if !h[r * cols..(r + 1) * cols].iter().any(|v| v.is_finite() || v.is_nan()) {
+                h[r * cols] = f16::from_f32(0.0);
+            }
+        }
+        assert_fwd_matches(Mat::dense(&h, n, cols).unwrap(), &inp, "proptest hostile rows, f16");
+    }
+}
+
+#[test]
+fn f16_subnormals_infinities_and_nans_widen_exactly() {
+    // Every f16 bit pattern once (NaNs, ±inf, subnormals, ±0), in rows of 4096, with a finite
+    // logit at the front of each row so no row is all −inf.
+    let cols = 4096;
+    let mut data: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+    data.resize(data.len().next_multiple_of(cols), f16::from_f32(0.0));
+    let rows = data.len() / cols;
+    for r in 0..rows {
+        data[r * cols] = f16::from_f32(1.0);
+    }
+    let inp = inputs(None, None, Temperature::Scalar(1.0));
+    assert_fwd_matches(Mat::dense(&data, rows, cols).unwrap(), &inp, "every f16 bit pattern");
+    // Rows without NaN/+inf: subnormal-only tails, ±0 and finite extremes.
+    let tiny: Vec<f16> = (0..cols as u16).map(|b| f16::from_bits(b % 0x400)).collect();
+    let big: Vec<f16> = (0..cols).map(|i| f16::from_f32(if i % 2 == 0 { 65504.0 } else { -65504.0 })).collect();
+    let both = [tiny, big].concat();
+    for temp in [1.0f32, 0.5, 3.0] {
+        let inp = inputs(None, None, Temperature::Scalar(temp));
+        assert_fwd_matches(Mat::dense(&both, 2, cols).unwrap(), &inp, &format!("f16 extremes, temperature {temp}"));
     }
 }
