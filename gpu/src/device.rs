@@ -132,7 +132,7 @@ impl Gpu {
                     .map_err(|e| GpuError::NoDevice(e.to_string()))?;
                 let max_buffer = client.properties().memory.max_page_size;
                 let mut gpu = Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer)?;
-                gpu.block_threads = CUDA_BLOCK_THREADS;
+                gpu.set_block_threads(CUDA_BLOCK_THREADS)?;
                 Ok(gpu)
             }
             #[allow(unreachable_patterns)]
@@ -153,6 +153,12 @@ impl Gpu {
             block_threads: crate::kernels::CUBE_THREADS,
         };
         gpu.fused_fma = gpu.probe_fma()?;
+        // The block kernel keeps one shared slot per plane, 32 at most.
+        let plane = with_client!(&gpu, |c: R| {
+            let _ = std::marker::PhantomData::<R>;
+            c.properties().hardware.plane_size_min.max(1)
+        });
+        gpu.block_threads = gpu.block_threads.min(32 * plane);
         Ok(gpu)
     }
 
