@@ -55,8 +55,12 @@ run)
         # shellcheck disable=SC2086
         nvrtc=$(find $site /usr /opt -name 'libnvrtc.so*' 2>/dev/null | head -1 || true)
         [ -n "$nvrtc" ] && export LD_LIBRARY_PATH=$(dirname "$nvrtc")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-        echo "CUDA_PATH=${CUDA_PATH:-unset} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-unset}"
     fi
+    # libnvrtc of a toolkit is often outside the loader's default path.
+    for lib in "${CUDA_PATH:-/usr/local/cuda}/lib64" "${CUDA_PATH:-/usr/local/cuda}/lib"; do
+        [ -d "$lib" ] && export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    done
+    echo "CUDA_PATH=${CUDA_PATH:-unset} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-unset}"
     ;;
 *)
     echo "usage: $0 [build|local|run]" >&2
