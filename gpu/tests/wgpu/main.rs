@@ -6,4 +6,5 @@ mod common;
 mod determinism;
 mod errors;
 mod forward;
+mod order;
 mod partials;
