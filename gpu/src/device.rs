@@ -154,12 +154,16 @@ impl Gpu {
         };
         gpu.fused_fma = gpu.probe_fma()?;
         // The block kernel keeps one shared slot per plane, 32 at most.
-        let plane = with_client!(&gpu, |c: R| {
+        gpu.block_threads = gpu.block_threads.min(32 * gpu.plane_size_min());
+        Ok(gpu)
+    }
+
+    /// The device's smallest plane (warp/subgroup) size.
+    fn plane_size_min(&self) -> u32 {
+        with_client!(self, |c: R| {
             let _ = std::marker::PhantomData::<R>;
             c.properties().hardware.plane_size_min.max(1)
-        });
-        gpu.block_threads = gpu.block_threads.min(32 * plane);
-        Ok(gpu)
+        })
     }
 
     /// Runs `kernels::fma_probe`.
@@ -197,11 +201,7 @@ impl Gpu {
     /// a multiprocessor; more threads hide more load latency. `n` must be a power of two from
     /// 32 to 1024 with at most 32 planes (warps) per cube on this device.
     pub fn set_block_threads(&mut self, n: u32) -> Result<(), GpuError> {
-        let plane = with_client!(self, |c: R| {
-            let _ = std::marker::PhantomData::<R>;
-            c.properties().hardware.plane_size_min.max(1)
-        });
-        if !n.is_power_of_two() || !(32..=1024).contains(&n) || n / plane > 32 {
+        if !n.is_power_of_two() || !(32..=1024).contains(&n) || n / self.plane_size_min() > 32 {
             return Err(GpuError::Unsupported("block threads must be a power of two in 32..=1024, at most 32 planes"));
         }
         self.block_threads = n;

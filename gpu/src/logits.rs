@@ -121,6 +121,15 @@ fn overflow_limit(inv_temp: f32) -> f32 {
     f32::from_bits(lo)
 }
 
+/// The block kernel's output, with the uploaded `keep` array the merge reads too.
+struct Partials {
+    /// `[rows, nblocks]` tuples of 5 words.
+    tuples: Handle,
+    nblocks: usize,
+    witness: Handle,
+    keep: Handle,
+}
+
 /// Per-row arrays of one call, in the form the kernels read.
 struct RowArrays {
     keep: Vec<u32>,
@@ -149,11 +158,15 @@ impl RowArrays {
     }
 }
 
+/// The size of a device buffer for `bytes` bytes of data: never empty (some runtimes cannot
+/// create one), padded to 16 bytes so that vector loads of the last row stay inside it.
+fn padded_len(bytes: usize) -> usize {
+    bytes.max(16).next_multiple_of(16)
+}
+
 fn bytes_of<T: Pod>(v: &[T]) -> Vec<u8> {
-    // Never an empty buffer (some runtimes cannot create one); padded to 16 bytes so that
-    // vector loads of the last row stay inside it.
     let mut b = bytemuck::cast_slice::<T, u8>(v).to_vec();
-    b.resize(b.len().max(16).next_multiple_of(16), 0);
+    b.resize(padded_len(b.len()), 0);
     b
 }
 
@@ -195,7 +208,7 @@ impl Gpu {
 
     /// Device memory for a kernel to overwrite entirely (not initialised, not uploaded).
     fn output(&self, bytes: usize) -> Result<Handle, GpuError> {
-        let bytes = bytes.max(16).next_multiple_of(16);
+        let bytes = padded_len(bytes);
         self.check_size(bytes)?;
         Ok(with_client!(self, |c: R| {
             let _ = std::marker::PhantomData::<R>;
@@ -230,7 +243,7 @@ impl Gpu {
         guarded("upload", || {
             let span = x.span();
             let handle = self.create(span)?;
-            let units = bytes_of(span).len() / 4;
+            let units = padded_len(std::mem::size_of_val(span)) / 4;
             Ok(GpuLogits {
                 handle,
                 units,
@@ -297,11 +310,12 @@ impl Gpu {
 
     /// The block tuples of `x`'s columns (a shard of a `vocab`-column vocabulary starting at
     /// `col_offset`), as `[rows, nblocks]` tuples of 5 words.
-    fn block_partials(&self, x: &GpuLogits, rows: &RowArrays) -> Result<(Handle, usize, Handle), GpuError> {
+    fn block_partials(&self, x: &GpuLogits, rows: &RowArrays) -> Result<Partials, GpuError> {
         let nblocks = x.cols.div_ceil(BLOCK);
         let out = self.output(x.rows * nblocks * 20)?;
         let witness = self.witness()?;
         let keep = self.create(&rows.keep)?;
+        let keep_arg = keep.clone();
         let inv_temp = self.create(&rows.inv_temp)?;
         let target = self.create(&rows.target)?;
         let limit = self.create(&rows.limit)?;
@@ -337,7 +351,7 @@ impl Gpu {
                 )
             }
         });
-        Ok((out, nblocks, witness))
+        Ok(Partials { tuples: out, nblocks, witness, keep: keep_arg })
     }
 
     /// Forward: `lse`, `entropy`, `logp` (with targets) and `ez` of every row, left on the
@@ -352,14 +366,13 @@ impl Gpu {
         inputs.validate(x.rows, x.cols)?;
         guarded("stats_fwd", || {
             let rows = RowArrays::new(inputs, x.rows, 0, x.cols);
-            let (parts, nblocks, block_witness) = self.block_partials(x, &rows)?;
+            let parts = self.block_partials(x, &rows)?;
             let want: Vec<u32> = (0..x.rows).map(|r| (inputs.keep(r) && inputs.target(r).is_some()) as u32).collect();
             let outs: Vec<Handle> = (0..5).map(|_| self.output(x.rows * 4)).collect::<Result<_, _>>()?;
-            let keep = self.create(&rows.keep)?;
             let want = self.create(&want)?;
             let unused = self.output(20)?;
             let merge_witness = self.witness()?;
-            self.launch_merge(&parts, keep, want, unused, &outs, merge_witness.clone(), x.rows, nblocks, true);
+            self.launch_merge(&parts, want, unused, &outs, merge_witness.clone(), x.rows, true);
             let [lse, logp, entropy, ez, code] = <[Handle; 5]>::try_from(outs).expect("five outputs");
             Ok(GpuStats {
                 rows: x.rows,
@@ -368,7 +381,7 @@ impl Gpu {
                 fwd: Some((logp, entropy, code)),
                 has_targets: inputs.targets.is_some(),
                 gpu: self.id,
-                witnesses: vec![block_witness, merge_witness],
+                witnesses: vec![parts.witness, merge_witness],
             })
         })
     }
@@ -376,16 +389,15 @@ impl Gpu {
     #[allow(clippy::too_many_arguments)]
     fn launch_merge(
         &self,
-        parts: &Handle,
-        keep: Handle,
+        parts: &Partials,
         want: Handle,
         merged: Handle,
         outs: &[Handle],
         witness: Handle,
         rows: usize,
-        nblocks: usize,
         finalize: bool,
     ) {
+        let nblocks = parts.nblocks;
         with_client!(self, |c: R| {
             let per_row = |h: &Handle| unsafe { ArrayArg::<R>::from_raw_parts(h.clone(), rows.max(1)) };
             // Safe: one thread per row reads its `nblocks` tuples and writes its own slots.
@@ -394,8 +406,8 @@ impl Gpu {
                     c,
                     kernels::grid(rows.div_ceil(64)),
                     CubeDim::new_1d(64),
-                    ArrayArg::from_raw_parts(parts.clone(), rows * nblocks * 5),
-                    ArrayArg::from_raw_parts(keep, rows.max(1)),
+                    ArrayArg::from_raw_parts(parts.tuples.clone(), rows * nblocks * 5),
+                    ArrayArg::from_raw_parts(parts.keep.clone(), rows.max(1)),
                     ArrayArg::from_raw_parts(want, rows.max(1)),
                     ArrayArg::from_raw_parts(merged, rows.max(1) * 5),
                     per_row(&outs[0]),
@@ -523,9 +535,10 @@ impl Gpu {
         }
         guarded("stats_partial_blocks", || {
             let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
-            let (parts, nblocks, witness) = self.block_partials(x, &rows)?;
+            let Partials { tuples, nblocks, witness, .. } = self.block_partials(x, &rows)?;
             self.check_witnesses(&[witness])?;
-            let tuples: Vec<RowStats> = with_client!(self, |c: R| read_pod::<RowStats, R>(c, parts, x.rows * nblocks))?;
+            let tuples: Vec<RowStats> =
+                with_client!(self, |c: R| read_pod::<RowStats, R>(c, tuples, x.rows * nblocks))?;
             for r in 0..x.rows {
                 out.row_mut(r).copy_from_slice(&tuples[r * nblocks..(r + 1) * nblocks]);
             }
@@ -555,24 +568,13 @@ impl Gpu {
         }
         guarded("stats_partial", || {
             let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
-            let (parts, nblocks, block_witness) = self.block_partials(x, &rows)?;
+            let parts = self.block_partials(x, &rows)?;
             let merged = self.output(x.rows * 20)?;
             let unused: Vec<Handle> = (0..5).map(|_| self.output(4)).collect::<Result<_, _>>()?;
-            let keep = self.create(&rows.keep)?;
             let want = self.zeros(x.rows * 4)?;
             let merge_witness = self.witness()?;
-            self.launch_merge(
-                &parts,
-                keep,
-                want,
-                merged.clone(),
-                &unused,
-                merge_witness.clone(),
-                x.rows,
-                nblocks,
-                false,
-            );
-            self.check_witnesses(&[block_witness, merge_witness])?;
+            self.launch_merge(&parts, want, merged.clone(), &unused, merge_witness.clone(), x.rows, false);
+            self.check_witnesses(&[parts.witness, merge_witness])?;
             let tuples: Vec<RowStats> = with_client!(self, |c: R| read_pod::<RowStats, R>(c, merged, x.rows))?;
             out.copy_from_slice(&tuples);
             Ok(())
@@ -633,7 +635,7 @@ impl Gpu {
             let out_dtype = O::DTYPE;
             // 16-bit outputs are written a word (two columns) at a time: rows start on words.
             let out_stride = if out_dtype == DType::F32 { x.cols } else { x.cols.next_multiple_of(2) };
-            let out_bytes = bytes_of(&vec![0u8; x.rows * out_stride * out_dtype.size()]).len();
+            let out_bytes = padded_len(x.rows * out_stride * out_dtype.size());
             let out = self.output(out_bytes)?;
             let out_units = out_bytes / 4;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
