@@ -70,7 +70,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// about 12 cubes per H100/H200 multiprocessor (shared memory and registers), enough to
 /// cover the lanes' latency. `bench/gpu/run.sh` times 128, 256 and 512.
 #[cfg(feature = "cuda")]
-const CUDA_BLOCK_THREADS: u32 = 128;
+pub(crate) const CUDA_BLOCK_THREADS: u32 = 128;
+
+/// Threads per cube of the fast mode's row kernel (one cube per row; the bits do not
+/// depend on it, see [`Gpu::set_fast_threads`]).
+pub(crate) const FAST_THREADS: u32 = 256;
 
 /// A GPU and the runtime that drives it. Cheap to share by reference; every operation is
 /// queued on the runtime's stream and the reads wait for it.
@@ -82,6 +86,8 @@ pub struct Gpu {
     fused_fma: bool,
     /// Threads per cube of the forward's block kernel (see [`Gpu::set_block_threads`]).
     pub(crate) block_threads: u32,
+    /// Threads per cube of the fast mode's row kernel (see [`Gpu::set_fast_threads`]).
+    pub(crate) fast_threads: u32,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -151,6 +157,7 @@ impl Gpu {
             max_buffer,
             fused_fma: false,
             block_threads: crate::kernels::CUBE_THREADS,
+            fast_threads: FAST_THREADS,
         };
         gpu.fused_fma = gpu.probe_fma()?;
         // The block kernel keeps one shared slot per plane, 32 at most.
@@ -205,6 +212,18 @@ impl Gpu {
             return Err(GpuError::Unsupported("block threads must be a power of two in 32..=1024, at most 32 planes"));
         }
         self.block_threads = n;
+        Ok(())
+    }
+
+    /// Sets the threads per cube of the fast mode's row kernel (one cube per row, default
+    /// 256): a performance knob, results are the same bits for every value (each plane
+    /// computes whole segments, and segments merge in a fixed tree). `n` must be a power of
+    /// two from 32 to 1024, at least one plane.
+    pub fn set_fast_threads(&mut self, n: u32) -> Result<(), GpuError> {
+        if !n.is_power_of_two() || !(32..=1024).contains(&n) || n < self.plane_size_min() {
+            return Err(GpuError::Unsupported("fast threads must be a power of two in 32..=1024"));
+        }
+        self.fast_threads = n;
         Ok(())
     }
 

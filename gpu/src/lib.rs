@@ -34,6 +34,8 @@
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 compile_error!("tokenmath-gpu needs at least one runtime: enable the feature `wgpu` or `cuda`");
 
+#[cfg(all(feature = "cuda", feature = "wgpu"))]
+pub mod codegen;
 mod device;
 mod error;
 mod kernels;

@@ -13,6 +13,7 @@
 pub(crate) mod block_stats;
 pub(crate) mod copy;
 pub(crate) mod exp;
+pub(crate) mod fast;
 pub(crate) mod grad;
 pub(crate) mod merge;
 

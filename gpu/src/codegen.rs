@@ -1,0 +1,261 @@
+//! The CUDA C++ source of every kernel variant the library launches, generated without a
+//! GPU (features `cuda` and `wgpu`).
+//!
+//! cubecl defines a kernel (its IR) from a `ComputeClient`; the client of any runtime will
+//! do, so the kernels are defined on the wgpu runtime (lavapipe in CI) and compiled to CUDA
+//! C++ by cubecl's own CUDA compiler with the options its CUDA runtime uses (fast math
+//! supported, unchecked bounds, 32-bit addresses). `gpu/cuda-check/run.sh` then compiles
+//! each source with NVRTC for `sm_90a` and reads the SASS: a code-generation error that
+//! only NVRTC rejects fails CI, and the SASS gives the instructions per element.
+//!
+//! The variants are every combination the launchers can choose: kernel × dtype(s) × vector
+//! width × alignment × mode flags, at the cube size the launcher uses on CUDA.
+
+use cubecl::prelude::*;
+use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+use cubecl::Compiler as _;
+
+use crate::device::{guarded, CUDA_BLOCK_THREADS, FAST_THREADS};
+use crate::kernels::{block_stats, copy, fast, fma_probe, grad, merge, CUBE_THREADS, DT_BF16, DT_F16, DT_F32};
+use crate::GpuError;
+
+type R = WgpuRuntime;
+
+/// One kernel variant: a name (`kernel-dtype-…`), its CUDA C++ source, and what the cost
+/// report needs to normalise its loops.
+#[derive(Clone, Debug)]
+pub struct KernelSource {
+    /// `kernel-variant`, usable as a file name.
+    pub name: String,
+    /// CUDA C++ as cubecl's CUDA runtime hands it to NVRTC.
+    pub source: String,
+    /// Elements one thread handles per iteration of each of the kernel's global-memory
+    /// loops, in source order (0: not a steady-state loop); see `gpu/cuda-check/sass_cost.py`.
+    pub loop_elements: Vec<f64>,
+}
+
+const DTYPES: [(u32, &str); 3] = [(DT_F32, "f32"), (DT_F16, "f16"), (DT_BF16, "bf16")];
+/// `(vector words, rows on word boundaries)` the launchers choose between.
+const VECTORS: [(usize, bool); 4] = [(4, true), (2, true), (1, true), (1, false)];
+
+fn settings(threads: u32) -> KernelSettings {
+    KernelSettings::default().cube_dim(CubeDim::new_1d(threads)).address_type(AddressType::U32)
+}
+
+fn arr() -> ArrayCompilationArg {
+    ArrayCompilationArg { inplace: None }
+}
+
+fn to_cuda<K: CubeKernel>(kernel: K) -> Result<String, GpuError> {
+    let mut compiler = cubecl::cuda::CudaCompiler::default();
+    let mut options = <cubecl::cuda::CudaCompiler as cubecl::Compiler>::CompilationOptions::default();
+    // As cubecl's CUDA runtime sets it (`fast_math` kernels then use `__expf`).
+    options.supports_features.fast_math = true;
+    let address = cubecl::ir::StorageType::Scalar(cubecl::ir::ElemType::UInt(cubecl::ir::UIntKind::U32));
+    let compiled = compiler
+        .compile(kernel.define(), &options, ExecutionMode::Unchecked, address)
+        .map_err(|e| GpuError::Runtime(format!("CUDA code generation: {e:?}")))?;
+    Ok(compiled.to_string())
+}
+
+/// The CUDA sources of all kernel variants. Needs a wgpu adapter (lavapipe will do) to
+/// define the kernels; no NVIDIA driver.
+pub fn cuda_sources() -> Result<Vec<KernelSource>, GpuError> {
+    let client = guarded("opening a wgpu device", || Ok(R::client(&WgpuDevice::DefaultDevice)))
+        .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+    guarded("generating CUDA sources", || generate(&client))
+}
+
+fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
+    let mut out = Vec::new();
+    let mut push = |name: String, source: String, loop_elements: Vec<f64>| {
+        out.push(KernelSource { name, source, loop_elements });
+    };
+    let half = |dt: u32| if dt == DT_F32 { 1.0 } else { 2.0 };
+
+    push("fma_probe".into(), to_cuda(fma_probe::FmaProbe::<R>::new(settings(1), c.clone(), arr(), (), ()))?, vec![]);
+    push(
+        "copy-v4".into(),
+        to_cuda(copy::copy::Copy::<R>::new(settings(CUBE_THREADS), c.clone(), arr(), arr(), arr(), (), 4))?,
+        vec![4.0],
+    );
+    for (dt, dn) in DTYPES {
+        for (n, aligned) in VECTORS {
+            let k = block_stats::block_partials::BlockPartials::<R>::new(
+                settings(CUDA_BLOCK_THREADS),
+                c.clone(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                (),
+                (),
+                (),
+                (),
+                (),
+                n,
+                dt,
+                aligned,
+            );
+            let name = format!("block_partials-{dn}-v{n}{}", if aligned { "" } else { "-unaligned" });
+            // The load loop, a vector per iteration (the terms and lanes stages run over
+            // shared memory).
+            let load = if aligned { n as f64 * half(dt) } else { 1.0 };
+            push(name, to_cuda(k)?, vec![load]);
+        }
+    }
+    for finalize in [true, false] {
+        let k = merge::merge_rows::MergeRows::<R>::new(
+            settings(64),
+            c.clone(),
+            /*TMP*/
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            (),
+            (),
+            (),
+            finalize,
+        );
+        push(format!("merge_rows-{}", if finalize { "finalize" } else { "partial" }), to_cuda(k)?, vec![]);
+    }
+    for (di, din) in DTYPES {
+        for (dout, doutn) in DTYPES {
+            let k = grad::grad::Grad::<R>::new(
+                settings(CUBE_THREADS),
+                c.clone(),
+                /*TMP*/
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                arr(),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                (),
+                di,
+                dout,
+            );
+            push(format!("grad-{din}-to-{doutn}"), to_cuda(k)?, vec![half(dout)]);
+        }
+        let k = grad::grad_inplace::GradInplace::<R>::new(
+            settings(CUBE_THREADS),
+            c.clone(),
+            /*TMP*/
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            arr(),
+            (),
+            (),
+            (),
+            (),
+            (),
+            (),
+            di,
+        );
+        push(format!("grad_inplace-{din}"), to_cuda(k)?, vec![half(di)]);
+    }
+    for (dt, dn) in DTYPES {
+        for (n, words) in VECTORS {
+            for scaled in [false, true] {
+                for fused in [false, true] {
+                    let k = fast::fast_rows::FastRows::<R>::new(
+                        settings(FAST_THREADS),
+                        c.clone(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        arr(),
+                        (),
+                        (),
+                        (),
+                        n,
+                        dt,
+                        words,
+                        scaled,
+                        fused,
+                    );
+                    let name = format!(
+                        "fast_rows-{dn}-v{n}{}{}{}",
+                        if words { "" } else { "-unaligned" },
+                        if scaled { "-tempered" } else { "" },
+                        if fused { "-fused" } else { "" }
+                    );
+                    // Whole granules, then the last partial one (not steady); fused: the
+                    // same again for the gradient pass.
+                    let granule = fast::GRANULE as f64;
+                    let loops = if fused { vec![granule, 0.0, granule] } else { vec![granule] };
+                    push(name, to_cuda(k)?, loops);
+                }
+            }
+        }
+    }
+    for (di, din) in DTYPES {
+        for (dout, doutn) in DTYPES {
+            for in_place in [false, true] {
+                if in_place && di != dout {
+                    continue;
+                }
+                for (n, words) in VECTORS {
+                    for scaled in [false, true] {
+                        let k = fast::fast_grad::FastGrad::<R>::new(
+                            settings(CUBE_THREADS),
+                            c.clone(),
+                            arr(),
+                            arr(),
+                            arr(),
+                            arr(),
+                            arr(),
+                            arr(),
+                            arr(),
+                            (),
+                            (),
+                            (),
+                            (),
+                            (),
+                            n,
+                            n,
+                            di,
+                            dout,
+                            words,
+                            scaled,
+                            in_place,
+                        );
+                        let name = format!(
+                            "fast_grad-{din}-to-{doutn}{}-v{n}{}{}",
+                            if in_place { "-inplace" } else { "" },
+                            if words { "" } else { "-unaligned" },
+                            if scaled { "-tempered" } else { "" }
+                        );
+                        push(name, to_cuda(k)?, vec![fast::GRANULE as f64]);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
