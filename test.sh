@@ -12,6 +12,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # set PROPTEST_RNG_SEED to explore others.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261128}"
 
+step "prerequisites (cmake, g++, pkg-config, cbindgen 0.29.4, lavapipe)"
+# Before any build: on a machine without them, one line says what to install.
+scripts/check-prereqs.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

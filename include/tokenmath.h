@@ -1080,7 +1080,8 @@ tkm_status tkm_dynamic_sampling_keep(const float *metric,
  * `tkm_logits_fwd` on DLPack tensors: `logits` is a 2-D `[rows, vocab]` float32 / bfloat16 /
  * float16 CPU tensor (any row stride, unit column stride); `targets` (int32), `row_mask`
  * (uint8 or bool), `temperatures` (float32) are NULL or 1-D `[rows]`; `lse`, `entropy`
- * (required) and `logp`, `ez` (NULL = not wanted) are 1-D `[rows]` float32 outputs; all
+ * (required) and `logp`, `max`, `log_sum` (NULL = not wanted) are 1-D `[rows]` float32
+ * outputs; all
  * vectors contiguous. Other rules as `tkm_logits_fwd`.
  *
  * # Safety
@@ -1096,12 +1097,14 @@ tkm_status tkm_dl_logits_fwd(const struct tkm_exec_options *exec,
                              const DLTensor *lse,
                              const DLTensor *entropy,
                              const DLTensor *logp,
-                             const DLTensor *ez,
+                             const DLTensor *max,
+                             const DLTensor *log_sum,
                              size_t *nonfinite_rows);
 
 /**
  * `tkm_logits_bwd` on DLPack tensors: `dx` is a 2-D float32 / bfloat16 / float16 CPU tensor
- * of the logits' shape (any row stride, unit column stride); `lse`, `ez` (required) and
+ * of the logits' shape (any row stride, unit column stride); `max`, `log_sum`, `entropy`
+ * (required: the forward's outputs) and
  * `g_logp`, `g_entropy`, `g_lse` (NULL = zero) are 1-D `[rows]` float32. Other arguments
  * and rules as `tkm_dl_logits_fwd` and `tkm_logits_bwd`.
  *
@@ -1114,8 +1117,9 @@ tkm_status tkm_dl_logits_bwd(const struct tkm_exec_options *exec,
                              const DLTensor *row_mask,
                              float temperature,
                              const DLTensor *temperatures,
-                             const DLTensor *lse,
-                             const DLTensor *ez,
+                             const DLTensor *max,
+                             const DLTensor *log_sum,
+                             const DLTensor *entropy,
                              const DLTensor *g_logp,
                              const DLTensor *g_entropy,
                              const DLTensor *g_lse,
@@ -1134,8 +1138,9 @@ tkm_status tkm_dl_logits_bwd_inplace(const struct tkm_exec_options *exec,
                                      const DLTensor *row_mask,
                                      float temperature,
                                      const DLTensor *temperatures,
-                                     const DLTensor *lse,
-                                     const DLTensor *ez,
+                                     const DLTensor *max,
+                                     const DLTensor *log_sum,
+                                     const DLTensor *entropy,
                                      const DLTensor *g_logp,
                                      const DLTensor *g_entropy,
                                      const DLTensor *g_lse);
@@ -1503,16 +1508,16 @@ tkm_status tkm_fp_samples_for_confidence(double forged_frac, double q, double de
 
 /**
  * Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
- * log-prob `logp = z[target] - lse` and `ez = E_p[z]` (save `lse` and `ez` for the
- * backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
+ * log-prob `logp = z[target] - lse`, `max = max z` and `log_sum = log sum exp(z - max)`
+ * (save `max`, `log_sum` and `entropy` for the backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
  * `dtype` = `TKM_DTYPE_F32`/`BF16`/`F16`; bf16/f16 as `uint16_t` bits).
  *
  * * `targets` (NULL = none; negative = no target for that row, e.g. -100), `row_mask`
  *   (NULL = keep every row; 0 = skip the row: outputs 0, target and temperature not
  *   checked), `temperatures` (NULL = `temperature` for every row; else one per row, and
  *   `temperature` is ignored). Temperatures must be finite and > 0.
- * * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `ez`: NULL = not
- *   wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
+ * * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `max`, `log_sum`:
+ *   NULL = not wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
  *   (their outputs are NaN; this is not an error).
  *
  * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`,
@@ -1535,7 +1540,8 @@ tkm_status tkm_logits_fwd(const struct tkm_exec_options *exec,
                           float *lse,
                           float *entropy,
                           float *logp,
-                          float *ez,
+                          float *max,
+                          float *log_sum,
                           size_t *nonfinite_rows);
 
 /**
@@ -1545,7 +1551,8 @@ tkm_status tkm_logits_fwd(const struct tkm_exec_options *exec,
  * elements between rows are not touched).
  *
  * `logits`, `targets`, `row_mask` and the temperatures must be those of the forward;
- * `lse` and `ez` (required, `rows` floats) are the forward's outputs. `g_logp`,
+ * `max`, `log_sum` and `entropy` (required, `rows` floats) are the forward's outputs (the
+ * backward never reads `lse`: its rounding at large `|max|` would swamp `log_sum`). `g_logp`,
  * `g_entropy`, `g_lse`: NULL = zero, else `rows` floats. Rows whose saved statistics are
  * NaN get a NaN gradient row; masked rows get 0.
  *
@@ -1566,8 +1573,9 @@ tkm_status tkm_logits_bwd(const struct tkm_exec_options *exec,
                           const uint8_t *row_mask,
                           float temperature,
                           const float *temperatures,
-                          const float *lse,
-                          const float *ez,
+                          const float *max,
+                          const float *log_sum,
+                          const float *entropy,
                           const float *g_logp,
                           const float *g_entropy,
                           const float *g_lse,
@@ -1593,8 +1601,9 @@ tkm_status tkm_logits_bwd_inplace(const struct tkm_exec_options *exec,
                                   const uint8_t *row_mask,
                                   float temperature,
                                   const float *temperatures,
-                                  const float *lse,
-                                  const float *ez,
+                                  const float *max,
+                                  const float *log_sum,
+                                  const float *entropy,
                                   const float *g_logp,
                                   const float *g_entropy,
                                   const float *g_lse);
@@ -1699,7 +1708,8 @@ tkm_status tkm_logits_finalize(const struct tkm_row_stats *stats,
                                float *lse,
                                float *entropy,
                                float *logp,
-                               float *ez,
+                               float *max,
+                               float *log_sum,
                                size_t *nonfinite_rows);
 
 /**

@@ -152,7 +152,7 @@ fn coprime_stride(start: usize, n: usize) -> usize {
     (0..n).map(|i| (start + i) % n).find(|&s| gcd(s, n) == 1).unwrap_or(0)
 }
 
-/// Buffers for every output of the forward; `lse` and `ez` are what the backward needs.
+/// Buffers for every output of the forward; `max`, `log_sum` and `entropy` are what the backward needs.
 #[derive(Clone, Debug)]
 pub struct FwdStats {
     /// `log Σ exp(x)` per row.
@@ -161,24 +161,33 @@ pub struct FwdStats {
     pub entropy: Vec<f32>,
     /// Target log-prob per row.
     pub logp: Vec<f32>,
-    /// `E_p[x]` per row.
-    pub ez: Vec<f32>,
+    /// Row maximum of the tempered logits.
+    pub max: Vec<f32>,
+    /// `log Σ exp(z − max)` per row.
+    pub log_sum: Vec<f32>,
 }
 
 impl FwdStats {
     /// Zeroed buffers for `rows` rows.
     pub fn zeros(rows: usize) -> FwdStats {
-        FwdStats { lse: vec![0.0; rows], entropy: vec![0.0; rows], logp: vec![0.0; rows], ez: vec![0.0; rows] }
+        let z = || vec![0.0; rows];
+        FwdStats { lse: z(), entropy: z(), logp: z(), max: z(), log_sum: z() }
     }
 
-    /// The buffers as the forward's output (all four outputs requested).
+    /// The buffers as the forward's output (all five outputs requested).
     pub fn out(&mut self) -> FwdOut<'_> {
-        FwdOut { lse: &mut self.lse, entropy: &mut self.entropy, logp: Some(&mut self.logp), ez: Some(&mut self.ez) }
+        FwdOut {
+            lse: &mut self.lse,
+            entropy: &mut self.entropy,
+            logp: Some(&mut self.logp),
+            max: Some(&mut self.max),
+            log_sum: Some(&mut self.log_sum),
+        }
     }
 
     /// The saved statistics for the backward.
     pub fn saved(&self) -> Saved<'_> {
-        Saved { lse: &self.lse, ez: &self.ez }
+        Saved { max: &self.max, log_sum: &self.log_sum, entropy: &self.entropy }
     }
 }
 

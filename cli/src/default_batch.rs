@@ -105,6 +105,7 @@ pub struct DefaultBatch {
 ///
 /// Errors: a vocabulary that does not fit the `i32` targets, or a batch too large to allocate.
 pub fn generate(rows: usize, vocab: usize, seed: u64, dtype: DType) -> Result<DefaultBatch, CliError> {
+    crate::run::check_row_len(vocab)?;
     if i32::try_from(vocab).is_err() {
         return Err(CliError::Usage(format!("--vocab {vocab} is too large: targets are i32")));
     }

@@ -3,7 +3,7 @@
 //!
 //! The batch goes to the device in chunks of at most [`CHUNK_BYTES`] of logits (lavapipe
 //! binds at most 128 MiB per buffer). Per chunk: the forward (`lse`, `logp`, `entropy`,
-//! `ez`) and the `f32` gradient of the main job's objective (`mean NLL − 0.01·mean
+//! `log_sum`) and the `f32` gradient of the main job's objective (`mean NLL − 0.01·mean
 //! entropy`), each compared with `core` on the same chunk: the largest absolute
 //! difference, how many values are bitwise equal, and whether every value is within twice
 //! the reference's tolerance formula (each backend is within one tolerance of the exact
@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokenmath_core::logits::{stats_bwd, RowInputs, Saved, Temperature, Upstream};
+use tokenmath_core::logits::{stats_bwd, RowInputs, Temperature, Upstream};
 use tokenmath_core::{Exec, GradElem, LogitElem, Mat, MatMut};
 use tokenmath_gpu::{DeviceKind, Gpu};
 use tokenmath_reference::{grad_tolerance, row_grad, row_stats, stats_tolerance, tempered};
@@ -102,12 +102,13 @@ pub fn run<T: LogitElem + GradElem>(
         let gx = gpu.upload(x).map_err(device_error)?;
         let timer = Instant::now();
         let st = gpu.stats_fwd(&gx, &inputs).map_err(device_error)?;
-        let (mut lse, mut entropy, mut logp, mut ez) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        let [mut lse, mut entropy, mut logp, mut log_sum] = std::array::from_fn(|_| vec![0.0; n]);
         let out = tokenmath_core::logits::FwdOut {
             lse: &mut lse,
             entropy: &mut entropy,
             logp: Some(&mut logp),
-            ez: Some(&mut ez),
+            max: None,
+            log_sum: Some(&mut log_sum),
         };
         gpu.read_stats(&st, out).map_err(device_error)?;
         fwd_time += timer.elapsed();
@@ -118,7 +119,7 @@ pub fn run<T: LogitElem + GradElem>(
         bwd_time += timer.elapsed();
 
         // core's gradient of the same chunk, from core's saved statistics.
-        let saved = Saved { lse: &core_stats.lse[start..end], ez: &core_stats.ez[start..end] };
+        let saved = core_stats.saved(start..end);
         let mut want = vec![f32::NAN; n * vocab];
         stats_bwd(exec, x, &inputs, saved, up, MatMut::dense(&mut want, n, vocab).expect("sized"))
             .map_err(|e| CliError::Device(e.to_string()))?;
@@ -134,7 +135,7 @@ pub fn run<T: LogitElem + GradElem>(
             let core_logp = if has_targets { core_stats.logp[row] } else { 0.0 };
             agree[1].add(logp[r], core_logp, t(|t| t.logp));
             agree[2].add(entropy[r], core_stats.entropy[row], t(|t| t.entropy));
-            agree[3].add(ez[r], core_stats.ez[row], t(|t| t.ez));
+            agree[3].add(log_sum[r], core_stats.log_sum[row], t(|t| t.log_sum));
             let (Some(rr), Some(stol)) = (reference.as_ref(), tol.as_ref()) else {
                 for j in 0..vocab {
                     agree[4].add(dx[r * vocab + j], want[r * vocab + j], 0.0);
@@ -177,7 +178,7 @@ pub fn run<T: LogitElem + GradElem>(
         rows.div_ceil(chunk_rows)
     );
     println!("gpu vs core (every value; pass = within 2x the reference tolerance of each):");
-    for (a, name) in agree.iter().zip(["lse", "logp", "entropy", "ez", "gradient"]) {
+    for (a, name) in agree.iter().zip(["lse", "logp", "entropy", "log_sum", "gradient"]) {
         println!("{}", a.line(name));
     }
     println!("gpu check   {}", if passed { "PASSED" } else { "FAILED" });

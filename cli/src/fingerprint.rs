@@ -10,9 +10,13 @@
 //! the consistency proof to the full tree (core proof format).
 //!
 //! `verify` checks opening files (and optionally a consistency proof from `--old-head`)
-//! against a signed head. The tree size comes from the head,
-//! never from the proof. Exit codes: 0 every opening verifies, 1 at least one is rejected
-//! (each rejection is one line on stderr), 2 usage and I/O errors or an unusable head.
+//! against a signed head. The tree size comes from the head, never from the proof. The
+//! proofs bind only `n` and `root`; what binds the rest of the head (hash id, context) is
+//! its digest, the bytes a provider signs: with `--head-digest` (the digest that was signed)
+//! every byte of the head is checked, and `verify` prints the context and the digest it saw
+//! either way, saying whether they were checked. Exit codes: 0 every check passes, 1 at
+//! least one is rejected (each rejection is one line on stderr), 2 usage and I/O errors or
+//! an unusable head.
 //!
 //! # Opening file (version 1, little-endian)
 //!
@@ -117,7 +121,7 @@ pub struct CommitArgs {
     #[arg(long, value_name = "NONCE")]
     nonce: Option<String>,
     /// Also write the signed head of the first N1 leaves (head-N1.bin) and the consistency
-    /// proof from it to the full tree (consistency-N1.tmp): append-only growth.
+    /// proof from it to the full tree (consistency-N1-N.tmc): append-only growth.
     #[arg(long, value_name = "N1", requires = "out")]
     consistency_from: Option<u64>,
     /// Directory for head.bin and the opening files (created if missing).
@@ -134,6 +138,13 @@ pub struct VerifyArgs {
     /// The keyed-BLAKE3 context, if the commitment used one.
     #[arg(long, value_name = "CONTEXT")]
     keyed_context: Option<String>,
+    /// The head digest that was signed (hex, as `commit` prints it): binds every byte of
+    /// --head, context included. Without it only `n` and `root` are checked.
+    #[arg(long, value_name = "HEX")]
+    head_digest: Option<String>,
+    /// The context the head must carry (as given to `commit --context`).
+    #[arg(long, value_name = "TEXT")]
+    context: Option<String>,
     /// An earlier signed head that --head must extend (with --consistency).
     #[arg(long, value_name = "FILE", requires = "consistency")]
     old_head: Option<PathBuf>,
@@ -378,7 +389,7 @@ pub fn run_commit(args: &CommitArgs) -> Result<bool, CliError> {
             fs::write(&old_path, &old_bytes).map_err(|source| CliError::Io { path: old_path.clone(), source })?;
             let len = proof::consistency_proof(&*h, &leaves, n1, &mut buf).map_err(kernel)?;
             let bytes = proof::proof_to_vec(ProofKind::Consistency, h.hash_id(), n1, n, &buf[..len]).map_err(kernel)?;
-            let path = dir.join(format!("consistency-{n1}.tmp"));
+            let path = dir.join(format!("consistency-{n1}-{n}.tmc"));
             fs::write(&path, bytes).map_err(|source| CliError::Io { path: path.clone(), source })?;
             println!("  wrote       {} (prefix of {n1} leaves, root {})", old_path.display(), hex(&old.root));
             println!("  wrote       {} ({n1} -> {n}, {len} proof hashes)", path.display());
@@ -468,9 +479,40 @@ pub fn run_verify(args: &VerifyArgs) -> Result<bool, CliError> {
         return Err(CliError::input(&args.head, format!("signed head uses hash id {}{hint}", head.hash_id)));
     }
     let h = hasher(args.keyed_context.as_deref());
+    let digest = head.digest(&*h).map_err(|e| CliError::input(&args.head, e.to_string()))?;
     println!("tokenmath verify");
     println!("  head        n = {}, root {}", head.n, hex(&head.root));
     let mut all_ok = true;
+    let mut reject = |what: &str, reason: String| {
+        all_ok = false;
+        println!("  REJECTED    {what}: {reason}");
+        eprintln!("tokenmath: rejected {what}: {reason}");
+    };
+    let context = String::from_utf8_lossy(head.ctx);
+    match &args.context {
+        Some(want) if want.as_bytes() != head.ctx => {
+            reject("context", format!("the head carries {context:?}, expected {want:?}"))
+        }
+        Some(_) => println!("  context     {context:?} (matches --context)"),
+        None => println!("  context     {context:?} (not checked: pass --context or --head-digest)"),
+    }
+    let digest_checked = match &args.head_digest {
+        Some(want) if !want.trim().eq_ignore_ascii_case(&hex(&digest)) => {
+            reject("head digest", format!("the head's digest is {}, the signed digest {}", hex(&digest), want.trim()));
+            true
+        }
+        Some(_) => {
+            println!("  head digest {} (matches --head-digest: every byte of the head is bound)", hex(&digest));
+            true
+        }
+        None => {
+            println!(
+                "  head digest {} (not checked: pass --head-digest with the digest that was signed)",
+                hex(&digest)
+            );
+            false
+        }
+    };
     if let (Some(old_path), Some(proof_path)) = (&args.old_head, &args.consistency) {
         let old_bytes = fs::read(old_path).map_err(|source| CliError::Io { path: old_path.clone(), source })?;
         let old = SignedHead::parse(&old_bytes).map_err(|e| CliError::input(old_path, e.to_string()))?;
@@ -482,24 +524,21 @@ pub fn run_verify(args: &VerifyArgs) -> Result<bool, CliError> {
             .and_then(|view| view.verify_consistency(&*h, old.n, head.n, &old.root, &head.root));
         match outcome {
             Ok(()) => println!("  ok          {}: head of {} extends head of {}", proof_path.display(), head.n, old.n),
-            Err(reason) => {
-                all_ok = false;
-                println!("  REJECTED    {}: {reason}", proof_path.display());
-                eprintln!("tokenmath: rejected {}: {reason}", proof_path.display());
-            }
+            Err(reason) => reject(&proof_path.display().to_string(), reason.to_string()),
         }
     }
     for path in &args.openings {
         let bytes = fs::read(path).map_err(|source| CliError::Io { path: path.clone(), source })?;
         match check_opening(&*h, &head, &bytes) {
             Ok(desc) => println!("  ok          {}: {desc}", path.display()),
-            Err(reason) => {
-                all_ok = false;
-                println!("  REJECTED    {}: {reason}", path.display());
-                eprintln!("tokenmath: rejected {}: {reason}", path.display());
-            }
+            Err(reason) => reject(&path.display().to_string(), reason),
         }
     }
-    println!("  result      {}", if all_ok { "all checks pass" } else { "REJECTED" });
+    let result = match (all_ok, digest_checked) {
+        (false, _) => "REJECTED",
+        (true, true) => "all checks pass (the whole head, by its digest)",
+        (true, false) => "all checks pass for n and root (the rest of the head is unchecked without --head-digest)",
+    };
+    println!("  result      {result}");
     Ok(all_ok)
 }

@@ -120,7 +120,7 @@ struct StatsArgs {
 /// Options shared by every command.
 #[derive(Args)]
 struct CommonArgs {
-    /// Temperature applied to every row (finite, > 0).
+    /// Temperature applied to every row (finite, > 0, with 1/temperature finite: at least 3e-39).
     #[arg(long, default_value_t = 1.0, value_parser = temperature, allow_negative_numbers = true)]
     temperature: f32,
     /// Worker threads [default: the available parallelism].
@@ -178,10 +178,14 @@ fn seed(s: &str) -> Result<u64, String> {
     parsed.map_err(|e| e.to_string())
 }
 
-/// Parses a finite temperature `> 0`.
+/// Parses a finite temperature `> 0` whose reciprocal (the factor every kernel applies) is
+/// finite in `f32`.
 fn temperature(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
-        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        Ok(t) if t.is_finite() && t > 0.0 && (1.0 / t).is_finite() => Ok(t),
+        Ok(t) if t > 0.0 && t.is_finite() => {
+            Err(format!("1/{t:e} overflows f32 (the logits are multiplied by it); use a temperature of at least 3e-39"))
+        }
         Ok(_) => Err("must be finite and > 0".into()),
         Err(e) => Err(e.to_string()),
     }
@@ -202,6 +206,7 @@ fn positive(s: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_default(&cli.run),
@@ -217,6 +222,17 @@ fn main() -> ExitCode {
             eprintln!("tokenmath: error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Makes a write to a closed pipe end the process quietly, as command-line tools do
+/// (`tokenmath | head -1`): Rust ignores `SIGPIPE`, so `println!` would panic on `EPIPE`.
+fn quiet_on_closed_pipe() {
+    // Safe: called first thing in `main`, before any other thread exists; `SIG_DFL` is a
+    // valid disposition for `SIGPIPE`.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

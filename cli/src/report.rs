@@ -55,7 +55,19 @@ pub fn summary(d: &Description, o: &Outcome) -> String {
     match o.loss() {
         Some(loss) => {
             line("logp", format!("{} ({} rows with a target)", spread(&o.logp), o.logp.count));
-            line("loss", format!("{loss:.6} (mean NLL)"));
+            match (o.masked_target_rows, o.first_masked_target_row) {
+                (0, _) | (_, None) => line("loss", format!("{loss:.6} (mean NLL)")),
+                // Policy: a target on a masked (-inf) logit has probability 0, so its NLL
+                // and the mean are +inf (as torch's cross-entropy); reported, not an error.
+                (n, Some(first)) => line(
+                    "loss",
+                    format!(
+                        "+inf (mean NLL): {n} row{} with the target on a -inf logit (first: row {first}), \
+                         where logp = -inf",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                ),
+            }
         }
         None => line("loss", "none (no row has a target)".into()),
     }
@@ -84,7 +96,10 @@ pub fn summary(d: &Description, o: &Outcome) -> String {
     let logp = if o.target_rows > 0 { format!("  logp {:.2e}", e.logp) } else { String::new() };
     line(
         "max |error|",
-        format!("lse {:.2e}{logp}  entropy {:.2e}  E_p[z] {:.2e}  gradient {:.2e}", e.lse, e.entropy, e.ez, e.grad),
+        format!(
+            "lse {:.2e}{logp}  entropy {:.2e}  log_sum {:.2e}  gradient {:.2e}",
+            e.lse, e.entropy, e.log_sum, e.grad
+        ),
     );
     line("", format!("worst |error| / tolerance {:.3} (must be <= 1)", c.worst_ratio));
     for m in &c.messages {

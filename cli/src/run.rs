@@ -3,7 +3,7 @@
 //! Rows are processed in chunks (at most [`MAX_CHUNK_ROWS`] rows and about 64 MiB of `f32`
 //! gradient each), so memory stays bounded whatever the input size. For each chunk:
 //!
-//! 1. [`stats_fwd`] gives `lse`, `entropy`, `ez` and (with targets) `logp` per row;
+//! 1. [`stats_fwd`] gives `lse`, `entropy`, `max`, `log_sum` and (with targets) `logp` per row;
 //! 2. [`stats_bwd`] writes the `f32` gradient of the objective
 //!    `mean NLL − 0.01·mean entropy` — upstream `g_logp = −1/N_t` for each of the `N_t`
 //!    rows with a target and `g_entropy = −0.01/N` for each of the `N` rows — into a chunk
@@ -31,8 +31,8 @@ use crate::report;
 pub const ENTROPY_BONUS: f64 = 0.01;
 /// At most this many rows per chunk.
 pub const MAX_CHUNK_ROWS: usize = 256;
-/// A chunk holds at most this many elements (unless one row is longer).
-const CHUNK_ELEMS: usize = 1 << 24;
+/// A chunk holds at most this many elements; longer rows are refused ([`check_row_len`]).
+pub const CHUNK_ELEMS: usize = 1 << 24;
 /// Rows spread over the input that are checked against the reference.
 pub const SAMPLE_ROWS: usize = 8;
 /// Failed rows whose details are kept for the report.
@@ -66,8 +66,17 @@ pub struct RowStatistics {
     pub entropy: Vec<f32>,
     /// Target log-probability (0 for rows without a target; empty without targets).
     pub logp: Vec<f32>,
-    /// `E_p[z]`.
-    pub ez: Vec<f32>,
+    /// `max z`, saved for the backward.
+    pub max: Vec<f32>,
+    /// `log Σ exp(z − max)`, saved for the backward.
+    pub log_sum: Vec<f32>,
+}
+
+impl RowStatistics {
+    /// The statistics the backward reads, for rows `range`.
+    pub fn saved(&self, range: std::ops::Range<usize>) -> Saved<'_> {
+        Saved { max: &self.max[range.clone()], log_sum: &self.log_sum[range.clone()], entropy: &self.entropy[range] }
+    }
 }
 
 /// Count, mean, minimum and maximum of a set of values.
@@ -111,8 +120,8 @@ pub struct Errors {
     pub logp: f64,
     /// Entropy.
     pub entropy: f64,
-    /// `E_p[z]`.
-    pub ez: f64,
+    /// `log Σ exp(z − max)`.
+    pub log_sum: f64,
     /// Gradient elements.
     pub grad: f64,
 }
@@ -123,7 +132,7 @@ impl Errors {
             lse: self.lse.max(o.lse),
             logp: self.logp.max(o.logp),
             entropy: self.entropy.max(o.entropy),
-            ez: self.ez.max(o.ez),
+            log_sum: self.log_sum.max(o.log_sum),
             grad: self.grad.max(o.grad),
         }
     }
@@ -168,10 +177,15 @@ impl Check {
 pub struct Outcome {
     /// Entropy (nats) over the rows with finite statistics.
     pub entropy: Spread,
-    /// Target log-probability over the rows with a target and finite statistics.
+    /// Target log-probability over the rows with a target and finite statistics (`−inf`
+    /// for a target on a `−inf` logit included, so the mean NLL is then `+inf`).
     pub logp: Spread,
     /// Rows with a target (`N_t`).
     pub target_rows: usize,
+    /// Rows whose target logit is `−inf` (masked): `logp = −inf`, the loss `+inf`.
+    pub masked_target_rows: usize,
+    /// The first such row.
+    pub first_masked_target_row: Option<usize>,
     /// Rows with a NaN or `+inf` logit (their statistics and gradient are NaN).
     pub nonfinite_rows: usize,
     /// The first such row.
@@ -207,6 +221,19 @@ pub fn sample_rows(rows: usize) -> Vec<usize> {
     sample
 }
 
+/// Refuses rows longer than one chunk ([`CHUNK_ELEMS`] columns): the gradient, the copy of
+/// a row and the reference check all hold a whole row, so memory is bounded by the chunk
+/// only if a row fits in one. (Real vocabularies are below 2^18 columns.)
+pub fn check_row_len(vocab: usize) -> Result<(), CliError> {
+    if vocab <= CHUNK_ELEMS {
+        return Ok(());
+    }
+    let gib = (vocab as f64) * 4.0 / (1u64 << 30) as f64;
+    Err(CliError::Usage(format!(
+        "rows of {vocab} columns are longer than the {CHUNK_ELEMS} columns this command processes at once          (the f32 gradient of one row alone would take {gib:.1} GiB); split the vocabulary into shards"
+    )))
+}
+
 /// Runs `job`, reading the logits of a range of rows with `rows_of` (a dense
 /// `[range.len(), vocab]` slice).
 pub fn run<'d, T: LogitElem>(
@@ -215,6 +242,7 @@ pub fn run<'d, T: LogitElem>(
 ) -> Result<Outcome, CliError> {
     let wall = Instant::now();
     let (rows, vocab, exec) = (job.rows, job.vocab, job.exec);
+    check_row_len(vocab)?;
     let kernel_err = |error: TmError, first_row: usize| CliError::Kernel {
         origin: job.origin.to_owned(),
         error: with_row_offset(error, first_row),
@@ -234,7 +262,8 @@ pub fn run<'d, T: LogitElem>(
 
     let mut lse = vec![0.0f32; chunk_rows];
     let mut entropy = vec![0.0f32; chunk_rows];
-    let mut ez = vec![0.0f32; chunk_rows];
+    let mut max = vec![0.0f32; chunk_rows];
+    let mut log_sum = vec![0.0f32; chunk_rows];
     let mut logp = job.targets.map(|_| vec![0.0f32; chunk_rows]);
     // NaN-filled, so its pages are touched before the first timed backward (and an element
     // the kernel failed to write in the first chunk would fail the check).
@@ -259,14 +288,15 @@ pub fn run<'d, T: LogitElem>(
                 lse: &mut lse[..n],
                 entropy: &mut entropy[..n],
                 logp: logp.as_deref_mut().map(|l| &mut l[..n]),
-                ez: Some(&mut ez[..n]),
+                max: Some(&mut max[..n]),
+                log_sum: Some(&mut log_sum[..n]),
             },
         )
         .map_err(|e| kernel_err(e, start))?;
         out.forward += timer.elapsed();
 
         let dx_chunk = MatMut::dense(&mut dx[..n * vocab], n, vocab).map_err(|e| kernel_err(e, start))?;
-        let saved = Saved { lse: &lse[..n], ez: &ez[..n] };
+        let saved = Saved { max: &max[..n], log_sum: &log_sum[..n], entropy: &entropy[..n] };
         let upstream =
             Upstream { g_logp: targets.map(|_| &g_logp[..n]), g_entropy: Some(&g_entropy[..n]), g_lse: None };
         let timer = Instant::now();
@@ -278,15 +308,22 @@ pub fn run<'d, T: LogitElem>(
                 out.entropy.add(f64::from(entropy[r]));
             }
             if let (Some(l), Some(t)) = (&logp, targets) {
-                if t[r] >= 0 && l[r].is_finite() {
+                // NaN: a non-finite row, reported as such. `−inf`: the target logit is
+                // masked; kept, so the mean NLL is +inf, as torch's cross-entropy gives.
+                if t[r] >= 0 && !l[r].is_nan() {
                     out.logp.add(f64::from(l[r]));
+                    if l[r] == f32::NEG_INFINITY {
+                        out.masked_target_rows += 1;
+                        out.first_masked_target_row.get_or_insert(start + r);
+                    }
                 }
             }
         }
         if let Some(kept) = out.statistics.as_mut() {
             kept.lse.extend_from_slice(&lse[..n]);
             kept.entropy.extend_from_slice(&entropy[..n]);
-            kept.ez.extend_from_slice(&ez[..n]);
+            kept.max.extend_from_slice(&max[..n]);
+            kept.log_sum.extend_from_slice(&log_sum[..n]);
             if let Some(l) = &logp {
                 kept.logp.extend_from_slice(&l[..n]);
             }
@@ -296,19 +333,22 @@ pub fn run<'d, T: LogitElem>(
         if out.first_nonfinite_row.is_none() {
             if let Some(r) = status.first_nonfinite_row {
                 out.first_nonfinite_row = Some(start + r);
-                if !to_check.contains(&(start + r)) {
-                    to_check.push(start + r);
-                    to_check.sort_unstable();
-                }
+                to_check.push(start + r);
             }
         }
+        // The first row with a masked target is checked too.
+        if let Some(row) = out.first_masked_target_row.filter(|r| (start..end).contains(r)) {
+            to_check.push(row);
+        }
+        to_check.sort_unstable();
+        to_check.dedup();
         for row in to_check {
             let r = row - start;
             let values: Vec<f32> = x.row(r).iter().map(|v| v.to_f32()).collect();
             let got = KernelRow {
                 lse: lse[r],
                 entropy: entropy[r],
-                ez: ez[r],
+                log_sum: log_sum[r],
                 logp: logp.as_ref().map(|l| l[r]),
                 dx: &dx[r * vocab..(r + 1) * vocab],
             };
@@ -338,7 +378,7 @@ fn with_row_offset(error: TmError, offset: usize) -> TmError {
 struct KernelRow<'a> {
     lse: f32,
     entropy: f32,
-    ez: f32,
+    log_sum: f32,
     logp: Option<f32>,
     dx: &'a [f32],
 }
@@ -355,7 +395,8 @@ struct RowCheck {
 impl RowCheck {
     /// Compares one value; returns `|got − want|`.
     fn compare(&mut self, what: fmt::Arguments<'_>, got: f32, want: f64, tol: f64) -> f64 {
-        let err = (f64::from(got) - want).abs();
+        // Equal values, equal infinities included (`−inf − −inf` would be NaN), are exact.
+        let err = if f64::from(got) == want { 0.0 } else { (f64::from(got) - want).abs() };
         let ratio = if err == 0.0 { 0.0 } else { err / tol };
         if ratio <= 1.0 {
             self.worst_ratio = self.worst_ratio.max(ratio);
@@ -375,7 +416,8 @@ fn check_row(x: &[f32], temperature: f32, target: Option<usize>, got: &KernelRow
         (row_stats(x, temperature, target), row_grad(x, temperature, target, g_lp, g_h, 0.0))
     else {
         // The reference calls the row non-finite (a NaN or +inf logit): so must the kernels.
-        let all_nan = [got.lse, got.entropy, got.ez].iter().all(|v| v.is_nan()) && got.dx.iter().all(|v| v.is_nan());
+        let all_nan =
+            [got.lse, got.entropy, got.log_sum].iter().all(|v| v.is_nan()) && got.dx.iter().all(|v| v.is_nan());
         if !all_nan {
             rc.problem =
                 Some("the row has a NaN or +inf logit, but its statistics and gradient are not all NaN".into());
@@ -387,7 +429,7 @@ fn check_row(x: &[f32], temperature: f32, target: Option<usize>, got: &KernelRow
     let tol = stats_tolerance(&want, vocab, is_tempered);
     rc.errors.lse = rc.compare(format_args!("lse"), got.lse, want.lse, tol.lse);
     rc.errors.entropy = rc.compare(format_args!("entropy"), got.entropy, want.entropy, tol.entropy);
-    rc.errors.ez = rc.compare(format_args!("E_p[z]"), got.ez, want.ez, tol.ez);
+    rc.errors.log_sum = rc.compare(format_args!("log_sum"), got.log_sum, want.log_s, tol.log_sum);
     if let Some(logp) = got.logp {
         rc.errors.logp = rc.compare(format_args!("logp"), logp, want.logp, tol.logp);
     }
@@ -426,7 +468,7 @@ mod tests {
         let mut got = KernelRow {
             lse: want.lse as f32,
             entropy: want.entropy as f32,
-            ez: want.ez as f32,
+            log_sum: want.log_s as f32,
             logp: Some(want.logp as f32),
             dx: &dx,
         };
@@ -440,7 +482,7 @@ mod tests {
     fn nonfinite_rows_must_be_nan() {
         let x = [1.0f32, f32::NAN];
         let nan = [f32::NAN; 2];
-        let mut got = KernelRow { lse: f32::NAN, entropy: f32::NAN, ez: f32::NAN, logp: None, dx: &nan };
+        let mut got = KernelRow { lse: f32::NAN, entropy: f32::NAN, log_sum: f32::NAN, logp: None, dx: &nan };
         assert!(check_row(&x, 1.0, None, &got, 0.0, -0.01).problem.is_none());
         got.lse = 1.0;
         assert!(check_row(&x, 1.0, None, &got, 0.0, -0.01).problem.is_some());

@@ -31,7 +31,7 @@ use tokenmath_core::advantages::{
     broadcast_masked, dr_grpo_advantage, dynamic_sampling_keep, grpo_advantage, overlong_penalty, rloo_advantage,
     Groups, GrpoCfg, OverlongCfg, RlooFlavor,
 };
-use tokenmath_core::logits::{stats_bwd, RowInputs, Saved, Temperature, Upstream};
+use tokenmath_core::logits::{stats_bwd, RowInputs, Temperature, Upstream};
 use tokenmath_core::policy_loss::{
     agg_chain_in_place, agg_loss, gspo_loss, ppo_clip_kl_loss, ppo_clip_loss, AggMode, AggNorm, BatchShape, ClipCfg,
     GspoCfg, KlCfg, KlStats, KlTerm, LossOut, PolicyInputs, PolicyStats,
@@ -213,7 +213,7 @@ pub fn run<T: LogitElem>(
     if stats.lse.len() != rows || stats.logp.len() != rows {
         return Err(CliError::Usage("the policy step needs the forward statistics of every row".into()));
     }
-    let (lse, entropy, logp, ez) = (&stats.lse, &stats.entropy, &stats.logp, &stats.ez);
+    let (entropy, logp) = (&stats.entropy, &stats.logp);
     let temperature = Temperature::Scalar(cfg.temperature);
     let old_logp: Vec<f32> = logp.iter().zip(&ro.old_noise).map(|(l, n)| l + n).collect();
     let ref_logp: Vec<f32> = logp.iter().zip(&ro.ref_noise).map(|(l, n)| l + n).collect();
@@ -276,7 +276,7 @@ pub fn run<T: LogitElem>(
         cfg.exec,
         x,
         &bwd_inputs,
-        Saved { lse, ez },
+        stats.saved(0..rows),
         Upstream { g_logp: Some(&dloss), ..Default::default() },
         MatMut::dense(&mut dx, rows, vocab).map_err(kernel)?,
     )

@@ -441,3 +441,97 @@ fn stats_on_a_gpu_with_and_without_labels() {
         assert!(run.stdout.contains("gpu check   PASSED"), "{}", run.stdout);
     }
 }
+
+// ----------------------------------------------------------------------------------------
+// What a new user hit (issue 10)
+// ----------------------------------------------------------------------------------------
+
+/// `tokenmath | head -1`: a closed stdout ends the process quietly (no panic, no exit 101).
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokenmath"))
+        .args(["--rows", "8", "--vocab", "64"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tokenmath");
+    drop(child.stdout.take()); // the reader is gone before the first line is written
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.is_empty(), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?}", out.status);
+    }
+}
+
+/// Without a Vulkan driver `--device wgpu` is one error line, no panic text.
+#[test]
+fn no_vulkan_adapter_is_one_line_without_panic_text() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenmath"))
+        .args(["--device", "wgpu", "--rows", "4", "--vocab", "100"])
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("WGPU_BACKEND", "vulkan")
+        .output()
+        .expect("run tokenmath");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("tokenmath: error: --device: no usable GPU"), "{stderr}");
+}
+
+/// A target on a `-inf` logit: logp = -inf, the loss is +inf and says why, every count
+/// agrees, and the checked row passes (equal infinities are equal).
+#[test]
+fn a_target_on_a_minus_inf_logit_gives_an_infinite_loss() {
+    let dir = scratch("masked_target");
+    let (rows, vocab) = (100, 40);
+    let mut x = logits(rows, vocab);
+    x[3] = f32::NEG_INFINITY; // row 0 (a checked row), column 3
+    let labels: Vec<i64> = (0..rows as i64).map(|r| if r == 0 { 3 } else { r % vocab as i64 }).collect();
+    let path =
+        save(&dir, "masked.safetensors", &[f32s("logits", &[rows, vocab], &x), i64s("labels", &[rows], &labels)]);
+    let run = stats(&path, &[]);
+    assert_pass(&run);
+    assert!(run.stdout.contains("(100 of 100 rows with a target)"), "{}", run.stdout);
+    assert!(line(&run, "logp").contains("(100 rows with a target)"), "{}", run.stdout);
+    assert!(line(&run, "loss").contains("+inf (mean NLL): 1 row with the target on a -inf logit (first: row 0)"));
+    assert!(line(&run, "reference").contains("rows checked: 0,"), "{}", run.stdout);
+}
+
+/// Temperatures whose reciprocal overflows are refused; a huge temperature (subnormal
+/// gradients) passes the check thanks to the tolerance's floor at the smallest normal.
+#[test]
+fn temperature_extremes() {
+    let run = tokenmath(&["--rows", "8", "--vocab", "64", "--temperature", "1e38"]);
+    assert_pass(&run);
+    for t in ["1e-45", "2e-39"] {
+        let run = tokenmath(&["--rows", "8", "--vocab", "64", "--temperature", t]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("overflows f32"), "{}", run.stderr);
+    }
+}
+
+/// A row longer than one chunk is refused with one line before anything large is
+/// allocated (a sparse [1, 1, 2^31] f16 dump used to abort allocating 8 GiB).
+#[test]
+fn a_row_longer_than_a_chunk_is_refused() {
+    let dir = scratch("huge_row");
+    let vocab: u64 = 1 << 31;
+    let header = format!(r#"{{"logits":{{"dtype":"F16","shape":[1,1,{vocab}],"data_offsets":[0,{}]}}}}"#, 2 * vocab);
+    let mut header = header.into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let path = dir.join("huge.safetensors");
+    let mut file = fs::File::create(&path).unwrap();
+    use std::io::Write as _;
+    file.write_all(&(header.len() as u64).to_le_bytes()).unwrap();
+    file.write_all(&header).unwrap();
+    file.set_len(8 + header.len() as u64 + 2 * vocab).unwrap(); // sparse: no disk used
+    drop(file);
+    assert_input_error(&stats(&path, &[]), "rows of 2147483648 columns are longer than");
+    assert_input_error(&tokenmath(&["--rows", "1", "--vocab", "2147483647"]), "columns are longer than");
+}

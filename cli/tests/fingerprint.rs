@@ -130,7 +130,15 @@ fn default_commit_is_reproducible_and_verifies() {
     assert_ok(&v);
     assert_eq!(v.stdout.matches("  ok  ").count(), openings.len(), "{}", v.stdout);
     assert!(v.stdout.contains("leaf 1023 of 1024"));
-    assert_eq!(field(&v, "result"), "all checks pass");
+    assert_eq!(
+        field(&v, "result"),
+        "all checks pass for n and root (the rest of the head is unchecked without --head-digest)"
+    );
+    // With the digest that commit printed (and a signer signed), the whole head is bound.
+    args.extend(["--head-digest".to_owned(), field(&a, "head digest").to_owned()]);
+    let v = tokenmath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&v);
+    assert_eq!(field(&v, "result"), "all checks pass (the whole head, by its digest)");
 }
 
 #[test]
@@ -221,6 +229,39 @@ fn tampered_and_malformed_openings_are_rejected() {
     assert!(run.stdout.contains("ok          ") && run.stdout.contains("REJECTED"));
 }
 
+/// Every byte of the head is bound: a flipped context byte is rejected by --head-digest
+/// (and by --context), and verify prints the context and digest it saw.
+#[test]
+fn a_tampered_head_context_is_rejected() {
+    let dir = scratch("tamper-head");
+    let c =
+        tokenmath(&["commit", "--tokens", "9", "--dim", "8", "--open", "2", "--context", "req-42", "--out", p(&dir)]);
+    assert_ok(&c);
+    let digest = field(&c, "head digest").to_owned();
+    let (head, open) = (dir.join("head.bin"), dir.join("open-2.tmo"));
+    let good = tokenmath(&["verify", "--head", p(&head), "--head-digest", &digest, "--context", "req-42", p(&open)]);
+    assert_ok(&good);
+    assert!(field(&good, "context").starts_with("\"req-42\" (matches --context)"), "{}", good.stdout);
+    let mut bytes = fs::read(&head).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"req-42").expect("the context is in the head");
+    bytes[at + 4] ^= 0x01; // "req-42" -> "req-52"
+    let tampered = dir.join("tampered.bin");
+    fs::write(&tampered, &bytes).unwrap();
+    let run = tokenmath(&["verify", "--head", p(&tampered), "--head-digest", &digest, p(&open)]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.starts_with("tokenmath: rejected head digest: "), "{}", run.stderr);
+    assert_eq!(field(&run, "result"), "REJECTED");
+    let run = tokenmath(&["verify", "--head", p(&tampered), "--context", "req-42", p(&open)]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("rejected context: the head carries \"req-52\""), "{}", run.stderr);
+    // Without an expectation the proofs pass, and the output says what was not checked.
+    let run = tokenmath(&["verify", "--head", p(&tampered), p(&open)]);
+    assert_ok(&run);
+    assert!(field(&run, "context").starts_with("\"req-52\" (not checked"), "{}", run.stdout);
+    assert!(field(&run, "head digest").contains("(not checked"), "{}", run.stdout);
+    assert!(!field(&run, "head digest").starts_with(&digest));
+}
+
 #[test]
 fn keyed_commitments_need_the_context() {
     let dir = scratch("keyed");
@@ -301,7 +342,7 @@ fn consistency_proofs_show_append_only_growth() {
     let full = tokenmath(&["commit", "--tokens", "50", "--dim", "8", "--consistency-from", "20", "--out", p(&dir)]);
     assert_ok(&full);
     let head = dir.join("head.bin");
-    let proof = dir.join("consistency-20.tmp");
+    let proof = dir.join("consistency-20-50.tmc");
     let run = tokenmath(&[
         "verify",
         "--head",

@@ -107,10 +107,10 @@ impl fmt::Display for TmError {
                 write!(f, "target {target} of row {row} is out of range for vocabulary {vocab}")
             }
             TmError::InvalidTemperature { row: Some(row), value } => {
-                write!(f, "temperature {value} of row {row} is not finite and > 0")
+                write!(f, "temperature {value} of row {row} is not finite and > 0 with a finite 1/temperature")
             }
             TmError::InvalidTemperature { row: None, value } => {
-                write!(f, "temperature {value} is not finite and > 0")
+                write!(f, "temperature {value} is not finite and > 0 with a finite 1/temperature")
             }
             TmError::NoFiniteLogit { row } => {
                 write!(f, "row {row} has no finite logit (all -inf): its softmax is undefined")

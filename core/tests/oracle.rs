@@ -15,7 +15,7 @@ fn check_row_against_reference(row: &[f32], temp: f32, target: Option<usize>, go
     let r = reference::row_stats(row, temp, target);
     let nonfinite = row.iter().any(|x| x.is_nan() || *x == f32::INFINITY);
     if nonfinite {
-        prop_assert!(got.lse[0].is_nan() && got.entropy[0].is_nan() && got.ez[0].is_nan());
+        prop_assert!(got.lse[0].is_nan() && got.entropy[0].is_nan() && got.max[0].is_nan() && got.log_sum[0].is_nan());
         prop_assert!(target.is_none() || got.logp[0].is_nan());
         prop_assert_eq!(got.status.nonfinite_rows, 1);
         return Ok(());
@@ -36,7 +36,8 @@ fn check_row_against_reference(row: &[f32], temp: f32, target: Option<usize>, go
     };
     close("lse", got.lse[0], r.lse, tol.lse)?;
     close("entropy", got.entropy[0], r.entropy, tol.entropy)?;
-    close("ez", got.ez[0], r.ez, tol.ez)?;
+    close("max", got.max[0], r.m, tol.max)?;
+    close("log_sum", got.log_sum[0], r.log_s, tol.log_sum)?;
     if target.is_some() {
         close("logp", got.logp[0], r.logp, tol.logp)?;
     } else {
@@ -147,7 +148,8 @@ fn spec_worked_examples() {
     assert!(near(f.lse[0], 4.440189698561196));
     assert!(near(f.logp[0], -1.440189698561196));
     assert!(near(f.entropy[0], 0.947536963975426));
-    assert!(near(f.ez[0], 3.49265273458577));
+    assert_eq!(f.max[0], 4.0);
+    assert!(near(f.log_sum[0], 0.440189698561196));
     let x = [1.0f32, 2.0, 3.0, 4.0];
     let inputs = RowInputs { targets: Some(&[2]), ..Default::default() };
     let dx: Vec<f32> = bwd(
@@ -239,7 +241,8 @@ fn nan_hidden_behind_a_larger_logit_is_reported() {
         assert_eq!(f.status.nonfinite_rows, 2);
         assert_eq!(f.status.first_nonfinite_row, Some(0));
         for r in [0, 2] {
-            assert!(f.lse[r].is_nan() && f.logp[r].is_nan() && f.entropy[r].is_nan() && f.ez[r].is_nan());
+            assert!(f.lse[r].is_nan() && f.logp[r].is_nan() && f.entropy[r].is_nan() && f.max[r].is_nan());
+            assert!(f.log_sum[r].is_nan());
         }
         assert!(f.lse[1].is_finite());
         let dx: Vec<f32> = bwd(exec(b), Mat::dense(&rows, 3, 3).unwrap(), &inputs, &f, Upstream::default()).unwrap();
@@ -266,7 +269,7 @@ fn masked_rows_are_not_read_and_give_zeros() {
     let x = Mat::dense(&rows, 3, 2).unwrap();
     let f = fwd(portable(), x, &inputs).unwrap();
     assert_eq!(f.status.nonfinite_rows, 0);
-    assert_eq!((f.lse[1], f.logp[1], f.entropy[1], f.ez[1]), (0.0, 0.0, 0.0, 0.0));
+    assert_eq!((f.lse[1], f.logp[1], f.entropy[1], f.max[1], f.log_sum[1]), (0.0, 0.0, 0.0, 0.0, 0.0));
     assert!(f.lse[2].is_finite());
     let up = Upstream { g_logp: Some(&[1.0, 1.0, 1.0]), g_entropy: Some(&[1.0, 1.0, 1.0]), g_lse: None };
     let dx: Vec<f32> = bwd(portable(), x, &inputs, &f, up).unwrap();
@@ -291,8 +294,12 @@ fn invalid_inputs_are_typed_errors_and_write_nothing() {
     let x = Mat::dense(&row, 2, 2).unwrap();
     let call = |inputs: &RowInputs<'_>, n_out: usize| {
         let (mut lse, mut h) = (vec![POISON; n_out], vec![POISON; 2]);
-        let r =
-            logits::stats_fwd(portable(), x, inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp: None, ez: None });
+        let r = logits::stats_fwd(
+            portable(),
+            x,
+            inputs,
+            FwdOut { lse: &mut lse, entropy: &mut h, logp: None, max: None, log_sum: None },
+        );
         assert!(lse.iter().chain(&h).all(|v| v.to_bits() == POISON.to_bits()), "nothing written on a validation error");
         r
     };
@@ -300,7 +307,8 @@ fn invalid_inputs_are_typed_errors_and_write_nothing() {
         call(&RowInputs { targets: Some(&[0, 2]), ..Default::default() }, 2),
         Err(TmError::TargetOutOfRange { row: 1, target: 2, vocab: 2 })
     );
-    for t in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+    // 1e-45: its reciprocal overflows f32.
+    for t in [0.0f32, -1.0, f32::NAN, f32::INFINITY, 1e-45, 2.9e-39] {
         assert!(matches!(
             call(&RowInputs { temperature: Temperature::Scalar(t), ..Default::default() }, 2),
             Err(TmError::InvalidTemperature { row: None, .. })
@@ -326,7 +334,7 @@ fn invalid_inputs_are_typed_errors_and_write_nothing() {
         portable(),
         Mat::dense(&empty, 3, 0).unwrap(),
         &RowInputs::default(),
-        FwdOut { lse: &mut lse, entropy: &mut h, logp: None, ez: None },
+        FwdOut { lse: &mut lse, entropy: &mut h, logp: None, max: None, log_sum: None },
     );
     assert_eq!(r, Err(TmError::EmptyVocab));
     // Views that do not fit their buffer.
@@ -340,7 +348,7 @@ fn invalid_inputs_are_typed_errors_and_write_nothing() {
             portable(),
             x,
             &RowInputs::default(),
-            FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: None }
+            FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), max: None, log_sum: None }
         ),
         Err(TmError::InvalidArgument(_))
     ));
@@ -350,13 +358,13 @@ fn invalid_inputs_are_typed_errors_and_write_nothing() {
 fn backward_validates_its_buffers() {
     let row = [0.5f32, 1.5, -2.0, 0.0];
     let x = Mat::dense(&row, 2, 2).unwrap();
-    let (lse, ez) = ([1.0f32; 2], [0.0f32; 2]);
+    let (max, log_sum, h) = ([1.0f32; 2], [0.0f32; 2], [0.5f32; 2]);
     let mut dx = vec![0.0f32; 6];
     let r = logits::stats_bwd(
         portable(),
         x,
         &RowInputs::default(),
-        Saved { lse: &lse, ez: &ez },
+        Saved { max: &max, log_sum: &log_sum, entropy: &h },
         Upstream::default(),
         MatMut::dense(&mut dx, 2, 3).unwrap(),
     );
@@ -366,16 +374,16 @@ fn backward_validates_its_buffers() {
         portable(),
         x,
         &RowInputs::default(),
-        Saved { lse: &lse[..1], ez: &ez },
+        Saved { max: &max, log_sum: &log_sum[..1], entropy: &h },
         Upstream::default(),
         MatMut::dense(&mut dx, 2, 2).unwrap(),
     );
-    assert_eq!(r, Err(TmError::LengthMismatch { what: "lse", expected: 2, got: 1 }));
+    assert_eq!(r, Err(TmError::LengthMismatch { what: "log_sum", expected: 2, got: 1 }));
     let r = logits::stats_bwd(
         portable(),
         x,
         &RowInputs::default(),
-        Saved { lse: &lse, ez: &ez },
+        Saved { max: &max, log_sum: &log_sum, entropy: &h },
         Upstream { g_entropy: Some(&[1.0; 3]), ..Default::default() },
         MatMut::dense(&mut dx, 2, 2).unwrap(),
     );
@@ -395,15 +403,7 @@ fn strided_gradient_and_row_sums() {
     let (gl, gh, gs) = ([0.3f32, -1.0, 2.0], [0.5f32, 0.1, -0.7], [0.25f32, 0.0, 1.0]);
     let up = Upstream { g_logp: Some(&gl), g_entropy: Some(&gh), g_lse: Some(&gs) };
     let mut dx = vec![POISON; (rows - 1) * stride + v];
-    logits::stats_bwd(
-        portable(),
-        xm,
-        &inputs,
-        Saved { lse: &f.lse, ez: &f.ez },
-        up,
-        MatMut::new(&mut dx, rows, v, stride).unwrap(),
-    )
-    .unwrap();
+    logits::stats_bwd(portable(), xm, &inputs, f.saved(), up, MatMut::new(&mut dx, rows, v, stride).unwrap()).unwrap();
     for r in 0..rows {
         let row = &dx[r * stride..r * stride + v];
         let sum: f64 = row.iter().map(|&g| g as f64).sum();
@@ -435,7 +435,7 @@ fn tolerance_headroom() {
             worst[0] = worst[0].max(ratio(f.lse[0], r.lse, tol.lse));
             worst[1] = worst[1].max(ratio(f.logp[0], r.logp, tol.logp));
             worst[2] = worst[2].max(ratio(f.entropy[0], r.entropy, tol.entropy));
-            worst[3] = worst[3].max(ratio(f.ez[0], r.ez, tol.ez));
+            worst[3] = worst[3].max(ratio(f.log_sum[0], r.log_s, tol.log_sum));
             let (g_lp, g_h) = (-1.0f32, 0.3f32);
             let dx: Vec<f32> = bwd(
                 portable(),
@@ -466,8 +466,69 @@ fn tolerance_headroom() {
         }
     }
     println!(
-        "worst |error| / tolerance: lse {:.3}, logp {:.3}, entropy {:.3}, ez {:.3}, gradient {:.3}",
+        "worst |error| / tolerance: lse {:.3}, logp {:.3}, entropy {:.3}, log_sum {:.3}, gradient {:.3}",
         worst[0], worst[1], worst[2], worst[3], worst[4]
     );
     assert!(worst.iter().all(|w| *w <= 1.0));
+}
+
+/// The backward reads `max` and `log_sum`, not the rounded `lse`: a row of eight equal
+/// logits at `−3.4e38` (where `lse` rounds back to `m` and swallows `ln 8`) gets
+/// `p = 1/8`, so `∂(−logp)/∂x = 0.125` off the target and `−0.875` at it, on every backend.
+#[test]
+fn gradient_of_a_row_at_minus_3_4e38() {
+    let row = [-3.4e38f32; 8];
+    let inputs = RowInputs { targets: Some(&[7]), ..Default::default() };
+    let x = Mat::dense(&row, 1, 8).unwrap();
+    for b in tokenmath_core::Backend::all_supported() {
+        let f = fwd(exec(b), x, &inputs).unwrap();
+        assert_eq!(f.max[0], -3.4e38);
+        let dx: Vec<f32> =
+            bwd(exec(b), x, &inputs, &f, Upstream { g_logp: Some(&[-1.0]), ..Default::default() }).unwrap();
+        for (j, g) in dx.iter().enumerate() {
+            let want = if j == 7 { -0.875 } else { 0.125 };
+            assert!((*g as f64 - want).abs() <= 4e-7, "{}: column {j} gives {g}, want {want}", b.name());
+        }
+    }
+}
+
+/// At temperature 1 the gradient only depends on `z − m`: a row shifted by an exactly
+/// representable `1e4` (values on the `2^-10` grid, so every `z − m` is exact in both) gives
+/// the unshifted row's gradient bit for bit, and it is within the (offset-free) reference
+/// tolerance. The `lse`-based backward was off by up to 4.3e-4 relative here.
+#[test]
+fn gradient_is_invariant_to_a_common_offset() {
+    let v = 5000;
+    let quantize = |x: f32| (x * 1024.0).round() / 1024.0;
+    let base: Vec<f32> = zipf_row(77, v).into_iter().map(quantize).collect();
+    let target = 1234;
+    let inputs = RowInputs { targets: Some(&[target as i32]), ..Default::default() };
+    let up = Upstream { g_logp: Some(&[-1.0]), g_entropy: Some(&[0.3]), g_lse: Some(&[0.1]) };
+    for b in tokenmath_core::Backend::all_supported() {
+        let grad = |row: &[f32]| {
+            let x = Mat::dense(row, 1, v).unwrap();
+            let f = fwd(exec(b), x, &inputs).unwrap();
+            bwd::<f32, f32>(exec(b), x, &inputs, &f, up).unwrap()
+        };
+        let want = grad(&base);
+        for offset in [1e4f32, -1e4] {
+            let shifted: Vec<f32> = base.iter().map(|x| x + offset).collect();
+            assert!(shifted.iter().zip(&base).all(|(s, x)| s - offset == *x), "the shift is exact");
+            let got = grad(&shifted);
+            assert_eq!(
+                got.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|g| g.to_bits()).collect::<Vec<_>>(),
+                "{} at offset {offset}",
+                b.name()
+            );
+            let r = reference::row_stats(&shifted, 1.0, Some(target)).unwrap();
+            let tol = reference::stats_tolerance(&r, v, false);
+            let exact = reference::row_grad(&shifted, 1.0, Some(target), -1.0, 0.3, 0.1).unwrap();
+            let z = reference::tempered(&shifted, 1.0);
+            for j in 0..v {
+                let t = reference::grad_tolerance(&r, &tol, z[j], 1.0, false, j == target, -1.0, 0.3, 0.1, exact[j]);
+                assert!((got[j] as f64 - exact[j]).abs() <= t, "column {j}: {} vs {} (tol {t:e})", got[j], exact[j]);
+            }
+        }
+    }
 }

@@ -481,13 +481,19 @@ fn chains_into_logits_backward() {
     let cfg = ClipCfg::default();
     // Forward through the logits kernel.
     let inputs_l = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(1.0) };
-    let (mut lse, mut h, mut lp, mut ez) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let [mut lse, mut h, mut lp, mut max, mut log_sum] = core::array::from_fn(|_| vec![0.0; n]);
     let xm = Mat::dense(&x, n, v).unwrap();
     logits::stats_fwd(
         common::portable(),
         xm,
         &inputs_l,
-        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+        FwdOut {
+            lse: &mut lse,
+            entropy: &mut h,
+            logp: Some(&mut lp),
+            max: Some(&mut max),
+            log_sum: Some(&mut log_sum),
+        },
     )
     .unwrap();
     let inp = PolicyInputs { shape: sh, logp: &lp, old_logp: &old, adv: &adv, mask: &mask, is_weights: None };
@@ -502,7 +508,7 @@ fn chains_into_logits_backward() {
         common::portable(),
         xm,
         &inputs_l,
-        Saved { lse: &lse, ez: &ez },
+        Saved { max: &max, log_sum: &log_sum, entropy: &h },
         Upstream { g_logp: Some(&g_logp), g_entropy: None, g_lse: None },
         MatMut::dense(&mut dx, n, v).unwrap(),
     )

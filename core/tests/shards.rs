@@ -33,14 +33,19 @@ fn sharded(
     let refs: Vec<&[RowStats]> = parts.iter().map(|p| &p[..]).collect();
     let mut merged = vec![RowStats::EMPTY; rows];
     logits::merge_shards(&refs, &mut merged)?;
-    let (mut lse, mut h, mut lp, mut ez) =
-        (vec![POISON; rows], vec![POISON; rows], vec![POISON; rows], vec![POISON; rows]);
+    let [mut lse, mut h, mut lp, mut max, mut log_sum] = core::array::from_fn(|_| vec![POISON; rows]);
     let status = logits::finalize_rows(
         &merged,
         inputs,
-        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+        FwdOut {
+            lse: &mut lse,
+            entropy: &mut h,
+            logp: Some(&mut lp),
+            max: Some(&mut max),
+            log_sum: Some(&mut log_sum),
+        },
     )?;
-    Ok(Fwd { lse, entropy: h, logp: lp, ez, status })
+    Ok(Fwd { lse, entropy: h, logp: lp, max, log_sum, status })
 }
 
 fn batch(seed: u64, rows: usize, v: usize) -> (Vec<f32>, Vec<i32>) {
@@ -102,15 +107,20 @@ fn sharded_blocks(x: &[f32], rows: usize, v: usize, cuts: &[usize], inputs: &Row
     let mats: Vec<Mat<'_, RowStats>> = parts.iter().map(|(p, nb)| Mat::dense(p, rows, *nb).unwrap()).collect();
     let mut merged = vec![RowStats::EMPTY; rows];
     logits::merge_block_partials(&mats, &mut merged).unwrap();
-    let (mut lse, mut h, mut lp, mut ez) =
-        (vec![POISON; rows], vec![POISON; rows], vec![POISON; rows], vec![POISON; rows]);
+    let [mut lse, mut h, mut lp, mut max, mut log_sum] = core::array::from_fn(|_| vec![POISON; rows]);
     let status = logits::finalize_rows(
         &merged,
         inputs,
-        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+        FwdOut {
+            lse: &mut lse,
+            entropy: &mut h,
+            logp: Some(&mut lp),
+            max: Some(&mut max),
+            log_sum: Some(&mut log_sum),
+        },
     )
     .unwrap();
-    Fwd { lse, entropy: h, logp: lp, ez, status }
+    Fwd { lse, entropy: h, logp: lp, max, log_sum, status }
 }
 
 #[test]
@@ -225,7 +235,11 @@ fn merge_and_finalize_policies() {
     logits::merge_shards(&[&[b]], &mut out).unwrap();
     let (mut lse, mut h) = ([0.0], [0.0]);
     assert_eq!(
-        logits::finalize_rows(&out, &inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp: None, ez: None }),
+        logits::finalize_rows(
+            &out,
+            &inputs,
+            FwdOut { lse: &mut lse, entropy: &mut h, logp: None, max: None, log_sum: None }
+        ),
         Err(TmError::MissingTarget { row: 0 })
     );
     // A shard that does not fit the vocabulary.

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use tokenmath_core::logits::{self, RowInputs, Saved, Temperature, Upstream};
+use tokenmath_core::logits::{self, RowInputs, Temperature, Upstream};
 use tokenmath_core::{bf16, f16, Backend, GradElem, LogitElem, Mat, MatMut};
 
 fn simd_backends() -> Vec<Backend> {
@@ -39,14 +39,7 @@ fn compare_all<T: LogitElem + GradElem>(x: &[T], rows: usize, v: usize, inputs: 
     assert_eq!(grad_bits(&want_f16), grad_bits(&want_f32.iter().map(|g| f16::from_f32(*g)).collect::<Vec<_>>()));
     let inplace = |e| {
         let mut buf = x.to_vec();
-        logits::stats_bwd_inplace(
-            e,
-            MatMut::dense(&mut buf, rows, v).unwrap(),
-            inputs,
-            Saved { lse: &want.lse, ez: &want.ez },
-            up,
-        )
-        .unwrap();
+        logits::stats_bwd_inplace(e, MatMut::dense(&mut buf, rows, v).unwrap(), inputs, want.saved(), up).unwrap();
         buf
     };
     let want_inplace = inplace(portable());

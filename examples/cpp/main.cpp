@@ -63,16 +63,17 @@ std::vector<float> logits_of(const std::vector<float>& w, const std::vector<floa
 }
 
 struct Fwd {
-  std::vector<float> lse, entropy, logp, ez;
+  std::vector<float> lse, entropy, logp, max, log_sum;  // max, log_sum, entropy: saved for the backward
 };
 
 Fwd forward(const std::vector<float>& x, const Batch& b, uint32_t threads) {
   tkm_exec_options opts;
   ok(tkm_exec_options_init(&opts), "exec options");
   opts.threads = threads;
-  Fwd f{std::vector<float>(N), std::vector<float>(N), std::vector<float>(N), std::vector<float>(N)};
+  Fwd f{std::vector<float>(N), std::vector<float>(N), std::vector<float>(N), std::vector<float>(N),
+        std::vector<float>(N)};
   ok(tkm_logits_fwd(&opts, TKM_DTYPE_F32, x.data(), N, V, V, b.target.data(), b.mask.data(), kTemp, nullptr,
-                    f.lse.data(), f.entropy.data(), f.logp.data(), f.ez.data(), nullptr),
+                    f.lse.data(), f.entropy.data(), f.logp.data(), f.max.data(), f.log_sum.data(), nullptr),
      "tkm_logits_fwd");
   return f;
 }
@@ -132,7 +133,7 @@ int main() {
       expect_close(f.lse[n], 0.0, 0.0, "masked lse");
       continue;
     }
-    double m = -INFINITY, s = 0, ez = 0, ent = 0;
+    double m = -INFINITY, s = 0, ent = 0;
     for (size_t v = 0; v < V; v++) m = std::max(m, static_cast<double>(x[n * V + v]) / kTemp);
     for (size_t v = 0; v < V; v++) s += std::exp(x[n * V + v] / static_cast<double>(kTemp) - m);
     double lse = m + std::log(s);
@@ -140,13 +141,13 @@ int main() {
     for (size_t v = 0; v < V; v++) {
       double z = x[n * V + v] / static_cast<double>(kTemp);
       prob[n][v] = std::exp(z - lse);
-      ez += prob[n][v] * z;
       ent -= prob[n][v] * (z - lse);
     }
     expect_close(f.lse[n], lse, 1e-5, "lse");
     expect_close(f.entropy[n], ent, 1e-4, "entropy");
     expect_close(f.logp[n], x[n * V + b.target[n]] / static_cast<double>(kTemp) - lse, 1e-4, "logp");
-    expect_close(f.ez[n], ez, 1e-4, "ez");
+    expect_close(f.max[n], m, 1e-6, "max");
+    expect_close(f.log_sum[n], std::log(s), 1e-5, "log_sum");
   }
 
   // ---- advantages ------------------------------------------------------------------------
@@ -224,7 +225,7 @@ int main() {
   opts.threads = 4;
   std::vector<float> dx(N * V);
   ok(tkm_logits_bwd(&opts, TKM_DTYPE_F32, x.data(), N, V, V, b.target.data(), b.mask.data(), kTemp, nullptr,
-                    f.lse.data(), f.ez.data(), g_logp.data(), g_ent.data(), nullptr, TKM_DTYPE_F32, dx.data(), V),
+                    f.max.data(), f.log_sum.data(), f.entropy.data(), g_logp.data(), g_ent.data(), nullptr, TKM_DTYPE_F32, dx.data(), V),
      "tkm_logits_bwd");
   // Naive gradient: dL/dz_j = p_j (g_lse - g_lp - g_H (z_j - E[z])) + g_lp 1[j = t], then / temp.
   for (size_t n = 0; n < N; n++) {

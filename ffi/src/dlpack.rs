@@ -211,7 +211,8 @@ unsafe fn optional(t: *const DLTensor, want: Elem, rows: usize) -> Res<*mut c_vo
 /// `tkm_logits_fwd` on DLPack tensors: `logits` is a 2-D `[rows, vocab]` float32 / bfloat16 /
 /// float16 CPU tensor (any row stride, unit column stride); `targets` (int32), `row_mask`
 /// (uint8 or bool), `temperatures` (float32) are NULL or 1-D `[rows]`; `lse`, `entropy`
-/// (required) and `logp`, `ez` (NULL = not wanted) are 1-D `[rows]` float32 outputs; all
+/// (required) and `logp`, `max`, `log_sum` (NULL = not wanted) are 1-D `[rows]` float32
+/// outputs; all
 /// vectors contiguous. Other rules as `tkm_logits_fwd`.
 ///
 /// # Safety
@@ -228,7 +229,8 @@ pub unsafe extern "C" fn tkm_dl_logits_fwd(
     lse: *const DLTensor,
     entropy: *const DLTensor,
     logp: *const DLTensor,
-    ez: *const DLTensor,
+    max: *const DLTensor,
+    log_sum: *const DLTensor,
     nonfinite_rows: *mut usize,
 ) -> tkm_status {
     guard(|| {
@@ -239,7 +241,8 @@ pub unsafe extern "C" fn tkm_dl_logits_fwd(
         let l = required(lse, Elem::F32, rows)?;
         let h = required(entropy, Elem::F32, rows)?;
         let lp = optional(logp, Elem::F32, rows)?;
-        let e = optional(ez, Elem::F32, rows)?;
+        let mx = optional(max, Elem::F32, rows)?;
+        let ls = optional(log_sum, Elem::F32, rows)?;
         match tkm_logits_fwd(
             exec,
             dtype,
@@ -254,7 +257,8 @@ pub unsafe extern "C" fn tkm_dl_logits_fwd(
             l as *mut f32,
             h as *mut f32,
             lp as *mut f32,
-            e as *mut f32,
+            mx as *mut f32,
+            ls as *mut f32,
             nonfinite_rows,
         ) {
             TKM_STATUS_OK => Ok(()),
@@ -264,7 +268,8 @@ pub unsafe extern "C" fn tkm_dl_logits_fwd(
 }
 
 /// `tkm_logits_bwd` on DLPack tensors: `dx` is a 2-D float32 / bfloat16 / float16 CPU tensor
-/// of the logits' shape (any row stride, unit column stride); `lse`, `ez` (required) and
+/// of the logits' shape (any row stride, unit column stride); `max`, `log_sum`, `entropy`
+/// (required: the forward's outputs) and
 /// `g_logp`, `g_entropy`, `g_lse` (NULL = zero) are 1-D `[rows]` float32. Other arguments
 /// and rules as `tkm_dl_logits_fwd` and `tkm_logits_bwd`.
 ///
@@ -278,8 +283,9 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd(
     row_mask: *const DLTensor,
     temperature: f32,
     temperatures: *const DLTensor,
-    lse: *const DLTensor,
-    ez: *const DLTensor,
+    max: *const DLTensor,
+    log_sum: *const DLTensor,
+    entropy: *const DLTensor,
     g_logp: *const DLTensor,
     g_entropy: *const DLTensor,
     g_lse: *const DLTensor,
@@ -294,8 +300,9 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd(
         let t = optional(targets, Elem::I32, rows)?;
         let m = optional(row_mask, Elem::Mask, rows)?;
         let temps = optional(temperatures, Elem::F32, rows)?;
-        let l = required(lse, Elem::F32, rows)?;
-        let e = required(ez, Elem::F32, rows)?;
+        let mx = required(max, Elem::F32, rows)?;
+        let ls = required(log_sum, Elem::F32, rows)?;
+        let h = required(entropy, Elem::F32, rows)?;
         let gl = optional(g_logp, Elem::F32, rows)?;
         let gh = optional(g_entropy, Elem::F32, rows)?;
         let gz = optional(g_lse, Elem::F32, rows)?;
@@ -310,8 +317,9 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd(
             m as *const u8,
             temperature,
             temps as *const f32,
-            l as *const f32,
-            e as *const f32,
+            mx as *const f32,
+            ls as *const f32,
+            h as *const f32,
             gl as *const f32,
             gh as *const f32,
             gz as *const f32,
@@ -338,8 +346,9 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd_inplace(
     row_mask: *const DLTensor,
     temperature: f32,
     temperatures: *const DLTensor,
-    lse: *const DLTensor,
-    ez: *const DLTensor,
+    max: *const DLTensor,
+    log_sum: *const DLTensor,
+    entropy: *const DLTensor,
     g_logp: *const DLTensor,
     g_entropy: *const DLTensor,
     g_lse: *const DLTensor,
@@ -349,8 +358,9 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd_inplace(
         let t = optional(targets, Elem::I32, rows)?;
         let m = optional(row_mask, Elem::Mask, rows)?;
         let temps = optional(temperatures, Elem::F32, rows)?;
-        let l = required(lse, Elem::F32, rows)?;
-        let e = required(ez, Elem::F32, rows)?;
+        let mx = required(max, Elem::F32, rows)?;
+        let ls = required(log_sum, Elem::F32, rows)?;
+        let h = required(entropy, Elem::F32, rows)?;
         let gl = optional(g_logp, Elem::F32, rows)?;
         let gh = optional(g_entropy, Elem::F32, rows)?;
         let gz = optional(g_lse, Elem::F32, rows)?;
@@ -365,8 +375,9 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd_inplace(
             m as *const u8,
             temperature,
             temps as *const f32,
-            l as *const f32,
-            e as *const f32,
+            mx as *const f32,
+            ls as *const f32,
+            h as *const f32,
             gl as *const f32,
             gh as *const f32,
             gz as *const f32,

@@ -106,16 +106,25 @@ struct FwdScratch {
     lse: Out<f32>,
     entropy: Out<f32>,
     logp: Option<Out<f32>>,
-    ez: Option<Out<f32>>,
+    max: Option<Out<f32>>,
+    log_sum: Option<Out<f32>>,
 }
 
 impl FwdScratch {
-    fn new(rows: usize, lse: *mut f32, entropy: *mut f32, logp: *mut f32, ez: *mut f32) -> Res<FwdScratch> {
+    fn new(
+        rows: usize,
+        lse: *mut f32,
+        entropy: *mut f32,
+        logp: *mut f32,
+        max: *mut f32,
+        log_sum: *mut f32,
+    ) -> Res<FwdScratch> {
         Ok(FwdScratch {
             lse: Out::new(lse, rows)?,
             entropy: Out::new(entropy, rows)?,
             logp: Out::optional(logp, rows)?,
-            ez: Out::optional(ez, rows)?,
+            max: Out::optional(max, rows)?,
+            log_sum: Out::optional(log_sum, rows)?,
         })
     }
 
@@ -124,7 +133,8 @@ impl FwdScratch {
             lse: &mut self.lse.buf,
             entropy: &mut self.entropy.buf,
             logp: self.logp.as_mut().map(|o| &mut o.buf[..]),
-            ez: self.ez.as_mut().map(|o| &mut o.buf[..]),
+            max: self.max.as_mut().map(|o| &mut o.buf[..]),
+            log_sum: self.log_sum.as_mut().map(|o| &mut o.buf[..]),
         }
     }
 
@@ -134,7 +144,7 @@ impl FwdScratch {
         if let Some(o) = self.logp {
             o.commit();
         }
-        if let Some(o) = self.ez {
+        for o in [self.max, self.log_sum].into_iter().flatten() {
             o.commit();
         }
         if !nonfinite_rows.is_null() {
@@ -144,16 +154,16 @@ impl FwdScratch {
 }
 
 /// Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
-/// log-prob `logp = z[target] - lse` and `ez = E_p[z]` (save `lse` and `ez` for the
-/// backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
+/// log-prob `logp = z[target] - lse`, `max = max z` and `log_sum = log sum exp(z - max)`
+/// (save `max`, `log_sum` and `entropy` for the backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
 /// `dtype` = `TKM_DTYPE_F32`/`BF16`/`F16`; bf16/f16 as `uint16_t` bits).
 ///
 /// * `targets` (NULL = none; negative = no target for that row, e.g. -100), `row_mask`
 ///   (NULL = keep every row; 0 = skip the row: outputs 0, target and temperature not
 ///   checked), `temperatures` (NULL = `temperature` for every row; else one per row, and
 ///   `temperature` is ignored). Temperatures must be finite and > 0.
-/// * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `ez`: NULL = not
-///   wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
+/// * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `max`, `log_sum`:
+///   NULL = not wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
 ///   (their outputs are NaN; this is not an error).
 ///
 /// Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`,
@@ -177,7 +187,8 @@ pub unsafe extern "C" fn tkm_logits_fwd(
     lse: *mut f32,
     entropy: *mut f32,
     logp: *mut f32,
-    ez: *mut f32,
+    max: *mut f32,
+    log_sum: *mut f32,
     nonfinite_rows: *mut usize,
 ) -> tkm_status {
     guard(|| {
@@ -186,7 +197,7 @@ pub unsafe extern "C" fn tkm_logits_fwd(
         let len = matrix_len(rows, vocab, row_stride)?;
         let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
         opt_count(nonfinite_rows)?;
-        let mut out = FwdScratch::new(rows, lse, entropy, logp, ez)?;
+        let mut out = FwdScratch::new(rows, lse, entropy, logp, max, log_sum)?;
         let status = with_dtype!(dtype, T, {
             let x = Mat::new(input(logits as *const T, len)?, rows, vocab, row_stride)?;
             Ok(logits::stats_fwd(exec, x, &inputs, out.out())?)
@@ -202,7 +213,8 @@ pub unsafe extern "C" fn tkm_logits_fwd(
 /// elements between rows are not touched).
 ///
 /// `logits`, `targets`, `row_mask` and the temperatures must be those of the forward;
-/// `lse` and `ez` (required, `rows` floats) are the forward's outputs. `g_logp`,
+/// `max`, `log_sum` and `entropy` (required, `rows` floats) are the forward's outputs (the
+/// backward never reads `lse`: its rounding at large `|max|` would swamp `log_sum`). `g_logp`,
 /// `g_entropy`, `g_lse`: NULL = zero, else `rows` floats. Rows whose saved statistics are
 /// NaN get a NaN gradient row; masked rows get 0.
 ///
@@ -224,8 +236,9 @@ pub unsafe extern "C" fn tkm_logits_bwd(
     row_mask: *const u8,
     temperature: f32,
     temperatures: *const f32,
-    lse: *const f32,
-    ez: *const f32,
+    max: *const f32,
+    log_sum: *const f32,
+    entropy: *const f32,
     g_logp: *const f32,
     g_entropy: *const f32,
     g_lse: *const f32,
@@ -240,7 +253,7 @@ pub unsafe extern "C" fn tkm_logits_bwd(
         let len = matrix_len(rows, vocab, row_stride)?;
         let dx_len = matrix_len(rows, vocab, dx_row_stride)?;
         let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
-        let saved = Saved { lse: input(lse, rows)?, ez: input(ez, rows)? };
+        let saved = Saved { max: input(max, rows)?, log_sum: input(log_sum, rows)?, entropy: input(entropy, rows)? };
         let up = Upstream {
             g_logp: opt_input(g_logp, rows)?,
             g_entropy: opt_input(g_entropy, rows)?,
@@ -250,7 +263,7 @@ pub unsafe extern "C" fn tkm_logits_bwd(
         let dx_bytes = mul(dx_len, if grad_dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
         let dxb = dx as *const u8;
         let clash = overlaps(logits as *const u8, x_bytes, dxb, dx_bytes)
-            || [Some(saved.lse), Some(saved.ez), up.g_logp, up.g_entropy, up.g_lse]
+            || [Some(saved.max), Some(saved.log_sum), Some(saved.entropy), up.g_logp, up.g_entropy, up.g_lse]
                 .iter()
                 .flatten()
                 .any(|s| overlaps(s.as_ptr(), s.len(), dxb, dx_bytes))
@@ -293,8 +306,9 @@ pub unsafe extern "C" fn tkm_logits_bwd_inplace(
     row_mask: *const u8,
     temperature: f32,
     temperatures: *const f32,
-    lse: *const f32,
-    ez: *const f32,
+    max: *const f32,
+    log_sum: *const f32,
+    entropy: *const f32,
     g_logp: *const f32,
     g_entropy: *const f32,
     g_lse: *const f32,
@@ -304,7 +318,7 @@ pub unsafe extern "C" fn tkm_logits_bwd_inplace(
         check_dtype(dtype)?;
         let len = matrix_len(rows, vocab, row_stride)?;
         let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
-        let saved = Saved { lse: input(lse, rows)?, ez: input(ez, rows)? };
+        let saved = Saved { max: input(max, rows)?, log_sum: input(log_sum, rows)?, entropy: input(entropy, rows)? };
         let up = Upstream {
             g_logp: opt_input(g_logp, rows)?,
             g_entropy: opt_input(g_entropy, rows)?,
@@ -312,7 +326,7 @@ pub unsafe extern "C" fn tkm_logits_bwd_inplace(
         };
         let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
         let xb = logits as *const u8;
-        let clash = [Some(saved.lse), Some(saved.ez), up.g_logp, up.g_entropy, up.g_lse]
+        let clash = [Some(saved.max), Some(saved.log_sum), Some(saved.entropy), up.g_logp, up.g_entropy, up.g_lse]
             .iter()
             .flatten()
             .any(|s| overlaps(s.as_ptr(), s.len(), xb, x_bytes))
@@ -497,14 +511,15 @@ pub unsafe extern "C" fn tkm_logits_finalize(
     lse: *mut f32,
     entropy: *mut f32,
     logp: *mut f32,
-    ez: *mut f32,
+    max: *mut f32,
+    log_sum: *mut f32,
     nonfinite_rows: *mut usize,
 ) -> tkm_status {
     guard(|| {
         let stats = as_core(input(stats, rows)?);
         let inputs = row_inputs(rows, targets, row_mask, 1.0, core::ptr::null())?;
         opt_count(nonfinite_rows)?;
-        let mut out = FwdScratch::new(rows, lse, entropy, logp, ez)?;
+        let mut out = FwdScratch::new(rows, lse, entropy, logp, max, log_sum)?;
         let status = logits::finalize_rows(stats, &inputs, out.out())?;
         out.commit(status.nonfinite_rows, nonfinite_rows);
         Ok(())

@@ -102,6 +102,7 @@ fn exec_options_growth_rule() {
             null_mut(),
             null_mut(),
             null_mut(),
+            null_mut(),
         )
     };
     assert_eq!(unsafe { tkm_exec_options_init(null_mut()) }, TKM_STATUS_NULL_POINTER);
@@ -169,11 +170,10 @@ fn abi_fwd<T: Copy>(
     data: &[T],
     dtype: tkm_dtype,
     o: &tkm_exec_options,
-) -> (tkm_status, [Vec<f32>; 4], usize) {
-    let mut out =
-        [vec![NAN_POISON; b.rows], vec![NAN_POISON; b.rows], vec![NAN_POISON; b.rows], vec![NAN_POISON; b.rows]];
+) -> (tkm_status, [Vec<f32>; 5], usize) {
+    let mut out: [Vec<f32>; 5] = std::array::from_fn(|_| vec![NAN_POISON; b.rows]);
     let mut nonfinite = usize::MAX;
-    let [lse, h, lp, ez] = &mut out;
+    let [lse, h, lp, max, log_sum] = &mut out;
     let s = unsafe {
         tkm_logits_fwd(
             o,
@@ -189,18 +189,25 @@ fn abi_fwd<T: Copy>(
             lse.as_mut_ptr(),
             h.as_mut_ptr(),
             lp.as_mut_ptr(),
-            ez.as_mut_ptr(),
+            max.as_mut_ptr(),
+            log_sum.as_mut_ptr(),
             &mut nonfinite,
         )
     };
     (s, out, nonfinite)
 }
 
-fn core_fwd<T: tokenmath_core::LogitElem>(b: &Batch, data: &[T]) -> [Vec<f32>; 4] {
-    let mut out = [vec![0.0; b.rows], vec![0.0; b.rows], vec![0.0; b.rows], vec![0.0; b.rows]];
-    let [lse, h, lp, ez] = &mut out;
+fn core_fwd<T: tokenmath_core::LogitElem>(b: &Batch, data: &[T]) -> [Vec<f32>; 5] {
+    let mut out: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0.0; b.rows]);
+    let [lse, h, lp, max, log_sum] = &mut out;
     let x = Mat::new(data, b.rows, b.vocab, b.stride).unwrap();
-    lg::stats_fwd(Exec::new(), x, &core_inputs(b), FwdOut { lse, entropy: h, logp: Some(lp), ez: Some(ez) }).unwrap();
+    lg::stats_fwd(
+        Exec::new(),
+        x,
+        &core_inputs(b),
+        FwdOut { lse, entropy: h, logp: Some(lp), max: Some(max), log_sum: Some(log_sum) },
+    )
+    .unwrap();
     out
 }
 
@@ -234,7 +241,7 @@ fn forward_is_bitwise_core_for_every_dtype_thread_count_and_backend() {
 fn forward_errors_write_nothing() {
     let b = batch(6, 40, 0, 3);
     let o = exec_opts(2, TKM_BACKEND_AUTO);
-    let untouched = |out: &[Vec<f32>; 4]| out.iter().all(|v| v.iter().all(|&x| x == NAN_POISON));
+    let untouched = |out: &[Vec<f32>; 5]| out.iter().all(|v| v.iter().all(|&x| x == NAN_POISON));
 
     // A kept row whose logits are all -inf fails mid-pass: still nothing is written.
     let mut bad = batch(6, 40, 0, 3);
@@ -286,6 +293,7 @@ fn forward_errors_write_nothing() {
             lp,
             null_mut(),
             null_mut(),
+            null_mut(),
         )
     };
     let xp = b.x.as_ptr() as *const c_void;
@@ -316,6 +324,7 @@ fn forward_errors_write_nothing() {
             null_mut(),
             null_mut(),
             null_mut(),
+            null_mut(),
         )
     };
     assert_eq!(s, TKM_STATUS_OK);
@@ -337,7 +346,7 @@ fn backward_and_inplace_are_bitwise_core() {
     let b = batch(9, 3000, 5, 11);
     let o1 = exec_opts(1, TKM_BACKEND_AUTO);
     let (_, fwd, _) = abi_fwd(&b, &b.x, TKM_DTYPE_F32, &o1);
-    let (lse, ez) = (&fwd[0], &fwd[3]);
+    let (h, max, log_sum) = (&fwd[1], &fwd[3], &fwd[4]);
     let g_lp = rand_f32(b.rows, 5, 1.0);
     let g_h = rand_f32(b.rows, 6, 0.1);
     let dx_stride = b.vocab + 2;
@@ -347,7 +356,7 @@ fn backward_and_inplace_are_bitwise_core() {
         let x = Mat::new(&b.x, b.rows, b.vocab, b.stride).unwrap();
         let d = MatMut::new(out, b.rows, b.vocab, dx_stride).unwrap();
         let up = Upstream { g_logp: Some(&g_lp), g_entropy: Some(&g_h), g_lse: None };
-        lg::stats_bwd(Exec::new(), x, &core_inputs(&b), Saved { lse, ez }, up, d).unwrap();
+        lg::stats_bwd(Exec::new(), x, &core_inputs(&b), Saved { max, log_sum, entropy: h }, up, d).unwrap();
     };
     let mut want = vec![7.0f32; (b.rows - 1) * dx_stride + b.vocab];
     core_dx(&mut want);
@@ -367,8 +376,9 @@ fn backward_and_inplace_are_bitwise_core() {
                     b.mask.as_ptr(),
                     1.0,
                     b.temps.as_ptr(),
-                    lse.as_ptr(),
-                    ez.as_ptr(),
+                    max.as_ptr(),
+                    log_sum.as_ptr(),
+                    h.as_ptr(),
                     g_lp.as_ptr(),
                     g_h.as_ptr(),
                     null(),
@@ -396,8 +406,9 @@ fn backward_and_inplace_are_bitwise_core() {
             b.mask.as_ptr(),
             1.0,
             b.temps.as_ptr(),
-            lse.as_ptr(),
-            ez.as_ptr(),
+            max.as_ptr(),
+            log_sum.as_ptr(),
+            h.as_ptr(),
             g_lp.as_ptr(),
             g_h.as_ptr(),
             null(),
@@ -428,8 +439,9 @@ fn backward_and_inplace_are_bitwise_core() {
             b.mask.as_ptr(),
             1.0,
             b.temps.as_ptr(),
-            lse.as_ptr(),
-            ez.as_ptr(),
+            max.as_ptr(),
+            log_sum.as_ptr(),
+            h.as_ptr(),
             g_lp.as_ptr(),
             g_h.as_ptr(),
             null(),
@@ -454,8 +466,9 @@ fn backward_and_inplace_are_bitwise_core() {
                 b.mask.as_ptr(),
                 1.0,
                 b.temps.as_ptr(),
-                lse.as_ptr(),
-                ez.as_ptr(),
+                max.as_ptr(),
+                log_sum.as_ptr(),
+                h.as_ptr(),
                 g_lp.as_ptr(),
                 g_h.as_ptr(),
                 null(),
@@ -488,7 +501,8 @@ fn backward_and_inplace_are_bitwise_core() {
             1.0,
             null(),
             null(),
-            ez.as_ptr(),
+            log_sum.as_ptr(),
+            h.as_ptr(),
             null(),
             null(),
             null(),
@@ -510,8 +524,9 @@ fn backward_and_inplace_are_bitwise_core() {
             null(),
             1.0,
             null(),
-            lse.as_ptr(),
-            ez.as_ptr(),
+            max.as_ptr(),
+            log_sum.as_ptr(),
+            h.as_ptr(),
             null(),
             null(),
             null(),
@@ -556,9 +571,9 @@ fn block_partials_merge_to_the_forward_bitwise_and_shards_report_errors() {
     let mut merged = vec![tkm_row_stats::default(); b.rows];
     let s = unsafe { tkm_logits_merge_block_partials(ptrs.as_ptr(), blocks.as_ptr(), 2, b.rows, merged.as_mut_ptr()) };
     assert_eq!(s, TKM_STATUS_OK);
-    let mut out = [vec![0f32; b.rows], vec![0f32; b.rows], vec![0f32; b.rows], vec![0f32; b.rows]];
+    let mut out: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0f32; b.rows]);
     let mut nf = 9usize;
-    let [lse, h, lp, ez] = &mut out;
+    let [lse, h, lp, max, log_sum] = &mut out;
     let s = unsafe {
         tkm_logits_finalize(
             merged.as_ptr(),
@@ -568,13 +583,14 @@ fn block_partials_merge_to_the_forward_bitwise_and_shards_report_errors() {
             lse.as_mut_ptr(),
             h.as_mut_ptr(),
             lp.as_mut_ptr(),
-            ez.as_mut_ptr(),
+            max.as_mut_ptr(),
+            log_sum.as_mut_ptr(),
             &mut nf,
         )
     };
     assert_eq!(s, TKM_STATUS_OK);
     assert_eq!(nf, 0);
-    for k in 0..4 {
+    for k in 0..5 {
         assert_eq!(bits(&out[k]), bits(&fwd[k]), "output {k}");
     }
 
@@ -624,6 +640,7 @@ fn block_partials_merge_to_the_forward_bitwise_and_shards_report_errors() {
             b.mask.as_ptr(),
             l2.as_mut_ptr(),
             h2.as_mut_ptr(),
+            null_mut(),
             null_mut(),
             null_mut(),
             null_mut(),

@@ -60,10 +60,10 @@ const V: usize = 300;
 const STRIDE: usize = 310;
 
 #[allow(clippy::type_complexity)]
-fn raw_fwd(x: &[f32], dtype: tkm_dtype, data: *const c_void, targets: &[i32]) -> [Vec<f32>; 4] {
+fn raw_fwd(x: &[f32], dtype: tkm_dtype, data: *const c_void, targets: &[i32]) -> [Vec<f32>; 5] {
     let _ = x;
-    let mut out = [vec![0f32; ROWS], vec![0f32; ROWS], vec![0f32; ROWS], vec![0f32; ROWS]];
-    let [l, h, lp, ez] = &mut out;
+    let mut out: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0f32; ROWS]);
+    let [l, h, lp, mx, ls] = &mut out;
     let s = unsafe {
         tkm_logits_fwd(
             null(),
@@ -79,7 +79,8 @@ fn raw_fwd(x: &[f32], dtype: tkm_dtype, data: *const c_void, targets: &[i32]) ->
             l.as_mut_ptr(),
             h.as_mut_ptr(),
             lp.as_mut_ptr(),
-            ez.as_mut_ptr(),
+            mx.as_mut_ptr(),
+            ls.as_mut_ptr(),
             null_mut(),
         )
     };
@@ -98,15 +99,16 @@ fn dlpack_forward_and_backward_equal_the_raw_calls() {
     let mut x = T::new(buf.as_mut_ptr() as *mut c_void, 2, 32, &[ROWS as i64, V as i64], Some(&[STRIDE as i64, 1]));
     x.t.byte_offset = 8;
     let mut tt = T::new(targets.as_mut_ptr() as *mut c_void, 0, 32, &[ROWS as i64], None);
-    let mut out = [vec![0f32; ROWS], vec![0f32; ROWS], vec![0f32; ROWS], vec![0f32; ROWS]];
-    let [l, h, lp, ez] = &mut out;
-    let (tl, th, tlp, tez) = (T::f32v(l), T::f32v(h), T::f32v(lp), T::f32v(ez));
+    let mut out: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0f32; ROWS]);
+    let [l, h, lp, mx, ls] = &mut out;
+    let (tl, th, tlp, tmx, tls) = (T::f32v(l), T::f32v(h), T::f32v(lp), T::f32v(mx), T::f32v(ls));
     let mut nf = 7usize;
-    let s =
-        unsafe { tkm_dl_logits_fwd(null(), &x.t, &tt.t, null(), 0.9, null(), &tl.t, &th.t, &tlp.t, &tez.t, &mut nf) };
+    let s = unsafe {
+        tkm_dl_logits_fwd(null(), &x.t, &tt.t, null(), 0.9, null(), &tl.t, &th.t, &tlp.t, &tmx.t, &tls.t, &mut nf)
+    };
     assert_eq!(s, TKM_STATUS_OK);
     assert_eq!(nf, 0);
-    for k in 0..4 {
+    for k in 0..5 {
         assert_eq!(
             out[k].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want[k].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -120,21 +122,34 @@ fn dlpack_forward_and_backward_equal_the_raw_calls() {
     let mut mask = [1u8; ROWS];
     let mt = T::new(mask.as_mut_ptr() as *mut c_void, 6, 8, &[ROWS as i64], None);
     let s = unsafe {
-        tkm_dl_logits_fwd(null(), &xbt.t, &tt.t, &mt.t, 0.9, null(), &tl.t, &th.t, null(), null(), null_mut())
+        tkm_dl_logits_fwd(null(), &xbt.t, &tt.t, &mt.t, 0.9, null(), &tl.t, &th.t, null(), null(), null(), null_mut())
     };
     assert_eq!(s, TKM_STATUS_OK);
     assert_eq!(out[0], want_b[0]);
 
     // Backward into a compact dx (NULL strides) equals the raw backward; then in place.
-    let [l, _, _, ez] = &want;
-    let mut lse = l.clone();
-    let mut ezv = ez.clone();
+    let [_, h, _, mx, ls] = &want;
+    let (mut h, mut mx, mut ls) = (h.clone(), mx.clone(), ls.clone());
     let mut g = vec![-1f32; ROWS];
-    let (tl, tez, tg) = (T::f32v(&mut lse), T::f32v(&mut ezv), T::f32v(&mut g));
+    let (th, tmx, tls, tg) = (T::f32v(&mut h), T::f32v(&mut mx), T::f32v(&mut ls), T::f32v(&mut g));
     let mut dx = vec![0f32; ROWS * V];
     let tdx = T::new(dx.as_mut_ptr() as *mut c_void, 2, 32, &[ROWS as i64, V as i64], None);
     let s = unsafe {
-        tkm_dl_logits_bwd(null(), &x.t, &tt.t, null(), 0.9, null(), &tl.t, &tez.t, &tg.t, null(), null(), &tdx.t)
+        tkm_dl_logits_bwd(
+            null(),
+            &x.t,
+            &tt.t,
+            null(),
+            0.9,
+            null(),
+            &tmx.t,
+            &tls.t,
+            &th.t,
+            &tg.t,
+            null(),
+            null(),
+            &tdx.t,
+        )
     };
     assert_eq!(s, TKM_STATUS_OK);
     let mut want_dx = vec![0f32; ROWS * V];
@@ -150,8 +165,9 @@ fn dlpack_forward_and_backward_equal_the_raw_calls() {
             null(),
             0.9,
             null(),
-            lse.as_ptr(),
-            ezv.as_ptr(),
+            mx.as_ptr(),
+            ls.as_ptr(),
+            h.as_ptr(),
             g.as_ptr(),
             null(),
             null(),
@@ -163,7 +179,20 @@ fn dlpack_forward_and_backward_equal_the_raw_calls() {
     assert_eq!(s, TKM_STATUS_OK);
     assert_eq!(dx, want_dx);
     let s = unsafe {
-        tkm_dl_logits_bwd_inplace(null(), &x.t, &tt.t, null(), 0.9, null(), &tl.t, &tez.t, &tg.t, null(), null())
+        tkm_dl_logits_bwd_inplace(
+            null(),
+            &x.t,
+            &tt.t,
+            null(),
+            0.9,
+            null(),
+            &tmx.t,
+            &tls.t,
+            &th.t,
+            &tg.t,
+            null(),
+            null(),
+        )
     };
     assert_eq!(s, TKM_STATUS_OK);
     for r in 0..ROWS {
@@ -172,12 +201,40 @@ fn dlpack_forward_and_backward_equal_the_raw_calls() {
     // Shape mismatch between dx and the logits.
     let tdx2 = T::new(dx.as_mut_ptr() as *mut c_void, 2, 32, &[ROWS as i64, (V - 1) as i64], None);
     let s = unsafe {
-        tkm_dl_logits_bwd(null(), &x.t, &tt.t, null(), 0.9, null(), &tl.t, &tez.t, &tg.t, null(), null(), &tdx2.t)
+        tkm_dl_logits_bwd(
+            null(),
+            &x.t,
+            &tt.t,
+            null(),
+            0.9,
+            null(),
+            &tmx.t,
+            &tls.t,
+            &th.t,
+            &tg.t,
+            null(),
+            null(),
+            &tdx2.t,
+        )
     };
     assert_eq!(s, TKM_STATUS_LENGTH_MISMATCH);
     tt.t.dtype.bits = 64;
     let s = unsafe {
-        tkm_dl_logits_bwd(null(), &x.t, &tt.t, null(), 0.9, null(), &tl.t, &tez.t, &tg.t, null(), null(), &tdx.t)
+        tkm_dl_logits_bwd(
+            null(),
+            &x.t,
+            &tt.t,
+            null(),
+            0.9,
+            null(),
+            &tmx.t,
+            &tls.t,
+            &th.t,
+            &tg.t,
+            null(),
+            null(),
+            &tdx.t,
+        )
     };
     assert_eq!(s, TKM_STATUS_BAD_DTYPE);
 }
@@ -190,7 +247,7 @@ fn every_dlpack_field_is_validated() {
     let (tl, th) = (T::f32v(&mut l), T::f32v(&mut h));
     let xp = x.as_mut_ptr() as *mut c_void;
     let fwd = |t: &DLTensor, lse: &DLTensor| unsafe {
-        tkm_dl_logits_fwd(null(), t, null(), null(), 1.0, null(), lse, &th.t, null(), null(), null_mut())
+        tkm_dl_logits_fwd(null(), t, null(), null(), 1.0, null(), lse, &th.t, null(), null(), null(), null_mut())
     };
     let shape = [ROWS as i64, V as i64];
     assert_eq!(fwd(&T::new(xp, 2, 32, &shape, None).t, &tl.t), TKM_STATUS_OK);
@@ -223,19 +280,32 @@ fn every_dlpack_field_is_validated() {
     let mut t = T::new(xp, 2, 32, &[ROWS as i64 - 1, V as i64], None);
     t.t.byte_offset = 2;
     let s = unsafe {
-        tkm_dl_logits_fwd(null(), &t.t, null(), null(), 1.0, null(), &tl4.t, &th4.t, null(), null(), null_mut())
+        tkm_dl_logits_fwd(null(), &t.t, null(), null(), 1.0, null(), &tl4.t, &th4.t, null(), null(), null(), null_mut())
     };
     assert_eq!(s, TKM_STATUS_MISALIGNED);
     t.t.byte_offset = 4; // one element in: still inside the buffer for ROWS-1 rows
     let s = unsafe {
-        tkm_dl_logits_fwd(null(), &t.t, null(), null(), 1.0, null(), &tl4.t, &th4.t, null(), null(), null_mut())
+        tkm_dl_logits_fwd(null(), &t.t, null(), null(), 1.0, null(), &tl4.t, &th4.t, null(), null(), null(), null_mut())
     };
     assert_eq!(s, TKM_STATUS_OK);
     let t = T::new(null_mut(), 2, 32, &shape, None);
     assert_eq!(fwd(&t.t, &tl.t), TKM_STATUS_NULL_POINTER);
     assert_eq!(
         unsafe {
-            tkm_dl_logits_fwd(null(), null(), null(), null(), 1.0, null(), &tl.t, &th.t, null(), null(), null_mut())
+            tkm_dl_logits_fwd(
+                null(),
+                null(),
+                null(),
+                null(),
+                1.0,
+                null(),
+                &tl.t,
+                &th.t,
+                null(),
+                null(),
+                null(),
+                null_mut(),
+            )
         },
         TKM_STATUS_NULL_POINTER
     );
@@ -258,13 +328,39 @@ fn every_dlpack_field_is_validated() {
         TKM_STATUS_BAD_TENSOR
     );
     let s = unsafe {
-        tkm_dl_logits_fwd(null(), &good.t, null(), null(), 1.0, null(), null(), &th.t, null(), null(), null_mut())
+        tkm_dl_logits_fwd(
+            null(),
+            &good.t,
+            null(),
+            null(),
+            1.0,
+            null(),
+            null(),
+            &th.t,
+            null(),
+            null(),
+            null(),
+            null_mut(),
+        )
     };
     assert_eq!(s, TKM_STATUS_NULL_POINTER);
     let mut m = [1u8; ROWS];
     let badmask = T::new(m.as_mut_ptr() as *mut c_void, 0, 8, &[ROWS as i64], None);
     let s = unsafe {
-        tkm_dl_logits_fwd(null(), &good.t, null(), &badmask.t, 1.0, null(), &tl.t, &th.t, null(), null(), null_mut())
+        tkm_dl_logits_fwd(
+            null(),
+            &good.t,
+            null(),
+            &badmask.t,
+            1.0,
+            null(),
+            &tl.t,
+            &th.t,
+            null(),
+            null(),
+            null(),
+            null_mut(),
+        )
     };
     assert_eq!(s, TKM_STATUS_BAD_DTYPE);
     // Nothing was written by any failing call after the first success.
@@ -275,7 +371,7 @@ fn every_dlpack_field_is_validated() {
     let e = T::new(null_mut(), 2, 32, &[0], None);
     let ti = T::new(null_mut(), 0, 32, &[0], None);
     let s = unsafe {
-        tkm_dl_logits_fwd(null(), &empty.t, &ti.t, null(), 1.0, null(), &e.t, &e.t, &e.t, null(), null_mut())
+        tkm_dl_logits_fwd(null(), &empty.t, &ti.t, null(), 1.0, null(), &e.t, &e.t, &e.t, null(), null(), null_mut())
     };
     assert_eq!(s, TKM_STATUS_OK);
 }

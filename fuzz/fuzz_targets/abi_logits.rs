@@ -62,9 +62,9 @@ fuzz_target!(|c: Case| {
         let mut o = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
         assert_eq!(unsafe { tkm_exec_options_init(&mut o) }, TKM_STATUS_OK);
         o.threads = threads;
-        let mut out = vec![vec![f32::from_bits(POISON); rows]; 4];
+        let mut out = vec![vec![f32::from_bits(POISON); rows]; 5];
         let mut nonfinite = usize::MAX;
-        let [lse, h, lp, ez] = &mut out[..] else { unreachable!() };
+        let [lse, h, lp, max, log_sum] = &mut out[..] else { unreachable!() };
         let s = unsafe {
             tkm_logits_fwd(
                 &o,
@@ -80,7 +80,8 @@ fuzz_target!(|c: Case| {
                 lse.as_mut_ptr(),
                 h.as_mut_ptr(),
                 if c.want_logp { lp.as_mut_ptr() } else { null_mut() },
-                ez.as_mut_ptr(),
+                max.as_mut_ptr(),
+                log_sum.as_mut_ptr(),
                 &mut nonfinite,
             )
         };
@@ -108,8 +109,9 @@ fuzz_target!(|c: Case| {
                 ptr(&mask),
                 c.temperature,
                 ptr(&temps),
-                out[0].as_ptr(),
                 out[3].as_ptr(),
+                out[4].as_ptr(),
+                out[1].as_ptr(),
                 ptr(&g_logp),
                 out[1].as_ptr(),
                 null(),

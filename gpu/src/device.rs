@@ -1,7 +1,8 @@
 //! Opening a device: the runtime enum behind [`Gpu`], driver probing, and the panic guard.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Once;
 
 use cubecl::prelude::*;
 
@@ -113,6 +114,32 @@ pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, GpuError>) ->
     })
 }
 
+/// Devices being opened right now (see [`quietly`]).
+static OPENING: AtomicUsize = AtomicUsize::new(0);
+static QUIET_HOOK: Once = Once::new();
+
+/// Runs `open` with the default panic report (message and backtrace on stderr) suppressed.
+/// cubecl reports a missing adapter by panicking on its device thread, which makes the
+/// waiting thread panic in turn; [`guarded`] turns that into an error, and a user should
+/// see only that error. The hook installed once here defers to the previous hook whenever
+/// no device is being opened, so every other panic is reported as before.
+fn quietly<T>(open: impl FnOnce() -> T) -> T {
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if OPENING.load(Ordering::SeqCst) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    OPENING.fetch_add(1, Ordering::SeqCst);
+    // `open` is wrapped in `guarded`, so it returns (the device thread's panic is reported,
+    // and silenced, before the waiting thread sees the closed channel).
+    let result = open();
+    OPENING.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
 impl Gpu {
     /// Opens the default device of `kind`.
     ///
@@ -124,8 +151,15 @@ impl Gpu {
             #[cfg(feature = "wgpu")]
             DeviceKind::Wgpu => {
                 use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
-                let client = guarded("opening a wgpu device", || Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice)))
-                    .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+                let client = quietly(|| {
+                    guarded("opening a wgpu device", || Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice)))
+                })
+                .map_err(|e| {
+                    GpuError::NoDevice(format!(
+                        "no Vulkan/Metal/DX12 adapter ({e}); for Mesa's CPU Vulkan driver: \
+                         sudo apt-get install mesa-vulkan-drivers libvulkan1"
+                    ))
+                })?;
                 let name = format!("wgpu ({})", WgpuRuntime::name(&client));
                 let max_buffer = client.properties().memory.max_page_size;
                 Gpu::new(Client::Wgpu(client), name, max_buffer)
@@ -134,8 +168,9 @@ impl Gpu {
             DeviceKind::Cuda => {
                 use cubecl::cuda::{CudaDevice, CudaRuntime};
                 probe_cuda_driver()?;
-                let client = guarded("opening a CUDA device", || Ok(CudaRuntime::client(&CudaDevice { index: 0 })))
-                    .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+                let client =
+                    quietly(|| guarded("opening a CUDA device", || Ok(CudaRuntime::client(&CudaDevice { index: 0 }))))
+                        .map_err(|e| GpuError::NoDevice(e.to_string()))?;
                 let max_buffer = client.properties().memory.max_page_size;
                 let mut gpu = Gpu::new(Client::Cuda(client), "cuda:0".into(), max_buffer)?;
                 gpu.set_block_threads(CUDA_BLOCK_THREADS)?;

@@ -20,7 +20,7 @@
 //! let x = gpu.upload(Mat::dense(&logits, 4, 1000)?)?;
 //! let stats = gpu.stats_fwd(&x, &RowInputs::default())?;
 //! let (mut lse, mut entropy) = (vec![0.0; 4], vec![0.0; 4]);
-//! gpu.read_stats(&stats, FwdOut { lse: &mut lse, entropy: &mut entropy, logp: None, ez: None })?;
+//! gpu.read_stats(&stats, FwdOut { lse: &mut lse, entropy: &mut entropy, logp: None, max: None, log_sum: None })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -51,13 +51,14 @@ impl GpuLogits {
 }
 
 /// The forward's per-row outputs in device memory; [`Gpu::read_stats`] copies them out,
-/// and [`Gpu::stats_bwd`] uses `lse` and `ez` where they are.
+/// and [`Gpu::stats_bwd`] uses `max`, `log_sum` and `entropy` where they are.
 #[derive(Debug)]
 pub struct GpuStats {
     rows: usize,
-    lse: Handle,
-    ez: Handle,
-    /// `logp, entropy, code` (absent for statistics uploaded with [`Gpu::upload_saved`]).
+    max: Handle,
+    log_sum: Handle,
+    entropy: Handle,
+    /// `lse, logp, code` (absent for statistics uploaded with [`Gpu::upload_saved`]).
     fwd: Option<(Handle, Handle, Handle)>,
     has_targets: bool,
     gpu: u64,
@@ -354,8 +355,8 @@ impl Gpu {
         Ok(Partials { tuples: out, nblocks, witness, keep: keep_arg })
     }
 
-    /// Forward: `lse`, `entropy`, `logp` (with targets) and `ez` of every row, left on the
-    /// device; read them with [`Gpu::read_stats`]. Same math, operation order and policies
+    /// Forward: `lse`, `entropy`, `logp` (with targets), `max` and `log_sum` of every row,
+    /// left on the device; read them with [`Gpu::read_stats`]. Same math, operation order and policies
     /// as `tokenmath_core::logits::stats_fwd`; errors found during the pass (a row without a
     /// finite logit, a missing target) are reported by the read.
     pub fn stats_fwd(&self, x: &GpuLogits, inputs: &RowInputs<'_>) -> Result<GpuStats, GpuError> {
@@ -368,17 +369,18 @@ impl Gpu {
             let rows = RowArrays::new(inputs, x.rows, 0, x.cols);
             let parts = self.block_partials(x, &rows)?;
             let want: Vec<u32> = (0..x.rows).map(|r| (inputs.keep(r) && inputs.target(r).is_some()) as u32).collect();
-            let outs: Vec<Handle> = (0..5).map(|_| self.output(x.rows * 4)).collect::<Result<_, _>>()?;
+            let outs: Vec<Handle> = (0..6).map(|_| self.output(x.rows * 4)).collect::<Result<_, _>>()?;
             let want = self.create(&want)?;
             let unused = self.output(20)?;
             let merge_witness = self.witness()?;
             self.launch_merge(&parts, want, unused, &outs, merge_witness.clone(), x.rows, true);
-            let [lse, logp, entropy, ez, code] = <[Handle; 5]>::try_from(outs).expect("five outputs");
+            let [lse, logp, entropy, max, log_sum, code] = <[Handle; 6]>::try_from(outs).expect("six outputs");
             Ok(GpuStats {
                 rows: x.rows,
-                lse,
-                ez,
-                fwd: Some((logp, entropy, code)),
+                max,
+                log_sum,
+                entropy,
+                fwd: Some((lse, logp, code)),
                 has_targets: inputs.targets.is_some(),
                 gpu: self.id,
                 witnesses: vec![parts.witness, merge_witness],
@@ -415,6 +417,7 @@ impl Gpu {
                     per_row(&outs[2]),
                     per_row(&outs[3]),
                     per_row(&outs[4]),
+                    per_row(&outs[5]),
                     ArrayArg::from_raw_parts(witness, 1),
                     rows,
                     nblocks,
@@ -429,7 +432,7 @@ impl Gpu {
     /// of `stats_fwd` (`NoFiniteLogit` / `MissingTarget` for the first such row).
     pub fn read_stats(&self, st: &GpuStats, out: FwdOut<'_>) -> Result<Status, GpuError> {
         self.own(st.gpu)?;
-        let Some((logp_h, entropy_h, code_h)) = &st.fwd else {
+        let Some((lse_h, logp_h, code_h)) = &st.fwd else {
             return Err(GpuError::Unsupported("statistics uploaded with upload_saved have no forward outputs"));
         };
         check_len("lse", st.rows, out.lse.len())?;
@@ -440,19 +443,23 @@ impl Gpu {
             }
             check_len("logp", st.rows, l.len())?;
         }
-        if let Some(e) = &out.ez {
-            check_len("ez", st.rows, e.len())?;
+        if let Some(m) = &out.max {
+            check_len("max", st.rows, m.len())?;
+        }
+        if let Some(l) = &out.log_sum {
+            check_len("log_sum", st.rows, l.len())?;
         }
         guarded("read_stats", || {
             self.check_witnesses(&st.witnesses)?;
             let n = st.rows;
-            let (code, lse, entropy, logp, ez) = with_client!(self, |c: R| {
+            let (code, lse, entropy, logp, max, log_sum) = with_client!(self, |c: R| {
                 (
                     read_pod::<u32, R>(c, code_h.clone(), n)?,
-                    read_pod::<f32, R>(c, st.lse.clone(), n)?,
-                    read_pod::<f32, R>(c, entropy_h.clone(), n)?,
+                    read_pod::<f32, R>(c, lse_h.clone(), n)?,
+                    read_pod::<f32, R>(c, st.entropy.clone(), n)?,
                     read_pod::<f32, R>(c, logp_h.clone(), n)?,
-                    read_pod::<f32, R>(c, st.ez.clone(), n)?,
+                    read_pod::<f32, R>(c, st.max.clone(), n)?,
+                    read_pod::<f32, R>(c, st.log_sum.clone(), n)?,
                 )
             });
             let mut status = Status::default();
@@ -473,22 +480,27 @@ impl Gpu {
             if let Some(l) = out.logp {
                 l.copy_from_slice(&logp);
             }
-            if let Some(e) = out.ez {
-                e.copy_from_slice(&ez);
+            if let Some(m) = out.max {
+                m.copy_from_slice(&max);
+            }
+            if let Some(l) = out.log_sum {
+                l.copy_from_slice(&log_sum);
             }
             Ok(status)
         })
     }
 
-    /// Puts statistics saved on the host (`lse`, `ez` from any backend's forward) on the
-    /// device for [`Gpu::stats_bwd`].
+    /// Puts statistics saved on the host (`max`, `log_sum`, `entropy` from any backend's
+    /// forward) on the device for [`Gpu::stats_bwd`].
     pub fn upload_saved(&self, saved: tokenmath_core::logits::Saved<'_>) -> Result<GpuStats, GpuError> {
-        check_len("ez", saved.lse.len(), saved.ez.len())?;
+        check_len("log_sum", saved.max.len(), saved.log_sum.len())?;
+        check_len("entropy", saved.max.len(), saved.entropy.len())?;
         guarded("upload_saved", || {
             Ok(GpuStats {
-                rows: saved.lse.len(),
-                lse: self.create(saved.lse)?,
-                ez: self.create(saved.ez)?,
+                rows: saved.max.len(),
+                max: self.create(saved.max)?,
+                log_sum: self.create(saved.log_sum)?,
+                entropy: self.create(saved.entropy)?,
                 fwd: None,
                 has_targets: false,
                 gpu: self.id,
@@ -570,7 +582,7 @@ impl Gpu {
             let rows = RowArrays::new(inputs, x.rows, shard.col_offset, x.cols);
             let parts = self.block_partials(x, &rows)?;
             let merged = self.output(x.rows * 20)?;
-            let unused: Vec<Handle> = (0..5).map(|_| self.output(4)).collect::<Result<_, _>>()?;
+            let unused: Vec<Handle> = (0..6).map(|_| self.output(4)).collect::<Result<_, _>>()?;
             let want = self.zeros(x.rows * 4)?;
             let merge_witness = self.witness()?;
             self.launch_merge(&parts, want, merged.clone(), &unused, merge_witness.clone(), x.rows, false);
@@ -653,8 +665,9 @@ impl Gpu {
                         ArrayArg::from_raw_parts(x.handle.clone(), x.units),
                         ArrayArg::from_raw_parts(out.clone(), out_units),
                         per_row(&params, 6),
-                        per_row(&saved.lse, 1),
-                        per_row(&saved.ez, 1),
+                        per_row(&saved.max, 1),
+                        per_row(&saved.log_sum, 1),
+                        per_row(&saved.entropy, 1),
                         per_row(&target, 1),
                         ArrayArg::from_raw_parts(witness.clone(), 1),
                         x.rows,
@@ -711,8 +724,9 @@ impl Gpu {
                         CubeDim::new_1d(CUBE_THREADS),
                         ArrayArg::from_raw_parts(x.handle.clone(), x.units),
                         per_row(&params, 6),
-                        per_row(&saved.lse, 1),
-                        per_row(&saved.ez, 1),
+                        per_row(&saved.max, 1),
+                        per_row(&saved.log_sum, 1),
+                        per_row(&saved.entropy, 1),
                         per_row(&target, 1),
                         ArrayArg::from_raw_parts(witness.clone(), 1),
                         x.rows,

@@ -19,8 +19,6 @@ pub struct RowRef {
     pub logp: f64,
     /// `−Σ p log p`.
     pub entropy: f64,
-    /// `E_p[z]`.
-    pub ez: f64,
     /// `max |z|` over the finite tempered logits (for tolerance formulas).
     pub max_abs_z: f64,
     /// `max z` over the finite tempered logits.
@@ -60,17 +58,13 @@ pub fn row_stats(row: &[f32], temp: f32, target: Option<usize>) -> Option<RowRef
     let log_s = finite.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
     let lse = m + log_s;
     let mut entropy = 0.0;
-    let mut mean_dev = 0.0;
     for &v in &finite {
         let lp = (v - m) - log_s;
-        let p = lp.exp();
-        entropy -= p * lp;
-        mean_dev += p * (v - m);
+        entropy -= lp.exp() * lp;
     }
-    let ez = m + mean_dev;
     let logp = target.map_or(0.0, |t| (z[t] - m) - log_s);
     let max_abs_z = finite.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    Some(RowRef { lse, logp, entropy, ez, max_abs_z, m, log_s })
+    Some(RowRef { lse, logp, entropy, max_abs_z, m, log_s })
 }
 
 /// Reference gradient of `g_lse·lse + g_lp·logp + g_h·entropy` w.r.t. the raw logits of one
@@ -101,6 +95,11 @@ pub fn row_grad(row: &[f32], temp: f32, target: Option<usize>, g_lp: f64, g_h: f
 /// `f64` relative machine epsilon of `f32` (`2^-23`).
 pub const EPS32: f64 = f32::EPSILON as f64;
 
+/// The smallest normal `f32` (`2^-126`): the absolute floor of every tolerance. Below it
+/// `f32` has fewer than 24 significant bits, so a relative bound means nothing (at
+/// temperature `1e38` the gradient elements are subnormals of a few ulps).
+pub const F32_MIN_NORMAL: f64 = f32::MIN_POSITIVE as f64;
+
 /// Absolute error bounds for the `f32` kernel's row statistics against [`row_stats`].
 #[derive(Clone, Copy, Debug)]
 pub struct StatsTol {
@@ -110,8 +109,10 @@ pub struct StatsTol {
     pub logp: f64,
     /// Bound for `entropy`.
     pub entropy: f64,
-    /// Bound for `ez`.
-    pub ez: f64,
+    /// Bound for `max` (the row maximum `m`).
+    pub max: f64,
+    /// Bound for `log_sum` (`ln Σ exp(z − m)`).
+    pub log_sum: f64,
 }
 
 /// Canonical block size of the kernels (columns), used by the error model.
@@ -133,38 +134,48 @@ pub fn rounding_depth(vocab: usize) -> f64 {
 /// ```text
 /// lse:     ε·(k + 2|lse| + 2ζ)
 /// logp:    ε·(k + 2|logp| + 2|lse| + 4ζ)
-/// ez:      ε·(k·(1 + |lse − ez|) + 2|ez| + 4ζ)
 /// entropy: ε·(k·(1 + H + ln V) + 4ζ·(1 + ln V))
+/// max:     ε·ζ
+/// log_sum: ε·(k + 2|log_sum| + 3ζ)
 /// ```
 ///
 /// `k` bounds the relative error of `s` and `u` (sums of non-negative, resp. non-positive,
-/// terms); `|u/s| ≤ H + ln V` turns it into the entropy bound; the `|lse|` and `|ez|` terms
-/// are the final roundings of `m + log s` and `m + u/s`; `ζ` terms are the rounding of
-/// `z = x·inv_temp`, to which `lse` is 1-Lipschitz.
+/// terms); `|u/s| ≤ H + ln V` turns it into the entropy bound; the `|lse|` term is the
+/// final rounding of `m + log s`; `ζ` terms are the rounding of `z = x·inv_temp`, to which
+/// `lse` is 1-Lipschitz (`max` is exact when `z = x`: rounding is monotone). Each bound
+/// also gets the absolute floor [`F32_MIN_NORMAL`].
 pub fn stats_tolerance(r: &RowRef, vocab: usize, tempered: bool) -> StatsTol {
     let v = vocab as f64;
     let k = rounding_depth(vocab) + 2.0 * (v + 1.0).ln();
     let zeta = if tempered { r.max_abs_z } else { 0.0 };
     let e = EPS32;
+    let floor = F32_MIN_NORMAL;
     StatsTol {
-        lse: e * (k + 2.0 * r.lse.abs() + 2.0 * zeta),
-        logp: e * (k + 2.0 * r.logp.abs() + 2.0 * r.lse.abs() + 4.0 * zeta),
-        ez: e * (k * (1.0 + (r.lse - r.ez).abs()) + 2.0 * r.ez.abs() + 4.0 * zeta),
-        entropy: e * (k * (1.0 + r.entropy + v.ln()) + 4.0 * zeta * (1.0 + v.ln())),
+        lse: e * (k + 2.0 * r.lse.abs() + 2.0 * zeta) + floor,
+        logp: e * (k + 2.0 * r.logp.abs() + 2.0 * r.lse.abs() + 4.0 * zeta) + floor,
+        entropy: e * (k * (1.0 + r.entropy + v.ln()) + 4.0 * zeta * (1.0 + v.ln())) + floor,
+        max: e * zeta + floor,
+        log_sum: e * (k + 2.0 * r.log_s.abs() + 3.0 * zeta) + floor,
     }
 }
 
 /// Elementwise error bound for the `f32` gradient at column `j` against [`row_grad`].
-/// The kernel computes `d = z_j − lse`, `q = (g_lse − g_lp) − g_H·(d + H)` with
-/// `H = lse − ez`, and `dx = exp(d)·q·inv_temp`; with `ζ_j = ε|z_j|` if tempered, else 0:
+/// The kernel computes `d = (z_j − m) − log_sum` from the saved `max` and `log_sum`,
+/// `q = (g_lse − g_lp) − g_H·(d + H)` with the saved entropy `H`, and
+/// `dx = exp(d)·q·inv_temp`; with `ζ_j = ε·(|z_j| + |m|)` if tempered, else 0:
 ///
 /// ```text
-/// δd  = tol.lse + ε·|d| + ζ_j                                  (absolute error of d)
-/// δq  = ε·(|c| + |q|) + |g_H|·(δd + tol.lse + tol.ez + ε·(H + |d + H|))
+/// δd  = ε·(|z_j − m| + |d|) + tol.log_sum + ζ_j                 (absolute error of d)
+/// δq  = ε·(|c| + |q|) + |g_H|·(δd + tol.entropy + ε·|d + H|)
 /// tol = inv_temp·(p_j·(|q|·(δd + 2ε) + δq) + 1e-37·(1 + |q|)) + 2ε·|dx_j| + 2ε·|g_lp|·inv_temp·1[j = t]
 /// ```
 ///
-/// The `1e-37` term covers the flush of `p_j < 2^-126` to 0.
+/// Every term is a function of what the exact gradient depends on (`z_j − m`, `log_sum`,
+/// `H`, `p_j`, the upstream gradients), never of `|z|` or `|lse|` themselves: at temperature
+/// 1 the bound of a row shifted by `1e4` or `−3.4e38` is the bound of the unshifted row. Only
+/// the rounding of `z = x·inv_temp` to `f32` (`ζ`, tempered rows) is an input error that
+/// grows with `|z|`. The `1e-37` term covers the flush of `p_j < 2^-126` to 0, and the
+/// absolute floor [`F32_MIN_NORMAL`] the subnormal outputs of extreme temperatures.
 #[allow(clippy::too_many_arguments)]
 pub fn grad_tolerance(
     r: &RowRef,
@@ -179,22 +190,22 @@ pub fn grad_tolerance(
     dx_ref: f64,
 ) -> f64 {
     if z_j == f64::NEG_INFINITY {
-        return 2.0 * EPS32 * dx_ref.abs();
+        return 2.0 * EPS32 * dx_ref.abs() + F32_MIN_NORMAL;
     }
     let e = EPS32;
-    let zeta_j = if tempered { e * z_j.abs() } else { 0.0 };
+    let zeta_j = if tempered { e * (z_j.abs() + r.m.abs()) } else { 0.0 };
     let d = r.log_prob(z_j);
     let p = d.exp();
     let h = r.entropy;
     let c = g_lse - g_lp;
     let q = c - g_h * (d + h);
-    let dd = tol.lse + e * d.abs() + zeta_j;
-    let dq = e * (c.abs() + q.abs()) + g_h.abs() * (dd + tol.lse + tol.ez + e * (h + (d + h).abs()));
+    let dd = e * ((z_j - r.m).abs() + d.abs()) + tol.log_sum + zeta_j;
+    let dq = e * (c.abs() + q.abs()) + g_h.abs() * (dd + tol.entropy + e * (d + h).abs());
     let mut t = inv_temp * (p * (q.abs() * (dd + 2.0 * e) + dq) + 1e-37 * (1.0 + q.abs())) + 2.0 * e * dx_ref.abs();
     if is_target {
         t += 2.0 * e * g_lp.abs() * inv_temp;
     }
-    t
+    t + F32_MIN_NORMAL
 }
 
 #[cfg(test)]
@@ -208,7 +219,8 @@ mod tests {
         assert!((r.lse - 4.440189698561196).abs() < 1e-14);
         assert!((r.logp - -1.440189698561196).abs() < 1e-14);
         assert!((r.entropy - 0.947536963975426).abs() < 1e-14);
-        assert!((r.ez - 3.49265273458577).abs() < 1e-14);
+        assert_eq!(r.m, 4.0);
+        assert!((r.log_s - 0.440189698561196).abs() < 1e-14);
         let g = row_grad(&[1.0, 2.0, 3.0, 4.0], 1.0, Some(2), 1.0, 0.5, 0.0).unwrap();
         let want = [0.007896879286467, -0.022106215905078, 0.821467665964279, -0.807258329345667];
         for (a, b) in g.iter().zip(want) {
@@ -240,6 +252,63 @@ mod tests {
             b[j] -= h;
             let fd = (loss(&a) - loss(&b)) / (2.0 * h);
             assert!((fd - g[j]).abs() < 1e-8, "col {j}: fd {fd} vs {}", g[j]);
+        }
+    }
+
+    /// The gradient bound of every column of `row` at temperature 1, for `−logp`.
+    fn bounds(row: &[f32], target: usize) -> Vec<f64> {
+        let r = row_stats(row, 1.0, Some(target)).unwrap();
+        let tol = stats_tolerance(&r, row.len(), false);
+        let exact = row_grad(row, 1.0, Some(target), -1.0, 0.0, 0.0).unwrap();
+        let z = tempered(row, 1.0);
+        (0..row.len())
+            .map(|j| grad_tolerance(&r, &tol, z[j], 1.0, false, j == target, -1.0, 0.0, 0.0, exact[j]))
+            .collect()
+    }
+
+    /// The bound depends on `z − m`, `log_sum`, `H` and `p`, not on `|z|`: shifting a row
+    /// by an exactly representable offset leaves it unchanged (the bound from `|lse|` grew
+    /// to 8e31 at `−3.4e38` and passed a gradient off by 0.875).
+    #[test]
+    fn gradient_bound_does_not_grow_with_the_offset() {
+        let base: Vec<f32> = (0..64).map(|i| ((i * 37) % 23) as f32 * 0.125 - 2.0).collect();
+        let want = bounds(&base, 5);
+        for offset in [1e4f32, -1e4, 2e5] {
+            let shifted: Vec<f32> = base.iter().map(|x| x + offset).collect();
+            assert!(shifted.iter().zip(&base).all(|(s, x)| s - offset == *x));
+            let got = bounds(&shifted, 5);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-12 * w, "offset {offset}: bound {g:e} vs {w:e}");
+            }
+        }
+        assert_eq!(bounds(&[-3.4e38; 8], 7), bounds(&[0.0; 8], 7));
+    }
+
+    /// The old `lse`-based backward, replayed in `f32`, fails the bound at both offsets the
+    /// issue reported: `d = z − lse` with the saved `f32` lse.
+    #[test]
+    fn gradient_bound_catches_the_lse_based_backward() {
+        let old = |row: &[f32], target: usize| -> Vec<f64> {
+            let r = row_stats(row, 1.0, Some(target)).unwrap();
+            let lse = r.lse as f32;
+            row.iter()
+                .enumerate()
+                .map(|(j, &z)| {
+                    let p = ((z - lse) as f64).exp();
+                    p - if j == target { 1.0 } else { 0.0 }
+                })
+                .collect()
+        };
+        for row in [vec![-3.4e38f32; 8], (0..64).map(|i| 1e4 + ((i * 37) % 23) as f32 * 0.125).collect()] {
+            let target = row.len() - 1;
+            let exact = row_grad(&row, 1.0, Some(target), -1.0, 0.0, 0.0).unwrap();
+            let worst = old(&row, target)
+                .iter()
+                .zip(&exact)
+                .zip(bounds(&row, target))
+                .map(|((g, w), t)| (g - w).abs() / t)
+                .fold(0.0f64, f64::max);
+            assert!(worst > 1.0, "the old backward passes at offset {}: worst error/bound {worst}", row[0]);
         }
     }
 }

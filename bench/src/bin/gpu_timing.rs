@@ -88,18 +88,19 @@ fn check<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> Result
     let g: Vec<f32> = vec![-1.0 / rows as f32; rows];
     let up = Upstream { g_logp: Some(&g), g_entropy: Some(&g), g_lse: None };
 
-    let (mut lse, mut h, mut lp, mut ez) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
-    let out = FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) };
+    let [mut lse, mut h, mut lp, mut mx, mut ls] = std::array::from_fn(|_| vec![0.0; rows]);
+    let out =
+        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), max: Some(&mut mx), log_sum: Some(&mut ls) };
     stats_fwd(Exec::default(), x, &inputs, out).map_err(GpuError::Core)?;
     let mut dx_core = vec![T::from_f32(0.0); rows * cols];
-    let saved = Saved { lse: &lse, ez: &ez };
+    let saved = Saved { max: &mx, log_sum: &ls, entropy: &h };
     stats_bwd(Exec::default(), x, &inputs, saved, up, MatMut::dense(&mut dx_core, rows, cols).expect("sized"))
         .map_err(GpuError::Core)?;
 
     let gx = gpu.upload(x)?;
     let st = gpu.stats_fwd(&gx, &inputs)?;
-    let (mut glse, mut gh, mut glp, mut gez) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
-    let out = FwdOut { lse: &mut glse, entropy: &mut gh, logp: Some(&mut glp), ez: Some(&mut gez) };
+    let [mut glse, mut gh, mut glp, mut gls] = std::array::from_fn(|_| vec![0.0; rows]);
+    let out = FwdOut { lse: &mut glse, entropy: &mut gh, logp: Some(&mut glp), max: None, log_sum: Some(&mut gls) };
     gpu.read_stats(&st, out)?;
     let grad = gpu.stats_bwd::<T>(&gx, &inputs, &st, up)?;
     let mut dx_gpu = vec![T::from_f32(f32::NAN); rows * cols];
@@ -111,7 +112,7 @@ fn check<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> Result
         let rr = row_stats(&row, 1.0, Some(targets[r] as usize)).expect("finite row");
         let t = stats_tolerance(&rr, cols, false);
         let pairs =
-            [(glse[r], lse[r], t.lse), (glp[r], lp[r], t.logp), (gh[r], h[r], t.entropy), (gez[r], ez[r], t.ez)];
+            [(glse[r], lse[r], t.lse), (glp[r], lp[r], t.logp), (gh[r], h[r], t.entropy), (gls[r], ls[r], t.log_sum)];
         for (k, (a, b, tol)) in pairs.into_iter().enumerate() {
             equal += (a.to_bits() == b.to_bits()) as usize;
             let d = (a as f64 - b as f64).abs();
@@ -124,7 +125,7 @@ fn check<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> Result
         dx_gpu.iter().zip(&dx_core).map(|(a, b)| (a.to_f32() as f64 - b.to_f32() as f64).abs()).fold(0.0, f64::max);
     let passed = worst_ratio <= 1.0 && dx_gpu.iter().all(|v| !v.to_f32().is_nan());
     println!(
-        "check {:?} [{rows}, {cols}]: max |gpu - core| lse {:.2e} logp {:.2e} entropy {:.2e} ez {:.2e} gradient {:.2e}; \
+        "check {:?} [{rows}, {cols}]: max |gpu - core| lse {:.2e} logp {:.2e} entropy {:.2e} log_sum {:.2e} gradient {:.2e}; \
          bitwise equal: statistics {equal}/{} gradient {grad_equal}/{}; worst |diff|/(2 tol) {worst_ratio:.3} -> {}",
         <T as LogitElem>::DTYPE,
         max_diff[0],

@@ -13,14 +13,14 @@
 //!
 //! | `--op` | what is timed | bytes counted |
 //! |---|---|---|
-//! | `fwd` | `stats_fwd`: `lse`, entropy, target `logp`, `ez` | the logits |
+//! | `fwd` | `stats_fwd`: `lse`, entropy, target `logp`, `max`, `log_sum` | the logits |
 //! | `bwd` | `stats_bwd` into an `f32` `dx` allocated before timing | the logits + `dx` |
 //! | `bwd_inplace` | `stats_bwd_inplace` (the logits are restored, untimed, before each rep) | the logits, twice |
 //! | `exp_floor` | [`floor::exp_sum`] over the `f32` logits, one thread | the `f32` logits |
 //! | `read_bw` | [`floor::sum`] over the `f32` logits, one thread | the `f32` logits |
 //! | `all` | all of the above, in this order | |
 //!
-//! The backward uses the `lse` and `ez` of one forward done before any timing. Kernel ops
+//! The backward uses the `max`, `log_sum` and entropy of one forward done before any timing. Kernel ops
 //! are timed once per `--threads` value; the floors always run on one thread (and on the
 //! `f32` logits, whatever `--dtype` says, since they measure the machine, not a dtype).
 //!

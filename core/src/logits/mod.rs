@@ -7,18 +7,25 @@
 //!
 //! ```text
 //! z_v     = x_v · inv_temp            inv_temp = 1/temp rounded once to f32
-//! lse     = log Σ_v exp(z_v)
-//! p_v     = exp(z_v − lse)
+//! max     = max_v z_v                 (m)
+//! log_sum = log Σ_v exp(z_v − m)
+//! lse     = log Σ_v exp(z_v) = m + log_sum
+//! p_v     = exp((z_v − m) − log_sum)
 //! logp    = z_t − lse                 (t = the row's target; 0 for rows without one)
 //! entropy = −Σ_v p_v log p_v = lse − E_p[z]        (nats, of the tempered distribution)
-//! ez      = E_p[z]                    (saved, with lse, for the backward)
 //! ```
 //!
-//! The gradient of `L = Σ_rows (g_lse·lse + g_lp·logp + g_H·entropy)` w.r.t. the raw logits:
+//! The gradient of `L = Σ_rows (g_lse·lse + g_lp·logp + g_H·entropy)` w.r.t. the raw logits,
+//! with `log p_j = (z_j − m) − log_sum`:
 //!
 //! ```text
-//! ∂L/∂x_j = inv_temp · ( p_j·(g_lse − g_lp − g_H·(z_j − ez)) + g_lp·1[j = t] )
+//! ∂L/∂x_j = inv_temp · ( p_j·(g_lse − g_lp − g_H·(log p_j + entropy)) + g_lp·1[j = t] )
 //! ```
+//!
+//! The backward reads `max`, `log_sum` and `entropy` saved by the forward, never `lse`:
+//! `lse` is rounded at the magnitude of `m`, so at `m = 1e4` its rounding (5e-4) is a
+//! relative error of every `p_j`, and at `m = −3.4e38` it swallows `log_sum` whole. `z − m`
+//! is exact for the columns that carry the probability mass.
 //!
 //! # The algorithm: one pass, centred, in a fixed order
 //!
@@ -58,11 +65,11 @@
 //! |---|---|
 //! | `−inf` logits (masked vocabulary) | valid; they contribute nothing and get gradient exactly 0 (or `g_lp·inv_temp` at the target) |
 //! | a row whose logits are all `−inf` | [`TmError::NoFiniteLogit`] |
-//! | a NaN or `+inf` logit | that row's `lse`, `logp`, `entropy`, `ez` and gradient are NaN; counted in [`Status::nonfinite_rows`] |
+//! | a NaN or `+inf` logit | that row's `lse`, `logp`, `entropy`, `max`, `log_sum` and gradient are NaN; counted in [`Status::nonfinite_rows`] |
 //! | `V == 0` | [`TmError::EmptyVocab`] |
 //! | `target ≥ V` | [`TmError::TargetOutOfRange`] (checked before anything is written) |
 //! | `target < 0` (e.g. `−100`) | no target: `logp = 0`, `g_lp` ignored |
-//! | temperature not finite or `≤ 0` | [`TmError::InvalidTemperature`] |
+//! | temperature not finite, `≤ 0`, or with `1/temperature` overflowing `f32` (below ~2.9e-39) | [`TmError::InvalidTemperature`] |
 //! | `row_mask[r] == 0` | row `r` is not read; its outputs and gradient row are 0 (its target and temperature are not validated) |
 //! | buffer lengths that do not match | [`TmError::LengthMismatch`] |
 //! | `z − m < −87.68` (`round((z − m)·log2 e) < −126`; `−inf` included) | that term is exactly 0: it is below `2^-126 ≈ 1.2e-38`, under any `f32` rounding of the row's sums |
@@ -152,7 +159,9 @@ impl RowInputs<'_> {
         if let Some(m) = self.row_mask {
             check_len("row_mask", rows, m.len())?;
         }
-        let valid_temp = |t: f32| t.is_finite() && t > 0.0;
+        // `1/t` must be finite too: below ~2.9e-39 it overflows, and every tempered logit
+        // would be ±inf or NaN.
+        let valid_temp = |t: f32| t.is_finite() && t > 0.0 && (1.0 / t).is_finite();
         match self.temperature {
             Temperature::Scalar(t) if !valid_temp(t) => {
                 return Err(TmError::InvalidTemperature { row: None, value: t })
@@ -197,14 +206,16 @@ impl Status {
 /// Per-row output buffers of the forward (each `len == rows`).
 #[derive(Debug)]
 pub struct FwdOut<'a> {
-    /// `log Σ exp(z)`; needed by the backward.
+    /// `log Σ exp(z)`.
     pub lse: &'a mut [f32],
-    /// Entropy in nats.
+    /// Entropy in nats; needed by the backward.
     pub entropy: &'a mut [f32],
     /// Target log-prob (requires `RowInputs::targets`).
     pub logp: Option<&'a mut [f32]>,
-    /// `E_p[z]`; needed by the backward.
-    pub ez: Option<&'a mut [f32]>,
+    /// `max z`, the row maximum of the tempered logits; needed by the backward.
+    pub max: Option<&'a mut [f32]>,
+    /// `log Σ exp(z − max)` (`lse = max + log_sum`); needed by the backward.
+    pub log_sum: Option<&'a mut [f32]>,
 }
 
 impl<'a> FwdOut<'a> {
@@ -217,8 +228,11 @@ impl<'a> FwdOut<'a> {
             }
             check_len("logp", rows, l.len())?;
         }
-        if let Some(e) = &self.ez {
-            check_len("ez", rows, e.len())?;
+        if let Some(m) = &self.max {
+            check_len("max", rows, m.len())?;
+        }
+        if let Some(l) = &self.log_sum {
+            check_len("log_sum", rows, l.len())?;
         }
         Ok(())
     }
@@ -229,19 +243,28 @@ impl<'a> FwdOut<'a> {
         if let Some(l) = self.logp.as_deref_mut() {
             l[r] = f.logp;
         }
-        if let Some(e) = self.ez.as_deref_mut() {
-            e[r] = f.ez;
+        if let Some(m) = self.max.as_deref_mut() {
+            m[r] = f.max;
+        }
+        if let Some(l) = self.log_sum.as_deref_mut() {
+            l[r] = f.log_sum;
         }
     }
 }
 
-/// The statistics saved by the forward for the backward (each `len == rows`).
+/// The statistics saved by the forward for the backward (each `len == rows`), all from
+/// [`stats_fwd`] (or [`finalize_rows`]) on the same logits, temperature and mask.
+///
+/// Relative to the row maximum, so that the gradient is as accurate at an offset of `1e4`
+/// or `−3.4e38` as at 0 (see the [module docs](self)).
 #[derive(Clone, Copy, Debug)]
 pub struct Saved<'a> {
-    /// `lse` from [`stats_fwd`] on the same logits and temperature.
-    pub lse: &'a [f32],
-    /// `ez` from [`stats_fwd`] on the same logits and temperature.
-    pub ez: &'a [f32],
+    /// The forward's `max` output.
+    pub max: &'a [f32],
+    /// The forward's `log_sum` output.
+    pub log_sum: &'a [f32],
+    /// The forward's `entropy` output.
+    pub entropy: &'a [f32],
 }
 
 /// Upstream gradients per row (`None` = zero; each `len == rows`).
@@ -396,24 +419,24 @@ impl SplitRows for FwdOut<'_> {
     fn split_rows(self, mid: usize) -> (Self, Self) {
         let (lse_a, lse_b) = self.lse.split_at_mut(mid);
         let (h_a, h_b) = self.entropy.split_at_mut(mid);
-        let (lp_a, lp_b) = match self.logp {
-            Some(l) => {
-                let (a, b) = l.split_at_mut(mid);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
-        let (ez_a, ez_b) = match self.ez {
-            Some(e) => {
-                let (a, b) = e.split_at_mut(mid);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
+        let (lp_a, lp_b) = split_opt(self.logp, mid);
+        let (max_a, max_b) = split_opt(self.max, mid);
+        let (ls_a, ls_b) = split_opt(self.log_sum, mid);
         (
-            FwdOut { lse: lse_a, entropy: h_a, logp: lp_a, ez: ez_a },
-            FwdOut { lse: lse_b, entropy: h_b, logp: lp_b, ez: ez_b },
+            FwdOut { lse: lse_a, entropy: h_a, logp: lp_a, max: max_a, log_sum: ls_a },
+            FwdOut { lse: lse_b, entropy: h_b, logp: lp_b, max: max_b, log_sum: ls_b },
         )
+    }
+}
+
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+fn split_opt(v: Option<&mut [f32]>, mid: usize) -> (Option<&mut [f32]>, Option<&mut [f32]>) {
+    match v {
+        Some(v) => {
+            let (a, b) = v.split_at_mut(mid);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
     }
 }
 
@@ -498,8 +521,8 @@ fn finalize_into(
 // Public entry points.
 // ---------------------------------------------------------------------------------------
 
-/// Forward: `lse`, `entropy`, and optionally `logp` and `ez` for every row, in one pass
-/// over the logits.
+/// Forward: `lse`, `entropy`, and optionally `logp`, `max` and `log_sum` (the latter two
+/// for the backward) for every row, in one pass over the logits.
 ///
 /// `x` is `[rows, V]` (any row stride) of `f32`, `bf16` or `f16`. See the
 /// [module docs](self) for the math and the edge-case policies.
@@ -727,8 +750,9 @@ pub fn finalize_rows(stats: &[RowStats], inputs: &RowInputs<'_>, mut out: FwdOut
 }
 
 fn validate_bwd(rows: usize, saved: &Saved<'_>, up: &Upstream<'_>) -> Result<(), TmError> {
-    check_len("lse", rows, saved.lse.len())?;
-    check_len("ez", rows, saved.ez.len())?;
+    check_len("max", rows, saved.max.len())?;
+    check_len("log_sum", rows, saved.log_sum.len())?;
+    check_len("entropy", rows, saved.entropy.len())?;
     for (what, g) in [("g_logp", up.g_logp), ("g_entropy", up.g_entropy), ("g_lse", up.g_lse)] {
         if let Some(g) = g {
             check_len(what, rows, g.len())?;
@@ -740,16 +764,17 @@ fn validate_bwd(rows: usize, saved: &Saved<'_>, up: &Upstream<'_>) -> Result<(),
 /// The row's gradient constants, or `None` if the saved statistics are not finite (the
 /// forward flagged the row as non-finite): the gradient row is then NaN.
 fn grad_params(r: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Upstream<'_>) -> Option<GradRow> {
-    let (lse, ez) = (saved.lse[r], saved.ez[r]);
-    if !lse.is_finite() || !ez.is_finite() {
+    let (max, log_sum, entropy) = (saved.max[r], saved.log_sum[r], saved.entropy[r]);
+    if !max.is_finite() || !log_sum.is_finite() || !entropy.is_finite() {
         return None;
     }
     let at = |g: Option<&[f32]>| g.map_or(0.0, |g| g[r]);
     let g_lp = if inputs.target(r).is_some() { at(up.g_logp) } else { 0.0 };
     Some(GradRow {
         inv_temp: inputs.inv_temp(r),
-        lse,
-        entropy: lse - ez,
+        max,
+        log_sum,
+        entropy,
         c: at(up.g_lse) - g_lp,
         neg_gh: -at(up.g_entropy),
         g_lp,
@@ -759,8 +784,8 @@ fn grad_params(r: usize, inputs: &RowInputs<'_>, saved: &Saved<'_>, up: &Upstrea
 /// Backward: writes `∂L/∂x` for `L = Σ_rows (g_lse·lse + g_logp·logp + g_entropy·entropy)`
 /// into `dx` (`[rows, V]`, any stride, `f32`/`bf16`/`f16`: rounded once from `f32`).
 ///
-/// Needs the `lse` and `ez` saved by [`stats_fwd`] on the same logits, temperature and
-/// mask. Rows whose saved statistics are NaN get a NaN gradient row; masked rows get 0;
+/// Needs the `max`, `log_sum` and `entropy` saved by [`stats_fwd`] on the same logits,
+/// temperature and mask. Rows whose saved statistics are NaN get a NaN gradient row; masked rows get 0;
 /// the elements between rows of a strided `dx` are not touched.
 pub fn stats_bwd<T: LogitElem, O: GradElem>(
     exec: Exec,

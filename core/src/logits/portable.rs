@@ -12,10 +12,12 @@
 //!   `lane[i] += lane[i + w]` for `w = 4, 2, 1`. A NaN or `+inf` logit makes some `d`
 //!   NaN, which reaches `s`: the block is non-finite iff `m = +inf` or `s` is NaN (a block
 //!   without a finite logit is scanned for NaN separately).
-//! * **Gradient** (elementwise): `d = clamp(z − lse)`,
-//!   `dz = exp(d)·fma(−g_H, d + H, g_lse − g_lp)` with `H = lse − ez` (so a `−inf` logit,
-//!   clamped, gives exactly 0 instead of `0·inf`), `dx = dz·inv_temp`, and at the target
-//!   column `dx_t = (dz_t + g_lp)·inv_temp`.
+//! * **Gradient** (elementwise): `d = clamp((z − max) − log_sum)` (two roundings, in that
+//!   order: `z − max` is exact near the maximum, and the saved `lse = max + log_sum` is
+//!   never used, since its rounding at `|max|` would swamp `log_sum`),
+//!   `dz = exp(d)·fma(−g_H, d + H, g_lse − g_lp)` with `H` the saved entropy (a `−inf`
+//!   logit, clamped, gives exactly 0 instead of `0·inf`), `dx = dz·inv_temp`, and at the
+//!   target column `dx_t = (dz_t + g_lp)·inv_temp`.
 
 use super::exp::{clamp_arg, exp_clamped, fma};
 use super::row_stats::RowStats;
@@ -73,8 +75,11 @@ pub(crate) fn block_stats<T: LogitElem, const SCALE: bool>(block: &[T], inv_temp
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GradRow {
     pub inv_temp: f32,
-    pub lse: f32,
-    /// `lse − ez`: the entropy.
+    /// The row maximum `m` of the tempered logits, saved by the forward.
+    pub max: f32,
+    /// `log Σ exp(z − m)`, saved by the forward.
+    pub log_sum: f32,
+    /// The entropy, saved by the forward.
     pub entropy: f32,
     /// `g_lse − g_lp`
     pub c: f32,
@@ -88,7 +93,7 @@ impl GradRow {
     /// `∂L/∂z` at a column with raw logit value `x` (before the `inv_temp` factor).
     #[inline(always)]
     pub(crate) fn dz<const SCALE: bool>(&self, x: f32) -> f32 {
-        let d = clamp_arg(temper::<SCALE>(x, self.inv_temp) - self.lse);
+        let d = clamp_arg((temper::<SCALE>(x, self.inv_temp) - self.max) - self.log_sum);
         exp_clamped(d) * fma(self.neg_gh, d + self.entropy, self.c)
     }
 

@@ -43,13 +43,16 @@ pub struct Finalized {
     pub logp: f32,
     /// `−Σ p log p` in nats.
     pub entropy: f32,
-    /// `E_p[z]` (saved for the backward).
-    pub ez: f32,
+    /// `m = max z`, the row maximum of the tempered logits (saved for the backward).
+    pub max: f32,
+    /// `log s = log Σ exp(z − m)`, so that `lse = max + log_sum` (saved for the backward).
+    pub log_sum: f32,
 }
 
 impl Finalized {
-    pub(crate) const NAN: Finalized = Finalized { lse: f32::NAN, logp: f32::NAN, entropy: f32::NAN, ez: f32::NAN };
-    pub(crate) const ZERO: Finalized = Finalized { lse: 0.0, logp: 0.0, entropy: 0.0, ez: 0.0 };
+    pub(crate) const NAN: Finalized =
+        Finalized { lse: f32::NAN, logp: f32::NAN, entropy: f32::NAN, max: f32::NAN, log_sum: f32::NAN };
+    pub(crate) const ZERO: Finalized = Finalized { lse: 0.0, logp: 0.0, entropy: 0.0, max: 0.0, log_sum: 0.0 };
 }
 
 impl RowStats {
@@ -122,14 +125,19 @@ impl RowStats {
         RowStats { m: hi.m, s, u, x_t, flags }
     }
 
-    /// Turns the statistics of a whole row into `(lse, logp, entropy, ez)`:
+    /// Turns the statistics of a whole row into `(lse, logp, entropy, max, log_sum)`:
     ///
     /// ```text
-    /// lse     = m + log s
-    /// ez      = m + u/s
-    /// entropy = log s − u/s          (a sum of two non-negative terms: ≥ 0 exactly)
-    /// logp    = min((x_t − m) − log s, 0)
+    /// log_sum = log s
+    /// lse     = m + log_sum
+    /// entropy = log_sum − u/s        (a sum of two non-negative terms: ≥ 0 exactly)
+    /// logp    = min((x_t − m) − log_sum, 0)
+    /// max     = m
     /// ```
+    ///
+    /// `max` and `log_sum` are what the backward needs: `lse` itself is rounded at the
+    /// magnitude of `m`, so `z − lse` would lose `log s` when `|m|` is large, while
+    /// `(z − m) − log_sum` keeps every digit.
     ///
     /// `want_target` says whether the row has a target (`target ≥ 0`); without one, `logp`
     /// is 0. Policies: a non-finite row gives all-NaN; a row without finite logits is
@@ -157,7 +165,7 @@ impl RowStats {
         } else {
             0.0
         };
-        Ok(Finalized { lse: self.m + log_s, logp, entropy: log_s - mean_dev, ez: self.m + mean_dev })
+        Ok(Finalized { lse: self.m + log_s, logp, entropy: log_s - mean_dev, max: self.m, log_sum: log_s })
     }
 }
 
@@ -240,7 +248,8 @@ mod tests {
         assert!((f.lse - 4.440_189_7).abs() < 1e-6);
         assert!((f.logp - -1.440_189_7).abs() < 1e-6);
         assert!((f.entropy - 0.947_536_96).abs() < 1e-6);
-        assert!((f.ez - 3.492_652_7).abs() < 1e-6);
+        assert_eq!(f.max, 4.0);
+        assert!((f.log_sum - 0.440_189_7).abs() < 1e-6);
     }
 
     #[test]

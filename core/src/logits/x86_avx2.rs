@@ -265,13 +265,15 @@ pub(crate) unsafe fn grad_row<T: Load8, O: Store8, const SCALE: bool>(
     g: &GradRow,
 ) {
     let vt = _mm256_set1_ps(g.inv_temp);
-    let lse = _mm256_set1_ps(g.lse);
+    let max = _mm256_set1_ps(g.max);
+    let log_sum = _mm256_set1_ps(g.log_sum);
     let entropy = _mm256_set1_ps(g.entropy);
     let c = _mm256_set1_ps(g.c);
     let neg_gh = _mm256_set1_ps(g.neg_gh);
     let mut i = 0;
     while i + 8 <= len {
-        let d = clamp8(_mm256_sub_ps(temper8::<SCALE>(T::load8(src.add(i)), vt), lse));
+        let centred = _mm256_sub_ps(temper8::<SCALE>(T::load8(src.add(i)), vt), max);
+        let d = clamp8(_mm256_sub_ps(centred, log_sum));
         let q = _mm256_fmadd_ps(neg_gh, _mm256_add_ps(d, entropy), c);
         let dz = _mm256_mul_ps(exp8::<true>(d), q);
         O::store8(dst.add(i), temper8::<SCALE>(dz, vt));

@@ -51,27 +51,36 @@ pub struct Fwd {
     pub lse: Vec<f32>,
     pub entropy: Vec<f32>,
     pub logp: Vec<f32>,
-    pub ez: Vec<f32>,
+    pub max: Vec<f32>,
+    pub log_sum: Vec<f32>,
     pub status: Status,
 }
 
 impl Fwd {
+    /// The statistics the backward reads.
+    pub fn saved(&self) -> Saved<'_> {
+        Saved { max: &self.max, log_sum: &self.log_sum, entropy: &self.entropy }
+    }
+
     /// Bit patterns, so NaN == NaN and -0.0 != +0.0.
     pub fn bits(&self) -> Vec<u32> {
-        [&self.lse, &self.entropy, &self.logp, &self.ez].iter().flat_map(|v| v.iter().map(|x| x.to_bits())).collect()
+        [&self.lse, &self.entropy, &self.logp, &self.max, &self.log_sum]
+            .iter()
+            .flat_map(|v| v.iter().map(|x| x.to_bits()))
+            .collect()
     }
 }
 
 pub fn fwd<T: LogitElem>(exec: Exec, x: Mat<'_, T>, inputs: &RowInputs<'_>) -> Result<Fwd, TmError> {
     let n = x.rows();
-    let (mut lse, mut h, mut lp, mut ez) = (vec![POISON; n], vec![POISON; n], vec![POISON; n], vec![POISON; n]);
+    let [mut lse, mut h, mut lp, mut max, mut log_sum] = core::array::from_fn(|_| vec![POISON; n]);
     let logp = if inputs.targets.is_some() { Some(&mut lp[..]) } else { None };
-    let status =
-        logits::stats_fwd(exec, x, inputs, FwdOut { lse: &mut lse, entropy: &mut h, logp, ez: Some(&mut ez) })?;
+    let out = FwdOut { lse: &mut lse, entropy: &mut h, logp, max: Some(&mut max), log_sum: Some(&mut log_sum) };
+    let status = logits::stats_fwd(exec, x, inputs, out)?;
     if inputs.targets.is_none() {
         lp.fill(0.0);
     }
-    Ok(Fwd { lse, entropy: h, logp: lp, ez, status })
+    Ok(Fwd { lse, entropy: h, logp: lp, max, log_sum, status })
 }
 
 /// Backward into a fresh poisoned dense buffer.
@@ -83,14 +92,7 @@ pub fn bwd<T: LogitElem, O: GradElem>(
     up: Upstream<'_>,
 ) -> Result<Vec<O>, TmError> {
     let mut dx = vec![O::from_f32(POISON); x.rows() * x.cols()];
-    logits::stats_bwd(
-        exec,
-        x,
-        inputs,
-        Saved { lse: &f.lse, ez: &f.ez },
-        up,
-        MatMut::dense(&mut dx, x.rows(), x.cols()).unwrap(),
-    )?;
+    logits::stats_bwd(exec, x, inputs, f.saved(), up, MatMut::dense(&mut dx, x.rows(), x.cols()).unwrap())?;
     Ok(dx)
 }
 

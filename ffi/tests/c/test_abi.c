@@ -104,25 +104,26 @@ static void reference_row(const float *row, int32_t target, double *lse, double 
   *logp = target >= 0 ? row[target] - *lse : 0.0;
 }
 
-static void fwd(const tkm_exec_options *o, float *lse, float *ent, float *logp, float *ez, size_t *nonfinite) {
+static void fwd(const tkm_exec_options *o, float *lse, float *ent, float *logp, float *mx, float *ls,
+                size_t *nonfinite) {
   EXPECT(tkm_logits_fwd(o, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ent, logp,
-                        ez, nonfinite),
+                        mx, ls, nonfinite),
          TKM_STATUS_OK);
 }
 
 static void test_logits(void) {
-  float lse[ROWS], ent[ROWS], logp[ROWS], ez[ROWS];
-  float lse4[ROWS], ent4[ROWS], logp4[ROWS], ez4[ROWS];
+  float lse[ROWS], ent[ROWS], logp[ROWS], mx[ROWS], ls[ROWS];
+  float lse4[ROWS], ent4[ROWS], logp4[ROWS], mx4[ROWS], ls4[ROWS];
   size_t nonfinite = 99;
   tkm_exec_options o1, o4;
   tkm_exec_options_init(&o1);
   tkm_exec_options_init(&o4);
   o4.threads = 4;
-  fwd(&o1, lse, ent, logp, ez, &nonfinite);
+  fwd(&o1, lse, ent, logp, mx, ls, &nonfinite);
   CHECK(nonfinite == 0);
-  fwd(&o4, lse4, ent4, logp4, ez4, NULL);
+  fwd(&o4, lse4, ent4, logp4, mx4, ls4, NULL);
   CHECK(memcmp(lse, lse4, sizeof lse) == 0 && memcmp(ent, ent4, sizeof ent) == 0);
-  CHECK(memcmp(logp, logp4, sizeof logp) == 0 && memcmp(ez, ez4, sizeof ez) == 0);
+  CHECK(memcmp(logp, logp4, sizeof logp) == 0 && memcmp(mx, mx4, sizeof mx) == 0 && memcmp(ls, ls4, sizeof ls) == 0);
   for (int r = 0; r < ROWS; r++) {
     double l, h, lp;
     if (!row_mask[r]) {
@@ -142,24 +143,24 @@ static void test_logits(void) {
     tkm_exec_options_init(&p);
     p.backend = TKM_BACKEND_PORTABLE;
     EXPECT(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, l2, e2, NULL,
-                          NULL, NULL),
+                          NULL, NULL, NULL),
            TKM_STATUS_OK);
     CHECK(memcmp(l2, lse, sizeof l2) == 0 && memcmp(e2, ent, sizeof e2) == 0);
     p.backend = TKM_BACKEND_AVX2_FMA;
     tkm_status s = note(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL,
-                                       l2, e2, NULL, NULL, NULL));
+                                       l2, e2, NULL, NULL, NULL, NULL));
     CHECK(s == TKM_STATUS_OK || s == TKM_STATUS_BACKEND_UNAVAILABLE);
     if (s == TKM_STATUS_OK) CHECK(memcmp(l2, lse, sizeof l2) == 0);
     /* Reachable only on a CPU without AVX2+FMA+F16C. */
     seen[TKM_STATUS_BACKEND_UNAVAILABLE] = 1;
     p.backend = 77;
     EXPECT(note(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, l2, e2, NULL,
-                               NULL, NULL)),
+                               NULL, NULL, NULL)),
            TKM_STATUS_INVALID_ARGUMENT);
     p.backend = TKM_BACKEND_AUTO;
     p.struct_size = 3;
     EXPECT(note(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, l2, e2, NULL,
-                               NULL, NULL)),
+                               NULL, NULL, NULL)),
            TKM_STATUS_BAD_STRUCT_SIZE);
   }
 
@@ -170,10 +171,10 @@ static void test_logits(void) {
     float lb[ROWS], eb[ROWS];
     for (int i = 0; i < ROWS * STRIDE; i++) xb[i] = f32_to_bf16_bits(x[i]);
     EXPECT(tkm_logits_fwd(&o4, TKM_DTYPE_BF16, xb, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, temps, lb, eb, NULL,
-                          NULL, NULL),
+                          NULL, NULL, NULL),
            TKM_STATUS_OK);
     for (int r = 0; r < ROWS; r++) CHECK(!row_mask[r] || (isfinite(lb[r]) && eb[r] >= 0.0f));
-    EXPECT(tkm_logits_fwd(&o4, TKM_DTYPE_F16, xb, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lb, eb, NULL, NULL,
+    EXPECT(tkm_logits_fwd(&o4, TKM_DTYPE_F16, xb, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lb, eb, NULL, NULL, NULL,
                           NULL),
            TKM_STATUS_OK);
   }
@@ -188,7 +189,7 @@ static void test_logits(void) {
       g_ent[r] = 0.0f;
     }
     for (int i = 0; i < ROWS * STRIDE; i++) dx[i] = 7.0f;
-    EXPECT(tkm_logits_bwd(&o4, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ez, g_logp,
+    EXPECT(tkm_logits_bwd(&o4, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, mx, ls, ent, g_logp,
                           g_ent, NULL, TKM_DTYPE_F32, dx, STRIDE),
            TKM_STATUS_OK);
     for (int r = 0; r < ROWS; r++) {
@@ -201,18 +202,18 @@ static void test_logits(void) {
       for (int v = VOCAB; v < STRIDE; v++) CHECK(dx[r * STRIDE + v] == 7.0f);
     }
     memcpy(xi, x, sizeof x);
-    EXPECT(tkm_logits_bwd_inplace(&o1, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ez,
+    EXPECT(tkm_logits_bwd_inplace(&o1, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, mx, ls, ent,
                                   g_logp, g_ent, NULL),
            TKM_STATUS_OK);
     for (int r = 0; r < ROWS; r++) CHECK(memcmp(xi + r * STRIDE, dx + r * STRIDE, VOCAB * sizeof(float)) == 0);
     /* dx == logits is refused (use the in-place call). */
-    EXPECT(note(tkm_logits_bwd(&o1, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ez, NULL,
+    EXPECT(note(tkm_logits_bwd(&o1, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, mx, ls, ent, NULL,
                                NULL, NULL, TKM_DTYPE_F32, xi, STRIDE)),
            TKM_STATUS_OVERLAP);
-    EXPECT(note(tkm_logits_bwd(&o1, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ez, NULL, NULL,
+    EXPECT(note(tkm_logits_bwd(&o1, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, mx, ls, ent, NULL, NULL,
                                NULL, 0, dx, STRIDE)),
            TKM_STATUS_BAD_DTYPE);
-    EXPECT(note(tkm_logits_bwd_inplace(&o1, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, NULL, ez,
+    EXPECT(note(tkm_logits_bwd_inplace(&o1, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, NULL, ls, ent,
                                        NULL, NULL, NULL)),
            TKM_STATUS_NULL_POINTER);
   }
@@ -227,7 +228,7 @@ static void test_logits(void) {
     tkm_row_stats part0[R2 * 1], part1[R2 * 1], merged[R2], sh0[R2], sh1[R2];
     for (int i = 0; i < R2 * V2; i++) xs[i] = 4.0f * frand();
     CHECK(b0 == 1 && b1 == 1 && tkm_logits_partial_blocks_len(4097) == 3);
-    EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, xs, R2, V2, V2, t2, NULL, 1.0f, NULL, l_full, e_full, p_full, NULL,
+    EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, xs, R2, V2, V2, t2, NULL, 1.0f, NULL, l_full, e_full, p_full, NULL, NULL,
                           NULL),
            TKM_STATUS_OK);
     EXPECT(tkm_logits_partial_blocks(NULL, TKM_DTYPE_F32, xs, R2, 2048, V2, 0, V2, t2, NULL, 1.0f, NULL, part0),
@@ -240,7 +241,7 @@ static void test_logits(void) {
       size_t blocks[2] = {b0, b1};
       EXPECT(tkm_logits_merge_block_partials(parts, blocks, 2, R2, merged), TKM_STATUS_OK);
     }
-    EXPECT(tkm_logits_finalize(merged, R2, t2, NULL, l_m, e_m, p_m, NULL, NULL), TKM_STATUS_OK);
+    EXPECT(tkm_logits_finalize(merged, R2, t2, NULL, l_m, e_m, p_m, NULL, NULL, NULL), TKM_STATUS_OK);
     CHECK(memcmp(l_m, l_full, sizeof l_m) == 0 && memcmp(e_m, e_full, sizeof e_m) == 0);
     CHECK(memcmp(p_m, p_full, sizeof p_m) == 0);
 
@@ -251,13 +252,13 @@ static void test_logits(void) {
       const tkm_row_stats *parts[2] = {sh0, sh1};
       const tkm_row_stats *dup[2] = {sh0, sh0};
       EXPECT(tkm_logits_merge_shards(parts, 2, R2, merged), TKM_STATUS_OK);
-      EXPECT(tkm_logits_finalize(merged, R2, t2, NULL, l_m, e_m, NULL, NULL, NULL), TKM_STATUS_OK);
+      EXPECT(tkm_logits_finalize(merged, R2, t2, NULL, l_m, e_m, NULL, NULL, NULL, NULL), TKM_STATUS_OK);
       for (int r = 0; r < R2; r++) CHECK(fabsf(l_m[r] - l_full[r]) <= 1e-5f * fabsf(l_full[r]) + 1e-6f);
       EXPECT(note(tkm_logits_merge_shards(dup, 2, R2, merged)), TKM_STATUS_DUPLICATE_TARGET);
     }
     poison(l_m, R2);
     poison(e_m, R2);
-    EXPECT(note(tkm_logits_finalize(sh1, R2, t2, NULL, l_m, e_m, NULL, NULL, NULL)), TKM_STATUS_MISSING_TARGET);
+    EXPECT(note(tkm_logits_finalize(sh1, R2, t2, NULL, l_m, e_m, NULL, NULL, NULL, NULL)), TKM_STATUS_MISSING_TARGET);
     CHECK(untouched(l_m, R2) && untouched(e_m, R2));
     EXPECT(note(tkm_logits_partial(NULL, TKM_DTYPE_F32, xs, R2, 600, V2, 2000, V2, NULL, NULL, 1.0f, NULL, sh0)),
            TKM_STATUS_SHARD_OUT_OF_RANGE);
@@ -275,39 +276,39 @@ static void test_logits_errors(void) {
   poison(ent, ROWS);
   poison(logp, ROWS);
 #define FWD(...) note(tkm_logits_fwd(__VA_ARGS__))
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, NULL, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, NULL, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_NULL_POINTER);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, NULL, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, NULL, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_NULL_POINTER);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, logp, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, logp, NULL, NULL, NULL),
          TKM_STATUS_INVALID_ARGUMENT); /* logp needs targets */
   EXPECT(FWD(NULL, TKM_DTYPE_F32, (const char *)x + 1, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL,
-             NULL, NULL),
+             NULL, NULL, NULL),
          TKM_STATUS_MISALIGNED);
-  EXPECT(FWD(NULL, 0, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, 0, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_BAD_DTYPE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, VOCAB - 1, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, VOCAB - 1, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_BAD_STRIDE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, SIZE_MAX / 2, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, SIZE_MAX / 2, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_SIZE_OVERFLOW);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, 0, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, 0, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_EMPTY_VOCAB);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bad_targets, NULL, 1.0f, NULL, lse, ent, logp, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bad_targets, NULL, 1.0f, NULL, lse, ent, logp, NULL, NULL, NULL),
          TKM_STATUS_LABEL_OUT_OF_RANGE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, -1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, -1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_INVALID_TEMPERATURE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, bad_temps, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, bad_temps, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_INVALID_TEMPERATURE);
   /* The second row is all -inf: found mid-pass, yet row 0's outputs are not written. */
   for (int i = 0; i < VOCAB; i++) {
     neg_inf[i] = (float)i;
     neg_inf[VOCAB + i] = -INFINITY;
   }
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, neg_inf, 2, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, neg_inf, 2, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_NO_FINITE_LOGIT);
 #if SIZE_MAX > 0xFFFFFFFFu
   /* 2^60 rows: the scratch allocation fails before any logit is read. */
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, (size_t)1 << 60, 1, 1, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, (size_t)1 << 60, 1, 1, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_OUT_OF_MEMORY);
 #else
   seen[TKM_STATUS_OUT_OF_MEMORY] = 1;
@@ -315,7 +316,7 @@ static void test_logits_errors(void) {
 #undef FWD
   CHECK(untouched(lse, ROWS) && untouched(ent, ROWS) && untouched(logp, ROWS));
   /* Zero rows: NULL arrays are allowed. */
-  EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, NULL, 0, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL,
+  EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, NULL, 0, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, NULL,
                         NULL),
          TKM_STATUS_OK);
 }
@@ -590,7 +591,8 @@ static DLTensor dl(void *data, uint8_t code, uint8_t bits, int32_t ndim, int64_t
 
 static void test_dlpack(void) {
   int64_t xshape[2] = {ROWS, VOCAB}, xstrides[2] = {STRIDE, 1}, vshape[1] = {ROWS};
-  float lse[ROWS], ent[ROWS], logp[ROWS], ez[ROWS], lse2[ROWS], ent2[ROWS], logp2[ROWS], ez2[ROWS];
+  float lse[ROWS], ent[ROWS], logp[ROWS], mx[ROWS], ls[ROWS], lse2[ROWS], ent2[ROWS], logp2[ROWS], mx2[ROWS],
+      ls2[ROWS];
   float g[ROWS];
   static float dx[ROWS * VOCAB], dx2[ROWS * VOCAB], xi[ROWS * STRIDE];
   int64_t dshape[2] = {ROWS, VOCAB};
@@ -598,75 +600,76 @@ static void test_dlpack(void) {
   DLTensor tt = dl(targets, kDLInt, 32, 1, vshape, NULL);
   DLTensor tm = dl(row_mask, kDLUInt, 8, 1, vshape, NULL);
   DLTensor tl = dl(lse2, kDLFloat, 32, 1, vshape, NULL), th = dl(ent2, kDLFloat, 32, 1, vshape, NULL);
-  DLTensor tlp = dl(logp2, kDLFloat, 32, 1, vshape, NULL), tez = dl(ez2, kDLFloat, 32, 1, vshape, NULL);
+  DLTensor tlp = dl(logp2, kDLFloat, 32, 1, vshape, NULL), tmx = dl(mx2, kDLFloat, 32, 1, vshape, NULL);
+  DLTensor tls = dl(ls2, kDLFloat, 32, 1, vshape, NULL);
   DLTensor tg = dl(g, kDLFloat, 32, 1, vshape, NULL), tdx = dl(dx2, kDLFloat, 32, 2, dshape, NULL);
   DLTensor bad;
   for (int r = 0; r < ROWS; r++) g[r] = -1.0f;
-  EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ent, logp, ez,
+  EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ent, logp, mx, ls,
                         NULL),
          TKM_STATUS_OK);
-  EXPECT(tkm_dl_logits_fwd(NULL, &tx, &tt, &tm, 1.0f, NULL, &tl, &th, &tlp, &tez, NULL), TKM_STATUS_OK);
+  EXPECT(tkm_dl_logits_fwd(NULL, &tx, &tt, &tm, 1.0f, NULL, &tl, &th, &tlp, &tmx, &tls, NULL), TKM_STATUS_OK);
   CHECK(memcmp(lse, lse2, sizeof lse) == 0 && memcmp(ent, ent2, sizeof ent) == 0);
-  CHECK(memcmp(logp, logp2, sizeof logp) == 0 && memcmp(ez, ez2, sizeof ez) == 0);
+  CHECK(memcmp(logp, logp2, sizeof logp) == 0 && memcmp(mx, mx2, sizeof mx) == 0 && memcmp(ls, ls2, sizeof ls) == 0);
 
-  EXPECT(tkm_logits_bwd(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ez, g, NULL,
+  EXPECT(tkm_logits_bwd(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, mx, ls, ent, g, NULL,
                         NULL, TKM_DTYPE_F32, dx, VOCAB),
          TKM_STATUS_OK);
-  EXPECT(tkm_dl_logits_bwd(NULL, &tx, &tt, &tm, 1.0f, NULL, &tl, &tez, &tg, NULL, NULL, &tdx), TKM_STATUS_OK);
+  EXPECT(tkm_dl_logits_bwd(NULL, &tx, &tt, &tm, 1.0f, NULL, &tmx, &tls, &th, &tg, NULL, NULL, &tdx), TKM_STATUS_OK);
   CHECK(memcmp(dx, dx2, sizeof dx) == 0);
   memcpy(xi, x, sizeof xi);
   {
     DLTensor txi = dl(xi, kDLFloat, 32, 2, xshape, xstrides);
-    EXPECT(tkm_dl_logits_bwd_inplace(NULL, &txi, &tt, &tm, 1.0f, NULL, &tl, &tez, &tg, NULL, NULL), TKM_STATUS_OK);
+    EXPECT(tkm_dl_logits_bwd_inplace(NULL, &txi, &tt, &tm, 1.0f, NULL, &tmx, &tls, &th, &tg, NULL, NULL), TKM_STATUS_OK);
     for (int r = 0; r < ROWS; r++) CHECK(memcmp(xi + r * STRIDE, dx + r * VOCAB, VOCAB * sizeof(float)) == 0);
   }
 
   /* Every field is validated. */
   bad = tx;
   bad.device.device_type = kDLCUDA;
-  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
          TKM_STATUS_UNSUPPORTED_DEVICE);
   bad = tx;
   bad.ndim = 3;
-  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
          TKM_STATUS_BAD_TENSOR);
   bad = tx;
   bad.dtype.lanes = 4;
-  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
          TKM_STATUS_BAD_DTYPE);
   bad = tx;
   bad.dtype.code = kDLBfloat; /* bfloat with 32 bits */
-  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
          TKM_STATUS_BAD_DTYPE);
   {
     int64_t col_major[2] = {1, ROWS}, neg[2] = {-STRIDE, 1};
     bad = tx;
     bad.strides = col_major;
-    EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+    EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
            TKM_STATUS_BAD_STRIDE);
     bad.strides = neg;
-    EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+    EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
            TKM_STATUS_BAD_STRIDE);
   }
   bad = tx;
   bad.byte_offset = 2;
-  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_fwd(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &th, NULL, NULL, NULL, NULL)),
          TKM_STATUS_MISALIGNED);
   {
     int64_t short_shape[1] = {ROWS - 1};
     DLTensor ts = dl(lse2, kDLFloat, 32, 1, short_shape, NULL);
-    EXPECT(note(tkm_dl_logits_fwd(NULL, &tx, NULL, NULL, 1.0f, NULL, &ts, &th, NULL, NULL, NULL)),
+    EXPECT(note(tkm_dl_logits_fwd(NULL, &tx, NULL, NULL, 1.0f, NULL, &ts, &th, NULL, NULL, NULL, NULL)),
            TKM_STATUS_LENGTH_MISMATCH);
   }
-  EXPECT(note(tkm_dl_logits_fwd(NULL, &tx, NULL, NULL, 1.0f, NULL, NULL, &th, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_fwd(NULL, &tx, NULL, NULL, 1.0f, NULL, NULL, &th, NULL, NULL, NULL, NULL)),
          TKM_STATUS_NULL_POINTER);
   bad = tt;
   bad.dtype.bits = 64;
-  EXPECT(note(tkm_dl_logits_bwd(NULL, &tx, &bad, NULL, 1.0f, NULL, &tl, &tez, NULL, NULL, NULL, &tdx)),
+  EXPECT(note(tkm_dl_logits_bwd(NULL, &tx, &bad, NULL, 1.0f, NULL, &tmx, &tls, &th, NULL, NULL, NULL, &tdx)),
          TKM_STATUS_BAD_DTYPE);
   bad = tx;
   bad.device.device_type = kDLCUDA;
-  EXPECT(note(tkm_dl_logits_bwd_inplace(NULL, &bad, NULL, NULL, 1.0f, NULL, &tl, &tez, NULL, NULL, NULL)),
+  EXPECT(note(tkm_dl_logits_bwd_inplace(NULL, &bad, NULL, NULL, 1.0f, NULL, &tmx, &tls, &th, NULL, NULL, NULL)),
          TKM_STATUS_UNSUPPORTED_DEVICE);
 }
 

@@ -2,7 +2,7 @@
 //! in `core`'s operation order:
 //!
 //! ```text
-//! d  = clamp(x·inv_temp − lse)          H = lse − ez,  c = g_lse − g_lp
+//! d  = clamp((x·inv_temp − max) − log_sum)     H = the saved entropy,  c = g_lse − g_lp
 //! dx = exp(d)·fma(−g_H, d + H, c)·inv_temp,   at the target: (exp(d)·fma(..) + g_lp)·inv_temp
 //! ```
 //!
@@ -31,7 +31,8 @@ pub(crate) const CHUNK: usize = 2048;
 pub(crate) struct RowGrad {
     kept: bool,
     finite: bool,
-    lse: f32,
+    max: f32,
+    log_sum: f32,
     entropy: f32,
     c: f32,
     neg_gh: f32,
@@ -42,22 +43,31 @@ pub(crate) struct RowGrad {
 }
 
 /// The per-row inputs: `params` holds 6 words per row, `keep, g_lp, g_H, g_lse, inv_temp,
-/// limit` (floats as bits); `lse`, `ez` (bits) come from the forward; `target` is the
-/// target column or `NO_TARGET`.
+/// limit` (floats as bits); `max`, `log_sum`, `entropy` (bits) come from the forward;
+/// `target` is the target column or `NO_TARGET`.
 #[cube]
-fn row_grad(params: &Array<u32>, lse: &Array<u32>, ez: &Array<u32>, target: &Array<u32>, r: usize) -> RowGrad {
+fn row_grad(
+    params: &Array<u32>,
+    max: &Array<u32>,
+    log_sum: &Array<u32>,
+    entropy: &Array<u32>,
+    target: &Array<u32>,
+    r: usize,
+) -> RowGrad {
     let p = r * 6;
-    let lse_bits = lse[r];
-    let ez_bits = ez[r];
-    let finite = (lse_bits & 0x7fff_ffffu32) < POS_INF_BITS && (ez_bits & 0x7fff_ffffu32) < POS_INF_BITS;
-    let l = f32::reinterpret(select(finite, lse_bits, 0u32));
-    let e = f32::reinterpret(select(finite, ez_bits, 0u32));
+    let max_bits = max[r];
+    let log_sum_bits = log_sum[r];
+    let h_bits = entropy[r];
+    let finite = (max_bits & 0x7fff_ffffu32) < POS_INF_BITS
+        && (log_sum_bits & 0x7fff_ffffu32) < POS_INF_BITS
+        && (h_bits & 0x7fff_ffffu32) < POS_INF_BITS;
     let g_lp = f32::reinterpret(params[p + 1]);
     RowGrad {
         kept: params[p] != 0,
         finite,
-        lse: l,
-        entropy: l - e,
+        max: f32::reinterpret(select(finite, max_bits, 0u32)),
+        log_sum: f32::reinterpret(select(finite, log_sum_bits, 0u32)),
+        entropy: f32::reinterpret(select(finite, h_bits, 0u32)),
         c: f32::reinterpret(params[p + 3]) - g_lp,
         neg_gh: -f32::reinterpret(params[p + 2]),
         g_lp,
@@ -76,7 +86,7 @@ fn grad_bits(bits: u32, col: usize, p: RowGrad, zero: u32) -> u32 {
         out = NAN_BITS;
         let (z, class) = temper(bits, p.inv_temp, p.limit);
         if p.finite && class <= MASKED {
-            let d = select(class == FINITE, clamp_arg(opaque(z, zero) - p.lse), f32::new(EXP_CLAMP));
+            let d = select(class == FINITE, clamp_arg((opaque(z, zero) - p.max) - p.log_sum), f32::new(EXP_CLAMP));
             let mut dz = opaque(exp_clamped(d) * fma(p.neg_gh, d + p.entropy, p.c), zero);
             if col == p.target as usize {
                 dz += p.g_lp;
@@ -105,8 +115,9 @@ pub(crate) fn grad(
     input: &Array<u32>,
     out: &mut Array<u32>,
     params: &Array<u32>,
-    lse: &Array<u32>,
-    ez: &Array<u32>,
+    max: &Array<u32>,
+    log_sum: &Array<u32>,
+    entropy: &Array<u32>,
     target: &Array<u32>,
     witness: &mut Array<u32>,
     rows: usize,
@@ -125,7 +136,7 @@ pub(crate) fn grad(
     let cube = CUBE_POS;
     let r = cube / nchunks;
     if r < rows {
-        let p = row_grad(params, lse, ez, target, r);
+        let p = row_grad(params, max, log_sum, entropy, target, r);
         let start = (cube % nchunks) * CHUNK;
         let end = min(start + CHUNK, cols);
         let src = in_offset + r * in_stride;
@@ -160,8 +171,9 @@ pub(crate) fn grad(
 pub(crate) fn grad_inplace(
     buf: &mut Array<u32>,
     params: &Array<u32>,
-    lse: &Array<u32>,
-    ez: &Array<u32>,
+    max: &Array<u32>,
+    log_sum: &Array<u32>,
+    entropy: &Array<u32>,
     target: &Array<u32>,
     witness: &mut Array<u32>,
     rows: usize,
@@ -178,7 +190,7 @@ pub(crate) fn grad_inplace(
     let cube = CUBE_POS;
     let r = cube / nchunks;
     if r < rows {
-        let p = row_grad(params, lse, ez, target, r);
+        let p = row_grad(params, max, log_sum, entropy, target, r);
         let start = (cube % nchunks) * CHUNK;
         let end = min(start + CHUNK, cols);
         let base = offset + r * stride;

@@ -1,7 +1,7 @@
 //! Forward, second stage: each row's block tuples merged in `core`'s split-tree order
 //! (`tree(b[0..n]) = tree(b[0..k]) ⊕ tree(b[k..n])`, `k` the largest power of two `< n`),
 //! then either written as one tuple (a shard's partial) or finalized into
-//! `(lse, logp, entropy, ez)` with a per-row status code.
+//! `(lse, logp, entropy, max, log_sum)` with a per-row status code.
 //!
 //! One thread per row runs `core`'s `TreeStack` (push at level 0, merge while the top two
 //! levels match, fold from the top at the end) in local arrays; the merge and finalize are
@@ -71,7 +71,7 @@ fn merge(
 }
 
 /// Merges `nblocks` tuples per row (`parts`, row stride `nblocks`). With `finalize`, writes
-/// `lse, logp, entropy, ez` and `code`; otherwise writes the merged tuple to `merged`.
+/// `lse, logp, entropy, max, log_sum` and `code`; otherwise writes the merged tuple to `merged`.
 /// `want_target[r]` (finalize only): the row has a target; masked rows (`keep[r] == 0`)
 /// get zeros (finalize) and are not merged.
 #[cube(launch_unchecked)]
@@ -84,7 +84,8 @@ pub(crate) fn merge_rows(
     lse: &mut Array<u32>,
     logp: &mut Array<u32>,
     entropy: &mut Array<u32>,
-    ez: &mut Array<u32>,
+    max: &mut Array<u32>,
+    log_sum: &mut Array<u32>,
     code: &mut Array<u32>,
     witness: &mut Array<u32>,
     rows: usize,
@@ -154,18 +155,21 @@ pub(crate) fn merge_rows(
         }
 
         if finalize {
-            let nan = f32::reinterpret(NAN_BITS);
+            // `| zero` (always 0): NVRTC rejects a `reinterpret_cast` of a constant.
+            let nan = f32::reinterpret(NAN_BITS | zero);
             let mut c = u32::new(CODE_OK as i64);
             let mut o_lse = nan;
             let mut o_logp = nan;
             let mut o_h = nan;
-            let mut o_ez = nan;
+            let mut o_max = nan;
+            let mut o_log_sum = nan;
             let want = want_target[row] != 0;
             if keep[row] == 0 {
                 o_lse = f32::new(0.0);
                 o_logp = f32::new(0.0);
                 o_h = f32::new(0.0);
-                o_ez = f32::new(0.0);
+                o_max = f32::new(0.0);
+                o_log_sum = f32::new(0.0);
             } else if (f & NONFINITE) != 0 {
                 c = CODE_NONFINITE;
             } else if u32::reinterpret(m) == NEG_INF_BITS {
@@ -179,7 +183,7 @@ pub(crate) fn merge_rows(
                 if want {
                     // A masked (−inf) target: logp = −inf, without a float operation on it.
                     if u32::reinterpret(x) == NEG_INF_BITS {
-                        o_logp = f32::reinterpret(NEG_INF_BITS);
+                        o_logp = f32::reinterpret(NEG_INF_BITS | zero);
                     } else {
                         let lp = (x - m) - log_s;
                         o_logp = select(lp > 0.0, f32::new(0.0), lp);
@@ -187,12 +191,14 @@ pub(crate) fn merge_rows(
                 }
                 o_lse = m + log_s;
                 o_h = log_s - mean_dev;
-                o_ez = m + mean_dev;
+                o_max = m;
+                o_log_sum = log_s;
             }
             lse[row] = u32::reinterpret(o_lse);
             logp[row] = u32::reinterpret(o_logp);
             entropy[row] = u32::reinterpret(o_h);
-            ez[row] = u32::reinterpret(o_ez);
+            max[row] = u32::reinterpret(o_max);
+            log_sum[row] = u32::reinterpret(o_log_sum);
             code[row] = c;
         } else {
             let slot = row * 5;

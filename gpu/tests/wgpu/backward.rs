@@ -2,7 +2,7 @@
 
 use half::{bf16, f16};
 use tokenmath_core::logits::RowInputs;
-use tokenmath_core::logits::{self, Saved, Temperature, Upstream};
+use tokenmath_core::logits::{self, Temperature, Upstream};
 use tokenmath_core::{DType, Exec, GradElem, LogitElem, Mat, MatMut};
 use tokenmath_gpu::GpuError;
 use tokenmath_reference as reference;
@@ -115,7 +115,7 @@ fn check<T: LogitElem + GradElem, O: GradElem + PartialEq + std::fmt::Debug>(c: 
 
     // core: forward for the saved statistics, then the backward.
     let fwd = cpu_fwd(x, &inp).unwrap();
-    let saved = Saved { lse: &fwd.lse, ez: &fwd.ez };
+    let saved = fwd.saved();
     let mut want = vec![O::from_f32(0.25); c.rows * c.cols];
     logits::stats_bwd(Exec::default(), x, &inp, saved, up, MatMut::dense(&mut want, c.rows, c.cols).unwrap()).unwrap();
 
@@ -178,7 +178,7 @@ fn strided_input_and_rejected_layouts() {
     let x = Mat::new(&data, rows, cols, stride).unwrap();
     let inp = inputs(None, None, Temperature::Scalar(1.0));
     let fwd = cpu_fwd(x, &inp).unwrap();
-    let saved = Saved { lse: &fwd.lse, ez: &fwd.ez };
+    let saved = fwd.saved();
     let up = Upstream { g_logp: None, g_entropy: Some(&[0.5, -0.5, 1.0]), g_lse: None };
     let mut want = vec![0.0f32; rows * cols];
     logits::stats_bwd(Exec::default(), x, &inp, saved, up, MatMut::dense(&mut want, rows, cols).unwrap()).unwrap();
@@ -209,4 +209,24 @@ fn strided_input_and_rejected_layouts() {
     // Mismatched upstream lengths: core's error.
     let short = Upstream { g_logp: None, g_entropy: Some(&[1.0]), g_lse: None };
     assert!(matches!(gpu.stats_bwd::<f32>(&gx, &inp, &st, short), Err(GpuError::Core(_))));
+}
+
+/// The backward reads `max` and `log_sum`, not the rounded `lse`: eight equal logits at
+/// `−3.4e38` (where `lse` rounds back to the maximum) give `p = 1/8`.
+#[test]
+fn gradient_of_a_row_at_minus_3_4e38() {
+    let row = [-3.4e38f32; 8];
+    let x = Mat::dense(&row, 1, 8).unwrap();
+    let inp = inputs(Some(&[7]), None, Temperature::Scalar(1.0));
+    let gpu = gpu();
+    let gx = gpu.upload(x).unwrap();
+    let st = gpu.stats_fwd(&gx, &inp).unwrap();
+    let up = Upstream { g_logp: Some(&[-1.0]), ..Default::default() };
+    let grad = gpu.stats_bwd::<f32>(&gx, &inp, &st, up).unwrap();
+    let mut got = vec![f32::NAN; 8];
+    gpu.download(&grad, MatMut::dense(&mut got, 1, 8).unwrap()).unwrap();
+    for (j, g) in got.iter().enumerate() {
+        let want = if j == 7 { -0.875 } else { 0.125 };
+        assert!((*g as f64 - want).abs() <= 4e-7, "column {j} gives {g}, want {want}");
+    }
 }

@@ -26,8 +26,21 @@ pub struct Fwd {
     pub lse: Vec<f32>,
     pub entropy: Vec<f32>,
     pub logp: Vec<f32>,
-    pub ez: Vec<f32>,
+    pub max: Vec<f32>,
+    pub log_sum: Vec<f32>,
     pub nonfinite_rows: usize,
+}
+
+impl Fwd {
+    /// Row `r`'s `[lse, logp, entropy, max, log_sum]`.
+    pub fn row(&self, r: usize) -> [f32; 5] {
+        [self.lse[r], self.logp[r], self.entropy[r], self.max[r], self.log_sum[r]]
+    }
+
+    /// The statistics the backward reads.
+    pub fn saved(&self) -> tokenmath_core::logits::Saved<'_> {
+        tokenmath_core::logits::Saved { max: &self.max, log_sum: &self.log_sum, entropy: &self.entropy }
+    }
 }
 
 const POISON: f32 = -123_456.79;
@@ -37,7 +50,8 @@ fn poisoned(rows: usize) -> Fwd {
         lse: vec![POISON; rows],
         entropy: vec![POISON; rows],
         logp: vec![POISON; rows],
-        ez: vec![POISON; rows],
+        max: vec![POISON; rows],
+        log_sum: vec![POISON; rows],
         nonfinite_rows: 0,
     }
 }
@@ -52,7 +66,8 @@ pub fn cpu_fwd<T: LogitElem>(x: Mat<'_, T>, inputs: &RowInputs<'_>) -> Result<Fw
             lse: &mut f.lse,
             entropy: &mut f.entropy,
             logp: inputs.targets.map(|_| &mut f.logp[..]),
-            ez: Some(&mut f.ez),
+            max: Some(&mut f.max),
+            log_sum: Some(&mut f.log_sum),
         },
     )?;
     if inputs.targets.is_none() {
@@ -73,7 +88,8 @@ pub fn gpu_fwd<T: LogitElem>(x: Mat<'_, T>, inputs: &RowInputs<'_>) -> Result<Fw
             lse: &mut f.lse,
             entropy: &mut f.entropy,
             logp: inputs.targets.map(|_| &mut f.logp[..]),
-            ez: Some(&mut f.ez),
+            max: Some(&mut f.max),
+            log_sum: Some(&mut f.log_sum),
         },
     )?;
     if inputs.targets.is_none() {
@@ -93,14 +109,14 @@ pub fn bitwise_expected() -> bool {
     gpu().fused_fma()
 }
 
-/// One row's `(lse, logp, entropy, ez)` from the GPU against `core`'s: equal bits, or
-/// within twice the tolerance formula of `tokenmath_reference::stats_tolerance` (each is
-/// within one tolerance of the exact value) — and bitwise on a device that fuses `fma`.
-/// Returns how many of the four were bitwise equal.
-pub fn check_row(what: &str, row: &[f32], temp: f32, target: Option<usize>, got: [f32; 4], want: [f32; 4]) -> usize {
+/// One row's `(lse, logp, entropy, max, log_sum)` from the GPU against `core`'s: equal
+/// bits, or within twice the tolerance formula of `tokenmath_reference::stats_tolerance`
+/// (each is within one tolerance of the exact value) — and bitwise on a device that fuses
+/// `fma`. Returns how many of the five were bitwise equal.
+pub fn check_row(what: &str, row: &[f32], temp: f32, target: Option<usize>, got: [f32; 5], want: [f32; 5]) -> usize {
     let mut equal = 0;
     let reference = reference::row_stats(row, temp, target);
-    for (i, name) in ["lse", "logp", "entropy", "ez"].into_iter().enumerate() {
+    for (i, name) in ["lse", "logp", "entropy", "max", "log_sum"].into_iter().enumerate() {
         let (g, c) = (got[i], want[i]);
         assert!(g != POISON, "{what}: {name} not written");
         if same(g, c) {
@@ -116,7 +132,7 @@ pub fn check_row(what: &str, row: &[f32], temp: f32, target: Option<usize>, got:
         let rr =
             reference.as_ref().unwrap_or_else(|| panic!("{what}: {name}: gpu {g:e} core {c:e} on a non-finite row"));
         let t = reference::stats_tolerance(rr, row.len(), temp != 1.0);
-        let tol = 2.0 * [t.lse, t.logp, t.entropy, t.ez][i];
+        let tol = 2.0 * [t.lse, t.logp, t.entropy, t.max, t.log_sum][i];
         let err = (g as f64 - c as f64).abs();
         assert!(err <= tol, "{what}: {name}: gpu {g:e} core {c:e}, |diff| {err:e} > 2·tol {tol:e}");
     }
@@ -133,19 +149,12 @@ pub fn assert_fwd_matches<T: LogitElem>(x: Mat<'_, T>, inputs: &RowInputs<'_>, w
     for r in 0..x.rows() {
         let row: Vec<f32> = x.row(r).iter().map(|v| v.to_f32()).collect();
         let temp = 1.0 / inputs.inv_temp(r);
-        equal += check_row(
-            &format!("{what}: row {r}"),
-            &row,
-            temp,
-            inputs.target(r),
-            [got.lse[r], got.logp[r], got.entropy[r], got.ez[r]],
-            [cpu.lse[r], cpu.logp[r], cpu.entropy[r], cpu.ez[r]],
-        );
+        equal += check_row(&format!("{what}: row {r}"), &row, temp, inputs.target(r), got.row(r), cpu.row(r));
     }
     // The centred formulas keep these exact on every backend.
     assert!(got.entropy.iter().all(|h| h.is_nan() || *h >= 0.0), "{what}: negative entropy");
     assert!(got.logp.iter().all(|l| l.is_nan() || *l <= 0.0), "{what}: positive logp");
-    (4 * x.rows(), equal)
+    (5 * x.rows(), equal)
 }
 
 /// A deterministic pseudo-random generator (xorshift64*).

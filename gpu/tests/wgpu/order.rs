@@ -5,7 +5,7 @@
 //! `core`'s bits (asserted by the other tests when `Gpu::fused_fma()` is true).
 
 use tokenmath_core::logits::canonical as c;
-use tokenmath_core::logits::{Saved, Temperature, Upstream, BLOCK};
+use tokenmath_core::logits::{Temperature, Upstream, BLOCK};
 use tokenmath_core::{Mat, MatMut};
 
 use crate::common::*;
@@ -73,25 +73,27 @@ fn tree(t: &[(f32, f32, f32)]) -> (f32, f32, f32) {
     merge(tree(&t[..k]), tree(&t[k..]))
 }
 
-/// `[lse, logp, entropy, ez]` of one finite row in `core`'s order with unfused `fma`.
-fn row(x: &[f32], inv_temp: f32, target: usize) -> [f32; 4] {
+/// `[lse, logp, entropy, max, log_sum]` of one finite row in `core`'s order with unfused
+/// `fma`.
+fn row(x: &[f32], inv_temp: f32, target: usize) -> [f32; 5] {
     let z: Vec<f32> = x.iter().map(|&v| v * inv_temp).collect();
     let blocks: Vec<_> = z.chunks(BLOCK).map(block).collect();
     let (m, s, u) = tree(&blocks);
     let log_s = libm::logf(s);
     let mean_dev = u / s;
     let lp = (z[target] - m) - log_s;
-    [m + log_s, if lp > 0.0 { 0.0 } else { lp }, log_s - mean_dev, m + mean_dev]
+    [m + log_s, if lp > 0.0 { 0.0 } else { lp }, log_s - mean_dev, m, log_s]
 }
 
 /// The gradient of one row in `core`'s order with unfused `fma`.
-fn grad_row(x: &[f32], inv_temp: f32, target: usize, lse: f32, ez: f32, g: [f32; 3]) -> Vec<f32> {
+fn grad_row(x: &[f32], inv_temp: f32, target: usize, saved: [f32; 3], g: [f32; 3]) -> Vec<f32> {
     let [g_lp, g_h, g_lse] = g;
-    let (entropy, c, neg_gh) = (lse - ez, g_lse - g_lp, -g_h);
+    let [max, log_sum, entropy] = saved;
+    let (c, neg_gh) = (g_lse - g_lp, -g_h);
     x.iter()
         .enumerate()
         .map(|(j, &v)| {
-            let d = clamp(v * inv_temp - lse);
+            let d = clamp((v * inv_temp - max) - log_sum);
             let mut dz = exp_clamped(d) * fma(neg_gh, d + entropy, c);
             if j == target {
                 dz += g_lp;
@@ -116,20 +118,20 @@ fn lavapipe_matches_cores_order_with_an_unfused_fma() {
         let mut differs_from_core = 0;
         for r in 0..rows {
             let want = row(&data[r * cols..(r + 1) * cols], inp.inv_temp(r), tg[r] as usize);
-            let have = [got.lse[r], got.logp[r], got.entropy[r], got.ez[r]];
+            let have = got.row(r);
             assert_eq!(
                 have.map(f32::to_bits),
                 want.map(f32::to_bits),
                 "row {r}, temperature {temp}: {have:?} vs {want:?}"
             );
-            let fused = [core.lse[r], core.logp[r], core.entropy[r], core.ez[r]];
+            let fused = core.row(r);
             differs_from_core += (fused.map(f32::to_bits) != want.map(f32::to_bits)) as usize;
         }
         // The comparison can tell the two orders apart: the fused one (core) differs.
         assert!(differs_from_core > 0, "temperature {temp}: no row tells fused from unfused fma");
 
         // The gradient, from these statistics.
-        let saved = Saved { lse: &got.lse, ez: &got.ez };
+        let saved = got.saved();
         let g: Vec<[f32; 3]> = (0..rows).map(|r| [-1.0 / (r + 1) as f32, 0.05 * r as f32 - 0.3, 1e-3]).collect();
         let (g_lp, g_h, g_lse): (Vec<f32>, Vec<f32>, Vec<f32>) =
             (g.iter().map(|g| g[0]).collect(), g.iter().map(|g| g[1]).collect(), g.iter().map(|g| g[2]).collect());
@@ -140,8 +142,8 @@ fn lavapipe_matches_cores_order_with_an_unfused_fma() {
         let mut dx = vec![f32::NAN; rows * cols];
         gpu.download(&grad, MatMut::dense(&mut dx, rows, cols).unwrap()).unwrap();
         for r in 0..rows {
-            let want =
-                grad_row(&data[r * cols..(r + 1) * cols], inp.inv_temp(r), tg[r] as usize, got.lse[r], got.ez[r], g[r]);
+            let saved_r = [got.max[r], got.log_sum[r], got.entropy[r]];
+            let want = grad_row(&data[r * cols..(r + 1) * cols], inp.inv_temp(r), tg[r] as usize, saved_r, g[r]);
             for (j, (a, b)) in dx[r * cols..(r + 1) * cols].iter().zip(&want).enumerate() {
                 assert_eq!(a.to_bits(), b.to_bits(), "gradient [{r}, {j}], temperature {temp}: {a:e} vs {b:e}");
             }

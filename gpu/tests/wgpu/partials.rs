@@ -62,26 +62,31 @@ fn block_partials_are_cores_and_merge_with_cpu_shards() {
         &mut merged,
     )
     .unwrap();
-    let (mut lse, mut h, mut lp, mut ez) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
+    let [mut lse, mut h, mut lp, mut max, mut log_sum] = std::array::from_fn(|_| vec![0.0; rows]);
     logits::finalize_rows(
         &merged,
         &inp,
-        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+        FwdOut {
+            lse: &mut lse,
+            entropy: &mut h,
+            logp: Some(&mut lp),
+            max: Some(&mut max),
+            log_sum: Some(&mut log_sum),
+        },
     )
     .unwrap();
     let whole = cpu_fwd(x, &inp).unwrap();
-    let check = |lse: &[f32], h: &[f32], lp: &[f32], ez: &[f32], what: &str| {
+    let check = |lse: &[f32], h: &[f32], lp: &[f32], max: &[f32], log_sum: &[f32], what: &str| {
         for r in 0..rows {
-            let (got, want) =
-                ([lse[r], lp[r], h[r], ez[r]], [whole.lse[r], whole.logp[r], whole.entropy[r], whole.ez[r]]);
+            let (got, want) = ([lse[r], lp[r], h[r], max[r], log_sum[r]], whole.row(r));
             if mask[r] == 0 {
-                assert_eq!(got, [0.0; 4], "{what}: masked row {r}");
+                assert_eq!(got, [0.0; 5], "{what}: masked row {r}");
                 continue;
             }
             check_row(&format!("{what}: row {r}"), x.row(r), 0.8, inp.target(r), got, want);
         }
     };
-    check(&lse, &h, &lp, &ez, "GPU + CPU block partials");
+    check(&lse, &h, &lp, &max, &log_sum, "GPU + CPU block partials");
 
     // One tuple per shard: GPU `stats_partial` is core's, and merges with core's shards.
     let mut gpu_one = vec![RowStats { flags: 99, ..RowStats::EMPTY }; rows];
@@ -98,11 +103,17 @@ fn block_partials_are_cores_and_merge_with_cpu_shards() {
     logits::finalize_rows(
         &merged,
         &inp,
-        FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), ez: Some(&mut ez) },
+        FwdOut {
+            lse: &mut lse,
+            entropy: &mut h,
+            logp: Some(&mut lp),
+            max: Some(&mut max),
+            log_sum: Some(&mut log_sum),
+        },
     )
     .unwrap();
     // Shard A holds 2 blocks (a power of two): bitwise where the tuples are, as in core.
-    check(&lse, &h, &lp, &ez, "GPU + CPU shard partials");
+    check(&lse, &h, &lp, &max, &log_sum, "GPU + CPU shard partials");
 }
 
 #[test]

@@ -19,16 +19,16 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 /// entropy (so the whole chain is linked and kept).
 #[no_mangle]
 pub extern "C" fn probe_entropy(x: &mut [f32; 4]) -> f32 {
-    let (mut lse, mut h, mut ez) = ([0.0f32], [0.0f32], [0.0f32]);
+    let (mut lse, mut h, mut max, mut log_sum) = ([0.0f32], [0.0f32], [0.0f32], [0.0f32]);
     let Ok(m) = Mat::dense(&x[..], 1, 4) else { return f32::NAN };
     let inputs = RowInputs::default();
-    let out = FwdOut { lse: &mut lse, entropy: &mut h, logp: None, ez: Some(&mut ez) };
+    let out = FwdOut { lse: &mut lse, entropy: &mut h, logp: None, max: Some(&mut max), log_sum: Some(&mut log_sum) };
     if logits::stats_fwd(Exec::new(), m, &inputs, out).is_err() {
         return f32::NAN;
     }
     let Ok(mm) = MatMut::dense(&mut x[..], 1, 4) else { return f32::NAN };
     let up = Upstream { g_entropy: Some(&[1.0]), ..Default::default() };
-    if logits::stats_bwd_inplace(Exec::new(), mm, &inputs, Saved { lse: &lse, ez: &ez }, up).is_err() {
+    if logits::stats_bwd_inplace(Exec::new(), mm, &inputs, Saved { max: &max, log_sum: &log_sum, entropy: &h }, up).is_err() {
         return f32::NAN;
     }
     h[0]

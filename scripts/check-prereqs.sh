@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# What ./test.sh needs besides the Rust toolchain: cmake, g++ and pkg-config (C ABI checks),
+# the pinned cbindgen (header drift check) and Mesa's CPU Vulkan driver, lavapipe (the GPU
+# kernels' tests). Prints nothing and exits 0 when everything is there; otherwise prints
+# ONE line naming what is missing and the exact command that installs it, and exits 1, so
+# that a fresh machine learns it in a second instead of after a 7-minute build.
+# (.ci/run installs all of it and then runs ./test.sh.)
+# TOKENMATH_ICD_DIRS (default: the standard Vulkan ICD directories) is where lavapipe's
+# manifest lvp_icd.*.json is looked for.
+set -uo pipefail
+
+CBINDGEN_VERSION="0.29.4"
+missing=()
+packages=()
+for tool in cmake g++ pkg-config; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        missing+=("$tool")
+        packages+=("$tool")
+    fi
+done
+found_icd=""
+for dir in ${TOKENMATH_ICD_DIRS:-/usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d}; do
+    if compgen -G "$dir/lvp_icd.*.json" >/dev/null; then
+        found_icd=1
+    fi
+done
+if [ -z "$found_icd" ]; then
+    missing+=("lavapipe (Mesa's CPU Vulkan driver)")
+    packages+=(mesa-vulkan-drivers libvulkan1)
+fi
+commands=()
+if [ ${#packages[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo "
+    commands+=("${sudo}apt-get install -y ${packages[*]}")
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    missing+=("cargo")
+    commands+=("curl https://sh.rustup.rs -sSf | sh")
+elif [ "$(cbindgen --version 2>/dev/null | awk '{print $2}')" != "$CBINDGEN_VERSION" ]; then
+    missing+=("cbindgen $CBINDGEN_VERSION")
+    commands+=("cargo install cbindgen --version $CBINDGEN_VERSION --locked")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    list="$(printf '%s, ' "${missing[@]}")"
+    cmd="$(printf '%s && ' "${commands[@]}")"
+    echo "test.sh: missing ${list%, }; install with: ${cmd% && } (or run .ci/run, which installs them and runs ./test.sh)" >&2
+    exit 1
+fi
