@@ -16,14 +16,14 @@ wheels="${TKM_CUDA_WHEELS:-$PWD/target/cuda-wheels}"
 root="$wheels/nvidia/cu13"
 if [ ! -e "$root/lib/libnvrtc.so.13" ] || [ ! -x "$root/bin/cuobjdump" ] || [ ! -x "$root/bin/nvdisasm" ] || [ ! -e "$root/include/crt/host_config.h" ]; then
     echo "installing NVRTC, the CUDA headers, cuobjdump and nvdisasm (pip wheels, about 160 MB) into $wheels"
-    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$wheels" \
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target "$wheels" \
         nvidia-cuda-nvrtc==13.5.37 nvidia-cuda-runtime==13.5.37 nvidia-cuda-crt==13.5.37 \
         nvidia-cuda-cuobjdump==13.5.37 nvidia-cuda-nvdisasm==13.5.37
 fi
 
 out="${1:-target/cuda-check}"
 rm -rf "$out"
-cargo run --quiet --release -p tokenmath-gpu --features cuda --example cuda_sources -- "$out/src"
+cargo run --quiet -p tokenmath-gpu --features cuda --example cuda_sources -- "$out/src"
 python3 gpu/cuda-check/nvrtc_sass.py "$root" "$out/src" "$out/sass"
 python3 gpu/cuda-check/sass_cost.py "$out/sass" "$out/src/loops.tsv" > "$out/cost.txt"
 # The variants the benchmarks run (rows on 16-byte vectors, temperature 1), then where the

@@ -111,7 +111,7 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
         let k = merge::merge_rows::MergeRows::<R>::new(
             settings(64),
             c.clone(),
-            /*TMP*/
+            arr(),
             arr(),
             arr(),
             arr(),
@@ -134,7 +134,7 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
             let k = grad::grad::Grad::<R>::new(
                 settings(CUBE_THREADS),
                 c.clone(),
-                /*TMP*/
+                arr(),
                 arr(),
                 arr(),
                 arr(),
@@ -157,7 +157,7 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
         let k = grad::grad_inplace::GradInplace::<R>::new(
             settings(CUBE_THREADS),
             c.clone(),
-            /*TMP*/
+            arr(),
             arr(),
             arr(),
             arr(),

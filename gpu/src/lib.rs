@@ -43,4 +43,4 @@ mod logits;
 
 pub use device::{DeviceKind, Gpu};
 pub use error::GpuError;
-pub use logits::{GpuLogits, GpuStats};
+pub use logits::{GpuLogits, GpuMode, GpuStats};

@@ -14,6 +14,9 @@ use crate::device::{guarded, with_client, Gpu};
 use crate::kernels::{self, block_stats, copy, grad, merge, CUBE_THREADS, DT_BF16, DT_F16, DT_F32, NO_TARGET};
 use crate::GpuError;
 
+mod fast;
+pub use fast::GpuMode;
+
 /// A `[rows, cols]` matrix of `f32`, `bf16` or `f16` in device memory (row stride
 /// `stride` elements). Created by [`Gpu::upload`] or returned by [`Gpu::stats_bwd`]; read
 /// back with [`Gpu::download`].
@@ -695,6 +698,16 @@ impl Gpu {
         })
     }
 
+    /// In-place 16-bit gradients write whole 32-bit words: rows must not share one.
+    fn check_inplace(x: &GpuLogits) -> Result<(), GpuError> {
+        if x.dtype != DType::F32 && x.stride % 2 != 0 && x.rows > 1 {
+            return Err(GpuError::Unsupported(
+                "in-place 16-bit gradient with an odd row stride (rows would share 32-bit words)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Backward written over the logits in device memory (as Liger does); see
     /// [`Gpu::stats_bwd`]. `bf16`/`f16` logits need an even row stride (or a single row).
     pub fn stats_bwd_inplace(
@@ -704,11 +717,7 @@ impl Gpu {
         saved: &GpuStats,
         up: Upstream<'_>,
     ) -> Result<(), GpuError> {
-        if x.dtype != DType::F32 && x.stride % 2 != 0 && x.rows > 1 {
-            return Err(GpuError::Unsupported(
-                "in-place 16-bit gradient with an odd row stride (rows would share 32-bit words)",
-            ));
-        }
+        Self::check_inplace(x)?;
         guarded("stats_bwd_inplace", || {
             let (params, target) = self.grad_rows(x, inputs, saved, &up)?;
             let nchunks = x.cols.div_ceil(grad::CHUNK);

@@ -385,7 +385,8 @@ pub(crate) fn fast_rows<N: Size>(
             logp = f32::new(0.0);
             row_max = f32::new(0.0);
             log_sum = f32::new(0.0);
-        } else if s != s {
+        } else if (u32::reinterpret(s) & 0x7fff_ffffu32) > 0x7f80_0000u32 {
+            // NaN, tested on its bits (a WGSL compiler may fold `s != s` to false).
             code = 1u32;
         } else if s == 0.0 {
             code = 2u32;
@@ -454,6 +455,18 @@ pub(crate) fn fast_rows<N: Size>(
         if t != NO_TARGET && kept && (t as usize / GRANULE) % CUBE_DIM as usize == tid {
             let v = grad_elem(row_t[4], row_max, log_sum, entropy, floor, neg_gh, c) + g_lp;
             store_elem::<N>(buf, row_elem + t as usize, v, dtype);
+        }
+        // A masked row's gradient is 0 (spare cubes past the last row touch nothing).
+        if live && !kept {
+            #[unroll]
+            for k in 0..GRANULE {
+                z[k] = f32::new(0.0);
+            }
+            let mut g = tid;
+            while g < cols.div_ceil(GRANULE) {
+                store_granule::<N>(buf, &z, row_word, row_elem, g, min(cols - g * GRANULE, GRANULE), dtype, false);
+                g += CUBE_DIM as usize;
+            }
         }
     }
 }

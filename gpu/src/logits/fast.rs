@@ -234,7 +234,8 @@ impl Gpu {
             fwd: Some((lse, logp, code)),
             has_targets: inputs.targets.is_some(),
             gpu: self.id,
-            witnesses: vec![witness],
+            // An empty batch launches nothing.
+            witnesses: if rows > 0 { vec![witness] } else { Vec::new() },
         })
     }
 
@@ -298,7 +299,9 @@ impl Gpu {
             });
         }
         out.witnesses.extend(saved.witnesses.iter().cloned());
-        out.witnesses.push(witness);
+        if rows > 0 {
+            out.witnesses.push(witness);
+        }
         Ok(())
     }
 

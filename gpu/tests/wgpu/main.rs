@@ -5,6 +5,7 @@ mod backward;
 mod common;
 mod determinism;
 mod errors;
+mod fast;
 mod forward;
 mod order;
 mod partials;
