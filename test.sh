@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test run: formatting, lints, unit + property + integration + doc tests of every
 # crate (the GPU kernels run on wgpu over Mesa's CPU Vulkan driver, lavapipe), the CUDA
-# build of the GPU crate, the C ABI checks, the no_std build of the core and the no_std
+# build of the GPU crate, every kernel variant compiled by NVRTC for sm_90a, the C ABI checks, the no_std build of the core and the no_std
 # probe. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,6 +28,9 @@ cargo test --workspace
 step "tokenmath-gpu with the CUDA runtime compiled in (lints; tests: no NVIDIA driver here, a typed error)"
 cargo clippy -p tokenmath-gpu --features cuda --all-targets -- -D warnings
 cargo test -p tokenmath-gpu --features cuda
+
+step "every GPU kernel variant compiled as CUDA for sm_90a by NVRTC (no GPU needed), with its SASS cost per element"
+gpu/cuda-check/run.sh
 
 step "C ABI: header up to date, C11/C++17 compile, install, C test (shared, ASan/UBSan, static), C++ CMake example"
 scripts/check-ffi.sh

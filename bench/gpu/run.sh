@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# The GPU benchmark: tokenmath's CUDA kernels checked against `core` on random data, then
-# timed next to a device-to-device copy and PyTorch eager, in one table.
+# The GPU benchmark: tokenmath's CUDA kernels checked (canonical: against `core`; fast: against
+# the f64 reference under its error bound) on random data, then timed in both modes next to a
+# device-to-device copy, PyTorch eager, `torch.compile` and Liger-Kernel 0.8.5, in one table.
 #
 #   bench/gpu/run.sh build   (here, with Rust) builds a stripped release `gpu-timing` with the
 #                            CUDA runtime and CUDA 13.0 bindings into bench/gpu/bin/
 #   bench/gpu/run.sh         (on the GPU machine: CUDA 13, PyTorch, no Rust, no network)
-#                            runs bench/gpu/bin/gpu-timing, then PyTorch, then the report
+#                            runs bench/gpu/bin/gpu-timing, then PyTorch (installing Liger
+#                            from the wheel in bench/gpu/wheels/: `pip download
+#                            liger-kernel==0.8.5 --no-deps -d bench/gpu/wheels` here), then
+#                            the report
 #   bench/gpu/run.sh local   (here, no GPU) the same pipeline on wgpu/lavapipe at small
 #                            shapes: checks that every CPU-side part works
 #
-# Shapes: SHAPES="bf16:8192:151936,f32:4096:32768" (the default). BLOCK_THREADS="128,256,512"
-# times the forward with each cube size (the first is the one checked and reported as
-# `forward`; a tuning knob: same bits). Targets: forward
-# and backward at >= 85% of the copy bandwidth and >= 3x PyTorch eager.
+# Shapes: SHAPES="bf16:8192:151936,f32:4096:32768" (the default). BLOCK_THREADS="128,256" and
+# FAST_THREADS="256,512,1024" time the forwards with each cube size (the first is the one
+# reported as `forward` / `fast-forward`; tuning knobs: same bits). The whole run takes about
+# two minutes on an H200.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -36,12 +40,14 @@ local)
     DEVICE=wgpu
     SHAPES=${SHAPES:-bf16:64:4096,f32:32:8192}
     BLOCK_THREADS=${BLOCK_THREADS:-256,128,64}
-    EXTRA=(--check-rows 16 --reps 3)
+    FAST_THREADS=${FAST_THREADS:-256,64}
+    EXTRA=(--check-rows 16 --reps 3 --batch 2)
     ;;
 run)
     DEVICE=cuda
     SHAPES=${SHAPES:-bf16:8192:151936,f32:4096:32768}
-    BLOCK_THREADS=${BLOCK_THREADS:-128,256,512}
+    BLOCK_THREADS=${BLOCK_THREADS:-128,256}
+    FAST_THREADS=${FAST_THREADS:-256,512,1024}
     EXTRA=()
     [ -x "$BIN" ] || { echo "no $BIN: run 'bench/gpu/run.sh build' on a machine with Rust first" >&2; exit 2; }
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -70,8 +76,13 @@ esac
 
 mkdir -p "$OUT"
 status=0
-"$BIN" --device "$DEVICE" --shapes "$SHAPES" --block-threads "$BLOCK_THREADS" "${EXTRA[@]}" 2>&1 | grep -v XDG_RUNTIME_DIR | tee "$OUT/tokenmath.txt" || status=$?
+"$BIN" --device "$DEVICE" --shapes "$SHAPES" --block-threads "$BLOCK_THREADS" --fast-threads "$FAST_THREADS" "${EXTRA[@]}" 2>&1 | grep -v XDG_RUNTIME_DIR | tee "$OUT/tokenmath.txt" || status=$?
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    wheel=$(ls bench/gpu/wheels/liger_kernel-0.8.5-*.whl 2>/dev/null | head -1 || true)
+    if [ -n "$wheel" ] && ! python3 -c 'import liger_kernel' 2>/dev/null; then
+        python3 -m pip install --quiet --no-deps --no-index --target "$OUT/pylib" "$wheel" || true
+        export PYTHONPATH="$PWD/$OUT/pylib${PYTHONPATH:+:$PYTHONPATH}"
+    fi
     python3 bench/gpu/torch_bench.py --shapes "$SHAPES" | tee "$OUT/torch.txt"
 else
     echo "PyTorch with CUDA: not available here (the table has no PyTorch column)" | tee "$OUT/torch.txt"

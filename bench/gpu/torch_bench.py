@@ -5,7 +5,14 @@
   compute them from bf16 logits (`logits.float()`);
 * backward: autograd of `mean NLL - 0.01 * mean entropy` w.r.t. the logits (the forward
   graph is rebuilt each time; only `backward()` is timed);
-* copy: `dst.copy_(src)`, the device-to-device bandwidth yardstick.
+* copy: `dst.copy_(src)`, the device-to-device bandwidth yardstick;
+* compile-forward: `torch.compile` of the same forward (compile time excluded);
+* liger-ce: Liger-Kernel 0.8.5's cross entropy forward, which computes the loss and writes the
+  gradient over the logits in one launch (the anchor of tokenmath's fused forward + backward);
+* liger-logp: Liger's `fused_selective_log_softmax` (target log-probs only, temperature 1),
+  on the rows viewed as one sequence.
+
+Liger is imported if installed (bench/gpu/run.sh installs it from a wheel beside it).
 
 Prints `RESULT kind=torch op=... dtype=... rows=... cols=... ms=...` lines.
 """
@@ -57,6 +64,28 @@ def main():
         results = {"copy": timed(lambda: dst.copy_(x))}
         with torch.no_grad():
             results["forward"] = timed(lambda: forward(x, targets))
+        try:
+            compiled = torch.compile(forward)
+            with torch.no_grad():
+                compiled(x, targets)
+                results["compile-forward"] = timed(lambda: compiled(x, targets))
+        except Exception as e:  # noqa: BLE001 - report, keep the other columns
+            print(f"torch.compile: unavailable ({type(e).__name__}: {e})")
+        try:
+            from liger_kernel.ops.cross_entropy import LigerCrossEntropyFunction
+            from liger_kernel.ops.grpo_loss import fused_selective_log_softmax
+
+            xl = x.clone()
+            # The forward computes the loss and writes the gradient into xl (in place).
+            results["liger-ce"] = timed(
+                lambda: LigerCrossEntropyFunction.apply(xl, targets, None, -100, 0.0, 0.0, "mean", None, False)
+            )
+            del xl
+            seq = x.view(1, rows, cols)
+            ids = targets.view(1, rows)
+            results["liger-logp"] = timed(lambda: fused_selective_log_softmax(seq, ids, temperature=1.0))
+        except ImportError as e:
+            print(f"Liger-Kernel: not installed ({e})")
         xg = x.detach().requires_grad_(True)
 
         def backward():

@@ -8,12 +8,17 @@
 //! difference, how many values are bitwise equal, and whether every value is within twice
 //! the reference's tolerance formula (each backend is within one tolerance of the exact
 //! value). Passing needs every value within that bound.
+//!
+//! `--gpu-mode fast` runs the GPU's fast mode instead ([`GpuMode::Fast`]: the hardware
+//! `exp`, not bitwise equal to `core`), and compares every value with the `f64` reference
+//! under the fast mode's error bound (`tokenmath_reference::gpu_fast`).
 
 use std::time::{Duration, Instant};
 
 use tokenmath_core::logits::{stats_bwd, RowInputs, Temperature, Upstream};
 use tokenmath_core::{Exec, GradElem, LogitElem, Mat, MatMut};
-use tokenmath_gpu::{DeviceKind, Gpu};
+use tokenmath_gpu::{DeviceKind, Gpu, GpuMode};
+use tokenmath_reference::gpu_fast::{fast_grad_tolerance, fast_stats_tolerance};
 use tokenmath_reference::{grad_tolerance, row_grad, row_stats, stats_tolerance, tempered};
 
 use crate::error::CliError;
@@ -32,17 +37,27 @@ struct Agreement {
 }
 
 impl Agreement {
+    /// `got` against `core`'s `want`: equal bits, or within twice `tol`.
     fn add(&mut self, got: f32, want: f32, tol: f64) {
+        self.add_within(got, want as f64, 2.0 * tol, got.to_bits() == want.to_bits());
+    }
+
+    /// `got` against the exact `want`, within `bound` (the fast mode).
+    fn add_exact(&mut self, got: f32, want: f64, bound: f64) {
+        self.add_within(got, want, bound, false);
+    }
+
+    fn add_within(&mut self, got: f32, want: f64, bound: f64, same_bits: bool) {
         self.total += 1;
-        if got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()) {
+        if same_bits || (got.is_nan() && want.is_nan()) {
             self.equal += 1;
             return;
         }
         // One NaN and one number: an infinite difference.
-        let diff = (got as f64 - want as f64).abs();
+        let diff = (got as f64 - want).abs();
         let diff = if diff.is_nan() { f64::INFINITY } else { diff };
         self.max_diff = self.max_diff.max(diff);
-        if diff > 2.0 * tol {
+        if diff > bound {
             self.outside += 1;
         }
     }
@@ -70,6 +85,7 @@ pub fn run<T: LogitElem + GradElem>(
     temperature: f32,
     exec: Exec,
     core_stats: &RowStatistics,
+    mode: GpuMode,
 ) -> Result<bool, CliError> {
     let device_error = |e: tokenmath_gpu::GpuError| CliError::Device(e.to_string());
     let gpu = Gpu::open(kind).map_err(device_error)?;
@@ -101,7 +117,7 @@ pub fn run<T: LogitElem + GradElem>(
         // GPU: forward (read back) and gradient (downloaded); timed with the transfers.
         let gx = gpu.upload(x).map_err(device_error)?;
         let timer = Instant::now();
-        let st = gpu.stats_fwd(&gx, &inputs).map_err(device_error)?;
+        let st = gpu.stats_fwd_mode(&gx, &inputs, mode).map_err(device_error)?;
         let [mut lse, mut entropy, mut logp, mut log_sum] = std::array::from_fn(|_| vec![0.0; n]);
         let out = tokenmath_core::logits::FwdOut {
             lse: &mut lse,
@@ -113,7 +129,7 @@ pub fn run<T: LogitElem + GradElem>(
         gpu.read_stats(&st, out).map_err(device_error)?;
         fwd_time += timer.elapsed();
         let timer = Instant::now();
-        let grad = gpu.stats_bwd::<f32>(&gx, &inputs, &st, up).map_err(device_error)?;
+        let grad = gpu.stats_bwd_mode::<f32>(&gx, &inputs, &st, up, mode).map_err(device_error)?;
         let mut dx = vec![f32::NAN; n * vocab];
         gpu.download(&grad, MatMut::dense(&mut dx, n, vocab).expect("sized")).map_err(device_error)?;
         bwd_time += timer.elapsed();
@@ -129,6 +145,20 @@ pub fn run<T: LogitElem + GradElem>(
             let values: Vec<f32> = x.row(r).iter().map(|v| v.to_f32()).collect();
             let target = usize::try_from(targets[row]).ok();
             let reference = row_stats(&values, temperature, target);
+            if mode == GpuMode::Fast {
+                fast_row(
+                    &mut agree,
+                    &values,
+                    temperature,
+                    target,
+                    reference.as_ref(),
+                    g_lp,
+                    g_h,
+                    [lse[r], logp[r], entropy[r], log_sum[r]],
+                    &dx[r * vocab..(r + 1) * vocab],
+                );
+                continue;
+            }
             let tol = reference.as_ref().map(|rr| stats_tolerance(rr, vocab, temperature != 1.0));
             let t = |f: fn(&tokenmath_reference::StatsTol) -> f64| tol.as_ref().map_or(0.0, f);
             agree[0].add(lse[r], core_stats.lse[row], t(|t| t.lse));
@@ -177,10 +207,58 @@ pub fn run<T: LogitElem + GradElem>(
         bwd_time.as_secs_f64() * 1e3,
         rows.div_ceil(chunk_rows)
     );
-    println!("gpu vs core (every value; pass = within 2x the reference tolerance of each):");
+    match mode {
+        GpuMode::Canonical => {
+            println!("gpu vs core (every value; pass = within 2x the reference tolerance of each):")
+        }
+        GpuMode::Fast => {
+            println!("gpu (fast mode) vs the f64 reference (every value; pass = within the fast mode's error bound):")
+        }
+    }
     for (a, name) in agree.iter().zip(["lse", "logp", "entropy", "log_sum", "gradient"]) {
         println!("{}", a.line(name));
     }
     println!("gpu check   {}", if passed { "PASSED" } else { "FAILED" });
     Ok(passed)
+}
+
+/// One row of the fast mode against the `f64` reference: `stats` = `lse, logp, entropy,
+/// log_sum` from the GPU, `dx` its gradient row.
+#[allow(clippy::too_many_arguments)]
+fn fast_row(
+    agree: &mut [Agreement; 5],
+    values: &[f32],
+    temperature: f32,
+    target: Option<usize>,
+    reference: Option<&tokenmath_reference::RowRef>,
+    g_lp: f32,
+    g_h: f32,
+    stats: [f32; 4],
+    dx: &[f32],
+) {
+    let Some(rr) = reference else {
+        // A non-finite row: NaN everywhere.
+        for (a, v) in agree.iter_mut().zip(stats) {
+            a.add_exact(v, f64::NAN, 0.0);
+        }
+        dx.iter().for_each(|&v| agree[4].add_exact(v, f64::NAN, 0.0));
+        return;
+    };
+    let z = tempered(values, temperature);
+    let z_t = target.map_or(0.0, |t| z[t]);
+    let [t_lse, t_logp, t_h] = fast_stats_tolerance(rr, values.len(), z_t, temperature != 1.0);
+    let logp = if target.is_some() { rr.logp } else { 0.0 };
+    for (k, (want, tol)) in
+        [(rr.lse, t_lse), (logp, t_logp), (rr.entropy, t_h), (rr.log_s, t_lse)].into_iter().enumerate()
+    {
+        agree[k].add_exact(stats[k], want, tol);
+    }
+    let g_lp = if target.is_some() { g_lp as f64 } else { 0.0 };
+    let want = row_grad(values, temperature, target, g_lp, g_h as f64, 0.0).expect("finite row");
+    let inv_temp = (1.0f32 / temperature) as f64;
+    for (j, &v) in dx.iter().enumerate() {
+        let tol = fast_grad_tolerance(rr, values.len(), z[j], inv_temp, g_lp, g_h as f64, 0.0, temperature != 1.0)
+            + want[j].abs() * f64::powi(2.0, -24);
+        agree[4].add_exact(v, want[j], tol);
+    }
 }

@@ -91,6 +91,10 @@ struct RunArgs {
     /// `cpu` (no GPU), `wgpu` (Vulkan/Metal/DX12) or `cuda` (a build with the `cuda` feature).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// The GPU's mode with `--device`: `canonical` (core's operation order, compared with
+    /// core) or `fast` (the hardware exp, compared with the f64 reference under its error bound).
+    #[arg(long, value_enum, default_value_t = GpuModeArg::Canonical)]
+    gpu_mode: GpuModeArg,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -113,6 +117,10 @@ struct StatsArgs {
     /// `cpu` (no GPU), `wgpu` or `cuda` (a build with the `cuda` feature).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// The GPU's mode with `--device`: `canonical` (core's operation order, compared with
+    /// core) or `fast` (the hardware exp, compared with the f64 reference under its error bound).
+    #[arg(long, value_enum, default_value_t = GpuModeArg::Canonical)]
+    gpu_mode: GpuModeArg,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -130,6 +138,21 @@ struct CommonArgs {
     /// everywhere) or `avx2-fma` (x86-64 AVX2 + FMA + F16C). All give identical bits.
     #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma"])]
     backend: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GpuModeArg {
+    Canonical,
+    Fast,
+}
+
+impl GpuModeArg {
+    fn mode(self) -> tokenmath_gpu::GpuMode {
+        match self {
+            GpuModeArg::Canonical => tokenmath_gpu::GpuMode::Canonical,
+            GpuModeArg::Fast => tokenmath_gpu::GpuMode::Fast,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -281,9 +304,15 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
         Some(kind) => {
             let (t, temp) = (&targets, job.temperature);
             match &logits {
-                Logits::F32(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics),
-                Logits::BF16(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics),
-                Logits::F16(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics),
+                Logits::F32(v) => {
+                    device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, args.gpu_mode.mode())
+                }
+                Logits::BF16(v) => {
+                    device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, args.gpu_mode.mode())
+                }
+                Logits::F16(v) => {
+                    device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, args.gpu_mode.mode())
+                }
             }?
         }
     };
@@ -344,15 +373,39 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
             let (rows, vocab, temp) = (file.rows, file.vocab, job.temperature);
             let all = 0..file.rows;
             match file.dtype {
-                DType::F32 => {
-                    device::run(kind, &file.rows_as::<f32>(all), rows, vocab, targets, temp, exec, statistics)
-                }
-                DType::BF16 => {
-                    device::run(kind, &file.rows_as::<bf16>(all), rows, vocab, targets, temp, exec, statistics)
-                }
-                DType::F16 => {
-                    device::run(kind, &file.rows_as::<f16>(all), rows, vocab, targets, temp, exec, statistics)
-                }
+                DType::F32 => device::run(
+                    kind,
+                    &file.rows_as::<f32>(all),
+                    rows,
+                    vocab,
+                    targets,
+                    temp,
+                    exec,
+                    statistics,
+                    args.gpu_mode.mode(),
+                ),
+                DType::BF16 => device::run(
+                    kind,
+                    &file.rows_as::<bf16>(all),
+                    rows,
+                    vocab,
+                    targets,
+                    temp,
+                    exec,
+                    statistics,
+                    args.gpu_mode.mode(),
+                ),
+                DType::F16 => device::run(
+                    kind,
+                    &file.rows_as::<f16>(all),
+                    rows,
+                    vocab,
+                    targets,
+                    temp,
+                    exec,
+                    statistics,
+                    args.gpu_mode.mode(),
+                ),
             }?
         }
         _ => true,

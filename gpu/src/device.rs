@@ -271,6 +271,16 @@ impl Gpu {
         self.fused_fma
     }
 
+    /// The runtime this device runs on.
+    pub fn kind(&self) -> DeviceKind {
+        match &self.client {
+            #[cfg(feature = "wgpu")]
+            Client::Wgpu(_) => DeviceKind::Wgpu,
+            #[cfg(feature = "cuda")]
+            Client::Cuda(_) => DeviceKind::Cuda,
+        }
+    }
+
     /// The runtime and adapter, e.g. `wgpu (wgpu<wgsl>)`.
     pub fn name(&self) -> &str {
         &self.name

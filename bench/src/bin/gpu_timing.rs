@@ -1,11 +1,14 @@
-//! `gpu-timing`: checks the GPU kernels against `core` on random data, then times the
-//! forward, the backward (out of place and in place) and a device-to-device copy on the
-//! GPU. `bench/gpu/run.sh` runs it next to PyTorch and prints the comparison.
+//! `gpu-timing`: checks the GPU kernels against `core` (canonical mode, bitwise where the
+//! device fuses `fma`) and against the `f64` reference under the fast mode's error bound,
+//! then times, per mode, the forward, the backward (out of place and in place), the fused
+//! forward + backward in place, and a device-to-device copy. `bench/gpu/run.sh` runs it next
+//! to PyTorch, `torch.compile` and Liger-Kernel and prints the comparison.
 //!
 //! Output: human-readable lines, plus one `RESULT key=value …` line per measurement for the
-//! script. Timings are medians over `--reps` runs after `--warmup` runs; each run is the
-//! call plus a device synchronisation (the per-row input arrays are uploaded inside the
-//! call, as every caller pays them).
+//! script. A timed sample is `--batch` calls followed by one device synchronisation, divided
+//! by `--batch` (calls queue back to back, as in a training step); the median over `--reps`
+//! samples after `--warmup` is reported. Each call uploads its per-row input arrays, as every
+//! caller pays them.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,8 +18,9 @@ use half::{bf16, f16};
 use tokenmath_bench::SplitMix64;
 use tokenmath_core::logits::{stats_bwd, stats_fwd, FwdOut, RowInputs, Saved, Temperature, Upstream};
 use tokenmath_core::{DType, Exec, GradElem, LogitElem, Mat, MatMut};
-use tokenmath_gpu::{DeviceKind, Gpu, GpuError};
-use tokenmath_reference::{row_stats, stats_tolerance};
+use tokenmath_gpu::{DeviceKind, Gpu, GpuError, GpuMode};
+use tokenmath_reference::gpu_fast::{fast_grad_tolerance, fast_stats_tolerance};
+use tokenmath_reference::{row_grad, row_stats, stats_tolerance, tempered};
 
 #[derive(Parser)]
 #[command(name = "gpu-timing")]
@@ -40,6 +44,16 @@ struct Args {
     /// the one used for the check). A tuning knob: every value gives the same bits.
     #[arg(long, default_value = "256")]
     block_threads: String,
+    /// Threads per cube of the fast mode's row kernel to time (comma-separated; the first is
+    /// used elsewhere). Same bits for every value.
+    #[arg(long, default_value = "256")]
+    fast_threads: String,
+    /// Modes to check and time: `canonical`, `fast` (comma-separated).
+    #[arg(long, default_value = "canonical,fast")]
+    modes: String,
+    /// Calls per timed sample (one synchronisation per sample).
+    #[arg(long, default_value_t = 5)]
+    batch: usize,
 }
 
 /// Random logits `N(0, 2²)`-ish around per-row offsets, generated on every core.
@@ -62,18 +76,141 @@ fn logits<T: LogitElem + GradElem>(rows: usize, cols: usize, seed: u64) -> Vec<T
     v
 }
 
-fn median_ms(mut f: impl FnMut() -> Result<(), GpuError>, warmup: usize, reps: usize) -> Result<f64, GpuError> {
-    for _ in 0..warmup {
+fn median_ms(
+    mut f: impl FnMut() -> Result<(), GpuError>,
+    sync: impl Fn() -> Result<(), GpuError>,
+    args: &Args,
+) -> Result<f64, GpuError> {
+    for _ in 0..args.warmup {
         f()?;
     }
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
+    sync()?;
+    let batch = args.batch.max(1);
+    let mut times = Vec::with_capacity(args.reps);
+    for _ in 0..args.reps.max(1) {
         let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+        for _ in 0..batch {
+            f()?;
+        }
+        sync()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3 / batch as f64);
     }
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
+}
+
+/// Half the spacing of `T` at `|v|` (rounding the `f32` gradient to `T`), with the type's
+/// subnormal step as floor.
+fn rounding_to<T: GradElem>(v: f64) -> f64 {
+    match T::DTYPE {
+        DType::F32 => v.abs() * f64::powi(2.0, -24),
+        DType::BF16 => v.abs() * f64::powi(2.0, -8) + f64::powi(2.0, -133),
+        DType::F16 => v.abs() * f64::powi(2.0, -11) + f64::powi(2.0, -25),
+    }
+}
+
+fn list<T: std::str::FromStr>(s: &str, what: &'static str) -> Result<Vec<T>, GpuError> {
+    s.split(',').map(|t| t.trim().parse::<T>().map_err(|_| GpuError::Unsupported(what))).collect()
+}
+
+fn modes(args: &Args) -> Result<Vec<GpuMode>, GpuError> {
+    args.modes
+        .split(',')
+        .map(|m| GpuMode::from_name(m.trim()).ok_or(GpuError::Unsupported("--modes: canonical, fast")))
+        .collect()
+}
+
+/// The fast mode on `rows` random rows (with `−inf` masked columns and, in the last two rows,
+/// a NaN and a `+inf`) against the `f64` reference: the statistics and the gradient of the
+/// fused forward + backward, each within the fast mode's error bound. Returns whether it
+/// passed.
+fn check_fast<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> Result<bool, GpuError> {
+    let mut data: Vec<T> = logits(rows, cols, 9);
+    for r in 0..rows {
+        data[r * cols + (r * 131) % cols] = T::from_f32(f32::NEG_INFINITY);
+    }
+    if rows >= 4 && cols >= 2 {
+        data[(rows - 2) * cols + 1] = T::from_f32(f32::NAN);
+        data[(rows - 1) * cols] = T::from_f32(f32::INFINITY);
+    }
+    let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
+    let mut rng = SplitMix64::new(13);
+    let targets: Vec<i32> =
+        (0..rows).map(|r| ((r * 131) % cols + 1 + rng.below(cols - 1)) as i32 % cols as i32).collect();
+    let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(1.0) };
+    let (g_lp, g_h) = (-1.0 / rows as f32, 0.01 / rows as f32);
+    let (glp, gh) = (vec![g_lp; rows], vec![g_h; rows]);
+    let up = Upstream { g_logp: Some(&glp), g_entropy: Some(&gh), g_lse: None };
+    let mut gx = gpu.upload(x)?;
+    let st = gpu.stats_fwd_bwd_inplace(&mut gx, &inputs, up, GpuMode::Fast)?;
+    let [mut lse, mut h, mut lp] = std::array::from_fn(|_| vec![0.0; rows]);
+    let status =
+        gpu.read_stats(&st, FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), max: None, log_sum: None })?;
+    let mut dx = vec![T::from_f32(0.0); rows * cols];
+    gpu.download(&gx, MatMut::dense(&mut dx, rows, cols).expect("sized"))?;
+    let (mut worst, mut nonfinite) = (0.0f64, 0usize);
+    for r in 0..rows {
+        let row: Vec<f32> = x.row(r).iter().map(|v| v.to_f32()).collect();
+        let t = targets[r] as usize;
+        let Some(rr) = row_stats(&row, 1.0, Some(t)) else {
+            nonfinite += 1;
+            worst = worst.max(if lse[r].is_nan() && dx[r * cols..(r + 1) * cols].iter().all(|v| v.to_f32().is_nan()) {
+                0.0
+            } else {
+                f64::INFINITY
+            });
+            continue;
+        };
+        let z = tempered(&row, 1.0);
+        let tol = fast_stats_tolerance(&rr, cols, z[t], false);
+        for (got, want, tol) in [(lse[r], rr.lse, tol[0]), (lp[r], rr.logp, tol[1]), (h[r], rr.entropy, tol[2])] {
+            worst = worst.max((got as f64 - want).abs() / tol);
+        }
+        let want = row_grad(&row, 1.0, Some(t), g_lp as f64, g_h as f64, 0.0).expect("finite row");
+        for j in 0..cols {
+            let tol = fast_grad_tolerance(&rr, cols, z[j], 1.0, g_lp as f64, g_h as f64, 0.0, false)
+                + rounding_to::<T>(want[j]);
+            worst = worst.max((dx[r * cols + j].to_f32() as f64 - want[j]).abs() / tol);
+        }
+    }
+    // The same bits with another cube size, and in a batch of the reversed rows.
+    let mut other = Gpu::open(gpu.kind())?;
+    other.set_fast_threads(1024)?;
+    let reversed: Vec<T> = (0..rows).rev().flat_map(|r| data[r * cols..(r + 1) * cols].to_vec()).collect();
+    let rev_targets: Vec<i32> = targets.iter().rev().copied().collect();
+    let rev_inputs = RowInputs { targets: Some(&rev_targets), ..inputs };
+    let (rglp, rgh) = (glp.clone(), gh.clone());
+    let rev_up = Upstream { g_logp: Some(&rglp), g_entropy: Some(&rgh), g_lse: None };
+    let mut gr = other.upload(Mat::dense(&reversed, rows, cols).map_err(GpuError::Core)?)?;
+    let st_r = other.stats_fwd_bwd_inplace(&mut gr, &rev_inputs, rev_up, GpuMode::Fast)?;
+    let [mut lse_r, mut h_r, mut lp_r] = std::array::from_fn(|_| vec![0.0f32; rows]);
+    other.read_stats(
+        &st_r,
+        FwdOut { lse: &mut lse_r, entropy: &mut h_r, logp: Some(&mut lp_r), max: None, log_sum: None },
+    )?;
+    let mut dx_r = vec![T::from_f32(0.0); rows * cols];
+    other.download(&gr, MatMut::dense(&mut dx_r, rows, cols).expect("sized"))?;
+    let same_bits = (0..rows).all(|r| {
+        let q = rows - 1 - r;
+        [(lse[r], lse_r[q]), (h[r], h_r[q]), (lp[r], lp_r[q])].iter().all(|(a, b)| a.to_bits() == b.to_bits())
+            && dx[r * cols..(r + 1) * cols]
+                .iter()
+                .zip(&dx_r[q * cols..(q + 1) * cols])
+                .all(|(a, b)| bytemuck_eq(*a, *b))
+    });
+    println!("check fast determinism: 256 vs 1024 threads per cube, rows reversed: identical bits {same_bits}");
+    let passed = worst <= 1.0 && status.nonfinite_rows == nonfinite && same_bits;
+    println!(
+        "check fast {:?} [{rows}, {cols}]: worst |error| / bound {worst:.3} (statistics and fused gradient vs f64), non-finite rows {}/{nonfinite} -> {}",
+        <T as LogitElem>::DTYPE,
+        status.nonfinite_rows,
+        if passed { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "RESULT kind=check_fast dtype={} cols={cols} worst_ratio={worst:.4} same_bits={same_bits} passed={passed}",
+        <T as LogitElem>::DTYPE.name()
+    );
+    Ok(passed)
 }
 
 /// The forward and gradient of `check_rows` random rows on the GPU against `core`: largest
@@ -150,13 +287,6 @@ fn bytemuck_eq<T: GradElem>(a: T, b: T) -> bool {
     bytemuck::bytes_of(&a) == bytemuck::bytes_of(&b)
 }
 
-fn block_threads(args: &Args) -> Result<Vec<u32>, GpuError> {
-    args.block_threads
-        .split(',')
-        .map(|t| t.trim().parse::<u32>().map_err(|_| GpuError::Unsupported("--block-threads: a list of integers")))
-        .collect()
-}
-
 fn time_shape<T: LogitElem + GradElem>(gpu: &mut Gpu, rows: usize, cols: usize, args: &Args) -> Result<(), GpuError> {
     let data: Vec<T> = logits(rows, cols, 1);
     let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
@@ -174,33 +304,44 @@ fn time_shape<T: LogitElem + GradElem>(gpu: &mut Gpu, rows: usize, cols: usize, 
         println!("RESULT kind=time op={op} dtype={name} rows={rows} cols={cols} ms={ms:.4} bytes={moved:.0}");
     };
 
-    let copy = median_ms(|| gpu.copy(&gx).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
+    let copy = median_ms(|| gpu.copy(&gx).map(drop), || gpu.sync(), args)?;
     report("copy", copy, 2.0 * bytes);
-    let st = gpu.stats_fwd(&gx, &inputs)?;
-    for (i, &threads) in block_threads(args)?.iter().enumerate() {
-        if let Err(e) = gpu.set_block_threads(threads) {
-            println!("forward-{threads}t: n/a ({e})");
+    let block_threads: Vec<u32> = list(&args.block_threads, "--block-threads: a list of integers")?;
+    let fast_threads: Vec<u32> = list(&args.fast_threads, "--fast-threads: a list of integers")?;
+    for mode in modes(args)? {
+        let tag = match mode {
+            GpuMode::Canonical => "",
+            GpuMode::Fast => "fast-",
+        };
+        let sizes = if mode == GpuMode::Canonical { &block_threads } else { &fast_threads };
+        for (i, &threads) in sizes.iter().enumerate() {
+            let set =
+                if mode == GpuMode::Canonical { gpu.set_block_threads(threads) } else { gpu.set_fast_threads(threads) };
+            if let Err(e) = set {
+                println!("{tag}forward-{threads}t: n/a ({e})");
+                continue;
+            }
+            let fwd = median_ms(|| gpu.stats_fwd_mode(&gx, &inputs, mode).map(drop), || gpu.sync(), args)?;
+            let op = if i == 0 { format!("{tag}forward") } else { format!("{tag}forward-{threads}t") };
+            report(&op, fwd, bytes);
+        }
+        gpu.set_block_threads(block_threads[0])?;
+        gpu.set_fast_threads(fast_threads[0])?;
+        let st = gpu.stats_fwd_mode(&gx, &inputs, mode)?;
+        let bwd = median_ms(|| gpu.stats_bwd_mode::<T>(&gx, &inputs, &st, up, mode).map(drop), || gpu.sync(), args)?;
+        report(&format!("{tag}backward"), bwd, 2.0 * bytes);
+        // In place overwrites the logits (gradients of gradients from the second call on:
+        // the same work). 16-bit rows of odd length share words between rows, which the
+        // in-place kernels refuse.
+        if <T as LogitElem>::DTYPE != DType::F32 && cols % 2 == 1 {
+            println!("{tag}backward-inpl {name:>4} [{rows}, {cols}]: n/a (16-bit rows of odd length)");
             continue;
         }
-        let fwd = median_ms(|| gpu.stats_fwd(&gx, &inputs).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
-        report(&if i == 0 { "forward".to_string() } else { format!("forward-{threads}t") }, fwd, bytes);
+        let inplace = median_ms(|| gpu.stats_bwd_inplace_mode(&mut gx, &inputs, &st, up, mode), || gpu.sync(), args)?;
+        report(&format!("{tag}backward-inpl"), inplace, 2.0 * bytes);
+        let fused = median_ms(|| gpu.stats_fwd_bwd_inplace(&mut gx, &inputs, up, mode).map(drop), || gpu.sync(), args)?;
+        report(&format!("{tag}fwd+bwd-inpl"), fused, 3.0 * bytes);
     }
-    gpu.set_block_threads(block_threads(args)?[0])?;
-    let bwd = median_ms(|| gpu.stats_bwd::<T>(&gx, &inputs, &st, up).and_then(|_| gpu.sync()), args.warmup, args.reps)?;
-    report("backward", bwd, 2.0 * bytes);
-    // In place overwrites the logits: timed last. 16-bit rows of odd length share words
-    // between rows, which the in-place kernel refuses.
-    if <T as LogitElem>::DTYPE != DType::F32 && cols % 2 == 1 {
-        println!("backward-inpl  {name:>4} [{rows}, {cols}]: n/a (16-bit rows of odd length)");
-        return Ok(());
-    }
-    let saved = st;
-    let inplace = median_ms(
-        || gpu.stats_bwd_inplace(&mut gx, &inputs, &saved, up).and_then(|_| gpu.sync()),
-        args.warmup,
-        args.reps,
-    )?;
-    report("backward-inpl", inplace, 2.0 * bytes);
     Ok(())
 }
 
@@ -208,7 +349,7 @@ fn run(args: &Args) -> Result<bool, GpuError> {
     let kind = DeviceKind::from_name(&args.device)
         .ok_or_else(|| GpuError::NoDevice(format!("unknown device {:?} (cuda, wgpu)", args.device)))?;
     let mut gpu = Gpu::open(kind)?;
-    gpu.set_block_threads(block_threads(args)?[0])?;
+    gpu.set_block_threads(list::<u32>(&args.block_threads, "--block-threads: a list of integers")?[0])?;
     println!("device {} (fused fma: {})", gpu.name(), gpu.fused_fma());
     let mut passed = true;
     for shape in args.shapes.split(',') {
@@ -225,14 +366,23 @@ fn run(args: &Args) -> Result<bool, GpuError> {
         match dtype_of(dtype) {
             Some(DType::F32) => {
                 passed &= check::<f32>(&gpu, check_rows, cols)?;
+                if modes(args)?.contains(&GpuMode::Fast) {
+                    passed &= check_fast::<f32>(&gpu, check_rows, cols)?;
+                }
                 time_shape::<f32>(&mut gpu, rows, cols, args)?;
             }
             Some(DType::BF16) => {
                 passed &= check::<bf16>(&gpu, check_rows, cols)?;
+                if modes(args)?.contains(&GpuMode::Fast) {
+                    passed &= check_fast::<bf16>(&gpu, check_rows, cols)?;
+                }
                 time_shape::<bf16>(&mut gpu, rows, cols, args)?;
             }
             Some(DType::F16) => {
                 passed &= check::<f16>(&gpu, check_rows, cols)?;
+                if modes(args)?.contains(&GpuMode::Fast) {
+                    passed &= check_fast::<f16>(&gpu, check_rows, cols)?;
+                }
                 time_shape::<f16>(&mut gpu, rows, cols, args)?;
             }
             None => return Err(GpuError::NoDevice(format!("bad dtype {dtype:?} (f32, bf16, f16)"))),

@@ -65,7 +65,6 @@ pub(crate) const P_NEG_GH: usize = 4;
 pub(crate) const P_C: usize = 5;
 pub(crate) const PARAMS: usize = 6;
 
-
 /// The hardware `exp` (`__expf` on CUDA: `ex2.approx(x·log2 e)`). NaN propagates,
 /// `exp(−inf) = 0`.
 #[cube(fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]

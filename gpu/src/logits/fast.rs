@@ -186,7 +186,12 @@ impl Gpu {
     }
 
     /// `fast_rows`: statistics of every row (and, with `up`, the gradient over `x`).
-    fn fast_rows(&self, x: &GpuLogits, inputs: &RowInputs<'_>, up: Option<&Upstream<'_>>) -> Result<GpuStats, GpuError> {
+    fn fast_rows(
+        &self,
+        x: &GpuLogits,
+        inputs: &RowInputs<'_>,
+        up: Option<&Upstream<'_>>,
+    ) -> Result<GpuStats, GpuError> {
         let rows = x.rows;
         let (params, scaled) = row_params(inputs, rows, up);
         let params = self.create(&params)?;
