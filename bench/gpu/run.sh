@@ -80,8 +80,9 @@ status=0
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     wheel=$(ls bench/gpu/wheels/liger_kernel-0.8.5-*.whl 2>/dev/null | head -1 || true)
     if [ -n "$wheel" ] && ! python3 -c 'import liger_kernel' 2>/dev/null; then
-        python3 -m pip install --quiet --no-deps --no-index --target "$OUT/pylib" "$wheel" || true
-        export PYTHONPATH="$PWD/$OUT/pylib${PYTHONPATH:+:$PYTHONPATH}"
+        pylib="${TMPDIR:-/tmp}/tokenmath-bench-pylib"
+        python3 -m pip install --quiet --no-deps --no-index --target "$pylib" "$wheel" || true
+        export PYTHONPATH="$pylib${PYTHONPATH:+:$PYTHONPATH}"
     fi
     python3 bench/gpu/torch_bench.py --shapes "$SHAPES" | tee "$OUT/torch.txt"
 else
