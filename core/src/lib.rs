@@ -26,6 +26,7 @@ extern crate std;
 pub mod advantages;
 pub mod elem;
 pub mod error;
+mod exp;
 pub mod fingerprint;
 pub mod logits;
 pub mod mat;

@@ -458,7 +458,14 @@ pub unsafe extern "C" fn tkm_gae(
                 &mut unwanted
             }
         };
-        advantages::gae(r, v, m, t, gamma, lam, c, &mut a.buf, ret_buf)?;
+        advantages::gae(
+            r,
+            v,
+            m,
+            t,
+            &advantages::GaeCfg { gamma, lam, compat: c },
+            advantages::GaeOut { adv: &mut a.buf, ret: ret_buf },
+        )?;
         a.commit();
         if let Some(g) = g {
             g.commit();

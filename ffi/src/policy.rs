@@ -3,6 +3,10 @@
 //! GSPO, CISPO, SAPO, the KL estimators, truncated importance weights, the loss aggregation
 //! (`L` and its weights `w = dL/d loss`) and the upstreams of the logits backward.
 //! `tokenmath_core::policy_loss` documents the math.
+//!
+//! Every kernel takes `const tkm_exec_options *exec` first (NULL = defaults), as the logits
+//! kernels do: its `backend` pins the instruction set (`TKM_BACKEND_PORTABLE`, …; every
+//! backend gives the same bits). The policy kernels are single-threaded: `threads` is not used.
 
 use core::mem::{offset_of, size_of};
 
@@ -11,6 +15,7 @@ use tokenmath_core::policy_loss::{
     PolicyInputs, PolicyStats, SapoCfg, TisCfg, TisLevel,
 };
 
+use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
 use crate::util::{flag, guard, inout, input, mul, opt_input, overlaps, read_options, Out, Res};
 
@@ -271,6 +276,7 @@ unsafe fn run_loss(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -284,10 +290,11 @@ pub unsafe extern "C" fn tkm_ppo_clip_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
         let cfg = clip_cfg(&o);
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::ppo_clip_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::ppo_clip_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -298,6 +305,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_loss(
 /// `loss` and `mask` valid for `rows * cols` elements, `out` for one float.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_loss(
+    exec: *const tkm_exec_options,
     loss: *const f32,
     mask: *const u8,
     rows: usize,
@@ -307,12 +315,13 @@ pub unsafe extern "C" fn tkm_agg_loss(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let mode = agg_mode(mode)?;
         let norm = agg_norm(norm)?;
         let n = mul(rows, cols)?;
         let (l, m) = (input(loss, n)?, input(mask, n)?);
         let mut o = Out::new(out, 1)?;
-        o.buf[0] = pl::agg_loss(l, m, BatchShape::new(rows, cols), mode, &norm)?;
+        o.buf[0] = pl::agg_loss(exec, BatchShape::new(rows, cols), m, l, mode, &norm)?;
         o.commit();
         Ok(())
     })
@@ -325,6 +334,7 @@ pub unsafe extern "C" fn tkm_agg_loss(
 /// `mask` and `w` valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_weights(
+    exec: *const tkm_exec_options,
     mask: *const u8,
     rows: usize,
     cols: usize,
@@ -333,12 +343,13 @@ pub unsafe extern "C" fn tkm_agg_weights(
     w: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let mode = agg_mode(mode)?;
         let norm = agg_norm(norm)?;
         let n = mul(rows, cols)?;
         let m = input(mask, n)?;
         let mut o = Out::new(w, n)?;
-        pl::agg_weights(m, BatchShape::new(rows, cols), mode, &norm, &mut o.buf)?;
+        pl::agg_weights(exec, BatchShape::new(rows, cols), m, mode, &norm, &mut o.buf)?;
         o.commit();
         Ok(())
     })
@@ -585,6 +596,7 @@ pub unsafe extern "C" fn tkm_sapo_options_init(opts: *mut tkm_sapo_options) -> t
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -602,6 +614,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
     kl_stats: *mut tkm_kl_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
         let cfg = clip_cfg(&o);
         let kcfg = kl_cfg(kl)?;
@@ -612,7 +625,8 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
         let mut g = Out::new(dloss_dlogp, n)?;
         let st = Out::<tkm_policy_stats>::optional(stats, 1)?;
         let kst = Out::<tkm_kl_stats>::optional(kl_stats, 1)?;
-        let (ps, ks) = pl::ppo_clip_kl_loss(&inp, &cfg, &term, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
+        let (ps, ks) =
+            pl::ppo_clip_kl_loss(exec, &inp, &cfg, &term, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
         l.commit();
         g.commit();
         commit_one(st, to_policy_stats(&ps));
@@ -635,6 +649,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
 /// float.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -655,6 +670,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
     kl_stats: *mut tkm_kl_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
         let cfg = clip_cfg(&o);
         let kcfg = kl_cfg(kl)?;
@@ -669,6 +685,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
         let st = Out::<tkm_policy_stats>::optional(stats, 1)?;
         let kst = Out::<tkm_kl_stats>::optional(kl_stats, 1)?;
         let s = pl::ppo_clip_kl_step(
+            exec,
             &inp,
             &cfg,
             &term,
@@ -698,6 +715,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_gspo_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -711,6 +729,7 @@ pub unsafe extern "C" fn tkm_gspo_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let o = read_options(opts, tkm_gspo_options::default(), &GSPO_FIELD_ENDS)?;
         let cfg = GspoCfg {
             eps_low: o.eps_low,
@@ -718,7 +737,7 @@ pub unsafe extern "C" fn tkm_gspo_loss(
             seq_log_ratio_cap: unless_inf(o.seq_log_ratio_cap, f32::INFINITY),
         };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::gspo_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::gspo_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -732,6 +751,7 @@ pub unsafe extern "C" fn tkm_gspo_loss(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_cispo_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -745,6 +765,7 @@ pub unsafe extern "C" fn tkm_cispo_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let o = read_options(opts, tkm_cispo_options::default(), &CISPO_FIELD_ENDS)?;
         let cfg = CispoCfg {
             w_min: unless_inf(o.w_min, f32::NEG_INFINITY),
@@ -752,7 +773,7 @@ pub unsafe extern "C" fn tkm_cispo_loss(
             log_ratio_clamp: nonzero_f32(o.log_ratio_clamp),
         };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::cispo_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::cispo_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -767,6 +788,7 @@ pub unsafe extern "C" fn tkm_cispo_loss(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_sapo_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -780,10 +802,11 @@ pub unsafe extern "C" fn tkm_sapo_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let o = read_options(opts, tkm_sapo_options::default(), &SAPO_FIELD_ENDS)?;
         let cfg = SapoCfg { tau_pos: o.tau_pos, tau_neg: o.tau_neg, log_ratio_clamp: nonzero_f32(o.log_ratio_clamp) };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::sapo_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::sapo_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -795,6 +818,7 @@ pub unsafe extern "C" fn tkm_sapo_loss(
 /// `logp`, `ref_logp`, `mask`, `loss`, `dloss_dlogp` valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_kl_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     ref_logp: *const f32,
     mask: *const u8,
@@ -806,6 +830,7 @@ pub unsafe extern "C" fn tkm_kl_loss(
     stats: *mut tkm_kl_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let cfg = kl_cfg(opts)?;
         let n = mul(rows, cols)?;
         let (lp, rf, m) = (input(logp, n)?, input(ref_logp, n)?, input(mask, n)?);
@@ -813,7 +838,7 @@ pub unsafe extern "C" fn tkm_kl_loss(
         let mut g = Out::new(dloss_dlogp, n)?;
         let st = Out::<tkm_kl_stats>::optional(stats, 1)?;
         let shape = BatchShape::new(rows, cols);
-        let s = pl::kl_loss(shape, lp, rf, m, &cfg, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
+        let s = pl::kl_loss(exec, shape, m, lp, rf, &cfg, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
         l.commit();
         g.commit();
         commit_one(st, to_kl_stats(&s));
@@ -836,6 +861,7 @@ pub const TKM_TIS_SEQUENCE: u32 = 1;
 /// `old_logp`, `rollout_logp`, `mask`, `out` valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_tis_weights(
+    exec: *const tkm_exec_options,
     old_logp: *const f32,
     rollout_logp: *const f32,
     mask: *const u8,
@@ -846,6 +872,7 @@ pub unsafe extern "C" fn tkm_tis_weights(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let level = match level {
             TKM_TIS_TOKEN => TisLevel::Token,
             TKM_TIS_SEQUENCE => TisLevel::Sequence,
@@ -854,7 +881,7 @@ pub unsafe extern "C" fn tkm_tis_weights(
         let n = mul(rows, cols)?;
         let (o, r, m) = (input(old_logp, n)?, input(rollout_logp, n)?, input(mask, n)?);
         let mut dst = Out::new(out, n)?;
-        pl::tis_weights(BatchShape::new(rows, cols), o, r, m, &TisCfg { level, cap }, &mut dst.buf)?;
+        pl::tis_weights(exec, BatchShape::new(rows, cols), m, o, r, &TisCfg { level, cap }, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })
@@ -871,6 +898,7 @@ pub unsafe extern "C" fn tkm_tis_weights(
 /// `mask` valid for `rows * cols` bytes, `d` for reads and writes of `rows * cols` floats.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_chain_inplace(
+    exec: *const tkm_exec_options,
     mask: *const u8,
     rows: usize,
     cols: usize,
@@ -879,6 +907,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
     d: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let mode = agg_mode(mode)?;
         let norm = agg_norm(norm)?;
         let n = mul(rows, cols)?;
@@ -887,7 +916,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
             return Err(TKM_STATUS_OVERLAP);
         }
         let d = inout(d, n)?;
-        pl::agg_chain_in_place(m, BatchShape::new(rows, cols), mode, &norm, d)?;
+        pl::agg_chain_in_place(exec, BatchShape::new(rows, cols), m, mode, &norm, d)?;
         Ok(())
     })
 }
@@ -904,6 +933,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
 /// elements, `out` for `n` floats.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_logp_upstream(
+    exec: *const tkm_exec_options,
     w: *const f32,
     n: usize,
     coefs: *const f32,
@@ -912,6 +942,7 @@ pub unsafe extern "C" fn tkm_logp_upstream(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let w = input(w, n)?;
         let c = input(coefs, n_terms)?;
         let t = input(terms, n_terms)?;
@@ -921,7 +952,7 @@ pub unsafe extern "C" fn tkm_logp_upstream(
             pairs.push((ck, input(tk, n)?));
         }
         let mut dst = Out::new(out, n)?;
-        pl::logp_upstream(w, &pairs, &mut dst.buf)?;
+        pl::logp_upstream(exec, w, &pairs, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })
@@ -936,11 +967,18 @@ pub unsafe extern "C" fn tkm_logp_upstream(
 /// # Safety
 /// `w` and `out` valid for `n` floats.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_entropy_upstream(w: *const f32, n: usize, coef: f32, out: *mut f32) -> tkm_status {
+pub unsafe extern "C" fn tkm_entropy_upstream(
+    exec: *const tkm_exec_options,
+    w: *const f32,
+    n: usize,
+    coef: f32,
+    out: *mut f32,
+) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let w = input(w, n)?;
         let mut dst = Out::new(out, n)?;
-        pl::entropy_upstream(w, coef, &mut dst.buf)?;
+        pl::entropy_upstream(exec, w, coef, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })

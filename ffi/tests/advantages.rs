@@ -84,7 +84,8 @@ fn token_level_estimators_match_core() {
 
             for lam in [1.0f32, 0.95] {
                 let (mut a, mut g) = (vec![0f32; n], vec![0f32; n]);
-                adv::gae(&r, &v, &m, t, gamma, lam, compat, &mut a, &mut g).unwrap();
+                adv::gae(&r, &v, &m, t, &adv::GaeCfg { gamma, lam, compat }, adv::GaeOut { adv: &mut a, ret: &mut g })
+                    .unwrap();
                 let (mut a2, mut g2) = (vec![POISON; n], vec![POISON; n]);
                 let s = unsafe {
                     tkm_gae(
