@@ -1,11 +1,9 @@
 //! `tkm_exec_options`: backend and thread count of the kernel calls.
 
-use core::mem::{offset_of, size_of};
-
 use tokenmath_core::{Backend, Exec};
 
 use crate::status::*;
-use crate::util::{guard, read_options, Res};
+use crate::util::{init_options, options, read_options, Res};
 
 /// Pick the fastest backend this CPU supports (the default).
 pub const TKM_BACKEND_AUTO: u32 = 0;
@@ -41,21 +39,14 @@ pub struct tkm_exec_options {
     pub backend: u32,
 }
 
-impl Default for tkm_exec_options {
-    fn default() -> Self {
-        tkm_exec_options { struct_size: size_of::<tkm_exec_options>(), threads: 1, backend: TKM_BACKEND_AUTO }
-    }
-}
-
-const EXEC_FIELD_ENDS: [usize; 3] =
-    [size_of::<usize>(), offset_of!(tkm_exec_options, threads) + 4, offset_of!(tkm_exec_options, backend) + 4];
+options!(tkm_exec_options { threads: 1, backend: TKM_BACKEND_AUTO });
 
 /// Reads and validates the exec options (NULL = defaults).
 ///
 /// # Safety
 /// `p` is NULL or a valid options struct of `struct_size` bytes.
 pub(crate) unsafe fn exec_from(p: *const tkm_exec_options) -> Res<Exec> {
-    let o = read_options(p, tkm_exec_options::default(), &EXEC_FIELD_ENDS)?;
+    let o = read_options(p)?;
     if o.threads > TKM_MAX_THREADS {
         return Err(TKM_STATUS_INVALID_ARGUMENT);
     }
@@ -88,14 +79,5 @@ fn x86_backend(_code: u32) -> Res<Backend> {
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_exec_options_init(opts: *mut tkm_exec_options) -> tkm_status {
-    guard(|| {
-        if opts.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (opts as usize) % core::mem::align_of::<tkm_exec_options>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        opts.write(tkm_exec_options::default());
-        Ok(())
-    })
+    init_options(opts)
 }

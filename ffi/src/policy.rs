@@ -8,8 +8,6 @@
 //! kernels do: its `backend` pins the instruction set (`TKM_BACKEND_PORTABLE`, …; every
 //! backend gives the same bits). The policy kernels are single-threaded: `threads` is not used.
 
-use core::mem::{offset_of, size_of};
-
 use tokenmath_core::policy_loss::{
     self as pl, AggMode, AggNorm, BatchShape, CispoCfg, ClipCfg, GspoCfg, KlCfg, KlKind, KlStats, KlTerm, LossOut,
     PolicyInputs, PolicyStats, SapoCfg, TisCfg, TisLevel,
@@ -17,7 +15,7 @@ use tokenmath_core::policy_loss::{
 
 use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
-use crate::util::{flag, guard, inout, input, mul, opt_input, overlaps, read_options, Out, Res};
+use crate::util::{flag, guard, init_options, inout, input, mul, opt_input, options, overlaps, read_options, Out, Res};
 
 /// PPO clip options. Initialise with `tkm_ppo_clip_options_init` (verl's actor defaults:
 /// `eps_low = eps_high = 0.2`, dual clip `c = 3`, log-ratio clamp 20), then change fields.
@@ -37,26 +35,13 @@ pub struct tkm_ppo_clip_options {
     pub log_ratio_clamp: f32,
 }
 
-impl Default for tkm_ppo_clip_options {
-    fn default() -> Self {
-        let c = ClipCfg::default();
-        tkm_ppo_clip_options {
-            struct_size: size_of::<tkm_ppo_clip_options>(),
-            eps_low: c.eps_low,
-            eps_high: c.eps_high,
-            dual_clip_c: c.dual_clip_c.unwrap_or(0.0),
-            log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
-        }
-    }
-}
-
-const CLIP_FIELD_ENDS: [usize; 5] = [
-    size_of::<usize>(),
-    offset_of!(tkm_ppo_clip_options, eps_low) + 4,
-    offset_of!(tkm_ppo_clip_options, eps_high) + 4,
-    offset_of!(tkm_ppo_clip_options, dual_clip_c) + 4,
-    offset_of!(tkm_ppo_clip_options, log_ratio_clamp) + 4,
-];
+options!(tkm_ppo_clip_options {
+    let c = ClipCfg::default();
+    eps_low: c.eps_low,
+    eps_high: c.eps_high,
+    dual_clip_c: c.dual_clip_c.unwrap_or(0.0),
+    log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
+});
 
 /// The verl metrics of a PPO clip call, as mergeable sums (add them across micro-batches
 /// and ranks, then divide by `valid_tokens`). A fixed-layout output struct.
@@ -102,25 +87,7 @@ pub struct tkm_agg_norm {
     pub scale_factor: f32,
 }
 
-impl Default for tkm_agg_norm {
-    fn default() -> Self {
-        tkm_agg_norm {
-            struct_size: size_of::<tkm_agg_norm>(),
-            global_tokens: 0,
-            global_seqs: 0,
-            dp_size: 1,
-            scale_factor: 0.0,
-        }
-    }
-}
-
-const NORM_FIELD_ENDS: [usize; 5] = [
-    size_of::<usize>(),
-    offset_of!(tkm_agg_norm, global_tokens) + 8,
-    offset_of!(tkm_agg_norm, global_seqs) + 8,
-    offset_of!(tkm_agg_norm, dp_size) + 4,
-    offset_of!(tkm_agg_norm, scale_factor) + 4,
-];
+options!(tkm_agg_norm { global_tokens: 0, global_seqs: 0, dp_size: 1, scale_factor: 0.0 });
 
 fn nonzero_f32(v: f32) -> Option<f32> {
     (v != 0.0).then_some(v)
@@ -137,7 +104,7 @@ fn agg_mode(mode: u32) -> Res<AggMode> {
 }
 
 unsafe fn agg_norm(p: *const tkm_agg_norm) -> Res<AggNorm> {
-    let n = read_options(p, tkm_agg_norm::default(), &NORM_FIELD_ENDS)?;
+    let n = read_options(p)?;
     Ok(AggNorm {
         global_tokens: (n.global_tokens != 0).then_some(n.global_tokens),
         global_seqs: (n.global_seqs != 0).then_some(n.global_seqs),
@@ -152,16 +119,7 @@ unsafe fn agg_norm(p: *const tkm_agg_norm) -> Res<AggNorm> {
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_options_init(opts: *mut tkm_ppo_clip_options) -> tkm_status {
-    guard(|| {
-        if opts.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (opts as usize) % core::mem::align_of::<tkm_ppo_clip_options>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        opts.write(tkm_ppo_clip_options::default());
-        Ok(())
-    })
+    init_options(opts)
 }
 
 /// Writes the default aggregation denominators into `*norm`.
@@ -170,16 +128,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_options_init(opts: *mut tkm_ppo_clip_optio
 /// `norm` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_norm_init(norm: *mut tkm_agg_norm) -> tkm_status {
-    guard(|| {
-        if norm.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (norm as usize) % core::mem::align_of::<tkm_agg_norm>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        norm.write(tkm_agg_norm::default());
-        Ok(())
-    })
+    init_options(norm)
 }
 
 /// The core clip configuration of the options (validated by the core kernel; 0 = "none" for
@@ -291,7 +240,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_loss(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
-        let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = clip_cfg(&o);
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
         run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::ppo_clip_loss(exec, &inp, &cfg, out))
@@ -382,17 +331,10 @@ pub struct tkm_kl_options {
     pub verl_clamps: u32,
 }
 
-impl Default for tkm_kl_options {
-    fn default() -> Self {
-        tkm_kl_options { struct_size: size_of::<tkm_kl_options>(), kind: TKM_KL_K3, verl_clamps: 1 }
-    }
-}
-
-const KL_FIELD_ENDS: [usize; 3] =
-    [size_of::<usize>(), offset_of!(tkm_kl_options, kind) + 4, offset_of!(tkm_kl_options, verl_clamps) + 4];
+options!(tkm_kl_options { kind: TKM_KL_K3, verl_clamps: 1 });
 
 unsafe fn kl_cfg(p: *const tkm_kl_options) -> Res<KlCfg> {
-    let o = read_options(p, tkm_kl_options::default(), &KL_FIELD_ENDS)?;
+    let o = read_options(p)?;
     let kind = match o.kind {
         TKM_KL_K1 => KlKind::K1,
         TKM_KL_ABS => KlKind::Abs,
@@ -433,24 +375,12 @@ pub struct tkm_gspo_options {
     pub seq_log_ratio_cap: f32,
 }
 
-impl Default for tkm_gspo_options {
-    fn default() -> Self {
-        let c = GspoCfg::default();
-        tkm_gspo_options {
-            struct_size: size_of::<tkm_gspo_options>(),
-            eps_low: c.eps_low,
-            eps_high: c.eps_high,
-            seq_log_ratio_cap: c.seq_log_ratio_cap.unwrap_or(f32::INFINITY),
-        }
-    }
-}
-
-const GSPO_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_gspo_options, eps_low) + 4,
-    offset_of!(tkm_gspo_options, eps_high) + 4,
-    offset_of!(tkm_gspo_options, seq_log_ratio_cap) + 4,
-];
+options!(tkm_gspo_options {
+    let c = GspoCfg::default();
+    eps_low: c.eps_low,
+    eps_high: c.eps_high,
+    seq_log_ratio_cap: c.seq_log_ratio_cap.unwrap_or(f32::INFINITY),
+});
 
 /// `Some(v)` unless `v` is the "absent" infinity `inf` (other non-finite values are kept, for
 /// the core to reject).
@@ -474,24 +404,12 @@ pub struct tkm_cispo_options {
     pub log_ratio_clamp: f32,
 }
 
-impl Default for tkm_cispo_options {
-    fn default() -> Self {
-        let c = CispoCfg::default();
-        tkm_cispo_options {
-            struct_size: size_of::<tkm_cispo_options>(),
-            w_min: c.w_min.unwrap_or(f32::NEG_INFINITY),
-            w_max: c.w_max.unwrap_or(f32::INFINITY),
-            log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
-        }
-    }
-}
-
-const CISPO_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_cispo_options, w_min) + 4,
-    offset_of!(tkm_cispo_options, w_max) + 4,
-    offset_of!(tkm_cispo_options, log_ratio_clamp) + 4,
-];
+options!(tkm_cispo_options {
+    let c = CispoCfg::default();
+    w_min: c.w_min.unwrap_or(f32::NEG_INFINITY),
+    w_max: c.w_max.unwrap_or(f32::INFINITY),
+    log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
+});
 
 /// SAPO options. Initialise with `tkm_sapo_options_init` (verl: `tau_pos = 1`,
 /// `tau_neg = 1.05`, log-ratio clamp 20; TRL: the clamp 0), then change fields. NULL means
@@ -509,41 +427,12 @@ pub struct tkm_sapo_options {
     pub log_ratio_clamp: f32,
 }
 
-impl Default for tkm_sapo_options {
-    fn default() -> Self {
-        let c = SapoCfg::default();
-        tkm_sapo_options {
-            struct_size: size_of::<tkm_sapo_options>(),
-            tau_pos: c.tau_pos,
-            tau_neg: c.tau_neg,
-            log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
-        }
-    }
-}
-
-const SAPO_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_sapo_options, tau_pos) + 4,
-    offset_of!(tkm_sapo_options, tau_neg) + 4,
-    offset_of!(tkm_sapo_options, log_ratio_clamp) + 4,
-];
-
-/// Writes `T::default()` into a caller's options struct.
-///
-/// # Safety
-/// `p` is NULL or valid for writing one `T`.
-unsafe fn init_options<T: Default>(p: *mut T) -> tkm_status {
-    guard(|| {
-        if p.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (p as usize) % core::mem::align_of::<T>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        p.write(T::default());
-        Ok(())
-    })
-}
+options!(tkm_sapo_options {
+    let c = SapoCfg::default();
+    tau_pos: c.tau_pos,
+    tau_neg: c.tau_neg,
+    log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
+});
 
 /// Writes the default KL options into `*opts`.
 ///
@@ -615,7 +504,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
-        let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = clip_cfg(&o);
         let kcfg = kl_cfg(kl)?;
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
@@ -671,7 +560,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
-        let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = clip_cfg(&o);
         let kcfg = kl_cfg(kl)?;
         let mode = agg_mode(mode)?;
@@ -730,7 +619,7 @@ pub unsafe extern "C" fn tkm_gspo_loss(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
-        let o = read_options(opts, tkm_gspo_options::default(), &GSPO_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = GspoCfg {
             eps_low: o.eps_low,
             eps_high: o.eps_high,
@@ -766,7 +655,7 @@ pub unsafe extern "C" fn tkm_cispo_loss(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
-        let o = read_options(opts, tkm_cispo_options::default(), &CISPO_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = CispoCfg {
             w_min: unless_inf(o.w_min, f32::NEG_INFINITY),
             w_max: unless_inf(o.w_max, f32::INFINITY),
@@ -803,7 +692,7 @@ pub unsafe extern "C" fn tkm_sapo_loss(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
-        let o = read_options(opts, tkm_sapo_options::default(), &SAPO_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = SapoCfg { tau_pos: o.tau_pos, tau_neg: o.tau_neg, log_ratio_clamp: nonzero_f32(o.log_ratio_clamp) };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
         run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::sapo_loss(exec, &inp, &cfg, out))
