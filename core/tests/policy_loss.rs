@@ -8,6 +8,7 @@ use common::POISON;
 use tokenmath_core::logits::{self, FwdOut, RowInputs, Saved, Temperature, Upstream};
 use tokenmath_core::policy_loss::*;
 use tokenmath_core::{Exec, Mat, MatMut, TmError};
+use tokenmath_testutil::{all_written, close, untouched};
 
 const LN2: f32 = core::f32::consts::LN_2;
 
@@ -15,16 +16,12 @@ const LN2: f32 = core::f32::consts::LN_2;
 fn run<S>(n: usize, f: impl FnOnce(LossOut<'_>) -> Result<S, TmError>) -> Result<(Vec<f32>, Vec<f32>, S), TmError> {
     let (mut l, mut g) = (vec![POISON; n], vec![POISON; n]);
     let s = f(LossOut { loss: &mut l, dloss_dlogp: &mut g })?;
-    assert!(l.iter().chain(&g).all(|x| x.to_bits() != POISON.to_bits()), "an output element was not written");
+    assert!(all_written(&l) && all_written(&g), "an output element was not written");
     Ok((l, g, s))
 }
 
 fn inputs<'a>(shape: BatchShape, logp: &'a [f32], old: &'a [f32], adv: &'a [f32], mask: &'a [u8]) -> PolicyInputs<'a> {
     PolicyInputs { shape, logp, old_logp: old, adv, mask, is_weights: None }
-}
-
-fn close(got: f32, want: f64, tol: f64) {
-    assert!((got as f64 - want).abs() <= tol, "got {got:e}, want {want:e} (tol {tol:e})");
 }
 
 /// PPO worked examples (spec §4.2), one token per case, verl defaults (ε = 0.2, c = 3, ±20):
@@ -336,7 +333,7 @@ fn typed_errors() {
         let (mut l, mut g) = ([POISON; 4], [POISON; 4]);
         let r = ppo_clip_loss(Exec::new(), inp, cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g });
         if r.is_err() {
-            assert!(l.iter().chain(&g).all(|x| x.to_bits() == POISON.to_bits()), "wrote before failing");
+            assert!(untouched(&l) && untouched(&g), "wrote before failing");
         }
         r
     };
@@ -788,7 +785,7 @@ fn fused_step_errors_before_writing() {
             norm,
             LossOut { loss: &mut l, dloss_dlogp: &mut g },
         );
-        assert!(l.iter().chain(&g).all(|x| x.to_bits() == POISON.to_bits()), "wrote before failing");
+        assert!(untouched(&l) && untouched(&g), "wrote before failing");
         r.unwrap_err()
     };
     let (c, nm) = (ClipCfg::default(), AggNorm::default());

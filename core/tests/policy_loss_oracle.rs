@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use tokenmath_core::policy_loss::*;
 use tokenmath_core::{Exec, TmError};
 use tokenmath_reference::policy_loss as rpl;
+use tokenmath_testutil::all_written;
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -203,7 +204,7 @@ type Out<S> = (Vec<f32>, Vec<f32>, S);
 fn run<S>(n: usize, f: impl FnOnce(LossOut<'_>) -> Result<S, TmError>) -> Out<S> {
     let (mut l, mut g) = (vec![POISON; n], vec![POISON; n]);
     let s = f(LossOut { loss: &mut l, dloss_dlogp: &mut g }).expect("valid call");
-    assert!(l.iter().chain(&g).all(|x| x.to_bits() != POISON.to_bits()), "unwritten output");
+    assert!(all_written(&l) && all_written(&g), "unwritten output");
     (l, g, s)
 }
 

@@ -3,18 +3,15 @@
 //! inputs that hit every select the kernels make (clip boundaries, huge log-ratios, NaN and
 //! ±inf also at masked positions, `A = ±0`, whole masked blocks) at every tail length.
 //!
-//! "Bitwise" treats every NaN as one pattern: Rust leaves the sign and payload of a NaN result
-//! unspecified (LLVM may commute `a + b`, and x86 returns the first operand's NaN).
+//! "Bitwise" treats every NaN as one pattern (`tokenmath_testutil::nan_bits`: Rust leaves the
+//! sign and payload of a NaN result unspecified), except the poison written into the outputs
+//! before each call, which stays apart: an unwritten element fails the comparison.
 
 use std::io::Write;
 
 use tokenmath_core::policy_loss::*;
 use tokenmath_core::{Backend, Exec, TmError};
-
-/// Outputs are poisoned with this before each call (a NaN payload no kernel produces; compared
-/// after the NaN canonicalisation below, so an unwritten element shows as a NaN where the
-/// portable path wrote a number).
-const POISON: f32 = f32::from_bits(0x7FC0_DEAD);
+use tokenmath_testutil::{nan_bits as bits, unit_hash as u, POISON};
 
 /// The SIMD backends this file knows how to test.
 #[cfg(target_arch = "x86_64")]
@@ -67,13 +64,6 @@ fn portable() -> Exec {
     exec(Backend::Portable)
 }
 
-/// A deterministic pseudo-random `f32` in `[0, 1)`.
-fn u(i: usize, k: u32) -> f32 {
-    (((i as u32) ^ k.wrapping_mul(0x9E37_79B9)).wrapping_mul(2_654_435_761).rotate_left(13).wrapping_mul(0x85EB_CA6B)
-        >> 8) as f32
-        / (1u32 << 24) as f32
-}
-
 /// `logp, old_logp, adv, mask, w_is, ref_logp`.
 type Inputs = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<u8>, Vec<f32>, Vec<f32>);
 
@@ -104,11 +94,6 @@ fn edge_inputs(n: usize) -> Inputs {
         }
     }
     (lp, old, adv, mask, w, rf)
-}
-
-/// The bits, every NaN as one pattern.
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| if x.is_nan() { f32::NAN.to_bits() } else { x.to_bits() }).collect()
 }
 
 fn bits64(x: f64) -> u64 {

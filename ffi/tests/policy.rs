@@ -10,22 +10,7 @@ use tokenmath_core::policy_loss::{
     PolicyInputs, PolicyStats, SapoCfg, TisCfg, TisLevel,
 };
 use tokenmath_core::{Backend, Exec};
-
-fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
+use tokenmath_testutil::{bits, rand_f32, untouched, POISON};
 
 #[test]
 fn ppo_clip_and_aggregation_match_core() {
@@ -58,7 +43,7 @@ fn ppo_clip_and_aggregation_match_core() {
             };
             let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
             let st = pl::ppo_clip_loss(Exec::new(), &inp, &cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g }).unwrap();
-            let (mut l2, mut g2) = (vec![9f32; n], vec![9f32; n]);
+            let (mut l2, mut g2) = (vec![POISON; n], vec![POISON; n]);
             let mut st2 = tkm_policy_stats::default();
             let s = unsafe {
                 tkm_ppo_clip_loss(
@@ -135,8 +120,8 @@ fn policy_errors_write_nothing() {
     let (rows, cols) = (2usize, 3usize);
     let v = [0.5f32; 6];
     let mask = [1u8; 6];
-    let mut l = vec![-7f32; 6];
-    let mut g = vec![-7f32; 6];
+    let mut l = vec![POISON; 6];
+    let mut g = vec![POISON; 6];
     let mut opts =
         tkm_ppo_clip_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, dual_clip_c: 0.0, log_ratio_clamp: 0.0 };
     assert_eq!(unsafe { tkm_ppo_clip_options_init(null_mut()) }, TKM_STATUS_NULL_POINTER);
@@ -170,11 +155,11 @@ fn policy_errors_write_nothing() {
     let old = tkm_ppo_clip_options { struct_size: 12, eps_low: 0.3, eps_high: -5.0, ..opts };
     assert_eq!(call(&old, &mut l, &mut g, v.as_ptr()), TKM_STATUS_OK); // eps_high not read: default
     let bad_size = tkm_ppo_clip_options { struct_size: 13, ..opts };
-    let mut l3 = vec![-7f32; 6];
+    let mut l3 = vec![POISON; 6];
     assert_eq!(call(&bad_size, &mut l3, &mut g, v.as_ptr()), TKM_STATUS_BAD_STRUCT_SIZE);
-    assert!(l3.iter().all(|&x| x == -7.0));
+    assert!(untouched(&l3));
 
-    let mut out = -7f32;
+    let mut out = POISON;
     assert_eq!(
         unsafe { tkm_agg_loss(null(), v.as_ptr(), mask.as_ptr(), rows, cols, 9, null(), &mut out) },
         TKM_STATUS_INVALID_ARGUMENT
@@ -192,13 +177,13 @@ fn policy_errors_write_nothing() {
         unsafe { tkm_agg_loss(null(), v.as_ptr(), mask.as_ptr(), rows, cols, TKM_AGG_TOKEN_MEAN, &norm, &mut out) },
         TKM_STATUS_INVALID_ARGUMENT
     );
-    assert_eq!(out, -7.0);
-    let mut w = vec![-7f32; 6];
+    assert_eq!(out.to_bits(), POISON.to_bits());
+    let mut w = vec![POISON; 6];
     assert_eq!(
         unsafe { tkm_agg_weights(null(), mask.as_ptr(), usize::MAX, 2, TKM_AGG_TOKEN_MEAN, null(), w.as_mut_ptr()) },
         TKM_STATUS_SIZE_OVERFLOW
     );
-    assert!(w.iter().all(|&x| x == -7.0));
+    assert!(untouched(&w));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,7 +312,7 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                         LossOut { loss: &mut l, dloss_dlogp: &mut g },
                     )
                     .unwrap();
-                    let (mut l2, mut g2) = (vec![9f32; n], vec![9f32; n]);
+                    let (mut l2, mut g2) = (vec![POISON; n], vec![POISON; n]);
                     let (mut ps2, mut ks2) = (tkm_policy_stats::default(), tkm_kl_stats::default());
                     let s = unsafe {
                         tkm_ppo_clip_kl_loss(
@@ -366,7 +351,7 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                             LossOut { loss: &mut l, dloss_dlogp: &mut g },
                         )
                         .unwrap();
-                        let (mut l2, mut g2, mut total) = (vec![9f32; n], vec![9f32; n], 9f32);
+                        let (mut l2, mut g2, mut total) = (vec![POISON; n], vec![POISON; n], POISON);
                         let (mut ps2, mut ks2) = (tkm_policy_stats::default(), tkm_kl_stats::default());
                         let s = unsafe {
                             tkm_ppo_clip_kl_step(
@@ -474,7 +459,7 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
         for w in [false, true] {
             let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
             let st = core(&b.inputs(w), LossOut { loss: &mut l, dloss_dlogp: &mut g });
-            let (mut l2, mut g2, mut st2) = (vec![9f32; n], vec![9f32; n], tkm_policy_stats::default());
+            let (mut l2, mut g2, mut st2) = (vec![POISON; n], vec![POISON; n], tkm_policy_stats::default());
             let s = unsafe {
                 f(
                     null(),
@@ -534,7 +519,7 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
                 LossOut { loss: &mut l, dloss_dlogp: &mut g },
             )
             .unwrap();
-            let (mut l2, mut g2, mut ks2) = (vec![9f32; n], vec![9f32; n], tkm_kl_stats::default());
+            let (mut l2, mut g2, mut ks2) = (vec![POISON; n], vec![POISON; n], tkm_kl_stats::default());
             let o = tkm_kl_options { kind: code, verl_clamps: clamps, ..kl0 };
             let s = unsafe {
                 tkm_kl_loss(
@@ -561,7 +546,7 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
             let mut w = vec![0f32; n];
             let shape = BatchShape::new(rows, cols);
             pl::tis_weights(Exec::new(), shape, &b.mask, &b.old, &b.reference, &TisCfg { level, cap }, &mut w).unwrap();
-            let mut w2 = vec![9f32; n];
+            let mut w2 = vec![POISON; n];
             let s = unsafe {
                 tkm_tis_weights(
                     null(),
@@ -613,7 +598,7 @@ fn chaining_and_upstreams_match_core() {
             pl::logp_upstream(Exec::new(), &w, &[(1.0, &d1), (0.25, &d2)], &mut want).unwrap();
             let coefs = [1.0f32, 0.25];
             let terms = [d1.as_ptr(), d2.as_ptr()];
-            let mut got = vec![9f32; n];
+            let mut got = vec![POISON; n];
             let s = unsafe {
                 tkm_logp_upstream(null(), w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, got.as_mut_ptr())
             };
@@ -633,7 +618,7 @@ fn chaining_and_upstreams_match_core() {
 
             let mut want = vec![0f32; n];
             pl::entropy_upstream(Exec::new(), &w, 0.01, &mut want).unwrap();
-            let mut got = vec![9f32; n];
+            let mut got = vec![POISON; n];
             assert_eq!(unsafe { tkm_entropy_upstream(null(), w.as_ptr(), n, 0.01, got.as_mut_ptr()) }, TKM_STATUS_OK);
             assert_eq!(bits(&got), bits(&want));
         }
@@ -645,10 +630,9 @@ fn new_policy_errors_write_nothing() {
     let b = Batch::new(2, 3);
     let (rows, cols, n) = (b.rows, b.cols, b.n());
     let p = |v: &Vec<f32>| v.as_ptr();
-    let untouched = |v: &[f32]| v.iter().all(|&x| x == -7.0);
-    let mut l = vec![-7f32; n];
-    let mut g = vec![-7f32; n];
-    let mut total = -7f32;
+    let mut l = vec![POISON; n];
+    let mut g = vec![POISON; n];
+    let mut total = POISON;
     let mut ps = tkm_policy_stats { valid_tokens: 77, ..Default::default() };
     let mut ks = tkm_kl_stats { valid_tokens: 77, kl_sum: 0.0 };
 
@@ -732,7 +716,13 @@ fn new_policy_errors_write_nothing() {
     ] {
         assert_eq!(step(&kl, coef, reference, mode, rr, t, &mut l, &mut g, &mut ps, &mut ks), want);
     }
-    assert!(untouched(&l) && untouched(&g) && total == -7.0 && ps.valid_tokens == 77 && ks.valid_tokens == 77);
+    assert!(
+        untouched(&l)
+            && untouched(&g)
+            && total.to_bits() == POISON.to_bits()
+            && ps.valid_tokens == 77
+            && ks.valid_tokens == 77
+    );
     assert_eq!(lossk(&bad_kind, 0.1, r, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
     assert_eq!(lossk(&kl0, f32::NAN, r, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
     assert_eq!(lossk(&kl0, 0.1, null(), &mut l, &mut g), TKM_STATUS_NULL_POINTER);
@@ -741,8 +731,8 @@ fn new_policy_errors_write_nothing() {
     // An older kl options struct (kind only) keeps the default clamps.
     let older = tkm_kl_options { struct_size: 12, verl_clamps: 7, ..kl0 };
     assert_eq!(lossk(&older, 0.1, r, &mut l, &mut g), TKM_STATUS_OK);
-    l.fill(-7.0);
-    g.fill(-7.0);
+    l.fill(POISON);
+    g.fill(POISON);
 
     // GSPO / CISPO / SAPO option validation, NULL inputs.
     let mut gspo = tkm_gspo_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, seq_log_ratio_cap: 0.0 };
@@ -889,8 +879,8 @@ fn policy_kernels_run_on_the_pinned_backend() {
         let mut exec = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
         assert_eq!(unsafe { tkm_exec_options_init(&mut exec) }, TKM_STATUS_OK);
         exec.backend = backend;
-        let (mut l, mut g, mut total) = (vec![9f32; n], vec![9f32; n], 9f32);
-        let (mut kv, mut kg) = (vec![9f32; n], vec![9f32; n]);
+        let (mut l, mut g, mut total) = (vec![POISON; n], vec![POISON; n], POISON);
+        let (mut kv, mut kg) = (vec![POISON; n], vec![POISON; n]);
         let s = unsafe {
             tkm_ppo_clip_kl_step(
                 &exec,
@@ -937,5 +927,5 @@ fn policy_kernels_run_on_the_pinned_backend() {
     }
     let bad = run(77);
     assert_eq!((bad.0, bad.1), (TKM_STATUS_INVALID_ARGUMENT, TKM_STATUS_INVALID_ARGUMENT));
-    assert!(bad.2.iter().chain(&bad.5).all(|&x| x == 9f32.to_bits()), "an output was written");
+    assert!(bad.2.iter().chain(&bad.5).all(|&x| x == POISON.to_bits()), "an output was written");
 }
