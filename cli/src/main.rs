@@ -127,8 +127,9 @@ struct CommonArgs {
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
     /// Kernel backend: `auto` (the fastest the CPU supports), `portable` (plain Rust, runs
-    /// everywhere) or `avx2-fma` (x86-64 AVX2 + FMA + F16C). All give identical bits.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma"])]
+    /// everywhere), `avx2-fma` (x86-64 AVX2 + FMA + F16C) or `avx512` (AVX-512 F/BW/DQ/VL on
+    /// top of those). All give identical bits.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma", "avx512"])]
     backend: String,
 }
 
