@@ -190,7 +190,7 @@ fn temperature(s: &str) -> Result<f32, String> {
 
 /// The largest `d ≤ cap` dividing `n` (1 for `n = 0`).
 fn largest_divisor_up_to(n: usize, cap: usize) -> usize {
-    (1..=cap.min(n.max(1))).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=cap.min(n.max(1))).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 /// Parses an integer `>= 1`.

@@ -194,11 +194,11 @@ pub fn run<T: LogitElem>(
     let rows = targets.len();
     let t = cfg.response_len;
     let g = cfg.group_size;
-    if t == 0 || rows % t != 0 {
+    if t == 0 || !rows.is_multiple_of(t) {
         return Err(CliError::Usage(format!("--response-len {t} must divide the {rows} rows")));
     }
     let responses = rows / t;
-    if g == 0 || responses % g != 0 {
+    if g == 0 || !responses.is_multiple_of(g) {
         return Err(CliError::Usage(format!("--group-size {g} must divide the {responses} responses")));
     }
     let start = Instant::now();

@@ -166,7 +166,7 @@ pub(crate) fn full_range_probe() -> std::vec::Vec<f32> {
     let mut xs: std::vec::Vec<f32> = (0..200_000).map(|i| -110.0 + 205.0 * u(i, 9)).collect();
     xs.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 87.0, -87.0, 88.72, 89.5, -103.9, -104.5]);
     xs.extend((0..100_000).map(|i| 174.0 * u(i, 10) - 87.0));
-    while xs.len() % 16 != 0 {
+    while !xs.len().is_multiple_of(16) {
         xs.push(1.0);
     }
     xs

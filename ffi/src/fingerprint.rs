@@ -109,7 +109,7 @@ pub unsafe extern "C" fn tkm_fp_tree_new(out: *mut *mut tkm_fp_tree) -> tkm_stat
         if out.is_null() {
             return Err(TKM_STATUS_NULL_POINTER);
         }
-        if (out as usize) % core::mem::align_of::<*mut tkm_fp_tree>() != 0 {
+        if !(out as usize).is_multiple_of(core::mem::align_of::<*mut tkm_fp_tree>()) {
             return Err(TKM_STATUS_MISALIGNED);
         }
         let tree = Box::new(tkm_fp_tree { inner: StreamingTree::new(Blake3) });

@@ -36,7 +36,7 @@ fn check_ptr<T>(p: *const T, len: usize) -> Res {
     if p.is_null() {
         return if len == 0 { Ok(()) } else { Err(TKM_STATUS_NULL_POINTER) };
     }
-    if (p as usize) % align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(align_of::<T>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }
     match len.checked_mul(size_of::<T>()) {
@@ -208,7 +208,7 @@ pub(crate) unsafe fn init_options<T: Options>(p: *mut T) -> tkm_status {
         if p.is_null() {
             return Err(TKM_STATUS_NULL_POINTER);
         }
-        if (p as usize) % align_of::<T>() != 0 {
+        if !(p as usize).is_multiple_of(align_of::<T>()) {
             return Err(TKM_STATUS_MISALIGNED);
         }
         p.write(T::default());
@@ -236,7 +236,7 @@ pub(crate) unsafe fn read_options<T: Options>(p: *const T) -> Res<T> {
     if p.is_null() {
         return Ok(default);
     }
-    if (p as usize) % align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(align_of::<T>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }
     let size = core::ptr::read(p as *const usize);

@@ -153,7 +153,7 @@ impl<'a> Groups<'a> {
     pub(crate) fn validate(&self, rows: usize) -> Result<(), TmError> {
         match *self {
             Groups::Contiguous { size: 0 } => Err(TmError::InvalidArgument("contiguous group size must be > 0")),
-            Groups::Contiguous { size } if rows % size != 0 => {
+            Groups::Contiguous { size } if !rows.is_multiple_of(size) => {
                 Err(TmError::InvalidArgument("the number of responses is not a multiple of the group size"))
             }
             Groups::Contiguous { .. } => Ok(()),

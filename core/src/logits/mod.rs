@@ -642,7 +642,7 @@ pub fn stats_partial_blocks<T: LogitElem>(
     check_backend(exec.backend)?;
     let (rows, cols) = (x.rows(), x.cols());
     shard.validate(cols)?;
-    if shard.col_offset % BLOCK != 0 {
+    if !shard.col_offset.is_multiple_of(BLOCK) {
         return Err(TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK"));
     }
     inputs.validate(rows, shard.vocab)?;

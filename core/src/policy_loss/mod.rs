@@ -277,7 +277,7 @@ fn fused_step<'o>(
     out: LossOut<'o>,
 ) -> Result<StepStats, LossOut<'o>> {
     let cols = inp.shape.cols;
-    if kl.cfg.kind != KlKind::K3 || cols % 8 != 0 || cols == 0 {
+    if kl.cfg.kind != KlKind::K3 || !cols.is_multiple_of(8) || cols == 0 {
         return Err(out);
     }
     let ins = FusedIns::new(inp, kl);

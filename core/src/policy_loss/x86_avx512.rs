@@ -385,7 +385,7 @@ unsafe fn step_w<const W: bool, const BR: bool, const BK: bool>(
     loss: &mut [f32],
     g_logp: &mut [f32],
 ) -> (f32, PolicyStats, KlStats) {
-    debug_assert!(cols % 8 == 0 && cols > 0);
+    debug_assert!(cols.is_multiple_of(8) && cols > 0);
     let n = ins.lp.len();
     let q = Cfg16::new(p, coef, clamps);
     let mut acc = Acc::new();
