@@ -238,10 +238,9 @@ fn ppo_kl_loop(
     kl: &KlTerm<'_>,
     out: LossOut<'_>,
 ) -> (PolicyStats, KlStats) {
-    let (coef, clamps) = (kl.coef, kl.cfg.verl_clamps);
     #[cfg(target_arch = "x86_64")]
     if kl.cfg.kind == KlKind::K3 {
-        let ins = FusedIns::new(inp, kl);
+        let (ins, coef, clamps) = (FusedIns::new(inp, kl), kl.coef, kl.cfg.verl_clamps);
         // Safe (both arms) because `check_backend` verified the CPU features; the lengths
         // were checked by the caller.
         match backend {
@@ -254,7 +253,6 @@ fn ppo_kl_loop(
             }
         }
     }
-    let _ = (coef, clamps);
     let (a, b) = with_kl_fn!(kl.cfg, |f| match backend {
         Backend::Portable => ppo_clip::drive_kl(inp, p, kl, &f, out),
         // Safe (both arms) because `check_backend` verified the CPU features.
@@ -266,8 +264,9 @@ fn ppo_kl_loop(
     (a.into_stats(), b.into_kl())
 }
 
-/// The fused loop of [`ppo_clip_kl_step`] where one exists for this backend and input (`K3`,
-/// `T` a multiple of 8, x86-64 SIMD); `Err(out)` hands the outputs back otherwise.
+/// The fused loop of [`ppo_clip_kl_step`] where one exists for this backend and input (x86-64
+/// SIMD, `K3`, `T` a multiple of 8); `Err(out)` hands the outputs back otherwise.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn fused_step<'o>(
     backend: Backend,
     inp: &PolicyInputs<'_>,
@@ -277,26 +276,25 @@ fn fused_step<'o>(
     out: LossOut<'o>,
 ) -> Result<StepStats, LossOut<'o>> {
     let cols = inp.shape.cols;
-    if kl.cfg.kind != KlKind::K3 || !cols.is_multiple_of(8) || cols == 0 {
-        return Err(out);
+    #[cfg(target_arch = "x86_64")]
+    if kl.cfg.kind == KlKind::K3 && cols.is_multiple_of(8) && cols > 0 {
+        let (ins, coef, clamps) = (FusedIns::new(inp, kl), kl.coef, kl.cfg.verl_clamps);
+        // Safe (both arms) because `check_backend` verified the CPU features; the lengths
+        // were checked by the caller.
+        let fused = match backend {
+            Backend::Portable => None,
+            Backend::Avx2Fma => {
+                Some(unsafe { x86_avx2::fused_step(&ins, cols, p, coef, clamps, plan, out.loss, out.dloss_dlogp) })
+            }
+            Backend::Avx512 => {
+                Some(unsafe { x86_avx512::fused_step(&ins, cols, p, coef, clamps, plan, out.loss, out.dloss_dlogp) })
+            }
+        };
+        if let Some((loss, policy, kl)) = fused {
+            return Ok(StepStats { loss, policy, kl });
+        }
     }
-    let ins = FusedIns::new(inp, kl);
-    let (coef, clamps) = (kl.coef, kl.cfg.verl_clamps);
-    // Safe (both arms) because `check_backend` verified the CPU features; the lengths were
-    // checked by the caller.
-    let (loss, policy, kl) = match backend {
-        Backend::Portable => return Err(out),
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma => unsafe {
-            x86_avx2::fused_step(&ins, cols, p, coef, clamps, plan, out.loss, out.dloss_dlogp)
-        },
-        #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 => unsafe {
-            x86_avx512::fused_step(&ins, cols, p, coef, clamps, plan, out.loss, out.dloss_dlogp)
-        },
-    };
-    let _ = (ins, coef, clamps);
-    Ok(StepStats { loss, policy, kl })
+    Err(out)
 }
 
 /// The loop of [`kl_loss`] for one estimator `f`.

@@ -1,11 +1,13 @@
-//! Hand-vectorised AVX2 kernel of the PPO + k3 loop ([`ppo_clip_kl_loss`] with a `K3` KL, and
-//! [`ppo_clip_kl_step`]), 8 tokens per vector, 4 independent vectors per iteration (so that
+//! AVX2 + FMA policy loops.
+//!
+//! The hand-vectorised PPO + k3 loop ([`super::ppo_clip_kl_loss`] with a `K3` KL, and
+//! [`super::ppo_clip_kl_step`]), 8 tokens per vector, 4 independent vectors per iteration (so that
 //! the long `exp` dependency chains overlap).
 //!
-//! It performs the IEEE operations of [`token`], [`kl_token`] with [`k3`](super::kl::k3), the
+//! It performs the IEEE operations of `ppo_clip::token`, `kl::kl_token` with `kl::k3`, the
 //! selects of `map_chunk_kl`, the lane sums of `LaneAcc`, `agg_loss` and `agg_chain_in_place`,
 //! in the same order and without FMA, so its results are those of the portable loops (NaN
-//! sign and payload aside; tested in this file and in `tests/policy_loss.rs`). Where it
+//! sign and payload aside; tested in `tests/policy_simd.rs`, and the vector `exp` here). Where it
 //! takes a shorter route to the same bits, the reason is written next to it:
 //!
 //! * `clamp(d, lo, hi)` is `min(hi, max(lo, d))` (`maxps` returns its second operand when
@@ -22,14 +24,12 @@
 //! The metric and loss sums stay in `f64` lanes (`cvtps2pd`; lane = flat index mod 8, the
 //! portable order), the counts in `i32` lanes flushed to `u64` per row or block.
 //!
-//!
 //! The other policy loops are the portable Rust code compiled a second time with AVX2 and FMA
 //! enabled (the thin wrappers at the end of this file): LLVM vectorises them 8 wide, with the
 //! same IEEE operations in the same order (Rust never contracts `a·b + c` into an FMA).
 //!
 //! Every function here is `unsafe`: the caller guarantees AVX2 and FMA (the dispatch in
 //! `policy_loss/mod.rs` checks the [`crate::Backend`] first).
-#![allow(clippy::excessive_precision)]
 
 use core::arch::x86_64::*;
 
