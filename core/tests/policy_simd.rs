@@ -7,8 +7,6 @@
 //! sign and payload of a NaN result unspecified), except the poison written into the outputs
 //! before each call, which stays apart: an unwritten element fails the comparison.
 
-use std::io::Write;
-
 use tokenmath_core::policy_loss::*;
 use tokenmath_core::{Backend, Exec, TmError};
 use tokenmath_testutil::{nan_bits as bits, unit_hash as u, POISON};
@@ -30,6 +28,7 @@ fn simd_backends() -> Vec<Backend> {
     }
     #[cfg(target_arch = "x86_64")]
     {
+        use std::io::Write;
         let has = |f: &[&str]| {
             f.iter().all(|f| match *f {
                 "avx2" => std::is_x86_feature_detected!("avx2"),

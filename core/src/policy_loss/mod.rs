@@ -114,7 +114,9 @@ use crate::error::{check_len, TmError};
 use crate::platform::{Backend, Exec};
 use kl::with_kl_fn;
 use metrics::LaneAcc;
-use ppo_clip::{FusedIns, Params};
+#[cfg(target_arch = "x86_64")]
+use ppo_clip::FusedIns;
+use ppo_clip::Params;
 
 /// The `[B,T]` shape of the per-token arrays (`rows = B` responses, `cols = T` padded length).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
