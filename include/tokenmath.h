@@ -224,6 +224,13 @@
 #define TKM_BACKEND_AVX2_FMA 2
 
 /**
+ * The x86-64 AVX-512 backend (F, BW, DQ, VL, on top of AVX2 + FMA + F16C; its own code in
+ * the policy step, the AVX2 code elsewhere; `TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU
+ * or the target lacks it).
+ */
+#define TKM_BACKEND_AVX512 3
+
+/**
  * The largest accepted `threads` value.
  */
 #define TKM_MAX_THREADS 1024
@@ -568,7 +575,8 @@ typedef struct tkm_exec_options {
    */
   uint32_t threads;
   /**
-   * `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE` or `TKM_BACKEND_AVX2_FMA`.
+   * `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE`, `TKM_BACKEND_AVX2_FMA` or
+   * `TKM_BACKEND_AVX512`.
    */
   uint32_t backend;
 } tkm_exec_options;
@@ -1739,7 +1747,8 @@ tkm_status tkm_agg_norm_init(struct tkm_agg_norm *norm);
  * # Safety
  * Every non-NULL array must be valid for `rows * cols` elements.
  */
-tkm_status tkm_ppo_clip_loss(const float *logp,
+tkm_status tkm_ppo_clip_loss(const struct tkm_exec_options *exec,
+                             const float *logp,
                              const float *old_logp,
                              const float *adv,
                              const uint8_t *mask,
@@ -1758,7 +1767,8 @@ tkm_status tkm_ppo_clip_loss(const float *logp,
  * # Safety
  * `loss` and `mask` valid for `rows * cols` elements, `out` for one float.
  */
-tkm_status tkm_agg_loss(const float *loss,
+tkm_status tkm_agg_loss(const struct tkm_exec_options *exec,
+                        const float *loss,
                         const uint8_t *mask,
                         size_t rows,
                         size_t cols,
@@ -1773,7 +1783,8 @@ tkm_status tkm_agg_loss(const float *loss,
  * # Safety
  * `mask` and `w` valid for `rows * cols` elements.
  */
-tkm_status tkm_agg_weights(const uint8_t *mask,
+tkm_status tkm_agg_weights(const struct tkm_exec_options *exec,
+                           const uint8_t *mask,
                            size_t rows,
                            size_t cols,
                            uint32_t mode,
@@ -1827,7 +1838,8 @@ tkm_status tkm_sapo_options_init(struct tkm_sapo_options *opts);
  * # Safety
  * Every non-NULL array must be valid for `rows * cols` elements.
  */
-tkm_status tkm_ppo_clip_kl_loss(const float *logp,
+tkm_status tkm_ppo_clip_kl_loss(const struct tkm_exec_options *exec,
+                                const float *logp,
                                 const float *old_logp,
                                 const float *adv,
                                 const uint8_t *mask,
@@ -1857,7 +1869,8 @@ tkm_status tkm_ppo_clip_kl_loss(const float *logp,
  * Every non-NULL array must be valid for `rows * cols` elements, `total_loss` for one
  * float.
  */
-tkm_status tkm_ppo_clip_kl_step(const float *logp,
+tkm_status tkm_ppo_clip_kl_step(const struct tkm_exec_options *exec,
+                                const float *logp,
                                 const float *old_logp,
                                 const float *adv,
                                 const uint8_t *mask,
@@ -1888,7 +1901,8 @@ tkm_status tkm_ppo_clip_kl_step(const float *logp,
  * # Safety
  * Every non-NULL array must be valid for `rows * cols` elements.
  */
-tkm_status tkm_gspo_loss(const float *logp,
+tkm_status tkm_gspo_loss(const struct tkm_exec_options *exec,
+                         const float *logp,
                          const float *old_logp,
                          const float *adv,
                          const uint8_t *mask,
@@ -1910,7 +1924,8 @@ tkm_status tkm_gspo_loss(const float *logp,
  * # Safety
  * Every non-NULL array must be valid for `rows * cols` elements.
  */
-tkm_status tkm_cispo_loss(const float *logp,
+tkm_status tkm_cispo_loss(const struct tkm_exec_options *exec,
+                          const float *logp,
                           const float *old_logp,
                           const float *adv,
                           const uint8_t *mask,
@@ -1933,7 +1948,8 @@ tkm_status tkm_cispo_loss(const float *logp,
  * # Safety
  * Every non-NULL array must be valid for `rows * cols` elements.
  */
-tkm_status tkm_sapo_loss(const float *logp,
+tkm_status tkm_sapo_loss(const struct tkm_exec_options *exec,
+                         const float *logp,
                          const float *old_logp,
                          const float *adv,
                          const uint8_t *mask,
@@ -1953,7 +1969,8 @@ tkm_status tkm_sapo_loss(const float *logp,
  * # Safety
  * `logp`, `ref_logp`, `mask`, `loss`, `dloss_dlogp` valid for `rows * cols` elements.
  */
-tkm_status tkm_kl_loss(const float *logp,
+tkm_status tkm_kl_loss(const struct tkm_exec_options *exec,
+                       const float *logp,
                        const float *ref_logp,
                        const uint8_t *mask,
                        size_t rows,
@@ -1973,7 +1990,8 @@ tkm_status tkm_kl_loss(const float *logp,
  * # Safety
  * `old_logp`, `rollout_logp`, `mask`, `out` valid for `rows * cols` elements.
  */
-tkm_status tkm_tis_weights(const float *old_logp,
+tkm_status tkm_tis_weights(const struct tkm_exec_options *exec,
+                           const float *old_logp,
                            const float *rollout_logp,
                            const uint8_t *mask,
                            size_t rows,
@@ -1993,7 +2011,8 @@ tkm_status tkm_tis_weights(const float *old_logp,
  * # Safety
  * `mask` valid for `rows * cols` bytes, `d` for reads and writes of `rows * cols` floats.
  */
-tkm_status tkm_agg_chain_inplace(const uint8_t *mask,
+tkm_status tkm_agg_chain_inplace(const struct tkm_exec_options *exec,
+                                 const uint8_t *mask,
                                  size_t rows,
                                  size_t cols,
                                  uint32_t mode,
@@ -2012,7 +2031,8 @@ tkm_status tkm_agg_chain_inplace(const uint8_t *mask,
  * `w` and every `terms[k]` valid for `n` floats, `coefs` and `terms` for `n_terms`
  * elements, `out` for `n` floats.
  */
-tkm_status tkm_logp_upstream(const float *w,
+tkm_status tkm_logp_upstream(const struct tkm_exec_options *exec,
+                             const float *w,
                              size_t n,
                              const float *coefs,
                              const float *const *terms,
@@ -2029,7 +2049,11 @@ tkm_status tkm_logp_upstream(const float *w,
  * # Safety
  * `w` and `out` valid for `n` floats.
  */
-tkm_status tkm_entropy_upstream(const float *w, size_t n, float coef, float *out);
+tkm_status tkm_entropy_upstream(const struct tkm_exec_options *exec,
+                                const float *w,
+                                size_t n,
+                                float coef,
+                                float *out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

@@ -3,8 +3,10 @@
 //! `g_logp = ∂L/∂logp` with verl's defaults (clip ε = 0.2, dual clip c = 3, log-ratio clamp
 //! ±20, k3 with verl's clamps, β = 0.001).
 //!
-//! * `policy_step/fused` — `ppo_clip_kl_step` (one pass after a count of the mask);
-//! * `policy_step/composed` — `ppo_clip_kl_loss` → `agg_loss` → `agg_chain_in_place`;
+//! * `policy_step/fused/<backend>` — `ppo_clip_kl_step` (one pass after a count of the mask);
+//! * `policy_step/composed/<backend>` — `ppo_clip_kl_loss` → `agg_loss` → `agg_chain_in_place`;
+//!
+//! each on every backend this CPU supports (`portable`, `avx2-fma`, `avx512`);
 //! * `policy_step/copy` — `copy_from_slice` of a buffer as large as the step's arrays
 //!   (`25 B/token`), the machine's streaming bandwidth for comparison.
 //!
@@ -23,6 +25,7 @@ use tokenmath_core::policy_loss::{
     agg_chain_in_place, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
     LossOut, PolicyInputs,
 };
+use tokenmath_core::{Backend, Exec};
 
 const ROWS: usize = 1024;
 const COLS: usize = 4096;
@@ -51,19 +54,24 @@ fn policy(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Bytes(bytes as u64));
-    group.bench_function("fused", |b| {
-        b.iter(|| {
-            ppo_clip_kl_step(&inp, &cfg, &kl, mode, &norm, LossOut { loss: &mut loss, dloss_dlogp: &mut g }).unwrap()
-        })
-    });
-    group.bench_function("composed", |b| {
-        b.iter(|| {
-            let st = ppo_clip_kl_loss(&inp, &cfg, &kl, LossOut { loss: &mut loss, dloss_dlogp: &mut g }).unwrap();
-            let l = agg_loss(&loss, &p.mask, p.shape, mode, &norm).unwrap();
-            agg_chain_in_place(&p.mask, p.shape, mode, &norm, &mut g).unwrap();
-            (st, l)
-        })
-    });
+    for backend in Backend::all_supported() {
+        let exec = Exec::new().with_backend(backend);
+        group.bench_function(format!("fused/{}", backend.name()), |b| {
+            b.iter(|| {
+                let out = LossOut { loss: &mut loss, dloss_dlogp: &mut g };
+                ppo_clip_kl_step(exec, &inp, &cfg, &kl, mode, &norm, out).unwrap()
+            })
+        });
+        group.bench_function(format!("composed/{}", backend.name()), |b| {
+            b.iter(|| {
+                let st =
+                    ppo_clip_kl_loss(exec, &inp, &cfg, &kl, LossOut { loss: &mut loss, dloss_dlogp: &mut g }).unwrap();
+                let l = agg_loss(exec, p.shape, &p.mask, &loss, mode, &norm).unwrap();
+                agg_chain_in_place(exec, p.shape, &p.mask, mode, &norm, &mut g).unwrap();
+                (st, l)
+            })
+        });
+    }
     // The copy moves `bytes` in and `bytes` out: count both, as for the step.
     let src = vec![1u8; bytes];
     let mut dst = vec![0u8; bytes];

@@ -135,8 +135,9 @@ struct CommonArgs {
     #[arg(long, value_parser = positive)]
     threads: Option<usize>,
     /// Kernel backend: `auto` (the fastest the CPU supports), `portable` (plain Rust, runs
-    /// everywhere) or `avx2-fma` (x86-64 AVX2 + FMA + F16C). All give identical bits.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma"])]
+    /// everywhere), `avx2-fma` (x86-64 AVX2 + FMA + F16C) or `avx512` (AVX-512 F/BW/DQ/VL on
+    /// top of those). All give identical bits.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "portable", "avx2-fma", "avx512"])]
     backend: String,
 }
 
@@ -216,7 +217,7 @@ fn temperature(s: &str) -> Result<f32, String> {
 
 /// The largest `d ≤ cap` dividing `n` (1 for `n = 0`).
 fn largest_divisor_up_to(n: usize, cap: usize) -> usize {
-    (1..=cap.min(n.max(1))).rev().find(|d| n % d == 0).unwrap_or(1)
+    (1..=cap.min(n.max(1))).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
 /// Parses an integer `>= 1`.

@@ -194,11 +194,11 @@ pub fn run<T: LogitElem>(
     let rows = targets.len();
     let t = cfg.response_len;
     let g = cfg.group_size;
-    if t == 0 || rows % t != 0 {
+    if t == 0 || !rows.is_multiple_of(t) {
         return Err(CliError::Usage(format!("--response-len {t} must divide the {rows} rows")));
     }
     let responses = rows / t;
-    if g == 0 || responses % g != 0 {
+    if g == 0 || !responses.is_multiple_of(g) {
         return Err(CliError::Usage(format!("--group-size {g} must divide the {responses} responses")));
     }
     let start = Instant::now();
@@ -253,20 +253,24 @@ pub fn run<T: LogitElem>(
     let kl_term = KlTerm { ref_logp: &ref_logp, cfg: KlCfg::default(), coef: KL_COEF };
     let (pg, kl, mode) = match cfg.algo {
         Algo::Grpo | Algo::Rloo => {
-            let (pg, kl) = ppo_clip_kl_loss(&pin, &ClipCfg::default(), &kl_term, out).map_err(kernel)?;
+            let (pg, kl) = ppo_clip_kl_loss(cfg.exec, &pin, &ClipCfg::default(), &kl_term, out).map_err(kernel)?;
             (pg, Some(kl), AggMode::TokenMean)
         }
-        Algo::DrGrpo => {
-            (ppo_clip_loss(&pin, &ClipCfg::default(), out).map_err(kernel)?, None, AggMode::SeqMeanTokenSumNorm)
+        Algo::DrGrpo => (
+            ppo_clip_loss(cfg.exec, &pin, &ClipCfg::default(), out).map_err(kernel)?,
+            None,
+            AggMode::SeqMeanTokenSumNorm,
+        ),
+        Algo::Dapo => (ppo_clip_loss(cfg.exec, &pin, &ClipCfg::dapo(), out).map_err(kernel)?, None, AggMode::TokenMean),
+        Algo::Gspo => {
+            (gspo_loss(cfg.exec, &pin, &GspoCfg::default(), out).map_err(kernel)?, None, AggMode::SeqMeanTokenMean)
         }
-        Algo::Dapo => (ppo_clip_loss(&pin, &ClipCfg::dapo(), out).map_err(kernel)?, None, AggMode::TokenMean),
-        Algo::Gspo => (gspo_loss(&pin, &GspoCfg::default(), out).map_err(kernel)?, None, AggMode::SeqMeanTokenMean),
     };
 
     // 4. Aggregate, and turn dℓ/dlogp into the upstream g_logp = w ⊙ dℓ/dlogp in place.
     let norm = AggNorm::default();
-    let loss_value = agg_loss(&loss, &ro.mask, shape, mode, &norm).map_err(kernel)?;
-    agg_chain_in_place(&ro.mask, shape, mode, &norm, &mut dloss).map_err(kernel)?;
+    let loss_value = agg_loss(cfg.exec, shape, &ro.mask, &loss, mode, &norm).map_err(kernel)?;
+    agg_chain_in_place(cfg.exec, shape, &ro.mask, mode, &norm, &mut dloss).map_err(kernel)?;
 
     // 5. Chain through the logits backward.
     let mut dx = vec![0.0f32; rows * vocab];

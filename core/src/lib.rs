@@ -6,10 +6,35 @@
 //!
 //! * [`logits`] — row-wise softmax statistics (log-sum-exp, entropy, target log-prob), their
 //!   gradient (also in place), and mergeable vocabulary-shard partials.
+//! * [`advantages`] — group statistics and advantage estimators (GRPO, Dr. GRPO, RLOO,
+//!   REINFORCE++, GAE, returns-to-go, whitening) and DAPO's reward extras.
+//! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
+//!   importance weights, the loss aggregation and the upstreams of the logits backward.
+//! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
 //!
-//! Every kernel family has one dispatch point choosing a [`Backend`] (portable or AVX2);
-//! all backends produce identical bits, and [`Exec`] can split rows over threads (feature
-//! `std`) without changing a bit of the result.
+//! # The shape of a kernel family
+//!
+//! [`logits`] and [`policy_loss`] are written to one plan, which every new family follows:
+//!
+//! * **Inputs** are views with their shape ([`Mat`] for `[rows, cols]` data with a row
+//!   stride; `policy_loss::PolicyInputs`/`BatchShape` for per-token `[B, T]` arrays), in the
+//!   order *shape, mask, per-element inputs*; **outputs** are named (`FwdOut`, `LossOut`, …)
+//!   or one `&mut` slice, last.
+//! * **Hyper-parameters** past three scalars go in a config struct (`ClipCfg`,
+//!   `advantages::GaeCfg`, …) whose `Default` is a named trainer's, documented on it.
+//! * **[`Exec`] comes first** in every call: the [`Backend`] and the thread count. Every
+//!   backend and every thread count gives identical bits, so `Exec` only changes speed; a
+//!   backend this CPU lacks is [`TmError::BackendUnavailable`].
+//! * **One dispatch point**: the family's `mod.rs` maps the backend to a loop, once per call;
+//!   the SIMD code lives in `<family>/x86_avx2.rs` (and `x86_avx512.rs`), thin
+//!   `#[target_feature]` wrappers or hand-written loops that transcribe the portable
+//!   operation order. Nothing else calls [`Backend::detect`].
+//! * **Tests force each backend** (`Exec::with_backend`) against the portable path, bitwise,
+//!   and fail when the CPU offers a backend they do not test; on a CPU without an instruction
+//!   set they say that they skipped it.
+//!
+//! (`advantages` predates the plan: it takes slices with a row length `t` and has no SIMD
+//! path, so no `Exec` yet; `gae` takes `GaeCfg`/`GaeOut`.)
 //!
 //! ## Features
 //! * `std` (default): runtime CPU-feature detection, the row-parallel thread driver,
@@ -26,6 +51,7 @@ extern crate std;
 pub mod advantages;
 pub mod elem;
 pub mod error;
+mod exp;
 pub mod fingerprint;
 pub mod logits;
 pub mod mat;

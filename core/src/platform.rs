@@ -13,6 +13,11 @@ pub enum Backend {
     /// x86-64 AVX2 + FMA + F16C, 8 lanes per instruction.
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
+    /// x86-64 AVX-512 (F, BW, DQ, VL) on top of [`Backend::Avx2Fma`]'s features: 16 lanes and
+    /// mask registers where a kernel family has an AVX-512 path (the policy step), the AVX2
+    /// code elsewhere (the logits statistics).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Backend {
@@ -22,7 +27,7 @@ impl Backend {
     /// without it, the choice is made at compile time from `-C target-feature`.
     pub fn detect() -> Backend {
         #[cfg(target_arch = "x86_64")]
-        if let Some(b) = Backend::avx2_fma() {
+        if let Some(b) = Backend::avx512().or_else(Backend::avx2_fma) {
             return b;
         }
         Backend::Portable
@@ -38,31 +43,47 @@ impl Backend {
         }
     }
 
+    /// The AVX-512 backend if this CPU supports it (AVX-512 F, BW, DQ, VL, and AVX2, FMA, F16C).
+    #[cfg(target_arch = "x86_64")]
+    pub fn avx512() -> Option<Backend> {
+        if avx512_supported() {
+            Some(Backend::Avx512)
+        } else {
+            None
+        }
+    }
+
     /// Whether this backend can run on the current CPU.
     pub fn is_supported(self) -> bool {
         match self {
             Backend::Portable => true,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2Fma => avx2_fma_supported(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => avx512_supported(),
         }
     }
 
-    /// A short lowercase name (`"portable"`, `"avx2-fma"`).
+    /// A short lowercase name (`"portable"`, `"avx2-fma"`, `"avx512"`).
     pub fn name(self) -> &'static str {
         match self {
             Backend::Portable => "portable",
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2Fma => "avx2-fma",
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => "avx512",
         }
     }
 
-    /// The backend with this [`Backend::name`] (`"portable"`, `"avx2-fma"`), if it exists on
+    /// The backend with this [`Backend::name`] (`"portable"`, `"avx2-fma"`, `"avx512"`), if it exists on
     /// this target (it may still be unsupported by this CPU: see [`Backend::is_supported`]).
     pub fn from_name(name: &str) -> Option<Backend> {
         match name {
             "portable" => Some(Backend::Portable),
             #[cfg(target_arch = "x86_64")]
             "avx2-fma" => Some(Backend::Avx2Fma),
+            #[cfg(target_arch = "x86_64")]
+            "avx512" => Some(Backend::Avx512),
             _ => None,
         }
     }
@@ -73,6 +94,8 @@ impl Backend {
             Some(Backend::Portable),
             #[cfg(target_arch = "x86_64")]
             Backend::avx2_fma(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::avx512(),
         ];
         all.into_iter().flatten()
     }
@@ -88,6 +111,35 @@ fn avx2_fma_supported() -> bool {
 #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
 fn avx2_fma_supported() -> bool {
     cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c"))
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx512_supported() -> bool {
+    avx2_fma_supported()
+        && std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512dq")
+        && std::is_x86_feature_detected!("avx512vl")
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx512_supported() -> bool {
+    avx2_fma_supported()
+        && cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512dq",
+            target_feature = "avx512vl"
+        ))
+}
+
+/// Tests: says that `what` did not run because this CPU lacks `feature`, on the terminal (a
+/// direct write to stderr, which the test harness does not capture), so that a skipped SIMD
+/// test is never mistaken for a passed one.
+#[cfg(test)]
+pub(crate) fn report_skip(what: &str, feature: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}: this CPU has no {feature}");
 }
 
 /// How a kernel call is executed: which backend, how many threads.

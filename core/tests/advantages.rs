@@ -190,7 +190,15 @@ fn gae_worked_example() {
     // (A_t = δ_t + γλ·A_{t+1}), ret = A + V = [0.625, 0.75, 1].
     let (mut a, mut ret) = ([POISON; 4], [POISON; 4]);
     let (r, v, m) = ([0.0, 0.0, 1.0, f32::NAN], [0.5, 0.5, 0.5, f32::NAN], [1, 1, 1, 0]);
-    adv::gae(&r, &v, &m, 4, 1.0, 0.5, Compat::Library, &mut a, &mut ret).unwrap();
+    adv::gae(
+        &r,
+        &v,
+        &m,
+        4,
+        &adv::GaeCfg { gamma: 1.0, lam: 0.5, compat: Compat::Library },
+        adv::GaeOut { adv: &mut a, ret: &mut ret },
+    )
+    .unwrap();
     assert_eq!(ret[..3], [0.625, 0.75, 1.0]);
     assert!(ret[3].is_nan(), "verl's unmasked returns: A + V at padding");
     // Whitened: mean 7/24, unbiased var = 0.0364583…, padding 0.
@@ -203,7 +211,15 @@ fn gae_worked_example() {
     // A masked gap carries the next valid value and advantage across it.
     let (r, v, m) = ([0.0, 7.0, 1.0], [0.5, 9.0, 0.5], [1, 0, 1]);
     let mut ret = [POISON; 3];
-    adv::gae(&r, &v, &m, 3, 1.0, 1.0, Compat::Library, &mut [POISON; 3], &mut ret).unwrap();
+    adv::gae(
+        &r,
+        &v,
+        &m,
+        3,
+        &adv::GaeCfg { gamma: 1.0, lam: 1.0, compat: Compat::Library },
+        adv::GaeOut { adv: &mut [POISON; 3], ret: &mut ret },
+    )
+    .unwrap();
     // δ2 = 0.5, A2 = 0.5; position 1 skipped (A1 = 0.5, ret 9.5); δ0 = 0 + 0.5 − 0.5 = 0, A0 = 0.5.
     assert_eq!(ret, [1.0, 9.5, 1.0]);
 }
@@ -425,7 +441,15 @@ fn empty_batches_and_masks() {
     let (mut a, mut g) = ([POISON; 4], [POISON; 4]);
     for m in [mask, [0, 1, 0, 0]] {
         assert!(adv::reinforce_pp_advantage(&r, &m, 2, 1.0, Compat::Verl, &mut a, &mut g).is_err());
-        assert!(adv::gae(&r, &r, &m, 2, 1.0, 1.0, Compat::Verl, &mut a, &mut g).is_err());
+        assert!(adv::gae(
+            &r,
+            &r,
+            &m,
+            2,
+            &adv::GaeCfg { gamma: 1.0, lam: 1.0, compat: Compat::Verl },
+            adv::GaeOut { adv: &mut a, ret: &mut g }
+        )
+        .is_err());
         assert_eq!(bits(&a), bits(&[POISON; 4]));
         assert_eq!(bits(&g), bits(&[POISON; 4]));
     }
@@ -768,7 +792,7 @@ proptest! {
         let (v, _) = token_batch(rows, t, seed ^ 0xABCD);
         let v: Vec<f32> = v.iter().zip(&mask).map(|(&x, &m)| if m != 0 && !x.is_finite() { 0.5 } else { x }).collect();
         let (mut a, mut g) = (vec![POISON; rows * t], vec![POISON; rows * t]);
-        adv::gae(&r, &v, &mask, t, gamma, lam, Compat::Library, &mut a, &mut g).unwrap();
+        adv::gae(&r, &v, &mask, t, &adv::GaeCfg { gamma, lam, compat: Compat::Library }, adv::GaeOut { adv: &mut a, ret: &mut g }).unwrap();
         let (want_a, want_ret) = oracle::gae(&r, &v, &mask, t, gamma as f64, lam as f64);
         // Magnitude bound per row (γλ ≤ 1): Σ over valid k of |r_k| + 2·max|V|, plus |V_i|.
         let bound: Vec<f64> = (0..rows * t)
@@ -795,7 +819,7 @@ proptest! {
         check_whitened(&a, &oracle::masked_whiten(&a32, &mask, 1e-8), &a32, &mask, 6e-8 + 1e-15 * t as f64)?;
         // verl's whitening agrees at the valid positions (≥ 2 of them), and raises otherwise.
         let mut av = vec![POISON; rows * t];
-        let verl = adv::gae(&r, &v, &mask, t, gamma, lam, Compat::Verl, &mut av, &mut g);
+        let verl = adv::gae(&r, &v, &mask, t, &adv::GaeCfg { gamma, lam, compat: Compat::Verl }, adv::GaeOut { adv: &mut av, ret: &mut g });
         if mask.iter().filter(|&&m| m != 0).count() < 2 {
             prop_assert!(verl.is_err());
         } else {

@@ -7,7 +7,8 @@ mod common;
 use common::POISON;
 use tokenmath_core::logits::{self, FwdOut, RowInputs, Saved, Temperature, Upstream};
 use tokenmath_core::policy_loss::*;
-use tokenmath_core::{Mat, MatMut, TmError};
+use tokenmath_core::{Exec, Mat, MatMut, TmError};
+use tokenmath_testutil::{all_written, close, untouched};
 
 const LN2: f32 = core::f32::consts::LN_2;
 
@@ -15,16 +16,12 @@ const LN2: f32 = core::f32::consts::LN_2;
 fn run<S>(n: usize, f: impl FnOnce(LossOut<'_>) -> Result<S, TmError>) -> Result<(Vec<f32>, Vec<f32>, S), TmError> {
     let (mut l, mut g) = (vec![POISON; n], vec![POISON; n]);
     let s = f(LossOut { loss: &mut l, dloss_dlogp: &mut g })?;
-    assert!(l.iter().chain(&g).all(|x| x.to_bits() != POISON.to_bits()), "an output element was not written");
+    assert!(all_written(&l) && all_written(&g), "an output element was not written");
     Ok((l, g, s))
 }
 
 fn inputs<'a>(shape: BatchShape, logp: &'a [f32], old: &'a [f32], adv: &'a [f32], mask: &'a [u8]) -> PolicyInputs<'a> {
     PolicyInputs { shape, logp, old_logp: old, adv, mask, is_weights: None }
-}
-
-fn close(got: f32, want: f64, tol: f64) {
-    assert!((got as f64 - want).abs() <= tol, "got {got:e}, want {want:e} (tol {tol:e})");
 }
 
 /// PPO worked examples (spec §4.2), one token per case, verl defaults (ε = 0.2, c = 3, ±20):
@@ -54,9 +51,10 @@ fn ppo_worked_examples() {
     ];
     for &(d, a, want_l, want_g, hi, lo, dual) in cases {
         let (lp, old) = ([-1.0f32 + d], [-1.0f32]);
-        let (l, g, st) =
-            run(1, |o| ppo_clip_loss(&inputs(BatchShape::new(1, 1), &lp, &old, &[a], &[1]), &ClipCfg::default(), o))
-                .unwrap();
+        let (l, g, st) = run(1, |o| {
+            ppo_clip_loss(Exec::new(), &inputs(BatchShape::new(1, 1), &lp, &old, &[a], &[1]), &ClipCfg::default(), o)
+        })
+        .unwrap();
         close(l[0], want_l, 1e-5);
         close(g[0], want_g, 1e-5);
         assert_eq!(
@@ -72,10 +70,10 @@ fn ppo_worked_examples() {
 fn dapo_clip_higher_example() {
     let (lp, old, a, m) = ([1.25f32.ln()], [0.0f32], [1.0f32], [1u8]);
     let inp = inputs(BatchShape::new(1, 1), &lp, &old, &a, &m);
-    let (l, g, st) = run(1, |o| ppo_clip_loss(&inp, &ClipCfg::default(), o)).unwrap();
+    let (l, g, st) = run(1, |o| ppo_clip_loss(Exec::new(), &inp, &ClipCfg::default(), o)).unwrap();
     close(l[0], -1.2, 1e-6);
     assert_eq!((g[0], st.clipfrac()), (0.0, 1.0));
-    let (l, g, st) = run(1, |o| ppo_clip_loss(&inp, &ClipCfg::dapo(), o)).unwrap();
+    let (l, g, st) = run(1, |o| ppo_clip_loss(Exec::new(), &inp, &ClipCfg::dapo(), o)).unwrap();
     close(l[0], -1.25, 1e-6);
     close(g[0], -1.25, 1e-6);
     assert_eq!(st.clipfrac(), 0.0);
@@ -88,19 +86,22 @@ fn log_ratio_clamp_and_no_dual_clip() {
     let (lp, old, a, m) = ([0.0f32], [-25.0f32], [-1.0f32], [1u8]);
     let inp = inputs(BatchShape::new(1, 1), &lp, &old, &a, &m);
     let cfg = ClipCfg { dual_clip_c: None, ..ClipCfg::default() };
-    let (l, g, _) = run(1, |o| ppo_clip_loss(&inp, &cfg, o)).unwrap();
+    let (l, g, _) = run(1, |o| ppo_clip_loss(Exec::new(), &inp, &cfg, o)).unwrap();
     close(l[0], 20f64.exp(), 20f64.exp() * 1e-6);
     assert_eq!(g[0], 0.0);
-    let (l, g, _) = run(1, |o| ppo_clip_loss(&inp, &ClipCfg::trl(), o)).unwrap();
+    let (l, g, _) = run(1, |o| ppo_clip_loss(Exec::new(), &inp, &ClipCfg::trl(), o)).unwrap();
     close(l[0], 25f64.exp(), 25f64.exp() * 1e-6);
     close(g[0], 25f64.exp(), 25f64.exp() * 1e-6);
     // r overflows to +inf without a clamp: A < 0 gives ℓ = +inf, A = 0 gives exactly 0.
     let (lp, old) = ([0.0f32], [-100.0f32]);
     let (l, _, _) =
-        run(1, |o| ppo_clip_loss(&inputs(BatchShape::new(1, 1), &lp, &old, &a, &m), &ClipCfg::trl(), o)).unwrap();
+        run(1, |o| ppo_clip_loss(Exec::new(), &inputs(BatchShape::new(1, 1), &lp, &old, &a, &m), &ClipCfg::trl(), o))
+            .unwrap();
     assert_eq!(l[0], f32::INFINITY);
-    let (l, g, _) =
-        run(1, |o| ppo_clip_loss(&inputs(BatchShape::new(1, 1), &lp, &old, &[0.0], &m), &ClipCfg::trl(), o)).unwrap();
+    let (l, g, _) = run(1, |o| {
+        ppo_clip_loss(Exec::new(), &inputs(BatchShape::new(1, 1), &lp, &old, &[0.0], &m), &ClipCfg::trl(), o)
+    })
+    .unwrap();
     assert_eq!((l[0], g[0]), (0.0, 0.0));
 }
 
@@ -110,7 +111,8 @@ fn dual_clip_boundary_full_gradient() {
     // c = 2 and Δ = ln 2 computed so that exp gives exactly 2.0 in f32.
     let cfg = ClipCfg { dual_clip_c: Some(2.0), ..ClipCfg::default() };
     let (lp, old, a, m) = ([LN2], [0.0f32], [-1.0f32], [1u8]);
-    let (l, g, st) = run(1, |o| ppo_clip_loss(&inputs(BatchShape::new(1, 1), &lp, &old, &a, &m), &cfg, o)).unwrap();
+    let (l, g, st) =
+        run(1, |o| ppo_clip_loss(Exec::new(), &inputs(BatchShape::new(1, 1), &lp, &old, &a, &m), &cfg, o)).unwrap();
     let r = l[0]; // ℓ = min(r, 2) with A = −1
     if r == 2.0 {
         assert_eq!(g[0], 2.0, "full gradient at r = c");
@@ -129,7 +131,8 @@ fn gspo_worked_example() {
     let sh = BatchShape::new(1, 3);
     let (lp, old, m) = ([LN2 - 1.0, -1.0, f32::NAN], [-1.0f32, -1.0, 7.0], [1u8, 1, 0]);
     let (l, g, st) =
-        run(3, |o| gspo_loss(&inputs(sh, &lp, &old, &[1.0, 1.0, f32::NAN], &m), &GspoCfg::default(), o)).unwrap();
+        run(3, |o| gspo_loss(Exec::new(), &inputs(sh, &lp, &old, &[1.0, 1.0, f32::NAN], &m), &GspoCfg::default(), o))
+            .unwrap();
     close(l[0], -1.2, 1e-6);
     close(l[1], -1.2, 1e-6);
     assert_eq!((g[0], g[1], l[2], g[2]), (0.0, 0.0, 0.0, 0.0));
@@ -137,14 +140,15 @@ fn gspo_worked_example() {
     close(st.ppo_kl() as f32, -(LN2 as f64) / 2.0, 1e-7);
     let sqrt2 = 2f64.sqrt();
     let (l, g, _) =
-        run(3, |o| gspo_loss(&inputs(sh, &lp, &old, &[-1.0, -1.0, 0.0], &m), &GspoCfg::default(), o)).unwrap();
+        run(3, |o| gspo_loss(Exec::new(), &inputs(sh, &lp, &old, &[-1.0, -1.0, 0.0], &m), &GspoCfg::default(), o))
+            .unwrap();
     close(l[0], sqrt2, 1e-6);
     close(g[1], sqrt2, 1e-6);
     let mut w = vec![POISON; 3];
-    agg_weights(&m, sh, GSPO_AGG_MODE, &AggNorm::default(), &mut w).unwrap();
+    agg_weights(Exec::new(), sh, &m, GSPO_AGG_MODE, &AggNorm::default(), &mut w).unwrap();
     assert_eq!(w, [0.5, 0.5, 0.0]);
     let mut up = vec![POISON; 3];
-    logp_upstream(&w, &[(1.0, &g)], &mut up).unwrap();
+    logp_upstream(Exec::new(), &w, &[(1.0, &g)], &mut up).unwrap();
     close(up[0], sqrt2 / 2.0, 1e-6);
     close(up[1], sqrt2 / 2.0, 1e-6);
     assert_eq!(up[2], 0.0);
@@ -152,7 +156,7 @@ fn gspo_worked_example() {
     let (lp, old) = ([12.0f32, 12.0, 0.0], [0.0f32, 0.0, 0.0]);
     let (l, g, _) = run(3, |o| {
         let c = GspoCfg { eps_low: 0.2, eps_high: 0.2, seq_log_ratio_cap: Some(10.0) };
-        gspo_loss(&inputs(sh, &lp, &old, &[-1.0, -1.0, 0.0], &m), &c, o)
+        gspo_loss(Exec::new(), &inputs(sh, &lp, &old, &[-1.0, -1.0, 0.0], &m), &c, o)
     })
     .unwrap();
     close(l[0], 10f64.exp(), 10f64.exp() * 1e-6);
@@ -165,11 +169,11 @@ fn gspo_worked_example() {
 fn cispo_worked_example() {
     let (lp, old, a, m) = ([-0.5f32], [-0.5 - 1.5f32.ln()], [2.0f32], [1u8]);
     let inp = inputs(BatchShape::new(1, 1), &lp, &old, &a, &m);
-    let (l, g, st) = run(1, |o| cispo_loss(&inp, &CispoCfg::verl(0.2, 0.2), o)).unwrap();
+    let (l, g, st) = run(1, |o| cispo_loss(Exec::new(), &inp, &CispoCfg::verl(0.2, 0.2), o)).unwrap();
     close(l[0], 1.2, 1e-6);
     close(g[0], -2.4, 1e-6);
     assert_eq!(st.clipfrac(), 1.0);
-    let (l, g, st) = run(1, |o| cispo_loss(&inp, &CispoCfg::trl(5.0), o)).unwrap();
+    let (l, g, st) = run(1, |o| cispo_loss(Exec::new(), &inp, &CispoCfg::trl(5.0), o)).unwrap();
     close(l[0], 1.5, 1e-6);
     close(g[0], -3.0, 1e-6);
     assert_eq!(st.clipfrac(), 0.0);
@@ -179,18 +183,20 @@ fn cispo_worked_example() {
 #[test]
 fn sapo_worked_example() {
     let (lp, old, m) = ([-1.0f32, -1.0], [-1.0f32, -1.0], [1u8, 1]);
-    let (l, g, st) =
-        run(2, |o| sapo_loss(&inputs(BatchShape::new(1, 2), &lp, &old, &[1.0, -1.0], &m), &SapoCfg::default(), o))
-            .unwrap();
+    let (l, g, st) = run(2, |o| {
+        sapo_loss(Exec::new(), &inputs(BatchShape::new(1, 2), &lp, &old, &[1.0, -1.0], &m), &SapoCfg::default(), o)
+    })
+    .unwrap();
     close(l[0], -2.0, 1e-6);
     close(l[1], 2.0 / 1.05, 1e-6);
     assert_eq!((g[0], g[1]), (-1.0, 1.0));
     assert_eq!(st.clipfrac(), 0.0);
     // Far from r = 1 the gradient decays: r = e^3, A = 1: −4·r·σ(r−1)·σ(1−r).
     let (lp, old) = ([2.0f32, 0.0], [-1.0f32, 0.0]);
-    let (_, g, _) =
-        run(2, |o| sapo_loss(&inputs(BatchShape::new(1, 2), &lp, &old, &[1.0, 0.0], &m), &SapoCfg::default(), o))
-            .unwrap();
+    let (_, g, _) = run(2, |o| {
+        sapo_loss(Exec::new(), &inputs(BatchShape::new(1, 2), &lp, &old, &[1.0, 0.0], &m), &SapoCfg::default(), o)
+    })
+    .unwrap();
     let r = 3f64.exp();
     let s = 1.0 / (1.0 + (-(r - 1.0)).exp());
     close(g[0], -4.0 * r * s * (1.0 - s), 1e-7);
@@ -203,7 +209,7 @@ fn kl_worked_examples() {
     let sh = BatchShape::new(1, 2);
     let (lp, rf, m) = ([LN2 - 2.0, -30.0f32], [-2.0f32, 0.0], [1u8, 1]);
     let k = |kind: KlKind, clamps: bool| {
-        run(2, |o| kl_loss(sh, &lp, &rf, &m, &KlCfg { kind, verl_clamps: clamps }, o)).unwrap()
+        run(2, |o| kl_loss(Exec::new(), sh, &m, &lp, &rf, &KlCfg { kind, verl_clamps: clamps }, o)).unwrap()
     };
     let l2 = LN2 as f64;
     let (v, g, _) = k(KlKind::K1, true);
@@ -241,7 +247,7 @@ fn aggregation_worked_example() {
     let loss = [1.0f32, 2.0, f32::NAN, 4.0, f32::NAN, f32::INFINITY];
     let m = [1u8, 1, 0, 1, 0, 0];
     let d = AggNorm::default();
-    let l = |mode, n: &AggNorm| agg_loss(&loss, &m, sh, mode, n).unwrap();
+    let l = |mode, n: &AggNorm| agg_loss(Exec::new(), sh, &m, &loss, mode, n).unwrap();
     close(l(AggMode::TokenMean, &d), 7.0 / 3.0, 1e-6);
     close(l(AggMode::SeqMeanTokenSum, &d), 3.5, 1e-6);
     close(l(AggMode::SeqMeanTokenMean, &d), (1.5 + 4.0) / 2.0, 1e-6);
@@ -255,7 +261,7 @@ fn aggregation_worked_example() {
     close(l(AggMode::SeqMeanTokenSumNorm, &g), 7.0 / 3.0, 1e-6);
     let w = |mode, n: &AggNorm| {
         let mut w = vec![POISON; 6];
-        agg_weights(&m, sh, mode, n, &mut w).unwrap();
+        agg_weights(Exec::new(), sh, &m, mode, n, &mut w).unwrap();
         w
     };
     assert_eq!(w(AggMode::TokenMean, &d), [1.0 / 3.0, 1.0 / 3.0, 0.0, 1.0 / 3.0, 0.0, 0.0]);
@@ -274,36 +280,43 @@ fn empty_denominators() {
     let none = [0u8; 4];
     for mode in [AggMode::TokenMean, AggMode::SeqMeanTokenSum, AggMode::SeqMeanTokenMean, AggMode::SeqMeanTokenSumNorm]
     {
-        assert_eq!(agg_loss(&loss, &none, sh, mode, &AggNorm::default()).unwrap(), 0.0);
+        assert_eq!(agg_loss(Exec::new(), sh, &none, &loss, mode, &AggNorm::default()).unwrap(), 0.0);
         let mut w = vec![POISON; 4];
-        agg_weights(&none, sh, mode, &AggNorm::default(), &mut w).unwrap();
+        agg_weights(Exec::new(), sh, &none, mode, &AggNorm::default(), &mut w).unwrap();
         assert_eq!(w, [0.0; 4]);
     }
     let one_row = [0u8, 0, 1, 0];
-    assert_eq!(agg_loss(&loss, &one_row, sh, AggMode::SeqMeanTokenMean, &AggNorm::default()).unwrap(), 3.0);
-    assert_eq!(agg_loss(&loss, &one_row, sh, AggMode::SeqMeanTokenSum, &AggNorm::default()).unwrap(), 3.0);
-    // Zero-sized shapes are valid.
-    assert_eq!(agg_loss(&[], &[], BatchShape::new(0, 5), AggMode::TokenMean, &AggNorm::default()).unwrap(), 0.0);
     assert_eq!(
-        agg_loss(&[], &[], BatchShape::new(3, 0), AggMode::SeqMeanTokenSumNorm, &AggNorm::default()).unwrap(),
+        agg_loss(Exec::new(), sh, &one_row, &loss, AggMode::SeqMeanTokenMean, &AggNorm::default()).unwrap(),
+        3.0
+    );
+    assert_eq!(agg_loss(Exec::new(), sh, &one_row, &loss, AggMode::SeqMeanTokenSum, &AggNorm::default()).unwrap(), 3.0);
+    // Zero-sized shapes are valid.
+    assert_eq!(
+        agg_loss(Exec::new(), BatchShape::new(0, 5), &[], &[], AggMode::TokenMean, &AggNorm::default()).unwrap(),
+        0.0
+    );
+    assert_eq!(
+        agg_loss(Exec::new(), BatchShape::new(3, 0), &[], &[], AggMode::SeqMeanTokenSumNorm, &AggNorm::default())
+            .unwrap(),
         0.0
     );
     // Every kernel on an all-masked batch with garbage inputs: all zeros, zero stats.
     let bad = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30];
     let inp = PolicyInputs { shape: sh, logp: &bad, old_logp: &bad, adv: &bad, mask: &none, is_weights: Some(&bad) };
     let zero = |l: &[f32], g: &[f32]| l.iter().chain(g).all(|x| x.to_bits() == 0);
-    let (l, g, s) = run(4, |o| ppo_clip_loss(&inp, &ClipCfg::default(), o)).unwrap();
+    let (l, g, s) = run(4, |o| ppo_clip_loss(Exec::new(), &inp, &ClipCfg::default(), o)).unwrap();
     assert!(zero(&l, &g) && s == PolicyStats::default());
-    let (l, g, s) = run(4, |o| gspo_loss(&inp, &GspoCfg::default(), o)).unwrap();
+    let (l, g, s) = run(4, |o| gspo_loss(Exec::new(), &inp, &GspoCfg::default(), o)).unwrap();
     assert!(zero(&l, &g) && s == PolicyStats::default());
-    let (l, g, s) = run(4, |o| cispo_loss(&inp, &CispoCfg::default(), o)).unwrap();
+    let (l, g, s) = run(4, |o| cispo_loss(Exec::new(), &inp, &CispoCfg::default(), o)).unwrap();
     assert!(zero(&l, &g) && s == PolicyStats::default());
-    let (l, g, s) = run(4, |o| sapo_loss(&inp, &SapoCfg::default(), o)).unwrap();
+    let (l, g, s) = run(4, |o| sapo_loss(Exec::new(), &inp, &SapoCfg::default(), o)).unwrap();
     assert!(zero(&l, &g) && s == PolicyStats::default());
-    let (l, g, s) = run(4, |o| kl_loss(sh, &bad, &bad, &none, &KlCfg::default(), o)).unwrap();
+    let (l, g, s) = run(4, |o| kl_loss(Exec::new(), sh, &none, &bad, &bad, &KlCfg::default(), o)).unwrap();
     assert!(zero(&l, &g) && s == KlStats::default());
     let mut w = vec![POISON; 4];
-    tis_weights(sh, &bad, &bad, &none, &TisCfg::default(), &mut w).unwrap();
+    tis_weights(Exec::new(), sh, &none, &bad, &bad, &TisCfg::default(), &mut w).unwrap();
     assert_eq!(w, [0.0; 4]);
 }
 
@@ -318,9 +331,9 @@ fn typed_errors() {
     let lm = |what: &'static str, got| TmError::LengthMismatch { what, expected: 4, got };
     let ppo = |inp: &PolicyInputs<'_>, cfg: &ClipCfg| {
         let (mut l, mut g) = ([POISON; 4], [POISON; 4]);
-        let r = ppo_clip_loss(inp, cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g });
+        let r = ppo_clip_loss(Exec::new(), inp, cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g });
         if r.is_err() {
-            assert!(l.iter().chain(&g).all(|x| x.to_bits() == POISON.to_bits()), "wrote before failing");
+            assert!(untouched(&l) && untouched(&g), "wrote before failing");
         }
         r
     };
@@ -331,10 +344,17 @@ fn typed_errors() {
     assert_eq!(ppo(&PolicyInputs { mask: &m[..3], ..base }, &c), Err(lm("mask", 3)));
     assert_eq!(ppo(&PolicyInputs { is_weights: Some(&short), ..base }, &c), Err(lm("is_weights", 3)));
     let (mut l3, mut g4) = ([0.0f32; 3], [0.0f32; 4]);
-    assert_eq!(ppo_clip_loss(&base, &c, LossOut { loss: &mut l3, dloss_dlogp: &mut g4 }), Err(lm("loss", 3)));
-    assert_eq!(ppo_clip_loss(&base, &c, LossOut { loss: &mut g4, dloss_dlogp: &mut l3 }), Err(lm("dloss_dlogp", 3)));
+    assert_eq!(
+        ppo_clip_loss(Exec::new(), &base, &c, LossOut { loss: &mut l3, dloss_dlogp: &mut g4 }),
+        Err(lm("loss", 3))
+    );
+    assert_eq!(
+        ppo_clip_loss(Exec::new(), &base, &c, LossOut { loss: &mut g4, dloss_dlogp: &mut l3 }),
+        Err(lm("dloss_dlogp", 3))
+    );
     assert_eq!(
         ppo_clip_loss(
+            Exec::new(),
             &PolicyInputs { shape: BatchShape::new(usize::MAX, 2), ..base },
             &c,
             LossOut { loss: &mut g4.clone(), dloss_dlogp: &mut g4 }
@@ -357,45 +377,63 @@ fn typed_errors() {
         f(LossOut { loss: &mut l, dloss_dlogp: &mut g })
     };
     let inv = |r: Result<PolicyStats, TmError>| matches!(r, Err(TmError::InvalidArgument(_)));
-    assert!(out(&|o| inv(gspo_loss(&base, &GspoCfg { eps_low: -1.0, ..GspoCfg::default() }, o))));
-    assert!(out(&|o| inv(gspo_loss(&base, &GspoCfg { seq_log_ratio_cap: Some(f32::NAN), ..GspoCfg::default() }, o))));
+    assert!(out(&|o| inv(gspo_loss(Exec::new(), &base, &GspoCfg { eps_low: -1.0, ..GspoCfg::default() }, o))));
+    assert!(out(&|o| inv(gspo_loss(
+        Exec::new(),
+        &base,
+        &GspoCfg { seq_log_ratio_cap: Some(f32::NAN), ..GspoCfg::default() },
+        o
+    ))));
     assert!(out(&|o| inv(cispo_loss(
+        Exec::new(),
         &base,
         &CispoCfg { w_min: Some(2.0), w_max: Some(1.0), log_ratio_clamp: None },
         o
     ))));
-    assert!(out(&|o| inv(cispo_loss(&base, &CispoCfg { w_min: Some(f32::NAN), ..CispoCfg::default() }, o))));
-    assert!(out(&|o| inv(sapo_loss(&base, &SapoCfg { tau_pos: 0.0, ..SapoCfg::default() }, o))));
-    assert!(out(&|o| inv(sapo_loss(&base, &SapoCfg { tau_neg: f32::NAN, ..SapoCfg::default() }, o))));
+    assert!(out(&|o| inv(cispo_loss(
+        Exec::new(),
+        &base,
+        &CispoCfg { w_min: Some(f32::NAN), ..CispoCfg::default() },
+        o
+    ))));
+    assert!(out(&|o| inv(sapo_loss(Exec::new(), &base, &SapoCfg { tau_pos: 0.0, ..SapoCfg::default() }, o))));
+    assert!(out(&|o| inv(sapo_loss(Exec::new(), &base, &SapoCfg { tau_neg: f32::NAN, ..SapoCfg::default() }, o))));
     assert!(out(&|o| matches!(
-        gspo_loss(&PolicyInputs { adv: &short, ..base }, &GspoCfg::default(), o),
+        gspo_loss(Exec::new(), &PolicyInputs { adv: &short, ..base }, &GspoCfg::default(), o),
         Err(TmError::LengthMismatch { what: "adv", .. })
     )));
     assert!(out(&|o| matches!(
-        kl_loss(sh, &v, &short, &m, &KlCfg::default(), o),
+        kl_loss(Exec::new(), sh, &m, &v, &short, &KlCfg::default(), o),
         Err(TmError::LengthMismatch { what: "ref_logp", .. })
     )));
     // Aggregation.
     let d = AggNorm::default();
-    assert_eq!(agg_loss(&short, &m, sh, AggMode::TokenMean, &d), Err(lm("loss", 3)));
-    assert_eq!(agg_loss(&v, &m[..3], sh, AggMode::TokenMean, &d), Err(lm("mask", 3)));
+    assert_eq!(agg_loss(Exec::new(), sh, &m, &short, AggMode::TokenMean, &d), Err(lm("loss", 3)));
+    assert_eq!(agg_loss(Exec::new(), sh, &m[..3], &v, AggMode::TokenMean, &d), Err(lm("mask", 3)));
     let ia = |r: Result<f32, TmError>| matches!(r, Err(TmError::InvalidArgument(_)));
-    assert!(ia(agg_loss(&v, &m, sh, AggMode::TokenMean, &AggNorm { dp_size: 0, ..d })));
-    assert!(ia(agg_loss(&v, &m, sh, AggMode::TokenMean, &AggNorm { global_tokens: Some(3), ..d })));
-    assert!(ia(agg_loss(&v, &m, sh, AggMode::SeqMeanTokenSum, &AggNorm { global_seqs: Some(1), ..d })));
-    assert!(ia(agg_loss(&v, &m, sh, AggMode::SeqMeanTokenSumNorm, &AggNorm { scale_factor: Some(0.0), ..d })));
+    assert!(ia(agg_loss(Exec::new(), sh, &m, &v, AggMode::TokenMean, &AggNorm { dp_size: 0, ..d })));
+    assert!(ia(agg_loss(Exec::new(), sh, &m, &v, AggMode::TokenMean, &AggNorm { global_tokens: Some(3), ..d })));
+    assert!(ia(agg_loss(Exec::new(), sh, &m, &v, AggMode::SeqMeanTokenSum, &AggNorm { global_seqs: Some(1), ..d })));
+    assert!(ia(agg_loss(
+        Exec::new(),
+        sh,
+        &m,
+        &v,
+        AggMode::SeqMeanTokenSumNorm,
+        &AggNorm { scale_factor: Some(0.0), ..d }
+    )));
     let mut w3 = [0.0f32; 3];
-    assert_eq!(agg_weights(&m, sh, AggMode::TokenMean, &d, &mut w3), Err(lm("w", 3)));
+    assert_eq!(agg_weights(Exec::new(), sh, &m, AggMode::TokenMean, &d, &mut w3), Err(lm("w", 3)));
     let mut o4 = [0.0f32; 4];
-    assert_eq!(logp_upstream(&v, &[(1.0, &short)], &mut o4), Err(lm("upstream term", 3)));
-    assert_eq!(logp_upstream(&v, &[], &mut w3), Err(lm("g_logp", 3)));
-    assert!(matches!(entropy_upstream(&v, f32::NAN, &mut o4), Err(TmError::InvalidArgument(_))));
+    assert_eq!(logp_upstream(Exec::new(), &v, &[(1.0, &short)], &mut o4), Err(lm("upstream term", 3)));
+    assert_eq!(logp_upstream(Exec::new(), &v, &[], &mut w3), Err(lm("g_logp", 3)));
+    assert!(matches!(entropy_upstream(Exec::new(), &v, f32::NAN, &mut o4), Err(TmError::InvalidArgument(_))));
     assert!(matches!(
-        tis_weights(sh, &v, &v, &m, &TisCfg { cap: 0.0, ..TisCfg::default() }, &mut o4),
+        tis_weights(Exec::new(), sh, &m, &v, &v, &TisCfg { cap: 0.0, ..TisCfg::default() }, &mut o4),
         Err(TmError::InvalidArgument(_))
     ));
     assert!(matches!(
-        tis_weights(sh, &v, &short, &m, &TisCfg::default(), &mut o4),
+        tis_weights(Exec::new(), sh, &m, &v, &short, &TisCfg::default(), &mut o4),
         Err(TmError::LengthMismatch { what: "rollout_logp", .. })
     ));
 }
@@ -411,23 +449,27 @@ fn nan_at_valid_positions_propagates() {
     let m = [1u8; 4];
     let inp = inputs(sh, &lp, &old, &a, &m);
     for (l, g) in [
-        run(4, |o| ppo_clip_loss(&inp, &ClipCfg::default(), o)).map(|r| (r.0, r.1)).unwrap(),
-        run(4, |o| cispo_loss(&inp, &CispoCfg::default(), o)).map(|r| (r.0, r.1)).unwrap(),
-        run(4, |o| sapo_loss(&inp, &SapoCfg::default(), o)).map(|r| (r.0, r.1)).unwrap(),
+        run(4, |o| ppo_clip_loss(Exec::new(), &inp, &ClipCfg::default(), o)).map(|r| (r.0, r.1)).unwrap(),
+        run(4, |o| cispo_loss(Exec::new(), &inp, &CispoCfg::default(), o)).map(|r| (r.0, r.1)).unwrap(),
+        run(4, |o| sapo_loss(Exec::new(), &inp, &SapoCfg::default(), o)).map(|r| (r.0, r.1)).unwrap(),
     ] {
         assert!(l[0].is_nan() && g[0].is_nan());
         assert!(l[1..].iter().chain(&g[1..]).all(|x| !x.is_nan()));
     }
-    let (l, g, _) = run(4, |o| gspo_loss(&inp, &GspoCfg::default(), o)).unwrap();
+    let (l, g, _) = run(4, |o| gspo_loss(Exec::new(), &inp, &GspoCfg::default(), o)).unwrap();
     assert!(l[..2].iter().chain(&g[..2]).all(|x| x.is_nan()));
     assert!(l[2..].iter().chain(&g[2..]).all(|x| !x.is_nan()));
     let a_nan = [0.5f32, f32::NAN, 1.0, 0.5];
     let lp = [-1.0f32; 4];
-    let (l, g, _) = run(4, |o| ppo_clip_loss(&inputs(sh, &lp, &old, &a_nan, &m), &ClipCfg::default(), o)).unwrap();
+    let (l, g, _) =
+        run(4, |o| ppo_clip_loss(Exec::new(), &inputs(sh, &lp, &old, &a_nan, &m), &ClipCfg::default(), o)).unwrap();
     assert!(l[1].is_nan() && g[1].is_nan() && !l[0].is_nan());
-    let (v, g, _) = run(4, |o| kl_loss(sh, &[f32::NAN, 0.0, 0.0, 0.0], &old, &m, &KlCfg::default(), o)).unwrap();
+    let (v, g, _) =
+        run(4, |o| kl_loss(Exec::new(), sh, &m, &[f32::NAN, 0.0, 0.0, 0.0], &old, &KlCfg::default(), o)).unwrap();
     assert!(v[0].is_nan() && g[0].is_nan() && !v[1].is_nan());
-    assert!(agg_loss(&[f32::NAN, 0.0, 0.0, 0.0], &m, sh, AggMode::TokenMean, &AggNorm::default()).unwrap().is_nan());
+    assert!(agg_loss(Exec::new(), sh, &m, &[f32::NAN, 0.0, 0.0, 0.0], AggMode::TokenMean, &AggNorm::default())
+        .unwrap()
+        .is_nan());
 }
 
 /// Rollout importance weights: worked example (token and sequence level), and that they scale
@@ -439,23 +481,23 @@ fn truncated_importance_weights() {
     let roll = [-1.0f32, -1.0, f32::NAN];
     let m = [1u8, 1, 0];
     let mut w = vec![POISON; 3];
-    tis_weights(sh, &old, &roll, &m, &TisCfg::default(), &mut w).unwrap();
+    tis_weights(Exec::new(), sh, &m, &old, &roll, &TisCfg::default(), &mut w).unwrap();
     close(w[0], 2.0, 0.0);
     close(w[1], 1.5, 1e-6);
     assert_eq!(w[2], 0.0);
-    tis_weights(sh, &old, &roll, &m, &TisCfg { level: TisLevel::Sequence, cap: 10.0 }, &mut w).unwrap();
+    tis_weights(Exec::new(), sh, &m, &old, &roll, &TisCfg { level: TisLevel::Sequence, cap: 10.0 }, &mut w).unwrap();
     close(w[0], 4.5, 1e-5);
     close(w[1], 4.5, 1e-5);
     assert_eq!(w[2], 0.0);
-    tis_weights(sh, &old, &roll, &m, &TisCfg { level: TisLevel::Sequence, cap: 2.0 }, &mut w).unwrap();
+    tis_weights(Exec::new(), sh, &m, &old, &roll, &TisCfg { level: TisLevel::Sequence, cap: 2.0 }, &mut w).unwrap();
     assert_eq!(w, [2.0, 2.0, 0.0]);
     // Scaling: ℓ(w) = w·ℓ(1), gradient too.
     let (lp, o2, a) = ([-1.0f32, -0.5, -2.0], [-1.2f32, -0.4, -2.0], [1.0f32, -1.0, 3.0]);
     let isw = [0.5f32, 2.0, f32::NAN];
     let plain = inputs(sh, &lp, &o2, &a, &m);
     let weighted = PolicyInputs { is_weights: Some(&isw), ..plain };
-    let (l1, g1, _) = run(3, |o| ppo_clip_loss(&plain, &ClipCfg::default(), o)).unwrap();
-    let (l2, g2, _) = run(3, |o| ppo_clip_loss(&weighted, &ClipCfg::default(), o)).unwrap();
+    let (l1, g1, _) = run(3, |o| ppo_clip_loss(Exec::new(), &plain, &ClipCfg::default(), o)).unwrap();
+    let (l2, g2, _) = run(3, |o| ppo_clip_loss(Exec::new(), &weighted, &ClipCfg::default(), o)).unwrap();
     for j in 0..2 {
         assert_eq!(l2[j], l1[j] * isw[j]);
         assert_eq!(g2[j], g1[j] * isw[j]);
@@ -497,12 +539,12 @@ fn chains_into_logits_backward() {
     )
     .unwrap();
     let inp = PolicyInputs { shape: sh, logp: &lp, old_logp: &old, adv: &adv, mask: &mask, is_weights: None };
-    let (_, dpg, _) = run(n, |o| ppo_clip_loss(&inp, &cfg, o)).unwrap();
-    let (_, dkl, _) = run(n, |o| kl_loss(sh, &lp, &refl, &mask, &KlCfg::default(), o)).unwrap();
+    let (_, dpg, _) = run(n, |o| ppo_clip_loss(Exec::new(), &inp, &cfg, o)).unwrap();
+    let (_, dkl, _) = run(n, |o| kl_loss(Exec::new(), sh, &mask, &lp, &refl, &KlCfg::default(), o)).unwrap();
     let mut w = vec![POISON; n];
-    agg_weights(&mask, sh, AggMode::TokenMean, &AggNorm::default(), &mut w).unwrap();
+    agg_weights(Exec::new(), sh, &mask, AggMode::TokenMean, &AggNorm::default(), &mut w).unwrap();
     let mut g_logp = vec![POISON; n];
-    logp_upstream(&w, &[(1.0, &dpg), (beta, &dkl)], &mut g_logp).unwrap();
+    logp_upstream(Exec::new(), &w, &[(1.0, &dpg), (beta, &dkl)], &mut g_logp).unwrap();
     let mut dx = vec![POISON; n * v];
     logits::stats_bwd(
         common::portable(),
@@ -551,11 +593,11 @@ fn chains_into_logits_backward() {
 fn upstream_helpers() {
     let w = [0.25f32, 0.0, 0.5];
     let mut o = [POISON; 3];
-    entropy_upstream(&w, 0.01, &mut o).unwrap();
+    entropy_upstream(Exec::new(), &w, 0.01, &mut o).unwrap();
     assert_eq!(o, [-0.0025, 0.0, -0.005]);
-    logp_upstream(&w, &[(1.0, &[2.0, f32::NAN, 4.0]), (0.5, &[2.0, 1.0, -2.0])], &mut o).unwrap();
+    logp_upstream(Exec::new(), &w, &[(1.0, &[2.0, f32::NAN, 4.0]), (0.5, &[2.0, 1.0, -2.0])], &mut o).unwrap();
     assert_eq!(o, [0.75, 0.0, 1.5]);
-    logp_upstream(&w, &[], &mut o).unwrap();
+    logp_upstream(Exec::new(), &w, &[], &mut o).unwrap();
     assert_eq!(o, [0.0; 3]);
 }
 
@@ -663,12 +705,18 @@ fn fused_step_matches_composition_bitwise() {
                     for mode in modes {
                         for norm in &norms {
                             let (mut l0, mut g0) = (vec![POISON; n], vec![POISON; n]);
-                            let (ps0, ks0) =
-                                ppo_clip_kl_loss(&inp, clip, &kl, LossOut { loss: &mut l0, dloss_dlogp: &mut g0 })
-                                    .unwrap();
-                            let big0 = agg_loss(&l0, &mask, shape, mode, norm).unwrap();
-                            agg_chain_in_place(&mask, shape, mode, norm, &mut g0).unwrap();
-                            let (l1, g1, st) = run(n, |o| ppo_clip_kl_step(&inp, clip, &kl, mode, norm, o)).unwrap();
+                            let (ps0, ks0) = ppo_clip_kl_loss(
+                                Exec::new(),
+                                &inp,
+                                clip,
+                                &kl,
+                                LossOut { loss: &mut l0, dloss_dlogp: &mut g0 },
+                            )
+                            .unwrap();
+                            let big0 = agg_loss(Exec::new(), shape, &mask, &l0, mode, norm).unwrap();
+                            agg_chain_in_place(Exec::new(), shape, &mask, mode, norm, &mut g0).unwrap();
+                            let (l1, g1, st) =
+                                run(n, |o| ppo_clip_kl_step(Exec::new(), &inp, clip, &kl, mode, norm, o)).unwrap();
                             let what = format!("{rows}x{cols} {clip:?} {klc:?} w={with_w} {mode:?} {norm:?}");
                             assert_eq!(nan_bits(&l1), nan_bits(&l0), "loss {what}");
                             assert_eq!(nan_bits(&g1), nan_bits(&g0), "g_logp {what}");
@@ -701,11 +749,18 @@ fn fused_step_matches_composition_exactly_without_nan() {
     for mode in [AggMode::TokenMean, AggMode::SeqMeanTokenMean] {
         let norm = AggNorm::default();
         let (mut l0, mut g0) = (vec![POISON; n], vec![POISON; n]);
-        let (ps0, ks0) =
-            ppo_clip_kl_loss(&inp, &ClipCfg::default(), &kl, LossOut { loss: &mut l0, dloss_dlogp: &mut g0 }).unwrap();
-        let big0 = agg_loss(&l0, &mask, shape, mode, &norm).unwrap();
-        agg_chain_in_place(&mask, shape, mode, &norm, &mut g0).unwrap();
-        let (l1, g1, st) = run(n, |o| ppo_clip_kl_step(&inp, &ClipCfg::default(), &kl, mode, &norm, o)).unwrap();
+        let (ps0, ks0) = ppo_clip_kl_loss(
+            Exec::new(),
+            &inp,
+            &ClipCfg::default(),
+            &kl,
+            LossOut { loss: &mut l0, dloss_dlogp: &mut g0 },
+        )
+        .unwrap();
+        let big0 = agg_loss(Exec::new(), shape, &mask, &l0, mode, &norm).unwrap();
+        agg_chain_in_place(Exec::new(), shape, &mask, mode, &norm, &mut g0).unwrap();
+        let (l1, g1, st) =
+            run(n, |o| ppo_clip_kl_step(Exec::new(), &inp, &ClipCfg::default(), &kl, mode, &norm, o)).unwrap();
         let raw = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(raw(&l1), raw(&l0));
         assert_eq!(raw(&g1), raw(&g0));
@@ -727,8 +782,16 @@ fn fused_step_errors_before_writing() {
     let kl = KlTerm { ref_logp: &v, cfg: KlCfg::default(), coef: 0.1 };
     let step = |inp: &PolicyInputs<'_>, cfg: &ClipCfg, kl: &KlTerm<'_>, norm: &AggNorm| {
         let (mut l, mut g) = ([POISON; 4], [POISON; 4]);
-        let r = ppo_clip_kl_step(inp, cfg, kl, AggMode::TokenMean, norm, LossOut { loss: &mut l, dloss_dlogp: &mut g });
-        assert!(l.iter().chain(&g).all(|x| x.to_bits() == POISON.to_bits()), "wrote before failing");
+        let r = ppo_clip_kl_step(
+            Exec::new(),
+            inp,
+            cfg,
+            kl,
+            AggMode::TokenMean,
+            norm,
+            LossOut { loss: &mut l, dloss_dlogp: &mut g },
+        );
+        assert!(untouched(&l) && untouched(&g), "wrote before failing");
         r.unwrap_err()
     };
     let (c, nm) = (ClipCfg::default(), AggNorm::default());
@@ -741,6 +804,14 @@ fn fused_step_errors_before_writing() {
     assert!(matches!(step(&inp, &c, &kl, &AggNorm { global_tokens: Some(3), ..nm }), TmError::InvalidArgument(_)));
     // The short output buffer, as the composition reports it.
     let (mut l, mut g) = ([POISON; 3], [POISON; 4]);
-    let r = ppo_clip_kl_step(&inp, &c, &kl, AggMode::TokenMean, &nm, LossOut { loss: &mut l, dloss_dlogp: &mut g });
+    let r = ppo_clip_kl_step(
+        Exec::new(),
+        &inp,
+        &c,
+        &kl,
+        AggMode::TokenMean,
+        &nm,
+        LossOut { loss: &mut l, dloss_dlogp: &mut g },
+    );
     assert_eq!(r, Err(lm("loss", 3)));
 }

@@ -13,8 +13,9 @@ mod common;
 use common::POISON;
 use proptest::prelude::*;
 use tokenmath_core::policy_loss::*;
-use tokenmath_core::TmError;
+use tokenmath_core::{Exec, TmError};
 use tokenmath_reference::policy_loss as rpl;
+use tokenmath_testutil::all_written;
 
 const U: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -203,7 +204,7 @@ type Out<S> = (Vec<f32>, Vec<f32>, S);
 fn run<S>(n: usize, f: impl FnOnce(LossOut<'_>) -> Result<S, TmError>) -> Out<S> {
     let (mut l, mut g) = (vec![POISON; n], vec![POISON; n]);
     let s = f(LossOut { loss: &mut l, dloss_dlogp: &mut g }).expect("valid call");
-    assert!(l.iter().chain(&g).all(|x| x.to_bits() != POISON.to_bits()), "unwritten output");
+    assert!(all_written(&l) && all_written(&g), "unwritten output");
     (l, g, s)
 }
 
@@ -276,7 +277,7 @@ proptest! {
     #[test]
     fn ppo_matches_reference(b in batch(), cfg in clip_cfgs(), with_is in any::<bool>()) {
         let n = b.mask.len();
-        let (l, g, st) = run(n, |o| ppo_clip_loss(&b.inputs(with_is), &cfg, o));
+        let (l, g, st) = run(n, |o| ppo_clip_loss(Exec::new(), &b.inputs(with_is), &cfg, o));
         check_masked(&b, &l, &g)?;
         let rc = rclip(&cfg);
         let r_hi = 1.0 + cfg.eps_high;
@@ -342,7 +343,7 @@ proptest! {
     fn gspo_matches_reference(b in batch(), eps in (0.0f32..0.3, 0.0f32..0.3), cap in prop::option::of(-1.0f32..12.0), with_is in any::<bool>()) {
         let n = b.mask.len();
         let cfg = GspoCfg { eps_low: eps.0, eps_high: eps.1, seq_log_ratio_cap: cap };
-        let (l, g, st) = run(n, |o| gspo_loss(&b.inputs(with_is), &cfg, o));
+        let (l, g, st) = run(n, |o| gspo_loss(Exec::new(), &b.inputs(with_is), &cfg, o));
         check_masked(&b, &l, &g)?;
         let (rl, rg, s_rows) = rpl::gspo(&f64s(&b.logp), &f64s(&b.old), &f64s(&b.adv), &b.mask, b.cols, eps.0 as f64, eps.1 as f64, cap.map(|c| c as f64));
         for i in (0..n).filter(|&i| b.valid(i)) {
@@ -376,7 +377,7 @@ proptest! {
         Just(CispoCfg { w_min: None, w_max: None, log_ratio_clamp: Some(20.0) }),
     ], with_is in any::<bool>()) {
         let n = b.mask.len();
-        let (l, g, st) = run(n, |o| cispo_loss(&b.inputs(with_is), &preset, o));
+        let (l, g, st) = run(n, |o| cispo_loss(Exec::new(), &b.inputs(with_is), &preset, o));
         check_masked(&b, &l, &g)?;
         let (mut hi, mut lo) = (0u64, 0u64);
         for i in (0..n).filter(|&i| b.valid(i)) {
@@ -406,7 +407,7 @@ proptest! {
         (0.1f32..3.0, 0.1f32..3.0).prop_map(|(p, q)| SapoCfg { tau_pos: p, tau_neg: q, log_ratio_clamp: Some(20.0) }),
     ], with_is in any::<bool>()) {
         let n = b.mask.len();
-        let (l, g, st) = run(n, |o| sapo_loss(&b.inputs(with_is), &cfg, o));
+        let (l, g, st) = run(n, |o| sapo_loss(Exec::new(), &b.inputs(with_is), &cfg, o));
         check_masked(&b, &l, &g)?;
         for i in (0..n).filter(|&i| b.valid(i)) {
             let (rl, rg) = rpl::sapo_token(b.logp[i] as f64, b.old[i] as f64, b.adv[i] as f64, cfg.tau_pos as f64, cfg.tau_neg as f64, cfg.log_ratio_clamp.map(|x| x as f64));
@@ -434,7 +435,7 @@ proptest! {
     fn kl_matches_reference(b in batch(), kind in prop_oneof![Just(KlKind::K1), Just(KlKind::Abs), Just(KlKind::K2), Just(KlKind::K3), Just(KlKind::K1Plus), Just(KlKind::K3Plus)], clamps in any::<bool>()) {
         let n = b.mask.len();
         let cfg = KlCfg { kind, verl_clamps: clamps };
-        let (v, g, st) = run(n, |o| kl_loss(b.shape(), &b.logp, &b.refl, &b.mask, &cfg, o));
+        let (v, g, st) = run(n, |o| kl_loss(Exec::new(), b.shape(), &b.mask, &b.logp, &b.refl, &cfg, o));
         check_masked(&b, &v, &g)?;
         let rk = match kind {
             KlKind::K1 => rpl::Kl::K1, KlKind::Abs => rpl::Kl::Abs, KlKind::K2 => rpl::Kl::K2,
@@ -477,18 +478,18 @@ proptest! {
         let seq = (0..b.rows).filter(|&r| b.mask[r * b.cols..(r + 1) * b.cols].iter().any(|&m| m != 0)).count() as u64;
         let norm = AggNorm { global_tokens: extra_tok.map(|e| tok + e), global_seqs: extra_seq.map(|e| seq + e), dp_size: dp, scale_factor: scale };
         let rn = rpl::Norm { global_tokens: norm.global_tokens.map(|x| x as f64), global_seqs: norm.global_seqs.map(|x| x as f64), dp: dp as f64, scale: scale.map(|s| s as f64) };
-        let got = agg_loss(&loss, &b.mask, b.shape(), mode, &norm).unwrap();
+        let got = agg_loss(Exec::new(), b.shape(), &b.mask, &loss, mode, &norm).unwrap();
         let l64: Vec<f64> = loss.iter().zip(&b.mask).map(|(&x, &m)| if m != 0 { x as f64 } else { 0.0 }).collect();
         let want = rpl::agg(&l64, &b.mask, b.cols, ragg(mode), &rn);
         let abs_sum: f64 = l64.iter().map(|x| x.abs()).sum::<f64>() * dp as f64;
         prop_assert!((got as f64 - want).abs() <= U * want.abs() + 1e-13 * abs_sum, "L = {} want {}", got, want);
         let mut w = vec![POISON; n];
-        agg_weights(&b.mask, b.shape(), mode, &norm, &mut w).unwrap();
+        agg_weights(Exec::new(), b.shape(), &b.mask, mode, &norm, &mut w).unwrap();
         // The in-place chain equals weights + upstream, bitwise (garbage in padding included).
         let mut up = vec![POISON; n];
-        logp_upstream(&w, &[(1.0, &loss)], &mut up).unwrap();
+        logp_upstream(Exec::new(), &w, &[(1.0, &loss)], &mut up).unwrap();
         let mut inplace = loss.clone();
-        agg_chain_in_place(&b.mask, b.shape(), mode, &norm, &mut inplace).unwrap();
+        agg_chain_in_place(Exec::new(), b.shape(), &b.mask, mode, &norm, &mut inplace).unwrap();
         prop_assert_eq!(up.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), inplace.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
         let mut sum_wl = 0.0f64;
         for i in 0..n {
@@ -536,28 +537,28 @@ proptest! {
                 == (s1.valid_tokens, s1.clipped_high, s1.clipped_low, s1.clipped_dual)
                 && sums_close(s0.neg_log_ratio_sum, s1.neg_log_ratio_sum)
         };
-        let (l0, l1, s0, s1) = same!(|x: &Batch, o| ppo_clip_loss(&x.inputs(true), &cfg, o));
+        let (l0, l1, s0, s1) = same!(|x: &Batch, o| ppo_clip_loss(Exec::new(), &x.inputs(true), &cfg, o));
         prop_assert!(pol(s0, s1), "{:?} vs {:?}", s0, s1);
-        let (_, _, s0, s1) = same!(|x: &Batch, o| gspo_loss(&x.inputs(true), &GspoCfg::default(), o));
+        let (_, _, s0, s1) = same!(|x: &Batch, o| gspo_loss(Exec::new(), &x.inputs(true), &GspoCfg::default(), o));
         prop_assert!(pol(s0, s1), "{:?} vs {:?}", s0, s1);
-        let (_, _, s0, s1) = same!(|x: &Batch, o| cispo_loss(&x.inputs(true), &CispoCfg::default(), o));
+        let (_, _, s0, s1) = same!(|x: &Batch, o| cispo_loss(Exec::new(), &x.inputs(true), &CispoCfg::default(), o));
         prop_assert!(pol(s0, s1), "{:?} vs {:?}", s0, s1);
-        let (_, _, s0, s1) = same!(|x: &Batch, o| sapo_loss(&x.inputs(true), &SapoCfg::default(), o));
+        let (_, _, s0, s1) = same!(|x: &Batch, o| sapo_loss(Exec::new(), &x.inputs(true), &SapoCfg::default(), o));
         prop_assert!(pol(s0, s1), "{:?} vs {:?}", s0, s1);
-        let (_, _, s0, s1) = same!(|x: &Batch, o| kl_loss(x.shape(), &x.logp, &x.refl, &x.mask, &KlCfg::default(), o));
+        let (_, _, s0, s1) = same!(|x: &Batch, o| kl_loss(Exec::new(), x.shape(), &x.mask, &x.logp, &x.refl, &KlCfg::default(), o));
         prop_assert!(s0.valid_tokens == s1.valid_tokens && sums_close(s0.kl_sum, s1.kl_sum), "{:?} vs {:?}", s0, s1);
         let norm = AggNorm { scale_factor: if mode == AggMode::SeqMeanTokenSumNorm { Some(3.0) } else { None }, ..AggNorm::default() };
-        let a0 = agg_loss(&l0, &b.mask, b.shape(), mode, &norm).unwrap();
-        let a1 = agg_loss(&l1, &p.mask, p.shape(), mode, &norm).unwrap();
+        let a0 = agg_loss(Exec::new(), b.shape(), &b.mask, &l0, mode, &norm).unwrap();
+        let a1 = agg_loss(Exec::new(), p.shape(), &p.mask, &l1, mode, &norm).unwrap();
         prop_assert_eq!(a0.to_bits(), a1.to_bits());
         let (mut w0, mut w1) = (vec![POISON; n], vec![POISON; np]);
-        agg_weights(&b.mask, b.shape(), mode, &norm, &mut w0).unwrap();
-        agg_weights(&p.mask, p.shape(), mode, &norm, &mut w1).unwrap();
+        agg_weights(Exec::new(), b.shape(), &b.mask, mode, &norm, &mut w0).unwrap();
+        agg_weights(Exec::new(), p.shape(), &p.mask, mode, &norm, &mut w1).unwrap();
         prop_assert_eq!(orig(&w1), bits(&w0));
         let (mut t0, mut t1) = (vec![POISON; n], vec![POISON; np]);
         for level in [TisLevel::Token, TisLevel::Sequence] {
-            tis_weights(b.shape(), &b.old, &b.refl, &b.mask, &TisCfg { level, cap: 2.0 }, &mut t0).unwrap();
-            tis_weights(p.shape(), &p.old, &p.refl, &p.mask, &TisCfg { level, cap: 2.0 }, &mut t1).unwrap();
+            tis_weights(Exec::new(), b.shape(), &b.mask, &b.old, &b.refl, &TisCfg { level, cap: 2.0 }, &mut t0).unwrap();
+            tis_weights(Exec::new(), p.shape(), &p.mask, &p.old, &p.refl, &TisCfg { level, cap: 2.0 }, &mut t1).unwrap();
             prop_assert_eq!(orig(&t1), bits(&t0));
         }
     }
@@ -569,9 +570,9 @@ proptest! {
         let n = b.mask.len();
         let kc = KlCfg { kind, verl_clamps: clamps };
         let term = KlTerm { ref_logp: &b.refl, cfg: kc, coef };
-        let (l, g, (ps, ks)) = run(n, |o| ppo_clip_kl_loss(&b.inputs(with_is), &cfg, &term, o));
-        let (lp, gp, ps1) = run(n, |o| ppo_clip_loss(&b.inputs(with_is), &cfg, o));
-        let (lk, gk, ks1) = run(n, |o| kl_loss(b.shape(), &b.logp, &b.refl, &b.mask, &kc, o));
+        let (l, g, (ps, ks)) = run(n, |o| ppo_clip_kl_loss(Exec::new(), &b.inputs(with_is), &cfg, &term, o));
+        let (lp, gp, ps1) = run(n, |o| ppo_clip_loss(Exec::new(), &b.inputs(with_is), &cfg, o));
+        let (lk, gk, ks1) = run(n, |o| kl_loss(Exec::new(), b.shape(), &b.mask, &b.logp, &b.refl, &kc, o));
         check_masked(&b, &l, &g)?;
         for i in 0..n {
             let (wl, wg) = if b.valid(i) { (lp[i] + coef * lk[i], gp[i] + coef * gk[i]) } else { (0.0, 0.0) };
@@ -581,11 +582,11 @@ proptest! {
         prop_assert_eq!(format!("{:?}{:?}", ps, ks), format!("{:?}{:?}", ps1, ks1));
         let bad = KlTerm { coef: f32::NAN, ..term };
         let (mut l2, mut g2) = (vec![0.0; n], vec![0.0; n]);
-        let r = ppo_clip_kl_loss(&b.inputs(with_is), &cfg, &bad, LossOut { loss: &mut l2, dloss_dlogp: &mut g2 });
+        let r = ppo_clip_kl_loss(Exec::new(), &b.inputs(with_is), &cfg, &bad, LossOut { loss: &mut l2, dloss_dlogp: &mut g2 });
         prop_assert!(matches!(r, Err(TmError::InvalidArgument(_))));
         let short = KlTerm { ref_logp: &b.refl[..n.saturating_sub(1)], ..term };
         if n > 0 {
-            let r = ppo_clip_kl_loss(&b.inputs(with_is), &cfg, &short, LossOut { loss: &mut l2, dloss_dlogp: &mut g2 });
+            let r = ppo_clip_kl_loss(Exec::new(), &b.inputs(with_is), &cfg, &short, LossOut { loss: &mut l2, dloss_dlogp: &mut g2 });
             let ok = matches!(r, Err(TmError::LengthMismatch { what: "ref_logp", .. }));
             prop_assert!(ok);
         }
@@ -597,7 +598,7 @@ proptest! {
         let n = b.mask.len();
         let level = if seq { TisLevel::Sequence } else { TisLevel::Token };
         let mut w = vec![POISON; n];
-        tis_weights(b.shape(), &b.old, &b.refl, &b.mask, &TisCfg { level, cap }, &mut w).unwrap();
+        tis_weights(Exec::new(), b.shape(), &b.mask, &b.old, &b.refl, &TisCfg { level, cap }, &mut w).unwrap();
         let want = rpl::tis(&f64s(&b.old), &f64s(&b.refl), &b.mask, b.cols, seq, cap as f64);
         for i in 0..n {
             if !b.valid(i) {
@@ -699,11 +700,11 @@ proptest! {
         let sh = BatchShape::new(rows, cols);
         let cfg = GspoCfg { eps_low: eps.0, eps_high: eps.1, seq_log_ratio_cap: Some(10.0) };
         let inp = PolicyInputs { shape: sh, logp: &lp, old_logp: &old, adv: &adv, mask: &mask, is_weights: None };
-        let (_, g, _) = run(n, |o| gspo_loss(&inp, &cfg, o));
+        let (_, g, _) = run(n, |o| gspo_loss(Exec::new(), &inp, &cfg, o));
         let mut w = vec![POISON; n];
-        agg_weights(&mask, sh, GSPO_AGG_MODE, &AggNorm::default(), &mut w).unwrap();
+        agg_weights(Exec::new(), sh, &mask, GSPO_AGG_MODE, &AggNorm::default(), &mut w).unwrap();
         let mut up = vec![POISON; n];
-        logp_upstream(&w, &[(1.0, &g)], &mut up).unwrap();
+        logp_upstream(Exec::new(), &w, &[(1.0, &g)], &mut up).unwrap();
         let (lp64, old64) = (f64s(&lp), f64s(&old));
         let arow: Vec<f64> = adv_rows[..rows].iter().map(|&a| a as f64).collect();
         let (e0, e1) = (eps.0 as f64, eps.1 as f64);

@@ -171,12 +171,12 @@ int main() {
   tkm_ppo_clip_options clip;
   ok(tkm_ppo_clip_options_init(&clip), "ppo clip options");
   tkm_policy_stats stats;
-  ok(tkm_ppo_clip_loss(f.logp.data(), old_logp.data(), adv_tok.data(), b.mask.data(), nullptr, B, T, &clip,
+  ok(tkm_ppo_clip_loss(nullptr, f.logp.data(), old_logp.data(), adv_tok.data(), b.mask.data(), nullptr, B, T, &clip,
                        pg_loss.data(), dloss.data(), &stats),
      "tkm_ppo_clip_loss");
   float agg = 0.0f;
-  ok(tkm_agg_loss(pg_loss.data(), b.mask.data(), B, T, TKM_AGG_TOKEN_MEAN, nullptr, &agg), "tkm_agg_loss");
-  ok(tkm_agg_weights(b.mask.data(), B, T, TKM_AGG_TOKEN_MEAN, nullptr, w_agg.data()), "tkm_agg_weights");
+  ok(tkm_agg_loss(nullptr, pg_loss.data(), b.mask.data(), B, T, TKM_AGG_TOKEN_MEAN, nullptr, &agg), "tkm_agg_loss");
+  ok(tkm_agg_weights(nullptr, b.mask.data(), B, T, TKM_AGG_TOKEN_MEAN, nullptr, w_agg.data()), "tkm_agg_weights");
 
   // ---- backward --------------------------------------------------------------------------
   double count = 0, naive_pg = 0;
@@ -206,7 +206,7 @@ int main() {
     float total = 0.0f;
     tkm_policy_stats step_stats;
     tkm_kl_stats kl_stats;
-    ok(tkm_ppo_clip_kl_step(f.logp.data(), old_logp.data(), adv_tok.data(), b.mask.data(), nullptr,
+    ok(tkm_ppo_clip_kl_step(nullptr, f.logp.data(), old_logp.data(), adv_tok.data(), b.mask.data(), nullptr,
                             old_logp.data(), B, T, &clip, &kl, 0.001f, TKM_AGG_TOKEN_MEAN, nullptr,
                             step_loss.data(), step_g.data(), &total, &step_stats, &kl_stats),
        "tkm_ppo_clip_kl_step");
@@ -217,7 +217,7 @@ int main() {
       failures++;
       std::fprintf(stderr, "unexpected fused step statistics\n");
     }
-    ok(tkm_entropy_upstream(w_agg.data(), N, kBeta, step_ent.data()), "tkm_entropy_upstream");
+    ok(tkm_entropy_upstream(nullptr, w_agg.data(), N, kBeta, step_ent.data()), "tkm_entropy_upstream");
     for (size_t n = 0; n < N; n++) expect_close(step_ent[n], g_ent[n], 1e-6, "entropy upstream");
   }
   tkm_exec_options opts;

@@ -4,14 +4,12 @@
 //! values to tokens.
 //! `tokenmath_core::advantages` documents the math and every flavor.
 
-use core::mem::{offset_of, size_of};
-
 use tokenmath_core::advantages::{
     self, Compat, Groups, GrpoCfg, GrpoFlavor, NanPolicy, OverlongCfg, RlooFlavor, SingletonPolicy, StdKind, TrlScale,
 };
 
 use crate::status::*;
-use crate::util::{flag, guard, input, mul, opt_input, read_options, scratch, Out, Res};
+use crate::util::{flag, guard, init_options, input, mul, opt_input, options, read_options, scratch, Out, Res};
 
 /// GRPO, the library form: `(R - mean) / (std + eps)` with Welford group moments
 /// (`std_kind`, `singleton` apply).
@@ -83,33 +81,16 @@ pub struct tkm_grpo_options {
     pub reserved: u32,
 }
 
-impl Default for tkm_grpo_options {
-    fn default() -> Self {
-        tkm_grpo_options {
-            struct_size: size_of::<tkm_grpo_options>(),
-            flavor: TKM_GRPO_STANDARD,
-            std_kind: TKM_STD_UNBIASED,
-            singleton: TKM_SINGLETON_ZERO,
-            trl_scale: TKM_TRL_SCALE_GROUP,
-            norm_by_std: 1,
-            nan_policy: TKM_NAN_ERROR,
-            eps: 1e-6,
-            reserved: 0,
-        }
-    }
-}
-
-const GRPO_FIELD_ENDS: [usize; 9] = [
-    size_of::<usize>(),
-    offset_of!(tkm_grpo_options, flavor) + 4,
-    offset_of!(tkm_grpo_options, std_kind) + 4,
-    offset_of!(tkm_grpo_options, singleton) + 4,
-    offset_of!(tkm_grpo_options, trl_scale) + 4,
-    offset_of!(tkm_grpo_options, norm_by_std) + 4,
-    offset_of!(tkm_grpo_options, nan_policy) + 4,
-    offset_of!(tkm_grpo_options, eps) + 4,
-    offset_of!(tkm_grpo_options, reserved) + 4,
-];
+options!(tkm_grpo_options {
+    flavor: TKM_GRPO_STANDARD,
+    std_kind: TKM_STD_UNBIASED,
+    singleton: TKM_SINGLETON_ZERO,
+    trl_scale: TKM_TRL_SCALE_GROUP,
+    norm_by_std: 1,
+    nan_policy: TKM_NAN_ERROR,
+    eps: 1e-6,
+    reserved: 0,
+});
 
 fn grpo_cfg(o: &tkm_grpo_options) -> Res<GrpoCfg> {
     let bad = TKM_STATUS_INVALID_ARGUMENT;
@@ -164,16 +145,7 @@ unsafe fn groups<'a>(n: usize, group_ids: *const u32, group_size: usize) -> Res<
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_grpo_options`.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_grpo_options_init(opts: *mut tkm_grpo_options) -> tkm_status {
-    guard(|| {
-        if opts.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (opts as usize) % core::mem::align_of::<tkm_grpo_options>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        opts.write(tkm_grpo_options::default());
-        Ok(())
-    })
+    init_options(opts)
 }
 
 /// GRPO advantages, one per response: `out[b]` from `rewards` (`n` floats) grouped by
@@ -196,7 +168,7 @@ pub unsafe extern "C" fn tkm_grpo_advantage(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_grpo_options::default(), &GRPO_FIELD_ENDS)?;
+        let o = read_options(opts)?;
         let cfg = grpo_cfg(&o)?;
         let r = input(rewards, n)?;
         let g = groups(n, group_ids, group_size)?;
@@ -458,7 +430,14 @@ pub unsafe extern "C" fn tkm_gae(
                 &mut unwanted
             }
         };
-        advantages::gae(r, v, m, t, gamma, lam, c, &mut a.buf, ret_buf)?;
+        advantages::gae(
+            r,
+            v,
+            m,
+            t,
+            &advantages::GaeCfg { gamma, lam, compat: c },
+            advantages::GaeOut { adv: &mut a.buf, ret: ret_buf },
+        )?;
         a.commit();
         if let Some(g) = g {
             g.commit();
@@ -509,27 +488,15 @@ pub struct tkm_overlong_options {
     pub penalty_factor: f32,
 }
 
-impl Default for tkm_overlong_options {
-    fn default() -> Self {
-        let c = OverlongCfg::default();
-        tkm_overlong_options {
-            struct_size: size_of::<tkm_overlong_options>(),
-            max_len: c.max_len,
-            buffer_len: c.buffer_len,
-            penalty_factor: c.penalty_factor,
-        }
-    }
-}
-
-const OVERLONG_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_overlong_options, max_len) + size_of::<usize>(),
-    offset_of!(tkm_overlong_options, buffer_len) + size_of::<usize>(),
-    offset_of!(tkm_overlong_options, penalty_factor) + 4,
-];
+options!(tkm_overlong_options {
+    let c = OverlongCfg::default();
+    max_len: c.max_len,
+    buffer_len: c.buffer_len,
+    penalty_factor: c.penalty_factor,
+});
 
 unsafe fn overlong_cfg(p: *const tkm_overlong_options) -> Res<OverlongCfg> {
-    let o = read_options(p, tkm_overlong_options::default(), &OVERLONG_FIELD_ENDS)?;
+    let o = read_options(p)?;
     Ok(OverlongCfg { max_len: o.max_len, buffer_len: o.buffer_len, penalty_factor: o.penalty_factor })
 }
 
@@ -539,16 +506,7 @@ unsafe fn overlong_cfg(p: *const tkm_overlong_options) -> Res<OverlongCfg> {
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_overlong_options_init(opts: *mut tkm_overlong_options) -> tkm_status {
-    guard(|| {
-        if opts.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (opts as usize) % core::mem::align_of::<tkm_overlong_options>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        opts.write(tkm_overlong_options::default());
-        Ok(())
-    })
+    init_options(opts)
 }
 
 /// The overlong penalty of a response of `len` valid tokens into `*out`:

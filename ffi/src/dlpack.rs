@@ -113,7 +113,7 @@ unsafe fn check(t: *const DLTensor, ndim: usize) -> Res<Checked> {
     if t.shape.is_null() {
         return Err(TKM_STATUS_BAD_TENSOR);
     }
-    if (t.shape as usize) % core::mem::align_of::<i64>() != 0 {
+    if !(t.shape as usize).is_multiple_of(core::mem::align_of::<i64>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }
     let dims = core::slice::from_raw_parts(t.shape, ndim);
@@ -127,7 +127,7 @@ unsafe fn check(t: *const DLTensor, ndim: usize) -> Res<Checked> {
         strides[0] = shape[1];
     }
     if !t.strides.is_null() {
-        if (t.strides as usize) % core::mem::align_of::<i64>() != 0 {
+        if !(t.strides as usize).is_multiple_of(core::mem::align_of::<i64>()) {
             return Err(TKM_STATUS_MISALIGNED);
         }
         let given = core::slice::from_raw_parts(t.strides, ndim);

@@ -1,11 +1,9 @@
 //! `tkm_exec_options`: backend and thread count of the kernel calls.
 
-use core::mem::{offset_of, size_of};
-
 use tokenmath_core::{Backend, Exec};
 
 use crate::status::*;
-use crate::util::{guard, read_options, Res};
+use crate::util::{init_options, options, read_options, Res};
 
 /// Pick the fastest backend this CPU supports (the default).
 pub const TKM_BACKEND_AUTO: u32 = 0;
@@ -14,6 +12,10 @@ pub const TKM_BACKEND_PORTABLE: u32 = 1;
 /// The x86-64 AVX2 + FMA + F16C backend (`TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU or
 /// the target lacks it).
 pub const TKM_BACKEND_AVX2_FMA: u32 = 2;
+/// The x86-64 AVX-512 backend (F, BW, DQ, VL, on top of AVX2 + FMA + F16C; its own code in
+/// the policy step, the AVX2 code elsewhere; `TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU
+/// or the target lacks it).
+pub const TKM_BACKEND_AVX512: u32 = 3;
 
 /// The largest accepted `threads` value.
 pub const TKM_MAX_THREADS: u32 = 1024;
@@ -32,44 +34,42 @@ pub struct tkm_exec_options {
     /// `TKM_MAX_THREADS`. Threads are started per call (no pool), so they pay off only for
     /// calls of a few milliseconds or more.
     pub threads: u32,
-    /// `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE` or `TKM_BACKEND_AVX2_FMA`.
+    /// `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE`, `TKM_BACKEND_AVX2_FMA` or
+    /// `TKM_BACKEND_AVX512`.
     pub backend: u32,
 }
 
-impl Default for tkm_exec_options {
-    fn default() -> Self {
-        tkm_exec_options { struct_size: size_of::<tkm_exec_options>(), threads: 1, backend: TKM_BACKEND_AUTO }
-    }
-}
-
-const EXEC_FIELD_ENDS: [usize; 3] =
-    [size_of::<usize>(), offset_of!(tkm_exec_options, threads) + 4, offset_of!(tkm_exec_options, backend) + 4];
+options!(tkm_exec_options { threads: 1, backend: TKM_BACKEND_AUTO });
 
 /// Reads and validates the exec options (NULL = defaults).
 ///
 /// # Safety
 /// `p` is NULL or a valid options struct of `struct_size` bytes.
 pub(crate) unsafe fn exec_from(p: *const tkm_exec_options) -> Res<Exec> {
-    let o = read_options(p, tkm_exec_options::default(), &EXEC_FIELD_ENDS)?;
+    let o = read_options(p)?;
     if o.threads > TKM_MAX_THREADS {
         return Err(TKM_STATUS_INVALID_ARGUMENT);
     }
     let backend = match o.backend {
         TKM_BACKEND_AUTO => Backend::detect(),
         TKM_BACKEND_PORTABLE => Backend::Portable,
-        TKM_BACKEND_AVX2_FMA => {
-            #[cfg(target_arch = "x86_64")]
-            {
-                Backend::avx2_fma().ok_or(TKM_STATUS_BACKEND_UNAVAILABLE)?
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                return Err(TKM_STATUS_BACKEND_UNAVAILABLE);
-            }
-        }
+        TKM_BACKEND_AVX2_FMA => x86_backend(TKM_BACKEND_AVX2_FMA)?,
+        TKM_BACKEND_AVX512 => x86_backend(TKM_BACKEND_AVX512)?,
         _ => return Err(TKM_STATUS_INVALID_ARGUMENT),
     };
     Ok(Exec::new().with_backend(backend).with_threads(o.threads.max(1) as usize))
+}
+
+/// The x86-64 backend with this `TKM_BACKEND_*` constant, if this CPU supports it.
+#[cfg(target_arch = "x86_64")]
+fn x86_backend(code: u32) -> Res<Backend> {
+    let b = if code == TKM_BACKEND_AVX512 { Backend::avx512() } else { Backend::avx2_fma() };
+    b.ok_or(TKM_STATUS_BACKEND_UNAVAILABLE)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn x86_backend(_code: u32) -> Res<Backend> {
+    Err(TKM_STATUS_BACKEND_UNAVAILABLE)
 }
 
 /// Writes the default exec options (`struct_size = sizeof(tkm_exec_options)`, one thread,
@@ -79,14 +79,5 @@ pub(crate) unsafe fn exec_from(p: *const tkm_exec_options) -> Res<Exec> {
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_exec_options_init(opts: *mut tkm_exec_options) -> tkm_status {
-    guard(|| {
-        if opts.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (opts as usize) % core::mem::align_of::<tkm_exec_options>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        opts.write(tkm_exec_options::default());
-        Ok(())
-    })
+    init_options(opts)
 }

@@ -4,9 +4,12 @@
 //! `tokenmath_core::fingerprint` documents the tree, the leaf record and the security
 //! properties. The hash is unkeyed BLAKE3 (`hash_id` 1).
 
+use tokenmath_core::fingerprint::builder::StreamingTree;
+use tokenmath_core::fingerprint::encoding::{self, FpKind, LeafRecord};
+use tokenmath_core::fingerprint::hash::{Blake3, Digest};
 use tokenmath_core::fingerprint::signed_head::{SignedHead, HEAD_FIXED_LEN};
 use tokenmath_core::fingerprint::simhash::{self, Planes};
-use tokenmath_core::fingerprint::{self as fp, encoding, sampling, Blake3, Digest, FpKind, LeafRecord, StreamingTree};
+use tokenmath_core::fingerprint::{proof, sampling, tree};
 
 use crate::status::*;
 use crate::util::{guard, guard_or, input, opt_input, Out, Res};
@@ -94,7 +97,7 @@ pub unsafe extern "C" fn tkm_fp_leaf_hash(
 pub unsafe extern "C" fn tkm_fp_root(leaf_hashes: *const u8, n: usize, out: *mut u8) -> tkm_status {
     guard(|| {
         let leaves = digests(leaf_hashes, n)?;
-        write_digest(out, &fp::root(&Blake3, leaves))
+        write_digest(out, &tree::root(&Blake3, leaves))
     })
 }
 
@@ -109,7 +112,7 @@ pub unsafe extern "C" fn tkm_fp_tree_new(out: *mut *mut tkm_fp_tree) -> tkm_stat
         if out.is_null() {
             return Err(TKM_STATUS_NULL_POINTER);
         }
-        if (out as usize) % core::mem::align_of::<*mut tkm_fp_tree>() != 0 {
+        if !(out as usize).is_multiple_of(core::mem::align_of::<*mut tkm_fp_tree>()) {
             return Err(TKM_STATUS_MISALIGNED);
         }
         let tree = Box::new(tkm_fp_tree { inner: StreamingTree::new(Blake3) });
@@ -184,7 +187,7 @@ pub unsafe extern "C" fn tkm_fp_tree_root(tree: *const tkm_fp_tree, out: *mut u8
 /// proof buffers with it.
 #[no_mangle]
 pub extern "C" fn tkm_fp_max_proof_len(n: u64) -> usize {
-    guard_or(0, || fp::max_proof_len(n))
+    guard_or(0, || proof::max_proof_len(n))
 }
 
 /// The exact number of hashes of the inclusion proof of leaf `index` in a tree of `size`
@@ -195,7 +198,7 @@ pub extern "C" fn tkm_fp_max_proof_len(n: u64) -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn tkm_fp_inclusion_proof_len(index: u64, size: u64, out: *mut usize) -> tkm_status {
     guard(|| {
-        let len = fp::inclusion_proof_len(index, size)?;
+        let len = proof::inclusion_proof_len(index, size)?;
         write_len(out, len)
     })
 }
@@ -223,7 +226,7 @@ pub unsafe extern "C" fn tkm_fp_inclusion_proof(
         }
         let mut proof = Out::<Digest>::new(out as *mut Digest, out_cap)?;
         Out::<usize>::new(out_len, 1)?;
-        let len = fp::inclusion_proof(&Blake3, leaves, index, &mut proof.buf)?;
+        let len = proof::inclusion_proof(&Blake3, leaves, index, &mut proof.buf)?;
         proof.buf.truncate(len);
         proof.commit();
         write_len(out_len, len)
@@ -251,7 +254,7 @@ pub unsafe extern "C" fn tkm_fp_verify_inclusion(
         let leaf = digest(leaf_hash)?;
         let root = digest(root)?;
         let p = digests(proof, proof_len)?;
-        Ok(fp::verify_inclusion(&Blake3, index, size, &leaf, p, &root)?)
+        Ok(proof::verify_inclusion(&Blake3, index, size, &leaf, p, &root)?)
     })
 }
 
@@ -274,7 +277,7 @@ pub unsafe extern "C" fn tkm_fp_consistency_proof(
         let leaves = digests(leaf_hashes, n)?;
         let mut proof = Out::<Digest>::new(out as *mut Digest, out_cap)?;
         Out::<usize>::new(out_len, 1)?;
-        let len = fp::consistency_proof(&Blake3, leaves, size1, &mut proof.buf)?;
+        let len = proof::consistency_proof(&Blake3, leaves, size1, &mut proof.buf)?;
         proof.buf.truncate(len);
         proof.commit();
         write_len(out_len, len)
@@ -301,7 +304,7 @@ pub unsafe extern "C" fn tkm_fp_verify_consistency(
         let r1 = digest(root1)?;
         let r2 = digest(root2)?;
         let p = digests(proof, proof_len)?;
-        Ok(fp::verify_consistency(&Blake3, size1, size2, p, &r1, &r2)?)
+        Ok(proof::verify_consistency(&Blake3, size1, size2, p, &r1, &r2)?)
     })
 }
 

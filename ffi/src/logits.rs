@@ -95,7 +95,7 @@ pub(crate) unsafe fn row_inputs<'a>(
 
 /// Validates the optional `size_t*` status output.
 fn opt_count(p: *mut usize) -> Res {
-    if !p.is_null() && (p as usize) % core::mem::align_of::<usize>() != 0 {
+    if !p.is_null() && !(p as usize).is_multiple_of(core::mem::align_of::<usize>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }
     Ok(())

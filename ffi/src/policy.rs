@@ -3,16 +3,19 @@
 //! GSPO, CISPO, SAPO, the KL estimators, truncated importance weights, the loss aggregation
 //! (`L` and its weights `w = dL/d loss`) and the upstreams of the logits backward.
 //! `tokenmath_core::policy_loss` documents the math.
-
-use core::mem::{offset_of, size_of};
+//!
+//! Every kernel takes `const tkm_exec_options *exec` first (NULL = defaults), as the logits
+//! kernels do: its `backend` pins the instruction set (`TKM_BACKEND_PORTABLE`, …; every
+//! backend gives the same bits). The policy kernels are single-threaded: `threads` is not used.
 
 use tokenmath_core::policy_loss::{
     self as pl, AggMode, AggNorm, BatchShape, CispoCfg, ClipCfg, GspoCfg, KlCfg, KlKind, KlStats, KlTerm, LossOut,
     PolicyInputs, PolicyStats, SapoCfg, TisCfg, TisLevel,
 };
 
+use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
-use crate::util::{flag, guard, inout, input, mul, opt_input, overlaps, read_options, Out, Res};
+use crate::util::{flag, guard, init_options, inout, input, mul, opt_input, options, overlaps, read_options, Out, Res};
 
 /// PPO clip options. Initialise with `tkm_ppo_clip_options_init` (verl's actor defaults:
 /// `eps_low = eps_high = 0.2`, dual clip `c = 3`, log-ratio clamp 20), then change fields.
@@ -32,26 +35,13 @@ pub struct tkm_ppo_clip_options {
     pub log_ratio_clamp: f32,
 }
 
-impl Default for tkm_ppo_clip_options {
-    fn default() -> Self {
-        let c = ClipCfg::default();
-        tkm_ppo_clip_options {
-            struct_size: size_of::<tkm_ppo_clip_options>(),
-            eps_low: c.eps_low,
-            eps_high: c.eps_high,
-            dual_clip_c: c.dual_clip_c.unwrap_or(0.0),
-            log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
-        }
-    }
-}
-
-const CLIP_FIELD_ENDS: [usize; 5] = [
-    size_of::<usize>(),
-    offset_of!(tkm_ppo_clip_options, eps_low) + 4,
-    offset_of!(tkm_ppo_clip_options, eps_high) + 4,
-    offset_of!(tkm_ppo_clip_options, dual_clip_c) + 4,
-    offset_of!(tkm_ppo_clip_options, log_ratio_clamp) + 4,
-];
+options!(tkm_ppo_clip_options {
+    let c = ClipCfg::default();
+    eps_low: c.eps_low,
+    eps_high: c.eps_high,
+    dual_clip_c: c.dual_clip_c.unwrap_or(0.0),
+    log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
+});
 
 /// The verl metrics of a PPO clip call, as mergeable sums (add them across micro-batches
 /// and ranks, then divide by `valid_tokens`). A fixed-layout output struct.
@@ -97,25 +87,7 @@ pub struct tkm_agg_norm {
     pub scale_factor: f32,
 }
 
-impl Default for tkm_agg_norm {
-    fn default() -> Self {
-        tkm_agg_norm {
-            struct_size: size_of::<tkm_agg_norm>(),
-            global_tokens: 0,
-            global_seqs: 0,
-            dp_size: 1,
-            scale_factor: 0.0,
-        }
-    }
-}
-
-const NORM_FIELD_ENDS: [usize; 5] = [
-    size_of::<usize>(),
-    offset_of!(tkm_agg_norm, global_tokens) + 8,
-    offset_of!(tkm_agg_norm, global_seqs) + 8,
-    offset_of!(tkm_agg_norm, dp_size) + 4,
-    offset_of!(tkm_agg_norm, scale_factor) + 4,
-];
+options!(tkm_agg_norm { global_tokens: 0, global_seqs: 0, dp_size: 1, scale_factor: 0.0 });
 
 fn nonzero_f32(v: f32) -> Option<f32> {
     (v != 0.0).then_some(v)
@@ -132,7 +104,7 @@ fn agg_mode(mode: u32) -> Res<AggMode> {
 }
 
 unsafe fn agg_norm(p: *const tkm_agg_norm) -> Res<AggNorm> {
-    let n = read_options(p, tkm_agg_norm::default(), &NORM_FIELD_ENDS)?;
+    let n = read_options(p)?;
     Ok(AggNorm {
         global_tokens: (n.global_tokens != 0).then_some(n.global_tokens),
         global_seqs: (n.global_seqs != 0).then_some(n.global_seqs),
@@ -147,16 +119,7 @@ unsafe fn agg_norm(p: *const tkm_agg_norm) -> Res<AggNorm> {
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_options_init(opts: *mut tkm_ppo_clip_options) -> tkm_status {
-    guard(|| {
-        if opts.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (opts as usize) % core::mem::align_of::<tkm_ppo_clip_options>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        opts.write(tkm_ppo_clip_options::default());
-        Ok(())
-    })
+    init_options(opts)
 }
 
 /// Writes the default aggregation denominators into `*norm`.
@@ -165,16 +128,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_options_init(opts: *mut tkm_ppo_clip_optio
 /// `norm` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_norm_init(norm: *mut tkm_agg_norm) -> tkm_status {
-    guard(|| {
-        if norm.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (norm as usize) % core::mem::align_of::<tkm_agg_norm>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        norm.write(tkm_agg_norm::default());
-        Ok(())
-    })
+    init_options(norm)
 }
 
 /// The core clip configuration of the options (validated by the core kernel; 0 = "none" for
@@ -271,6 +225,7 @@ unsafe fn run_loss(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -284,10 +239,11 @@ pub unsafe extern "C" fn tkm_ppo_clip_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
         let cfg = clip_cfg(&o);
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::ppo_clip_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::ppo_clip_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -298,6 +254,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_loss(
 /// `loss` and `mask` valid for `rows * cols` elements, `out` for one float.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_loss(
+    exec: *const tkm_exec_options,
     loss: *const f32,
     mask: *const u8,
     rows: usize,
@@ -307,12 +264,13 @@ pub unsafe extern "C" fn tkm_agg_loss(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let mode = agg_mode(mode)?;
         let norm = agg_norm(norm)?;
         let n = mul(rows, cols)?;
         let (l, m) = (input(loss, n)?, input(mask, n)?);
         let mut o = Out::new(out, 1)?;
-        o.buf[0] = pl::agg_loss(l, m, BatchShape::new(rows, cols), mode, &norm)?;
+        o.buf[0] = pl::agg_loss(exec, BatchShape::new(rows, cols), m, l, mode, &norm)?;
         o.commit();
         Ok(())
     })
@@ -325,6 +283,7 @@ pub unsafe extern "C" fn tkm_agg_loss(
 /// `mask` and `w` valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_weights(
+    exec: *const tkm_exec_options,
     mask: *const u8,
     rows: usize,
     cols: usize,
@@ -333,12 +292,13 @@ pub unsafe extern "C" fn tkm_agg_weights(
     w: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let mode = agg_mode(mode)?;
         let norm = agg_norm(norm)?;
         let n = mul(rows, cols)?;
         let m = input(mask, n)?;
         let mut o = Out::new(w, n)?;
-        pl::agg_weights(m, BatchShape::new(rows, cols), mode, &norm, &mut o.buf)?;
+        pl::agg_weights(exec, BatchShape::new(rows, cols), m, mode, &norm, &mut o.buf)?;
         o.commit();
         Ok(())
     })
@@ -371,17 +331,10 @@ pub struct tkm_kl_options {
     pub verl_clamps: u32,
 }
 
-impl Default for tkm_kl_options {
-    fn default() -> Self {
-        tkm_kl_options { struct_size: size_of::<tkm_kl_options>(), kind: TKM_KL_K3, verl_clamps: 1 }
-    }
-}
-
-const KL_FIELD_ENDS: [usize; 3] =
-    [size_of::<usize>(), offset_of!(tkm_kl_options, kind) + 4, offset_of!(tkm_kl_options, verl_clamps) + 4];
+options!(tkm_kl_options { kind: TKM_KL_K3, verl_clamps: 1 });
 
 unsafe fn kl_cfg(p: *const tkm_kl_options) -> Res<KlCfg> {
-    let o = read_options(p, tkm_kl_options::default(), &KL_FIELD_ENDS)?;
+    let o = read_options(p)?;
     let kind = match o.kind {
         TKM_KL_K1 => KlKind::K1,
         TKM_KL_ABS => KlKind::Abs,
@@ -422,24 +375,12 @@ pub struct tkm_gspo_options {
     pub seq_log_ratio_cap: f32,
 }
 
-impl Default for tkm_gspo_options {
-    fn default() -> Self {
-        let c = GspoCfg::default();
-        tkm_gspo_options {
-            struct_size: size_of::<tkm_gspo_options>(),
-            eps_low: c.eps_low,
-            eps_high: c.eps_high,
-            seq_log_ratio_cap: c.seq_log_ratio_cap.unwrap_or(f32::INFINITY),
-        }
-    }
-}
-
-const GSPO_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_gspo_options, eps_low) + 4,
-    offset_of!(tkm_gspo_options, eps_high) + 4,
-    offset_of!(tkm_gspo_options, seq_log_ratio_cap) + 4,
-];
+options!(tkm_gspo_options {
+    let c = GspoCfg::default();
+    eps_low: c.eps_low,
+    eps_high: c.eps_high,
+    seq_log_ratio_cap: c.seq_log_ratio_cap.unwrap_or(f32::INFINITY),
+});
 
 /// `Some(v)` unless `v` is the "absent" infinity `inf` (other non-finite values are kept, for
 /// the core to reject).
@@ -463,24 +404,12 @@ pub struct tkm_cispo_options {
     pub log_ratio_clamp: f32,
 }
 
-impl Default for tkm_cispo_options {
-    fn default() -> Self {
-        let c = CispoCfg::default();
-        tkm_cispo_options {
-            struct_size: size_of::<tkm_cispo_options>(),
-            w_min: c.w_min.unwrap_or(f32::NEG_INFINITY),
-            w_max: c.w_max.unwrap_or(f32::INFINITY),
-            log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
-        }
-    }
-}
-
-const CISPO_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_cispo_options, w_min) + 4,
-    offset_of!(tkm_cispo_options, w_max) + 4,
-    offset_of!(tkm_cispo_options, log_ratio_clamp) + 4,
-];
+options!(tkm_cispo_options {
+    let c = CispoCfg::default();
+    w_min: c.w_min.unwrap_or(f32::NEG_INFINITY),
+    w_max: c.w_max.unwrap_or(f32::INFINITY),
+    log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
+});
 
 /// SAPO options. Initialise with `tkm_sapo_options_init` (verl: `tau_pos = 1`,
 /// `tau_neg = 1.05`, log-ratio clamp 20; TRL: the clamp 0), then change fields. NULL means
@@ -498,41 +427,12 @@ pub struct tkm_sapo_options {
     pub log_ratio_clamp: f32,
 }
 
-impl Default for tkm_sapo_options {
-    fn default() -> Self {
-        let c = SapoCfg::default();
-        tkm_sapo_options {
-            struct_size: size_of::<tkm_sapo_options>(),
-            tau_pos: c.tau_pos,
-            tau_neg: c.tau_neg,
-            log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
-        }
-    }
-}
-
-const SAPO_FIELD_ENDS: [usize; 4] = [
-    size_of::<usize>(),
-    offset_of!(tkm_sapo_options, tau_pos) + 4,
-    offset_of!(tkm_sapo_options, tau_neg) + 4,
-    offset_of!(tkm_sapo_options, log_ratio_clamp) + 4,
-];
-
-/// Writes `T::default()` into a caller's options struct.
-///
-/// # Safety
-/// `p` is NULL or valid for writing one `T`.
-unsafe fn init_options<T: Default>(p: *mut T) -> tkm_status {
-    guard(|| {
-        if p.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (p as usize) % core::mem::align_of::<T>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        p.write(T::default());
-        Ok(())
-    })
-}
+options!(tkm_sapo_options {
+    let c = SapoCfg::default();
+    tau_pos: c.tau_pos,
+    tau_neg: c.tau_neg,
+    log_ratio_clamp: c.log_ratio_clamp.unwrap_or(0.0),
+});
 
 /// Writes the default KL options into `*opts`.
 ///
@@ -585,6 +485,7 @@ pub unsafe extern "C" fn tkm_sapo_options_init(opts: *mut tkm_sapo_options) -> t
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -602,7 +503,8 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
     kl_stats: *mut tkm_kl_stats,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
         let cfg = clip_cfg(&o);
         let kcfg = kl_cfg(kl)?;
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
@@ -612,7 +514,8 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
         let mut g = Out::new(dloss_dlogp, n)?;
         let st = Out::<tkm_policy_stats>::optional(stats, 1)?;
         let kst = Out::<tkm_kl_stats>::optional(kl_stats, 1)?;
-        let (ps, ks) = pl::ppo_clip_kl_loss(&inp, &cfg, &term, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
+        let (ps, ks) =
+            pl::ppo_clip_kl_loss(exec, &inp, &cfg, &term, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
         l.commit();
         g.commit();
         commit_one(st, to_policy_stats(&ps));
@@ -635,6 +538,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_loss(
 /// float.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -655,7 +559,8 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
     kl_stats: *mut tkm_kl_stats,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_ppo_clip_options::default(), &CLIP_FIELD_ENDS)?;
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
         let cfg = clip_cfg(&o);
         let kcfg = kl_cfg(kl)?;
         let mode = agg_mode(mode)?;
@@ -669,6 +574,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
         let st = Out::<tkm_policy_stats>::optional(stats, 1)?;
         let kst = Out::<tkm_kl_stats>::optional(kl_stats, 1)?;
         let s = pl::ppo_clip_kl_step(
+            exec,
             &inp,
             &cfg,
             &term,
@@ -698,6 +604,7 @@ pub unsafe extern "C" fn tkm_ppo_clip_kl_step(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_gspo_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -711,14 +618,15 @@ pub unsafe extern "C" fn tkm_gspo_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_gspo_options::default(), &GSPO_FIELD_ENDS)?;
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
         let cfg = GspoCfg {
             eps_low: o.eps_low,
             eps_high: o.eps_high,
             seq_log_ratio_cap: unless_inf(o.seq_log_ratio_cap, f32::INFINITY),
         };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::gspo_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::gspo_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -732,6 +640,7 @@ pub unsafe extern "C" fn tkm_gspo_loss(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_cispo_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -745,14 +654,15 @@ pub unsafe extern "C" fn tkm_cispo_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_cispo_options::default(), &CISPO_FIELD_ENDS)?;
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
         let cfg = CispoCfg {
             w_min: unless_inf(o.w_min, f32::NEG_INFINITY),
             w_max: unless_inf(o.w_max, f32::INFINITY),
             log_ratio_clamp: nonzero_f32(o.log_ratio_clamp),
         };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::cispo_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::cispo_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -767,6 +677,7 @@ pub unsafe extern "C" fn tkm_cispo_loss(
 /// Every non-NULL array must be valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_sapo_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     old_logp: *const f32,
     adv: *const f32,
@@ -780,10 +691,11 @@ pub unsafe extern "C" fn tkm_sapo_loss(
     stats: *mut tkm_policy_stats,
 ) -> tkm_status {
     guard(|| {
-        let o = read_options(opts, tkm_sapo_options::default(), &SAPO_FIELD_ENDS)?;
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
         let cfg = SapoCfg { tau_pos: o.tau_pos, tau_neg: o.tau_neg, log_ratio_clamp: nonzero_f32(o.log_ratio_clamp) };
         let inp = policy_inputs(logp, old_logp, adv, mask, is_weights, rows, cols)?;
-        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::sapo_loss(&inp, &cfg, out))
+        run_loss(rows * cols, loss, dloss_dlogp, stats, |out| pl::sapo_loss(exec, &inp, &cfg, out))
     })
 }
 
@@ -795,6 +707,7 @@ pub unsafe extern "C" fn tkm_sapo_loss(
 /// `logp`, `ref_logp`, `mask`, `loss`, `dloss_dlogp` valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_kl_loss(
+    exec: *const tkm_exec_options,
     logp: *const f32,
     ref_logp: *const f32,
     mask: *const u8,
@@ -806,6 +719,7 @@ pub unsafe extern "C" fn tkm_kl_loss(
     stats: *mut tkm_kl_stats,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let cfg = kl_cfg(opts)?;
         let n = mul(rows, cols)?;
         let (lp, rf, m) = (input(logp, n)?, input(ref_logp, n)?, input(mask, n)?);
@@ -813,7 +727,7 @@ pub unsafe extern "C" fn tkm_kl_loss(
         let mut g = Out::new(dloss_dlogp, n)?;
         let st = Out::<tkm_kl_stats>::optional(stats, 1)?;
         let shape = BatchShape::new(rows, cols);
-        let s = pl::kl_loss(shape, lp, rf, m, &cfg, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
+        let s = pl::kl_loss(exec, shape, m, lp, rf, &cfg, LossOut { loss: &mut l.buf, dloss_dlogp: &mut g.buf })?;
         l.commit();
         g.commit();
         commit_one(st, to_kl_stats(&s));
@@ -836,6 +750,7 @@ pub const TKM_TIS_SEQUENCE: u32 = 1;
 /// `old_logp`, `rollout_logp`, `mask`, `out` valid for `rows * cols` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_tis_weights(
+    exec: *const tkm_exec_options,
     old_logp: *const f32,
     rollout_logp: *const f32,
     mask: *const u8,
@@ -846,6 +761,7 @@ pub unsafe extern "C" fn tkm_tis_weights(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let level = match level {
             TKM_TIS_TOKEN => TisLevel::Token,
             TKM_TIS_SEQUENCE => TisLevel::Sequence,
@@ -854,7 +770,7 @@ pub unsafe extern "C" fn tkm_tis_weights(
         let n = mul(rows, cols)?;
         let (o, r, m) = (input(old_logp, n)?, input(rollout_logp, n)?, input(mask, n)?);
         let mut dst = Out::new(out, n)?;
-        pl::tis_weights(BatchShape::new(rows, cols), o, r, m, &TisCfg { level, cap }, &mut dst.buf)?;
+        pl::tis_weights(exec, BatchShape::new(rows, cols), m, o, r, &TisCfg { level, cap }, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })
@@ -871,6 +787,7 @@ pub unsafe extern "C" fn tkm_tis_weights(
 /// `mask` valid for `rows * cols` bytes, `d` for reads and writes of `rows * cols` floats.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_agg_chain_inplace(
+    exec: *const tkm_exec_options,
     mask: *const u8,
     rows: usize,
     cols: usize,
@@ -879,6 +796,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
     d: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let mode = agg_mode(mode)?;
         let norm = agg_norm(norm)?;
         let n = mul(rows, cols)?;
@@ -887,7 +805,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
             return Err(TKM_STATUS_OVERLAP);
         }
         let d = inout(d, n)?;
-        pl::agg_chain_in_place(m, BatchShape::new(rows, cols), mode, &norm, d)?;
+        pl::agg_chain_in_place(exec, BatchShape::new(rows, cols), m, mode, &norm, d)?;
         Ok(())
     })
 }
@@ -904,6 +822,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
 /// elements, `out` for `n` floats.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_logp_upstream(
+    exec: *const tkm_exec_options,
     w: *const f32,
     n: usize,
     coefs: *const f32,
@@ -912,6 +831,7 @@ pub unsafe extern "C" fn tkm_logp_upstream(
     out: *mut f32,
 ) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let w = input(w, n)?;
         let c = input(coefs, n_terms)?;
         let t = input(terms, n_terms)?;
@@ -921,7 +841,7 @@ pub unsafe extern "C" fn tkm_logp_upstream(
             pairs.push((ck, input(tk, n)?));
         }
         let mut dst = Out::new(out, n)?;
-        pl::logp_upstream(w, &pairs, &mut dst.buf)?;
+        pl::logp_upstream(exec, w, &pairs, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })
@@ -936,11 +856,18 @@ pub unsafe extern "C" fn tkm_logp_upstream(
 /// # Safety
 /// `w` and `out` valid for `n` floats.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_entropy_upstream(w: *const f32, n: usize, coef: f32, out: *mut f32) -> tkm_status {
+pub unsafe extern "C" fn tkm_entropy_upstream(
+    exec: *const tkm_exec_options,
+    w: *const f32,
+    n: usize,
+    coef: f32,
+    out: *mut f32,
+) -> tkm_status {
     guard(|| {
+        let exec = exec_from(exec)?;
         let w = input(w, n)?;
         let mut dst = Out::new(out, n)?;
-        pl::entropy_upstream(w, coef, &mut dst.buf)?;
+        pl::entropy_upstream(exec, w, coef, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })

@@ -2,7 +2,7 @@
 
 use core::ffi::c_char;
 
-use tokenmath_core::fingerprint::ProofError;
+use tokenmath_core::fingerprint::proof::ProofError;
 use tokenmath_core::TmError;
 
 /// The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every

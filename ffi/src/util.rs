@@ -36,7 +36,7 @@ fn check_ptr<T>(p: *const T, len: usize) -> Res {
     if p.is_null() {
         return if len == 0 { Ok(()) } else { Err(TKM_STATUS_NULL_POINTER) };
     }
-    if (p as usize) % align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(align_of::<T>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }
     match len.checked_mul(size_of::<T>()) {
@@ -148,13 +148,81 @@ pub(crate) fn overlaps<A, B>(a: *const A, a_len: usize, b: *const B, b_len: usiz
     a_len > 0 && b_len > 0 && a0 < b1 && b0 < a1
 }
 
+/// An options struct of the C ABI: `#[repr(C)]`, `size_t struct_size` first, then its fields.
+/// Implemented by [`options!`] only.
+pub(crate) trait Options: Copy + Default {
+    /// Every `struct_size` an older header's struct can have: `sizeof(size_t)` and the end of
+    /// each field.
+    const FIELD_ENDS: &'static [usize];
+}
+
+/// The size of the field that `_field` projects to (for the tables of [`options!`]).
+pub(crate) const fn field_size<S, F>(_field: fn(&S) -> &F) -> usize {
+    size_of::<F>()
+}
+
+/// Registers an options struct from one list of all its fields and their defaults:
+///
+/// ```text
+/// options!(tkm_kl_options { kind: TKM_KL_K3, verl_clamps: 1 });
+/// options!(tkm_ppo_clip_options { let c = ClipCfg::default(); eps_low: c.eps_low, … });
+/// ```
+///
+/// gives its `Default` (`struct_size = sizeof`, the listed values: a struct literal, so a field
+/// left out of the list does not compile) and its [`Options`] field table (computed from the
+/// same list, so no end is written by hand). [`read_options`] and [`init_options`] take both
+/// from the trait. The struct itself and its `extern "C" fn …_init` (a call to
+/// [`init_options`]) stay written out next to the macro, because cbindgen reads the source
+/// without expanding macros and the header must declare them.
+macro_rules! options {
+    ($name:ident { let $v:ident = $e:expr; $($field:ident: $default:expr),+ $(,)? }) => {
+        options!(@impl $name, { let $v = $e; }, $($field: $default),+);
+    };
+    ($name:ident { $($field:ident: $default:expr),+ $(,)? }) => {
+        options!(@impl $name, {}, $($field: $default),+);
+    };
+    (@impl $name:ident, { $($prelude:stmt;)? }, $($field:ident: $default:expr),+) => {
+        impl Default for $name {
+            fn default() -> Self {
+                $($prelude)?
+                $name { struct_size: core::mem::size_of::<$name>(), $($field: $default),+ }
+            }
+        }
+
+        impl $crate::util::Options for $name {
+            const FIELD_ENDS: &'static [usize] = &[
+                core::mem::size_of::<usize>(),
+                $(core::mem::offset_of!($name, $field) + $crate::util::field_size(|s: &$name| &s.$field)),+
+            ];
+        }
+    };
+}
+pub(crate) use options;
+
+/// Writes the defaults into a caller's options struct (the body of every `…_init`).
+///
+/// # Safety
+/// `p` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `T`.
+pub(crate) unsafe fn init_options<T: Options>(p: *mut T) -> tkm_status {
+    guard(|| {
+        if p.is_null() {
+            return Err(TKM_STATUS_NULL_POINTER);
+        }
+        if !(p as usize).is_multiple_of(align_of::<T>()) {
+            return Err(TKM_STATUS_MISALIGNED);
+        }
+        p.write(T::default());
+        Ok(())
+    })
+}
+
 /// Reads a caller's options struct that starts with `size_t struct_size`.
 ///
-/// * `p == NULL`: `default`.
+/// * `p == NULL`: the defaults.
 /// * `struct_size == sizeof(T)`: the struct as given.
 /// * `struct_size < sizeof(T)` (a caller compiled against an older header): the fields that
 ///   lie entirely inside `struct_size` are read, the others keep their defaults;
-///   `struct_size` must end exactly at a field boundary (one of `field_ends`).
+///   `struct_size` must end exactly at a field boundary (one of `T::FIELD_ENDS`).
 /// * `struct_size > sizeof(T)` (a caller compiled against a newer header): accepted only if
 ///   every byte past `sizeof(T)` is zero (the newer fields are at their "unset" value), as
 ///   Linux's `copy_struct_from_user`; at most 4096 bytes.
@@ -163,11 +231,12 @@ pub(crate) fn overlaps<A, B>(a: *const A, a_len: usize, b: *const B, b_len: usiz
 ///
 /// # Safety
 /// `p` is NULL or points to at least `struct_size` readable bytes starting with a `size_t`.
-pub(crate) unsafe fn read_options<T: Copy>(p: *const T, default: T, field_ends: &[usize]) -> Res<T> {
+pub(crate) unsafe fn read_options<T: Options>(p: *const T) -> Res<T> {
+    let default = T::default();
     if p.is_null() {
         return Ok(default);
     }
-    if (p as usize) % align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(align_of::<T>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }
     let size = core::ptr::read(p as *const usize);
@@ -176,7 +245,7 @@ pub(crate) unsafe fn read_options<T: Copy>(p: *const T, default: T, field_ends: 
         return Ok(core::ptr::read(p));
     }
     if size < full {
-        if !field_ends.contains(&size) {
+        if !T::FIELD_ENDS.contains(&size) {
             return Err(TKM_STATUS_BAD_STRUCT_SIZE);
         }
         let mut out = default;
@@ -212,6 +281,32 @@ pub(crate) fn flag(v: u32) -> Res<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The field tables of [`options!`]: one end per field, in order, the first after
+    /// `struct_size`, the last the end of the struct up to its trailing padding (the tables
+    /// the C ABI accepted before they were generated, byte for byte).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn option_field_tables_end_every_field() {
+        fn check<T: Options>(fields: usize, want: &[usize]) {
+            let ends = T::FIELD_ENDS;
+            assert_eq!(ends.len(), fields + 1, "{}", core::any::type_name::<T>());
+            assert_eq!(ends, want, "{}", core::any::type_name::<T>());
+            assert!(size_of::<T>() - ends[fields] < align_of::<T>());
+        }
+        use crate::advantages::{tkm_grpo_options, tkm_overlong_options};
+        use crate::exec::tkm_exec_options;
+        use crate::policy::*;
+        check::<tkm_exec_options>(2, &[8, 12, 16]);
+        check::<tkm_ppo_clip_options>(4, &[8, 12, 16, 20, 24]);
+        check::<tkm_agg_norm>(4, &[8, 16, 24, 28, 32]);
+        check::<tkm_kl_options>(2, &[8, 12, 16]);
+        check::<tkm_gspo_options>(3, &[8, 12, 16, 20]);
+        check::<tkm_cispo_options>(3, &[8, 12, 16, 20]);
+        check::<tkm_sapo_options>(3, &[8, 12, 16, 20]);
+        check::<tkm_grpo_options>(8, &[8, 12, 16, 20, 24, 28, 32, 36, 40]);
+        check::<tkm_overlong_options>(3, &[8, 16, 24, 28]);
+    }
 
     #[test]
     fn a_panic_becomes_internal_panic_and_does_not_unwind() {

@@ -12,7 +12,9 @@ use tokenmath::fingerprint::*;
 use tokenmath::logits::*;
 use tokenmath::*;
 use tokenmath_core::advantages::{self as adv, Groups, GrpoCfg, RlooFlavor, TrlScale};
-use tokenmath_core::fingerprint::{self as fp, Blake3};
+use tokenmath_core::fingerprint::encoding::{FpKind, LeafRecord};
+use tokenmath_core::fingerprint::hash::Blake3;
+use tokenmath_core::fingerprint::tree;
 use tokenmath_core::logits::{self as lg, FwdOut, RowInputs, Saved, Temperature, Upstream};
 use tokenmath_core::{Backend, Exec, Mat, MatMut};
 
@@ -871,7 +873,7 @@ fn leaves(n: usize) -> Vec<[u8; 32]> {
 fn fingerprint_roots_trees_and_proofs() {
     // Leaf hash equals the core's record hash.
     let fpb = [1u8, 2, 3, 4];
-    let rec = fp::LeafRecord { index: 5, salt: [9; 16], token_id: 42, kind: fp::FpKind::F32Canonical, fp: &fpb };
+    let rec = LeafRecord { index: 5, salt: [9; 16], token_id: 42, kind: FpKind::F32Canonical, fp: &fpb };
     let mut h = [0u8; 32];
     assert_eq!(
         unsafe {
@@ -891,7 +893,7 @@ fn fingerprint_roots_trees_and_proofs() {
         let flat = l.concat();
         let mut root = [0u8; 32];
         assert_eq!(unsafe { tkm_fp_root(flat.as_ptr(), n, root.as_mut_ptr()) }, TKM_STATUS_OK);
-        assert_eq!(root, fp::root(&Blake3, &l));
+        assert_eq!(root, tree::root(&Blake3, &l));
         // Streaming, appended in two pieces.
         let mut tree = null_mut();
         assert_eq!(unsafe { tkm_fp_tree_new(&mut tree) }, TKM_STATUS_OK);
@@ -938,7 +940,7 @@ fn fingerprint_roots_trees_and_proofs() {
                 let (mut c, mut clen) = (vec![0u8; 32 * cap], 0usize);
                 let s = unsafe { tkm_fp_consistency_proof(flat.as_ptr(), n, i as u64, c.as_mut_ptr(), cap, &mut clen) };
                 assert_eq!(s, TKM_STATUS_OK);
-                let old = fp::root(&Blake3, &l[..i]);
+                let old = tree::root(&Blake3, &l[..i]);
                 let v = unsafe {
                     tkm_fp_verify_consistency(i as u64, n as u64, old.as_ptr(), root.as_ptr(), c.as_ptr(), clen)
                 };

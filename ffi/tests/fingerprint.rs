@@ -5,9 +5,11 @@ use core::ptr::{null, null_mut};
 
 use tokenmath::fingerprint::*;
 use tokenmath::*;
+use tokenmath_core::fingerprint::encoding::{self, FpKind};
+use tokenmath_core::fingerprint::hash::Blake3;
+use tokenmath_core::fingerprint::sampling;
 use tokenmath_core::fingerprint::signed_head::{SignedHead, HEAD_FIXED_LEN};
 use tokenmath_core::fingerprint::simhash::{self, Planes};
-use tokenmath_core::fingerprint::{encoding, sampling, Blake3, FpKind};
 
 fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -9,22 +9,8 @@ use tokenmath_core::policy_loss::{
     self as pl, AggMode, AggNorm, BatchShape, CispoCfg, ClipCfg, GspoCfg, KlCfg, KlKind, KlStats, KlTerm, LossOut,
     PolicyInputs, PolicyStats, SapoCfg, TisCfg, TisLevel,
 };
-
-fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
+use tokenmath_core::{Backend, Exec};
+use tokenmath_testutil::{bits, rand_f32, untouched, POISON};
 
 #[test]
 fn ppo_clip_and_aggregation_match_core() {
@@ -56,11 +42,12 @@ fn ppo_clip_and_aggregation_match_core() {
                 is_weights: w,
             };
             let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
-            let st = pl::ppo_clip_loss(&inp, &cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g }).unwrap();
-            let (mut l2, mut g2) = (vec![9f32; n], vec![9f32; n]);
+            let st = pl::ppo_clip_loss(Exec::new(), &inp, &cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g }).unwrap();
+            let (mut l2, mut g2) = (vec![POISON; n], vec![POISON; n]);
             let mut st2 = tkm_policy_stats::default();
             let s = unsafe {
                 tkm_ppo_clip_loss(
+                    null(),
                     logp.as_ptr(),
                     old.as_ptr(),
                     adv.as_ptr(),
@@ -109,18 +96,18 @@ fn ppo_clip_and_aggregation_match_core() {
             (&explicit, core_explicit),
         ] {
             let shape = BatchShape::new(rows, cols);
-            let want = pl::agg_loss(&loss, &mask, shape, mode, &core_norm).unwrap();
+            let want = pl::agg_loss(Exec::new(), shape, &mask, &loss, mode, &core_norm).unwrap();
             let mut got = 0f32;
             assert_eq!(
-                unsafe { tkm_agg_loss(loss.as_ptr(), mask.as_ptr(), rows, cols, code, abi, &mut got) },
+                unsafe { tkm_agg_loss(null(), loss.as_ptr(), mask.as_ptr(), rows, cols, code, abi, &mut got) },
                 TKM_STATUS_OK
             );
             assert_eq!(got.to_bits(), want.to_bits());
             let mut ww = vec![0f32; n];
-            pl::agg_weights(&mask, shape, mode, &core_norm, &mut ww).unwrap();
+            pl::agg_weights(Exec::new(), shape, &mask, mode, &core_norm, &mut ww).unwrap();
             let mut w2 = vec![7f32; n];
             assert_eq!(
-                unsafe { tkm_agg_weights(mask.as_ptr(), rows, cols, code, abi, w2.as_mut_ptr()) },
+                unsafe { tkm_agg_weights(null(), mask.as_ptr(), rows, cols, code, abi, w2.as_mut_ptr()) },
                 TKM_STATUS_OK
             );
             assert_eq!(bits(&w2), bits(&ww));
@@ -133,8 +120,8 @@ fn policy_errors_write_nothing() {
     let (rows, cols) = (2usize, 3usize);
     let v = [0.5f32; 6];
     let mask = [1u8; 6];
-    let mut l = vec![-7f32; 6];
-    let mut g = vec![-7f32; 6];
+    let mut l = vec![POISON; 6];
+    let mut g = vec![POISON; 6];
     let mut opts =
         tkm_ppo_clip_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, dual_clip_c: 0.0, log_ratio_clamp: 0.0 };
     assert_eq!(unsafe { tkm_ppo_clip_options_init(null_mut()) }, TKM_STATUS_NULL_POINTER);
@@ -142,6 +129,7 @@ fn policy_errors_write_nothing() {
     unsafe { tkm_ppo_clip_options_init(&mut opts) };
     let call = |o: &tkm_ppo_clip_options, l: &mut [f32], g: &mut [f32], adv: *const f32| unsafe {
         tkm_ppo_clip_loss(
+            null(),
             v.as_ptr(),
             v.as_ptr(),
             adv,
@@ -167,35 +155,35 @@ fn policy_errors_write_nothing() {
     let old = tkm_ppo_clip_options { struct_size: 12, eps_low: 0.3, eps_high: -5.0, ..opts };
     assert_eq!(call(&old, &mut l, &mut g, v.as_ptr()), TKM_STATUS_OK); // eps_high not read: default
     let bad_size = tkm_ppo_clip_options { struct_size: 13, ..opts };
-    let mut l3 = vec![-7f32; 6];
+    let mut l3 = vec![POISON; 6];
     assert_eq!(call(&bad_size, &mut l3, &mut g, v.as_ptr()), TKM_STATUS_BAD_STRUCT_SIZE);
-    assert!(l3.iter().all(|&x| x == -7.0));
+    assert!(untouched(&l3));
 
-    let mut out = -7f32;
+    let mut out = POISON;
     assert_eq!(
-        unsafe { tkm_agg_loss(v.as_ptr(), mask.as_ptr(), rows, cols, 9, null(), &mut out) },
+        unsafe { tkm_agg_loss(null(), v.as_ptr(), mask.as_ptr(), rows, cols, 9, null(), &mut out) },
         TKM_STATUS_INVALID_ARGUMENT
     );
     let mut norm = tkm_agg_norm { struct_size: 0, global_tokens: 0, global_seqs: 0, dp_size: 0, scale_factor: 0.0 };
     unsafe { tkm_agg_norm_init(&mut norm) };
     norm.dp_size = 0;
     assert_eq!(
-        unsafe { tkm_agg_loss(v.as_ptr(), mask.as_ptr(), rows, cols, TKM_AGG_TOKEN_MEAN, &norm, &mut out) },
+        unsafe { tkm_agg_loss(null(), v.as_ptr(), mask.as_ptr(), rows, cols, TKM_AGG_TOKEN_MEAN, &norm, &mut out) },
         TKM_STATUS_INVALID_ARGUMENT
     );
     norm.dp_size = 1;
     norm.global_tokens = 2; // below the local count (6)
     assert_eq!(
-        unsafe { tkm_agg_loss(v.as_ptr(), mask.as_ptr(), rows, cols, TKM_AGG_TOKEN_MEAN, &norm, &mut out) },
+        unsafe { tkm_agg_loss(null(), v.as_ptr(), mask.as_ptr(), rows, cols, TKM_AGG_TOKEN_MEAN, &norm, &mut out) },
         TKM_STATUS_INVALID_ARGUMENT
     );
-    assert_eq!(out, -7.0);
-    let mut w = vec![-7f32; 6];
+    assert_eq!(out.to_bits(), POISON.to_bits());
+    let mut w = vec![POISON; 6];
     assert_eq!(
-        unsafe { tkm_agg_weights(mask.as_ptr(), usize::MAX, 2, TKM_AGG_TOKEN_MEAN, null(), w.as_mut_ptr()) },
+        unsafe { tkm_agg_weights(null(), mask.as_ptr(), usize::MAX, 2, TKM_AGG_TOKEN_MEAN, null(), w.as_mut_ptr()) },
         TKM_STATUS_SIZE_OVERFLOW
     );
-    assert!(w.iter().all(|&x| x == -7.0));
+    assert!(untouched(&w));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -317,16 +305,18 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                     let inp = b.inputs(w);
                     let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
                     let (ps, ks) = pl::ppo_clip_kl_loss(
+                        Exec::new(),
                         &inp,
                         &ClipCfg::default(),
                         &term,
                         LossOut { loss: &mut l, dloss_dlogp: &mut g },
                     )
                     .unwrap();
-                    let (mut l2, mut g2) = (vec![9f32; n], vec![9f32; n]);
+                    let (mut l2, mut g2) = (vec![POISON; n], vec![POISON; n]);
                     let (mut ps2, mut ks2) = (tkm_policy_stats::default(), tkm_kl_stats::default());
                     let s = unsafe {
                         tkm_ppo_clip_kl_loss(
+                            null(),
                             b.logp.as_ptr(),
                             b.old.as_ptr(),
                             b.adv.as_ptr(),
@@ -352,6 +342,7 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                         let core_norm = AggNorm::default();
                         let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
                         let st = pl::ppo_clip_kl_step(
+                            Exec::new(),
                             &inp,
                             &ClipCfg::default(),
                             &term,
@@ -360,10 +351,11 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                             LossOut { loss: &mut l, dloss_dlogp: &mut g },
                         )
                         .unwrap();
-                        let (mut l2, mut g2, mut total) = (vec![9f32; n], vec![9f32; n], 9f32);
+                        let (mut l2, mut g2, mut total) = (vec![POISON; n], vec![POISON; n], POISON);
                         let (mut ps2, mut ks2) = (tkm_policy_stats::default(), tkm_kl_stats::default());
                         let s = unsafe {
                             tkm_ppo_clip_kl_step(
+                                null(),
                                 b.logp.as_ptr(),
                                 b.old.as_ptr(),
                                 b.adv.as_ptr(),
@@ -393,6 +385,7 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                         unsafe {
                             assert_eq!(
                                 tkm_ppo_clip_kl_loss(
+                                    null(),
                                     b.logp.as_ptr(),
                                     b.old.as_ptr(),
                                     b.adv.as_ptr(),
@@ -413,8 +406,14 @@ fn ppo_clip_kl_loss_and_step_match_core() {
                             );
                             let (r, c) = (b.rows, cols);
                             let m = b.mask.as_ptr();
-                            assert_eq!(tkm_agg_loss(l3.as_ptr(), m, r, c, mcode, null(), &mut total3), TKM_STATUS_OK);
-                            assert_eq!(tkm_agg_chain_inplace(m, r, c, mcode, null(), g3.as_mut_ptr()), TKM_STATUS_OK);
+                            assert_eq!(
+                                tkm_agg_loss(null(), l3.as_ptr(), m, r, c, mcode, null(), &mut total3),
+                                TKM_STATUS_OK
+                            );
+                            assert_eq!(
+                                tkm_agg_chain_inplace(null(), m, r, c, mcode, null(), g3.as_mut_ptr()),
+                                TKM_STATUS_OK
+                            );
                         }
                         assert_eq!((bits(&l3), bits(&g3), total3.to_bits()), (bits(&l2), bits(&g2), total.to_bits()));
                     }
@@ -442,6 +441,7 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
     assert_eq!((sapo.tau_pos, sapo.tau_neg, sapo.log_ratio_clamp), (1.0, 1.05, 20.0));
 
     type AbiLoss<O> = unsafe extern "C" fn(
+        *const tkm_exec_options,
         *const f32,
         *const f32,
         *const f32,
@@ -459,9 +459,10 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
         for w in [false, true] {
             let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
             let st = core(&b.inputs(w), LossOut { loss: &mut l, dloss_dlogp: &mut g });
-            let (mut l2, mut g2, mut st2) = (vec![9f32; n], vec![9f32; n], tkm_policy_stats::default());
+            let (mut l2, mut g2, mut st2) = (vec![POISON; n], vec![POISON; n], tkm_policy_stats::default());
             let s = unsafe {
                 f(
+                    null(),
                     b.logp.as_ptr(),
                     b.old.as_ptr(),
                     b.adv.as_ptr(),
@@ -489,16 +490,16 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
         ),
     ];
     for (o, cfg) in gspo_cases {
-        check(&b, tkm_gspo_loss, &o, &|i, out| pl::gspo_loss(i, &cfg, out).unwrap());
+        check(&b, tkm_gspo_loss, &o, &|i, out| pl::gspo_loss(Exec::new(), i, &cfg, out).unwrap());
     }
-    check(&b, tkm_gspo_loss, null(), &|i, out| pl::gspo_loss(i, &GspoCfg::default(), out).unwrap());
+    check(&b, tkm_gspo_loss, null(), &|i, out| pl::gspo_loss(Exec::new(), i, &GspoCfg::default(), out).unwrap());
     let trl = tkm_cispo_options { w_min: f32::NEG_INFINITY, w_max: 5.0, log_ratio_clamp: 0.0, ..cispo };
     for (o, cfg) in [(cispo, CispoCfg::default()), (trl, CispoCfg::trl(5.0))] {
-        check(&b, tkm_cispo_loss, &o, &|i, out| pl::cispo_loss(i, &cfg, out).unwrap());
+        check(&b, tkm_cispo_loss, &o, &|i, out| pl::cispo_loss(Exec::new(), i, &cfg, out).unwrap());
     }
     let sapo_trl = tkm_sapo_options { log_ratio_clamp: 0.0, ..sapo };
     for (o, cfg) in [(sapo, SapoCfg::default()), (sapo_trl, SapoCfg::trl())] {
-        check(&b, tkm_sapo_loss, &o, &|i, out| pl::sapo_loss(i, &cfg, out).unwrap());
+        check(&b, tkm_sapo_loss, &o, &|i, out| pl::sapo_loss(Exec::new(), i, &cfg, out).unwrap());
     }
 
     // KL estimators.
@@ -508,13 +509,21 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
             let cfg = KlCfg { kind, verl_clamps: clamps == 1 };
             let (mut l, mut g) = (vec![0f32; n], vec![0f32; n]);
             let shape = BatchShape::new(rows, cols);
-            let ks =
-                pl::kl_loss(shape, &b.logp, &b.reference, &b.mask, &cfg, LossOut { loss: &mut l, dloss_dlogp: &mut g })
-                    .unwrap();
-            let (mut l2, mut g2, mut ks2) = (vec![9f32; n], vec![9f32; n], tkm_kl_stats::default());
+            let ks = pl::kl_loss(
+                Exec::new(),
+                shape,
+                &b.mask,
+                &b.logp,
+                &b.reference,
+                &cfg,
+                LossOut { loss: &mut l, dloss_dlogp: &mut g },
+            )
+            .unwrap();
+            let (mut l2, mut g2, mut ks2) = (vec![POISON; n], vec![POISON; n], tkm_kl_stats::default());
             let o = tkm_kl_options { kind: code, verl_clamps: clamps, ..kl0 };
             let s = unsafe {
                 tkm_kl_loss(
+                    null(),
                     b.logp.as_ptr(),
                     b.reference.as_ptr(),
                     b.mask.as_ptr(),
@@ -536,10 +545,11 @@ fn gspo_cispo_sapo_kl_tis_match_core() {
         for cap in [2.0f32, 1.1, f32::INFINITY] {
             let mut w = vec![0f32; n];
             let shape = BatchShape::new(rows, cols);
-            pl::tis_weights(shape, &b.old, &b.reference, &b.mask, &TisCfg { level, cap }, &mut w).unwrap();
-            let mut w2 = vec![9f32; n];
+            pl::tis_weights(Exec::new(), shape, &b.mask, &b.old, &b.reference, &TisCfg { level, cap }, &mut w).unwrap();
+            let mut w2 = vec![POISON; n];
             let s = unsafe {
                 tkm_tis_weights(
+                    null(),
                     b.old.as_ptr(),
                     b.reference.as_ptr(),
                     b.mask.as_ptr(),
@@ -575,37 +585,41 @@ fn chaining_and_upstreams_match_core() {
     for (code, mode) in AGG_MODES {
         for (abi, cn) in [(null(), AggNorm::default()), (&explicit as *const tkm_agg_norm, core_explicit)] {
             let mut want = d1.clone();
-            pl::agg_chain_in_place(&b.mask, shape, mode, &cn, &mut want).unwrap();
+            pl::agg_chain_in_place(Exec::new(), shape, &b.mask, mode, &cn, &mut want).unwrap();
             let mut got = d1.clone();
-            let s = unsafe { tkm_agg_chain_inplace(b.mask.as_ptr(), rows, cols, code, abi, got.as_mut_ptr()) };
+            let s = unsafe { tkm_agg_chain_inplace(null(), b.mask.as_ptr(), rows, cols, code, abi, got.as_mut_ptr()) };
             assert_eq!(s, TKM_STATUS_OK);
             assert_eq!(bits(&got), bits(&want));
 
             // logp_upstream with two terms, and aliased onto its first term.
             let mut w = vec![0f32; n];
-            pl::agg_weights(&b.mask, shape, mode, &cn, &mut w).unwrap();
+            pl::agg_weights(Exec::new(), shape, &b.mask, mode, &cn, &mut w).unwrap();
             let mut want = vec![0f32; n];
-            pl::logp_upstream(&w, &[(1.0, &d1), (0.25, &d2)], &mut want).unwrap();
+            pl::logp_upstream(Exec::new(), &w, &[(1.0, &d1), (0.25, &d2)], &mut want).unwrap();
             let coefs = [1.0f32, 0.25];
             let terms = [d1.as_ptr(), d2.as_ptr()];
-            let mut got = vec![9f32; n];
-            let s = unsafe { tkm_logp_upstream(w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, got.as_mut_ptr()) };
+            let mut got = vec![POISON; n];
+            let s = unsafe {
+                tkm_logp_upstream(null(), w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, got.as_mut_ptr())
+            };
             assert_eq!(s, TKM_STATUS_OK);
             assert_eq!(bits(&got), bits(&want));
             let mut alias = d1.clone();
             let terms = [alias.as_ptr(), d2.as_ptr()];
-            let s = unsafe { tkm_logp_upstream(w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, alias.as_mut_ptr()) };
+            let s = unsafe {
+                tkm_logp_upstream(null(), w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, alias.as_mut_ptr())
+            };
             assert_eq!(s, TKM_STATUS_OK);
             assert_eq!(bits(&alias), bits(&want));
             // Zero terms: all zeros.
-            let s = unsafe { tkm_logp_upstream(w.as_ptr(), n, null(), null(), 0, got.as_mut_ptr()) };
+            let s = unsafe { tkm_logp_upstream(null(), w.as_ptr(), n, null(), null(), 0, got.as_mut_ptr()) };
             assert_eq!(s, TKM_STATUS_OK);
             assert!(got.iter().all(|&x| x.to_bits() == 0));
 
             let mut want = vec![0f32; n];
-            pl::entropy_upstream(&w, 0.01, &mut want).unwrap();
-            let mut got = vec![9f32; n];
-            assert_eq!(unsafe { tkm_entropy_upstream(w.as_ptr(), n, 0.01, got.as_mut_ptr()) }, TKM_STATUS_OK);
+            pl::entropy_upstream(Exec::new(), &w, 0.01, &mut want).unwrap();
+            let mut got = vec![POISON; n];
+            assert_eq!(unsafe { tkm_entropy_upstream(null(), w.as_ptr(), n, 0.01, got.as_mut_ptr()) }, TKM_STATUS_OK);
             assert_eq!(bits(&got), bits(&want));
         }
     }
@@ -616,10 +630,9 @@ fn new_policy_errors_write_nothing() {
     let b = Batch::new(2, 3);
     let (rows, cols, n) = (b.rows, b.cols, b.n());
     let p = |v: &Vec<f32>| v.as_ptr();
-    let untouched = |v: &[f32]| v.iter().all(|&x| x == -7.0);
-    let mut l = vec![-7f32; n];
-    let mut g = vec![-7f32; n];
-    let mut total = -7f32;
+    let mut l = vec![POISON; n];
+    let mut g = vec![POISON; n];
+    let mut total = POISON;
     let mut ps = tkm_policy_stats { valid_tokens: 77, ..Default::default() };
     let mut ks = tkm_kl_stats { valid_tokens: 77, kl_sum: 0.0 };
 
@@ -645,6 +658,7 @@ fn new_policy_errors_write_nothing() {
                 ps: &mut tkm_policy_stats,
                 ks: &mut tkm_kl_stats| unsafe {
         tkm_ppo_clip_kl_step(
+            null(),
             p(&b.logp),
             p(&b.old),
             p(&b.adv),
@@ -667,6 +681,7 @@ fn new_policy_errors_write_nothing() {
     };
     let lossk = |kl: &tkm_kl_options, coef: f32, reference: *const f32, l: &mut [f32], g: &mut [f32]| unsafe {
         tkm_ppo_clip_kl_loss(
+            null(),
             p(&b.logp),
             p(&b.old),
             p(&b.adv),
@@ -701,7 +716,13 @@ fn new_policy_errors_write_nothing() {
     ] {
         assert_eq!(step(&kl, coef, reference, mode, rr, t, &mut l, &mut g, &mut ps, &mut ks), want);
     }
-    assert!(untouched(&l) && untouched(&g) && total == -7.0 && ps.valid_tokens == 77 && ks.valid_tokens == 77);
+    assert!(
+        untouched(&l)
+            && untouched(&g)
+            && total.to_bits() == POISON.to_bits()
+            && ps.valid_tokens == 77
+            && ks.valid_tokens == 77
+    );
     assert_eq!(lossk(&bad_kind, 0.1, r, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
     assert_eq!(lossk(&kl0, f32::NAN, r, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
     assert_eq!(lossk(&kl0, 0.1, null(), &mut l, &mut g), TKM_STATUS_NULL_POINTER);
@@ -710,8 +731,8 @@ fn new_policy_errors_write_nothing() {
     // An older kl options struct (kind only) keeps the default clamps.
     let older = tkm_kl_options { struct_size: 12, verl_clamps: 7, ..kl0 };
     assert_eq!(lossk(&older, 0.1, r, &mut l, &mut g), TKM_STATUS_OK);
-    l.fill(-7.0);
-    g.fill(-7.0);
+    l.fill(POISON);
+    g.fill(POISON);
 
     // GSPO / CISPO / SAPO option validation, NULL inputs.
     let mut gspo = tkm_gspo_options { struct_size: 0, eps_low: 0.0, eps_high: 0.0, seq_log_ratio_cap: 0.0 };
@@ -726,6 +747,7 @@ fn new_policy_errors_write_nothing() {
         ($f:ident, $o:expr, $adv:expr) => {
             unsafe {
                 $f(
+                    null(),
                     p(&b.logp),
                     p(&b.old),
                     $adv,
@@ -774,13 +796,13 @@ fn new_policy_errors_write_nothing() {
     // KL, TIS.
     unsafe {
         let kl = |o: &tkm_kl_options, rf: *const f32, r: usize, l: &mut [f32], g: &mut [f32]| {
-            tkm_kl_loss(p(&b.logp), rf, b.mask.as_ptr(), r, cols, o, l.as_mut_ptr(), g.as_mut_ptr(), null_mut())
+            tkm_kl_loss(null(), p(&b.logp), rf, b.mask.as_ptr(), r, cols, o, l.as_mut_ptr(), g.as_mut_ptr(), null_mut())
         };
         assert_eq!(kl(&bad_kind, r, rows, &mut l, &mut g), TKM_STATUS_INVALID_ARGUMENT);
         assert_eq!(kl(&kl0, null(), rows, &mut l, &mut g), TKM_STATUS_NULL_POINTER);
         assert_eq!(kl(&kl0, r, usize::MAX, &mut l, &mut g), TKM_STATUS_SIZE_OVERFLOW);
         let tis = |level: u32, cap: f32, out: *mut f32| {
-            tkm_tis_weights(p(&b.old), r, b.mask.as_ptr(), rows, cols, level, cap, out)
+            tkm_tis_weights(null(), p(&b.old), r, b.mask.as_ptr(), rows, cols, level, cap, out)
         };
         assert_eq!(tis(2, 2.0, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
         assert_eq!(tis(TKM_TIS_TOKEN, 0.0, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
@@ -792,36 +814,118 @@ fn new_policy_errors_write_nothing() {
     // Chaining and upstreams.
     unsafe {
         let m = b.mask.as_ptr();
-        assert_eq!(tkm_agg_chain_inplace(m, rows, cols, 9, null(), l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
-        assert_eq!(tkm_agg_chain_inplace(null(), rows, cols, 0, null(), l.as_mut_ptr()), TKM_STATUS_NULL_POINTER);
-        assert_eq!(tkm_agg_chain_inplace(m, rows, cols, 0, null(), null_mut()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(
+            tkm_agg_chain_inplace(null(), m, rows, cols, 9, null(), l.as_mut_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            tkm_agg_chain_inplace(null(), null(), rows, cols, 0, null(), l.as_mut_ptr()),
+            TKM_STATUS_NULL_POINTER
+        );
+        assert_eq!(tkm_agg_chain_inplace(null(), m, rows, cols, 0, null(), null_mut()), TKM_STATUS_NULL_POINTER);
         let mut norm = tkm_agg_norm { struct_size: 0, global_tokens: 0, global_seqs: 0, dp_size: 0, scale_factor: 0.0 };
         tkm_agg_norm_init(&mut norm);
         norm.dp_size = 0;
-        assert_eq!(tkm_agg_chain_inplace(m, rows, cols, 0, &norm, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tkm_agg_chain_inplace(null(), m, rows, cols, 0, &norm, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
         // d overlapping the mask.
         let mut buf = vec![0f32; 8];
         let bm = buf.as_ptr() as *const u8;
-        assert_eq!(tkm_agg_chain_inplace(bm, 1, 8, 0, null(), buf.as_mut_ptr()), TKM_STATUS_OVERLAP);
+        assert_eq!(tkm_agg_chain_inplace(null(), bm, 1, 8, 0, null(), buf.as_mut_ptr()), TKM_STATUS_OVERLAP);
         assert!(untouched(&l));
 
         let w = vec![1f32; n];
         let coefs = [1.0f32, 2.0];
         let terms = [p(&b.adv), null()];
         assert_eq!(
-            tkm_logp_upstream(w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, l.as_mut_ptr()),
+            tkm_logp_upstream(null(), w.as_ptr(), n, coefs.as_ptr(), terms.as_ptr(), 2, l.as_mut_ptr()),
             TKM_STATUS_NULL_POINTER
         );
         assert_eq!(
-            tkm_logp_upstream(w.as_ptr(), n, null(), terms.as_ptr(), 1, l.as_mut_ptr()),
+            tkm_logp_upstream(null(), w.as_ptr(), n, null(), terms.as_ptr(), 1, l.as_mut_ptr()),
             TKM_STATUS_NULL_POINTER
         );
         assert_eq!(
-            tkm_logp_upstream(w.as_ptr(), usize::MAX, coefs.as_ptr(), terms.as_ptr(), 1, l.as_mut_ptr()),
+            tkm_logp_upstream(null(), w.as_ptr(), usize::MAX, coefs.as_ptr(), terms.as_ptr(), 1, l.as_mut_ptr()),
             TKM_STATUS_SIZE_OVERFLOW
         );
-        assert_eq!(tkm_entropy_upstream(w.as_ptr(), n, f32::NAN, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
-        assert_eq!(tkm_entropy_upstream(null(), n, 0.1, l.as_mut_ptr()), TKM_STATUS_NULL_POINTER);
+        assert_eq!(tkm_entropy_upstream(null(), w.as_ptr(), n, f32::NAN, l.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(tkm_entropy_upstream(null(), null(), n, 0.1, l.as_mut_ptr()), TKM_STATUS_NULL_POINTER);
     }
     assert!(untouched(&l));
+}
+
+/// The `TKM_BACKEND_*` code of a backend (exhaustive: a new backend does not compile here
+/// until it has its code, and so its test below).
+fn backend_code(b: Backend) -> u32 {
+    match b {
+        Backend::Portable => TKM_BACKEND_PORTABLE,
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => TKM_BACKEND_AVX2_FMA,
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => TKM_BACKEND_AVX512,
+    }
+}
+
+/// `exec` reaches the policy kernels: every backend this CPU offers, pinned through the C ABI,
+/// gives the portable bits for the fused step (the hand-vectorised loops) and the KL kernel
+/// (the compiled-per-backend loops); an unknown code is rejected before anything is written.
+#[test]
+fn policy_kernels_run_on_the_pinned_backend() {
+    let (rows, cols) = (5, 48);
+    let b = Batch::new(rows, cols);
+    let n = b.n();
+    let kl = kl_opts();
+    let run = |backend: u32| {
+        let mut exec = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
+        assert_eq!(unsafe { tkm_exec_options_init(&mut exec) }, TKM_STATUS_OK);
+        exec.backend = backend;
+        let (mut l, mut g, mut total) = (vec![POISON; n], vec![POISON; n], POISON);
+        let (mut kv, mut kg) = (vec![POISON; n], vec![POISON; n]);
+        let s = unsafe {
+            tkm_ppo_clip_kl_step(
+                &exec,
+                b.logp.as_ptr(),
+                b.old.as_ptr(),
+                b.adv.as_ptr(),
+                b.mask.as_ptr(),
+                b.isw_ptr(true),
+                b.reference.as_ptr(),
+                rows,
+                cols,
+                null(),
+                &kl,
+                0.05,
+                TKM_AGG_SEQ_MEAN_TOKEN_MEAN,
+                null(),
+                l.as_mut_ptr(),
+                g.as_mut_ptr(),
+                &mut total,
+                null_mut(),
+                null_mut(),
+            )
+        };
+        let s2 = unsafe {
+            tkm_kl_loss(
+                &exec,
+                b.logp.as_ptr(),
+                b.reference.as_ptr(),
+                b.mask.as_ptr(),
+                rows,
+                cols,
+                &kl,
+                kv.as_mut_ptr(),
+                kg.as_mut_ptr(),
+                null_mut(),
+            )
+        };
+        (s, s2, bits(&l), bits(&g), total.to_bits(), bits(&kv), bits(&kg))
+    };
+    let want = run(TKM_BACKEND_PORTABLE);
+    assert_eq!((want.0, want.1), (TKM_STATUS_OK, TKM_STATUS_OK));
+    for backend in Backend::all_supported() {
+        assert_eq!(run(backend_code(backend)), want, "{}", backend.name());
+    }
+    let bad = run(77);
+    assert_eq!((bad.0, bad.1), (TKM_STATUS_INVALID_ARGUMENT, TKM_STATUS_INVALID_ARGUMENT));
+    assert!(bad.2.iter().chain(&bad.5).all(|&x| x == POISON.to_bits()), "an output was written");
 }

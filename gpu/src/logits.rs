@@ -326,8 +326,8 @@ impl Gpu {
         let per_word = if x.dtype == DType::F32 { 1 } else { 2 };
         // The widest vector that every block start is aligned to (the buffer is padded to
         // whole vectors).
-        let aligned = x.stride % per_word == 0;
-        let vec = [4usize, 2].into_iter().find(|&n| x.stride % (n * per_word) == 0).unwrap_or(1);
+        let aligned = x.stride.is_multiple_of(per_word);
+        let vec = [4usize, 2].into_iter().find(|&n| x.stride.is_multiple_of(n * per_word)).unwrap_or(1);
         let n = if aligned { vec } else { 1 };
         with_client!(self, |c: R| {
             // Safe: the kernel reads rows `[0, rows)` of `x` (inside its buffer) and the
@@ -537,7 +537,7 @@ impl Gpu {
     ) -> Result<(), GpuError> {
         self.own(x.gpu)?;
         Self::validate_shard(x, shard)?;
-        if shard.col_offset % BLOCK != 0 {
+        if !shard.col_offset.is_multiple_of(BLOCK) {
             return Err(
                 TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK").into()
             );
@@ -700,7 +700,7 @@ impl Gpu {
 
     /// In-place 16-bit gradients write whole 32-bit words: rows must not share one.
     fn check_inplace(x: &GpuLogits) -> Result<(), GpuError> {
-        if x.dtype != DType::F32 && x.stride % 2 != 0 && x.rows > 1 {
+        if x.dtype != DType::F32 && !x.stride.is_multiple_of(2) && x.rows > 1 {
             return Err(GpuError::Unsupported(
                 "in-place 16-bit gradient with an odd row stride (rows would share 32-bit words)",
             ));

@@ -69,7 +69,7 @@ use tokenmath_core::policy_loss::{
     agg_chain_in_place, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
     LossOut, PolicyInputs, StepStats,
 };
-use tokenmath_core::TmError;
+use tokenmath_core::{Backend, Exec, TmError};
 
 /// Bytes per token that any implementation must move (see the module docs).
 const MIN_BYTES_PER_TOKEN: usize = 4 * 4 + 1 + 2 * 4;
@@ -101,6 +101,22 @@ struct Args {
     /// Also write the inputs and outputs to this directory (for the numpy check).
     #[arg(long)]
     dump: Option<PathBuf>,
+    /// Backends to time, comma-separated: `auto` (the detected one), `portable`, `avx2-fma`,
+    /// `avx512`. Each gets its `fused` and `composed` measurements, in the same run as the copy.
+    #[arg(long, default_value = "auto", value_delimiter = ',', value_parser = backend)]
+    backends: Vec<Backend>,
+}
+
+fn backend(s: &str) -> Result<Backend, String> {
+    let b = match s {
+        "auto" => Backend::detect(),
+        name => Backend::from_name(name).ok_or_else(|| format!("unknown backend {name:?}"))?,
+    };
+    if b.is_supported() {
+        Ok(b)
+    } else {
+        Err(format!("this CPU cannot run backend {s:?}"))
+    }
 }
 
 fn positive(s: &str) -> Result<usize, String> {
@@ -142,18 +158,18 @@ impl Outs {
 }
 
 /// The step, by the fused entry point.
-fn step_fused(inp: &PolicyInputs<'_>, kl: &KlTerm<'_>, o: &mut Outs) -> Result<StepStats, TmError> {
-    ppo_clip_kl_step(inp, &ClipCfg::default(), kl, AggMode::TokenMean, &AggNorm::default(), o.out())
+fn step_fused(exec: Exec, inp: &PolicyInputs<'_>, kl: &KlTerm<'_>, o: &mut Outs) -> Result<StepStats, TmError> {
+    ppo_clip_kl_step(exec, inp, &ClipCfg::default(), kl, AggMode::TokenMean, &AggNorm::default(), o.out())
 }
 
 /// The step, as the three calls of the module docs.
-fn step_composed(inp: &PolicyInputs<'_>, kl: &KlTerm<'_>, o: &mut Outs) -> Result<StepStats, TmError> {
+fn step_composed(exec: Exec, inp: &PolicyInputs<'_>, kl: &KlTerm<'_>, o: &mut Outs) -> Result<StepStats, TmError> {
     let out = o.out();
     let (policy, klst) =
-        ppo_clip_kl_loss(inp, &ClipCfg::default(), kl, LossOut { loss: out.loss, dloss_dlogp: out.dloss_dlogp })?;
+        ppo_clip_kl_loss(exec, inp, &ClipCfg::default(), kl, LossOut { loss: out.loss, dloss_dlogp: out.dloss_dlogp })?;
     let norm = AggNorm::default();
-    let loss = agg_loss(out.loss, inp.mask, inp.shape, AggMode::TokenMean, &norm)?;
-    agg_chain_in_place(inp.mask, inp.shape, AggMode::TokenMean, &norm, out.dloss_dlogp)?;
+    let loss = agg_loss(exec, inp.shape, inp.mask, out.loss, AggMode::TokenMean, &norm)?;
+    agg_chain_in_place(exec, inp.shape, inp.mask, AggMode::TokenMean, &norm, out.dloss_dlogp)?;
     Ok(StepStats { loss, policy, kl: klst })
 }
 
@@ -173,6 +189,7 @@ fn bits_hash(arrays: &[&[f32]]) -> u64 {
 /// One measurement: `run` executes it once and returns the seconds it took.
 struct Measurement<'a> {
     name: &'static str,
+    backend: Option<Backend>,
     run: Box<dyn FnMut() -> Result<f64, TmError> + 'a>,
     secs: Vec<f64>,
 }
@@ -239,13 +256,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let kl = KlTerm { ref_logp: &p.ref_logp, cfg: KlCfg::default(), coef: KL_COEF };
 
-    // The two paths agree bit for bit (checked once, untimed).
+    // The two paths, on every backend, agree bit for bit (checked once, untimed).
+    let portable = Exec::new().with_backend(Backend::Portable);
     let (mut fused, mut composed) = (Outs::new(n), Outs::new(n));
-    let st = step_fused(&inp, &kl, &mut fused)?;
-    let st_c = step_composed(&inp, &kl, &mut composed)?;
+    let st = step_fused(portable, &inp, &kl, &mut fused)?;
     let hash = bits_hash(&[fused.loss(), fused.g()]);
-    if st != st_c || hash != bits_hash(&[composed.loss(), composed.g()]) {
-        return Err(format!("the fused and composed steps differ: {st:?} vs {st_c:?}").into());
+    for &b in &args.backends {
+        let exec = Exec::new().with_backend(b);
+        let st_f = step_fused(exec, &inp, &kl, &mut fused)?;
+        let st_c = step_composed(exec, &inp, &kl, &mut composed)?;
+        for (path, s, o) in [("fused", st_f, &fused), ("composed", st_c, &composed)] {
+            if s != st || bits_hash(&[o.loss(), o.g()]) != hash {
+                return Err(format!("the {path} step on {} differs from the portable one", b.name()).into());
+            }
+        }
     }
     if let Some(dir) = &args.dump {
         dump(dir, &p, &fused, &st)?;
@@ -256,42 +280,48 @@ fn main() -> Result<(), Box<dyn Error>> {
     let src = vec![1u8; min_bytes];
     let mut dst = vec![0u8; min_bytes];
     let (inp, kl) = (&inp, &kl);
-    let (fused_o, composed_o, dst_r) = (&mut fused, &mut composed, &mut dst);
-    let mut ms = [
-        Measurement {
+    let dst_r = &mut dst;
+    let mut ms = Vec::new();
+    for &b in &args.backends {
+        let exec = Exec::new().with_backend(b);
+        let (mut fused_o, mut composed_o) = (Outs::new(n), Outs::new(n));
+        ms.push(Measurement {
             name: "fused",
+            backend: Some(b),
             run: Box::new(move || {
                 timed(|| {
-                    step_fused(inp, kl, fused_o).map(|s| {
+                    step_fused(exec, inp, kl, &mut fused_o).map(|s| {
                         black_box(s);
                     })
                 })
             }),
             secs: Vec::new(),
-        },
-        Measurement {
+        });
+        ms.push(Measurement {
             name: "composed",
+            backend: Some(b),
             run: Box::new(move || {
                 timed(|| {
-                    step_composed(inp, kl, composed_o).map(|s| {
+                    step_composed(exec, inp, kl, &mut composed_o).map(|s| {
                         black_box(s);
                     })
                 })
             }),
             secs: Vec::new(),
-        },
-        Measurement {
-            name: "copy_bw",
-            run: Box::new(|| {
-                timed(|| {
-                    dst_r.copy_from_slice(black_box(&src));
-                    black_box(&mut *dst_r);
-                    Ok(())
-                })
-            }),
-            secs: Vec::new(),
-        },
-    ];
+        });
+    }
+    ms.push(Measurement {
+        name: "copy_bw",
+        backend: None,
+        run: Box::new(|| {
+            timed(|| {
+                dst_r.copy_from_slice(black_box(&src));
+                black_box(&mut *dst_r);
+                Ok(())
+            })
+        }),
+        secs: Vec::new(),
+    });
     for m in &mut ms {
         for _ in 0..args.warmup {
             (m.run)()?;
@@ -317,8 +347,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             continue;
         }
         let moved = n * if m.name == "fused" { FUSED_BYTES_PER_TOKEN } else { COMPOSED_BYTES_PER_TOKEN };
+        let backend = m.backend.map_or("", |b| b.name());
         println!(
-            "{{\"impl\":\"tokenmath\",\"op\":\"policy_step\",\"path\":\"{}\",\"rows\":{rows},\"cols\":{cols},\
+            "{{\"impl\":\"tokenmath\",\"op\":\"policy_step\",\"path\":\"{}\",\"backend\":\"{backend}\",\"rows\":{rows},\"cols\":{cols},\
              \"tokens\":{n},\"valid_tokens\":{},\"threads\":1,\"median_s\":{median},\"min_s\":{min},\
              \"tokens_per_s\":{},\"min_bytes\":{min_bytes},\"moved_bytes\":{moved},\"gb_per_s\":{},\
              \"gb_per_s_moved\":{},\"loss\":{},\"g_sum\":{g_sum},\"bits_hash\":\"{hash:016x}\"}}",

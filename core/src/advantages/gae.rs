@@ -4,6 +4,35 @@ use super::masked::{check_whiten_support, whiten_in_place};
 use super::{check_bt, check_finite_masked, Compat};
 use crate::error::{check_len, TmError};
 
+/// The hyper-parameters of [`gae`].
+///
+/// `Default` is verl's (`algorithm.gamma = 1.0`, `algorithm.lam = 1.0` at `b178a3cd`) with the
+/// library's padding convention ([`Compat::Library`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GaeCfg {
+    /// The discount `γ` (finite, `≥ 0`).
+    pub gamma: f32,
+    /// The GAE `λ` (finite, `≥ 0`).
+    pub lam: f32,
+    /// Padding convention of the whitening (see [`super::reinforce_pp_advantage`]).
+    pub compat: Compat,
+}
+
+impl Default for GaeCfg {
+    fn default() -> Self {
+        GaeCfg { gamma: 1.0, lam: 1.0, compat: Compat::Library }
+    }
+}
+
+/// The outputs of [`gae`] (each `B·t` elements).
+#[derive(Debug)]
+pub struct GaeOut<'a> {
+    /// The whitened advantages.
+    pub adv: &'a mut [f32],
+    /// The returns `A + V` (not whitened).
+    pub ret: &'a mut [f32],
+}
+
 /// GAE \[code\] (verl `compute_gae_advantage_return`), per row of `[B, t]` token rewards `r`
 /// and values `v`:
 ///
@@ -23,24 +52,15 @@ use crate::error::{check_len, TmError};
 /// the gap. The recurrence runs in `f64`; `ret` is written everywhere as verl does (at a
 /// padding position `A_t + V_t`, with `A_t` carried from the next valid token, so a NaN
 /// value in padding shows up there only). The whitening is over all valid tokens of the
-/// batch with `eps = 1e-8`; `compat` as in [`super::reinforce_pp_advantage`]: the library
+/// batch with `eps = 1e-8`; `cfg.compat` as in [`super::reinforce_pp_advantage`]: the library
 /// form writes 0 into padding, [`Compat::Verl`] writes verl's whitened values there and
 /// raises for fewer than 2 valid tokens.
 ///
 /// Errors: lengths; `gamma`/`lam` not finite or negative ([`TmError::InvalidArgument`]); a
 /// non-finite reward or value at a valid position ([`TmError::NonFinite`]).
-#[allow(clippy::too_many_arguments)]
-pub fn gae(
-    r: &[f32],
-    values: &[f32],
-    mask: &[u8],
-    t: usize,
-    gamma: f32,
-    lam: f32,
-    compat: Compat,
-    adv: &mut [f32],
-    ret: &mut [f32],
-) -> Result<(), TmError> {
+pub fn gae(r: &[f32], values: &[f32], mask: &[u8], t: usize, cfg: &GaeCfg, out: GaeOut<'_>) -> Result<(), TmError> {
+    let GaeCfg { gamma, lam, compat } = *cfg;
+    let GaeOut { adv, ret } = out;
     let rows = r.len().checked_div(t).unwrap_or(0);
     check_bt("r", rows, t, r.len())?;
     check_bt("values", rows, t, values.len())?;

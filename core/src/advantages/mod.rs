@@ -77,7 +77,7 @@ mod rloo;
 pub use broadcast::{broadcast_masked, sequence_rewards};
 pub use dapo::{dynamic_sampling_keep, overlong_penalty, overlong_shaped_token_rewards, OverlongCfg};
 pub use dr_grpo::dr_grpo_advantage;
-pub use gae::gae;
+pub use gae::{gae, GaeCfg, GaeOut};
 pub use group_stats::{distinct_groups, group_moments, Moments};
 pub use grpo::{grpo_advantage, grpo_advantage_from_moments, GrpoCfg, GrpoFlavor, TrlScale};
 pub use masked::{masked_mean, masked_sum, masked_var, masked_whiten};
@@ -153,7 +153,7 @@ impl<'a> Groups<'a> {
     pub(crate) fn validate(&self, rows: usize) -> Result<(), TmError> {
         match *self {
             Groups::Contiguous { size: 0 } => Err(TmError::InvalidArgument("contiguous group size must be > 0")),
-            Groups::Contiguous { size } if rows % size != 0 => {
+            Groups::Contiguous { size } if !rows.is_multiple_of(size) => {
                 Err(TmError::InvalidArgument("the number of responses is not a multiple of the group size"))
             }
             Groups::Contiguous { .. } => Ok(()),

@@ -18,7 +18,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`encoding`] | canonical `f32`, `i8`-unit, `bf16` encodings; CoIn layout; the leaf record; salts |
-//! | [`hash`] | [`Hash32`], BLAKE3 (plain and keyed), leaf/node prefixes |
+//! | [`hash`] | [`Hash32`](hash::Hash32), BLAKE3 (plain and keyed), leaf/node prefixes |
 //! | [`tree`] | `MTH` of RFC 6962 §2.1 (split at the largest power of two below `n`) |
 //! | [`builder`] | streaming builder (`O(log n)` memory) and mergeable compact ranges |
 //! | [`proof`] | inclusion and consistency proofs, exact lengths, byte format |
@@ -37,7 +37,7 @@
 //!
 //! `H` is BLAKE3 (32-byte output), optionally keyed with
 //! `derive_key("tokenmath v1 token-tree key", context)`; the code is generic over
-//! [`Hash32`] so SHA-256 reproduces the RFC 6962 vectors. The streaming builder keeps the
+//! [`Hash32`](hash::Hash32) so SHA-256 reproduces the RFC 6962 vectors. The streaming builder keeps the
 //! perfect subtrees of the binary decomposition of `n`; compact ranges of adjacent shards
 //! merge to the same root bit for bit, whatever the split.
 //!
@@ -90,8 +90,10 @@
 //!
 //! ```
 //! use tokenmath_core::fingerprint::encoding::{encode_f32_canonical, FpKind, LeafRecord};
-//! use tokenmath_core::fingerprint::{inclusion_proof, max_proof_len, verify_inclusion};
-//! use tokenmath_core::fingerprint::{Blake3, SignedHead, StreamingTree};
+//! use tokenmath_core::fingerprint::builder::StreamingTree;
+//! use tokenmath_core::fingerprint::hash::Blake3;
+//! use tokenmath_core::fingerprint::proof::{inclusion_proof, max_proof_len, verify_inclusion};
+//! use tokenmath_core::fingerprint::signed_head::SignedHead;
 //!
 //! let embeddings = [[0.5f32, -1.0, 2.0], [0.25, 0.0, -0.0], [1.0, 1.0, 1.0]];
 //! let mut leaves = Vec::new();
@@ -126,13 +128,3 @@ pub mod sampling;
 pub mod signed_head;
 pub mod simhash;
 pub mod tree;
-
-pub use builder::{CompactRange, StreamingTree};
-pub use encoding::{FpKind, LeafRecord};
-pub use hash::{leaf_hash, node_hash, Blake3, Blake3Keyed, Digest, Hash32};
-pub use proof::{
-    consistency_proof, consistency_proof_len, inclusion_proof, inclusion_proof_len, max_proof_len, parse_proof,
-    verify_consistency, verify_inclusion, ProofError, ProofKind, ProofView,
-};
-pub use signed_head::SignedHead;
-pub use tree::root;

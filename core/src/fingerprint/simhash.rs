@@ -116,7 +116,7 @@ impl PlaneStream {
 /// Writes plane `j`'s entries for every `j < k` into `out` (`k·d` values, plane-major);
 /// for inspection and tests, the signature itself never materialises the planes.
 pub fn planes_into(seed: &Digest, planes: Planes, d: usize, out: &mut [f64]) -> Result<(), TmError> {
-    if d == 0 || out.len() % d != 0 {
+    if d == 0 || !out.len().is_multiple_of(d) {
         return Err(TmError::InvalidArgument("simhash planes: the buffer is not a whole number of planes"));
     }
     let mut s = PlaneStream::new(seed, planes);

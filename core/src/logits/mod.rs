@@ -78,8 +78,8 @@
 //! the output contents are unspecified; nothing outside them is written. Row numbers in
 //! errors and in [`Status`] count from the first row of the matrix passed in.
 
-mod exp;
 mod portable;
+use crate::exp;
 
 /// The constants of the canonical operation order, for backends outside this crate (the
 /// GPU kernels) that reproduce it: the shared `exp` (see the private `exp` module's docs:
@@ -327,7 +327,7 @@ fn row_blocks_with<T: LogitElem, const SCALE: bool>(
             row.chunks(BLOCK).for_each(|b| sink(portable::block_stats::<T, SCALE>(b, inv_temp)));
         }
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma => {
+        Backend::Avx2Fma | Backend::Avx512 => {
             // Safe because `check_backend` verified AVX2+FMA+F16C before any kernel runs,
             // and the casts are between identical types (`T::DTYPE` names `T`).
             macro_rules! go {
@@ -379,7 +379,7 @@ unsafe fn grad_row_with<T: LogitElem, O: GradElem, const SCALE: bool>(
     match backend {
         Backend::Portable => portable::grad_row::<T, O, SCALE>(src, dst, len, g),
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma => {
+        Backend::Avx2Fma | Backend::Avx512 => {
             // Safe because `check_backend` verified the CPU features, the caller guarantees
             // the pointers, and each (T, O) pair below names its own types.
             macro_rules! go {
@@ -665,7 +665,7 @@ pub fn stats_partial_blocks<T: LogitElem>(
     check_backend(exec.backend)?;
     let (rows, cols) = (x.rows(), x.cols());
     shard.validate(cols)?;
-    if shard.col_offset % BLOCK != 0 {
+    if !shard.col_offset.is_multiple_of(BLOCK) {
         return Err(TmError::InvalidArgument("per-block partials need a shard that starts on a multiple of BLOCK"));
     }
     inputs.validate(rows, shard.vocab)?;

@@ -29,8 +29,9 @@
 //! index order, rounded once to `f32`; weights are formed in `f64`
 //! and rounded once. Results do not depend on anything but the inputs.
 
-use super::BatchShape;
+use super::{check_backend, BatchShape};
 use crate::error::{check_len, TmError};
+use crate::platform::{Backend, Exec};
 
 /// The aggregation mode (verl `loss_agg_mode` names in the variant docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -100,8 +101,10 @@ pub(super) fn count_valid(m: &[u8]) -> u64 {
     total
 }
 
+/// `(Σ m, #rows with Σ_t m > 0)` (compiled once per backend: see the dispatch in
+/// `policy_loss/mod.rs`).
 #[inline(always)]
-fn local_counts_body(mask: &[u8], shape: BatchShape) -> (u64, u64) {
+pub(super) fn local_counts_body(mask: &[u8], shape: BatchShape) -> (u64, u64) {
     let (mut tok, mut seq) = (0u64, 0u64);
     if shape.cols == 0 {
         return (0, 0);
@@ -114,23 +117,13 @@ fn local_counts_body(mask: &[u8], shape: BatchShape) -> (u64, u64) {
     (tok, seq)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn local_counts_avx2(mask: &[u8], shape: BatchShape) -> (u64, u64) {
-    local_counts_body(mask, shape)
-}
-
-/// `(Σ m, #rows with Σ_t m > 0)`.
-fn local_counts(mask: &[u8], shape: BatchShape) -> (u64, u64) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::platform::Backend::detect() == crate::platform::Backend::Avx2Fma {
-        // Safe because `detect` verified AVX2 on this CPU.
-        return unsafe { local_counts_avx2(mask, shape) };
-    }
-    local_counts_body(mask, shape)
-}
-
-pub(super) fn plan(mask: &[u8], shape: BatchShape, mode: AggMode, norm: &AggNorm) -> Result<Plan, TmError> {
+pub(super) fn plan(
+    backend: Backend,
+    mask: &[u8],
+    shape: BatchShape,
+    mode: AggMode,
+    norm: &AggNorm,
+) -> Result<Plan, TmError> {
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;
     if norm.dp_size == 0 {
@@ -139,7 +132,7 @@ pub(super) fn plan(mask: &[u8], shape: BatchShape, mode: AggMode, norm: &AggNorm
     if norm.scale_factor.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         return Err(TmError::InvalidArgument("scale_factor must be finite and > 0"));
     }
-    let (tok, seq) = local_counts(mask, shape);
+    let (tok, seq) = super::local_counts(backend, mask, shape);
     if norm.global_tokens.is_some_and(|g| g < tok) {
         return Err(TmError::InvalidArgument("global_tokens is smaller than the local valid-token count"));
     }
@@ -189,9 +182,18 @@ fn masked_row_sum(l: &[f32], m: &[u8]) -> (f64, u64) {
 /// docs). `0` for an empty denominator.
 ///
 /// Errors: [`TmError::LengthMismatch`]; [`TmError::InvalidArgument`] for `dp_size = 0`, a
-/// scale factor that is not finite and `> 0`, or a global count below the local one.
-pub fn agg_loss(loss: &[f32], mask: &[u8], shape: BatchShape, mode: AggMode, norm: &AggNorm) -> Result<f32, TmError> {
-    let p = plan(mask, shape, mode, norm)?;
+/// scale factor that is not finite and `> 0`, or a global count below the local one;
+/// [`TmError::BackendUnavailable`] for a backend this CPU lacks.
+pub fn agg_loss(
+    exec: Exec,
+    shape: BatchShape,
+    mask: &[u8],
+    loss: &[f32],
+    mode: AggMode,
+    norm: &AggNorm,
+) -> Result<f32, TmError> {
+    check_backend(exec)?;
+    let p = plan(exec.backend(), mask, shape, mode, norm)?;
     check_len("loss", mask.len(), loss.len())?;
     if p.k == 0.0 || shape.cols == 0 {
         return Ok(0.0);
@@ -211,13 +213,15 @@ pub fn agg_loss(loss: &[f32], mask: &[u8], shape: BatchShape, mode: AggMode, nor
 /// The weights `w[b,t] = ∂L/∂ℓ[b,t]` of [`agg_loss`] into `w` (`B·T`; 0 at masked positions and
 /// everywhere for an empty denominator). Same errors as [`agg_loss`].
 pub fn agg_weights(
-    mask: &[u8],
+    exec: Exec,
     shape: BatchShape,
+    mask: &[u8],
     mode: AggMode,
     norm: &AggNorm,
     w: &mut [f32],
 ) -> Result<(), TmError> {
-    let p = plan(mask, shape, mode, norm)?;
+    check_backend(exec)?;
+    let p = plan(exec.backend(), mask, shape, mode, norm)?;
     check_len("w", mask.len(), w.len())?;
     if shape.cols == 0 {
         return Ok(());
@@ -241,13 +245,15 @@ pub fn agg_weights(
 ///
 /// Errors: as [`agg_weights`] (`d` takes the place of `w`).
 pub fn agg_chain_in_place(
-    mask: &[u8],
+    exec: Exec,
     shape: BatchShape,
+    mask: &[u8],
     mode: AggMode,
     norm: &AggNorm,
     d: &mut [f32],
 ) -> Result<(), TmError> {
-    let p = plan(mask, shape, mode, norm)?;
+    check_backend(exec)?;
+    let p = plan(exec.backend(), mask, shape, mode, norm)?;
     check_len("d", mask.len(), d.len())?;
     if shape.cols == 0 {
         return Ok(());
@@ -273,7 +279,8 @@ pub fn agg_chain_in_place(
 /// [`crate::logits::stats_bwd`].
 ///
 /// Errors: [`TmError::LengthMismatch`] when a term or `out` differs in length from `w`.
-pub fn logp_upstream(w: &[f32], terms: &[(f32, &[f32])], out: &mut [f32]) -> Result<(), TmError> {
+pub fn logp_upstream(exec: Exec, w: &[f32], terms: &[(f32, &[f32])], out: &mut [f32]) -> Result<(), TmError> {
+    check_backend(exec)?;
     check_len("g_logp", w.len(), out.len())?;
     for (_, d) in terms {
         check_len("upstream term", w.len(), d.len())?;
@@ -295,7 +302,8 @@ pub fn logp_upstream(w: &[f32], terms: &[(f32, &[f32])], out: &mut [f32]) -> Res
 /// mask the bonus uses. Pass it as `Upstream::g_entropy` to [`crate::logits::stats_bwd`].
 ///
 /// Errors: [`TmError::LengthMismatch`]; [`TmError::InvalidArgument`] for a non-finite `coef`.
-pub fn entropy_upstream(w: &[f32], coef: f32, out: &mut [f32]) -> Result<(), TmError> {
+pub fn entropy_upstream(exec: Exec, w: &[f32], coef: f32, out: &mut [f32]) -> Result<(), TmError> {
+    check_backend(exec)?;
     check_len("g_entropy", w.len(), out.len())?;
     if !coef.is_finite() {
         return Err(TmError::InvalidArgument("entropy coefficient must be finite"));

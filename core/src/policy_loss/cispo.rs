@@ -17,9 +17,11 @@
 //! token keeps its gradient (that is CISPO's point).
 
 use super::metrics::{PolicyStats, RowAcc};
-use super::ratio::{clamp, clamp_bounds, exp_f32};
-use super::{check_log_ratio_clamp, LossOut, PolicyInputs};
+use super::ratio::{clamp, clamp_bounds};
+use super::{check_backend, check_log_ratio_clamp, LossOut, PolicyInputs};
 use crate::error::TmError;
+use crate::exp::exp_full;
+use crate::platform::Exec;
 
 /// Hyper-parameters of [`cispo_loss`].
 ///
@@ -71,7 +73,13 @@ impl CispoCfg {
 ///
 /// Errors: [`TmError::LengthMismatch`]; [`TmError::InvalidArgument`] for non-finite bounds,
 /// `w_min > w_max`, or a clamp `≤ 0`.
-pub fn cispo_loss(inp: &PolicyInputs<'_>, cfg: &CispoCfg, out: LossOut<'_>) -> Result<PolicyStats, TmError> {
+pub fn cispo_loss(
+    exec: Exec,
+    inp: &PolicyInputs<'_>,
+    cfg: &CispoCfg,
+    out: LossOut<'_>,
+) -> Result<PolicyStats, TmError> {
+    check_backend(exec)?;
     let n = inp.validate()?;
     out.validate(n)?;
     cfg.validate()?;
@@ -82,7 +90,7 @@ pub fn cispo_loss(inp: &PolicyInputs<'_>, cfg: &CispoCfg, out: LossOut<'_>) -> R
     for j in 0..n {
         let (lp, a) = (inp.logp[j], inp.adv[j]);
         let dt = clamp(lp - inp.old_logp[j], lo, hi);
-        let r = exp_f32(dt);
+        let r = exp_full(dt);
         let w = clamp(r, w_lo, w_hi);
         let mut l = -w * a * lp;
         let mut g = -w * a;

@@ -31,9 +31,11 @@
 
 use super::aggregation::AggMode;
 use super::metrics::{PolicyStats, RowAcc};
-use super::ratio::{clamp, exp_f32};
-use super::{check_eps, LossOut, PolicyInputs};
+use super::ratio::clamp;
+use super::{check_backend, check_eps, LossOut, PolicyInputs};
 use crate::error::TmError;
+use crate::exp::exp_full;
+use crate::platform::Exec;
 
 /// The aggregation verl forces for GSPO (`seq-mean-token-mean`) \[code\].
 pub const GSPO_AGG_MODE: AggMode = AggMode::SeqMeanTokenMean;
@@ -76,7 +78,8 @@ impl GspoCfg {
 ///
 /// Errors: [`TmError::LengthMismatch`]; [`TmError::InvalidArgument`] for `ε` negative or
 /// non-finite, or a non-finite cap.
-pub fn gspo_loss(inp: &PolicyInputs<'_>, cfg: &GspoCfg, out: LossOut<'_>) -> Result<PolicyStats, TmError> {
+pub fn gspo_loss(exec: Exec, inp: &PolicyInputs<'_>, cfg: &GspoCfg, out: LossOut<'_>) -> Result<PolicyStats, TmError> {
+    check_backend(exec)?;
     let n = inp.validate()?;
     out.validate(n)?;
     check_eps(cfg.eps_low, "eps_low must be finite and >= 0")?;
@@ -108,7 +111,7 @@ pub fn gspo_loss(inp: &PolicyInputs<'_>, cfg: &GspoCfg, out: LossOut<'_>) -> Res
         let s_hat = (sum / len.max(1) as f64) as f32;
         let capped = if s_hat > cap { cap } else { s_hat };
         let cap_ok = s_hat <= cap;
-        let sr = exp_f32(capped);
+        let sr = exp_full(capped);
         let s_clip = clamp(sr, r_lo, r_hi);
         let row_nan = s_hat.is_nan();
         for j in 0..t {

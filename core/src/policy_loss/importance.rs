@@ -15,9 +15,10 @@
 //! enter the sum. A NaN in a valid position's log-probs gives NaN (the token, or every valid
 //! token of the row for `Sequence`).
 
-use super::ratio::exp_f32;
-use super::BatchShape;
+use super::{check_backend, BatchShape};
 use crate::error::{check_len, TmError};
+use crate::exp::exp_full;
+use crate::platform::Exec;
 
 /// Token- or sequence-level importance weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,13 +52,15 @@ impl Default for TisCfg {
 /// Errors: [`TmError::LengthMismatch`]; [`TmError::InvalidArgument`] for a cap that is NaN or
 /// `≤ 0`.
 pub fn tis_weights(
+    exec: Exec,
     shape: BatchShape,
+    mask: &[u8],
     old_logp: &[f32],
     rollout_logp: &[f32],
-    mask: &[u8],
     cfg: &TisCfg,
     out: &mut [f32],
 ) -> Result<(), TmError> {
+    check_backend(exec)?;
     let n = shape.numel()?;
     check_len("old_logp", n, old_logp.len())?;
     check_len("rollout_logp", n, rollout_logp.len())?;
@@ -71,7 +74,7 @@ pub fn tis_weights(
     match cfg.level {
         TisLevel::Token => {
             for j in 0..n {
-                let w = trunc(exp_f32(old_logp[j] - rollout_logp[j]));
+                let w = trunc(exp_full(old_logp[j] - rollout_logp[j]));
                 out[j] = if mask[j] != 0 { w } else { 0.0 };
             }
         }
@@ -84,7 +87,7 @@ pub fn tis_weights(
                     let d = old_logp[j] as f64 - rollout_logp[j] as f64;
                     sum += if mask[j] != 0 { d } else { 0.0 };
                 }
-                let w = trunc(exp_f32(sum as f32));
+                let w = trunc(exp_full(sum as f32));
                 for j in s {
                     out[j] = if mask[j] != 0 { w } else { 0.0 };
                 }

@@ -23,11 +23,11 @@
 //! [`super::logp_upstream`]. TRL adds `β·k3` (no clamps: [`KlCfg::trl`]) to each token's loss.
 
 use super::metrics::{flags_of, ChunkScratch, KlStats, LaneAcc, CHUNK};
-use super::ratio::{clamp, exp_f32};
-use super::{BatchShape, LossOut};
+use super::ratio::clamp;
+use super::{check_backend, BatchShape, LossOut};
 use crate::error::{check_len, TmError};
-#[cfg(target_arch = "x86_64")]
-use crate::platform::Backend;
+use crate::exp::exp_full;
+use crate::platform::Exec;
 
 /// Which KL estimator (verl's `kl_loss_type` names in parentheses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,16 +128,24 @@ pub(crate) fn kl_token(f: &impl Fn(f32) -> (f32, f32), lp: f32, rf: f32) -> (f32
     (if nan { f32::NAN } else { v }, if nan { f32::NAN } else { g })
 }
 
+/// k3's clamps `(lo, hi)` of `−d` and `(klo, khi)` of the value: verl's `±20`, `±10`, or none.
 #[inline(always)]
-pub(crate) fn k3(d: f32, clamps: bool) -> (f32, f32) {
-    let (lo, hi, klo, khi) = if clamps {
+pub(crate) fn k3_bounds(clamps: bool) -> (f32, f32, f32, f32) {
+    if clamps {
         (-20.0, 20.0, -10.0, 10.0)
     } else {
         (f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY)
-    };
+    }
+}
+
+/// One token of `K3`: `(value, ∂/∂logp)` of `d = logp − ref_logp`, with or without verl's
+/// clamps ([`k3_bounds`]).
+#[inline(always)]
+pub(crate) fn k3(d: f32, clamps: bool) -> (f32, f32) {
+    let (lo, hi, klo, khi) = k3_bounds(clamps);
     let nd = -d;
     let delta = clamp(nd, lo, hi);
-    let e = exp_f32(delta);
+    let e = exp_full(delta);
     let k = e - delta - 1.0;
     let kc = clamp(k, klo, khi);
     let pass = (nd >= lo) & (nd <= hi) & (k >= klo) & (k <= khi);
@@ -167,26 +175,9 @@ fn map_chunk(
     }
 }
 
-/// Runs the chunk loop, with AVX2 enabled where the CPU has it (identical bits: the same IEEE
-/// operations in the same order; Rust never contracts `a·b + c` into an FMA).
+/// The chunk loop (compiled once per backend: see the dispatch in `policy_loss/mod.rs`).
 #[inline(always)]
-fn run(io: (&[f32], &[f32], &[u8], LossOut<'_>), f: impl Fn(f32) -> (f32, f32)) -> KlStats {
-    #[cfg(target_arch = "x86_64")]
-    if Backend::detect() == Backend::Avx2Fma {
-        // Safe because `detect` verified AVX2+FMA on this CPU.
-        return unsafe { run_avx2(io, f) };
-    }
-    run_body(io, f)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2(io: (&[f32], &[f32], &[u8], LossOut<'_>), f: impl Fn(f32) -> (f32, f32)) -> KlStats {
-    run_body(io, f)
-}
-
-#[inline(always)]
-fn run_body(io: (&[f32], &[f32], &[u8], LossOut<'_>), f: impl Fn(f32) -> (f32, f32)) -> KlStats {
+pub(super) fn run_body(io: (&[f32], &[f32], &[u8], LossOut<'_>), f: impl Fn(f32) -> (f32, f32)) -> KlStats {
     let (logp, ref_logp, mask, out) = io;
     let n = logp.len();
     let mut acc = LaneAcc::default();
@@ -206,15 +197,18 @@ fn run_body(io: (&[f32], &[f32], &[u8], LossOut<'_>), f: impl Fn(f32) -> (f32, f
 /// positions). A NaN `logp` or `ref_logp` at a valid position gives NaN value and gradient.
 /// Returns the sum and count for the `kl` metric.
 ///
-/// Errors: [`TmError::LengthMismatch`] for a buffer that is not `B·T` long.
+/// Errors: [`TmError::LengthMismatch`] for a buffer that is not `B·T` long;
+/// [`TmError::BackendUnavailable`] for a backend this CPU lacks.
 pub fn kl_loss(
+    exec: Exec,
     shape: BatchShape,
+    mask: &[u8],
     logp: &[f32],
     ref_logp: &[f32],
-    mask: &[u8],
     cfg: &KlCfg,
     out: LossOut<'_>,
 ) -> Result<KlStats, TmError> {
+    check_backend(exec)?;
     let n = shape.numel()?;
     check_len("logp", n, logp.len())?;
     check_len("ref_logp", n, ref_logp.len())?;
@@ -222,39 +216,6 @@ pub fn kl_loss(
     out.validate(n)?;
     let io = (logp, ref_logp, mask, out);
     // The kind is matched once, outside the loop: each arm is its own monomorphic loop.
-    let st = with_kl_fn!(cfg, |f| run(io, f));
+    let st = with_kl_fn!(cfg, |f| super::kl_loop(exec.backend(), io, f));
     Ok(st)
-}
-
-#[cfg(all(test, target_arch = "x86_64"))]
-mod tests {
-    use super::*;
-
-    /// The AVX2 build of the loop gives the same bits as the portable one, for every kind.
-    #[test]
-    fn avx2_matches_portable_bitwise() {
-        if Backend::detect() != Backend::Avx2Fma {
-            return;
-        }
-        let n = 2 * CHUNK + 5;
-        let lp: Vec<f32> = (0..n).map(|i| -((i * 7919 % 1000) as f32) / 100.0).collect();
-        let rf: Vec<f32> = (0..n).map(|i| -((i * 104_729 % 4000) as f32) / 100.0).collect();
-        let m: Vec<u8> = (0..n).map(|i| (i % 5 != 0) as u8).collect();
-        for kind in [KlKind::K1, KlKind::Abs, KlKind::K2, KlKind::K3, KlKind::K1Plus, KlKind::K3Plus] {
-            for verl_clamps in [false, true] {
-                let cfg = KlCfg { kind, verl_clamps };
-                let (mut v1, mut g1, mut v2, mut g2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-                let s1 =
-                    with_kl_fn!(cfg, |f| run_body((&lp, &rf, &m, LossOut { loss: &mut v1, dloss_dlogp: &mut g1 }), f));
-                let s2 = with_kl_fn!(cfg, |f| unsafe {
-                    run_avx2((&lp, &rf, &m, LossOut { loss: &mut v2, dloss_dlogp: &mut g2 }), f)
-                });
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&v1), bits(&v2), "{cfg:?}");
-                assert_eq!(bits(&g1), bits(&g2), "{cfg:?}");
-                assert_eq!(s1, s2);
-                assert!(s1.valid_tokens > 0 && s1.kl_sum != 0.0);
-            }
-        }
-    }
 }

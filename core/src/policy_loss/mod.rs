@@ -20,9 +20,9 @@
 //! for PPO with a KL loss is three passes over the tokens:
 //!
 //! ```text
-//! ppo_clip_kl_loss(inp, &ClipCfg::default(), &KlTerm { ref_logp, cfg: KlCfg::default(), coef: β }, out)
-//! L      = agg_loss(out.loss, mask, shape, AggMode::TokenMean, &norm)
-//! g_logp = agg_chain_in_place(mask, shape, AggMode::TokenMean, &norm, out.dloss_dlogp)   // in place
+//! ppo_clip_kl_loss(exec, inp, &ClipCfg::default(), &KlTerm { ref_logp, cfg: KlCfg::default(), coef: β }, out)
+//! L      = agg_loss(exec, shape, mask, out.loss, AggMode::TokenMean, &norm)
+//! g_logp = agg_chain_in_place(exec, shape, mask, AggMode::TokenMean, &norm, out.dloss_dlogp)   // in place
 //! ```
 //!
 //! [`ppo_clip_kl_step`] does the same three steps in one pass over the tokens (after a count of
@@ -59,17 +59,29 @@
 //!   is written. Empty inputs (`B·T = 0`) are valid and do nothing.
 //! * Metrics ([`PolicyStats`], [`KlStats`]) are sums and counts accumulated in `f64`/`u64` in
 //!   an order fixed by the shape alone (see [`PolicyStats`]): deterministic, independent of
-//!   the CPU path, and mergeable across micro-batches. Nothing here uses threads.
+//!   the CPU path, and mergeable across micro-batches.
 //!
-//! * Performance: the clip and KL kernels run in chunks of 256 tokens, each a reduction-free
-//!   elementwise map over contiguous `f32` slices (selects, no per-token dispatch; the
-//!   estimator kind is matched once per call) followed by the metric lanes; on x86-64 the same
-//!   Rust code is also compiled with AVX2 enabled and chosen at run time
-//!   ([`crate::Backend::detect`]) — identical bits, since Rust never contracts `a·b + c` into
-//!   an FMA. `exp` is a branch-free Cephes-style polynomial (within 2 ulp). The PPO + k3 loop
-//!   (the default KL) is hand-vectorised for AVX2, and [`ppo_clip_kl_step`] fuses it with the
-//!   aggregation (see [`ppo_clip_kl_loss`]'s module for both).
-//! * Not in this module: TRL/HAPO aggregation modes, TRL's `δ` two-sided cap, per-token clip
+//! # The shape of a kernel, and its backends
+//!
+//! Every kernel takes an [`Exec`] first, then its inputs (a [`PolicyInputs`], or the shape,
+//! the mask and the per-token arrays in that order), then its configuration, then its outputs
+//! (a [`LossOut`] or a named slice). [`Exec::backend`] picks the instruction set; every
+//! backend gives the **same bits** (a NaN's sign and payload aside, which Rust leaves
+//! unspecified), so the choice only changes speed; a backend this CPU lacks is
+//! [`TmError::BackendUnavailable`]. The kernels are single-threaded: [`Exec::threads`] is not
+//! used (they stream memory; split a batch across calls instead).
+//!
+//! The backend is mapped to a compiled loop in one place, the dispatch section of this file.
+//! The clip and KL kernels run in chunks of 256 tokens, each a reduction-free elementwise map
+//! over contiguous `f32` slices (selects, no per-token dispatch; the estimator kind is matched
+//! once per call) followed by the metric lanes; on x86-64 the same Rust code is also compiled
+//! with AVX2 (`x86_avx2.rs`) and with AVX-512 (`x86_avx512.rs`) enabled — identical bits, since
+//! Rust never contracts `a·b + c` into an FMA. `exp` is a branch-free Cephes-style polynomial
+//! (within 2 ulp; `crate::exp`). The PPO + k3 loop (the default KL) is hand-vectorised in
+//! both files, and [`ppo_clip_kl_step`] fuses it with the aggregation.
+//!
+//! # Not here
+//! TRL/HAPO aggregation modes, TRL's `δ` two-sided cap, per-token clip
 //!   widths (HAPO), DAPO's group filter and overlong shaping (spec §4.3), the top-entropy mask.
 //!
 //! Provenance follows the spec: defaults reproduce verl at commit `b178a3cd` (`\[code\]`) unless
@@ -84,6 +96,10 @@ mod metrics;
 mod ppo_clip;
 mod ratio;
 mod sapo;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
 
 pub use aggregation::{agg_chain_in_place, agg_loss, agg_weights, entropy_upstream, logp_upstream, AggMode, AggNorm};
 pub use cispo::{cispo_loss, CispoCfg};
@@ -95,6 +111,12 @@ pub use ppo_clip::{ppo_clip_kl_loss, ppo_clip_kl_step, ppo_clip_loss, ClipCfg, K
 pub use sapo::{sapo_loss, SapoCfg, SAPO_AGG_MODE};
 
 use crate::error::{check_len, TmError};
+use crate::platform::{Backend, Exec};
+use kl::with_kl_fn;
+use metrics::LaneAcc;
+#[cfg(target_arch = "x86_64")]
+use ppo_clip::FusedIns;
+use ppo_clip::Params;
 
 /// The `[B,T]` shape of the per-token arrays (`rows = B` responses, `cols = T` padded length).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,5 +203,122 @@ fn check_log_ratio_clamp(c: Option<f32>) -> Result<(), TmError> {
             Err(TmError::InvalidArgument("log_ratio_clamp must be finite and > 0"))
         }
         _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Dispatch: the one place that maps a backend to a compiled loop.
+// ---------------------------------------------------------------------------------------
+
+fn check_backend(exec: Exec) -> Result<(), TmError> {
+    if exec.backend().is_supported() {
+        Ok(())
+    } else {
+        Err(TmError::BackendUnavailable)
+    }
+}
+
+/// The loop of [`ppo_clip_loss`].
+fn ppo_loop(backend: Backend, inp: &PolicyInputs<'_>, p: Params, out: LossOut<'_>) -> LaneAcc {
+    match backend {
+        Backend::Portable => ppo_clip::drive(inp, p, out),
+        // Safe (both arms) because `check_backend` verified the CPU features before any
+        // kernel runs.
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => unsafe { x86_avx2::ppo_drive(inp, p, out) },
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => unsafe { x86_avx512::ppo_drive(inp, p, out) },
+    }
+}
+
+/// The loop of [`ppo_clip_kl_loss`]: hand-vectorised for `K3` on x86-64, else the chunk loop
+/// compiled for the backend.
+fn ppo_kl_loop(
+    backend: Backend,
+    inp: &PolicyInputs<'_>,
+    p: Params,
+    kl: &KlTerm<'_>,
+    out: LossOut<'_>,
+) -> (PolicyStats, KlStats) {
+    #[cfg(target_arch = "x86_64")]
+    if kl.cfg.kind == KlKind::K3 {
+        let (ins, coef, clamps) = (FusedIns::new(inp, kl), kl.coef, kl.cfg.verl_clamps);
+        // Safe (both arms) because `check_backend` verified the CPU features; the lengths
+        // were checked by the caller.
+        match backend {
+            Backend::Portable => {}
+            Backend::Avx2Fma => {
+                return unsafe { x86_avx2::fused_flat(&ins, p, coef, clamps, out.loss, out.dloss_dlogp) }
+            }
+            Backend::Avx512 => {
+                return unsafe { x86_avx512::fused_flat(&ins, p, coef, clamps, out.loss, out.dloss_dlogp) }
+            }
+        }
+    }
+    let (a, b) = with_kl_fn!(kl.cfg, |f| match backend {
+        Backend::Portable => ppo_clip::drive_kl(inp, p, kl, &f, out),
+        // Safe (both arms) because `check_backend` verified the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => unsafe { x86_avx2::ppo_kl_drive(inp, p, kl, &f, out) },
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => unsafe { x86_avx512::ppo_kl_drive(inp, p, kl, &f, out) },
+    });
+    (a.into_stats(), b.into_kl())
+}
+
+/// The fused loop of [`ppo_clip_kl_step`] where one exists for this backend and input (x86-64
+/// SIMD, `K3`, `T` a multiple of 8); `Err(out)` hands the outputs back otherwise.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+fn fused_step<'o>(
+    backend: Backend,
+    inp: &PolicyInputs<'_>,
+    p: Params,
+    kl: &KlTerm<'_>,
+    plan: &aggregation::Plan,
+    out: LossOut<'o>,
+) -> Result<StepStats, LossOut<'o>> {
+    let cols = inp.shape.cols;
+    #[cfg(target_arch = "x86_64")]
+    if kl.cfg.kind == KlKind::K3 && cols.is_multiple_of(8) && cols > 0 {
+        let (ins, coef, clamps) = (FusedIns::new(inp, kl), kl.coef, kl.cfg.verl_clamps);
+        // Safe (both arms) because `check_backend` verified the CPU features; the lengths
+        // were checked by the caller.
+        let fused = match backend {
+            Backend::Portable => None,
+            Backend::Avx2Fma => {
+                Some(unsafe { x86_avx2::fused_step(&ins, cols, p, coef, clamps, plan, out.loss, out.dloss_dlogp) })
+            }
+            Backend::Avx512 => {
+                Some(unsafe { x86_avx512::fused_step(&ins, cols, p, coef, clamps, plan, out.loss, out.dloss_dlogp) })
+            }
+        };
+        if let Some((loss, policy, kl)) = fused {
+            return Ok(StepStats { loss, policy, kl });
+        }
+    }
+    Err(out)
+}
+
+/// The loop of [`kl_loss`] for one estimator `f`.
+fn kl_loop(backend: Backend, io: (&[f32], &[f32], &[u8], LossOut<'_>), f: impl Fn(f32) -> (f32, f32)) -> KlStats {
+    match backend {
+        Backend::Portable => kl::run_body(io, f),
+        // Safe (both arms) because `check_backend` verified the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => unsafe { x86_avx2::kl_run(io, f) },
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => unsafe { x86_avx512::kl_run(io, f) },
+    }
+}
+
+/// `(Σ m, #rows with Σ_t m > 0)` of the aggregation's mask.
+fn local_counts(backend: Backend, mask: &[u8], shape: BatchShape) -> (u64, u64) {
+    match backend {
+        Backend::Portable => aggregation::local_counts_body(mask, shape),
+        // Safe (both arms) because `check_backend` verified the CPU features.
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => unsafe { x86_avx2::local_counts(mask, shape) },
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => unsafe { x86_avx512::local_counts(mask, shape) },
     }
 }

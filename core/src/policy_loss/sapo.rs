@@ -17,9 +17,11 @@
 
 use super::aggregation::AggMode;
 use super::metrics::{PolicyStats, RowAcc};
-use super::ratio::{clamp, clamp_bounds, exp_f32};
-use super::{check_log_ratio_clamp, LossOut, PolicyInputs};
+use super::ratio::{clamp, clamp_bounds};
+use super::{check_backend, check_log_ratio_clamp, LossOut, PolicyInputs};
 use crate::error::TmError;
+use crate::exp::exp_full;
+use crate::platform::Exec;
 
 /// The aggregation verl forces for SAPO (`seq-mean-token-mean`) \[code\].
 pub const SAPO_AGG_MODE: AggMode = AggMode::SeqMeanTokenMean;
@@ -56,7 +58,8 @@ impl SapoCfg {
 ///
 /// Errors: [`TmError::LengthMismatch`]; [`TmError::InvalidArgument`] for a temperature that
 /// is not finite and `> 0`, or a clamp `≤ 0`.
-pub fn sapo_loss(inp: &PolicyInputs<'_>, cfg: &SapoCfg, out: LossOut<'_>) -> Result<PolicyStats, TmError> {
+pub fn sapo_loss(exec: Exec, inp: &PolicyInputs<'_>, cfg: &SapoCfg, out: LossOut<'_>) -> Result<PolicyStats, TmError> {
+    check_backend(exec)?;
     let n = inp.validate()?;
     out.validate(n)?;
     let ok = |t: f32| t.is_finite() && t > 0.0;
@@ -71,11 +74,11 @@ pub fn sapo_loss(inp: &PolicyInputs<'_>, cfg: &SapoCfg, out: LossOut<'_>) -> Res
         let d = inp.logp[j] - inp.old_logp[j];
         let dt = clamp(d, lo, hi);
         let in_range = d >= lo && d <= hi;
-        let r = exp_f32(dt);
+        let r = exp_full(dt);
         let tau = if a > 0.0 { cfg.tau_pos } else { cfg.tau_neg };
         let x = tau * (r - 1.0);
-        let sig = 1.0 / (1.0 + exp_f32(-x));
-        let sig_neg = 1.0 / (1.0 + exp_f32(x));
+        let sig = 1.0 / (1.0 + exp_full(-x));
+        let sig_neg = 1.0 / (1.0 + exp_full(x));
         let gate = sig * (4.0 / tau);
         let mut l = -gate * a;
         let mut g = if in_range && sig_neg > 0.0 { -4.0 * a * r * sig * sig_neg } else { 0.0 };

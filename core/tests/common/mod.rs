@@ -6,9 +6,8 @@ use proptest::prelude::*;
 use tokenmath_core::logits::{self, FwdOut, RowInputs, Saved, Status, Upstream};
 use tokenmath_core::{Backend, Exec, GradElem, LogitElem, Mat, MatMut, TmError};
 
-/// Poison value written into outputs before every call: a NaN with a payload no kernel
-/// produces, so an unwritten element is caught by a bitwise comparison.
-pub const POISON: f32 = f32::from_bits(0x7FC0_DEAD);
+#[allow(unused_imports)]
+pub use tokenmath_testutil::{hostile_logit, POISON};
 
 /// Vocabulary sizes around every boundary of the kernels: lanes (8, 32), blocks (2048) and
 /// split-tree levels (1, 2, 3, 4, 5 blocks).
@@ -102,23 +101,6 @@ pub fn exec(b: Backend) -> Exec {
 
 pub fn portable() -> Exec {
     exec(Backend::Portable)
-}
-
-/// One hostile logit: mostly ordinary values, with NaN, ±inf, −inf masks, denormals,
-/// signed zeros and huge magnitudes mixed in at low rates.
-pub fn hostile_logit() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        40 => -20.0f32..20.0,
-        4 => Just(f32::NEG_INFINITY),
-        1 => Just(f32::NAN),
-        1 => Just(f32::INFINITY),
-        2 => Just(0.0f32),
-        2 => Just(-0.0f32),
-        2 => (1u32..0x0080_0000).prop_map(f32::from_bits),
-        2 => (1u32..0x0080_0000).prop_map(|b| -f32::from_bits(b)),
-        2 => -1e30f32..1e30,
-        2 => prop_oneof![Just(88.0f32), Just(-88.0f32), Just(87.0f32), Just(-87.5f32)],
-    ]
 }
 
 /// A finite-ish logit row: ordinary values with −inf masks, around a common offset.

@@ -689,7 +689,7 @@ static void test_policy(void) {
   CHECK(o.eps_low == 0.2f && o.eps_high == 0.2f && o.dual_clip_c == 3.0f && o.log_ratio_clamp == 20.0f);
   EXPECT(tkm_agg_norm_init(&norm), TKM_STATUS_OK);
   CHECK(norm.dp_size == 1 && norm.global_tokens == 0);
-  EXPECT(tkm_ppo_clip_loss(logp, old, adv, mask, NULL, PR, PC, &o, loss, dl, &st), TKM_STATUS_OK);
+  EXPECT(tkm_ppo_clip_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &o, loss, dl, &st), TKM_STATUS_OK);
   CHECK(st.valid_tokens == 5);
   for (int i = 0; i < PR * PC; i++) {
     double r = exp((double)logp[i] - old[i]), rc = r < 0.8 ? 0.8 : (r > 1.2 ? 1.2 : r);
@@ -699,15 +699,15 @@ static void test_policy(void) {
     CHECK(fabs(loss[i] - l) < 1e-5);
     want += l / 5.0;
   }
-  EXPECT(tkm_agg_loss(loss, mask, PR, PC, TKM_AGG_TOKEN_MEAN, &norm, &L), TKM_STATUS_OK);
+  EXPECT(tkm_agg_loss(NULL, loss, mask, PR, PC, TKM_AGG_TOKEN_MEAN, &norm, &L), TKM_STATUS_OK);
   CHECK(fabs(L - want) < 1e-5);
-  EXPECT(tkm_agg_weights(mask, PR, PC, TKM_AGG_SEQ_MEAN_TOKEN_MEAN, NULL, w), TKM_STATUS_OK);
+  EXPECT(tkm_agg_weights(NULL, mask, PR, PC, TKM_AGG_SEQ_MEAN_TOKEN_MEAN, NULL, w), TKM_STATUS_OK);
   CHECK(fabsf(w[0] - 1.0f / 6.0f) < 1e-7f && fabsf(w[4] - 0.25f) < 1e-7f && w[3] == 0.0f);
   o.dual_clip_c = 0.5f;
-  EXPECT(note(tkm_ppo_clip_loss(logp, old, adv, mask, NULL, PR, PC, &o, loss, dl, NULL)),
+  EXPECT(note(tkm_ppo_clip_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &o, loss, dl, NULL)),
          TKM_STATUS_INVALID_ARGUMENT);
-  EXPECT(note(tkm_agg_loss(loss, mask, PR, PC, 17, NULL, &L)), TKM_STATUS_INVALID_ARGUMENT);
-  EXPECT(note(tkm_agg_weights(NULL, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, w)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_agg_loss(NULL, loss, mask, PR, PC, 17, NULL, &L)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_agg_weights(NULL, NULL, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, w)), TKM_STATUS_NULL_POINTER);
 }
 
 /* PPO + KL, the fused step, GSPO/CISPO/SAPO, KL, TIS, chaining and upstreams. */
@@ -739,85 +739,85 @@ static void test_policy_more(void) {
   CHECK(so.tau_pos == 1.0f && so.tau_neg == 1.05f && so.log_ratio_clamp == 20.0f);
 
   /* KL (k3): exp(-d) + d - 1 with d = logp - ref. */
-  EXPECT(tkm_kl_loss(logp, ref, mask, PR, PC, &ko, kl, dkl, &ks), TKM_STATUS_OK);
+  EXPECT(tkm_kl_loss(NULL, logp, ref, mask, PR, PC, &ko, kl, dkl, &ks), TKM_STATUS_OK);
   CHECK(ks.valid_tokens == 5);
   for (int i = 0; i < PN; i++) {
     double d = (double)logp[i] - ref[i], want = mask[i] ? exp(-d) + d - 1.0 : 0.0;
     CHECK(fabs(kl[i] - want) < 1e-5);
   }
   /* PPO + 0.1 KL = PPO + 0.1 * KL, bitwise. */
-  EXPECT(tkm_ppo_clip_loss(logp, old, adv, mask, NULL, PR, PC, &clip, loss, dl, &st), TKM_STATUS_OK);
-  EXPECT(tkm_ppo_clip_kl_loss(logp, old, adv, mask, NULL, ref, PR, PC, &clip, &ko, 0.1f, l2, g2, &st2, &ks2),
+  EXPECT(tkm_ppo_clip_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &clip, loss, dl, &st), TKM_STATUS_OK);
+  EXPECT(tkm_ppo_clip_kl_loss(NULL, logp, old, adv, mask, NULL, ref, PR, PC, &clip, &ko, 0.1f, l2, g2, &st2, &ks2),
          TKM_STATUS_OK);
   CHECK(st2.valid_tokens == st.valid_tokens && ks2.kl_sum == ks.kl_sum);
   for (int i = 0; i < PN; i++) CHECK(l2[i] == loss[i] + 0.1f * kl[i]);
   /* The fused step = loss, agg_loss and agg_chain_inplace. */
-  EXPECT(tkm_agg_loss(l2, mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, &L2), TKM_STATUS_OK);
-  EXPECT(tkm_agg_chain_inplace(mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, g2), TKM_STATUS_OK);
-  EXPECT(tkm_ppo_clip_kl_step(logp, old, adv, mask, NULL, ref, PR, PC, NULL, NULL, 0.1f, TKM_AGG_TOKEN_MEAN, NULL,
+  EXPECT(tkm_agg_loss(NULL, l2, mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, &L2), TKM_STATUS_OK);
+  EXPECT(tkm_agg_chain_inplace(NULL, mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, g2), TKM_STATUS_OK);
+  EXPECT(tkm_ppo_clip_kl_step(NULL, logp, old, adv, mask, NULL, ref, PR, PC, NULL, NULL, 0.1f, TKM_AGG_TOKEN_MEAN, NULL,
                               loss, g, &L, &st, &ks),
          TKM_STATUS_OK);
   CHECK(memcmp(loss, l2, sizeof loss) == 0 && memcmp(g, g2, sizeof g) == 0 && L == L2);
   CHECK(st.valid_tokens == 5 && ks.valid_tokens == 5);
   /* logp_upstream(w, {1, 0.1}, {dpg, dkl}) = w * (dpg + 0.1 dkl). */
-  EXPECT(tkm_ppo_clip_loss(logp, old, adv, mask, NULL, PR, PC, NULL, loss, dl, NULL), TKM_STATUS_OK);
-  EXPECT(tkm_agg_weights(mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, w), TKM_STATUS_OK);
+  EXPECT(tkm_ppo_clip_loss(NULL, logp, old, adv, mask, NULL, PR, PC, NULL, loss, dl, NULL), TKM_STATUS_OK);
+  EXPECT(tkm_agg_weights(NULL, mask, PR, PC, TKM_AGG_TOKEN_MEAN, NULL, w), TKM_STATUS_OK);
   {
     const float coefs[2] = {1.0f, 0.1f};
     const float *terms[2] = {dl, dkl};
-    EXPECT(tkm_logp_upstream(w, PN, coefs, terms, 2, up), TKM_STATUS_OK);
+    EXPECT(tkm_logp_upstream(NULL, w, PN, coefs, terms, 2, up), TKM_STATUS_OK);
     for (int i = 0; i < PN; i++) CHECK(fabsf(up[i] - g[i]) <= 1e-6f);
     terms[1] = NULL;
-    EXPECT(note(tkm_logp_upstream(w, PN, coefs, terms, 2, up)), TKM_STATUS_NULL_POINTER);
+    EXPECT(note(tkm_logp_upstream(NULL, w, PN, coefs, terms, 2, up)), TKM_STATUS_NULL_POINTER);
   }
-  EXPECT(tkm_entropy_upstream(w, PN, 0.01f, ent), TKM_STATUS_OK);
+  EXPECT(tkm_entropy_upstream(NULL, w, PN, 0.01f, ent), TKM_STATUS_OK);
   CHECK(ent[0] == -0.01f * w[0] && ent[3] == 0.0f);
-  EXPECT(note(tkm_entropy_upstream(w, PN, INFINITY, ent)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_entropy_upstream(NULL, w, PN, INFINITY, ent)), TKM_STATUS_INVALID_ARGUMENT);
 
   /* GSPO, CISPO, SAPO: defaults; CISPO's gradient is -w A with w the clamped ratio. */
-  EXPECT(tkm_gspo_loss(logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, &st), TKM_STATUS_OK);
+  EXPECT(tkm_gspo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, &st), TKM_STATUS_OK);
   CHECK(st.valid_tokens == 5 && loss[3] == 0.0f);
   go.seq_log_ratio_cap = INFINITY; /* no cap */
-  EXPECT(tkm_gspo_loss(logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, NULL), TKM_STATUS_OK);
-  EXPECT(tkm_cispo_loss(logp, old, adv, mask, NULL, PR, PC, &co, loss, dl, NULL), TKM_STATUS_OK);
+  EXPECT(tkm_gspo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, NULL), TKM_STATUS_OK);
+  EXPECT(tkm_cispo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &co, loss, dl, NULL), TKM_STATUS_OK);
   for (int i = 0; i < PN; i++) {
     double r = exp((double)logp[i] - old[i]), wc = r < 0.8 ? 0.8 : (r > 1.2 ? 1.2 : r);
     CHECK(fabs(dl[i] - (mask[i] ? -wc * adv[i] : 0.0)) < 1e-6);
   }
-  EXPECT(tkm_sapo_loss(logp, old, adv, mask, NULL, PR, PC, NULL, loss, dl, &st), TKM_STATUS_OK);
+  EXPECT(tkm_sapo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, NULL, loss, dl, &st), TKM_STATUS_OK);
   /* At r = 1, SAPO's loss is -A * sigmoid(0) * 4 / tau = -2 A / tau (token 6 is masked). */
   CHECK(fabsf(loss[0] - -2.0f) < 1e-6f);
   /* Truncated importance weights. */
-  EXPECT(tkm_tis_weights(old, ref, mask, PR, PC, TKM_TIS_TOKEN, 1.1f, w), TKM_STATUS_OK);
+  EXPECT(tkm_tis_weights(NULL, old, ref, mask, PR, PC, TKM_TIS_TOKEN, 1.1f, w), TKM_STATUS_OK);
   for (int i = 0; i < PN; i++) {
     double e = exp((double)old[i] - ref[i]);
     CHECK(fabs(w[i] - (mask[i] ? (e > 1.1 ? 1.1 : e) : 0.0)) < 1e-6);
   }
-  EXPECT(tkm_tis_weights(old, ref, mask, PR, PC, TKM_TIS_SEQUENCE, INFINITY, w), TKM_STATUS_OK);
+  EXPECT(tkm_tis_weights(NULL, old, ref, mask, PR, PC, TKM_TIS_SEQUENCE, INFINITY, w), TKM_STATUS_OK);
   CHECK(w[0] == w[1] && w[3] == 0.0f);
 
   /* Errors (no output written). */
   poison(loss, PN);
   ko.kind = 42;
-  EXPECT(note(tkm_kl_loss(logp, ref, mask, PR, PC, &ko, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
-  EXPECT(note(tkm_ppo_clip_kl_loss(logp, old, adv, mask, NULL, ref, PR, PC, NULL, &ko, 0.1f, loss, dl, NULL, NULL)),
+  EXPECT(note(tkm_kl_loss(NULL, logp, ref, mask, PR, PC, &ko, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_ppo_clip_kl_loss(NULL, logp, old, adv, mask, NULL, ref, PR, PC, NULL, &ko, 0.1f, loss, dl, NULL, NULL)),
          TKM_STATUS_INVALID_ARGUMENT);
   ko.kind = TKM_KL_K3;
-  EXPECT(note(tkm_ppo_clip_kl_step(logp, old, adv, mask, NULL, NULL, PR, PC, NULL, &ko, 0.1f, TKM_AGG_TOKEN_MEAN,
+  EXPECT(note(tkm_ppo_clip_kl_step(NULL, logp, old, adv, mask, NULL, NULL, PR, PC, NULL, &ko, 0.1f, TKM_AGG_TOKEN_MEAN,
                                    NULL, loss, g, &L, NULL, NULL)),
          TKM_STATUS_NULL_POINTER);
-  EXPECT(note(tkm_ppo_clip_kl_step(logp, old, adv, mask, NULL, ref, PR, PC, NULL, &ko, NAN, TKM_AGG_TOKEN_MEAN, NULL,
+  EXPECT(note(tkm_ppo_clip_kl_step(NULL, logp, old, adv, mask, NULL, ref, PR, PC, NULL, &ko, NAN, TKM_AGG_TOKEN_MEAN, NULL,
                                    loss, g, &L, NULL, NULL)),
          TKM_STATUS_INVALID_ARGUMENT);
   go.eps_low = -1.0f;
-  EXPECT(note(tkm_gspo_loss(logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_gspo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &go, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
   co.w_min = 2.0f; /* > w_max */
-  EXPECT(note(tkm_cispo_loss(logp, old, adv, mask, NULL, PR, PC, &co, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_cispo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &co, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
   so.struct_size = 3;
-  EXPECT(note(tkm_sapo_loss(logp, old, adv, mask, NULL, PR, PC, &so, loss, dl, NULL)), TKM_STATUS_BAD_STRUCT_SIZE);
-  EXPECT(note(tkm_tis_weights(old, ref, mask, PR, PC, 7, 2.0f, loss)), TKM_STATUS_INVALID_ARGUMENT);
-  EXPECT(note(tkm_agg_chain_inplace(mask, SIZE_MAX, PC, TKM_AGG_TOKEN_MEAN, NULL, loss)), TKM_STATUS_SIZE_OVERFLOW);
-  EXPECT(note(tkm_agg_chain_inplace((const uint8_t *)loss, 1, 4, TKM_AGG_TOKEN_MEAN, NULL, loss)), TKM_STATUS_OVERLAP);
+  EXPECT(note(tkm_sapo_loss(NULL, logp, old, adv, mask, NULL, PR, PC, &so, loss, dl, NULL)), TKM_STATUS_BAD_STRUCT_SIZE);
+  EXPECT(note(tkm_tis_weights(NULL, old, ref, mask, PR, PC, 7, 2.0f, loss)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_agg_chain_inplace(NULL, mask, SIZE_MAX, PC, TKM_AGG_TOKEN_MEAN, NULL, loss)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_agg_chain_inplace(NULL, (const uint8_t *)loss, 1, 4, TKM_AGG_TOKEN_MEAN, NULL, loss)), TKM_STATUS_OVERLAP);
   CHECK(untouched(loss, PN));
 }
 
