@@ -435,7 +435,7 @@ pub(crate) fn fast_rows<N: Size>(
         let c = f32::reinterpret(params[p + P_C]);
         let ngr = n.div_ceil(GRANULE);
         let mut g = tid;
-        let whole_end = if word_rows { n / GRANULE } else { n - n };
+        let whole_end = if word_rows { n / GRANULE } else { 0usize.runtime() };
         while g < whole_end {
             load_granule::<N>(buf, &mut z, row_word, row_elem, g, GRANULE, inv_temp, dtype, true, scaled);
             grad_granule(&mut z, row_max, log_sum, entropy, floor, neg_gh, c);

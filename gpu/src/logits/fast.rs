@@ -46,11 +46,11 @@ fn row_vectors(dtype: DType, rows: usize, stride: usize) -> (usize, bool) {
     if rows <= 1 {
         return (4, true);
     }
-    if stride % per_word != 0 {
+    if !stride.is_multiple_of(per_word) {
         return (1, false);
     }
     let words = stride / per_word;
-    ([4usize, 2].into_iter().find(|n| words % n == 0).unwrap_or(1), true)
+    ([4usize, 2].into_iter().find(|n| words.is_multiple_of(*n)).unwrap_or(1), true)
 }
 
 /// The fast kernels' per-row parameter words (see `kernels::fast::P_*`); `up` only for

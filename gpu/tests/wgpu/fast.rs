@@ -138,7 +138,7 @@ impl Case {
 /// Checks the fast statistics of every row of `c` (as the `T` values the GPU saw).
 fn check_stats(what: &str, c: &Case, rowsf: &[Vec<f32>], s: &Stats, per_row: bool) {
     let mut nonfinite = 0;
-    for r in 0..c.rows {
+    for (r, row) in rowsf.iter().enumerate() {
         let w = format!("{what}: row {r}");
         if c.mask[r] == 0 {
             for (name, v) in [("lse", s.lse[r]), ("entropy", s.entropy[r]), ("logp", s.logp[r])] {
@@ -148,12 +148,12 @@ fn check_stats(what: &str, c: &Case, rowsf: &[Vec<f32>], s: &Stats, per_row: boo
         }
         let temp = c.temp(r, per_row);
         let target = usize::try_from(c.targets[r]).ok();
-        let Some(rr) = row_stats(&rowsf[r], temp, target) else {
+        let Some(rr) = row_stats(row, temp, target) else {
             nonfinite += 1;
             assert!(s.lse[r].is_nan() && s.entropy[r].is_nan() && s.logp[r].is_nan(), "{w}: non-finite row not NaN");
             continue;
         };
-        let z_t = target.map_or(0.0, |t| tempered(&rowsf[r], temp)[t]);
+        let z_t = target.map_or(0.0, |t| tempered(row, temp)[t]);
         let tol = fast_stats_tolerance(&rr, c.cols, z_t, temp != 1.0);
         let want = [rr.lse, if target.is_some() { rr.logp } else { 0.0 }, rr.entropy];
         for (i, name) in ["lse", "logp", "entropy"].into_iter().enumerate() {
