@@ -69,6 +69,16 @@
  * 12. Versions. TKM_VERSION_MAJOR/MINOR/PATCH describe this header; tkm_version() the
  *     loaded library. While the major version is 0, a minor bump may change the ABI (the
  *     shared library's soname is libtokenmath.so.0.MINOR).
+ * 13. Groups. The functions that group responses (tkm_grpo_advantage,
+ *     tkm_dr_grpo_advantage, tkm_rloo_advantage, tkm_reinforce_pp_baseline_advantage,
+ *     tkm_dynamic_sampling_keep) take `const uint32_t *group_ids, size_t group_size`, and exactly one of the
+ *     two must be given: group_ids != NULL (n arbitrary labels, verl's uid; equal labels
+ *     form a group, in any order) with group_size == 0, or group_ids == NULL with
+ *     group_size > 0 (TRL's layout: consecutive blocks of group_size; n must be a multiple
+ *     of it). Both or neither is TKM_STATUS_INVALID_ARGUMENT.
+ * 14. Saved statistics. The logits backward reads the forward's max, log_sum and entropy
+ *     (never lse = max + log_sum, whose rounding at large |max| would swamp log_sum): keep
+ *     those three per row from tkm_logits_fwd / tkm_logits_finalize.
  *
  * Linking: shared, -ltokenmath (pkg-config tokenmath, or CMake find_package(tokenmath) and
  * target tokenmath::tokenmath). Static: libtokenmath.a plus the system libraries printed by
@@ -614,6 +624,58 @@ typedef struct tkm_fp_head {
 typedef uint32_t tkm_dtype;
 
 /**
+ * The logits and per-row inputs of `tkm_logits_fwd`. Initialise with
+ * `tkm_logits_input_init` (which sets `struct_size`, `dtype = TKM_DTYPE_F32`,
+ * `temperature = 1` and every pointer and size to NULL / 0), then set the fields. An input
+ * struct follows the growth rule of the options structs (rule 8); unlike them it is
+ * required (NULL is `TKM_STATUS_NULL_POINTER`).
+ */
+typedef struct tkm_logits_input {
+  /**
+   * `sizeof(tkm_logits_input)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_DTYPE_F32`, `_BF16` or `_F16` (bf16/f16 as `uint16_t` bits).
+   */
+  tkm_dtype dtype;
+  /**
+   * `[rows, vocab]` logits: element `(r, c)` at `logits[r * row_stride + c]`.
+   */
+  const void *logits;
+  /**
+   * Number of rows (tokens).
+   */
+  size_t rows;
+  /**
+   * Vocabulary size (columns per row).
+   */
+  size_t vocab;
+  /**
+   * Elements between the starts of consecutive rows (`>= vocab`).
+   */
+  size_t row_stride;
+  /**
+   * NULL = no targets; else `rows` labels, negative = no target for that row (e.g. -100).
+   */
+  const int32_t *targets;
+  /**
+   * NULL = keep every row; else `rows` bytes, 0 = skip the row (its outputs are 0; its
+   * target and temperature are not checked).
+   */
+  const uint8_t *row_mask;
+  /**
+   * The temperature of every row when `temperatures` is NULL (finite, > 0, with a finite
+   * `1/temperature`).
+   */
+  float temperature;
+  /**
+   * NULL = `temperature` for every row; else `rows` temperatures.
+   */
+  const float *temperatures;
+} tkm_logits_input;
+
+/**
  * Partial softmax statistics of one row over a set of columns (a block or a vocabulary
  * shard), in tempered-logit units `z = x / temperature`: `m = max z`, `s = sum exp(z - m)`,
  * `u = sum exp(z - m) (z - m)`, `x_t = z[target]`; `flags` bit 0: the target column was in
@@ -849,11 +911,6 @@ typedef struct tkm_kl_stats {
  */
 #define TKM_DTYPE_F16 3
 
-/**
- * Every status, in numeric order (tests iterate over it).
- */
-#define ALL_STATUSES { TKM_STATUS_OK, TKM_STATUS_NULL_POINTER, TKM_STATUS_SIZE_OVERFLOW, TKM_STATUS_LENGTH_MISMATCH, TKM_STATUS_BAD_STRIDE, TKM_STATUS_LABEL_OUT_OF_RANGE, TKM_STATUS_BAD_DTYPE, TKM_STATUS_UNSUPPORTED_DEVICE, TKM_STATUS_NON_FINITE, TKM_STATUS_NO_FINITE_LOGIT, TKM_STATUS_INVALID_TEMPERATURE, TKM_STATUS_EMPTY_VOCAB, TKM_STATUS_MISSING_TARGET, TKM_STATUS_DUPLICATE_TARGET, TKM_STATUS_SHARD_OUT_OF_RANGE, TKM_STATUS_INVALID_ARGUMENT, TKM_STATUS_BACKEND_UNAVAILABLE, TKM_STATUS_BAD_STRUCT_SIZE, TKM_STATUS_MISALIGNED, TKM_STATUS_OVERLAP, TKM_STATUS_OUT_OF_MEMORY, TKM_STATUS_INDEX_OUT_OF_RANGE, TKM_STATUS_PROOF_LENGTH, TKM_STATUS_PROOF_MISMATCH, TKM_STATUS_BAD_TENSOR, TKM_STATUS_INTERNAL_PANIC, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -874,7 +931,8 @@ tkm_status tkm_grpo_options_init(struct tkm_grpo_options *opts);
 
 /**
  * GRPO advantages, one per response: `out[b]` from `rewards` (`n` floats) grouped by
- * `group_ids`/`group_size` (see `groups` rule in the header), with `opts` (NULL = defaults).
+ * `group_ids`/`group_size` (rule 13 of the header: exactly one of `group_ids` or
+ * `group_size > 0`), with `opts` (NULL = defaults).
  * Statistics accumulate in f64 in a fixed order; each advantage is rounded to f32 once.
  *
  * Errors: `TKM_STATUS_NON_FINITE` (an infinite reward, or NaN under `TKM_NAN_ERROR`),
@@ -1515,36 +1573,36 @@ tkm_status tkm_fp_detect_prob_bound(double forged_frac, uint64_t s, double q, do
 tkm_status tkm_fp_samples_for_confidence(double forged_frac, double q, double delta, uint64_t *out);
 
 /**
+ * Writes the defaults into `*input` (`struct_size = sizeof(tkm_logits_input)`,
+ * `TKM_DTYPE_F32`, temperature 1, every pointer NULL and every size 0).
+ *
+ * # Safety
+ * `input` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_logits_input`.
+ */
+tkm_status tkm_logits_input_init(struct tkm_logits_input *input);
+
+/**
  * Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
  * log-prob `logp = z[target] - lse`, `max = max z` and `log_sum = log sum exp(z - max)`
- * (save `max`, `log_sum` and `entropy` for the backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
- * `dtype` = `TKM_DTYPE_F32`/`BF16`/`F16`; bf16/f16 as `uint16_t` bits).
+ * (save `max`, `log_sum` and `entropy` for the backward), in one pass over the logits
+ * described by `*input` (required; see `tkm_logits_input`: the logits, targets, row mask
+ * and temperatures).
  *
- * * `targets` (NULL = none; negative = no target for that row, e.g. -100), `row_mask`
- *   (NULL = keep every row; 0 = skip the row: outputs 0, target and temperature not
- *   checked), `temperatures` (NULL = `temperature` for every row; else one per row, and
- *   `temperature` is ignored). Temperatures must be finite and > 0.
- * * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `max`, `log_sum`:
- *   NULL = not wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
- *   (their outputs are NaN; this is not an error).
+ * * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `max`,
+ *   `log_sum`: NULL = not wanted. `nonfinite_rows`: NULL or receives the number of rows
+ *   with a NaN/+inf logit (their outputs are NaN; this is not an error).
  *
  * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`,
  * `_INVALID_TEMPERATURE`, `_NO_FINITE_LOGIT` (a kept row of all -inf), `_INVALID_ARGUMENT`
- * (`logp` without `targets`), and the generic pointer/size/options statuses.
+ * (`logp` without `targets`), `_BAD_STRUCT_SIZE` (`input->struct_size`), and the generic
+ * pointer/size/options statuses.
  *
  * # Safety
- * Every non-NULL pointer must be valid for the element counts above.
+ * `input` must point to a `tkm_logits_input` whose pointers are valid for the element
+ * counts it gives; every other non-NULL pointer must be valid for `rows` elements.
  */
 tkm_status tkm_logits_fwd(const struct tkm_exec_options *exec,
-                          tkm_dtype dtype,
-                          const void *logits,
-                          size_t rows,
-                          size_t vocab,
-                          size_t row_stride,
-                          const int32_t *targets,
-                          const uint8_t *row_mask,
-                          float temperature,
-                          const float *temperatures,
+                          const struct tkm_logits_input *input,
                           float *lse,
                           float *entropy,
                           float *logp,

@@ -7,7 +7,8 @@
 #   5. the plain-C test (ffi/tests/c/test_abi.c) passes against the installed shared library
 #      (also under AddressSanitizer + UndefinedBehaviorSanitizer) and the static library
 #      linked with the documented native-static-libs line
-#   6. the C++ CMake example (examples/cpp) finds the installed package and passes, shared
+#   6. the README's C example (examples/c) builds and prints the spec's values; the C++
+#      CMake example (examples/cpp) finds the installed package and passes, shared
 #      and static
 # (The C test asks for 2^60 rows to provoke TKM_STATUS_OUT_OF_MEMORY, hence ASan's
 # allocator_may_return_null=1.)
@@ -93,6 +94,13 @@ native_static_libs="$(sed -n 's/^native_static_libs="\(.*\)"$/\1/p' scripts/inst
 "$CC" -std=c11 "${WARN[@]}" ffi/tests/c/test_abi.c -I"$prefix/include" "$prefix/lib/libtokenmath.a" \
     $native_static_libs -o "$work/test_abi_static"
 "$work/test_abi_static"
+
+step "README's C example (examples/c/logits.c) builds with pkg-config's flags and prints the spec's values"
+"$CC" -std=c11 "${WARN[@]}" examples/c/logits.c "${pc_flags[@]}" -Wl,-rpath,"$prefix/lib" -o "$work/logits_c"
+c_out="$("$work/logits_c")"
+echo "$c_out"
+# logits.md's worked example: logp = -1.440190, entropy = 0.947537, p_2 - 1 = -0.763117.
+[ "$c_out" = "logp -1.440190  entropy 0.947537  dx[0][2] -0.763117" ] || { echo "unexpected C example output" >&2; exit 1; }
 
 step "C++ example: CMake find_package(tokenmath), shared"
 cmake -S examples/cpp -B "$work/cpp" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \

@@ -66,14 +66,29 @@ struct Fwd {
   std::vector<float> lse, entropy, logp, max, log_sum;  // max, log_sum, entropy: saved for the backward
 };
 
+// The forward's input: the [N, V] logits, the targets, the row mask and the temperature.
+tkm_logits_input input(const std::vector<float>& x, const Batch& b) {
+  tkm_logits_input in;
+  ok(tkm_logits_input_init(&in), "logits input");
+  in.logits = x.data();
+  in.rows = N;
+  in.vocab = V;
+  in.row_stride = V;
+  in.targets = b.target.data();
+  in.row_mask = b.mask.data();
+  in.temperature = kTemp;
+  return in;
+}
+
 Fwd forward(const std::vector<float>& x, const Batch& b, uint32_t threads) {
   tkm_exec_options opts;
   ok(tkm_exec_options_init(&opts), "exec options");
   opts.threads = threads;
   Fwd f{std::vector<float>(N), std::vector<float>(N), std::vector<float>(N), std::vector<float>(N),
         std::vector<float>(N)};
-  ok(tkm_logits_fwd(&opts, TKM_DTYPE_F32, x.data(), N, V, V, b.target.data(), b.mask.data(), kTemp, nullptr,
-                    f.lse.data(), f.entropy.data(), f.logp.data(), f.max.data(), f.log_sum.data(), nullptr),
+  const tkm_logits_input in = input(x, b);
+  ok(tkm_logits_fwd(&opts, &in, f.lse.data(), f.entropy.data(), f.logp.data(), f.max.data(),
+                    f.log_sum.data(), nullptr),
      "tkm_logits_fwd");
   return f;
 }
@@ -287,8 +302,8 @@ int main() {
   b.target[0] = static_cast<int32_t>(V);
   b.mask[0] = 1;
   std::vector<float> lse(N, -1.0f), ent(N, -1.0f);
-  tkm_status s = tkm_logits_fwd(nullptr, TKM_DTYPE_F32, x.data(), N, V, V, b.target.data(), b.mask.data(), kTemp,
-                                nullptr, lse.data(), ent.data(), nullptr, nullptr, nullptr);
+  const tkm_logits_input in = input(x, b);
+  tkm_status s = tkm_logits_fwd(nullptr, &in, lse.data(), ent.data(), nullptr, nullptr, nullptr, nullptr);
   if (s != TKM_STATUS_LABEL_OUT_OF_RANGE || lse[0] != -1.0f) {
     failures++;
     std::fprintf(stderr, "expected TKM_STATUS_LABEL_OUT_OF_RANGE with untouched outputs, got %s\n",

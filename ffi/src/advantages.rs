@@ -149,7 +149,8 @@ pub unsafe extern "C" fn tkm_grpo_options_init(opts: *mut tkm_grpo_options) -> t
 }
 
 /// GRPO advantages, one per response: `out[b]` from `rewards` (`n` floats) grouped by
-/// `group_ids`/`group_size` (see `groups` rule in the header), with `opts` (NULL = defaults).
+/// `group_ids`/`group_size` (rule 13 of the header: exactly one of `group_ids` or
+/// `group_size > 0`), with `opts` (NULL = defaults).
 /// Statistics accumulate in f64 in a fixed order; each advantage is rounded to f32 once.
 ///
 /// Errors: `TKM_STATUS_NON_FINITE` (an infinite reward, or NaN under `TKM_NAN_ERROR`),

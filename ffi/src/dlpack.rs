@@ -13,7 +13,7 @@
 use core::ffi::c_void;
 
 use crate::exec::tkm_exec_options;
-use crate::logits::{tkm_logits_bwd, tkm_logits_bwd_inplace, tkm_logits_fwd};
+use crate::logits::{tkm_logits_bwd, tkm_logits_bwd_inplace, tkm_logits_fwd, tkm_logits_input};
 use crate::status::*;
 use crate::util::{guard, Res};
 use crate::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
@@ -243,17 +243,21 @@ pub unsafe extern "C" fn tkm_dl_logits_fwd(
         let lp = optional(logp, Elem::F32, rows)?;
         let mx = optional(max, Elem::F32, rows)?;
         let ls = optional(log_sum, Elem::F32, rows)?;
-        match tkm_logits_fwd(
-            exec,
+        let input = tkm_logits_input {
             dtype,
-            x,
+            logits: x,
             rows,
             vocab,
-            stride,
-            t as *const i32,
-            m as *const u8,
+            row_stride: stride,
+            targets: t as *const i32,
+            row_mask: m as *const u8,
             temperature,
-            temps as *const f32,
+            temperatures: temps as *const f32,
+            ..tkm_logits_input::default()
+        };
+        match tkm_logits_fwd(
+            exec,
+            &input,
             l as *mut f32,
             h as *mut f32,
             lp as *mut f32,

@@ -9,7 +9,7 @@ use tokenmath_core::{Mat, MatMut};
 
 use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
-use crate::util::{guard, guard_or, inout, input, matrix_len, mul, opt_input, overlaps, Out, Res};
+use crate::util::{guard, guard_or, inout, input, matrix_len, mul, opt_input, overlaps, read_options, Out, Res};
 use crate::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
 
 /// Columns per canonical block: shards whose boundaries are multiples of it reproduce the
@@ -93,6 +93,74 @@ pub(crate) unsafe fn row_inputs<'a>(
     Ok(RowInputs { targets: opt_input(targets, rows)?, row_mask: opt_input(row_mask, rows)?, temperature })
 }
 
+/// The logits and per-row inputs of `tkm_logits_fwd`. Initialise with
+/// `tkm_logits_input_init` (which sets `struct_size`, `dtype = TKM_DTYPE_F32`,
+/// `temperature = 1` and every pointer and size to NULL / 0), then set the fields. An input
+/// struct follows the growth rule of the options structs (rule 8); unlike them it is
+/// required (NULL is `TKM_STATUS_NULL_POINTER`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct tkm_logits_input {
+    /// `sizeof(tkm_logits_input)` as the caller compiled it.
+    pub struct_size: usize,
+    /// `TKM_DTYPE_F32`, `_BF16` or `_F16` (bf16/f16 as `uint16_t` bits).
+    pub dtype: tkm_dtype,
+    /// `[rows, vocab]` logits: element `(r, c)` at `logits[r * row_stride + c]`.
+    pub logits: *const c_void,
+    /// Number of rows (tokens).
+    pub rows: usize,
+    /// Vocabulary size (columns per row).
+    pub vocab: usize,
+    /// Elements between the starts of consecutive rows (`>= vocab`).
+    pub row_stride: usize,
+    /// NULL = no targets; else `rows` labels, negative = no target for that row (e.g. -100).
+    pub targets: *const i32,
+    /// NULL = keep every row; else `rows` bytes, 0 = skip the row (its outputs are 0; its
+    /// target and temperature are not checked).
+    pub row_mask: *const u8,
+    /// The temperature of every row when `temperatures` is NULL (finite, > 0, with a finite
+    /// `1/temperature`).
+    pub temperature: f32,
+    /// NULL = `temperature` for every row; else `rows` temperatures.
+    pub temperatures: *const f32,
+}
+
+impl Default for tkm_logits_input {
+    fn default() -> Self {
+        tkm_logits_input {
+            struct_size: core::mem::size_of::<tkm_logits_input>(),
+            dtype: TKM_DTYPE_F32,
+            logits: core::ptr::null(),
+            rows: 0,
+            vocab: 0,
+            row_stride: 0,
+            targets: core::ptr::null(),
+            row_mask: core::ptr::null(),
+            temperature: 1.0,
+            temperatures: core::ptr::null(),
+        }
+    }
+}
+
+/// Writes the defaults into `*input` (`struct_size = sizeof(tkm_logits_input)`,
+/// `TKM_DTYPE_F32`, temperature 1, every pointer NULL and every size 0).
+///
+/// # Safety
+/// `input` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_logits_input`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_input_init(input: *mut tkm_logits_input) -> tkm_status {
+    guard(|| {
+        if input.is_null() {
+            return Err(TKM_STATUS_NULL_POINTER);
+        }
+        if (input as usize) % core::mem::align_of::<tkm_logits_input>() != 0 {
+            return Err(TKM_STATUS_MISALIGNED);
+        }
+        input.write(tkm_logits_input::default());
+        Ok(())
+    })
+}
+
 /// Validates the optional `size_t*` status output.
 fn opt_count(p: *mut usize) -> Res {
     if !p.is_null() && !(p as usize).is_multiple_of(core::mem::align_of::<usize>()) {
@@ -155,35 +223,26 @@ impl FwdScratch {
 
 /// Forward: per row, `lse = log sum exp(z)`, `entropy` (nats) and optionally the target
 /// log-prob `logp = z[target] - lse`, `max = max z` and `log_sum = log sum exp(z - max)`
-/// (save `max`, `log_sum` and `entropy` for the backward), in one pass over `logits` (`[rows, vocab]`, row stride `row_stride` elements,
-/// `dtype` = `TKM_DTYPE_F32`/`BF16`/`F16`; bf16/f16 as `uint16_t` bits).
+/// (save `max`, `log_sum` and `entropy` for the backward), in one pass over the logits
+/// described by `*input` (required; see `tkm_logits_input`: the logits, targets, row mask
+/// and temperatures).
 ///
-/// * `targets` (NULL = none; negative = no target for that row, e.g. -100), `row_mask`
-///   (NULL = keep every row; 0 = skip the row: outputs 0, target and temperature not
-///   checked), `temperatures` (NULL = `temperature` for every row; else one per row, and
-///   `temperature` is ignored). Temperatures must be finite and > 0.
-/// * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `max`, `log_sum`:
-///   NULL = not wanted. `nonfinite_rows`: NULL or receives the number of rows with a NaN/+inf logit
-///   (their outputs are NaN; this is not an error).
+/// * `lse`, `entropy`: required, `rows` floats. `logp` (needs `targets`), `max`,
+///   `log_sum`: NULL = not wanted. `nonfinite_rows`: NULL or receives the number of rows
+///   with a NaN/+inf logit (their outputs are NaN; this is not an error).
 ///
 /// Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`,
 /// `_INVALID_TEMPERATURE`, `_NO_FINITE_LOGIT` (a kept row of all -inf), `_INVALID_ARGUMENT`
-/// (`logp` without `targets`), and the generic pointer/size/options statuses.
+/// (`logp` without `targets`), `_BAD_STRUCT_SIZE` (`input->struct_size`), and the generic
+/// pointer/size/options statuses.
 ///
 /// # Safety
-/// Every non-NULL pointer must be valid for the element counts above.
+/// `input` must point to a `tkm_logits_input` whose pointers are valid for the element
+/// counts it gives; every other non-NULL pointer must be valid for `rows` elements.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_logits_fwd(
     exec: *const tkm_exec_options,
-    dtype: tkm_dtype,
-    logits: *const c_void,
-    rows: usize,
-    vocab: usize,
-    row_stride: usize,
-    targets: *const i32,
-    row_mask: *const u8,
-    temperature: f32,
-    temperatures: *const f32,
+    input: *const tkm_logits_input,
     lse: *mut f32,
     entropy: *mut f32,
     logp: *mut f32,
@@ -193,13 +252,19 @@ pub unsafe extern "C" fn tkm_logits_fwd(
 ) -> tkm_status {
     guard(|| {
         let exec = exec_from(exec)?;
+        if input.is_null() {
+            return Err(TKM_STATUS_NULL_POINTER);
+        }
+        // No older layout exists: only `sizeof` itself (or a larger, zero-tailed one).
+        let i = read_options(input, tkm_logits_input::default(), &[])?;
+        let tkm_logits_input { dtype, logits, rows, vocab, row_stride, .. } = i;
         check_dtype(dtype)?;
         let len = matrix_len(rows, vocab, row_stride)?;
-        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+        let inputs = row_inputs(rows, i.targets, i.row_mask, i.temperature, i.temperatures)?;
         opt_count(nonfinite_rows)?;
         let mut out = FwdScratch::new(rows, lse, entropy, logp, max, log_sum)?;
         let status = with_dtype!(dtype, T, {
-            let x = Mat::new(input(logits as *const T, len)?, rows, vocab, row_stride)?;
+            let x = Mat::new(self::input(logits as *const T, len)?, rows, vocab, row_stride)?;
             Ok(logits::stats_fwd(exec, x, &inputs, out.out())?)
         })?;
         out.commit(status.nonfinite_rows, nonfinite_rows);

@@ -18,6 +18,33 @@ use tokenmath_core::fingerprint::tree;
 use tokenmath_core::logits::{self as lg, FwdOut, RowInputs, Saved, Temperature, Upstream};
 use tokenmath_core::{Backend, Exec, Mat, MatMut};
 
+/// The forward's input struct for `[rows, vocab]` logits at `data` (row stride `stride`).
+#[allow(clippy::too_many_arguments)]
+fn fwd_input(
+    dtype: tkm_dtype,
+    data: *const c_void,
+    rows: usize,
+    vocab: usize,
+    stride: usize,
+    targets: *const i32,
+    mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+) -> tkm_logits_input {
+    tkm_logits_input {
+        dtype,
+        logits: data,
+        rows,
+        vocab,
+        row_stride: stride,
+        targets,
+        row_mask: mask,
+        temperature,
+        temperatures,
+        ..tkm_logits_input::default()
+    }
+}
+
 /// Deterministic pseudo-random floats in `[-scale, scale)`.
 fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -90,15 +117,7 @@ fn exec_options_growth_rule() {
     let call = |o: *const tkm_exec_options, lse: &mut [f32], h: &mut [f32]| unsafe {
         tkm_logits_fwd(
             o,
-            TKM_DTYPE_F32,
-            x.as_ptr() as *const c_void,
-            2,
-            5,
-            5,
-            null(),
-            null(),
-            1.0,
-            null(),
+            &fwd_input(TKM_DTYPE_F32, x.as_ptr() as *const c_void, 2, 5, 5, null(), null(), 1.0, null()),
             lse.as_mut_ptr(),
             h.as_mut_ptr(),
             null_mut(),
@@ -179,15 +198,17 @@ fn abi_fwd<T: Copy>(
     let s = unsafe {
         tkm_logits_fwd(
             o,
-            dtype,
-            data.as_ptr() as *const c_void,
-            b.rows,
-            b.vocab,
-            b.stride,
-            b.targets.as_ptr(),
-            b.mask.as_ptr(),
-            1.0,
-            b.temps.as_ptr(),
+            &fwd_input(
+                dtype,
+                data.as_ptr() as *const c_void,
+                b.rows,
+                b.vocab,
+                b.stride,
+                b.targets.as_ptr(),
+                b.mask.as_ptr(),
+                1.0,
+                b.temps.as_ptr(),
+            ),
             lse.as_mut_ptr(),
             h.as_mut_ptr(),
             lp.as_mut_ptr(),
@@ -281,15 +302,7 @@ fn forward_errors_write_nothing() {
     let call = |x: *const c_void, lse: *mut f32, h: *mut f32, lp: *mut f32, targets: *const i32| unsafe {
         tkm_logits_fwd(
             &o,
-            TKM_DTYPE_F32,
-            x,
-            6,
-            40,
-            40,
-            targets,
-            null(),
-            1.0,
-            null(),
+            &fwd_input(TKM_DTYPE_F32, x, 6, 40, 40, targets, null(), 1.0, null()),
             lse,
             h,
             lp,
@@ -312,15 +325,7 @@ fn forward_errors_write_nothing() {
     let s = unsafe {
         tkm_logits_fwd(
             &o,
-            TKM_DTYPE_F32,
-            null(),
-            0,
-            40,
-            40,
-            null(),
-            null(),
-            1.0,
-            null(),
+            &fwd_input(TKM_DTYPE_F32, null(), 0, 40, 40, null(), null(), 1.0, null()),
             null_mut(),
             null_mut(),
             null_mut(),
@@ -1012,4 +1017,47 @@ fn committed_header_matches_this_crate() {
     for s in ALL_STATUSES {
         assert!(header.contains(&format!("{s:?} = {},", s as u32)), "{s:?} missing from include/tokenmath.h");
     }
+    // Every macro the header defines is prefixed (ALL_STATUSES, a Rust test list, was not).
+    for line in header.lines().filter_map(|l| l.trim_start().strip_prefix("#define ")) {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        assert!(name.starts_with("TKM_") || name == "TOKENMATH_H", "unprefixed macro {name} in the header");
+    }
+    // The grouping rule the advantage functions refer to is in the header itself.
+    assert!(header.contains(" * 13. Groups."), "rule 13 missing");
+    assert!(header.contains("(rule 13 of the header: exactly one of `group_ids` or\n * `group_size > 0`)"));
+}
+
+#[test]
+fn logits_input_struct_init_and_size_rule() {
+    let mut input = fwd_input(TKM_DTYPE_BF16, 8 as *const c_void, 3, 4, 5, null(), null(), 2.0, null());
+    input.struct_size = 0;
+    assert_eq!(unsafe { tkm_logits_input_init(&mut input) }, TKM_STATUS_OK);
+    assert_eq!(input.struct_size, size_of::<tkm_logits_input>());
+    assert_eq!((input.dtype, input.rows, input.vocab, input.row_stride), (TKM_DTYPE_F32, 0, 0, 0));
+    assert!(input.logits.is_null() && input.targets.is_null() && input.temperatures.is_null());
+    assert_eq!(input.temperature, 1.0);
+    assert_eq!(unsafe { tkm_logits_input_init(null_mut()) }, TKM_STATUS_NULL_POINTER);
+
+    let x = rand_f32(2 * 5, 3, 3.0);
+    let (mut lse, mut h) = ([NAN_POISON; 2], [NAN_POISON; 2]);
+    let call = |input: *const tkm_logits_input, lse: &mut [f32], h: &mut [f32]| unsafe {
+        tkm_logits_fwd(null(), input, lse.as_mut_ptr(), h.as_mut_ptr(), null_mut(), null_mut(), null_mut(), null_mut())
+    };
+    assert_eq!(call(null(), &mut lse, &mut h), TKM_STATUS_NULL_POINTER);
+    let mut input = fwd_input(TKM_DTYPE_F32, x.as_ptr() as *const c_void, 2, 5, 5, null(), null(), 1.0, null());
+    input.struct_size = 8;
+    assert_eq!(call(&input, &mut lse, &mut h), TKM_STATUS_BAD_STRUCT_SIZE);
+    assert!(lse.iter().chain(&h).all(|&v| v == NAN_POISON));
+    input.struct_size = size_of::<tkm_logits_input>();
+    assert_eq!(call(&input, &mut lse, &mut h), TKM_STATUS_OK);
+    assert!(lse.iter().chain(&h).all(|v| v.is_finite()));
+}
+
+/// The README's C example is `examples/c/logits.c` verbatim (which check-ffi.sh compiles and
+/// runs), so the README cannot drift from a program that works.
+#[test]
+fn readme_c_example_is_the_checked_file() {
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../../examples/c/logits.c");
+    assert!(readme.contains(&format!("```c\n{example}```")), "README's C example differs from examples/c/logits.c");
 }

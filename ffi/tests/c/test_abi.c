@@ -12,6 +12,10 @@
 
 #include "tokenmath.h"
 
+/* The forward's input (tkm_logits_input) as a compound literal: every field after struct_size, in
+ * order (dtype, logits, rows, vocab, row_stride, targets, row_mask, temperature, temperatures). */
+#define FWD_IN(...) (&(tkm_logits_input){sizeof(tkm_logits_input), __VA_ARGS__})
+
 static int failures = 0;
 static int checks = 0;
 
@@ -106,7 +110,7 @@ static void reference_row(const float *row, int32_t target, double *lse, double 
 
 static void fwd(const tkm_exec_options *o, float *lse, float *ent, float *logp, float *mx, float *ls,
                 size_t *nonfinite) {
-  EXPECT(tkm_logits_fwd(o, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ent, logp,
+  EXPECT(tkm_logits_fwd(o, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL), lse, ent, logp,
                         mx, ls, nonfinite),
          TKM_STATUS_OK);
 }
@@ -142,24 +146,24 @@ static void test_logits(void) {
     float l2[ROWS], e2[ROWS];
     tkm_exec_options_init(&p);
     p.backend = TKM_BACKEND_PORTABLE;
-    EXPECT(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, l2, e2, NULL,
+    EXPECT(tkm_logits_fwd(&p, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL), l2, e2, NULL,
                           NULL, NULL, NULL),
            TKM_STATUS_OK);
     CHECK(memcmp(l2, lse, sizeof l2) == 0 && memcmp(e2, ent, sizeof e2) == 0);
     p.backend = TKM_BACKEND_AVX2_FMA;
-    tkm_status s = note(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL,
+    tkm_status s = note(tkm_logits_fwd(&p, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL),
                                        l2, e2, NULL, NULL, NULL, NULL));
     CHECK(s == TKM_STATUS_OK || s == TKM_STATUS_BACKEND_UNAVAILABLE);
     if (s == TKM_STATUS_OK) CHECK(memcmp(l2, lse, sizeof l2) == 0);
     /* Reachable only on a CPU without AVX2+FMA+F16C. */
     seen[TKM_STATUS_BACKEND_UNAVAILABLE] = 1;
     p.backend = 77;
-    EXPECT(note(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, l2, e2, NULL,
+    EXPECT(note(tkm_logits_fwd(&p, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), l2, e2, NULL,
                                NULL, NULL, NULL)),
            TKM_STATUS_INVALID_ARGUMENT);
     p.backend = TKM_BACKEND_AUTO;
     p.struct_size = 3;
-    EXPECT(note(tkm_logits_fwd(&p, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, l2, e2, NULL,
+    EXPECT(note(tkm_logits_fwd(&p, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), l2, e2, NULL,
                                NULL, NULL, NULL)),
            TKM_STATUS_BAD_STRUCT_SIZE);
   }
@@ -170,11 +174,11 @@ static void test_logits(void) {
     float temps[ROWS] = {1.0f, 0.7f, 1.3f, 1.0f, 2.0f, 0.5f};
     float lb[ROWS], eb[ROWS];
     for (int i = 0; i < ROWS * STRIDE; i++) xb[i] = f32_to_bf16_bits(x[i]);
-    EXPECT(tkm_logits_fwd(&o4, TKM_DTYPE_BF16, xb, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, temps, lb, eb, NULL,
+    EXPECT(tkm_logits_fwd(&o4, FWD_IN(TKM_DTYPE_BF16, xb, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, temps), lb, eb, NULL,
                           NULL, NULL, NULL),
            TKM_STATUS_OK);
     for (int r = 0; r < ROWS; r++) CHECK(!row_mask[r] || (isfinite(lb[r]) && eb[r] >= 0.0f));
-    EXPECT(tkm_logits_fwd(&o4, TKM_DTYPE_F16, xb, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lb, eb, NULL, NULL, NULL,
+    EXPECT(tkm_logits_fwd(&o4, FWD_IN(TKM_DTYPE_F16, xb, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), lb, eb, NULL, NULL, NULL,
                           NULL),
            TKM_STATUS_OK);
   }
@@ -228,7 +232,7 @@ static void test_logits(void) {
     tkm_row_stats part0[R2 * 1], part1[R2 * 1], merged[R2], sh0[R2], sh1[R2];
     for (int i = 0; i < R2 * V2; i++) xs[i] = 4.0f * frand();
     CHECK(b0 == 1 && b1 == 1 && tkm_logits_partial_blocks_len(4097) == 3);
-    EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, xs, R2, V2, V2, t2, NULL, 1.0f, NULL, l_full, e_full, p_full, NULL, NULL,
+    EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_F32, xs, R2, V2, V2, t2, NULL, 1.0f, NULL), l_full, e_full, p_full, NULL, NULL,
                           NULL),
            TKM_STATUS_OK);
     EXPECT(tkm_logits_partial_blocks(NULL, TKM_DTYPE_F32, xs, R2, 2048, V2, 0, V2, t2, NULL, 1.0f, NULL, part0),
@@ -276,39 +280,39 @@ static void test_logits_errors(void) {
   poison(ent, ROWS);
   poison(logp, ROWS);
 #define FWD(...) note(tkm_logits_fwd(__VA_ARGS__))
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, NULL, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, NULL, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_NULL_POINTER);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, NULL, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), NULL, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_NULL_POINTER);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, logp, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), lse, ent, logp, NULL, NULL, NULL),
          TKM_STATUS_INVALID_ARGUMENT); /* logp needs targets */
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, (const char *)x + 1, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL,
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, (const char *)x + 1, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), lse, ent, NULL,
              NULL, NULL, NULL),
          TKM_STATUS_MISALIGNED);
-  EXPECT(FWD(NULL, 0, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(0, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_BAD_DTYPE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, VOCAB - 1, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, VOCAB - 1, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_BAD_STRIDE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, SIZE_MAX / 2, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, SIZE_MAX / 2, VOCAB, STRIDE, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_SIZE_OVERFLOW);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, 0, STRIDE, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, 0, STRIDE, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_EMPTY_VOCAB);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bad_targets, NULL, 1.0f, NULL, lse, ent, logp, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bad_targets, NULL, 1.0f, NULL), lse, ent, logp, NULL, NULL, NULL),
          TKM_STATUS_LABEL_OUT_OF_RANGE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, -1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, -1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_INVALID_TEMPERATURE);
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, bad_temps, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, NULL, 1.0f, bad_temps), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_INVALID_TEMPERATURE);
   /* The second row is all -inf: found mid-pass, yet row 0's outputs are not written. */
   for (int i = 0; i < VOCAB; i++) {
     neg_inf[i] = (float)i;
     neg_inf[VOCAB + i] = -INFINITY;
   }
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, neg_inf, 2, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, neg_inf, 2, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_NO_FINITE_LOGIT);
 #if SIZE_MAX > 0xFFFFFFFFu
   /* 2^60 rows: the scratch allocation fails before any logit is read. */
-  EXPECT(FWD(NULL, TKM_DTYPE_F32, x, (size_t)1 << 60, 1, 1, NULL, NULL, 1.0f, NULL, lse, ent, NULL, NULL, NULL, NULL),
+  EXPECT(FWD(NULL, FWD_IN(TKM_DTYPE_F32, x, (size_t)1 << 60, 1, 1, NULL, NULL, 1.0f, NULL), lse, ent, NULL, NULL, NULL, NULL),
          TKM_STATUS_OUT_OF_MEMORY);
 #else
   seen[TKM_STATUS_OUT_OF_MEMORY] = 1;
@@ -316,7 +320,7 @@ static void test_logits_errors(void) {
 #undef FWD
   CHECK(untouched(lse, ROWS) && untouched(ent, ROWS) && untouched(logp, ROWS));
   /* Zero rows: NULL arrays are allowed. */
-  EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, NULL, 0, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL, NULL, NULL, NULL, NULL, NULL,
+  EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_F32, NULL, 0, VOCAB, VOCAB, NULL, NULL, 1.0f, NULL), NULL, NULL, NULL, NULL, NULL,
                         NULL),
          TKM_STATUS_OK);
 }
@@ -605,7 +609,7 @@ static void test_dlpack(void) {
   DLTensor tg = dl(g, kDLFloat, 32, 1, vshape, NULL), tdx = dl(dx2, kDLFloat, 32, 2, dshape, NULL);
   DLTensor bad;
   for (int r = 0; r < ROWS; r++) g[r] = -1.0f;
-  EXPECT(tkm_logits_fwd(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, lse, ent, logp, mx, ls,
+  EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL), lse, ent, logp, mx, ls,
                         NULL),
          TKM_STATUS_OK);
   EXPECT(tkm_dl_logits_fwd(NULL, &tx, &tt, &tm, 1.0f, NULL, &tl, &th, &tlp, &tmx, &tls, NULL), TKM_STATUS_OK);
