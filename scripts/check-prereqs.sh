@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What ./test.sh needs besides the Rust toolchain: cmake, g++ and pkg-config (C ABI checks),
-# the pinned cbindgen (header drift check) and Mesa's CPU Vulkan driver, lavapipe (the GPU
-# kernels' tests). Prints nothing and exits 0 when everything is there; otherwise prints
+# the pinned cbindgen (header drift check), Mesa's CPU Vulkan driver, lavapipe (the GPU
+# kernels' tests) and python3 with pip (the NVRTC compile check fetches NVIDIA's wheels). Prints nothing and exits 0 when everything is there; otherwise prints
 # ONE line naming what is missing and the exact command that installs it, and exits 1, so
 # that a fresh machine learns it in a second instead of after a 7-minute build.
 # (.ci/run installs all of it and then runs ./test.sh.)
@@ -27,6 +27,11 @@ done
 if [ -z "$found_icd" ]; then
     missing+=("lavapipe (Mesa's CPU Vulkan driver)")
     packages+=(mesa-vulkan-drivers libvulkan1)
+fi
+# gpu/cuda-check/run.sh installs NVIDIA's NVRTC wheels with pip on first use.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+    missing+=("python3 with pip")
+    packages+=(python3-pip)
 fi
 commands=()
 if [ ${#packages[@]} -gt 0 ]; then
