@@ -142,6 +142,11 @@ impl Default for tkm_logits_input {
     }
 }
 
+impl crate::util::Options for tkm_logits_input {
+    // No older layout exists: only `sizeof` itself (or a larger, zero-tailed one).
+    const FIELD_ENDS: &'static [usize] = &[];
+}
+
 /// Writes the defaults into `*input` (`struct_size = sizeof(tkm_logits_input)`,
 /// `TKM_DTYPE_F32`, temperature 1, every pointer NULL and every size 0).
 ///
@@ -149,16 +154,7 @@ impl Default for tkm_logits_input {
 /// `input` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_logits_input`.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_logits_input_init(input: *mut tkm_logits_input) -> tkm_status {
-    guard(|| {
-        if input.is_null() {
-            return Err(TKM_STATUS_NULL_POINTER);
-        }
-        if (input as usize) % core::mem::align_of::<tkm_logits_input>() != 0 {
-            return Err(TKM_STATUS_MISALIGNED);
-        }
-        input.write(tkm_logits_input::default());
-        Ok(())
-    })
+    crate::util::init_options(input)
 }
 
 /// Validates the optional `size_t*` status output.
@@ -255,8 +251,7 @@ pub unsafe extern "C" fn tkm_logits_fwd(
         if input.is_null() {
             return Err(TKM_STATUS_NULL_POINTER);
         }
-        // No older layout exists: only `sizeof` itself (or a larger, zero-tailed one).
-        let i = read_options(input, tkm_logits_input::default(), &[])?;
+        let i = read_options(input)?;
         let tkm_logits_input { dtype, logits, rows, vocab, row_stride, .. } = i;
         check_dtype(dtype)?;
         let len = matrix_len(rows, vocab, row_stride)?;
