@@ -24,6 +24,9 @@
 //! limit, or any NaN) iff `max(0, bits)` (signed) `> bits(limit)` or `max bits` (unsigned)
 //! `> bits(−inf)`. Non-finite values never reach a float operation (WGSL).
 //!
+//! When every row's `inv_temp` is 1 (comptime `scaled = false`), `z = x`: `core` skips the
+//! multiply too.
+//!
 //! **No contraction.** `z` and `e` pass through [`opaque`] before they are added to, so
 //! that NVRTC (which contracts by default) cannot fuse `x·inv_temp − m` or `s + y·2^n` into
 //! an FMA that `core` does not perform. The shuffles are executed by every thread, outside
@@ -33,7 +36,7 @@
 use cubecl::prelude::*;
 
 use super::exp::{clamp_arg, exp_clamped};
-use super::{opaque, widen16, DT_F32, NEG_INF_BITS, NO_TARGET};
+use super::{opaque, widen16, DT_F16, DT_F32, NEG_INF_BITS, NO_TARGET, POS_INF_BITS};
 use tokenmath_core::logits::canonical::{EXP_CLAMP, LANES};
 use tokenmath_core::logits::BLOCK;
 
@@ -46,9 +49,27 @@ const ABS_MASK: u32 = 0x7fff_ffff;
 fn lane_bits(word: u32, shift: u32, #[comptime] dtype: u32) -> u32 {
     if dtype == DT_F32 {
         word
+    } else if dtype == DT_F16 {
+        f16_bits(word >> shift)
     } else {
         widen16(word >> shift, false, dtype)
     }
+}
+
+/// [`widen16`] of the low half of `w` for `f16`, without branches: every case is computed
+/// (all on finite values) and the exponent field selects one.
+#[cube]
+fn f16_bits(w: u32) -> u32 {
+    let h = w & 0xffffu32;
+    let sign = (h & 0x8000u32) << 16u32;
+    let exp = (h >> 10u32) & 0x1fu32;
+    let mant = h & 0x3ffu32;
+    // Normal: the exponent rebiased by 112; inf/NaN: by 143 − 255 more (all-ones exponent).
+    let normal = ((h & 0x7fffu32) << 13u32) + (112u32 << 23u32);
+    let special = normal + (POS_INF_BITS - (143u32 << 23u32));
+    // Zero or subnormal: mant·2^-24, a normal f32 (or 0), computed exactly.
+    let sub = u32::reinterpret(f32::cast_from(mant) * f32::new(5.960_464_5e-8));
+    sign | select(exp == 31u32, special, select(exp == 0u32, sub, normal))
 }
 
 /// `max` of two floats with `core`'s `if z > m` (the operands are finite).
@@ -65,7 +86,8 @@ fn lane_max(m: f32, z: f32) -> f32 {
 /// `inv_temp[r]`, `limit[r]` (the largest finite `|x|` whose tempered value is finite) and
 /// `target[r]` = the target's column within this shard (or `NO_TARGET`). Row `r` starts at
 /// element `offset + r·stride` of `input` (`u32` words: one `f32` or two halves). `zero` is
-/// 0 (see [`opaque`]). `witness[0]` is set to 1 (see `kernels::grad`).
+/// 0 (see [`opaque`]). `scaled`: some row's `inv_temp ≠ 1` (otherwise `z = x`, as `core`
+/// skips the multiply). `witness[0]` is set to 1 (see `kernels::grad`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn block_partials(
@@ -83,6 +105,7 @@ pub(crate) fn block_partials(
     offset: usize,
     zero: u32,
     #[comptime] dtype: u32,
+    #[comptime] scaled: bool,
 ) {
     let tid = UNIT_POS as usize;
     if CUBE_POS == 0 && tid == 0 {
@@ -120,7 +143,10 @@ pub(crate) fn block_partials(
         let bits = lane_bits(input[w], shift, dtype);
         let a = bits & ABS_MASK;
         let fin = a <= lim;
-        let z = f32::reinterpret(select(fin, bits, 0u32)) * scale;
+        let mut z = f32::reinterpret(select(fin, bits, 0u32));
+        if scaled {
+            z *= scale;
+        }
         m = select(fin && z > m, z, m);
         min_abs = min(min_abs, a);
         // From 0, not `i32::MIN` (NVRTC rejects cubecl's reinterpretation of a constant):
@@ -152,7 +178,10 @@ pub(crate) fn block_partials(
         while j < len {
             let bits = lane_bits(input[w], shift, dtype);
             let fin = (bits & ABS_MASK) <= lim;
-            let z = opaque(f32::reinterpret(select(fin, bits, 0u32)) * scale, zero);
+            let mut z = f32::reinterpret(select(fin, bits, 0u32));
+            if scaled {
+                z = opaque(z * scale, zero);
+            }
             let d = select(fin, clamp_arg(z - bm), f32::new(EXP_CLAMP));
             let e = opaque(exp_clamped(d), zero);
             s += e;
@@ -179,7 +208,10 @@ pub(crate) fn block_partials(
             let et = base + (t as usize - start);
             let bits = if dtype == DT_F32 { input[et] } else { widen16(input[et / 2], et % 2 == 1, dtype) };
             let a = bits & ABS_MASK;
-            let z = f32::reinterpret(select(a <= lim, bits, 0u32)) * scale;
+            let mut z = f32::reinterpret(select(a <= lim, bits, 0u32));
+            if scaled {
+                z *= scale;
+            }
             x_t = select(a <= lim, u32::reinterpret(z), NEG_INF_BITS);
         }
         let mut flags = select(nonfinite, NONFINITE, 0u32);
