@@ -28,5 +28,5 @@ python3 gpu/cuda-check/nvrtc_sass.py "$root" "$out/src" "$out/sass"
 python3 gpu/cuda-check/sass_cost.py "$out/sass" "$out/src/loops.tsv" > "$out/cost.txt"
 # The variants the benchmarks run (rows on 16-byte vectors, temperature 1), then where the
 # full table is.
-grep -E '^(kernel variant|copy|block_partials-(bf16|f32)-v4 |grad-(bf16-to-bf16|f32-to-f32) |grad_inplace-(bf16|f32) |fast_rows-(bf16|f32)-v4(-fused)? |fast_grad-(bf16-to-bf16|f32-to-f32)(-inplace)?-v4 )' "$out/cost.txt"
+grep -E '^(kernel variant|copy|block_partials-(bf16|f32)(-tempered)? |grad-(bf16-to-bf16|f32-to-f32) |grad_inplace-(bf16|f32) |fast_rows-(bf16|f32)-v4(-fused)? |fast_grad-(bf16-to-bf16|f32-to-f32)(-inplace)?-v4 )' "$out/cost.txt"
 echo "(every variant: $out/cost.txt)"

@@ -80,7 +80,7 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
         vec![4.0],
     );
     for (dt, dn) in DTYPES {
-        for (n, aligned) in VECTORS {
+        for scaled in [false, true] {
             let k = block_stats::block_partials::BlockPartials::<R>::new(
                 settings(CUDA_BLOCK_THREADS),
                 c.clone(),
@@ -96,15 +96,17 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
                 (),
                 (),
                 (),
-                n,
+                (),
                 dt,
-                aligned,
+                scaled,
             );
-            let name = format!("block_partials-{dn}-v{n}{}", if aligned { "" } else { "-unaligned" });
-            // The load loop, a vector per iteration (the terms and lanes stages run over
-            // shared memory).
-            let load = if aligned { n as f64 * half(dt) } else { 1.0 };
-            push(name, to_cuda(k)?, vec![load]);
+            // One thread per (block, lane), elements loaded one by one (any alignment): the
+            // maximum pass, then the sums pass, each unrolled by NVRTC (sm_90a, CUDA 13.5)
+            // into a main loop of 4 elements and a remainder loop, laid out as: maximum ×4,
+            // maximum remainder, sums remainder, sums ×4; for f16 (longer widening) the sums
+            // pass is unrolled by 2 with no remainder loop.
+            let loops = if dt == DT_F16 { vec![4.0, 0.0, 2.0] } else { vec![4.0, 0.0, 0.0, 4.0] };
+            push(format!("block_partials-{dn}{}", if scaled { "-tempered" } else { "" }), to_cuda(k)?, loops);
         }
     }
     for finalize in [true, false] {

@@ -66,10 +66,8 @@ pub(crate) use with_client;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The forward's cube size on CUDA. An estimate from the kernel's shape, not yet a
-/// measurement: 128 threads leave fewer threads idle during the 8-lane accumulation and fit
-/// about 12 cubes per H100/H200 multiprocessor (shared memory and registers), enough to
-/// cover the lanes' latency. `bench/gpu/run.sh` times 128, 256 and 512.
+/// The canonical forward's cube size on CUDA (16 blocks of 8 lanes per cube; not yet
+/// measured against other sizes: `bench/gpu/run.sh` times 128 and 256).
 #[cfg(feature = "cuda")]
 pub(crate) const CUDA_BLOCK_THREADS: u32 = 128;
 
@@ -236,12 +234,10 @@ impl Gpu {
         })
     }
 
-    /// Sets the threads per cube of the forward's block kernel (one cube per 2048-column
-    /// block; default 256 on wgpu, 128 on CUDA): a performance knob, results are the same
-    /// bits for every value.
-    /// Fewer threads leave fewer idle during the 8-lane accumulation and let more blocks share
-    /// a multiprocessor; more threads hide more load latency. `n` must be a power of two from
-    /// 32 to 1024 with at most 32 planes (warps) per cube on this device.
+    /// Sets the threads per cube of the canonical forward's block kernel (one thread per
+    /// (row, 2048-column block, canonical lane), 8 threads a block; default 256 on wgpu, 128
+    /// on CUDA): a performance knob, results are the same bits for every value. `n` must be
+    /// a power of two from 32 to 1024 with at most 32 planes (warps) per cube on this device.
     pub fn set_block_threads(&mut self, n: u32) -> Result<(), GpuError> {
         if !n.is_power_of_two() || !(32..=1024).contains(&n) || n / self.plane_size_min() > 32 {
             return Err(GpuError::Unsupported("block threads must be a power of two in 32..=1024, at most 32 planes"));

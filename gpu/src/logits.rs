@@ -7,6 +7,7 @@
 use bytemuck::Pod;
 use cubecl::prelude::*;
 use cubecl::server::Handle;
+use tokenmath_core::logits::canonical::LANES;
 use tokenmath_core::logits::{FwdOut, RowInputs, RowStats, Shard, Status, Upstream, BLOCK};
 use tokenmath_core::{DType, GradElem, LogitElem, Mat, MatMut, TmError};
 
@@ -323,22 +324,19 @@ impl Gpu {
         let inv_temp = self.create(&rows.inv_temp)?;
         let target = self.create(&rows.target)?;
         let limit = self.create(&rows.limit)?;
-        let per_word = if x.dtype == DType::F32 { 1 } else { 2 };
-        // The widest vector that every block start is aligned to (the buffer is padded to
-        // whole vectors).
-        let aligned = x.stride.is_multiple_of(per_word);
-        let vec = [4usize, 2].into_iter().find(|&n| x.stride.is_multiple_of(n * per_word)).unwrap_or(1);
-        let n = if aligned { vec } else { 1 };
+        // One thread per (row, block, lane); the cubes' threads run on in the next row.
+        let threads = x.rows * nblocks * LANES;
+        // `z = x` everywhere when every `inv_temp` is 1 (core skips the multiply too).
+        let scaled = rows.inv_temp.iter().any(|&t| t != 1.0);
         with_client!(self, |c: R| {
             // Safe: the kernel reads rows `[0, rows)` of `x` (inside its buffer) and the
             // per-row arrays, and writes `rows·nblocks` tuples.
             unsafe {
                 block_stats::block_partials::launch_unchecked::<R>(
                     c,
-                    kernels::grid(x.rows * nblocks),
+                    kernels::grid(threads.div_ceil(self.block_threads as usize)),
                     CubeDim::new_1d(self.block_threads),
-                    n,
-                    ArrayArg::from_raw_parts(x.handle.clone(), x.units / n),
+                    ArrayArg::from_raw_parts(x.handle.clone(), x.units),
                     ArrayArg::from_raw_parts(keep, x.rows.max(1)),
                     ArrayArg::from_raw_parts(inv_temp, x.rows.max(1)),
                     ArrayArg::from_raw_parts(limit, x.rows.max(1)),
@@ -350,8 +348,9 @@ impl Gpu {
                     nblocks,
                     x.stride,
                     0,
+                    0,
                     kernel_dtype(x.dtype),
-                    aligned,
+                    scaled,
                 )
             }
         });

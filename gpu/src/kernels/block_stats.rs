@@ -1,73 +1,97 @@
 //! Forward, first stage: the [`RowStats`](tokenmath_core::logits::RowStats) tuple of every
 //! canonical block of `BLOCK` columns, in `core`'s operation order.
 //!
-//! One cube per (row, block), of 256 threads by default (`Gpu::set_block_threads`):
+//! **One thread per (block, lane).** `core` accumulates a block in 8 interleaved lanes (lane
+//! `l` = columns `l, l+8, l+16, …`, in increasing order), so each lane is a sequential chain
+//! and a block has exactly 8 of them. Here each thread owns one (row, block, lane): 8
+//! consecutive threads are one block, a 32-thread warp is 4 blocks, and every issued
+//! instruction of the accumulation does useful work on every thread. Each thread makes two
+//! passes over its lane's columns straight from global memory (the second hits the caches):
 //!
-//! 1. **load**: the block's tempered logits `z = x·inv_temp` go to shared memory as bits
-//!    (vector loads when the rows are aligned); `−inf` columns are stored as the `−inf`
-//!    pattern and skipped from then on, NaN/`+inf` set the block's flag; each thread keeps
-//!    the maximum of its finite `z` (`if z > m`);
-//! 2. **maximum**: plane (warp) maxima, then across planes through shared memory (the
+//! 1. **maximum**: the lane's maximum of its finite tempered logits `z = x·inv_temp` (`if
+//!    z > m`), with the column classes tracked as integer minima/maxima of the logits' bits
+//!    (see below); the 8 lanes of a block combine by XOR shuffles inside the plane (the
 //!    maximum is exact, so any grouping gives `core`'s value), then `−0 → +0`;
-//! 3. **terms**: `d = clamp(z − m)`, `e = exp(d)` elementwise, back into shared memory
-//!    (a masked column gets `e = d = 0`: in `core` it adds exactly nothing either);
-//! 4. **lanes**: threads 0..8 accumulate lane `l` = columns `l, l+8, …` in increasing order
-//!    (`s += e`, `u = fma(e, d, u)`), thread 0 folds the lanes in halves (4, 2, 1).
+//! 2. **sums**: `d = clamp(z − m)`, `e = exp(d)`, `s += e`, `u = fma(e, d, u)` column after
+//!    column, exactly `core`'s chain; a masked column gets `d = EXP_CLAMP`, hence `e = 0`, as
+//!    `core`'s `−inf` does. Then the lanes fold in halves (`l + 4`, `l + 2`, `l + 1`, XOR
+//!    shuffles: `((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7))`, `core`'s order) and lane 0 writes the
+//!    tuple, reading the target's logit itself.
 //!
-//! Stages 3 and 4 are separated by a barrier and shared memory, so no compiler can contract
-//! `s + y·scale` or `z·inv_temp − m` into an FMA that `core` does not perform. Every barrier
-//! is reached by every thread (masked rows and spare cubes just have no columns), as WGSL's
-//! uniformity rules require. A flagged (non-finite) block's `m, s, u` are unspecified.
+//! **Classes on the bits.** `a = bits & 0x7fff_ffff`: the column is finite iff `a ≤ bits(limit)`
+//! (`limit`, finite, from the host: beyond it the tempered value overflows); the block has a
+//! finite column iff `min a ≤ bits(limit)`, a NaN or `+inf`-like column (positive beyond the
+//! limit, or any NaN) iff `max(0, bits)` (signed) `> bits(limit)` or `max bits` (unsigned)
+//! `> bits(−inf)`. Non-finite values never reach a float operation (WGSL).
+//!
+//! When every row's `inv_temp` is 1 (comptime `scaled = false`), `z = x`: `core` skips the
+//! multiply too.
+//!
+//! **No contraction.** `z` and `e` pass through [`opaque`] before they are added to, so
+//! that NVRTC (which contracts by default) cannot fuse `x·inv_temp − m` or `s + y·2^n` into
+//! an FMA that `core` does not perform. The shuffles are executed by every thread, outside
+//! any branch (WGSL's uniformity rules); spare threads have no columns. A flagged
+//! (non-finite) block's `m, s, u` are unspecified.
 
 use cubecl::prelude::*;
 
 use super::exp::{clamp_arg, exp_clamped};
-use super::{load_bits_v1, temper, widen16, DT_F32, FINITE, NEG_INF_BITS, NO_TARGET, POISON};
-use tokenmath_core::logits::{canonical::LANES, BLOCK};
+use super::{opaque, widen16, DT_F16, DT_F32, NEG_INF_BITS, NO_TARGET, POS_INF_BITS};
+use tokenmath_core::logits::canonical::{EXP_CLAMP, LANES};
+use tokenmath_core::logits::BLOCK;
 
 const HAS_TARGET: u32 = 1;
 const NONFINITE: u32 = 2;
+const ABS_MASK: u32 = 0x7fff_ffff;
 
-/// Stores one loaded element: its bits in `zs` (`−inf` for masked and poisoned columns),
-/// and returns the updated `(max, any finite, poisoned)` of the thread.
+/// The `f32` bits of the lane's element in `word` (`shift` selects the 16-bit half).
 #[cube]
-fn take(
-    zs: &mut SharedMemory<u32>,
-    j: usize,
-    bits: u32,
-    inv_temp: f32,
-    limit: f32,
-    m: f32,
-    any: u32,
-    bad: u32,
-) -> (f32, u32, u32) {
-    let (z, class) = temper(bits, inv_temp, limit);
-    let mut m2 = m;
-    let mut any2 = any;
-    if class == FINITE {
-        zs[j] = u32::reinterpret(z);
-        any2 = 1u32;
-        if z > m {
-            m2 = z;
-        }
+fn lane_bits(word: u32, shift: u32, #[comptime] dtype: u32) -> u32 {
+    if dtype == DT_F32 {
+        word
+    } else if dtype == DT_F16 {
+        f16_bits(word >> shift)
     } else {
-        zs[j] = NEG_INF_BITS;
+        widen16(word >> shift, false, dtype)
     }
-    (m2, any2, bad | u32::cast_from(class == POISON))
+}
+
+/// [`widen16`] of the low half of `w` for `f16`, without branches: every case is computed
+/// (all on finite values) and the exponent field selects one.
+#[cube]
+fn f16_bits(w: u32) -> u32 {
+    let h = w & 0xffffu32;
+    let sign = (h & 0x8000u32) << 16u32;
+    let exp = (h >> 10u32) & 0x1fu32;
+    let mant = h & 0x3ffu32;
+    // Normal: the exponent rebiased by 112; inf/NaN: by 143 − 255 more (all-ones exponent).
+    let normal = ((h & 0x7fffu32) << 13u32) + (112u32 << 23u32);
+    let special = normal + (POS_INF_BITS - (143u32 << 23u32));
+    // Zero or subnormal: mant·2^-24, a normal f32 (or 0), computed exactly.
+    let sub = u32::reinterpret(f32::cast_from(mant) * f32::new(5.960_464_5e-8));
+    sign | select(exp == 31u32, special, select(exp == 0u32, sub, normal))
+}
+
+/// `max` of two floats with `core`'s `if z > m` (the operands are finite).
+#[cube]
+fn lane_max(m: f32, z: f32) -> f32 {
+    select(z > m, z, m)
 }
 
 /// Tuples of `[rows, nblocks]` blocks into `out` (5 words per tuple: `m, s, u, x_t` as `f32`
 /// bits, then `flags`, the `#[repr(C)]` layout of `RowStats`).
 ///
-/// Per row `r`: `keep[r]`, `inv_temp[r]`, `limit[r]` (see [`temper`]) and `target[r]` = the
-/// target's column within this shard (or `NO_TARGET`). Row `r` starts at element
-/// `offset + r·stride` of `input`. `vec_aligned`: every block starts on a vector boundary
-/// (checked by the host), so the load uses `Vector<u32, N>`; otherwise `N = 1` and elements
-/// are loaded one by one. `witness[0]` is set to 1 (see `kernels::grad`).
+/// Launched with `rows·nblocks·LANES` threads (or more: spare threads do nothing), in cubes
+/// of a multiple of 8 threads, on planes of a multiple of 8. Per row `r`: `keep[r]`,
+/// `inv_temp[r]`, `limit[r]` (the largest finite `|x|` whose tempered value is finite) and
+/// `target[r]` = the target's column within this shard (or `NO_TARGET`). Row `r` starts at
+/// element `offset + r·stride` of `input` (`u32` words: one `f32` or two halves). `zero` is
+/// 0 (see [`opaque`]). `scaled`: some row's `inv_temp ≠ 1` (otherwise `z = x`, as `core`
+/// skips the multiply). `witness[0]` is set to 1 (see `kernels::grad`).
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn block_partials<N: Size>(
-    input: &Array<Vector<u32, N>>,
+pub(crate) fn block_partials(
+    input: &Array<u32>,
     keep: &Array<u32>,
     inv_temp: &Array<f32>,
     limit: &Array<f32>,
@@ -79,198 +103,118 @@ pub(crate) fn block_partials<N: Size>(
     nblocks: usize,
     stride: usize,
     offset: usize,
+    zero: u32,
     #[comptime] dtype: u32,
-    #[comptime] vec_aligned: bool,
+    #[comptime] scaled: bool,
 ) {
     let tid = UNIT_POS as usize;
-    let threads = CUBE_DIM as usize;
-    let cube = CUBE_POS;
-    if cube == 0 && tid == 0 {
+    if CUBE_POS == 0 && tid == 0 {
         witness[0] = 1u32;
     }
-    let row = cube / nblocks;
-    let block = cube % nblocks;
+    let g = CUBE_POS * (CUBE_DIM as usize) + tid;
+    let lane = tid % LANES;
+    let blk = g / LANES;
+    let row = blk / nblocks;
+    let block = blk % nblocks;
     let live = row < rows;
     let r = select(live, row, 0usize);
     let kept = live && keep[r] != 0;
     let start = block * BLOCK;
     let len = select(kept, min(cols - start, BLOCK), 0usize);
     let scale = inv_temp[r];
-    let lim = limit[r];
+    let lim = u32::reinterpret(limit[r]);
     let base = offset + r * stride + start;
 
-    let mut zs = SharedMemory::<u32>::new(BLOCK);
-    let mut es = SharedMemory::<f32>::new(BLOCK);
-    // One slot per plane (at least 8 threads per plane on every runtime).
-    let mut red_m = SharedMemory::<f32>::new(32usize);
-    let mut red_any = SharedMemory::<u32>::new(32usize);
-    let mut red_bad = SharedMemory::<u32>::new(32usize);
-    let mut lane_s = SharedMemory::<f32>::new(LANES);
-    let mut lane_u = SharedMemory::<f32>::new(LANES);
+    // The lane's first element, as a word index and (16-bit dtypes) the half's shift; the
+    // lane advances by 8 elements: 8 words of f32, 4 words of halves.
+    let e0 = base + lane;
+    let first = select(dtype == DT_F32, e0, e0 / 2);
+    let shift = select(dtype == DT_F32, 0u32, (e0 % 2) as u32 * 16u32);
+    let wstep = select(dtype == DT_F32, LANES, LANES / 2);
 
-    // The target's column within the block (or `BLOCK`, never loaded): the thread that loads
-    // it copies its tempered bits to `target_z` (a NaN target has already flagged the block).
-    let t = target[r];
-    let has_t = len > 0 && t != NO_TARGET && t as usize >= start && (t as usize) < start + len;
-    let t_local = select(has_t, t as usize - start, BLOCK);
-    let mut target_z = SharedMemory::<u32>::new(1usize);
-
-    // 1. Load.
+    // 1. The lane's maximum and classes.
     let mut m = f32::new(-f32::MAX);
-    let mut any = 0u32;
-    let mut bad = 0u32;
-    if vec_aligned {
-        // Elements per vector: N words of f32, or 2N halves of bf16/f16.
-        let per_vec = select(dtype == DT_F32, 1usize, 2usize) * N::value();
-        let first_vec = base / per_vec;
-        // Not `div_ceil`: kernels can only call what cubecl expands.
-        #[allow(clippy::manual_div_ceil)]
-        let nvec = (len + per_vec - 1) / per_vec;
-        let mut v = tid;
-        while v < nvec {
-            let vector = input[first_vec + v];
-            #[unroll]
-            for k in 0..N::value() {
-                let w = vector[k];
-                if dtype == DT_F32 {
-                    let j = v * N::value() + k;
-                    if j < len {
-                        let (m2, a2, b2) = take(&mut zs, j, w, scale, lim, m, any, bad);
-                        m = m2;
-                        any = a2;
-                        bad = b2;
-                        if j == t_local {
-                            target_z[0] = zs[j];
-                        }
-                    }
-                } else {
-                    let j = (v * N::value() + k) * 2;
-                    if j < len {
-                        let (m2, a2, b2) = take(&mut zs, j, widen16(w, false, dtype), scale, lim, m, any, bad);
-                        m = m2;
-                        any = a2;
-                        bad = b2;
-                        if j == t_local {
-                            target_z[0] = zs[j];
-                        }
-                    }
-                    if j + 1 < len {
-                        let (m2, a2, b2) = take(&mut zs, j + 1, widen16(w, true, dtype), scale, lim, m, any, bad);
-                        m = m2;
-                        any = a2;
-                        bad = b2;
-                        if j + 1 == t_local {
-                            target_z[0] = zs[j + 1];
-                        }
-                    }
-                }
-            }
-            v += threads;
+    let mut min_abs = 0xffff_ffffu32;
+    let mut max_signed = 0i32;
+    let mut max_bits = 0u32;
+    let mut j = lane;
+    let mut w = first;
+    while j < len {
+        let bits = lane_bits(input[w], shift, dtype);
+        let a = bits & ABS_MASK;
+        let fin = a <= lim;
+        let mut z = f32::reinterpret(select(fin, bits, 0u32));
+        if scaled {
+            z *= scale;
         }
-    } else {
-        let mut j = tid;
-        while j < len {
-            let (m2, a2, b2) = take(&mut zs, j, load_bits_v1::<N>(input, base + j, dtype), scale, lim, m, any, bad);
-            m = m2;
-            any = a2;
-            bad = b2;
-            if j == t_local {
-                target_z[0] = zs[j];
-            }
-            j += threads;
-        }
+        m = select(fin && z > m, z, m);
+        min_abs = min(min_abs, a);
+        // From 0, not `i32::MIN` (NVRTC rejects cubecl's reinterpretation of a constant):
+        // `bits(limit) ≥ 0`, so the comparison below is the same.
+        max_signed = max(max_signed, i32::reinterpret(bits));
+        max_bits = max(max_bits, bits);
+        j += LANES;
+        w += wstep;
     }
-    // 2. Block maximum and flags: within each plane (warp) by plane operations, then across
-    // the planes through shared memory, folded by every thread. The maximum is exact, so the
-    // grouping cannot change it.
-    let plane_m = plane_max(m);
-    let plane_any = plane_max(any);
-    let plane_bad = plane_max(bad);
-    if UNIT_POS_PLANE == 0 {
-        let p = (UNIT_POS / PLANE_DIM) as usize;
-        red_m[p] = plane_m;
-        red_any[p] = plane_any;
-        red_bad[p] = plane_bad;
+    // The block's, over its 8 lanes (consecutive threads of one plane).
+    #[unroll]
+    for k in 0..3u32 {
+        let mask = 1u32 << k;
+        m = lane_max(m, plane_shuffle_xor(m, mask));
+        min_abs = min(min_abs, plane_shuffle_xor(min_abs, mask));
+        max_signed = max(max_signed, plane_shuffle_xor(max_signed, mask));
+        max_bits = max(max_bits, plane_shuffle_xor(max_bits, mask));
     }
-    sync_cube();
+    let bm = select(m == 0.0, f32::new(0.0), m);
+    let summed = min_abs <= lim;
+    let nonfinite = max_signed > i32::reinterpret(lim) || max_bits > NEG_INF_BITS;
 
-    let planes = (CUBE_DIM / PLANE_DIM) as usize;
-    let mut bm = red_m[0];
-    let mut summed = red_any[0];
-    let mut nonfinite = red_bad[0];
-    for p in 1..planes {
-        let other = red_m[p];
-        if other > bm {
-            bm = other;
-        }
-        summed |= red_any[p];
-        nonfinite |= red_bad[p];
-    }
-    bm = select(bm == 0.0, f32::new(0.0), bm);
-    let summed = summed != 0;
-
-    // 3. Terms.
+    // 2. The lane's chain.
+    let mut s = f32::new(0.0);
+    let mut u = f32::new(0.0);
     if summed {
-        let mut j = tid;
+        let mut j = lane;
+        let mut w = first;
         while j < len {
-            let bits = zs[j];
-            let mut e = f32::new(0.0);
-            let mut d = f32::new(0.0);
-            if bits != NEG_INF_BITS {
-                d = clamp_arg(f32::reinterpret(bits) - bm);
-                e = exp_clamped(d);
+            let bits = lane_bits(input[w], shift, dtype);
+            let fin = (bits & ABS_MASK) <= lim;
+            let mut z = f32::reinterpret(select(fin, bits, 0u32));
+            if scaled {
+                z = opaque(z * scale, zero);
             }
-            es[j] = e;
-            zs[j] = u32::reinterpret(d);
-            j += threads;
+            let d = select(fin, clamp_arg(z - bm), f32::new(EXP_CLAMP));
+            let e = opaque(exp_clamped(d), zero);
+            s += e;
+            u = fma(e, d, u);
+            j += LANES;
+            w += wstep;
         }
     }
-    sync_cube();
+    // The fold in halves: lane l < w adds lane l + w (w = 4, 2, 1).
+    #[unroll]
+    for k in 0..3u32 {
+        let mask = 4u32 >> k;
+        s += plane_shuffle_xor(s, mask);
+        u += plane_shuffle_xor(u, mask);
+    }
 
-    // 4. Lanes, then the fold.
-    if tid < LANES {
-        let mut s = f32::new(0.0);
-        let mut u = f32::new(0.0);
-        if summed {
-            // Four steps of the lane per iteration (loads issued together), then the rest:
-            // the same sequential order.
-            let mut j = tid;
-            while j + 3 * LANES < len {
-                let e0 = es[j];
-                let e1 = es[j + LANES];
-                let e2 = es[j + 2 * LANES];
-                let e3 = es[j + 3 * LANES];
-                let d0 = f32::reinterpret(zs[j]);
-                let d1 = f32::reinterpret(zs[j + LANES]);
-                let d2 = f32::reinterpret(zs[j + 2 * LANES]);
-                let d3 = f32::reinterpret(zs[j + 3 * LANES]);
-                s += e0;
-                u = fma(e0, d0, u);
-                s += e1;
-                u = fma(e1, d1, u);
-                s += e2;
-                u = fma(e2, d2, u);
-                s += e3;
-                u = fma(e3, d3, u);
-                j += 4 * LANES;
+    if lane == 0 && live {
+        let t = target[r];
+        let has_t = len > 0 && t != NO_TARGET && t as usize >= start && (t as usize) < start + len;
+        let mut x_t = 0u32;
+        if has_t {
+            // The target's tempered logit (`−inf` bits when masked or poisoned: a NaN target
+            // has flagged the block).
+            let et = base + (t as usize - start);
+            let bits = if dtype == DT_F32 { input[et] } else { widen16(input[et / 2], et % 2 == 1, dtype) };
+            let a = bits & ABS_MASK;
+            let mut z = f32::reinterpret(select(a <= lim, bits, 0u32));
+            if scaled {
+                z *= scale;
             }
-            while j < len {
-                let e = es[j];
-                s += e;
-                u = fma(e, f32::reinterpret(zs[j]), u);
-                j += LANES;
-            }
+            x_t = select(a <= lim, u32::reinterpret(z), NEG_INF_BITS);
         }
-        lane_s[tid] = s;
-        lane_u[tid] = u;
-    }
-    sync_cube();
-    if tid == 0 && live {
-        let s =
-            ((lane_s[0] + lane_s[4]) + (lane_s[2] + lane_s[6])) + ((lane_s[1] + lane_s[5]) + (lane_s[3] + lane_s[7]));
-        let u =
-            ((lane_u[0] + lane_u[4]) + (lane_u[2] + lane_u[6])) + ((lane_u[1] + lane_u[5]) + (lane_u[3] + lane_u[7]));
-        let mut flags = select(nonfinite != 0, NONFINITE, 0u32);
+        let mut flags = select(nonfinite, NONFINITE, 0u32);
         if has_t {
             flags |= HAS_TARGET;
         }
@@ -279,7 +223,7 @@ pub(crate) fn block_partials<N: Size>(
         out[slot] = select(summed, u32::reinterpret(bm), NEG_INF_BITS);
         out[slot + 1] = select(summed, u32::reinterpret(s), 0u32);
         out[slot + 2] = select(summed, u32::reinterpret(u), 0u32);
-        out[slot + 3] = select(has_t, target_z[0], 0u32);
+        out[slot + 3] = x_t;
         out[slot + 4] = flags;
     }
 }
