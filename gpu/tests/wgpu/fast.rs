@@ -64,9 +64,9 @@ fn rounding_of<O: GradElem>(v: f64) -> f64 {
     }
 }
 
-/// A batch with every hostile row kind: offsets up to 1e4 (from `logits_f32`), a `−inf`
-/// masked column in each row, a row with a NaN, a row with `+inf`, a row that is all `−inf`
-/// but one column, `V = 1` handled by its own test.
+/// A batch with every hostile row kind: offsets up to 1e4 (from `logits_f32`) and 1e30,
+/// denormal logits, a `−inf` masked column in each row, a row with a NaN, a row with `+inf`,
+/// a row that is all `−inf` but one column, and `V = 1` among the shapes.
 struct Case {
     rows: usize,
     cols: usize,
@@ -92,6 +92,19 @@ fn case(rows: usize, cols: usize, seed: u64) -> Case {
     if rows > 6 {
         for c in 1..cols {
             data[6 * cols + c] = f32::NEG_INFINITY;
+        }
+    }
+    // An offset of 1e30 (row 4) and logits among the denormals (row 5).
+    if rows > 5 {
+        for c in 0..cols {
+            let v = &mut data[4 * cols + c];
+            if v.is_finite() {
+                *v = 1e30 + *v * 1e24;
+            }
+            let v = &mut data[5 * cols + c];
+            if v.is_finite() {
+                *v *= 1e-40;
+            }
         }
     }
     let mut targets = targets(seed, rows, cols);
@@ -163,7 +176,7 @@ fn check_stats(what: &str, c: &Case, rowsf: &[Vec<f32>], s: &Stats, per_row: boo
         }
         assert!(s.entropy[r] >= 0.0 && s.logp[r] <= 0.0, "{w}: entropy {} logp {}", s.entropy[r], s.logp[r]);
         // The saved statistics: the exact maximum, and `lse = max + log_sum`.
-        let max_tol = if temp != 1.0 { rr.m.abs() * f64::powi(2.0, -24) } else { 0.0 };
+        let max_tol = if temp != 1.0 { rr.m.abs() * f64::powi(2.0, -24) + f64::powi(2.0, -149) } else { 0.0 };
         assert!((s.max[r] as f64 - rr.m).abs() <= max_tol, "{w}: max {} vs {}", s.max[r], rr.m);
         assert!((s.log_sum[r] as f64 - rr.log_s).abs() <= tol[0], "{w}: log_sum {} vs {}", s.log_sum[r], rr.log_s);
     }
