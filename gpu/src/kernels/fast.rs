@@ -65,6 +65,14 @@ pub(crate) const P_NEG_GH: usize = 4;
 pub(crate) const P_C: usize = 5;
 pub(crate) const PARAMS: usize = 6;
 
+/// `bits` as a run-time value: `zero` is 0 whenever a kernel runs (e.g. `rows == 0`, false
+/// in every launched kernel). cubecl's CUDA generator writes a bit-cast of a *constant* as a
+/// `reinterpret_cast` of a temporary, which NVRTC rejects (`gpu/cuda-check` catches it).
+#[cube]
+fn runtime_f32(bits: u32, zero: bool) -> f32 {
+    f32::reinterpret(bits | u32::cast_from(zero))
+}
+
 /// The hardware `exp` (`__expf` on CUDA: `ex2.approx(x·log2 e)`). NaN propagates,
 /// `exp(−inf) = 0`.
 #[cube(fast_math = FastMath::ReducedPrecision | FastMath::NotNaN | FastMath::NotInf)]
@@ -371,7 +379,7 @@ pub(crate) fn fast_rows<N: Size>(
         let m = row_t[0];
         let s = row_t[1];
         let u = row_t[2];
-        let nan = f32::reinterpret(NAN_BITS | u32::cast_from(rows == 0));
+        let nan = runtime_f32(NAN_BITS, rows == 0);
         let mut code = 0u32;
         let mut lse = nan;
         let mut entropy = nan;
@@ -402,7 +410,7 @@ pub(crate) fn fast_rows<N: Size>(
                 let zt = select(scaled, f32::reinterpret(bits) * inv_temp, f32::reinterpret(bits));
                 row_t[4] = zt;
                 if bits == NEG_INF_BITS {
-                    logp = f32::reinterpret(NEG_INF_BITS | u32::cast_from(rows == 0));
+                    logp = runtime_f32(NEG_INF_BITS, rows == 0);
                 } else {
                     logp = min((zt - m) - log_sum, f32::new(0.0));
                 }
@@ -604,7 +612,7 @@ pub(crate) fn fast_grad<N: Size, M: Size>(
         let finite = (mb & 0x7fff_ffffu32) < 0x7f80_0000u32
             && (lb & 0x7fff_ffffu32) < 0x7f80_0000u32
             && (hb & 0x7fff_ffffu32) < 0x7f80_0000u32;
-        let floor = select(finite, f32::new(-FLOOR), f32::reinterpret(NAN_BITS | u32::cast_from(rows == 0)));
+        let floor = select(finite, f32::new(-FLOOR), runtime_f32(NAN_BITS, rows == 0));
         let in_elem = r * in_stride;
         let in_word = select(in_dtype == DT_F32, in_elem, in_elem / 2);
         let out_elem = r * out_stride;
