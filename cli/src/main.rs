@@ -18,6 +18,7 @@ mod device;
 mod error;
 mod fingerprint;
 mod input;
+mod progress;
 mod report;
 mod run;
 mod step;

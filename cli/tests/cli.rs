@@ -10,22 +10,9 @@ use half::bf16;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn tokenmath(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenmath")).args(args).output().expect("run tokenmath");
-    let run = Run {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
-    assert!(!run.stderr.contains("panicked"), "tokenmath {args:?} panicked:\n{}", run.stderr);
-    run
-}
+use common::{tokenmath, Run};
 
 fn stats(path: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["stats", "--input", path.to_str().unwrap()];
