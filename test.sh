@@ -19,14 +19,22 @@ scripts/check-prereqs.sh
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all crates, all targets, -D warnings)"
-cargo clippy --workspace --all-targets -- -D warnings
+# The CLI's GPU comparison is the cargo feature `gpu` (off by default, so that the README's
+# first command builds no GPU runtime): the workspace is linted and tested with it on, so the
+# CLI's GPU cases run; the default CLI build is linted and tested on its own.
+step "cargo clippy (all crates, all targets, the CLI with and without the gpu feature, -D warnings)"
+cargo clippy --workspace --all-targets --features tokenmath-cli/gpu -- -D warnings
+cargo clippy -p tokenmath-cli --all-targets -- -D warnings
 
-step "cargo test (unit, property, integration and doc tests; the GPU kernels on wgpu over lavapipe)"
-cargo test --workspace
+step "cargo test (unit, property, integration and doc tests; the GPU kernels and the CLI's --device wgpu on lavapipe)"
+cargo test --workspace --features tokenmath-cli/gpu
+
+step "the default CLI build (no gpu feature): --device and --gpu-mode say how to enable GPU support"
+cargo test -p tokenmath-cli --test cli
 
 step "tokenmath-gpu with the CUDA runtime compiled in (lints; tests: no NVIDIA driver here, a typed error)"
 cargo clippy -p tokenmath-gpu --features cuda --all-targets -- -D warnings
+cargo clippy -p tokenmath-cli --features cuda --all-targets -- -D warnings
 cargo test -p tokenmath-gpu --features cuda
 
 step "every GPU kernel variant compiled as CUDA for sm_90a by NVRTC (no GPU needed), with its SASS cost per element"

@@ -20,36 +20,7 @@ use tokenmath_core::logits::{FwdOut, RowInputs, Saved, Upstream};
 /// The seed every benchmark uses, so that all of them see the same logits.
 pub const SEED: u64 = 0x5EED_1061_7500_0001;
 
-/// The SplitMix64 generator (Steele, Lea and Flood 2014): tiny, fast, and good enough for
-/// benchmark data. Deterministic for a given seed on every platform.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform `f32` in `[0, 1)` (24 random bits).
-    pub fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
-    }
-
-    /// A uniform integer in `[0, n)` (`n > 0`; the modulo bias is irrelevant here).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+pub use tokenmath_reference::rng::SplitMix64;
 
 /// A benchmark problem: `[rows, cols]` logits with one target per row and the upstream
 /// gradients of a typical loss (mean NLL with a small entropy bonus).
@@ -99,8 +70,8 @@ impl Problem {
         for row in logits.chunks_exact_mut(cols) {
             let a = 0.8 + 1.2 * rng.next_f32();
             let top = 5.0 + 15.0 * rng.next_f32();
-            let stride = coprime_stride(rng.below(cols), cols);
-            let offset = rng.below(cols);
+            let stride = coprime_stride(rng.below_mod(cols), cols);
+            let offset = rng.below_mod(cols);
             let mut col = offset;
             for &nl in &neg_ln_rank {
                 let noise = 2.0 * rng.next_f32() - 1.0;

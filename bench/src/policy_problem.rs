@@ -44,13 +44,13 @@ impl PolicyProblem {
         let mut mask = vec![0u8; n];
         let mut valid = 0;
         for b in 0..rows {
-            let len = cols - rng.below(cols / 5 + 1);
+            let len = cols - rng.below_mod(cols / 5 + 1);
             let a = 4.0 * rng.next_f32() - 2.0;
             valid += len;
             for i in b * cols..b * cols + len {
                 let u = rng.next_f32();
                 let lp = -8.0 * u * u * u;
-                let wide = rng.below(64) == 0;
+                let wide = rng.below_mod(64) == 0;
                 let delta = if wide { 6.0 } else { 0.5 } * (rng.next_f32() - 0.5);
                 logp[i] = lp;
                 old_logp[i] = lp + delta;

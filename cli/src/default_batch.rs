@@ -21,6 +21,7 @@
 
 use half::{bf16, f16};
 use tokenmath_core::{DType, GradElem, LogitElem};
+use tokenmath_reference::rng::SplitMix64;
 
 use crate::error::CliError;
 
@@ -34,52 +35,6 @@ pub const DEFAULT_SEED: &str = "0x746f6b656e6d6174";
 pub const MASK_EVERY: usize = 16;
 /// The first masked row.
 pub const MASK_FIRST: usize = 5;
-
-/// The splitmix64 generator (Steele, Lea & Flood 2014).
-pub(crate) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-    /// The splitmix64 output function: a bijective 64-bit mixer.
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// An independent stream for `row` of the batch seeded with `seed`.
-    pub(crate) fn for_row(seed: u64, row: usize) -> SplitMix64 {
-        SplitMix64(Self::mix(seed ^ Self::mix(row as u64 ^ Self::GAMMA)))
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(Self::GAMMA);
-        Self::mix(self.0)
-    }
-
-    /// Uniform in `[0, 1)` with 53 random bits.
-    pub(crate) fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.uniform()
-    }
-
-    /// Uniform integer in `[0, n)` (multiply-shift; the bias is below `n / 2^64`).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// A standard normal deviate (Box–Muller, one of the pair).
-    pub(crate) fn gaussian(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform(); // (0, 1]: ln is finite
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
 
 /// The logits of a batch, in one of the supported storage types.
 pub enum Logits {
@@ -205,16 +160,5 @@ mod tests {
         assert!(masked[t[MASK_FIRST] as usize].to_f32().is_finite());
         assert!(l[..MASK_FIRST * 1000].iter().all(|v| v.to_f32().is_finite()));
         assert!(t.iter().all(|&x| (0..1000).contains(&x)));
-    }
-
-    #[test]
-    fn gaussian_and_uniform_are_sane() {
-        let mut rng = SplitMix64::for_row(1, 0);
-        let n = 20_000;
-        let xs: Vec<f64> = (0..n).map(|_| rng.gaussian()).collect();
-        let mean = xs.iter().sum::<f64>() / n as f64;
-        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
-        assert!((0..1000).all(|_| rng.below(3) < 3));
     }
 }

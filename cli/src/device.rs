@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokenmath_core::logits::{stats_bwd, RowInputs, Temperature, Upstream};
 use tokenmath_core::{Exec, GradElem, LogitElem, Mat, MatMut};
-use tokenmath_gpu::{DeviceKind, Gpu, GpuMode};
+use tokenmath_gpu::Gpu;
+pub use tokenmath_gpu::{DeviceKind, GpuMode};
 use tokenmath_reference::gpu_fast::{fast_grad_tolerance, fast_stats_tolerance};
 use tokenmath_reference::{grad_tolerance, row_grad, row_stats, stats_tolerance, tempered};
 

@@ -9,15 +9,20 @@
 //!
 //! `run` and `stats` compute the forward and backward ([`run`]) and print a summary
 //! ([`report`]); with `--device wgpu|cuda` they also run both on a GPU and compare every
-//! value with the CPU's ([`device`]). Exit codes: 0 when every check against the reference
-//! (and the GPU comparison) passes, 1 when one fails, 2 for usage, input and device errors
-//! ([`error::CliError`]).
+//! value with the CPU's ([`device`]; in a build with the cargo feature `gpu`, or `cuda`).
+//! Exit codes: 0 when every check against the reference (and the GPU comparison) passes, 1
+//! when one fails, 2 for usage, input and device errors ([`error::CliError`]).
 
 mod default_batch;
+#[cfg(feature = "gpu")]
+mod device;
+#[cfg(not(feature = "gpu"))]
+#[path = "no_device.rs"]
 mod device;
 mod error;
 mod fingerprint;
 mod input;
+mod progress;
 mod report;
 mod run;
 mod step;
@@ -87,14 +92,8 @@ struct RunArgs {
     /// of the number of responses that is at most 4].
     #[arg(long, value_parser = positive)]
     group_size: Option<usize>,
-    /// Also run the statistics and gradient on a GPU and compare them with the CPU's:
-    /// `cpu` (no GPU), `wgpu` (Vulkan/Metal/DX12) or `cuda` (a build with the `cuda` feature).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    device: DeviceArg,
-    /// The GPU's mode with `--device`: `canonical` (core's operation order, compared with
-    /// core) or `fast` (the hardware exp, compared with the f64 reference under its error bound).
-    #[arg(long, value_enum, default_value_t = GpuModeArg::Canonical)]
-    gpu_mode: GpuModeArg,
+    #[command(flatten)]
+    gpu: GpuArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -113,16 +112,33 @@ struct StatsArgs {
     /// [default: "labels" if present, else no labels].
     #[arg(long, value_name = "NAME")]
     labels_key: Option<String>,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// The GPU comparison of `run` and `stats`.
+#[derive(Args)]
+struct GpuArgs {
     /// Also run the statistics and gradient on a GPU and compare them with the CPU's:
-    /// `cpu` (no GPU), `wgpu` or `cuda` (a build with the `cuda` feature).
+    /// `cpu` (no GPU), `wgpu` (Vulkan/Metal/DX12; a build with the `gpu` feature) or `cuda`
+    /// (a build with the `cuda` feature).
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
     /// The GPU's mode with `--device`: `canonical` (core's operation order, compared with
-    /// core) or `fast` (the hardware exp, compared with the f64 reference under its error bound).
-    #[arg(long, value_enum, default_value_t = GpuModeArg::Canonical)]
-    gpu_mode: GpuModeArg,
-    #[command(flatten)]
-    common: CommonArgs,
+    /// core) or `fast` (the hardware exp, compared with the f64 reference under its error
+    /// bound) [default: canonical].
+    #[arg(long, value_enum)]
+    gpu_mode: Option<GpuModeArg>,
+}
+
+impl GpuArgs {
+    /// The GPU to compare with (`None`: none) and its mode; in a build without GPU support,
+    /// an error that says how to build with it whenever either option is given.
+    fn resolve(&self) -> Result<(Option<device::DeviceKind>, device::GpuMode), CliError> {
+        Ok((self.device.gpu()?, GpuModeArg::mode(self.gpu_mode)?))
+    }
 }
 
 /// Options shared by every command.
@@ -148,10 +164,20 @@ enum GpuModeArg {
 }
 
 impl GpuModeArg {
-    fn mode(self) -> tokenmath_gpu::GpuMode {
-        match self {
-            GpuModeArg::Canonical => tokenmath_gpu::GpuMode::Canonical,
-            GpuModeArg::Fast => tokenmath_gpu::GpuMode::Fast,
+    /// The mode of `--gpu-mode` (canonical when not given); without GPU support in this
+    /// build, an error that says how to build with it.
+    fn mode(arg: Option<GpuModeArg>) -> Result<device::GpuMode, CliError> {
+        match arg {
+            None => Ok(device::GpuMode::Canonical),
+            Some(mode) if !cfg!(feature = "gpu") => {
+                let name = if matches!(mode, GpuModeArg::Fast) { "fast" } else { "canonical" };
+                Err(CliError::Usage(format!(
+                    "--gpu-mode: this build has no GPU support; build with it: \
+                     cargo run --release --features gpu -- --device wgpu --gpu-mode {name}"
+                )))
+            }
+            Some(GpuModeArg::Canonical) => Ok(device::GpuMode::Canonical),
+            Some(GpuModeArg::Fast) => Ok(device::GpuMode::Fast),
         }
     }
 }
@@ -164,11 +190,23 @@ enum DeviceArg {
 }
 
 impl DeviceArg {
-    fn gpu(self) -> Option<tokenmath_gpu::DeviceKind> {
+    /// The GPU to compare with (`None` for `cpu`); without GPU support in this build, an
+    /// error that says how to build with it.
+    fn gpu(self) -> Result<Option<device::DeviceKind>, CliError> {
         match self {
-            DeviceArg::Cpu => None,
-            DeviceArg::Wgpu => Some(tokenmath_gpu::DeviceKind::Wgpu),
-            DeviceArg::Cuda => Some(tokenmath_gpu::DeviceKind::Cuda),
+            DeviceArg::Cpu => Ok(None),
+            #[cfg(feature = "gpu")]
+            DeviceArg::Wgpu => Ok(Some(device::DeviceKind::Wgpu)),
+            #[cfg(feature = "gpu")]
+            DeviceArg::Cuda => Ok(Some(device::DeviceKind::Cuda)),
+            #[cfg(not(feature = "gpu"))]
+            DeviceArg::Wgpu | DeviceArg::Cuda => {
+                let (name, feature) = if matches!(self, DeviceArg::Wgpu) { ("wgpu", "gpu") } else { ("cuda", "cuda") };
+                Err(CliError::Device(format!(
+                    "this build has no GPU support; build with it: \
+                     cargo run --release --features {feature} -- --device {name}"
+                )))
+            }
         }
     }
 }
@@ -263,6 +301,7 @@ fn quiet_on_closed_pipe() {
 /// The default batch; `Ok(passed)`.
 fn run_default(args: &RunArgs) -> Result<bool, CliError> {
     let exec = args.common.exec()?;
+    let (gpu, gpu_mode) = args.gpu.resolve()?;
     let dtype = match args.dtype {
         DtypeArg::F32 => DType::F32,
         DtypeArg::Bf16 => DType::BF16,
@@ -300,20 +339,14 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
     };
     report::print(&description, &outcome);
     let statistics = outcome.statistics.as_ref().expect("the default run keeps its statistics");
-    let device_passed = match args.device.gpu() {
+    let device_passed = match gpu {
         None => true,
         Some(kind) => {
             let (t, temp) = (&targets, job.temperature);
             match &logits {
-                Logits::F32(v) => {
-                    device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, args.gpu_mode.mode())
-                }
-                Logits::BF16(v) => {
-                    device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, args.gpu_mode.mode())
-                }
-                Logits::F16(v) => {
-                    device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, args.gpu_mode.mode())
-                }
+                Logits::F32(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, gpu_mode),
+                Logits::BF16(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, gpu_mode),
+                Logits::F16(v) => device::run(kind, v, rows, vocab, Some(t), temp, exec, statistics, gpu_mode),
             }?
         }
     };
@@ -333,6 +366,7 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
 /// `stats` on a safetensors file; `Ok(passed)`.
 fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
     let exec = args.common.exec()?;
+    let (gpu, gpu_mode) = args.gpu.resolve()?;
     let path = args.input.as_path();
     let mapped = input::map_file(path)?;
     let keys = input::Keys { logits: args.logits_key.as_deref(), labels: args.labels_key.as_deref() };
@@ -345,7 +379,7 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
         vocab: file.vocab,
         targets: file.labels.as_ref().map(|l| l.targets.as_slice()),
         origin: &origin,
-        keep_statistics: args.device.gpu().is_some(),
+        keep_statistics: gpu.is_some(),
     };
     let outcome = match file.dtype {
         DType::F32 => run::run::<f32>(&job, |r| file.rows_as(r)),
@@ -368,23 +402,15 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
         exec,
     };
     report::print(&description, &outcome);
-    let device_passed = match (args.device.gpu(), outcome.statistics.as_ref()) {
+    let device_passed = match (gpu, outcome.statistics.as_ref()) {
         (Some(kind), Some(statistics)) => {
             let targets = file.labels.as_ref().map(|l| l.targets.as_slice());
             let (rows, vocab, temp) = (file.rows, file.vocab, job.temperature);
             let all = 0..file.rows;
             match file.dtype {
-                DType::F32 => device::run(
-                    kind,
-                    &file.rows_as::<f32>(all),
-                    rows,
-                    vocab,
-                    targets,
-                    temp,
-                    exec,
-                    statistics,
-                    args.gpu_mode.mode(),
-                ),
+                DType::F32 => {
+                    device::run(kind, &file.rows_as::<f32>(all), rows, vocab, targets, temp, exec, statistics, gpu_mode)
+                }
                 DType::BF16 => device::run(
                     kind,
                     &file.rows_as::<bf16>(all),
@@ -394,19 +420,11 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
                     temp,
                     exec,
                     statistics,
-                    args.gpu_mode.mode(),
+                    gpu_mode,
                 ),
-                DType::F16 => device::run(
-                    kind,
-                    &file.rows_as::<f16>(all),
-                    rows,
-                    vocab,
-                    targets,
-                    temp,
-                    exec,
-                    statistics,
-                    args.gpu_mode.mode(),
-                ),
+                DType::F16 => {
+                    device::run(kind, &file.rows_as::<f16>(all), rows, vocab, targets, temp, exec, statistics, gpu_mode)
+                }
             }?
         }
         _ => true,

@@ -1,10 +1,9 @@
-//! What the user sees: the summary on stdout and the progress bar on stderr.
+//! What the user sees on stdout: the summary of a finished job ([`crate::run::Outcome`]).
+//! (The progress bar on stderr is [`crate::progress`].)
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use tokenmath_core::{DType, Exec};
 
 use crate::run::{Outcome, Spread, ENTROPY_BONUS};
@@ -25,16 +24,6 @@ pub struct Description {
     pub temperature: f32,
     /// Backend and threads.
     pub exec: Exec,
-}
-
-/// A progress bar over `rows` rows on stderr, hidden when stderr is not a terminal.
-pub fn progress_bar(rows: usize) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} rows ({per_sec}, eta {eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
-    ProgressBar::new(rows as u64).with_style(style)
 }
 
 /// The summary of a finished job, ending with the `reference check: PASS|FAIL` line.

@@ -25,7 +25,7 @@ use tokenmath_core::{Exec, LogitElem, Mat, MatMut, TmError};
 use tokenmath_reference::{grad_tolerance, row_grad, row_stats, stats_tolerance, tempered};
 
 use crate::error::CliError;
-use crate::report;
+use crate::progress::progress_bar;
 
 /// The weight of the entropy bonus in the objective whose gradient is computed.
 pub const ENTROPY_BONUS: f64 = 0.01;
@@ -270,7 +270,7 @@ pub fn run<'d, T: LogitElem>(
     let mut dx = vec![f32::NAN; chunk_rows * vocab];
 
     let sample = sample_rows(rows);
-    let progress = report::progress_bar(rows);
+    let progress = progress_bar(rows);
     for start in (0..rows).step_by(chunk_rows) {
         let end = (start + chunk_rows).min(rows);
         let n = end - start;

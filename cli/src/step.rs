@@ -38,8 +38,8 @@ use tokenmath_core::policy_loss::{
 };
 use tokenmath_core::{Exec, LogitElem, Mat, MatMut, TmError};
 use tokenmath_reference::policy_loss as reference;
+use tokenmath_reference::rng::SplitMix64;
 
-use crate::default_batch::SplitMix64;
 use crate::error::CliError;
 use crate::run::RowStatistics;
 

@@ -10,22 +10,9 @@ use half::bf16;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn tokenmath(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenmath")).args(args).output().expect("run tokenmath");
-    let run = Run {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
-    assert!(!run.stderr.contains("panicked"), "tokenmath {args:?} panicked:\n{}", run.stderr);
-    run
-}
+use common::{tokenmath, Run};
 
 fn stats(path: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["stats", "--input", path.to_str().unwrap()];
@@ -398,6 +385,7 @@ fn unusable_tensors_are_input_errors() {
     }
 }
 
+#[cfg(feature = "gpu")]
 #[test]
 fn device_wgpu_compares_the_gpu_with_core() {
     for dtype in ["f32", "bf16"] {
@@ -425,8 +413,32 @@ fn device_cuda_without_the_runtime_or_a_driver_is_a_clean_error() {
     // This machine has no NVIDIA driver, and the default build has no CUDA runtime.
     assert_eq!(run.code, 2, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("--device:"), "{}", run.stderr);
+    if !cfg!(feature = "gpu") {
+        assert!(run.stderr.contains("cargo run --release --features cuda -- --device cuda"), "{}", run.stderr);
+    }
 }
 
+/// A build without the `gpu` feature: `--device wgpu|cuda` and `--gpu-mode` stop before any
+/// work with one line that says how to build with GPU support.
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn without_the_gpu_feature_device_and_gpu_mode_say_how_to_enable_it() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--device", "wgpu"], "--device: this build has no GPU support; build with it: cargo run --release --features gpu -- --device wgpu"),
+        (&["--gpu-mode", "fast"], "--gpu-mode: this build has no GPU support; build with it: cargo run --release --features gpu -- --device wgpu --gpu-mode fast"),
+        (&["--device", "wgpu", "--gpu-mode", "canonical"], "--features gpu -- --device wgpu"),
+        (&["stats", "--input", "missing.safetensors", "--device", "wgpu"], "--features gpu -- --device wgpu"),
+    ];
+    for (args, needle) in cases {
+        let run = tokenmath(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: the job ran: {}", run.stdout);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[cfg(feature = "gpu")]
 #[test]
 fn stats_on_a_gpu_with_and_without_labels() {
     let dir = scratch("stats_gpu");
@@ -468,6 +480,7 @@ fn a_closed_stdout_ends_quietly() {
 }
 
 /// Without a Vulkan driver `--device wgpu` is one error line, no panic text.
+#[cfg(feature = "gpu")]
 #[test]
 fn no_vulkan_adapter_is_one_line_without_panic_text() {
     let out = Command::new(env!("CARGO_BIN_EXE_tokenmath"))

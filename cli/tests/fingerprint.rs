@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use half::bf16;
 use safetensors::tensor::TensorView;
@@ -14,22 +13,9 @@ use tokenmath_core::fingerprint::encoding::{self, FpKind, LeafRecord};
 use tokenmath_core::fingerprint::hash::{Blake3, Digest};
 use tokenmath_core::fingerprint::tree::root;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
 
-fn tokenmath(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_tokenmath")).args(args).output().expect("run tokenmath");
-    let run = Run {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    };
-    assert!(!run.stderr.contains("panicked"), "tokenmath {args:?} panicked:\n{}", run.stderr);
-    run
-}
+use common::{tokenmath, Run};
 
 #[track_caller]
 fn assert_ok(run: &Run) {

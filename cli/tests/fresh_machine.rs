@@ -46,8 +46,8 @@ fn test_sh_stops_before_building_when_prerequisites_are_missing() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with(
-            "test.sh: missing cmake, g++, pkg-config, lavapipe (Mesa's CPU Vulkan driver), python3 with pip, cbindgen 0.29.4; \
-             install with: "
+            "test.sh: missing cmake, g++, pkg-config, lavapipe (Mesa's CPU Vulkan driver), python3 with pip, \
+             cbindgen 0.29.4; install with: "
         ),
         "{stderr}"
     );

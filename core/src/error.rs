@@ -1,4 +1,10 @@
-//! The crate's one error type.
+//! [`TmError`], the error of every kernel call (and of building the views and proofs they read
+//! or write).
+//!
+//! It is one of the crate's two error types. The other,
+//! [`ProofError`](crate::fingerprint::proof::ProofError), is what the fingerprint proofs
+//! return when a proof does not verify, its bytes do not parse, or an index is outside the
+//! tree: an answer about the data, not a misuse of the call.
 
 use core::fmt;
 

@@ -22,11 +22,13 @@
 //!   or one `&mut` slice, last.
 //! * **Hyper-parameters** past three scalars go in a config struct (`ClipCfg`,
 //!   `advantages::GaeCfg`, …) whose `Default` is a named trainer's, documented on it.
-//! * **[`Exec`] comes first** in every call: the [`Backend`] and the thread count. Every
-//!   backend and every thread count gives identical bits, so `Exec` only changes speed; a
-//!   backend this CPU lacks is [`TmError::BackendUnavailable`].
+//! * **[`Exec`] comes first** in every call over per-element data: the [`Backend`] and the
+//!   thread count (the per-row merges, `logits::merge_shards` and `logits::finalize_rows`,
+//!   take none). Every backend and every thread count gives identical bits, so `Exec` only
+//!   changes speed; a backend this CPU lacks is [`TmError::BackendUnavailable`].
 //! * **One dispatch point**: the family's `mod.rs` maps the backend to a loop, once per call;
-//!   the SIMD code lives in `<family>/x86_avx2.rs` (and `x86_avx512.rs`), thin
+//!   the SIMD code lives in `<family>/x86_avx2.rs` (and `x86_avx512.rs` where 16 lanes pay:
+//!   `policy_loss` has one, `logits` runs its AVX2 code under `Backend::Avx512`), thin
 //!   `#[target_feature]` wrappers or hand-written loops that transcribe the portable
 //!   operation order. Nothing else calls [`Backend::detect`].
 //! * **Tests force each backend** (`Exec::with_backend`) against the portable path, bitwise,

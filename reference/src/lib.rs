@@ -10,6 +10,7 @@
 pub mod advantages;
 pub mod gpu_fast;
 pub mod policy_loss;
+pub mod rng;
 
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]

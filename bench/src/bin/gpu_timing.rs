@@ -136,7 +136,7 @@ fn check_fast<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> R
     let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
     let mut rng = SplitMix64::new(13);
     let targets: Vec<i32> =
-        (0..rows).map(|r| ((r * 131) % cols + 1 + rng.below(cols - 1)) as i32 % cols as i32).collect();
+        (0..rows).map(|r| ((r * 131) % cols + 1 + rng.below_mod(cols - 1)) as i32 % cols as i32).collect();
     let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(1.0) };
     let (g_lp, g_h) = (-1.0 / rows as f32, 0.01 / rows as f32);
     let (glp, gh) = (vec![g_lp; rows], vec![g_h; rows]);
@@ -220,7 +220,7 @@ fn check<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> Result
     let data: Vec<T> = logits(rows, cols, 7);
     let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
     let mut rng = SplitMix64::new(11);
-    let targets: Vec<i32> = (0..rows).map(|_| rng.below(cols) as i32).collect();
+    let targets: Vec<i32> = (0..rows).map(|_| rng.below_mod(cols) as i32).collect();
     let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(1.0) };
     let g: Vec<f32> = vec![-1.0 / rows as f32; rows];
     let up = Upstream { g_logp: Some(&g), g_entropy: Some(&g), g_lse: None };
@@ -291,7 +291,7 @@ fn time_shape<T: LogitElem + GradElem>(gpu: &mut Gpu, rows: usize, cols: usize, 
     let data: Vec<T> = logits(rows, cols, 1);
     let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
     let mut rng = SplitMix64::new(3);
-    let targets: Vec<i32> = (0..rows).map(|_| rng.below(cols) as i32).collect();
+    let targets: Vec<i32> = (0..rows).map(|_| rng.below_mod(cols) as i32).collect();
     let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(1.0) };
     let g: Vec<f32> = vec![-1.0 / rows as f32; rows];
     let up = Upstream { g_logp: Some(&g), g_entropy: Some(&g), g_lse: None };

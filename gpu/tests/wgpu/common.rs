@@ -9,6 +9,7 @@ use tokenmath_core::logits::{self, FwdOut, RowInputs, Temperature};
 use tokenmath_core::{Exec, LogitElem, Mat, TmError};
 use tokenmath_gpu::{DeviceKind, Gpu, GpuError};
 use tokenmath_reference as reference;
+pub use tokenmath_testutil::{poisoned, POISON};
 
 /// The wgpu device (lavapipe in CI). Opening it is expensive, so the tests share one.
 pub fn gpu() -> &'static Gpu {
@@ -43,33 +44,35 @@ impl Fwd {
     }
 }
 
-const POISON: f32 = -123_456.79;
+impl Fwd {
+    /// `rows` rows of [`POISON`] (the NaN payload of `tokenmath-testutil`), so that an
+    /// element the call does not write shows.
+    pub fn poisoned(rows: usize) -> Fwd {
+        Fwd {
+            lse: poisoned(rows),
+            entropy: poisoned(rows),
+            logp: poisoned(rows),
+            max: poisoned(rows),
+            log_sum: poisoned(rows),
+            nonfinite_rows: 0,
+        }
+    }
 
-fn poisoned(rows: usize) -> Fwd {
-    Fwd {
-        lse: vec![POISON; rows],
-        entropy: vec![POISON; rows],
-        logp: vec![POISON; rows],
-        max: vec![POISON; rows],
-        log_sum: vec![POISON; rows],
-        nonfinite_rows: 0,
+    /// The output views of a forward into these buffers (`logp` only with targets).
+    pub fn out(&mut self, targets: bool) -> FwdOut<'_> {
+        FwdOut {
+            lse: &mut self.lse,
+            entropy: &mut self.entropy,
+            logp: if targets { Some(&mut self.logp) } else { None },
+            max: Some(&mut self.max),
+            log_sum: Some(&mut self.log_sum),
+        }
     }
 }
 
 pub fn cpu_fwd<T: LogitElem>(x: Mat<'_, T>, inputs: &RowInputs<'_>) -> Result<Fwd, TmError> {
-    let mut f = poisoned(x.rows());
-    let st = logits::stats_fwd(
-        Exec::default(),
-        x,
-        inputs,
-        FwdOut {
-            lse: &mut f.lse,
-            entropy: &mut f.entropy,
-            logp: inputs.targets.map(|_| &mut f.logp[..]),
-            max: Some(&mut f.max),
-            log_sum: Some(&mut f.log_sum),
-        },
-    )?;
+    let mut f = Fwd::poisoned(x.rows());
+    let st = logits::stats_fwd(Exec::default(), x, inputs, f.out(inputs.targets.is_some()))?;
     if inputs.targets.is_none() {
         f.logp.fill(0.0);
     }
@@ -81,17 +84,8 @@ pub fn gpu_fwd<T: LogitElem>(x: Mat<'_, T>, inputs: &RowInputs<'_>) -> Result<Fw
     let gpu = gpu();
     let gx = gpu.upload(x)?;
     let st = gpu.stats_fwd(&gx, inputs)?;
-    let mut f = poisoned(x.rows());
-    let status = gpu.read_stats(
-        &st,
-        FwdOut {
-            lse: &mut f.lse,
-            entropy: &mut f.entropy,
-            logp: inputs.targets.map(|_| &mut f.logp[..]),
-            max: Some(&mut f.max),
-            log_sum: Some(&mut f.log_sum),
-        },
-    )?;
+    let mut f = Fwd::poisoned(x.rows());
+    let status = gpu.read_stats(&st, f.out(inputs.targets.is_some()))?;
     if inputs.targets.is_none() {
         f.logp.fill(0.0);
     }
@@ -118,7 +112,7 @@ pub fn check_row(what: &str, row: &[f32], temp: f32, target: Option<usize>, got:
     let reference = reference::row_stats(row, temp, target);
     for (i, name) in ["lse", "logp", "entropy", "max", "log_sum"].into_iter().enumerate() {
         let (g, c) = (got[i], want[i]);
-        assert!(g != POISON, "{what}: {name} not written");
+        assert!(g.to_bits() != POISON.to_bits(), "{what}: {name} not written");
         if same(g, c) {
             equal += 1;
             continue;

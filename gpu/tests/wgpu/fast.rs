@@ -3,7 +3,7 @@
 //! order, repeated launches).
 
 use half::{bf16, f16};
-use tokenmath_core::logits::{FwdOut, RowInputs, Temperature, Upstream};
+use tokenmath_core::logits::{RowInputs, Temperature, Upstream};
 use tokenmath_core::{DType, GradElem, LogitElem, Mat, MatMut, TmError};
 use tokenmath_gpu::{DeviceKind, Gpu, GpuError, GpuMode, GpuStats};
 use tokenmath_reference::gpu_fast::{fast_grad_tolerance, fast_stats_tolerance};
@@ -11,37 +11,9 @@ use tokenmath_reference::{row_stats, tempered};
 
 use crate::common::*;
 
-const POISON: f32 = f32::from_bits(0x7fc0_dead);
-
-struct Stats {
-    lse: Vec<f32>,
-    entropy: Vec<f32>,
-    logp: Vec<f32>,
-    max: Vec<f32>,
-    log_sum: Vec<f32>,
-    nonfinite: usize,
-}
-
-fn read(gpu: &Gpu, st: &GpuStats, rows: usize, targets: bool) -> Result<Stats, GpuError> {
-    let mut s = Stats {
-        lse: vec![POISON; rows],
-        entropy: vec![POISON; rows],
-        logp: vec![POISON; rows],
-        max: vec![POISON; rows],
-        log_sum: vec![POISON; rows],
-        nonfinite: 0,
-    };
-    let status = gpu.read_stats(
-        st,
-        FwdOut {
-            lse: &mut s.lse,
-            entropy: &mut s.entropy,
-            logp: if targets { Some(&mut s.logp) } else { None },
-            max: Some(&mut s.max),
-            log_sum: Some(&mut s.log_sum),
-        },
-    )?;
-    s.nonfinite = status.nonfinite_rows;
+fn read(gpu: &Gpu, st: &GpuStats, rows: usize, targets: bool) -> Result<Fwd, GpuError> {
+    let mut s = Fwd::poisoned(rows);
+    s.nonfinite_rows = gpu.read_stats(st, s.out(targets))?.nonfinite_rows;
     Ok(s)
 }
 
@@ -149,7 +121,7 @@ impl Case {
 }
 
 /// Checks the fast statistics of every row of `c` (as the `T` values the GPU saw).
-fn check_stats(what: &str, c: &Case, rowsf: &[Vec<f32>], s: &Stats, per_row: bool) {
+fn check_stats(what: &str, c: &Case, rowsf: &[Vec<f32>], s: &Fwd, per_row: bool) {
     let mut nonfinite = 0;
     for (r, row) in rowsf.iter().enumerate() {
         let w = format!("{what}: row {r}");
@@ -180,7 +152,7 @@ fn check_stats(what: &str, c: &Case, rowsf: &[Vec<f32>], s: &Stats, per_row: boo
         assert!((s.max[r] as f64 - rr.m).abs() <= max_tol, "{w}: max {} vs {}", s.max[r], rr.m);
         assert!((s.log_sum[r] as f64 - rr.log_s).abs() <= tol[0], "{w}: log_sum {} vs {}", s.log_sum[r], rr.log_s);
     }
-    assert_eq!(s.nonfinite, nonfinite, "{what}: non-finite rows");
+    assert_eq!(s.nonfinite_rows, nonfinite, "{what}: non-finite rows");
 }
 
 /// Checks a fast gradient (`O` elements, dense `[rows, cols]`) of every row of `c`.
@@ -363,5 +335,5 @@ fn fast_mode_errors_and_edges() {
     let empty: [f32; 0] = [];
     let gx = gpu.upload(Mat::dense(&empty, 0, 4).unwrap()).unwrap();
     let st = gpu.stats_fwd_mode(&gx, &RowInputs::default(), GpuMode::Fast).unwrap();
-    assert_eq!(read(gpu, &st, 0, false).unwrap().nonfinite, 0);
+    assert_eq!(read(gpu, &st, 0, false).unwrap().nonfinite_rows, 0);
 }

@@ -6,6 +6,8 @@ use proptest::prelude::*;
 use tokenmath_core::logits::Temperature;
 use tokenmath_core::Mat;
 
+use tokenmath_testutil::hostile_logit;
+
 use crate::common::*;
 
 /// Shapes around the vector width, the block (2048) and the tree: V = 1, V not a multiple
@@ -99,22 +101,6 @@ fn masked_vocabulary_nan_rows_and_huge_offsets() {
     assert!(got.lse[2].is_nan() && got.entropy[3].is_nan() && got.logp[4].is_nan());
     assert!(got.entropy.iter().filter(|h| !h.is_nan()).all(|&h| h >= 0.0));
     assert!(got.logp.iter().filter(|l| !l.is_nan()).all(|&l| l <= 0.0));
-}
-
-/// One hostile logit: ordinary values with NaN, ±inf, −inf masks, signed zeros, denormals
-/// and huge magnitudes mixed in.
-fn hostile_logit() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        40 => -20.0f32..20.0,
-        4 => Just(f32::NEG_INFINITY),
-        1 => Just(f32::NAN),
-        1 => Just(f32::INFINITY),
-        2 => Just(0.0f32),
-        2 => Just(-0.0f32),
-        2 => (1u32..0x0080_0000).prop_map(f32::from_bits),
-        2 => -1e30f32..1e30,
-        2 => prop_oneof![Just(88.0f32), Just(-88.0f32), Just(-87.5f32)],
-    ]
 }
 
 proptest! {
