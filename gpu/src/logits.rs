@@ -646,12 +646,7 @@ impl Gpu {
     ) -> Result<GpuLogits, GpuError> {
         guarded("stats_bwd", || {
             let (params, target) = self.grad_rows(x, inputs, saved, &up)?;
-            let out_dtype = O::DTYPE;
-            // 16-bit outputs are written a word (two columns) at a time: rows start on words.
-            let out_stride = if out_dtype == DType::F32 { x.cols } else { x.cols.next_multiple_of(2) };
-            let out_bytes = padded_len(x.rows * out_stride * out_dtype.size());
-            let out = self.output(out_bytes)?;
-            let out_units = out_bytes / 4;
+            let mut out = self.grad_output(x, O::DTYPE)?;
             let nchunks = x.cols.div_ceil(grad::CHUNK);
             let witness = self.witness()?;
             with_client!(self, |c: R| {
@@ -665,7 +660,7 @@ impl Gpu {
                         kernels::grid(x.rows * nchunks),
                         CubeDim::new_1d(CUBE_THREADS),
                         ArrayArg::from_raw_parts(x.handle.clone(), x.units),
-                        ArrayArg::from_raw_parts(out.clone(), out_units),
+                        ArrayArg::from_raw_parts(out.handle.clone(), out.units),
                         per_row(&params, 6),
                         per_row(&saved.max, 1),
                         per_row(&saved.log_sum, 1),
@@ -677,23 +672,33 @@ impl Gpu {
                         nchunks,
                         x.stride,
                         0,
-                        out_stride,
+                        out.stride,
                         0,
                         kernel_dtype(x.dtype),
-                        kernel_dtype(out_dtype),
+                        kernel_dtype(out.dtype),
                     )
                 }
             });
-            Ok(GpuLogits {
-                handle: out,
-                units: out_units,
-                dtype: out_dtype,
-                rows: x.rows,
-                cols: x.cols,
-                stride: out_stride,
-                gpu: self.id,
-                witnesses: saved.witnesses.iter().cloned().chain([witness]).collect(),
-            })
+            out.witnesses = saved.witnesses.iter().cloned().chain([witness]).collect();
+            Ok(out)
+        })
+    }
+
+    /// A new dense `[rows, cols]` device matrix of `dtype` for a gradient, not initialised
+    /// (16-bit outputs are written a word, two columns, at a time: rows start on words, so
+    /// rows of odd length get one element of padding).
+    fn grad_output(&self, x: &GpuLogits, dtype: DType) -> Result<GpuLogits, GpuError> {
+        let stride = if dtype == DType::F32 { x.cols } else { x.cols.next_multiple_of(2) };
+        let bytes = padded_len(x.rows * stride * dtype.size());
+        Ok(GpuLogits {
+            handle: self.output(bytes)?,
+            units: bytes / 4,
+            dtype,
+            rows: x.rows,
+            cols: x.cols,
+            stride,
+            gpu: self.id,
+            witnesses: Vec::new(),
         })
     }
 

@@ -5,7 +5,7 @@ use cubecl::server::Handle;
 use tokenmath_core::logits::{RowInputs, Upstream};
 use tokenmath_core::{DType, GradElem, TmError};
 
-use super::{check_len, kernel_dtype, padded_len, GpuLogits, GpuStats};
+use super::{check_len, kernel_dtype, GpuLogits, GpuStats};
 use crate::device::{guarded, with_client, Gpu};
 use crate::kernels::fast::{self, PARAMS, P_C, P_GLP, P_INV_TEMP, P_KEEP, P_NEG_GH, P_TARGET};
 use crate::kernels::{self, NO_TARGET};
@@ -146,19 +146,7 @@ impl Gpu {
             GpuMode::Fast => {
                 self.validate_bwd(x, inputs, saved, &up)?;
                 guarded("stats_bwd (fast)", || {
-                    let out_dtype = O::DTYPE;
-                    let out_stride = if out_dtype == DType::F32 { x.cols } else { x.cols.next_multiple_of(2) };
-                    let out_bytes = padded_len(x.rows * out_stride * out_dtype.size());
-                    let mut out = GpuLogits {
-                        handle: self.output(out_bytes)?,
-                        units: out_bytes / 4,
-                        dtype: out_dtype,
-                        rows: x.rows,
-                        cols: x.cols,
-                        stride: out_stride,
-                        gpu: self.id,
-                        witnesses: x.witnesses.clone(),
-                    };
+                    let mut out = self.grad_output(x, O::DTYPE)?;
                     self.fast_grad(Some(x), &mut out, inputs, saved, &up)?;
                     Ok(out)
                 })

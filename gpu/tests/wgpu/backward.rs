@@ -44,14 +44,6 @@ fn case(rows: usize, cols: usize, seed: u64) -> Case {
     }
 }
 
-fn to_f32<O: GradElem>(v: O) -> f32 {
-    match O::DTYPE {
-        DType::F32 => bytemuck::cast::<O, f32>(v),
-        DType::BF16 => bytemuck::cast::<O, bf16>(v).to_f32(),
-        DType::F16 => bytemuck::cast::<O, f16>(v).to_f32(),
-    }
-}
-
 /// Spacing of `O` at `|v|` (what rounding an `f32` gradient to `O` may add).
 fn ulp_of<O: GradElem>(v: f32) -> f64 {
     let v = v.abs() as f64;

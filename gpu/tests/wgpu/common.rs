@@ -195,3 +195,12 @@ pub fn targets(seed: u64, rows: usize, cols: usize) -> Vec<i32> {
 pub fn inputs<'a>(targets: Option<&'a [i32]>, mask: Option<&'a [u8]>, temperature: Temperature<'a>) -> RowInputs<'a> {
     RowInputs { targets, row_mask: mask, temperature }
 }
+
+/// A gradient element of any output type as `f32`.
+pub fn to_f32<O: tokenmath_core::GradElem>(v: O) -> f32 {
+    match O::DTYPE {
+        tokenmath_core::DType::F32 => bytemuck::cast::<O, f32>(v),
+        tokenmath_core::DType::BF16 => bytemuck::cast::<O, half::bf16>(v).to_f32(),
+        tokenmath_core::DType::F16 => bytemuck::cast::<O, half::f16>(v).to_f32(),
+    }
+}

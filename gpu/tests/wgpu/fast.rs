@@ -17,14 +17,6 @@ fn read(gpu: &Gpu, st: &GpuStats, rows: usize, targets: bool) -> Result<Fwd, Gpu
     Ok(s)
 }
 
-fn to_f32<O: GradElem>(v: O) -> f32 {
-    match O::DTYPE {
-        DType::F32 => bytemuck::cast::<O, f32>(v),
-        DType::BF16 => bytemuck::cast::<O, bf16>(v).to_f32(),
-        DType::F16 => bytemuck::cast::<O, f16>(v).to_f32(),
-    }
-}
-
 /// Half the spacing of `O` at `|v|` (what rounding the `f32` gradient to `O` adds), with the
 /// type's subnormal step as floor.
 fn rounding_of<O: GradElem>(v: f64) -> f64 {
