@@ -4,7 +4,7 @@
 //! ±20, k3 with verl's clamps, β = 0.001).
 //!
 //! * `policy_step/fused/<backend>` — `ppo_clip_kl_step` (one pass after a count of the mask);
-//! * `policy_step/composed/<backend>` — `ppo_clip_kl_loss` → `agg_loss` → `agg_chain_in_place`;
+//! * `policy_step/composed/<backend>` — `ppo_clip_kl_loss` → `agg_loss` → `agg_chain_inplace`;
 //!
 //! each on every backend this CPU supports (`portable`, `avx2-fma`, `avx512`);
 //! * `policy_step/copy` — `copy_from_slice` of a buffer as large as the step's arrays
@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use tokenmath_bench::policy_problem::{PolicyProblem, KL_COEF};
 use tokenmath_bench::SEED;
 use tokenmath_core::policy_loss::{
-    agg_chain_in_place, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
+    agg_chain_inplace, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
     LossOut, PolicyInputs,
 };
 use tokenmath_core::{Backend, Exec};
@@ -67,7 +67,7 @@ fn policy(c: &mut Criterion) {
                 let st =
                     ppo_clip_kl_loss(exec, &inp, &cfg, &kl, LossOut { loss: &mut loss, dloss_dlogp: &mut g }).unwrap();
                 let l = agg_loss(exec, p.shape, &p.mask, &loss, mode, &norm).unwrap();
-                agg_chain_in_place(exec, p.shape, &p.mask, mode, &norm, &mut g).unwrap();
+                agg_chain_inplace(exec, p.shape, &p.mask, mode, &norm, &mut g).unwrap();
                 (st, l)
             })
         });

@@ -33,7 +33,7 @@ use tokenmath_core::advantages::{
 };
 use tokenmath_core::logits::{stats_bwd, RowInputs, Temperature, Upstream};
 use tokenmath_core::policy_loss::{
-    agg_chain_in_place, agg_loss, gspo_loss, ppo_clip_kl_loss, ppo_clip_loss, AggMode, AggNorm, BatchShape, ClipCfg,
+    agg_chain_inplace, agg_loss, gspo_loss, ppo_clip_kl_loss, ppo_clip_loss, AggMode, AggNorm, BatchShape, ClipCfg,
     GspoCfg, KlCfg, KlStats, KlTerm, LossOut, PolicyInputs, PolicyStats,
 };
 use tokenmath_core::{Exec, LogitElem, Mat, MatMut, TmError};
@@ -270,7 +270,7 @@ pub fn run<T: LogitElem>(
     // 4. Aggregate, and turn dℓ/dlogp into the upstream g_logp = w ⊙ dℓ/dlogp in place.
     let norm = AggNorm::default();
     let loss_value = agg_loss(cfg.exec, shape, &ro.mask, &loss, mode, &norm).map_err(kernel)?;
-    agg_chain_in_place(cfg.exec, shape, &ro.mask, mode, &norm, &mut dloss).map_err(kernel)?;
+    agg_chain_inplace(cfg.exec, shape, &ro.mask, mode, &norm, &mut dloss).map_err(kernel)?;
 
     // 5. Chain through the logits backward.
     let mut dx = vec![0.0f32; rows * vocab];

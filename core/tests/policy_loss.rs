@@ -651,7 +651,7 @@ fn hostile(n: usize, seed: u64) -> Hostile {
 }
 
 /// `ppo_clip_kl_step` is bitwise the composition it replaces — `ppo_clip_kl_loss`, then
-/// `agg_loss` and `agg_chain_in_place` — for every aggregation mode and normaliser, every KL
+/// `agg_loss` and `agg_chain_inplace` — for every aggregation mode and normaliser, every KL
 /// estimator, clip configuration, with and without importance weights, on shapes whose `T`
 /// is and is not a multiple of the vector widths (8, 16), and on empty shapes; NaN compared
 /// as NaN (its sign and payload are unspecified in Rust).
@@ -714,7 +714,7 @@ fn fused_step_matches_composition_bitwise() {
                             )
                             .unwrap();
                             let big0 = agg_loss(Exec::new(), shape, &mask, &l0, mode, norm).unwrap();
-                            agg_chain_in_place(Exec::new(), shape, &mask, mode, norm, &mut g0).unwrap();
+                            agg_chain_inplace(Exec::new(), shape, &mask, mode, norm, &mut g0).unwrap();
                             let (l1, g1, st) =
                                 run(n, |o| ppo_clip_kl_step(Exec::new(), &inp, clip, &kl, mode, norm, o)).unwrap();
                             let what = format!("{rows}x{cols} {clip:?} {klc:?} w={with_w} {mode:?} {norm:?}");
@@ -758,7 +758,7 @@ fn fused_step_matches_composition_exactly_without_nan() {
         )
         .unwrap();
         let big0 = agg_loss(Exec::new(), shape, &mask, &l0, mode, &norm).unwrap();
-        agg_chain_in_place(Exec::new(), shape, &mask, mode, &norm, &mut g0).unwrap();
+        agg_chain_inplace(Exec::new(), shape, &mask, mode, &norm, &mut g0).unwrap();
         let (l1, g1, st) =
             run(n, |o| ppo_clip_kl_step(Exec::new(), &inp, &ClipCfg::default(), &kl, mode, &norm, o)).unwrap();
         let raw = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -489,7 +489,7 @@ proptest! {
         let mut up = vec![POISON; n];
         logp_upstream(Exec::new(), &w, &[(1.0, &loss)], &mut up).unwrap();
         let mut inplace = loss.clone();
-        agg_chain_in_place(Exec::new(), b.shape(), &b.mask, mode, &norm, &mut inplace).unwrap();
+        agg_chain_inplace(Exec::new(), b.shape(), &b.mask, mode, &norm, &mut inplace).unwrap();
         prop_assert_eq!(up.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), inplace.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
         let mut sum_wl = 0.0f64;
         for i in 0..n {

@@ -266,7 +266,7 @@ fn aggregation_every_backend_bitwise() {
                 let mut w = vec![POISON; n];
                 agg_weights(e, shape, &mask, mode, &norm, &mut w).unwrap();
                 let mut d = loss.clone();
-                agg_chain_in_place(e, shape, &mask, mode, &norm, &mut d).unwrap();
+                agg_chain_inplace(e, shape, &mask, mode, &norm, &mut d).unwrap();
                 (bits(&[l]), bits(&w), bits(&d))
             };
             let want = agg(portable());

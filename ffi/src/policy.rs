@@ -805,7 +805,7 @@ pub unsafe extern "C" fn tkm_agg_chain_inplace(
             return Err(TKM_STATUS_OVERLAP);
         }
         let d = inout(d, n)?;
-        pl::agg_chain_in_place(exec, BatchShape::new(rows, cols), m, mode, &norm, d)?;
+        pl::agg_chain_inplace(exec, BatchShape::new(rows, cols), m, mode, &norm, d)?;
         Ok(())
     })
 }

@@ -585,7 +585,7 @@ fn chaining_and_upstreams_match_core() {
     for (code, mode) in AGG_MODES {
         for (abi, cn) in [(null(), AggNorm::default()), (&explicit as *const tkm_agg_norm, core_explicit)] {
             let mut want = d1.clone();
-            pl::agg_chain_in_place(Exec::new(), shape, &b.mask, mode, &cn, &mut want).unwrap();
+            pl::agg_chain_inplace(Exec::new(), shape, &b.mask, mode, &cn, &mut want).unwrap();
             let mut got = d1.clone();
             let s = unsafe { tkm_agg_chain_inplace(null(), b.mask.as_ptr(), rows, cols, code, abi, got.as_mut_ptr()) };
             assert_eq!(s, TKM_STATUS_OK);

@@ -218,8 +218,8 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
     }
     for (di, din) in DTYPES {
         for (dout, doutn) in DTYPES {
-            for in_place in [false, true] {
-                if in_place && di != dout {
+            for inplace in [false, true] {
+                if inplace && di != dout {
                     continue;
                 }
                 for (n, words) in VECTORS {
@@ -245,11 +245,11 @@ fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
                             dout,
                             words,
                             scaled,
-                            in_place,
+                            inplace,
                         );
                         let name = format!(
                             "fast_grad-{din}-to-{doutn}{}-v{n}{}{}",
-                            if in_place { "-inplace" } else { "" },
+                            if inplace { "-inplace" } else { "" },
                             if words { "" } else { "-unaligned" },
                             if scaled { "-tempered" } else { "" }
                         );

@@ -16,7 +16,7 @@
 //! | `path` | calls |
 //! |---|---|
 //! | `fused` | `ppo_clip_kl_step` (one pass, after a count of the mask) |
-//! | `composed` | `ppo_clip_kl_loss` → `agg_loss` → `agg_chain_in_place` |
+//! | `composed` | `ppo_clip_kl_loss` → `agg_loss` → `agg_chain_inplace` |
 //!
 //! Both write `ℓ` and `g_logp` (into 64-byte aligned buffers, as a PyTorch CPU tensor is) and
 //! return `L` and the verl metrics; before timing the driver checks that the two paths give the
@@ -40,7 +40,7 @@
 //!   (a write counts once, as in `copy_bw`; the read-for-ownership of a normal store is not
 //!   counted). `fused`: the count of the mask (1 B) + one pass of 25 B = 26 B/token.
 //!   `composed`: the kernel (25 B), `agg_loss` (count of the mask, then `ℓ` and the mask:
-//!   6 B), `agg_chain_in_place` (count of the mask, then per row the mask twice and `g` read
+//!   6 B), `agg_chain_inplace` (count of the mask, then per row the mask twice and `g` read
 //!   and written: 11 B) = 42 B/token. `gb_per_s_moved = moved_bytes / median_s / 1e9`.
 //!
 //! # Output
@@ -66,7 +66,7 @@ use clap::Parser;
 use tokenmath_bench::policy_problem::{PolicyProblem, KL_COEF};
 use tokenmath_bench::SEED;
 use tokenmath_core::policy_loss::{
-    agg_chain_in_place, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
+    agg_chain_inplace, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
     LossOut, PolicyInputs, StepStats,
 };
 use tokenmath_core::{Backend, Exec, TmError};
@@ -75,7 +75,7 @@ use tokenmath_core::{Backend, Exec, TmError};
 const MIN_BYTES_PER_TOKEN: usize = 4 * 4 + 1 + 2 * 4;
 /// Bytes per token the fused path streams: the mask count, then one pass.
 const FUSED_BYTES_PER_TOKEN: usize = 1 + MIN_BYTES_PER_TOKEN;
-/// Bytes per token the composed path streams: kernel, `agg_loss`, `agg_chain_in_place`.
+/// Bytes per token the composed path streams: kernel, `agg_loss`, `agg_chain_inplace`.
 const COMPOSED_BYTES_PER_TOKEN: usize = MIN_BYTES_PER_TOKEN + (1 + 4 + 1) + (1 + 1 + 1 + 8);
 
 /// Times one PPO + k3 + token-mean forward/gradient step and the copy bandwidth; prints one
@@ -169,7 +169,7 @@ fn step_composed(exec: Exec, inp: &PolicyInputs<'_>, kl: &KlTerm<'_>, o: &mut Ou
         ppo_clip_kl_loss(exec, inp, &ClipCfg::default(), kl, LossOut { loss: out.loss, dloss_dlogp: out.dloss_dlogp })?;
     let norm = AggNorm::default();
     let loss = agg_loss(exec, inp.shape, inp.mask, out.loss, AggMode::TokenMean, &norm)?;
-    agg_chain_in_place(exec, inp.shape, inp.mask, AggMode::TokenMean, &norm, out.dloss_dlogp)?;
+    agg_chain_inplace(exec, inp.shape, inp.mask, AggMode::TokenMean, &norm, out.dloss_dlogp)?;
     Ok(StepStats { loss, policy, kl: klst })
 }
 

@@ -1,6 +1,6 @@
 //! Generalised advantage estimation (`policy.md` §3.7).
 
-use super::masked::{check_whiten_support, whiten_in_place};
+use super::masked::{check_whiten_support, whiten_inplace};
 use super::{check_bt, check_finite_masked, Compat};
 use crate::error::{check_len, TmError};
 
@@ -93,5 +93,5 @@ pub fn gae(r: &[f32], values: &[f32], mask: &[u8], t: usize, cfg: &GaeCfg, out: 
             ret[k] = (last_gae + v[k] as f64) as f32;
         }
     }
-    whiten_in_place(adv, mask, 1e-8, compat)
+    whiten_inplace(adv, mask, 1e-8, compat)
 }

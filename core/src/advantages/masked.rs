@@ -43,10 +43,10 @@ pub fn masked_whiten(x: &[f32], mask: &[u8], eps: f32, compat: Compat, out: &mut
     check_len("mask", x.len(), mask.len())?;
     check_len("out", x.len(), out.len())?;
     out.copy_from_slice(x);
-    whiten_in_place(out, mask, eps, compat)
+    whiten_inplace(out, mask, eps, compat)
 }
 
-/// Fails, as [`whiten_in_place`] would, when verl's whitening has fewer than 2 valid
+/// Fails, as [`whiten_inplace`] would, when verl's whitening has fewer than 2 valid
 /// elements to work with, so that callers can refuse before writing anything.
 pub(crate) fn check_whiten_support(mask: &[u8], compat: Compat) -> Result<(), TmError> {
     let n = mask.iter().filter(|&&m| m != 0).take(2).count();
@@ -54,7 +54,7 @@ pub(crate) fn check_whiten_support(mask: &[u8], compat: Compat) -> Result<(), Tm
 }
 
 /// [`masked_whiten`] of `buf` into itself.
-pub(crate) fn whiten_in_place(buf: &mut [f32], mask: &[u8], eps: f32, compat: Compat) -> Result<(), TmError> {
+pub(crate) fn whiten_inplace(buf: &mut [f32], mask: &[u8], eps: f32, compat: Compat) -> Result<(), TmError> {
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(TmError::InvalidArgument("whitening eps must be finite and >= 0"));
     }

@@ -1,7 +1,7 @@
 //! REINFORCE++ and REINFORCE++-baseline (`policy.md` §3.5–3.6).
 
 use super::grpo::scorable_moments;
-use super::masked::{check_whiten_support, whiten_in_place};
+use super::masked::{check_whiten_support, whiten_inplace};
 use super::returns::{check_returns_args, returns_to_go};
 use super::{check_bt, check_rewards, Compat, Groups, NanPolicy, SingletonPolicy};
 use crate::error::{check_len, TmError};
@@ -33,7 +33,7 @@ pub fn reinforce_pp_advantage(
     returns_to_go(r, mask, t, gamma, ret)?;
     // A padding return may be NaN (NaN padding reward); it never reaches the statistics.
     adv.copy_from_slice(ret);
-    whiten_in_place(adv, mask, WHITEN_EPS, compat)?;
+    whiten_inplace(adv, mask, WHITEN_EPS, compat)?;
     zero_padding(adv, mask);
     Ok(())
 }
@@ -81,7 +81,7 @@ pub fn reinforce_pp_baseline_advantage(
             }
         }
     }
-    whiten_in_place(out, mask, WHITEN_EPS, compat)?;
+    whiten_inplace(out, mask, WHITEN_EPS, compat)?;
     zero_padding(out, mask);
     Ok(())
 }

@@ -244,7 +244,7 @@ pub fn agg_weights(
 /// positions (and everything, for an empty denominator) become `0` whatever `d` held.
 ///
 /// Errors: as [`agg_weights`] (`d` takes the place of `w`).
-pub fn agg_chain_in_place(
+pub fn agg_chain_inplace(
     exec: Exec,
     shape: BatchShape,
     mask: &[u8],

@@ -22,7 +22,7 @@
 //! ```text
 //! ppo_clip_kl_loss(exec, inp, &ClipCfg::default(), &KlTerm { ref_logp, cfg: KlCfg::default(), coef: β }, out)
 //! L      = agg_loss(exec, shape, mask, out.loss, AggMode::TokenMean, &norm)
-//! g_logp = agg_chain_in_place(exec, shape, mask, AggMode::TokenMean, &norm, out.dloss_dlogp)   // in place
+//! g_logp = agg_chain_inplace(exec, shape, mask, AggMode::TokenMean, &norm, out.dloss_dlogp)   // in place
 //! ```
 //!
 //! [`ppo_clip_kl_step`] does the same three steps in one pass over the tokens (after a count of
@@ -101,7 +101,7 @@ mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512;
 
-pub use aggregation::{agg_chain_in_place, agg_loss, agg_weights, entropy_upstream, logp_upstream, AggMode, AggNorm};
+pub use aggregation::{agg_chain_inplace, agg_loss, agg_weights, entropy_upstream, logp_upstream, AggMode, AggNorm};
 pub use cispo::{cispo_loss, CispoCfg};
 pub use gspo::{gspo_loss, GspoCfg, GSPO_AGG_MODE};
 pub use importance::{tis_weights, TisCfg, TisLevel};

@@ -33,7 +33,7 @@
 //! [`ppo_clip_kl_step`] is the fast path of a PPO + KL trainer step: one pass over the tokens
 //! (after a count of the mask for the aggregation's denominator) that writes `ℓ` and
 //! `g_logp = w ⊙ ∂ℓ/∂logp` and sums `L`, instead of the kernel's pass followed by
-//! [`super::agg_loss`] and [`super::agg_chain_in_place`] (42 instead of 26 bytes streamed per
+//! [`super::agg_loss`] and [`super::agg_chain_inplace`] (42 instead of 26 bytes streamed per
 //! token). With the default `K3` estimator, on x86-64 with AVX2 or AVX-512, both it and
 //! [`ppo_clip_kl_loss`] run a hand-vectorised loop (`x86_avx2.rs`, `x86_avx512.rs`); the
 //! other estimators, and [`ppo_clip_kl_step`] when `T` is not a multiple of 8, run the
@@ -341,14 +341,14 @@ pub struct StepStats {
 }
 
 /// One PPO + KL "forward and gradient" step: [`ppo_clip_kl_loss`], [`super::agg_loss`] and
-/// [`super::agg_chain_in_place`] fused. On return `out.loss` holds `ℓ` and
+/// [`super::agg_chain_inplace`] fused. On return `out.loss` holds `ℓ` and
 /// `out.dloss_dlogp` holds `g_logp = w ⊙ ∂ℓ/∂logp` (the aggregation weight applied), bitwise
 /// what
 ///
 /// ```text
 /// let (policy, kl) = ppo_clip_kl_loss(exec, inp, cfg, kl, out)?;
 /// let loss = agg_loss(exec, inp.shape, inp.mask, out.loss, mode, norm)?;
-/// agg_chain_in_place(exec, inp.shape, inp.mask, mode, norm, out.dloss_dlogp)?;
+/// agg_chain_inplace(exec, inp.shape, inp.mask, mode, norm, out.dloss_dlogp)?;
 /// ```
 ///
 /// leaves there, and returns the same `loss`, `policy` and `kl` (every bit of every non-NaN
@@ -384,7 +384,7 @@ pub fn ppo_clip_kl_step(
     let (policy, klst) =
         ppo_clip_kl_loss(exec, inp, cfg, kl, LossOut { loss: out.loss, dloss_dlogp: out.dloss_dlogp })?;
     let loss = super::agg_loss(exec, inp.shape, inp.mask, out.loss, mode, norm)?;
-    super::agg_chain_in_place(exec, inp.shape, inp.mask, mode, norm, out.dloss_dlogp)?;
+    super::agg_chain_inplace(exec, inp.shape, inp.mask, mode, norm, out.dloss_dlogp)?;
     Ok(StepStats { loss, policy, kl: klst })
 }
 

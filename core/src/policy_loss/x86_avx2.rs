@@ -5,7 +5,7 @@
 //! the long `exp` dependency chains overlap).
 //!
 //! It performs the IEEE operations of `ppo_clip::token`, `kl::kl_token` with `kl::k3`, the
-//! selects of `map_chunk_kl`, the lane sums of `LaneAcc`, `agg_loss` and `agg_chain_in_place`,
+//! selects of `map_chunk_kl`, the lane sums of `LaneAcc`, `agg_loss` and `agg_chain_inplace`,
 //! in the same order and without FMA, so its results are those of the portable loops (NaN
 //! sign and payload aside; tested in `tests/policy_simd.rs`, and the vector `exp` here). Where it
 //! takes a shorter route to the same bits, the reason is written next to it:
@@ -482,7 +482,7 @@ unsafe fn step_w<const W: bool, const BR: bool, const BK: bool>(
     let mut acc = Acc::new();
     let mut total = 0.0f64;
     for o in (0..n).step_by(cols) {
-        // The row weight exactly as `agg_chain_in_place`, the row sum as `agg_loss`.
+        // The row weight exactly as `agg_chain_inplace`, the row sum as `agg_loss`.
         let len = if plan.per_row_mean { count_valid(&ins.mask[o..o + cols]) } else { 0 };
         let k = if plan.per_row_mean && len > 0 { plan.k / len as f64 } else { plan.k } as f32;
         let kv8 = splat(k);
@@ -494,7 +494,7 @@ unsafe fn step_w<const W: bool, const BR: bool, const BK: bool>(
                 let (i, t): (usize, Tok8) = ($i, $t);
                 _mm256_storeu_ps(loss.as_mut_ptr().add(i), t.l);
                 row.add(t.l);
-                // `agg_chain_in_place`: `m ≠ 0 ∧ k ≠ 0 ? k·(0 + 1·d) : 0` (`1·d` is `d`).
+                // `agg_chain_inplace`: `m ≠ 0 ∧ k ≠ 0 ? k·(0 + 1·d) : 0` (`1·d` is `d`).
                 let x = _mm256_add_ps(_mm256_setzero_ps(), t.g);
                 let on = _mm256_and_ps(t.valid, k_on);
                 _mm256_storeu_ps(g_logp.as_mut_ptr().add(i), _mm256_and_ps(on, _mm256_mul_ps(kv8, x)));

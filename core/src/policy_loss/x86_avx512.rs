@@ -409,7 +409,7 @@ unsafe fn step_w<const W: bool, const BR: bool, const BK: bool>(
     let mut acc = Acc::new();
     let mut total = 0.0f64;
     for o in (0..n).step_by(cols) {
-        // The row weight exactly as `agg_chain_in_place`, the row sum as `agg_loss`.
+        // The row weight exactly as `agg_chain_inplace`, the row sum as `agg_loss`.
         let len = if plan.per_row_mean { count_valid(&ins.mask[o..o + cols]) } else { 0 };
         let k = if plan.per_row_mean && len > 0 { plan.k / len as f64 } else { plan.k } as f32;
         let k16 = splat(k);
@@ -420,7 +420,7 @@ unsafe fn step_w<const W: bool, const BR: bool, const BK: bool>(
                 let (i, t, live): (usize, Tok16, __mmask16) = ($i, $t, $live);
                 _mm512_mask_storeu_ps(loss.as_mut_ptr().add(i), live, t.l);
                 row.add(t.l);
-                // `agg_chain_in_place`: `m ≠ 0 ∧ k ≠ 0 ? k·(0 + 1·d) : 0` (`1·d` is `d`).
+                // `agg_chain_inplace`: `m ≠ 0 ∧ k ≠ 0 ? k·(0 + 1·d) : 0` (`1·d` is `d`).
                 let x = _mm512_add_ps(_mm512_setzero_ps(), t.g);
                 let g = _mm512_maskz_mov_ps(t.valid & k_on, _mm512_mul_ps(k16, x));
                 _mm512_mask_storeu_ps(g_logp.as_mut_ptr().add(i), live, g);

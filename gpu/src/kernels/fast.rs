@@ -568,7 +568,7 @@ pub(crate) fn store_granule<N: Size>(
 
 /// Fast backward, out of place or in place: one cube per (row, [`SEG`]·4 columns), each
 /// thread a granule at a time. `saved_*`: the forward's statistics (either mode's),
-/// `params` as for [`fast_rows`]. With `in_place`, `input` is read and `out`
+/// `params` as for [`fast_rows`]. With `inplace`, `input` is read and `out`
 /// is the same buffer bound twice is not allowed, so the in-place launch passes the logits
 /// as `out` and reads them from there (`input` unused).
 #[cube(launch_unchecked)]
@@ -590,7 +590,7 @@ pub(crate) fn fast_grad<N: Size, M: Size>(
     #[comptime] out_dtype: u32,
     #[comptime] word_rows: bool,
     #[comptime] scaled: bool,
-    #[comptime] in_place: bool,
+    #[comptime] inplace: bool,
 ) {
     if ABSOLUTE_POS == 0 {
         witness[0] = 1u32;
@@ -632,7 +632,7 @@ pub(crate) fn fast_grad<N: Size, M: Size>(
             let owns_t = t != NO_TARGET && tg >= first && tg < end && (tg - first) % CUBE_DIM as usize == tid;
             let mut z_t = f32::new(0.0);
             if owns_t {
-                let bits = if in_place {
+                let bits = if inplace {
                     load_elem::<M>(out, out_elem + t as usize, in_dtype)
                 } else {
                     load_elem::<N>(input, in_elem + t as usize, in_dtype)
@@ -640,7 +640,7 @@ pub(crate) fn fast_grad<N: Size, M: Size>(
                 z_t = select(scaled, f32::reinterpret(bits) * inv_temp, f32::reinterpret(bits));
             }
             while g < whole_end {
-                if in_place {
+                if inplace {
                     load_granule::<M>(out, &mut z, out_word, out_elem, g, GRANULE, inv_temp, in_dtype, true, scaled);
                 } else {
                     load_granule::<N>(input, &mut z, in_word, in_elem, g, GRANULE, inv_temp, in_dtype, true, scaled);
@@ -651,7 +651,7 @@ pub(crate) fn fast_grad<N: Size, M: Size>(
             }
             while g < end {
                 let gcols = min(cols - g * GRANULE, GRANULE);
-                if in_place {
+                if inplace {
                     load_granule::<M>(out, &mut z, out_word, out_elem, g, gcols, inv_temp, in_dtype, false, scaled);
                 } else {
                     load_granule::<N>(input, &mut z, in_word, in_elem, g, gcols, inv_temp, in_dtype, false, scaled);
