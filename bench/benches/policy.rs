@@ -22,8 +22,8 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throug
 use tokenmath_bench::policy_problem::{PolicyProblem, KL_COEF};
 use tokenmath_bench::SEED;
 use tokenmath_core::policy_loss::{
-    agg_chain_inplace, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
-    LossOut, PolicyInputs,
+    agg_chain_inplace, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm, LossOut,
+    PolicyInputs,
 };
 use tokenmath_core::{Backend, Exec};
 

@@ -66,8 +66,8 @@ use clap::Parser;
 use tokenmath_bench::policy_problem::{PolicyProblem, KL_COEF};
 use tokenmath_bench::SEED;
 use tokenmath_core::policy_loss::{
-    agg_chain_inplace, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm,
-    LossOut, PolicyInputs, StepStats,
+    agg_chain_inplace, agg_loss, ppo_clip_kl_loss, ppo_clip_kl_step, AggMode, AggNorm, ClipCfg, KlCfg, KlTerm, LossOut,
+    PolicyInputs, StepStats,
 };
 use tokenmath_core::{Backend, Exec, TmError};
 
