@@ -125,6 +125,36 @@ pub struct tkm_logits_input {
     pub temperatures: *const f32,
 }
 
+impl tkm_logits_input {
+    /// Every field at once, for Rust callers (tests, the fuzz targets); `struct_size` is
+    /// this build's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dtype: tkm_dtype,
+        logits: *const c_void,
+        rows: usize,
+        vocab: usize,
+        row_stride: usize,
+        targets: *const i32,
+        row_mask: *const u8,
+        temperature: f32,
+        temperatures: *const f32,
+    ) -> Self {
+        tkm_logits_input {
+            dtype,
+            logits,
+            rows,
+            vocab,
+            row_stride,
+            targets,
+            row_mask,
+            temperature,
+            temperatures,
+            ..tkm_logits_input::default()
+        }
+    }
+}
+
 impl Default for tkm_logits_input {
     fn default() -> Self {
         tkm_logits_input {

@@ -18,33 +18,6 @@ use tokenmath_core::fingerprint::tree;
 use tokenmath_core::logits::{self as lg, FwdOut, RowInputs, Saved, Temperature, Upstream};
 use tokenmath_core::{Backend, Exec, Mat, MatMut};
 
-/// The forward's input struct for `[rows, vocab]` logits at `data` (row stride `stride`).
-#[allow(clippy::too_many_arguments)]
-fn fwd_input(
-    dtype: tkm_dtype,
-    data: *const c_void,
-    rows: usize,
-    vocab: usize,
-    stride: usize,
-    targets: *const i32,
-    mask: *const u8,
-    temperature: f32,
-    temperatures: *const f32,
-) -> tkm_logits_input {
-    tkm_logits_input {
-        dtype,
-        logits: data,
-        rows,
-        vocab,
-        row_stride: stride,
-        targets,
-        row_mask: mask,
-        temperature,
-        temperatures,
-        ..tkm_logits_input::default()
-    }
-}
-
 /// Deterministic pseudo-random floats in `[-scale, scale)`.
 fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -117,7 +90,7 @@ fn exec_options_growth_rule() {
     let call = |o: *const tkm_exec_options, lse: &mut [f32], h: &mut [f32]| unsafe {
         tkm_logits_fwd(
             o,
-            &fwd_input(TKM_DTYPE_F32, x.as_ptr() as *const c_void, 2, 5, 5, null(), null(), 1.0, null()),
+            &tkm_logits_input::new(TKM_DTYPE_F32, x.as_ptr() as *const c_void, 2, 5, 5, null(), null(), 1.0, null()),
             lse.as_mut_ptr(),
             h.as_mut_ptr(),
             null_mut(),
@@ -198,7 +171,7 @@ fn abi_fwd<T: Copy>(
     let s = unsafe {
         tkm_logits_fwd(
             o,
-            &fwd_input(
+            &tkm_logits_input::new(
                 dtype,
                 data.as_ptr() as *const c_void,
                 b.rows,
@@ -302,7 +275,7 @@ fn forward_errors_write_nothing() {
     let call = |x: *const c_void, lse: *mut f32, h: *mut f32, lp: *mut f32, targets: *const i32| unsafe {
         tkm_logits_fwd(
             &o,
-            &fwd_input(TKM_DTYPE_F32, x, 6, 40, 40, targets, null(), 1.0, null()),
+            &tkm_logits_input::new(TKM_DTYPE_F32, x, 6, 40, 40, targets, null(), 1.0, null()),
             lse,
             h,
             lp,
@@ -325,7 +298,7 @@ fn forward_errors_write_nothing() {
     let s = unsafe {
         tkm_logits_fwd(
             &o,
-            &fwd_input(TKM_DTYPE_F32, null(), 0, 40, 40, null(), null(), 1.0, null()),
+            &tkm_logits_input::new(TKM_DTYPE_F32, null(), 0, 40, 40, null(), null(), 1.0, null()),
             null_mut(),
             null_mut(),
             null_mut(),
@@ -1029,7 +1002,7 @@ fn committed_header_matches_this_crate() {
 
 #[test]
 fn logits_input_struct_init_and_size_rule() {
-    let mut input = fwd_input(TKM_DTYPE_BF16, 8 as *const c_void, 3, 4, 5, null(), null(), 2.0, null());
+    let mut input = tkm_logits_input::new(TKM_DTYPE_BF16, 8 as *const c_void, 3, 4, 5, null(), null(), 2.0, null());
     input.struct_size = 0;
     assert_eq!(unsafe { tkm_logits_input_init(&mut input) }, TKM_STATUS_OK);
     assert_eq!(input.struct_size, size_of::<tkm_logits_input>());
@@ -1044,7 +1017,8 @@ fn logits_input_struct_init_and_size_rule() {
         tkm_logits_fwd(null(), input, lse.as_mut_ptr(), h.as_mut_ptr(), null_mut(), null_mut(), null_mut(), null_mut())
     };
     assert_eq!(call(null(), &mut lse, &mut h), TKM_STATUS_NULL_POINTER);
-    let mut input = fwd_input(TKM_DTYPE_F32, x.as_ptr() as *const c_void, 2, 5, 5, null(), null(), 1.0, null());
+    let mut input =
+        tkm_logits_input::new(TKM_DTYPE_F32, x.as_ptr() as *const c_void, 2, 5, 5, null(), null(), 1.0, null());
     input.struct_size = 8;
     assert_eq!(call(&input, &mut lse, &mut h), TKM_STATUS_BAD_STRUCT_SIZE);
     assert!(lse.iter().chain(&h).all(|&v| v == NAN_POISON));

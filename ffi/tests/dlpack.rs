@@ -43,33 +43,6 @@ impl T {
     }
 }
 
-/// The forward's input struct for `[rows, vocab]` logits at `data` (row stride `stride`).
-#[allow(clippy::too_many_arguments)]
-fn fwd_input(
-    dtype: tkm_dtype,
-    data: *const c_void,
-    rows: usize,
-    vocab: usize,
-    stride: usize,
-    targets: *const i32,
-    mask: *const u8,
-    temperature: f32,
-    temperatures: *const f32,
-) -> tkm_logits_input {
-    tkm_logits_input {
-        dtype,
-        logits: data,
-        rows,
-        vocab,
-        row_stride: stride,
-        targets,
-        row_mask: mask,
-        temperature,
-        temperatures,
-        ..tkm_logits_input::default()
-    }
-}
-
 fn rand_f32(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed | 1;
     (0..n)
@@ -94,7 +67,7 @@ fn raw_fwd(x: &[f32], dtype: tkm_dtype, data: *const c_void, targets: &[i32]) ->
     let s = unsafe {
         tkm_logits_fwd(
             null(),
-            &fwd_input(dtype, data, ROWS, V, STRIDE, targets.as_ptr(), null(), 0.9, null()),
+            &tkm_logits_input::new(dtype, data, ROWS, V, STRIDE, targets.as_ptr(), null(), 0.9, null()),
             l.as_mut_ptr(),
             h.as_mut_ptr(),
             lp.as_mut_ptr(),

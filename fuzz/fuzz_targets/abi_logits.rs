@@ -32,33 +32,6 @@ struct Case {
 
 const POISON: u32 = 0x7FA5_A5A5;
 
-/// The forward's input struct for `[rows, vocab]` logits at `data` (row stride `stride`).
-#[allow(clippy::too_many_arguments)]
-fn fwd_input(
-    dtype: tkm_dtype,
-    data: *const c_void,
-    rows: usize,
-    vocab: usize,
-    stride: usize,
-    targets: *const i32,
-    mask: *const u8,
-    temperature: f32,
-    temperatures: *const f32,
-) -> tkm_logits_input {
-    tkm_logits_input {
-        dtype,
-        logits: data,
-        rows,
-        vocab,
-        row_stride: stride,
-        targets,
-        row_mask: mask,
-        temperature,
-        temperatures,
-        ..tkm_logits_input::default()
-    }
-}
-
 fn fit<T: Copy + Default>(v: &Option<Vec<T>>, n: usize) -> Option<Vec<T>> {
     v.as_ref().map(|v| (0..n).map(|i| if v.is_empty() { T::default() } else { v[i % v.len()] }).collect())
 }
@@ -95,7 +68,7 @@ fuzz_target!(|c: Case| {
         let s = unsafe {
             tkm_logits_fwd(
                 &o,
-                &fwd_input(
+                &tkm_logits_input::new(
                     dtype,
                     words.as_ptr() as *const c_void,
                     rows,
