@@ -45,9 +45,9 @@ def main():
         own = f"{gbps / (float(own_copy['bytes']) / float(own_copy['ms']) / 1e6):.0%}" if own_copy else "-"
         tcopy = torch_ms.get((k, "copy"))
         tfrac = f"{gbps / (float(own_copy['bytes']) / tcopy / 1e6):.0%}" if tcopy and own_copy else "-"
-        base = op.removeprefix("fast-").split("-")[0] if not op.endswith("fwd+bwd-inpl") else "fwd+bwd-inpl"
-        if op.removeprefix("fast-").startswith("backward"):
-            base = "backward"
+        # forward-256t -> forward, backward-inpl -> backward, fwd+bwd-inpl stays.
+        plain = op.removeprefix("fast-")
+        base = plain if plain == "fwd+bwd-inpl" else plain.split("-")[0]
         notes = []
         for a in anchors.get(base, []):
             if (k, a) in torch_ms:

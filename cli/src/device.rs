@@ -247,10 +247,10 @@ fn fast_row(
     };
     let z = tempered(values, temperature);
     let z_t = target.map_or(0.0, |t| z[t]);
-    let [t_lse, t_logp, t_h] = fast_stats_tolerance(rr, values.len(), z_t, temperature != 1.0);
+    let [t_lse, t_logp, t_h, t_log_sum] = fast_stats_tolerance(rr, values.len(), z_t, temperature != 1.0);
     let logp = if target.is_some() { rr.logp } else { 0.0 };
     for (k, (want, tol)) in
-        [(rr.lse, t_lse), (logp, t_logp), (rr.entropy, t_h), (rr.log_s, t_lse)].into_iter().enumerate()
+        [(rr.lse, t_lse), (logp, t_logp), (rr.entropy, t_h), (rr.log_s, t_log_sum)].into_iter().enumerate()
     {
         agree[k].add_exact(stats[k], want, tol);
     }

@@ -40,19 +40,21 @@ pub fn fast_sum_rel(r: &RowRef, vocab: usize) -> f64 {
     EXP_REL + 2.0 * EPS * mean_gap(r) + fast_depth(vocab) * EPS
 }
 
-/// Absolute error bounds of the fast forward's `(lse, logp, entropy)` for one row of
-/// `vocab` columns (`tempered`: a temperature other than 1, whose product `x·inv_temp`
+/// Absolute error bounds of the fast forward's `(lse, logp, entropy, log_sum)` for one row
+/// of `vocab` columns (`tempered`: a temperature other than 1, whose product `x·inv_temp`
 /// rounds each logit once more). `z_t`: the target's tempered logit (0 without one).
-pub fn fast_stats_tolerance(r: &RowRef, vocab: usize, z_t: f64, tempered: bool) -> [f64; 3] {
+pub fn fast_stats_tolerance(r: &RowRef, vocab: usize, z_t: f64, tempered: bool) -> [f64; 4] {
     let rel = fast_sum_rel(r, vocab);
     let z_round = if tempered { EPS * (r.max_abs_z + z_t.abs()) } else { 0.0 };
-    let lse = 1.5 * rel + 2.0 * EPS * (r.lse.abs() + r.log_s) + z_round + F32_MIN_NORMAL;
+    // `log_sum = ln s` (the maximum is exact); `lse = max + log_sum` rounds once more.
+    let log_sum = 1.5 * rel + 2.0 * EPS * r.log_s + z_round + F32_MIN_NORMAL;
+    let lse = log_sum + 2.0 * EPS * r.lse.abs();
     let logp = 1.5 * rel + 2.0 * EPS * ((z_t - r.m).abs() + r.logp.abs() + r.log_s) + 2.0 * z_round + F32_MIN_NORMAL;
     // `u/s = E_p[m − z]` carries the terms' errors weighted by `|d|` (at most FLOOR).
     let gap = mean_gap(r);
     let mean = (EXP_REL + (fast_depth(vocab) + 2.0 * FLOOR) * EPS) * gap + rel * gap;
     let entropy = rel + mean + 2.0 * EPS * (r.log_s + gap + r.entropy) + z_round + F32_MIN_NORMAL;
-    [lse, logp, entropy]
+    [lse, logp, entropy, log_sum]
 }
 
 /// Absolute error bound of one element of the fast gradient (before rounding to the output
@@ -71,7 +73,7 @@ pub fn fast_grad_tolerance(
     if z_j == f64::NEG_INFINITY {
         return F32_MIN_NORMAL;
     }
-    let [_, _, d_entropy] = fast_stats_tolerance(r, vocab, 0.0, tempered);
+    let [_, _, d_entropy, _] = fast_stats_tolerance(r, vocab, 0.0, tempered);
     let d = r.log_prob(z_j);
     let p = d.exp();
     let z_round = if tempered { EPS * (z_j.abs() + r.m.abs()) } else { 0.0 };

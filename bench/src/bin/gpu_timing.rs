@@ -179,10 +179,9 @@ fn check_fast<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> R
     let reversed: Vec<T> = (0..rows).rev().flat_map(|r| data[r * cols..(r + 1) * cols].to_vec()).collect();
     let rev_targets: Vec<i32> = targets.iter().rev().copied().collect();
     let rev_inputs = RowInputs { targets: Some(&rev_targets), ..inputs };
-    let (rglp, rgh) = (glp.clone(), gh.clone());
-    let rev_up = Upstream { g_logp: Some(&rglp), g_entropy: Some(&rgh), g_lse: None };
+    // The upstream gradients are the same for every row: `up` serves the reversed batch too.
     let mut gr = other.upload(Mat::dense(&reversed, rows, cols).map_err(GpuError::Core)?)?;
-    let st_r = other.stats_fwd_bwd_inplace(&mut gr, &rev_inputs, rev_up, GpuMode::Fast)?;
+    let st_r = other.stats_fwd_bwd_inplace(&mut gr, &rev_inputs, up, GpuMode::Fast)?;
     let [mut lse_r, mut h_r, mut lp_r] = std::array::from_fn(|_| vec![0.0f32; rows]);
     other.read_stats(
         &st_r,
