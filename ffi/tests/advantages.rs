@@ -517,8 +517,7 @@ fn group_moment_errors_write_nothing() {
         // Advantages from a table: a flavor not defined by moments, a missing id, a repeated id.
         let mut out = [POISON; 4];
         let table_ids = [5u32, 6];
-        let mut o_v = tkm_grpo_options::default();
-        o_v.flavor = TKM_GRPO_VERL_VECTORIZED;
+        let o_v = tkm_grpo_options { flavor: TKM_GRPO_VERL_VECTORIZED, ..Default::default() };
         let s = tkm_grpo_advantage_from_moments(
             r.as_ptr(),
             4,
