@@ -3,7 +3,7 @@
 //! Transcribed from the formulas of spec `policy.md` §4–5 in the order they are written there,
 //! with no attention to speed. Every function takes the same `f32` values the kernels see
 //! (as `f64`), so differences are the kernels' rounding. Masks: any non-zero byte is valid.
-//! Gradients are the spec's [derived] formulas; the tests check them by finite differences of
+//! Gradients are the spec's \[derived\] formulas; the tests check them by finite differences of
 //! the value functions here.
 
 /// Clip configuration (mirrors `ClipCfg`).
