@@ -543,6 +543,27 @@ typedef struct tkm_grpo_options {
 } tkm_grpo_options;
 
 /**
+ * Mergeable moments of one group's values (Chan et al.): count (or total weight) `n`, mean
+ * and `m2`, the sum of squared deviations from the mean, all in double precision. 24 bytes
+ * of plain data that a data-parallel trainer all-gathers as raw bytes; merge them with
+ * `tkm_group_moments_merge`, never by hand, so that every rank uses the same order.
+ */
+typedef struct tkm_moments {
+  /**
+   * Number of values (or total weight).
+   */
+  double n;
+  /**
+   * Mean (0 when `n == 0`).
+   */
+  double mean;
+  /**
+   * Sum of squared deviations from the mean.
+   */
+  double m2;
+} tkm_moments;
+
+/**
  * DAPO overlong reward shaping (verl `reward_manager/dapo.py`). Initialise with
  * `tkm_overlong_options_init` (the DAPO paper: `max_len = 20480`, `buffer_len = 4096`,
  * factor 1), then change fields. NULL means the defaults.
@@ -948,6 +969,90 @@ tkm_status tkm_grpo_advantage(const float *rewards,
                               size_t group_size,
                               const struct tkm_grpo_options *opts,
                               float *out);
+
+/**
+ * Per-group moments of `x` (`n` floats) grouped by `group_ids`/`group_size` (as
+ * `tkm_grpo_advantage`), one entry per distinct group in order of first appearance: the
+ * group's id (its label; the block index `b / group_size` for contiguous groups) into
+ * `ids_out`, its moments into `moments_out`, and the number of groups `K` into
+ * `*groups_out`. Members are pushed in ascending row order; `weight` (NULL = every row 1;
+ * else `n` finite, non-negative floats, e.g. token counts) gives the weighted form, and a
+ * row of weight 0 is left out (use it for unscorable rows).
+ *
+ * For data parallelism, give every rank's rows their global group ids (`uid`): contiguous
+ * block indices are local to the call. `capacity` is the length of `ids_out` and
+ * `moments_out`; `K <= n`, so `capacity = n` always suffices.
+ *
+ * Errors: `TKM_STATUS_LENGTH_MISMATCH` (`capacity < K`), `_NON_FINITE` (a weight, or an `x`
+ * of non-zero weight, that is NaN or infinite), `_INVALID_ARGUMENT` (a negative weight, or
+ * the grouping rule of `tkm_grpo_advantage`).
+ *
+ * # Safety
+ * `x` (and `group_ids`, `weight` unless NULL) valid for `n` elements; `ids_out` and
+ * `moments_out` for `capacity`; `groups_out` for one `size_t`.
+ */
+tkm_status tkm_group_moments(const float *x,
+                             size_t n,
+                             const uint32_t *group_ids,
+                             size_t group_size,
+                             const float *weight,
+                             uint32_t *ids_out,
+                             struct tkm_moments *moments_out,
+                             size_t capacity,
+                             size_t *groups_out);
+
+/**
+ * Merges gathered group-moment tables: `ids`/`moments` (`entries` each) are every rank's
+ * `tkm_group_moments` table concatenated in ascending rank order (what an all-gather
+ * leaves). Entries with equal ids are merged in entry order (so in ascending rank order);
+ * the `K` merged groups go to `ids_out`/`moments_out` (`capacity` entries; `K <= entries`)
+ * in order of each id's first entry, `K` to `*groups_out`.
+ *
+ * The result depends only on the tables and their order. A group whose rows all live on
+ * one rank gets exactly the moments one `tkm_group_moments` call on the whole batch gives;
+ * a group split across ranks agrees with that within the merge's rounding (relative
+ * `~n 2^-52`), bitwise reproducible for the same split. `O(entries * K)`.
+ *
+ * Errors: `TKM_STATUS_LENGTH_MISMATCH` (`capacity < K`), `_INVALID_ARGUMENT` (an entry with
+ * `n` or `m2` negative or not finite, or a non-finite mean).
+ *
+ * # Safety
+ * `ids` and `moments` valid for `entries` elements, `ids_out` and `moments_out` for
+ * `capacity`, `groups_out` for one `size_t`.
+ */
+tkm_status tkm_group_moments_merge(const uint32_t *ids,
+                                   const struct tkm_moments *moments,
+                                   size_t entries,
+                                   uint32_t *ids_out,
+                                   struct tkm_moments *moments_out,
+                                   size_t capacity,
+                                   size_t *groups_out);
+
+/**
+ * GRPO advantages of `n` responses from group moments computed elsewhere (the
+ * data-parallel form of `tkm_grpo_advantage`): response `b` with reward `rewards[b]` and
+ * group id `group_ids[b]` (required) uses the entry of `table_ids`/`table` (`table_len`
+ * entries, e.g. the output of `tkm_group_moments_merge`) with that id. `opts` as
+ * `tkm_grpo_advantage`; only `TKM_GRPO_STANDARD` and `TKM_GRPO_VERL_LOOP` are defined by
+ * moments. With the table of the whole batch this is bitwise `tkm_grpo_advantage` with
+ * `group_ids`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (another flavor, an id missing from the table, a
+ * repeated table id, an invalid table entry, or the option errors of
+ * `tkm_grpo_advantage`), `_NON_FINITE` (rewards, as `tkm_grpo_advantage`).
+ *
+ * # Safety
+ * `rewards`, `group_ids` and `out` valid for `n` elements; `table_ids` and `table` for
+ * `table_len`.
+ */
+tkm_status tkm_grpo_advantage_from_moments(const float *rewards,
+                                           size_t n,
+                                           const uint32_t *group_ids,
+                                           const uint32_t *table_ids,
+                                           const struct tkm_moments *table,
+                                           size_t table_len,
+                                           const struct tkm_grpo_options *opts,
+                                           float *out);
 
 /**
  * Dr. GRPO advantages `A = R - mean_group(R)` (the library form: groups of fewer than two
@@ -1648,6 +1753,48 @@ tkm_status tkm_logits_bwd(const struct tkm_exec_options *exec,
                           tkm_dtype grad_dtype,
                           void *dx,
                           size_t dx_row_stride);
+
+/**
+ * Backward of a vocabulary shard (tensor-parallel LM heads): `logits` holds global columns
+ * `[col_offset, col_offset + cols)` (of a vocabulary of `vocab`) of every row, and `dx`
+ * (`[rows, cols]`, row stride `dx_row_stride`) receives those columns of the gradient that
+ * `tkm_logits_bwd` would write for the whole vocabulary.
+ *
+ * `max`, `log_sum` and `entropy` are the **full-vocabulary** statistics: the output of
+ * `tkm_logits_finalize` on the merged partials of every shard. `targets` are global column
+ * ids validated against `vocab`; every row's `g_logp` reaches every column (a shard without
+ * the target still gets `-p_j g_logp`), the target column adds `g_logp` itself. The other
+ * arguments and policies are those of `tkm_logits_bwd`. The gradient is elementwise, so
+ * with the same statistics each shard's `dx` is bitwise the slice of the unsharded one, for
+ * any `col_offset` (aligned to `TKM_LOGITS_BLOCK` or not). `cols == 0` writes nothing.
+ *
+ * Errors: those of `tkm_logits_bwd`, and `TKM_STATUS_SHARD_OUT_OF_RANGE` for a shard that
+ * does not fit in `vocab` (`TKM_STATUS_EMPTY_VOCAB` for `vocab == 0`).
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_logits_bwd_shard(const struct tkm_exec_options *exec,
+                                tkm_dtype dtype,
+                                const void *logits,
+                                size_t rows,
+                                size_t cols,
+                                size_t row_stride,
+                                size_t col_offset,
+                                size_t vocab,
+                                const int32_t *targets,
+                                const uint8_t *row_mask,
+                                float temperature,
+                                const float *temperatures,
+                                const float *max,
+                                const float *log_sum,
+                                const float *entropy,
+                                const float *g_logp,
+                                const float *g_entropy,
+                                const float *g_lse,
+                                tkm_dtype grad_dtype,
+                                void *dx,
+                                size_t dx_row_stride);
 
 /**
  * Backward written over the logits (saves an `[rows, vocab]` buffer): same as

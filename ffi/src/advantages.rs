@@ -5,11 +5,14 @@
 //! `tokenmath_core::advantages` documents the math and every flavor.
 
 use tokenmath_core::advantages::{
-    self, Compat, Groups, GrpoCfg, GrpoFlavor, NanPolicy, OverlongCfg, RlooFlavor, SingletonPolicy, StdKind, TrlScale,
+    self, Compat, Groups, GrpoCfg, GrpoFlavor, Moments, NanPolicy, OverlongCfg, RlooFlavor, SingletonPolicy, StdKind,
+    TrlScale,
 };
 
 use crate::status::*;
-use crate::util::{flag, guard, init_options, input, mul, opt_input, options, read_options, scratch, Out, Res};
+use crate::util::{
+    check_out, flag, guard, init_options, input, mul, opt_input, options, read_options, scratch, Out, Res,
+};
 
 /// GRPO, the library form: `(R - mean) / (std + eps)` with Welford group moments
 /// (`std_kind`, `singleton` apply).
@@ -175,6 +178,192 @@ pub unsafe extern "C" fn tkm_grpo_advantage(
         let g = groups(n, group_ids, group_size)?;
         let mut dst = Out::new(out, n)?;
         advantages::grpo_advantage(r, g, &cfg, &mut dst.buf)?;
+        dst.commit();
+        Ok(())
+    })
+}
+
+/// Mergeable moments of one group's values (Chan et al.): count (or total weight) `n`, mean
+/// and `m2`, the sum of squared deviations from the mean, all in double precision. 24 bytes
+/// of plain data that a data-parallel trainer all-gathers as raw bytes; merge them with
+/// `tkm_group_moments_merge`, never by hand, so that every rank uses the same order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct tkm_moments {
+    /// Number of values (or total weight).
+    pub n: f64,
+    /// Mean (0 when `n == 0`).
+    pub mean: f64,
+    /// Sum of squared deviations from the mean.
+    pub m2: f64,
+}
+
+impl From<Moments> for tkm_moments {
+    fn from(m: Moments) -> Self {
+        tkm_moments { n: m.n, mean: m.mean, m2: m.m2 }
+    }
+}
+
+impl From<tkm_moments> for Moments {
+    fn from(m: tkm_moments) -> Self {
+        Moments { n: m.n, mean: m.mean, m2: m.m2 }
+    }
+}
+
+/// A table of moments in the core's type (scratch).
+unsafe fn moments_table(p: *const tkm_moments, len: usize) -> Res<Vec<Moments>> {
+    let src = input(p, len)?;
+    let mut v = scratch::<Moments>(len)?;
+    for (d, s) in v.iter_mut().zip(src) {
+        *d = (*s).into();
+    }
+    Ok(v)
+}
+
+/// Writes a `K`-entry table (`ids`, `moments`) and `K` to the caller's outputs.
+unsafe fn commit_table(
+    ids: &[u32],
+    moments: &[Moments],
+    ids_out: *mut u32,
+    moments_out: *mut tkm_moments,
+    groups_out: *mut usize,
+) -> Res {
+    let k = ids.len();
+    let mut i = Out::new(ids_out, k)?;
+    let mut m = Out::new(moments_out, k)?;
+    let mut g = Out::<usize>::new(groups_out, 1)?;
+    i.buf.copy_from_slice(ids);
+    for (d, s) in m.buf.iter_mut().zip(moments) {
+        *d = (*s).into();
+    }
+    g.buf[0] = k;
+    i.commit();
+    m.commit();
+    g.commit();
+    Ok(())
+}
+
+/// Per-group moments of `x` (`n` floats) grouped by `group_ids`/`group_size` (as
+/// `tkm_grpo_advantage`), one entry per distinct group in order of first appearance: the
+/// group's id (its label; the block index `b / group_size` for contiguous groups) into
+/// `ids_out`, its moments into `moments_out`, and the number of groups `K` into
+/// `*groups_out`. Members are pushed in ascending row order; `weight` (NULL = every row 1;
+/// else `n` finite, non-negative floats, e.g. token counts) gives the weighted form, and a
+/// row of weight 0 is left out (use it for unscorable rows).
+///
+/// For data parallelism, give every rank's rows their global group ids (`uid`): contiguous
+/// block indices are local to the call. `capacity` is the length of `ids_out` and
+/// `moments_out`; `K <= n`, so `capacity = n` always suffices.
+///
+/// Errors: `TKM_STATUS_LENGTH_MISMATCH` (`capacity < K`), `_NON_FINITE` (a weight, or an `x`
+/// of non-zero weight, that is NaN or infinite), `_INVALID_ARGUMENT` (a negative weight, or
+/// the grouping rule of `tkm_grpo_advantage`).
+///
+/// # Safety
+/// `x` (and `group_ids`, `weight` unless NULL) valid for `n` elements; `ids_out` and
+/// `moments_out` for `capacity`; `groups_out` for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_group_moments(
+    x: *const f32,
+    n: usize,
+    group_ids: *const u32,
+    group_size: usize,
+    weight: *const f32,
+    ids_out: *mut u32,
+    moments_out: *mut tkm_moments,
+    capacity: usize,
+    groups_out: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let x = input(x, n)?;
+        let g = groups(n, group_ids, group_size)?;
+        let w = opt_input(weight, n)?;
+        // Validate the destinations before computing; K is only known afterwards.
+        check_out(ids_out, capacity)?;
+        check_out(moments_out, capacity)?;
+        check_out(groups_out, 1)?;
+        let cap = capacity.min(n);
+        let (mut ids, mut ms) = (scratch::<u32>(cap)?, scratch::<Moments>(cap)?);
+        let k = advantages::group_moments(x, g, w, &mut ids, &mut ms)?;
+        commit_table(&ids[..k], &ms[..k], ids_out, moments_out, groups_out)
+    })
+}
+
+/// Merges gathered group-moment tables: `ids`/`moments` (`entries` each) are every rank's
+/// `tkm_group_moments` table concatenated in ascending rank order (what an all-gather
+/// leaves). Entries with equal ids are merged in entry order (so in ascending rank order);
+/// the `K` merged groups go to `ids_out`/`moments_out` (`capacity` entries; `K <= entries`)
+/// in order of each id's first entry, `K` to `*groups_out`.
+///
+/// The result depends only on the tables and their order. A group whose rows all live on
+/// one rank gets exactly the moments one `tkm_group_moments` call on the whole batch gives;
+/// a group split across ranks agrees with that within the merge's rounding (relative
+/// `~n 2^-52`), bitwise reproducible for the same split. `O(entries * K)`.
+///
+/// Errors: `TKM_STATUS_LENGTH_MISMATCH` (`capacity < K`), `_INVALID_ARGUMENT` (an entry with
+/// `n` or `m2` negative or not finite, or a non-finite mean).
+///
+/// # Safety
+/// `ids` and `moments` valid for `entries` elements, `ids_out` and `moments_out` for
+/// `capacity`, `groups_out` for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_group_moments_merge(
+    ids: *const u32,
+    moments: *const tkm_moments,
+    entries: usize,
+    ids_out: *mut u32,
+    moments_out: *mut tkm_moments,
+    capacity: usize,
+    groups_out: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let ids = input(ids, entries)?;
+        let table = moments_table(moments, entries)?;
+        check_out(ids_out, capacity)?;
+        check_out(moments_out, capacity)?;
+        check_out(groups_out, 1)?;
+        let cap = capacity.min(entries);
+        let (mut ids_m, mut ms) = (scratch::<u32>(cap)?, scratch::<Moments>(cap)?);
+        let k = advantages::merge_group_moments(ids, &table, &mut ids_m, &mut ms)?;
+        commit_table(&ids_m[..k], &ms[..k], ids_out, moments_out, groups_out)
+    })
+}
+
+/// GRPO advantages of `n` responses from group moments computed elsewhere (the
+/// data-parallel form of `tkm_grpo_advantage`): response `b` with reward `rewards[b]` and
+/// group id `group_ids[b]` (required) uses the entry of `table_ids`/`table` (`table_len`
+/// entries, e.g. the output of `tkm_group_moments_merge`) with that id. `opts` as
+/// `tkm_grpo_advantage`; only `TKM_GRPO_STANDARD` and `TKM_GRPO_VERL_LOOP` are defined by
+/// moments. With the table of the whole batch this is bitwise `tkm_grpo_advantage` with
+/// `group_ids`.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (another flavor, an id missing from the table, a
+/// repeated table id, an invalid table entry, or the option errors of
+/// `tkm_grpo_advantage`), `_NON_FINITE` (rewards, as `tkm_grpo_advantage`).
+///
+/// # Safety
+/// `rewards`, `group_ids` and `out` valid for `n` elements; `table_ids` and `table` for
+/// `table_len`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_grpo_advantage_from_moments(
+    rewards: *const f32,
+    n: usize,
+    group_ids: *const u32,
+    table_ids: *const u32,
+    table: *const tkm_moments,
+    table_len: usize,
+    opts: *const tkm_grpo_options,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let o = read_options(opts)?;
+        let cfg = grpo_cfg(&o)?;
+        let r = input(rewards, n)?;
+        let g = input(group_ids, n)?;
+        let ids = input(table_ids, table_len)?;
+        let t = moments_table(table, table_len)?;
+        let mut dst = Out::new(out, n)?;
+        advantages::grpo_advantage_from_moments(r, g, ids, &t, &cfg, &mut dst.buf)?;
         dst.commit();
         Ok(())
     })

@@ -337,43 +337,138 @@ pub unsafe extern "C" fn tkm_logits_bwd(
     dx_row_stride: usize,
 ) -> tkm_status {
     guard(|| {
-        let exec = exec_from(exec)?;
-        check_dtype(dtype)?;
-        check_dtype(grad_dtype)?;
-        let len = matrix_len(rows, vocab, row_stride)?;
-        let dx_len = matrix_len(rows, vocab, dx_row_stride)?;
-        let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
-        let saved = Saved { max: input(max, rows)?, log_sum: input(log_sum, rows)?, entropy: input(entropy, rows)? };
-        let up = Upstream {
-            g_logp: opt_input(g_logp, rows)?,
-            g_entropy: opt_input(g_entropy, rows)?,
-            g_lse: opt_input(g_lse, rows)?,
-        };
-        let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
-        let dx_bytes = mul(dx_len, if grad_dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
-        let dxb = dx as *const u8;
-        let clash = overlaps(logits as *const u8, x_bytes, dxb, dx_bytes)
-            || [Some(saved.max), Some(saved.log_sum), Some(saved.entropy), up.g_logp, up.g_entropy, up.g_lse]
-                .iter()
-                .flatten()
-                .any(|s| overlaps(s.as_ptr(), s.len(), dxb, dx_bytes))
-            || [
-                inputs.targets.map(|t| (t.as_ptr() as *const u8, 4 * t.len())),
-                inputs.row_mask.map(|m| (m.as_ptr(), m.len())),
-            ]
+        bwd_shard(
+            exec,
+            dtype,
+            logits,
+            rows,
+            vocab,
+            row_stride,
+            Shard { col_offset: 0, vocab },
+            (targets, row_mask, temperature, temperatures),
+            (max, log_sum, entropy),
+            (g_logp, g_entropy, g_lse),
+            grad_dtype,
+            dx,
+            dx_row_stride,
+        )
+    })
+}
+
+/// Backward of a vocabulary shard (tensor-parallel LM heads): `logits` holds global columns
+/// `[col_offset, col_offset + cols)` (of a vocabulary of `vocab`) of every row, and `dx`
+/// (`[rows, cols]`, row stride `dx_row_stride`) receives those columns of the gradient that
+/// `tkm_logits_bwd` would write for the whole vocabulary.
+///
+/// `max`, `log_sum` and `entropy` are the **full-vocabulary** statistics: the output of
+/// `tkm_logits_finalize` on the merged partials of every shard. `targets` are global column
+/// ids validated against `vocab`; every row's `g_logp` reaches every column (a shard without
+/// the target still gets `-p_j g_logp`), the target column adds `g_logp` itself. The other
+/// arguments and policies are those of `tkm_logits_bwd`. The gradient is elementwise, so
+/// with the same statistics each shard's `dx` is bitwise the slice of the unsharded one, for
+/// any `col_offset` (aligned to `TKM_LOGITS_BLOCK` or not). `cols == 0` writes nothing.
+///
+/// Errors: those of `tkm_logits_bwd`, and `TKM_STATUS_SHARD_OUT_OF_RANGE` for a shard that
+/// does not fit in `vocab` (`TKM_STATUS_EMPTY_VOCAB` for `vocab == 0`).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the element counts above.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_logits_bwd_shard(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *const c_void,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_offset: usize,
+    vocab: usize,
+    targets: *const i32,
+    row_mask: *const u8,
+    temperature: f32,
+    temperatures: *const f32,
+    max: *const f32,
+    log_sum: *const f32,
+    entropy: *const f32,
+    g_logp: *const f32,
+    g_entropy: *const f32,
+    g_lse: *const f32,
+    grad_dtype: tkm_dtype,
+    dx: *mut c_void,
+    dx_row_stride: usize,
+) -> tkm_status {
+    guard(|| {
+        bwd_shard(
+            exec,
+            dtype,
+            logits,
+            rows,
+            cols,
+            row_stride,
+            Shard { col_offset, vocab },
+            (targets, row_mask, temperature, temperatures),
+            (max, log_sum, entropy),
+            (g_logp, g_entropy, g_lse),
+            grad_dtype,
+            dx,
+            dx_row_stride,
+        )
+    })
+}
+
+/// The body of `tkm_logits_bwd` and `tkm_logits_bwd_shard` (the former is the shard
+/// `[0, vocab)`).
+unsafe fn bwd_shard(
+    exec: *const tkm_exec_options,
+    dtype: tkm_dtype,
+    logits: *const c_void,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    shard: Shard,
+    (targets, row_mask, temperature, temperatures): (*const i32, *const u8, f32, *const f32),
+    (max, log_sum, entropy): (*const f32, *const f32, *const f32),
+    (g_logp, g_entropy, g_lse): (*const f32, *const f32, *const f32),
+    grad_dtype: tkm_dtype,
+    dx: *mut c_void,
+    dx_row_stride: usize,
+) -> Res {
+    let exec = exec_from(exec)?;
+    check_dtype(dtype)?;
+    check_dtype(grad_dtype)?;
+    let len = matrix_len(rows, cols, row_stride)?;
+    let dx_len = matrix_len(rows, cols, dx_row_stride)?;
+    let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
+    let saved = Saved { max: input(max, rows)?, log_sum: input(log_sum, rows)?, entropy: input(entropy, rows)? };
+    let up = Upstream {
+        g_logp: opt_input(g_logp, rows)?,
+        g_entropy: opt_input(g_entropy, rows)?,
+        g_lse: opt_input(g_lse, rows)?,
+    };
+    let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+    let dx_bytes = mul(dx_len, if grad_dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+    let dxb = dx as *const u8;
+    let clash = overlaps(logits as *const u8, x_bytes, dxb, dx_bytes)
+        || [Some(saved.max), Some(saved.log_sum), Some(saved.entropy), up.g_logp, up.g_entropy, up.g_lse]
             .iter()
             .flatten()
-            .any(|&(p, n)| overlaps(p, n, dxb, dx_bytes))
-            || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), dxb, dx_bytes));
-        if clash && !dx.is_null() {
-            return Err(TKM_STATUS_OVERLAP);
-        }
-        with_dtype!(dtype, T, {
-            let x = Mat::new(input(logits as *const T, len)?, rows, vocab, row_stride)?;
-            with_dtype!(grad_dtype, O, {
-                let d = MatMut::new(inout(dx as *mut O, dx_len)?, rows, vocab, dx_row_stride)?;
-                Ok(logits::stats_bwd(exec, x, &inputs, saved, up, d)?)
-            })
+            .any(|s| overlaps(s.as_ptr(), s.len(), dxb, dx_bytes))
+        || [
+            inputs.targets.map(|t| (t.as_ptr() as *const u8, 4 * t.len())),
+            inputs.row_mask.map(|m| (m.as_ptr(), m.len())),
+        ]
+        .iter()
+        .flatten()
+        .any(|&(p, n)| overlaps(p, n, dxb, dx_bytes))
+        || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), dxb, dx_bytes));
+    if clash && !dx.is_null() {
+        return Err(TKM_STATUS_OVERLAP);
+    }
+    with_dtype!(dtype, T, {
+        let x = Mat::new(input(logits as *const T, len)?, rows, cols, row_stride)?;
+        with_dtype!(grad_dtype, O, {
+            let d = MatMut::new(inout(dx as *mut O, dx_len)?, rows, cols, dx_row_stride)?;
+            Ok(logits::stats_bwd_shard(exec, x, shard, &inputs, saved, up, d)?)
         })
     })
 }

@@ -81,6 +81,13 @@ pub(crate) unsafe fn inout<'a, T>(p: *mut T, len: usize) -> Res<&'a mut [T]> {
     Ok(core::slice::from_raw_parts_mut(p, len))
 }
 
+/// Checks an output destination of `len` elements (non-NULL unless `len == 0`, aligned, size)
+/// without allocating its scratch: for outputs whose written length is only known after the
+/// kernel ran (at most `len`).
+pub(crate) fn check_out<T>(p: *mut T, len: usize) -> Res {
+    check_ptr(p, len)
+}
+
 /// An output array that is written only on success, by [`Out::commit`].
 pub(crate) struct Out<T> {
     dst: *mut T,

@@ -1035,3 +1035,119 @@ fn readme_c_example_is_the_checked_file() {
     let example = include_str!("../../examples/c/logits.c");
     assert!(readme.contains(&format!("```c\n{example}```")), "README's C example differs from examples/c/logits.c");
 }
+
+/// The shard backward through the ABI: every shard's `dx` (unaligned cuts, strided input and
+/// output, f32 and bf16 logits) is bitwise the slice of `tkm_logits_bwd` on the whole
+/// vocabulary; its errors write nothing.
+#[test]
+fn shard_backward_is_the_slice_of_the_full_backward() {
+    let b = batch(7, 2 * 2048 + 300, 4, 31);
+    let xb: Vec<u16> = b.x.iter().map(|&v| bf16::from_f32(v).to_bits()).collect();
+    let g_lp = rand_f32(b.rows, 8, 1.0);
+    let g_h = rand_f32(b.rows, 9, 0.1);
+    let g_lse = rand_f32(b.rows, 10, 0.01);
+    for (dtype, data) in
+        [(TKM_DTYPE_F32, b.x.as_ptr() as *const c_void), (TKM_DTYPE_BF16, xb.as_ptr() as *const c_void)]
+    {
+        let mut fwd: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0f32; b.rows]);
+        let [lse, h, lp, max, log_sum] = &mut fwd;
+        let inp = tkm_logits_input::new(
+            dtype,
+            data,
+            b.rows,
+            b.vocab,
+            b.stride,
+            b.targets.as_ptr(),
+            b.mask.as_ptr(),
+            1.0,
+            b.temps.as_ptr(),
+        );
+        let s = unsafe {
+            tkm_logits_fwd(
+                null(),
+                &inp,
+                lse.as_mut_ptr(),
+                h.as_mut_ptr(),
+                lp.as_mut_ptr(),
+                max.as_mut_ptr(),
+                log_sum.as_mut_ptr(),
+                null_mut(),
+            )
+        };
+        assert_eq!(s, TKM_STATUS_OK);
+        let call = |off: usize, cols: usize, vocab: usize, dx: &mut [f32], dx_stride: usize, threads: u32| unsafe {
+            let esz = if dtype == TKM_DTYPE_F32 { 4 } else { 2 };
+            tkm_logits_bwd_shard(
+                &exec_opts(threads, TKM_BACKEND_AUTO),
+                dtype,
+                (data as *const u8).add(off * esz) as *const c_void,
+                b.rows,
+                cols,
+                b.stride,
+                off,
+                vocab,
+                b.targets.as_ptr(),
+                b.mask.as_ptr(),
+                1.0,
+                b.temps.as_ptr(),
+                max.as_ptr(),
+                log_sum.as_ptr(),
+                h.as_ptr(),
+                g_lp.as_ptr(),
+                g_h.as_ptr(),
+                g_lse.as_ptr(),
+                TKM_DTYPE_F32,
+                dx.as_mut_ptr() as *mut c_void,
+                dx_stride,
+            )
+        };
+        let mut want = vec![NAN_POISON; b.rows * b.vocab];
+        let s = unsafe {
+            tkm_logits_bwd(
+                null(),
+                dtype,
+                data,
+                b.rows,
+                b.vocab,
+                b.stride,
+                b.targets.as_ptr(),
+                b.mask.as_ptr(),
+                1.0,
+                b.temps.as_ptr(),
+                max.as_ptr(),
+                log_sum.as_ptr(),
+                h.as_ptr(),
+                g_lp.as_ptr(),
+                g_h.as_ptr(),
+                g_lse.as_ptr(),
+                TKM_DTYPE_F32,
+                want.as_mut_ptr() as *mut c_void,
+                b.vocab,
+            )
+        };
+        assert_eq!(s, TKM_STATUS_OK);
+        for cuts in
+            [vec![0, b.vocab], vec![0, 2048, b.vocab], vec![0, 1, 1500, 3001, b.vocab], vec![0, b.vocab - 1, b.vocab]]
+        {
+            for threads in [1, 3] {
+                // Each shard writes into its columns of one [rows, vocab] buffer (dx stride = vocab).
+                let mut got = vec![NAN_POISON; b.rows * b.vocab];
+                for w in cuts.windows(2) {
+                    let s = call(w[0], w[1] - w[0], b.vocab, &mut got[w[0]..], b.vocab, threads);
+                    assert_eq!(s, TKM_STATUS_OK, "shard {w:?}");
+                }
+                assert_eq!(bits(&got), bits(&want), "dtype {dtype} cuts {cuts:?}");
+            }
+        }
+        // Errors: a shard past the vocabulary, an empty vocabulary, a global target beyond it.
+        let mut dx = vec![NAN_POISON; b.rows * b.vocab];
+        assert_eq!(call(b.vocab - 10, 20, b.vocab, &mut dx, 20, 1), TKM_STATUS_SHARD_OUT_OF_RANGE);
+        assert_eq!(call(0, 0, 0, &mut dx, 0, 1), TKM_STATUS_EMPTY_VOCAB);
+        assert_eq!(call(0, 100, 50, &mut dx, 100, 1), TKM_STATUS_SHARD_OUT_OF_RANGE);
+        assert_eq!(call(0, 1000, 1000, &mut dx, 1000, 1), TKM_STATUS_LABEL_OUT_OF_RANGE);
+        assert!(dx.iter().all(|&v| v == NAN_POISON));
+        // An empty shard at the end writes nothing and succeeds.
+        assert_eq!(call(b.vocab, 0, b.vocab, &mut dx, 0, 1), TKM_STATUS_OK);
+        assert!(dx.iter().all(|&v| v == NAN_POISON));
+    }
+}

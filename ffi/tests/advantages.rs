@@ -318,3 +318,251 @@ fn token_level_errors_write_nothing() {
         assert_eq!((keep, kept), ([7u8; 3], 99));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Data-parallel group moments: per-rank tables, their merge, advantages from the table.
+// ---------------------------------------------------------------------------------------
+
+/// The group moments of rows `[r0, r1)` through the ABI.
+fn abi_moments(r: &[f32], ids: &[u32], w: Option<&[f32]>) -> (Vec<u32>, Vec<tkm_moments>) {
+    let n = r.len();
+    let (mut t_ids, mut t) = (vec![u32::MAX; n], vec![tkm_moments { n: -1.0, mean: -1.0, m2: -1.0 }; n]);
+    let mut k = usize::MAX;
+    let s = unsafe {
+        tkm_group_moments(
+            r.as_ptr(),
+            n,
+            ids.as_ptr(),
+            0,
+            w.map_or(null(), |w| w.as_ptr()),
+            t_ids.as_mut_ptr(),
+            t.as_mut_ptr(),
+            n,
+            &mut k,
+        )
+    };
+    assert_eq!(s, TKM_STATUS_OK);
+    // Nothing past K is written.
+    assert!(t_ids[k..].iter().all(|&i| i == u32::MAX) && t[k..].iter().all(|m| m.n == -1.0));
+    t_ids.truncate(k);
+    t.truncate(k);
+    (t_ids, t)
+}
+
+fn abi_merge(ids: &[u32], t: &[tkm_moments]) -> (Vec<u32>, Vec<tkm_moments>) {
+    let e = ids.len();
+    let (mut m_ids, mut m) = (vec![0u32; e], vec![tkm_moments::default(); e]);
+    let mut k = 0usize;
+    let s =
+        unsafe { tkm_group_moments_merge(ids.as_ptr(), t.as_ptr(), e, m_ids.as_mut_ptr(), m.as_mut_ptr(), e, &mut k) };
+    assert_eq!(s, TKM_STATUS_OK);
+    m_ids.truncate(k);
+    m.truncate(k);
+    (m_ids, m)
+}
+
+/// Splits a batch of 60 responses in 15 groups (ids shuffled) over `ranks` contiguous row
+/// ranges, as a data-parallel trainer does: the merged table equals the core's, and the
+/// advantages equal one `tkm_grpo_advantage` on the whole batch — bitwise for every group
+/// that lives on one rank, within `1e-6` relative for a split group.
+#[test]
+fn rank_split_moments_merge_to_the_whole_batch() {
+    let n = 60;
+    let r = rand_f32(n, 41, 3.0);
+    let ids: Vec<u32> = (0..n).map(|b| ((b * 37) % 15) as u32 * 1000 + 3).collect();
+    let whole_ids: Vec<u32> = ids.clone();
+    let mut whole = vec![POISON; n];
+    assert_eq!(
+        unsafe { tkm_grpo_advantage(r.as_ptr(), n, whole_ids.as_ptr(), 0, null(), whole.as_mut_ptr()) },
+        TKM_STATUS_OK
+    );
+    for ranks in [1usize, 2, 3, 4, 7] {
+        let bounds: Vec<usize> = (0..=ranks).map(|k| k * n / ranks).collect();
+        let (mut g_ids, mut g_t) = (Vec::new(), Vec::new());
+        for w in bounds.windows(2) {
+            let (i, t) = abi_moments(&r[w[0]..w[1]], &ids[w[0]..w[1]], None);
+            // Each table is the core's, bitwise.
+            let (mut ci, mut cm) = (vec![0u32; n], vec![adv::Moments::EMPTY; n]);
+            let k = adv::group_moments(&r[w[0]..w[1]], Groups::Ids(&ids[w[0]..w[1]]), None, &mut ci, &mut cm).unwrap();
+            assert_eq!(i, ci[..k]);
+            assert!(t
+                .iter()
+                .zip(&cm)
+                .all(|(a, b)| (a.n, a.mean.to_bits(), a.m2.to_bits()) == (b.n, b.mean.to_bits(), b.m2.to_bits())));
+            g_ids.extend(i);
+            g_t.extend(t);
+        }
+        let (m_ids, m) = abi_merge(&g_ids, &g_t);
+        assert_eq!(m_ids.len(), 15);
+        let mut got = vec![POISON; n];
+        for w in bounds.windows(2) {
+            let s = unsafe {
+                tkm_grpo_advantage_from_moments(
+                    r[w[0]..].as_ptr(),
+                    w[1] - w[0],
+                    ids[w[0]..].as_ptr(),
+                    m_ids.as_ptr(),
+                    m.as_ptr(),
+                    m_ids.len(),
+                    null(),
+                    got[w[0]..].as_mut_ptr(),
+                )
+            };
+            assert_eq!(s, TKM_STATUS_OK);
+        }
+        for b in 0..n {
+            let on_one_rank =
+                bounds.windows(2).any(|w| (0..n).filter(|&c| ids[c] == ids[b]).all(|c| (w[0]..w[1]).contains(&c)));
+            if on_one_rank {
+                assert_eq!(got[b].to_bits(), whole[b].to_bits(), "{ranks} ranks, row {b}");
+            } else {
+                assert!((got[b] - whole[b]).abs() <= 1e-6 * (1.0 + whole[b].abs()), "{ranks} ranks, row {b}");
+            }
+        }
+        if ranks == 1 {
+            assert_eq!(bits(&got), bits(&whole));
+        }
+    }
+}
+
+#[test]
+fn group_moment_errors_write_nothing() {
+    let r = [1.0f32, 2.0, 3.0, 4.0];
+    let ids = [5u32, 6, 5, 6];
+    let (mut t_ids, mut t) = ([7u32; 4], [tkm_moments { n: 9.0, mean: 9.0, m2: 9.0 }; 4]);
+    let mut k = 42usize;
+    let untouched_tables = |t_ids: &[u32], t: &[tkm_moments], k: usize| {
+        t_ids.iter().all(|&i| i == 7) && t.iter().all(|m| m.n == 9.0) && k == 42
+    };
+    unsafe {
+        // Capacity below K.
+        let s =
+            tkm_group_moments(r.as_ptr(), 4, ids.as_ptr(), 0, null(), t_ids.as_mut_ptr(), t.as_mut_ptr(), 1, &mut k);
+        assert_eq!(s, TKM_STATUS_LENGTH_MISMATCH);
+        // A negative weight, a NaN weight, a NaN value with non-zero weight.
+        for (w, want) in [
+            ([1.0f32, -1.0, 1.0, 1.0], TKM_STATUS_INVALID_ARGUMENT),
+            ([1.0, f32::NAN, 1.0, 1.0], TKM_STATUS_NON_FINITE),
+        ] {
+            let s = tkm_group_moments(
+                r.as_ptr(),
+                4,
+                ids.as_ptr(),
+                0,
+                w.as_ptr(),
+                t_ids.as_mut_ptr(),
+                t.as_mut_ptr(),
+                4,
+                &mut k,
+            );
+            assert_eq!(s, want);
+        }
+        let rn = [1.0f32, f32::NAN, 3.0, 4.0];
+        let s =
+            tkm_group_moments(rn.as_ptr(), 4, ids.as_ptr(), 0, null(), t_ids.as_mut_ptr(), t.as_mut_ptr(), 4, &mut k);
+        assert_eq!(s, TKM_STATUS_NON_FINITE);
+        // Both or neither of ids / group_size; NULL outputs.
+        let s =
+            tkm_group_moments(r.as_ptr(), 4, ids.as_ptr(), 2, null(), t_ids.as_mut_ptr(), t.as_mut_ptr(), 4, &mut k);
+        assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT);
+        let s = tkm_group_moments(
+            r.as_ptr(),
+            4,
+            ids.as_ptr(),
+            0,
+            null(),
+            t_ids.as_mut_ptr(),
+            t.as_mut_ptr(),
+            4,
+            null_mut(),
+        );
+        assert_eq!(s, TKM_STATUS_NULL_POINTER);
+        assert!(untouched_tables(&t_ids, &t, k));
+
+        // A weight of 0 leaves an unscorable row out: same as dropping it.
+        let rn = [1.0f32, f32::NAN, 3.0, 4.0];
+        let w = [1.0f32, 0.0, 1.0, 1.0];
+        let s = tkm_group_moments(
+            rn.as_ptr(),
+            4,
+            ids.as_ptr(),
+            0,
+            w.as_ptr(),
+            t_ids.as_mut_ptr(),
+            t.as_mut_ptr(),
+            4,
+            &mut k,
+        );
+        assert_eq!((s, k), (TKM_STATUS_OK, 2));
+        assert_eq!(t[1], tkm_moments { n: 1.0, mean: 4.0, m2: 0.0 });
+        // Contiguous groups: ids are block indices.
+        let s = tkm_group_moments(r.as_ptr(), 4, null(), 2, null(), t_ids.as_mut_ptr(), t.as_mut_ptr(), 4, &mut k);
+        assert_eq!((s, k, &t_ids[..2]), (TKM_STATUS_OK, 2, &[0u32, 1][..]));
+
+        // Merge: an invalid entry, capacity below K; zero entries give K = 0.
+        let good = [tkm_moments { n: 1.0, mean: 1.0, m2: 0.0 }; 2];
+        let bad = [good[0], tkm_moments { n: 1.0, mean: f64::INFINITY, m2: 0.0 }];
+        let (mut o_ids, mut o) = ([7u32; 2], [tkm_moments { n: 9.0, mean: 9.0, m2: 9.0 }; 2]);
+        let mut k2 = 42usize;
+        let pair = [1u32, 2];
+        let s = tkm_group_moments_merge(pair.as_ptr(), bad.as_ptr(), 2, o_ids.as_mut_ptr(), o.as_mut_ptr(), 2, &mut k2);
+        assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT);
+        let s =
+            tkm_group_moments_merge(pair.as_ptr(), good.as_ptr(), 2, o_ids.as_mut_ptr(), o.as_mut_ptr(), 1, &mut k2);
+        assert_eq!(s, TKM_STATUS_LENGTH_MISMATCH);
+        assert!(untouched_tables(&o_ids, &o, k2));
+        let s = tkm_group_moments_merge(null(), null(), 0, null_mut(), null_mut(), 0, &mut k2);
+        assert_eq!((s, k2), (TKM_STATUS_OK, 0));
+
+        // Advantages from a table: a flavor not defined by moments, a missing id, a repeated id.
+        let mut out = [POISON; 4];
+        let table_ids = [5u32, 6];
+        let o_v = tkm_grpo_options { flavor: TKM_GRPO_VERL_VECTORIZED, ..Default::default() };
+        let s = tkm_grpo_advantage_from_moments(
+            r.as_ptr(),
+            4,
+            ids.as_ptr(),
+            table_ids.as_ptr(),
+            good.as_ptr(),
+            2,
+            &o_v,
+            out.as_mut_ptr(),
+        );
+        assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT);
+        let s = tkm_grpo_advantage_from_moments(
+            r.as_ptr(),
+            4,
+            ids.as_ptr(),
+            table_ids.as_ptr(),
+            good.as_ptr(),
+            1,
+            null(),
+            out.as_mut_ptr(),
+        );
+        assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT);
+        let same = [5u32, 5];
+        let s = tkm_grpo_advantage_from_moments(
+            r.as_ptr(),
+            4,
+            ids.as_ptr(),
+            same.as_ptr(),
+            good.as_ptr(),
+            2,
+            null(),
+            out.as_mut_ptr(),
+        );
+        assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT);
+        let s = tkm_grpo_advantage_from_moments(
+            r.as_ptr(),
+            4,
+            null(),
+            table_ids.as_ptr(),
+            good.as_ptr(),
+            2,
+            null(),
+            out.as_mut_ptr(),
+        );
+        assert_eq!(s, TKM_STATUS_NULL_POINTER);
+        assert!(untouched(&out));
+    }
+}

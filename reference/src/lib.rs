@@ -161,6 +161,29 @@ pub fn stats_tolerance(r: &RowRef, vocab: usize, tempered: bool) -> StatsTol {
     }
 }
 
+/// [`stats_tolerance`] for statistics merged from `shards` per-shard partials (one tuple per
+/// shard, `merge_shards`) cut at arbitrary, unaligned columns: every cut can add one level
+/// to the merge tree of `s` and `u`, so each of the `shards` merge levels adds `4ε` to the
+/// relative error of the sums, which reaches `lse`, `logp` and `entropy` (the latter through
+/// `|u/s| ≤ H + ln V`):
+///
+/// ```text
+/// extra = 4·shards·ε·(1 + H + ln V)      added to lse, logp and entropy
+/// ```
+///
+/// `max` is exact under any sharding (a maximum does not round), and `log_sum` gets the
+/// same extra term as `lse` (`lse = m + log_sum` with `m` exact). Aligned shards merged per
+/// block are bitwise equal to the unsharded forward and need no tolerance at all.
+pub fn sharded_stats_tolerance(r: &RowRef, vocab: usize, tempered: bool, shards: usize) -> StatsTol {
+    let mut tol = stats_tolerance(r, vocab, tempered);
+    let extra = 4.0 * shards as f64 * EPS32 * (1.0 + r.entropy + (vocab as f64).ln());
+    tol.lse += extra;
+    tol.logp += extra;
+    tol.entropy += extra;
+    tol.log_sum += extra;
+    tol
+}
+
 /// Elementwise error bound for the `f32` gradient at column `j` against [`row_grad`].
 /// The kernel computes `d = (z_j − m) − log_sum` from the saved `max` and `log_sum`,
 /// `q = (g_lse − g_lp) − g_H·(d + H)` with the saved entropy `H`, and

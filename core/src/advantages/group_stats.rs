@@ -135,6 +135,51 @@ pub fn group_moments(
     Ok(k)
 }
 
+/// Merges gathered group-moment tables: `(ids[e], moments[e])` are the entries of every
+/// rank's [`group_moments`] table, concatenated in ascending rank order (as an all-gather
+/// leaves them). Entries with equal ids are merged with [`Moments::merge`] in entry order,
+/// hence in ascending rank order; the merged table goes to `ids_out[..K]`,
+/// `moments_out[..K]` in order of each id's first entry, and `K` is returned.
+///
+/// This fixes the data-parallel merge order: the result depends only on the ranks' tables
+/// and their order, never on the collective's internal reduction order. Merging the tables
+/// of the ranks' rows equals (bitwise) one [`group_moments`] call on the whole batch for
+/// every group whose rows all live on one rank (merging with an empty side is exact); a
+/// group split across ranks differs from the unsplit moments only by the merge's rounding
+/// (relative `~n·2⁻⁵²`). `O(E·K)` comparisons, no scratch.
+///
+/// Errors: [`TmError::LengthMismatch`] for `ids`/`moments` lengths or an output shorter
+/// than `K` (`expected` is then `K`); [`TmError::InvalidArgument`] for an entry that is not a
+/// valid moment (`n`, `M2` negative or not finite, or a non-finite mean).
+pub fn merge_group_moments(
+    ids: &[u32],
+    moments: &[Moments],
+    ids_out: &mut [u32],
+    moments_out: &mut [Moments],
+) -> Result<usize, TmError> {
+    check_len("moments", ids.len(), moments.len())?;
+    if moments.iter().any(|m| !(m.n.is_finite() && m.n >= 0.0 && m.mean.is_finite() && m.m2.is_finite() && m.m2 >= 0.0))
+    {
+        return Err(TmError::InvalidArgument("a group moments entry is not finite and non-negative"));
+    }
+    // An entry starts a group iff no earlier entry has its id (the scan of `Groups::Ids`).
+    let first = |e: usize| !ids[..e].contains(&ids[e]);
+    let k = (0..ids.len()).filter(|&e| first(e)).count();
+    check_len("ids_out", k, ids_out.len().min(k))?;
+    check_len("moments_out", k, moments_out.len().min(k))?;
+    for (slot, e) in (0..ids.len()).filter(|&e| first(e)).enumerate() {
+        let mut m = moments[e];
+        for f in e + 1..ids.len() {
+            if ids[f] == ids[e] {
+                m = m.merge(moments[f]);
+            }
+        }
+        ids_out[slot] = ids[e];
+        moments_out[slot] = m;
+    }
+    Ok(k)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +214,26 @@ mod tests {
             Groups::Contiguous { size: 2 }.iter(6).map(|m| m.collect()).collect();
         assert_eq!(blocks, [vec![0, 1], vec![2, 3], vec![4, 5]]);
         assert_eq!(distinct_groups(groups, ids.len()), Ok(3));
+    }
+
+    #[test]
+    fn merged_tables_follow_entry_order_and_reject_bad_entries() {
+        let m = |x: f64| Moments { n: 1.0, mean: x, m2: 0.0 };
+        // Rank 0 holds groups 5 and 2, rank 1 groups 2 and 9.
+        let ids = [5u32, 2, 2, 9];
+        let ms = [m(1.0), m(2.0), m(4.0), m(3.0)];
+        let (mut ids_out, mut out) = ([0u32; 4], [Moments::EMPTY; 4]);
+        assert_eq!(merge_group_moments(&ids, &ms, &mut ids_out, &mut out), Ok(3));
+        assert_eq!(ids_out[..3], [5, 2, 9]);
+        assert_eq!(out[..3], [m(1.0), m(2.0).merge(m(4.0)), m(3.0)]);
+        assert_eq!(out[1], Moments { n: 2.0, mean: 3.0, m2: 2.0 });
+        let mut short = [Moments::EMPTY; 2];
+        assert_eq!(
+            merge_group_moments(&ids, &ms, &mut ids_out, &mut short),
+            Err(TmError::LengthMismatch { what: "moments_out", expected: 3, got: 2 })
+        );
+        let bad = [m(1.0), Moments { n: -1.0, mean: 0.0, m2: 0.0 }, m(4.0), m(3.0)];
+        assert!(matches!(merge_group_moments(&ids, &bad, &mut ids_out, &mut out), Err(TmError::InvalidArgument(_))));
+        assert_eq!(merge_group_moments(&[], &[], &mut [], &mut []), Ok(0));
     }
 }

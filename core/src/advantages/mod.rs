@@ -78,7 +78,7 @@ pub use broadcast::{broadcast_masked, sequence_rewards};
 pub use dapo::{dynamic_sampling_keep, overlong_penalty, overlong_shaped_token_rewards, OverlongCfg};
 pub use dr_grpo::dr_grpo_advantage;
 pub use gae::{gae, GaeCfg, GaeOut};
-pub use group_stats::{distinct_groups, group_moments, Moments};
+pub use group_stats::{distinct_groups, group_moments, merge_group_moments, Moments};
 pub use grpo::{grpo_advantage, grpo_advantage_from_moments, GrpoCfg, GrpoFlavor, TrlScale};
 pub use masked::{masked_mean, masked_sum, masked_var, masked_whiten};
 pub use multi_reward::{trl_normalize_then_sum_advantage, trl_sum_rewards};

@@ -58,6 +58,9 @@
 //!
 //! The tuples are plain `#[repr(C)]` data ([`RowStats`] is `bytemuck::Pod`): a
 //! tensor-parallel trainer all-gathers them with its own collectives and every rank merges.
+//! The backward then runs on each rank's shard alone ([`stats_bwd_shard`]) with the merged
+//! statistics: the gradient is elementwise, so each shard's gradient is bitwise the slice of
+//! the unsharded one whenever the saved statistics are the same bits.
 //!
 //! # Edge-case policies
 //!
@@ -795,16 +798,42 @@ pub fn stats_bwd<T: LogitElem, O: GradElem>(
     up: Upstream<'_>,
     dx: MatMut<'_, O>,
 ) -> Result<(), TmError> {
+    let vocab = x.cols();
+    stats_bwd_shard(exec, x, Shard { col_offset: 0, vocab }, inputs, saved, up, dx)
+}
+
+/// Backward of a vocabulary shard: `x` holds global columns
+/// `[shard.col_offset, shard.col_offset + x.cols())` of every row, and `dx` (`[rows, cols]`)
+/// receives exactly those columns of [`stats_bwd`]'s output on the whole vocabulary.
+///
+/// `saved` are the full-vocabulary statistics (from [`finalize_rows`] on the merged
+/// partials of every shard); targets are global column ids, validated against
+/// `shard.vocab`. Every row's `g_lp` enters every column (through `p_j·g_lp`), so a shard
+/// that does not hold the target still gets its share; only the target column itself adds
+/// `g_lp·inv_temp`. The gradient is elementwise in the columns, so with the same saved
+/// statistics the shard's gradient is **bitwise** the slice of the unsharded one, for any
+/// shard boundaries (aligned or not). An empty shard (`cols == 0`) writes nothing.
+///
+/// Errors: those of [`stats_bwd`], and [`TmError::ShardOutOfRange`] for a shard that does
+/// not fit in `shard.vocab` ([`TmError::EmptyVocab`] for `shard.vocab == 0`).
+pub fn stats_bwd_shard<T: LogitElem, O: GradElem>(
+    exec: Exec,
+    x: Mat<'_, T>,
+    shard: Shard,
+    inputs: &RowInputs<'_>,
+    saved: Saved<'_>,
+    up: Upstream<'_>,
+    dx: MatMut<'_, O>,
+) -> Result<(), TmError> {
     check_backend(exec.backend)?;
-    let (rows, vocab) = (x.rows(), x.cols());
-    if vocab == 0 {
-        return Err(TmError::EmptyVocab);
-    }
+    let (rows, cols) = (x.rows(), x.cols());
+    shard.validate(cols)?;
     check_len("dx rows", rows, dx.rows())?;
-    check_len("dx columns", vocab, dx.cols())?;
-    inputs.validate(rows, vocab)?;
+    check_len("dx columns", cols, dx.cols())?;
+    inputs.validate(rows, shard.vocab)?;
     validate_bwd(rows, &saved, &up)?;
     let backend = exec.backend;
+    let local = |c: usize| c.checked_sub(shard.col_offset).filter(|&j| j < cols);
     run_rows(exec.threads, rows, dx, &|start, end, mut dx| {
         for r in start..end {
             let out = dx.row_mut(r - start);
@@ -817,9 +846,9 @@ pub fn stats_bwd<T: LogitElem, O: GradElem>(
                 continue;
             };
             let row = x.row(r);
-            let target = inputs.target(r).map(|c| (c, row[c].to_f32()));
-            // Safe: `row` and `out` are distinct buffers of `vocab` elements each.
-            unsafe { grad_row(backend, row.as_ptr(), out.as_mut_ptr(), vocab, target, &g) };
+            let target = inputs.target(r).and_then(local).map(|j| (j, row[j].to_f32()));
+            // Safe: `row` and `out` are distinct buffers of `cols` elements each.
+            unsafe { grad_row(backend, row.as_ptr(), out.as_mut_ptr(), cols, target, &g) };
         }
         Ok(Status::default())
     })

@@ -268,6 +268,31 @@ static void test_logits(void) {
            TKM_STATUS_SHARD_OUT_OF_RANGE);
     EXPECT(note(tkm_logits_partial_blocks(NULL, TKM_DTYPE_F32, xs, R2, 100, V2, 10, V2, NULL, NULL, 1.0f, NULL, sh0)),
            TKM_STATUS_INVALID_ARGUMENT);
+
+    /* The backward of each shard (cut at 1000, unaligned) with the full statistics is the
+     * slice of the unsharded backward, bit for bit; row 1's target lies in the second shard. */
+    {
+      static float d_full[R2 * V2], d_sh[R2 * V2];
+      float mx2[R2], ls2[R2], g2[R2] = {-1.0f, -0.5f, -1.0f};
+      EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_F32, xs, R2, V2, V2, t2, NULL, 1.0f, NULL), l_full, e_full, p_full, mx2,
+                            ls2, NULL),
+             TKM_STATUS_OK);
+      EXPECT(tkm_logits_bwd(NULL, TKM_DTYPE_F32, xs, R2, V2, V2, t2, NULL, 1.0f, NULL, mx2, ls2, e_full, g2, NULL, NULL,
+                            TKM_DTYPE_F32, d_full, V2),
+             TKM_STATUS_OK);
+      EXPECT(tkm_logits_bwd_shard(NULL, TKM_DTYPE_F32, xs, R2, 1000, V2, 0, V2, t2, NULL, 1.0f, NULL, mx2, ls2, e_full, g2,
+                                  NULL, NULL, TKM_DTYPE_F32, d_sh, V2),
+             TKM_STATUS_OK);
+      EXPECT(tkm_logits_bwd_shard(NULL, TKM_DTYPE_F32, xs + 1000, R2, V2 - 1000, V2, 1000, V2, t2, NULL, 1.0f, NULL, mx2,
+                                  ls2, e_full, g2, NULL, NULL, TKM_DTYPE_F32, d_sh + 1000, V2),
+             TKM_STATUS_OK);
+      CHECK(memcmp(d_sh, d_full, sizeof d_full) == 0);
+      poison(d_sh, R2 * V2);
+      EXPECT(note(tkm_logits_bwd_shard(NULL, TKM_DTYPE_F32, xs, R2, 600, V2, 2000, V2, t2, NULL, 1.0f, NULL, mx2, ls2,
+                                       e_full, g2, NULL, NULL, TKM_DTYPE_F32, d_sh, V2)),
+             TKM_STATUS_SHARD_OUT_OF_RANGE);
+      CHECK(untouched(d_sh, R2 * V2));
+    }
   }
 }
 
@@ -374,6 +399,33 @@ static void test_advantages(void) {
     EXPECT(tkm_grpo_advantage(r, 8, NULL, 4, &newer.base, b), TKM_STATUS_OK);
     newer.extra = 5;
     EXPECT(note(tkm_grpo_advantage(r, 8, NULL, 4, &newer.base, b)), TKM_STATUS_BAD_STRUCT_SIZE);
+  }
+  /* Data parallel: rows 0..4 on one "rank", 5..7 on another; each computes its group moments,
+   * the tables are concatenated in rank order and merged, then each rank's advantages. */
+  {
+    uint32_t t_ids[16], m_ids[8];
+    tkm_moments t_m[16], merged[8];
+    size_t k0 = 0, k1 = 0, k = 0;
+    float whole[8], part[8];
+    EXPECT(tkm_group_moments(rr, 5, ids, 0, NULL, t_ids, t_m, 8, &k0), TKM_STATUS_OK);
+    EXPECT(tkm_group_moments(rr + 5, 3, ids + 5, 0, NULL, t_ids + k0, t_m + k0, 8, &k1), TKM_STATUS_OK);
+    CHECK(k0 == 2 && k1 == 2 && t_ids[0] == 7 && t_ids[1] == 9 && t_m[0].n == 3.0);
+    EXPECT(tkm_group_moments_merge(t_ids, t_m, k0 + k1, m_ids, merged, 8, &k), TKM_STATUS_OK);
+    CHECK(k == 2 && m_ids[0] == 7 && merged[0].n == 4.0 && fabs(merged[0].mean - 0.5) < 1e-15 && merged[1].m2 == 0.0);
+    EXPECT(tkm_grpo_advantage(rr, 8, ids, 0, NULL, whole), TKM_STATUS_OK);
+    EXPECT(tkm_grpo_advantage_from_moments(rr, 5, ids, m_ids, merged, k, NULL, part), TKM_STATUS_OK);
+    EXPECT(tkm_grpo_advantage_from_moments(rr + 5, 3, ids + 5, m_ids, merged, k, NULL, part + 5), TKM_STATUS_OK);
+    for (int i = 0; i < 8; i++) CHECK(fabsf(part[i] - whole[i]) <= 1e-6f);
+    /* Errors: a table too small for K, an invalid entry, an id missing from the table. */
+    k = 99;
+    EXPECT(note(tkm_group_moments(rr, 8, ids, 0, NULL, t_ids, t_m, 1, &k)), TKM_STATUS_LENGTH_MISMATCH);
+    EXPECT(note(tkm_group_moments_merge(t_ids, t_m, k0 + k1, m_ids, merged, 1, &k)), TKM_STATUS_LENGTH_MISMATCH);
+    CHECK(k == 99);
+    t_m[1].m2 = -1.0;
+    EXPECT(note(tkm_group_moments_merge(t_ids, t_m, k0 + k1, m_ids, merged, 8, &k)), TKM_STATUS_INVALID_ARGUMENT);
+    poison(part, 8);
+    EXPECT(note(tkm_grpo_advantage_from_moments(rr, 8, ids, m_ids, merged, 1, NULL, part)), TKM_STATUS_INVALID_ARGUMENT);
+    CHECK(untouched(part, 8) && k == 99);
   }
   {
     uint8_t mask[8 * 3];
