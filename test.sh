@@ -12,7 +12,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # set PROPTEST_RNG_SEED to explore others.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261128}"
 
-step "prerequisites (cmake, g++, pkg-config, python3 with pip, cbindgen 0.29.4, lavapipe)"
+step "prerequisites (cmake, g++, pkg-config, MPI, python3 with pip, cbindgen 0.29.4, lavapipe)"
 # Before any build: on a machine without them, one line says what to install.
 scripts/check-prereqs.sh
 

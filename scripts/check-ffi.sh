@@ -10,9 +10,10 @@
 #   6. the README's C example (examples/c) builds and prints the spec's values; the C++
 #      CMake example (examples/cpp) finds the installed package and passes, shared
 #      and static
+#   7. the MPI example (examples/mpi) at 3 and 4 ranks, checked against one process
 # (The C test asks for 2^60 rows to provoke TKM_STATUS_OUT_OF_MEMORY, hence ASan's
 # allocator_may_return_null=1.)
-# Needs: cargo, cbindgen 0.29.4, gcc, g++, cmake, pkg-config (optional), nm, readelf.
+# Needs: cargo, cbindgen 0.29.4, gcc, g++, cmake, an MPI (mpicc, mpirun), pkg-config (optional), nm, readelf.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -113,6 +114,9 @@ cmake -S examples/cpp -B "$work/cpp-static" -DCMAKE_PREFIX_PATH="$prefix" -DCMAK
     -DCMAKE_CXX_COMPILER="$CXX" -DTOKENMATH_STATIC=ON >/dev/null
 cmake --build "$work/cpp-static" -j 2 >/dev/null
 "$work/cpp-static/tokenmath_train_step"
+
+step "MPI example (examples/mpi): vocabulary- and data-parallel at 3 and 4 ranks, checked against one process"
+examples/mpi/run.sh --prefix "$prefix"
 
 step "done"
 printf '\nall C ABI checks passed in %ds\n' $((SECONDS - t_start))

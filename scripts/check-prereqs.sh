@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What ./test.sh needs besides the Rust toolchain: cmake, g++ and pkg-config (C ABI checks),
+# What ./test.sh needs besides the Rust toolchain: cmake, g++ and pkg-config (C ABI checks), an
+# MPI (the multi-rank example),
 # the pinned cbindgen (header drift check), Mesa's CPU Vulkan driver, lavapipe (the GPU
 # kernels' tests) and python3 with pip (the NVRTC compile check fetches NVIDIA's wheels). Prints nothing and exits 0 when everything is there; otherwise prints
 # ONE line naming what is missing and the exact command that installs it, and exits 1, so
@@ -18,6 +19,11 @@ for tool in cmake g++ pkg-config; do
         packages+=("$tool")
     fi
 done
+# examples/mpi/run.sh (the MPI example, run by scripts/check-ffi.sh) needs an MPI.
+if ! command -v mpicc >/dev/null 2>&1 || ! command -v mpirun >/dev/null 2>&1; then
+    missing+=("MPI (mpicc, mpirun)")
+    packages+=(libopenmpi-dev openmpi-bin)
+fi
 found_icd=""
 for dir in ${TOKENMATH_ICD_DIRS:-/usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/share/vulkan/icd.d}; do
     if compgen -G "$dir/lvp_icd.*.json" >/dev/null; then
