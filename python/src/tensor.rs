@@ -137,7 +137,7 @@ impl Tensor {
                 format!("`{name}` is on DLPack device type {} (this call takes CPU memory)", t.device.device_type.0),
             ));
         }
-        if t.dtype.lanes != 1 || !kind.accepts(t.dtype.code.0 as u8, t.dtype.bits) {
+        if t.dtype.lanes != 1 || !kind.accepts(t.dtype.code.0, t.dtype.bits) {
             return Err(Fail::new(
                 TKM_STATUS_BAD_DTYPE,
                 format!(

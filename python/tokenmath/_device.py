@@ -28,7 +28,11 @@ def framework(x: Any) -> str:
 def arg(x: Any) -> Any:
     """A tensor argument as handed to the native module: torch tensors that require grad
     are detached (torch refuses to export them; these calls are outside autograd)."""
-    if x is not None and framework(x) == "torch" and getattr(x, "requires_grad", False):
+    if x is None:
+        return None
+    if not hasattr(x, "__dlpack__"):
+        raise TypeError(f"tokenmath takes DLPack tensors (objects with __dlpack__: NumPy, PyTorch, CuPy, ...), not {type(x).__name__}")
+    if framework(x) == "torch" and getattr(x, "requires_grad", False):
         return x.detach()
     return x
 
