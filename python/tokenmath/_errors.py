@@ -46,3 +46,7 @@ class TokenmathError(Exception):
 
     def __reduce__(self):  # picklable (multiprocessing data loaders)
         return (type(self), (self.status, self.function, self.detail))
+
+
+# Shown as `tokenmath.TokenmathError` in tracebacks (it is re-exported there).
+TokenmathError.__module__ = "tokenmath"
