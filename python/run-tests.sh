@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q ./python pytest numpy
 if [ "${TOKENMATH_TEST_TORCH:-0}" = 1 ]; then
-    "$venv/bin/pip" install -q torch
+    "$venv/bin/pip" install -q --no-cache-dir torch  # ~5.4 GB installed, no second copy in the cache
 fi
 
 # The C ABI itself, built on its own, as the second oracle of the tests.

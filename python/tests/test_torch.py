@@ -48,7 +48,11 @@ def test_inplace_backward_reuses_the_logits_buffer():
     logits = x * 2.0  # a non-leaf, as a model's output
     ptr = logits.data_ptr()
     seen = {}
-    logits.register_hook(lambda g: seen.setdefault("ptr", g.data_ptr()))
+
+    def hook(g):
+        seen["ptr"] = g.data_ptr()
+
+    logits.register_hook(hook)
     logp, ent = tmt.logp_entropy(logits, torch.arange(4), inplace_backward=True)
     (logp.sum() + ent.sum()).backward()
     assert seen["ptr"] == ptr  # the gradient lives in the logits' storage
