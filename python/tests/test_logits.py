@@ -157,3 +157,15 @@ def test_big_offsets_and_single_column():
     assert np.isfinite(s.entropy).all()
     one = tm.logits_fwd(np.array([[3.0], [-2.0]], np.float32), np.array([0, 0], np.int32))
     assert (one.logp == 0).all() and (one.entropy == 0).all()
+
+
+def test_thread_count_does_not_change_bits(rng):
+    x, t = _data(rng, rows=64, vocab=515)
+    s1 = tm.logits_fwd(x, t, 0.9, threads=1)
+    s4 = tm.logits_fwd(x, t, 0.9, threads=4)
+    for a, b in zip(s1[:5], s4[:5]):
+        np.testing.assert_array_equal(bits(a), bits(b))
+    g = rng.standard_normal(64).astype(np.float32)
+    np.testing.assert_array_equal(
+        bits(tm.logits_bwd(x, s1, t, 0.9, g_logp=g, threads=1)), bits(tm.logits_bwd(x, s4, t, 0.9, g_logp=g, threads=3))
+    )
