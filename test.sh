@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The full test run: formatting, lints, unit + property + integration + doc tests of every
 # crate (the GPU kernels run on wgpu over Mesa's CPU Vulkan driver, lavapipe), the CUDA
-# build of the GPU crate, every kernel variant compiled by NVRTC for sm_90a, the C ABI checks, the no_std build of the core and the no_std
+# build of the GPU crate, every kernel variant compiled by NVRTC for sm_90a, the C ABI checks (with the MPI example), the Python package's tests, the no_std build of the core and the no_std
 # probe. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -42,6 +42,9 @@ gpu/cuda-check/run.sh
 
 step "C ABI: header up to date, C11/C++17 compile, install, C test (shared, ASan/UBSan, static), C++ CMake example"
 scripts/check-ffi.sh
+
+step "Python package: pip install ./python (maturin) into target/python-venv, pytest against NumPy formulas and the C ABI"
+python/run-tests.sh
 
 step "no_std build of tokenmath-core"
 cargo build -p tokenmath-core --no-default-features

@@ -38,6 +38,10 @@ fi
 if ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=("python3 with pip")
     packages+=(python3-pip)
+# python/run-tests.sh builds the Python package into a virtual environment (abi3, Python >= 3.10).
+elif ! python3 -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 10)' >/dev/null 2>&1; then
+    missing+=("python3 >= 3.10 with venv")
+    packages+=(python3-venv)
 fi
 commands=()
 if [ ${#packages[@]} -gt 0 ]; then
