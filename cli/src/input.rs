@@ -115,23 +115,8 @@ pub fn parse<'a>(path: &Path, bytes: &'a [u8], keys: Keys<'_>) -> Result<Input<'
             ))
         })?,
     };
-    let dtype = match logits.dtype() {
-        Dtype::F32 => DType::F32,
-        Dtype::BF16 => DType::BF16,
-        Dtype::F16 => DType::F16,
-        other => return Err(bad(format!("logits tensor `{logits_key}` has dtype {other}; expected F32, BF16 or F16"))),
-    };
-    let shape = logits.shape().to_vec();
-    let (rows, vocab) = match *shape.as_slice() {
-        [n, v] => (n, v),
-        [b, t, v] => (b * t, v), // the product is bounded by the validated tensor size
-        _ => {
-            return Err(bad(format!("logits tensor `{logits_key}` has shape {shape:?}; expected [N, V] or [B, T, V]")))
-        }
-    };
-    if rows == 0 || vocab == 0 {
-        return Err(bad(format!("logits tensor `{logits_key}` of shape {shape:?} is empty")));
-    }
+    let mut input = logits_input(&logits_key, &logits).map_err(bad)?;
+    let (shape, vocab) = (input.shape.clone(), input.vocab);
 
     let labels_view = match keys.labels {
         Some(key) => Some((key.to_owned(), lookup(key, "--labels-key")?)),
@@ -140,7 +125,29 @@ pub fn parse<'a>(path: &Path, bytes: &'a [u8], keys: Keys<'_>) -> Result<Input<'
     };
     let labels = labels_view.map(|(key, view)| decode_labels(&key, &view, &shape, vocab).map_err(bad)).transpose()?;
 
-    Ok(Input { logits_key, shape, dtype, rows, vocab, labels, data: logits.data() })
+    input.labels = labels;
+    Ok(input)
+}
+
+/// The logits tensor `view` (named `key`) as an [`Input`] without labels: its dtype must be
+/// F32, BF16 or F16 and its shape `[N, V]` or `[B, T, V]`, not empty.
+pub fn logits_input<'a>(key: &str, view: &TensorView<'a>) -> Result<Input<'a>, String> {
+    let dtype = match view.dtype() {
+        Dtype::F32 => DType::F32,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F16 => DType::F16,
+        other => return Err(format!("logits tensor `{key}` has dtype {other}; expected F32, BF16 or F16")),
+    };
+    let shape = view.shape().to_vec();
+    let (rows, vocab) = match *shape.as_slice() {
+        [n, v] => (n, v),
+        [b, t, v] => (b * t, v), // the product is bounded by the validated tensor size
+        _ => return Err(format!("logits tensor `{key}` has shape {shape:?}; expected [N, V] or [B, T, V]")),
+    };
+    if rows == 0 || vocab == 0 {
+        return Err(format!("logits tensor `{key}` of shape {shape:?} is empty"));
+    }
+    Ok(Input { logits_key: key.to_owned(), shape, dtype, rows, vocab, labels: None, data: view.data() })
 }
 
 impl<'a> Input<'a> {
@@ -196,7 +203,7 @@ fn is_float(dtype: Dtype) -> bool {
 }
 
 /// A one-line description of a safetensors parse error, with a hint where one helps.
-fn describe(e: &SafeTensorError) -> String {
+pub fn describe(e: &SafeTensorError) -> String {
     let hint = match e {
         SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidHeaderLength => {
             " (the file is shorter or longer than its header says: truncated?)"
