@@ -42,6 +42,9 @@ use crate::rollout::{self, Rollout};
 use crate::run::{self, Job, RowStatistics, CHUNK_ELEMS, MAX_CHUNK_ROWS};
 use crate::step::{self, Algo, PolicyBatch, StepOutcome};
 
+/// A per-token array, read from the dump or computed.
+type PerToken<'a> = Cow<'a, [f32]>;
+
 /// What to replay and what to write.
 pub struct ReplayCfg<'a> {
     /// The dump.
@@ -102,8 +105,7 @@ pub fn run(cfg: &ReplayCfg<'_>) -> Result<bool, CliError> {
 
     let (bt, mask) = (ro.b * ro.t, &ro.mask);
     let mut first_pass_ok = true;
-    let (statistics, logp, entropy): (Option<RowStatistics>, Cow<'_, [f32]>, Option<Cow<'_, [f32]>>) = match &ro.policy
-    {
+    let (statistics, logp, entropy): (Option<RowStatistics>, PerToken<'_>, Option<PerToken<'_>>) = match &ro.policy {
         rollout::Policy::Logits(logits) => {
             let tokens = ro.tokens.as_deref().unwrap_or(&[]);
             // Validated against the vocabulary where the mask is set; -1 (no target) elsewhere.

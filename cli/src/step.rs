@@ -1,4 +1,6 @@
-//! One GRPO-family policy-gradient step on the default batch, end to end:
+//! One GRPO-family policy-gradient step, end to end — on the default batch ([`run`]) and, with
+//! the same policy part ([`policy`]), on a real rollout by `tokenmath replay`
+//! ([`crate::replay`]):
 //! statistics → advantages → clipped loss (with KL) → aggregated loss → gradient w.r.t. the
 //! logits, chained through the logits backward. The statistics are the main job's forward
 //! ([`crate::run::RowStatistics`]): the logits are read once for it and once for this
@@ -20,7 +22,9 @@
 //! | `gspo` | GRPO, verl loop form | GSPO (sequence ratio, ε 0.2) | none | seq-mean-token-mean |
 //! | `rloo` | RLOO (leave-one-out baseline) | PPO clip, verl defaults | β = 0.001 | token-mean |
 //!
-//! These follow verl's recipes for each algorithm. The aggregated loss is checked against
+//! These follow verl's recipes for each algorithm. Without reference log-probs (a replayed
+//! dump may have none) `grpo` and `rloo` run without the KL term. DAPO's overlong shaping uses
+//! `T` as the maximum length and `⌈T/2⌉` as the buffer. The aggregated loss is checked against
 //! the `f64` reference (`tokenmath_reference::policy_loss`).
 
 use std::fmt::Write as _;

@@ -439,7 +439,7 @@ fn every_bad_input_is_one_clear_error_line_and_writes_nothing() {
         ("no_tokens", without(&good, "tokens"), &[], "no tensor named `tokens`"),
         ("no_groups", without(&good, "group_ids"), &[], "no tensor named `group_ids`"),
         ("group_size", without(&good, "group_ids"), &["--group-size", "5"], "--group-size 5 must divide the 12"),
-        ("mask_rank", edit("mask", u8s(&[B * T], &vec![1; B * T])), &[], "tensor `mask` has shape [120]"),
+        ("mask_rank", edit("mask", u8s(&[B * T], &[1; B * T])), &[], "tensor `mask` has shape [120]"),
         ("mask_value", edit("mask", u8s(&[B, T], &bad_mask)), &[], "tensor `mask` holds 2 at [1, 3]; expected 0 or 1"),
         (
             "mask_dtype",
@@ -464,7 +464,7 @@ fn every_bad_input_is_one_clear_error_line_and_writes_nothing() {
         ("tokens_dtype", edit("tokens", f32s(&[B, T], &vec![0.0; B * T])), &[], "`tokens` has dtype F32"),
         ("old_shape", edit("old_logp", f32s(&[T, B], &vec![0.0; B * T])), &[], "`old_logp` has shape [10, 12]"),
         ("old_nan", edit("old_logp", f32s(&[B, T], &nan_old)), &[], "`old_logp` holds NaN at [0, 0]"),
-        ("rewards_shape", edit("rewards", f32s(&[B + 1], &vec![0.0; B + 1])), &[], "expected [12] or [12, 10]"),
+        ("rewards_shape", edit("rewards", f32s(&[B + 1], &[0.0; B + 1])), &[], "expected [12] or [12, 10]"),
         (
             "rewards_inf",
             edit("rewards", f32s(&[B], &[f32::INFINITY; B])),

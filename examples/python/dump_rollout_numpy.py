@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--len", type=int, default=48, help="max response tokens (T)")
     ap.add_argument("--vocab", type=int, default=512)
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--eos-logit", type=float, default=5.0, help="bias of <eos> (-30: every response T tokens)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tokenizer", default=None, help="where to write tokenizer.json [beside --out]")
     args = ap.parse_args()
@@ -66,7 +67,7 @@ def main():
     B, EOS = P * G, 1
     bigram = rng.normal(0.0, 2.0, size=(V, V)).astype(np.float32)
     bigram[:, 0] = -1e9  # never sample <pad>
-    bigram[:, EOS] += np.float32(5.0)  # responses of a few dozen tokens
+    bigram[:, EOS] += np.float32(args.eos_logit)  # 5: responses of a few dozen tokens
     prompt_bias = rng.normal(0.0, 1.0, size=(P, V)).astype(np.float32)
     answers = rng.integers(2, V, size=P)
     for p in range(P):
