@@ -163,7 +163,7 @@ fn data(r: &Replayed<'_>, tokenizer: Option<&Tokenizer>) -> Value {
         "decoded": tokenizer.is_some() && ro.tokens.is_some(),
         "summary": r.step.summary(),
         "budget": MAX_REPORT_TOKENS,
-        "page": super::html_report::PAGE_SIZE,
+        "page": PAGE_SIZE,
         "seqs": seqs,
         "tokens": tokens,
     })

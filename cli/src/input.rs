@@ -172,6 +172,32 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Drops this process's resident pages of the logits rows `rows` of `input` (which must have
+/// been parsed from `mapped`), once they have been processed: the file's pages stay in the
+/// page cache, and an access reads them again. Without this, every page of a memory-mapped
+/// dump that was touched counts in the process's resident set until the end, however small
+/// the chunks. Advice only: a failure is ignored. No-op off Unix or for data outside `mapped`.
+pub fn release_rows(mapped: &Mmap, input: &Input<'_>, rows: Range<usize>) {
+    #[cfg(unix)]
+    {
+        let row_bytes = input.vocab * input.dtype.size();
+        let map = mapped.as_ptr_range();
+        let data = input.data.as_ptr_range();
+        if data.start < map.start || data.end > map.end || rows.end > input.rows || rows.is_empty() {
+            return;
+        }
+        let offset = data.start as usize - map.start as usize + rows.start * row_bytes;
+        // SAFETY: `mapped` is a read-only, shared mapping of a file (`map_file`) that nobody
+        // modifies while it is mapped (the same assumption as the mapping itself): dropping
+        // its pages loses no data, the next read of them faults them in from the file again.
+        let _ = unsafe {
+            mapped.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, rows.len() * row_bytes)
+        };
+    }
+    #[cfg(not(unix))]
+    let _ = (mapped, input, rows);
+}
+
 /// The tensor named [`DEFAULT_LOGITS_KEY`], else the only floating-point tensor.
 fn find_logits<'a>(file: &SafeTensors<'a>) -> Option<(String, TensorView<'a>)> {
     if let Ok(t) = file.tensor(DEFAULT_LOGITS_KEY) {

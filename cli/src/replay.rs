@@ -14,8 +14,9 @@
 //!    never held).
 //!
 //! So memory is one chunk of logits rows (at most [`crate::run::MAX_CHUNK_ROWS`] rows and
-//! 64 MiB) plus a few `[B, T]` arrays, whatever `V`; the logits are memory-mapped and only
-//! the chunk being processed needs to be resident. With precomputed `logp` (no logits) only
+//! 64 MiB) plus a few `[B, T]` arrays, whatever `V`: the logits are memory-mapped, and the
+//! pages of each chunk are released once it is processed ([`input::release_rows`]), so the
+//! resident set does not grow with the dump either. With precomputed `logp` (no logits) only
 //! step 2 runs and the gradient is `∂L/∂logp`.
 //!
 //! `--out` writes every per-token array ([`write_out`]); `--report` the HTML report
@@ -23,10 +24,13 @@
 //! temporary file renamed into place.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use tokenmath_core::advantages::Groups;
@@ -110,9 +114,8 @@ pub fn run(cfg: &ReplayCfg<'_>) -> Result<bool, CliError> {
             let tokens = ro.tokens.as_deref().unwrap_or(&[]);
             // Validated against the vocabulary where the mask is set; -1 (no target) elsewhere.
             let targets: Vec<i32> = (0..bt).map(|i| if mask[i] != 0 { tokens[i] as i32 } else { -1 }).collect();
-            let stats = forward(cfg, logits, &targets, &origin, &ro.description)?;
-            first_pass_ok = stats.0;
-            let stats = stats.1;
+            let (passed, stats) = forward(cfg, &mapped, logits, &targets, &origin, &ro.description)?;
+            first_pass_ok = passed;
             if let Some(i) = (0..bt).find(|&i| mask[i] != 0 && !stats.logp[i].is_finite()) {
                 return Err(CliError::input(
                     path,
@@ -150,8 +153,15 @@ pub fn run(cfg: &ReplayCfg<'_>) -> Result<bool, CliError> {
         (rollout::Policy::Logits(logits), Some(stats)) => {
             let tokens = ro.tokens.as_deref().unwrap_or(&[]);
             let targets: Vec<i32> = (0..bt).map(|i| if policy.mask[i] != 0 { tokens[i] as i32 } else { -1 }).collect();
-            let bwd =
-                Backward { cfg, input: logits, targets: &targets, mask: &policy.mask, stats, g_logp: &policy.g_logp };
+            let bwd = Backward {
+                cfg,
+                mapped: &mapped,
+                input: logits,
+                targets: &targets,
+                mask: &policy.mask,
+                stats,
+                g_logp: &policy.g_logp,
+            };
             let (norm, max) = match logits.dtype {
                 DType::F32 => bwd.run::<f32>(&origin),
                 DType::BF16 => bwd.run::<bf16>(&origin),
@@ -197,6 +207,7 @@ pub fn run(cfg: &ReplayCfg<'_>) -> Result<bool, CliError> {
 /// `(reference check passed, per-row statistics)`.
 fn forward(
     cfg: &ReplayCfg<'_>,
+    mapped: &Mmap,
     logits: &Input<'_>,
     targets: &[i32],
     origin: &str,
@@ -211,11 +222,18 @@ fn forward(
         origin,
         keep_statistics: true,
     };
+    // `run` asks for the chunks in order: release the rows before each new chunk.
+    let done = Cell::new(0);
+    let rows = |r: Range<usize>| {
+        input::release_rows(mapped, logits, done.replace(r.start)..r.start);
+        r
+    };
     let outcome = match logits.dtype {
-        DType::F32 => run::run::<f32>(&job, |r| logits.rows_as(r)),
-        DType::BF16 => run::run::<bf16>(&job, |r| logits.rows_as(r)),
-        DType::F16 => run::run::<f16>(&job, |r| logits.rows_as(r)),
+        DType::F32 => run::run::<f32>(&job, |r| logits.rows_as(rows(r))),
+        DType::BF16 => run::run::<bf16>(&job, |r| logits.rows_as(rows(r))),
+        DType::F16 => run::run::<f16>(&job, |r| logits.rows_as(rows(r))),
     }?;
+    input::release_rows(mapped, logits, done.get()..logits.rows);
     let d = Description {
         origin: format!("replay of {origin}"),
         tensors: description.to_owned(),
@@ -234,6 +252,7 @@ fn forward(
 /// The logits backward of the step, a chunk of rows at a time.
 struct Backward<'a> {
     cfg: &'a ReplayCfg<'a>,
+    mapped: &'a Mmap,
     input: &'a Input<'a>,
     targets: &'a [i32],
     mask: &'a [u8],
@@ -268,6 +287,8 @@ impl Backward<'_> {
                 sum_sq += f64::from(v) * f64::from(v);
                 max = max.max(v.abs());
             }
+            drop(data);
+            input::release_rows(self.mapped, self.input, start..end);
             progress.inc(n as u64);
         }
         progress.finish_and_clear();
