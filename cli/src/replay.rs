@@ -236,7 +236,12 @@ fn forward(
     input::release_rows(mapped, logits, done.get()..logits.rows);
     let d = Description {
         origin: format!("replay of {origin}"),
-        tensors: description.to_owned(),
+        tensors: format!(
+            "{description}\n  {:<11} statistics below: every row, padding included; the policy step: the {} tokens \
+             where the mask is set",
+            "",
+            targets.iter().filter(|&&t| t >= 0).count()
+        ),
         rows: logits.rows,
         vocab: logits.vocab,
         dtype: logits.dtype,
@@ -322,7 +327,8 @@ fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> std::io::Result<()
 /// | `mask` | U8 | the mask the loss used (DAPO's filter may clear whole groups) |
 /// | `advantage_seq`, `reward_seq` | F32 `[B]` | per response (rewards after DAPO's shaping) |
 ///
-/// Metadata: `algo`, `loss` and `loss_reference`.
+/// Metadata: `tokenmath_replay`, a JSON object with `algo`, `loss`, `loss_reference` and
+/// `source` (the dump).
 pub fn write_out(path: &Path, r: &Replayed<'_>) -> std::io::Result<()> {
     let p = r.step.policy();
     let (b, t) = (r.rollout.b, r.rollout.t);
@@ -347,11 +353,14 @@ pub fn write_out(path: &Path, r: &Replayed<'_>) -> std::io::Result<()> {
             TensorView::new(*dtype, shape.clone(), bytes).map(|v| (*name, v)).map_err(std::io::Error::other)
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
-        ("algo".to_owned(), r.algo.name()),
-        ("loss".to_owned(), format!("{:e}", p.loss)),
-        ("loss_reference".to_owned(), format!("{:e}", p.loss_reference)),
-        ("source".to_owned(), r.origin.to_owned()),
-    ]);
+    // One metadata entry (a JSON object with sorted keys): safetensors writes its metadata map
+    // in `HashMap` order, so several entries would make the file's bytes vary from run to run.
+    let about = serde_json::json!({
+        "algo": r.algo.name(),
+        "loss": format!("{:e}", p.loss),
+        "loss_reference": format!("{:e}", p.loss_reference),
+        "source": r.origin,
+    });
+    let metadata = HashMap::from([("tokenmath_replay".to_owned(), about.to_string())]);
     safetensors::serialize_to_file(views, Some(metadata), path).map_err(std::io::Error::other)
 }

@@ -205,9 +205,10 @@ fn out_holds_every_per_token_array_and_agrees_with_independent_recomputation() {
     }
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let meta: HashMap<String, String> = meta.metadata().clone().unwrap();
-    assert_eq!(meta["algo"], "grpo");
+    let about: Value = serde_json::from_str(&meta["tokenmath_replay"]).unwrap();
+    assert_eq!(about["algo"], "grpo");
     let printed: f32 = value(&run, "loss").parse().unwrap();
-    let stored: f32 = meta["loss"].parse().unwrap();
+    let stored: f32 = about["loss"].as_str().unwrap().parse().unwrap();
     assert!((printed - stored).abs() <= 1e-6 * (1.0 + printed.abs()), "{printed} vs {stored}");
 
     let get = |name: &str| dump.iter().find(|(n, _)| *n == name).unwrap().1.bytes.clone();
@@ -486,11 +487,16 @@ fn every_bad_input_is_one_clear_error_line_and_writes_nothing() {
         assert_one_line_error(&run, needle);
         assert!(!out.exists() && !report.exists(), "{name}: an output was written");
     }
-    // Padding may hold anything: a token out of range where the mask is 0 is fine.
+    // Padding may hold anything: a token out of range, NaN logits and log-probs where the
+    // mask is 0 are fine.
     let mut padded = good.clone();
     let mask = good.iter().find(|(n, _)| *n == "mask").unwrap().1.bytes.clone();
     let tokens: Vec<i64> = (0..B * T).map(|i| if mask[i] != 0 { (i % V) as i64 } else { 1 << 40 }).collect();
     set(&mut padded, "tokens", i64s(&[B, T], &tokens));
+    let logits: Vec<f32> = (0..B * T * V).map(|i| if mask[i / V] != 0 { unit(i, 1) } else { f32::NAN }).collect();
+    set(&mut padded, "logits", f32s(&[B, T, V], &logits));
+    let old: Vec<f32> = (0..B * T).map(|i| if mask[i] != 0 { -3.0 } else { f32::NAN }).collect();
+    set(&mut padded, "old_logp", f32s(&[B, T], &old));
     assert_pass(&replay(&save(&dir, "padded.safetensors", &padded), &[]));
 }
 
@@ -536,4 +542,43 @@ fn unreadable_lying_and_truncated_files_are_one_line_errors() {
     // An output path that cannot be written: one line, and no partial file.
     let run = replay(&ok, &["--out", dir.join("no/such/dir/step.safetensors").to_str().unwrap()]);
     assert_one_line_error(&run, "no/such/dir");
+}
+
+#[test]
+fn help_documents_every_tensor_name() {
+    let run = tokenmath(&["replay", "--help"]);
+    assert_eq!(run.code, 0);
+    for name in ["logits", "logp", "entropy", "tokens", "mask", "old_logp", "ref_logp", "rewards", "group_ids"] {
+        assert!(run.stdout.contains(&format!("\n  {name} ")), "{name} is not documented:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn replays_are_the_same_for_any_thread_count_and_backend() {
+    let dir = scratch("threads");
+    let path = save(&dir, "rollout.safetensors", &rollout());
+    let outputs = |extra: &[&str]| {
+        let out = dir.join("step.safetensors");
+        let mut args = vec!["--algo", "gspo", "--out", out.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let run = replay(&path, &args);
+        assert_pass(&run);
+        let text: Vec<String> = run
+            .stdout
+            .lines()
+            .filter(|l| {
+                let timing = [" ms", " us", " s ", "/s", "time", "total", "execution"];
+                !timing.iter().any(|t| l.contains(t))
+            })
+            .map(str::to_owned)
+            .collect();
+        (text, fs::read(&out).unwrap())
+    };
+    // Compared without printing kilobytes of bytes on a failure.
+    let one = outputs(&["--threads", "1"]);
+    for extra in [&["--threads", "3"][..], &["--threads", "2", "--backend", "portable"]] {
+        let other = outputs(extra);
+        assert_eq!(one.0, other.0, "{extra:?}");
+        assert!(one.1 == other.1, "{extra:?}: the --out files differ");
+    }
 }
