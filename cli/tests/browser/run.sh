@@ -7,7 +7,7 @@
 #     count of script errors and console.error calls (#selftest data-errors) is 0;
 #   * the DOM after load (--dump-dom) holds exactly one token cell (span.tok) per unmasked
 #     token of each response drawn on the page, counted against the dump's mask with NumPy;
-#   * a 64k-token dump (256 responses x 256 tokens) embeds all 65,536 tokens, draws one page
+#   * a 64k-token dump (256 responses x 256 tokens, bf16 logits) embeds all 65,536 tokens, draws one page
 #     (16 responses) and records how long drawing took (#selftest data-ms);
 #
 # and saves a screenshot of the first report as target/replay-report.png.
@@ -51,10 +51,11 @@ check() {
 import sys
 from html.parser import HTMLParser
 
-from safetensors.numpy import load_file
+from safetensors import safe_open
 
 dom_path, dump_path, name, max_ms = sys.argv[1:5]
-mask = load_file(dump_path)["mask"]
+with safe_open(dump_path, "np") as f:  # the mask alone: NumPy has no bfloat16 for the logits
+    mask = f.get_tensor("mask")
 
 
 class Cells(HTMLParser):
@@ -101,7 +102,7 @@ check small "$work/small/rollout.safetensors" dapo
 
 mkdir -p "$work/large"
 python3 examples/python/dump_rollout_numpy.py --out "$work/large/rollout.safetensors" --prompts 64 --group 4 \
-    --len 256 --vocab 64 --eos-logit -30 >/dev/null
+    --len 256 --vocab 64 --eos-logit -30 --dtype bf16 >/dev/null
 check large "$work/large/rollout.safetensors" grpo 2000
 python3 - "$work/large.html" <<'PY'
 import json, re, sys
