@@ -12,7 +12,8 @@
 //! * the summary the command printed.
 //!
 //! Tokens are shown decoded with a `--tokenizer tokenizer.json` (`tokenizers` crate, one
-//! token at a time), as ids otherwise.
+//! token at a time; a token that does not decode to text on its own, a piece of a UTF-8
+//! sequence, is shown as its vocabulary entry), as ids otherwise.
 //!
 //! Size \[library choice\]: the per-token data of at most [`MAX_REPORT_TOKENS`] (65,536)
 //! unmasked tokens is embedded, taking whole responses in dump order; the table and the
@@ -92,8 +93,11 @@ fn data(r: &Replayed<'_>, tokenizer: Option<&Tokenizer>) -> Value {
                 .entry(id)
                 .or_insert_with(|| {
                     let id32 = u32::try_from(id).ok();
+                    // A token that is part of a UTF-8 sequence decodes to U+FFFD alone: show
+                    // its vocabulary entry instead (`<0xE2>` with byte fallback, `â` in GPT-2's
+                    // byte-level alphabet).
                     id32.and_then(|i| tk.decode(&[i], false).ok())
-                        .filter(|s| !s.is_empty())
+                        .filter(|s| !s.is_empty() && !s.contains('\u{FFFD}'))
                         .or_else(|| id32.and_then(|i| tk.id_to_token(i)))
                         .unwrap_or_else(|| format!("<{id}>"))
                 })
