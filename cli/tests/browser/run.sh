@@ -24,7 +24,8 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 work="$target/replay-browser"
 rm -rf "$work"
 mkdir -p "$work"
-cargo build -p tokenmath-cli --quiet
+# The test profile: after test.sh's `cargo test -p tokenmath-cli` this builds nothing new.
+cargo build --profile test -p tokenmath-cli --quiet
 tokenmath="$target/debug/tokenmath"
 
 chromium_run() { # profile-name, chromium arguments...
