@@ -20,8 +20,9 @@
 //! step 2 runs and the gradient is `∂L/∂logp`.
 //!
 //! `--out` writes every per-token array ([`write_out`]); `--report` the HTML report
-//! ([`crate::html_report`]). Both are written only when the step succeeded, through a
-//! temporary file renamed into place.
+//! ([`crate::html_report`]). Both are written once the step has run (also when a check
+//! against the reference fails: they are how to look into it), never after an input error,
+//! each through a temporary file renamed into place.
 
 use std::borrow::Cow;
 use std::cell::Cell;
