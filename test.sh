@@ -12,7 +12,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # set PROPTEST_RNG_SEED to explore others.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261128}"
 
-step "prerequisites (cmake, g++, pkg-config, MPI, python3 with pip, cbindgen 0.29.4, lavapipe)"
+step "prerequisites (cmake, g++, pkg-config, MPI, python3 with pip, chromium, numpy + safetensors, cbindgen 0.29.4, lavapipe)"
 # Before any build: on a machine without them, one line says what to install.
 scripts/check-prereqs.sh
 
@@ -39,6 +39,9 @@ cargo test -p tokenmath-gpu --features cuda
 
 step "every GPU kernel variant compiled as CUDA for sm_90a by NVRTC (no GPU needed), with its SASS cost per element"
 gpu/cuda-check/run.sh
+
+step "tokenmath replay's HTML report in headless Chromium (no console errors, one cell per unmasked token, screenshot target/replay-report.png)"
+cli/tests/browser/run.sh
 
 step "C ABI: header up to date, C11/C++17 compile, install, C test (shared, ASan/UBSan, static), C++ CMake example"
 scripts/check-ffi.sh

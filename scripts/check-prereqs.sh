@@ -2,7 +2,9 @@
 # What ./test.sh needs besides the Rust toolchain: cmake, g++ and pkg-config (C ABI checks), an
 # MPI (the multi-rank example),
 # the pinned cbindgen (header drift check), Mesa's CPU Vulkan driver, lavapipe (the GPU
-# kernels' tests) and python3 with pip (the NVRTC compile check fetches NVIDIA's wheels). Prints nothing and exits 0 when everything is there; otherwise prints
+# kernels' tests), python3 with pip (the NVRTC compile check fetches NVIDIA's wheels), and
+# Debian's chromium plus NumPy and safetensors for python3 (the replay report's browser test,
+# cli/tests/browser/run.sh, opens reports of dumps made by examples/python/dump_rollout_numpy.py). Prints nothing and exits 0 when everything is there; otherwise prints
 # ONE line naming what is missing and the exact command that installs it, and exits 1, so
 # that a fresh machine learns it in a second instead of after a 7-minute build.
 # (.ci/run installs all of it and then runs ./test.sh.)
@@ -43,12 +45,23 @@ elif ! python3 -c 'import sys, venv, ensurepip; assert sys.version_info >= (3, 1
     missing+=("python3 >= 3.10 with venv")
     packages+=(python3-venv)
 fi
+# The replay report's browser test: Debian's chromium (headless) and the NumPy producer's packages.
+if ! command -v chromium >/dev/null 2>&1; then
+    missing+=("chromium")
+    packages+=(chromium)
+fi
+python_packages=""
+if ! python3 -c "import numpy, safetensors" >/dev/null 2>&1; then
+    missing+=("numpy and safetensors for python3")
+    python_packages="python3 -m pip install numpy safetensors"
+fi
 commands=()
 if [ ${#packages[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo "
     commands+=("${sudo}apt-get install -y ${packages[*]}")
 fi
+[ -z "$python_packages" ] || commands+=("$python_packages")
 if ! command -v cargo >/dev/null 2>&1; then
     missing+=("cargo")
     commands+=("curl https://sh.rustup.rs -sSf | sh")

@@ -115,23 +115,8 @@ pub fn parse<'a>(path: &Path, bytes: &'a [u8], keys: Keys<'_>) -> Result<Input<'
             ))
         })?,
     };
-    let dtype = match logits.dtype() {
-        Dtype::F32 => DType::F32,
-        Dtype::BF16 => DType::BF16,
-        Dtype::F16 => DType::F16,
-        other => return Err(bad(format!("logits tensor `{logits_key}` has dtype {other}; expected F32, BF16 or F16"))),
-    };
-    let shape = logits.shape().to_vec();
-    let (rows, vocab) = match *shape.as_slice() {
-        [n, v] => (n, v),
-        [b, t, v] => (b * t, v), // the product is bounded by the validated tensor size
-        _ => {
-            return Err(bad(format!("logits tensor `{logits_key}` has shape {shape:?}; expected [N, V] or [B, T, V]")))
-        }
-    };
-    if rows == 0 || vocab == 0 {
-        return Err(bad(format!("logits tensor `{logits_key}` of shape {shape:?} is empty")));
-    }
+    let mut input = logits_input(&logits_key, &logits).map_err(bad)?;
+    let (shape, vocab) = (input.shape.clone(), input.vocab);
 
     let labels_view = match keys.labels {
         Some(key) => Some((key.to_owned(), lookup(key, "--labels-key")?)),
@@ -140,7 +125,29 @@ pub fn parse<'a>(path: &Path, bytes: &'a [u8], keys: Keys<'_>) -> Result<Input<'
     };
     let labels = labels_view.map(|(key, view)| decode_labels(&key, &view, &shape, vocab).map_err(bad)).transpose()?;
 
-    Ok(Input { logits_key, shape, dtype, rows, vocab, labels, data: logits.data() })
+    input.labels = labels;
+    Ok(input)
+}
+
+/// The logits tensor `view` (named `key`) as an [`Input`] without labels: its dtype must be
+/// F32, BF16 or F16 and its shape `[N, V]` or `[B, T, V]`, not empty.
+pub fn logits_input<'a>(key: &str, view: &TensorView<'a>) -> Result<Input<'a>, String> {
+    let dtype = match view.dtype() {
+        Dtype::F32 => DType::F32,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F16 => DType::F16,
+        other => return Err(format!("logits tensor `{key}` has dtype {other}; expected F32, BF16 or F16")),
+    };
+    let shape = view.shape().to_vec();
+    let (rows, vocab) = match *shape.as_slice() {
+        [n, v] => (n, v),
+        [b, t, v] => (b * t, v), // the product is bounded by the validated tensor size
+        _ => return Err(format!("logits tensor `{key}` has shape {shape:?}; expected [N, V] or [B, T, V]")),
+    };
+    if rows == 0 || vocab == 0 {
+        return Err(format!("logits tensor `{key}` of shape {shape:?} is empty"));
+    }
+    Ok(Input { logits_key: key.to_owned(), shape, dtype, rows, vocab, labels: None, data: view.data() })
 }
 
 impl<'a> Input<'a> {
@@ -163,6 +170,32 @@ impl<'a> Input<'a> {
             }
         }
     }
+}
+
+/// Drops this process's resident pages of the logits rows `rows` of `input` (which must have
+/// been parsed from `mapped`), once they have been processed: the file's pages stay in the
+/// page cache, and an access reads them again. Without this, every page of a memory-mapped
+/// dump that was touched counts in the process's resident set until the end, however small
+/// the chunks. Advice only: a failure is ignored. No-op off Unix or for data outside `mapped`.
+pub fn release_rows(mapped: &Mmap, input: &Input<'_>, rows: Range<usize>) {
+    #[cfg(unix)]
+    {
+        let row_bytes = input.vocab * input.dtype.size();
+        let map = mapped.as_ptr_range();
+        let data = input.data.as_ptr_range();
+        if data.start < map.start || data.end > map.end || rows.end > input.rows || rows.is_empty() {
+            return;
+        }
+        let offset = data.start as usize - map.start as usize + rows.start * row_bytes;
+        // SAFETY: `mapped` is a read-only, shared mapping of a file (`map_file`) that nobody
+        // modifies while it is mapped (the same assumption as the mapping itself): dropping
+        // its pages loses no data, the next read of them faults them in from the file again.
+        let _ = unsafe {
+            mapped.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, rows.len() * row_bytes)
+        };
+    }
+    #[cfg(not(unix))]
+    let _ = (mapped, input, rows);
 }
 
 /// The tensor named [`DEFAULT_LOGITS_KEY`], else the only floating-point tensor.
@@ -196,7 +229,7 @@ fn is_float(dtype: Dtype) -> bool {
 }
 
 /// A one-line description of a safetensors parse error, with a hint where one helps.
-fn describe(e: &SafeTensorError) -> String {
+pub fn describe(e: &SafeTensorError) -> String {
     let hint = match e {
         SafeTensorError::MetadataIncompleteBuffer | SafeTensorError::InvalidHeaderLength => {
             " (the file is shorter or longer than its header says: truncated?)"

@@ -4,6 +4,9 @@
 //! * `tokenmath` / `tokenmath run [options]` — the embedded, seeded default batch
 //!   ([`default_batch`]), followed by one policy-gradient step (`--algo`, [`step`]);
 //! * `tokenmath stats --input FILE.safetensors` — a logits dump ([`input`]).
+//! * `tokenmath replay --input rollout.safetensors --algo …` — one policy step recomputed on a
+//!   trainer's rollout dump, with the per-token arrays (`--out`) and an HTML report
+//!   (`--report`) ([`replay`], [`rollout`], [`html_report`]).
 //! * `tokenmath commit` / `tokenmath verify` — Merkle commitments over token fingerprints
 //!   and their inclusion proofs ([`fingerprint`]).
 //!
@@ -21,9 +24,12 @@ mod device;
 mod device;
 mod error;
 mod fingerprint;
+mod html_report;
 mod input;
 mod progress;
+mod replay;
 mod report;
+mod rollout;
 mod run;
 mod step;
 
@@ -60,6 +66,9 @@ enum Command {
     Run(RunArgs),
     /// Run on the logits (and labels) stored in a safetensors file.
     Stats(StatsArgs),
+    /// Recompute one policy step on a rollout dump; write per-token arrays and an HTML report.
+    #[command(long_about = REPLAY_ABOUT)]
+    Replay(ReplayArgs),
     /// Commit to token fingerprints (Merkle root over embeddings) and write inclusion proofs.
     Commit(fingerprint::CommitArgs),
     /// Verify inclusion-proof openings against a signed tree head.
@@ -114,6 +123,57 @@ struct StatsArgs {
     labels_key: Option<String>,
     #[command(flatten)]
     gpu: GpuArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+const REPLAY_ABOUT: &str = "\
+Recompute one policy-gradient step exactly on a rollout dump (safetensors), check it against \
+the f64 reference, and print the loss, clip fractions, KL, entropy, gradient norm and \
+advantage statistics.
+
+Tensors read from --input (B responses of T tokens; other tensors are ignored):
+  logits     [B, T, V]  F32/BF16/F16  logits[b, t] is the distribution tokens[b, t] was drawn from
+                                      (already shifted); or instead:
+  logp       [B, T]     float         precomputed log-probs of the tokens, and optionally
+  entropy    [B, T]     float         precomputed entropies
+  tokens     [B, T]     I64/I32       response token ids (required with logits; < V where mask = 1)
+  mask       [B, T]     BOOL/U8/I8/I32/I64/F32, 0 or 1: the response mask (required)
+  old_logp   [B, T]     float         optional: rollout log-probs (default: logp, on-policy)
+  ref_logp   [B, T]     float         optional: reference log-probs, for the KL of grpo/rloo
+  rewards    [B] or [B, T]  float     per response, or per token (summed over the response)
+  group_ids  [B]        I64/I32       prompt of each response (or --group-size G)
+float = F32, F64, BF16 or F16. Values at masked positions are not used.
+
+--out writes, [B, T] unless noted: logp, entropy, advantage, ratio, clip_state (U8: 0 none, \
+1 upper, 2 lower, 3 dual clip, 4 not in the loss), loss (per token), grad_logp (dL/dlogp), \
+mask (U8, as the loss used it), advantage_seq [B], reward_seq [B].
+
+Exit codes: 0 all checks pass, 1 a check against the reference fails, 2 bad input or usage.";
+
+/// Options of `replay`.
+#[derive(Args)]
+struct ReplayArgs {
+    /// The rollout dump (safetensors; tensor names above).
+    #[arg(long, value_name = "FILE")]
+    input: PathBuf,
+    /// Algorithm of the step.
+    #[arg(long, value_enum, default_value_t = Algo::Grpo)]
+    algo: Algo,
+    /// Responses per prompt, as consecutive blocks, when the dump has no `group_ids`.
+    #[arg(long, value_parser = positive)]
+    group_size: Option<usize>,
+    /// Write every per-token array of the step to this safetensors file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Write a self-contained HTML report (per-token heatmap, per-response table,
+    /// histograms) to this file. Embeds the tokens of at most 65536 unmasked tokens (whole
+    /// responses in order); the table and histograms cover all.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// A Hugging Face tokenizer.json to show decoded tokens in the report (ids otherwise).
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -274,6 +334,7 @@ fn main() -> ExitCode {
         None => run_default(&cli.run),
         Some(Command::Run(args)) => run_default(&args),
         Some(Command::Stats(args)) => run_stats(&args),
+        Some(Command::Replay(args)) => run_replay(&args),
         Some(Command::Commit(args)) => fingerprint::run_commit(&args),
         Some(Command::Verify(args)) => fingerprint::run_verify(&args),
     };
@@ -361,6 +422,21 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
     }?;
     println!("{}", step.summary());
     Ok(outcome.check.passed() && device_passed && step.passed())
+}
+
+/// `replay` on a rollout dump; `Ok(passed)`.
+fn run_replay(args: &ReplayArgs) -> Result<bool, CliError> {
+    let cfg = replay::ReplayCfg {
+        input: &args.input,
+        algo: args.algo,
+        group_size: args.group_size,
+        out: args.out.as_deref(),
+        report: args.report.as_deref(),
+        tokenizer: args.tokenizer.as_deref(),
+        temperature: args.common.temperature,
+        exec: args.common.exec()?,
+    };
+    replay::run(&cfg)
 }
 
 /// `stats` on a safetensors file; `Ok(passed)`.

@@ -1,5 +1,6 @@
 //! `./test.sh` on a fresh machine: the prerequisites the README's test command needs
-//! (cmake, g++, pkg-config, an MPI, python3 with pip, cbindgen 0.29.4, lavapipe) are checked before any build, and a
+//! (cmake, g++, pkg-config, an MPI, python3 with pip, chromium, NumPy and safetensors, cbindgen
+//! 0.29.4, lavapipe) are checked before any build, and a
 //! missing one stops it with one line naming the install command.
 
 use std::fs;
@@ -47,14 +48,14 @@ fn test_sh_stops_before_building_when_prerequisites_are_missing() {
     assert!(
         stderr.starts_with(
             "test.sh: missing cmake, g++, pkg-config, MPI (mpicc, mpirun), lavapipe (Mesa's CPU Vulkan driver), python3 with pip, \
-             cbindgen 0.29.4; install with: "
+             chromium, numpy and safetensors for python3, cbindgen 0.29.4; install with: "
         ),
         "{stderr}"
     );
     assert!(
         stderr.contains(
-            "apt-get install -y cmake g++ pkg-config libopenmpi-dev openmpi-bin mesa-vulkan-drivers libvulkan1 python3-pip && \
-             cargo install cbindgen --version 0.29.4 --locked"
+            "apt-get install -y cmake g++ pkg-config libopenmpi-dev openmpi-bin mesa-vulkan-drivers libvulkan1 python3-pip chromium && \
+             python3 -m pip install numpy safetensors && cargo install cbindgen --version 0.29.4 --locked"
         ),
         "{stderr}"
     );
