@@ -220,12 +220,14 @@ impl Tensor {
             (2, 32, 1) => TKM_DTYPE_F32,
             (4, 16, 1) => TKM_DTYPE_BF16,
             (2, 16, 1) => TKM_DTYPE_F16,
-            (c, b, l) => return Err(Fail::new(
-                TKM_STATUS_BAD_DTYPE,
-                format!(
+            (c, b, l) => {
+                return Err(Fail::new(
+                    TKM_STATUS_BAD_DTYPE,
+                    format!(
                     "`{name}` has DLPack dtype (code {c}, bits {b}, lanes {l}); expected float32, bfloat16 or float16"
                 ),
-            )),
+                ))
+            }
         };
         if t.ndim != 2 || t.shape.is_null() {
             return Err(Fail::new(TKM_STATUS_BAD_TENSOR, format!("`{name}` has {} dimensions; expected 2", t.ndim)));
