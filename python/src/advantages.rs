@@ -328,6 +328,125 @@ fn dynamic_sampling_keep(
     Ok(kept)
 }
 
+/// A moments table `[capacity, 3]` float64 (`tkm_moments`: `n`, `mean`, `m2`).
+fn moments_table(py: Python<'_>, t: &Tensor, f: &str) -> PyResult<(*mut tkm_moments, usize)> {
+    let (p, k, three) = t.matrix(Kind::F64).or_raise(py, f)?;
+    if three != 3 {
+        let detail = format!("`{}` has {three} columns; expected 3 (n, mean, m2)", t.name);
+        return Err(crate::error::error(py, tkm_status::TKM_STATUS_LENGTH_MISMATCH, f, Some(detail)));
+    }
+    Ok((p as *mut tkm_moments, k))
+}
+
+/// `tkm_group_moments` into `ids_out` (`[cap]` uint32) and `moments_out` (`[cap, 3]`
+/// float64); returns the number of groups `K`.
+#[pyfunction]
+#[pyo3(signature = (x, group_ids, group_size, weight, ids_out, moments_out))]
+fn group_moments(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    group_ids: Option<&Bound<'_, PyAny>>,
+    group_size: usize,
+    weight: Option<&Bound<'_, PyAny>>,
+    ids_out: &Bound<'_, PyAny>,
+    moments_out: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    const F: &str = "tkm_group_moments";
+    let (x, g, w) =
+        (import(x, "x", None)?, import_opt(group_ids, "group_ids", None)?, import_opt(weight, "weight", None)?);
+    let (io, mo) = (import(ids_out, "ids_out", None)?, import(moments_out, "moments_out", None)?);
+    let (xp, n) = x.vector(Kind::F32).or_raise(py, F)?;
+    let gp = group_ptr(py, &g, n, F)?;
+    let wp = match &w {
+        Some(w) => w.vector_of(Kind::F32, n).or_raise(py, F)? as *const f32,
+        None => core::ptr::null(),
+    };
+    let (mp, cap) = moments_table(py, &mo, F)?;
+    let ip = io.vector_of(Kind::U32, cap).or_raise(py, F)?;
+    let mut k = 0usize;
+    // SAFETY: as in `grpo_advantage`; the outputs hold `cap` entries.
+    let st = unsafe { tkm_group_moments(xp as *const f32, n, gp, group_size, wp, ip as *mut u32, mp, cap, &mut k) };
+    check(py, st, F)?;
+    Ok(k)
+}
+
+/// `tkm_group_moments_merge` of the concatenated tables `ids` (`[e]` uint32) and `moments`
+/// (`[e, 3]` float64) into `ids_out` / `moments_out` (`[cap]`, `[cap, 3]`); returns `K`.
+#[pyfunction]
+fn group_moments_merge(
+    py: Python<'_>,
+    ids: &Bound<'_, PyAny>,
+    moments: &Bound<'_, PyAny>,
+    ids_out: &Bound<'_, PyAny>,
+    moments_out: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    const F: &str = "tkm_group_moments_merge";
+    let (i, m) = (import(ids, "ids", None)?, import(moments, "moments", None)?);
+    let (io, mo) = (import(ids_out, "ids_out", None)?, import(moments_out, "moments_out", None)?);
+    let (mp, e) = moments_table(py, &m, F)?;
+    let ip = i.vector_of(Kind::U32, e).or_raise(py, F)?;
+    let (mop, cap) = moments_table(py, &mo, F)?;
+    let iop = io.vector_of(Kind::U32, cap).or_raise(py, F)?;
+    let mut k = 0usize;
+    // SAFETY: as in `group_moments`.
+    let st = unsafe {
+        tkm_group_moments_merge(ip as *const u32, mp as *const tkm_moments, e, iop as *mut u32, mop, cap, &mut k)
+    };
+    check(py, st, F)?;
+    Ok(k)
+}
+
+/// `tkm_grpo_advantage_from_moments`: GRPO of `rewards` (`[n]`, labels `group_ids`) from
+/// the table `table_ids` / `table`.
+#[pyfunction]
+#[pyo3(signature = (rewards, group_ids, table_ids, table, flavor, std_kind, singleton, norm_by_std, eps, out))]
+#[allow(clippy::too_many_arguments)]
+fn grpo_advantage_from_moments(
+    py: Python<'_>,
+    rewards: &Bound<'_, PyAny>,
+    group_ids: &Bound<'_, PyAny>,
+    table_ids: &Bound<'_, PyAny>,
+    table: &Bound<'_, PyAny>,
+    flavor: u32,
+    std_kind: u32,
+    singleton: u32,
+    norm_by_std: bool,
+    eps: f32,
+    out: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    const F: &str = "tkm_grpo_advantage_from_moments";
+    let (r, g, o) =
+        (import(rewards, "rewards", None)?, import(group_ids, "group_ids", None)?, import(out, "out", None)?);
+    let (ti, t) = (import(table_ids, "table_ids", None)?, import(table, "table", None)?);
+    let (rp, n) = r.vector(Kind::F32).or_raise(py, F)?;
+    let gp = g.vector_of(Kind::U32, n).or_raise(py, F)?;
+    let (tp, k) = moments_table(py, &t, F)?;
+    let tip = ti.vector_of(Kind::U32, k).or_raise(py, F)?;
+    let op = o.vector_of(Kind::F32, n).or_raise(py, F)?;
+    let opts = tkm_grpo_options {
+        flavor,
+        std_kind,
+        singleton,
+        norm_by_std: norm_by_std as u32,
+        eps,
+        ..tkm_grpo_options::default()
+    };
+    // SAFETY: as in `grpo_advantage`.
+    let st = unsafe {
+        tkm_grpo_advantage_from_moments(
+            rp as *const f32,
+            n,
+            gp as *const u32,
+            tip as *const u32,
+            tp as *const tkm_moments,
+            k,
+            &opts,
+            op as *mut f32,
+        )
+    };
+    check(py, st, F)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(grpo_advantage, m)?)?;
     m.add_function(wrap_pyfunction!(dr_grpo_advantage, m)?)?;
@@ -341,6 +460,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(overlong_penalty, m)?)?;
     m.add_function(wrap_pyfunction!(overlong_shaped_token_rewards, m)?)?;
     m.add_function(wrap_pyfunction!(dynamic_sampling_keep, m)?)?;
+    m.add_function(wrap_pyfunction!(group_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(group_moments_merge, m)?)?;
+    m.add_function(wrap_pyfunction!(grpo_advantage_from_moments, m)?)?;
     for (name, v) in [
         ("GRPO_STANDARD", TKM_GRPO_STANDARD),
         ("GRPO_VERL_LOOP", TKM_GRPO_VERL_LOOP),

@@ -13,7 +13,8 @@
 //! - `exec`: the one place where the Python layer's execution settings (threads, the CUDA
 //!   stream of the caller's framework) become `tkm_exec_options`.
 //! - `error`: status → exception.
-//! - `logits`, `advantages`, `policy`, `fingerprint`: one file per family of the C ABI.
+//! - `logits`, `logits_shards` (the sharded-vocabulary calls), `advantages`, `policy`,
+//!   `fingerprint`: one file per family of the C ABI.
 //!
 //! The Python layer (`python/tokenmath/*.py`) allocates every output with the caller's
 //! framework and passes it in as a DLPack tensor: the native functions never allocate
@@ -27,6 +28,7 @@ mod error;
 mod exec;
 mod fingerprint;
 mod logits;
+mod logits_shards;
 mod policy;
 mod tensor;
 
@@ -58,6 +60,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATUSES", statuses)?;
 
     logits::register(m)?;
+    logits_shards::register(m)?;
     advantages::register(m)?;
     policy::register(m)?;
     fingerprint::register(m)?;

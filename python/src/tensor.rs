@@ -23,6 +23,7 @@ use dlpark::python::{from_dlpack, DlpackStream, ImportedDlpack, StreamArg};
 use dlpark::DlpackFlags;
 use pyo3::prelude::*;
 use tokenmath::tkm_status::*;
+use tokenmath::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
 
 use crate::error::Fail;
 
@@ -67,6 +68,12 @@ pub(crate) enum Kind {
     Mask,
     /// `uint32` (group ids).
     U32,
+    /// `int32` (target ids).
+    I32,
+    /// `float64` (group moments).
+    F64,
+    /// `uint8` only (opaque bytes: the logits partials, `tkm_row_stats`).
+    Byte,
 }
 
 impl Kind {
@@ -76,6 +83,9 @@ impl Kind {
             Kind::F32 => (code, bits) == (2, 32),
             Kind::Mask => matches!((code, bits), (1, 8) | (6, 8)),
             Kind::U32 => (code, bits) == (1, 32),
+            Kind::I32 => (code, bits) == (0, 32),
+            Kind::F64 => (code, bits) == (2, 64),
+            Kind::Byte => (code, bits) == (1, 8),
         }
     }
 
@@ -84,6 +94,9 @@ impl Kind {
             Kind::F32 => "float32",
             Kind::Mask => "uint8 or bool",
             Kind::U32 => "uint32",
+            Kind::I32 => "int32",
+            Kind::F64 => "float64",
+            Kind::Byte => "uint8",
         }
     }
 }
@@ -188,6 +201,60 @@ impl Tensor {
         // for zero elements.
         let ptr = if shape.contains(&0) { core::ptr::null_mut() } else { ptr };
         Ok(Cpu { ptr, shape })
+    }
+
+    /// A `[rows, cols]` float32 / bfloat16 / float16 matrix with any row stride >= `cols`
+    /// and unit column stride (the logits and gradients of the raw-pointer logits calls,
+    /// with `tkm_dl_logits_*`'s rule): `(data, rows, cols, row_stride, dtype)`.
+    pub(crate) fn logits(&self) -> Result<(*mut c_void, usize, usize, usize, tkm_dtype), Fail> {
+        let t = self.dl();
+        let name = self.name;
+        if !matches!(t.device.device_type.0, KDL_CPU | KDL_CUDA_HOST | KDL_ROCM_HOST) {
+            return Err(Fail::new(
+                TKM_STATUS_UNSUPPORTED_DEVICE,
+                format!("`{name}` is on DLPack device type {} (this call takes CPU memory)", t.device.device_type.0),
+            ));
+        }
+        // DLDataTypeCode: kDLFloat 2, kDLBfloat 4.
+        let dtype = match (t.dtype.code.0, t.dtype.bits, t.dtype.lanes) {
+            (2, 32, 1) => TKM_DTYPE_F32,
+            (4, 16, 1) => TKM_DTYPE_BF16,
+            (2, 16, 1) => TKM_DTYPE_F16,
+            (c, b, l) => {
+                return Err(Fail::new(
+                    TKM_STATUS_BAD_DTYPE,
+                    format!(
+                    "`{name}` has DLPack dtype (code {c}, bits {b}, lanes {l}); expected float32, bfloat16 or float16"
+                ),
+                ))
+            }
+        };
+        if t.ndim != 2 || t.shape.is_null() {
+            return Err(Fail::new(TKM_STATUS_BAD_TENSOR, format!("`{name}` has {} dimensions; expected 2", t.ndim)));
+        }
+        // SAFETY: a valid DLTensor has `ndim` extents (and strides unless NULL).
+        let dims = unsafe { core::slice::from_raw_parts(t.shape, 2) };
+        let (Ok(rows), Ok(cols)) = (usize::try_from(dims[0]), usize::try_from(dims[1])) else {
+            return Err(Fail::new(TKM_STATUS_BAD_TENSOR, format!("`{name}` has a negative extent")));
+        };
+        let (mut rs, mut cs) = (cols as i64, 1i64);
+        if !t.strides.is_null() {
+            // SAFETY: as above.
+            let st = unsafe { core::slice::from_raw_parts(t.strides, 2) };
+            (rs, cs) = (st[0], st[1]);
+        }
+        // The column stride matters only for rows of two or more elements, the row stride
+        // only for two or more rows.
+        let row_stride = if rows > 1 { usize::try_from(rs).unwrap_or(0) } else { cols };
+        if (cols > 1 && cs != 1) || row_stride < cols {
+            return Err(Fail::new(
+                TKM_STATUS_BAD_STRIDE,
+                format!("`{name}` needs unit column stride and a row stride >= its columns (strides [{rs}, {cs}])"),
+            ));
+        }
+        let ptr = (t.data as *mut u8).wrapping_add(t.byte_offset as usize) as *mut c_void;
+        let ptr = if rows == 0 || cols == 0 { core::ptr::null_mut() } else { ptr };
+        Ok((ptr, rows, cols, row_stride, dtype))
     }
 
     /// A 1-D array of `kind`.

@@ -89,3 +89,30 @@ def test_generic_api_returns_torch_tensors_and_errors():
         tm.logits_fwd(x.double(), None)
     assert e.value.name == "TKM_STATUS_BAD_DTYPE"
     np.testing.assert_allclose(s.lse.numpy(), torch.logsumexp(x, -1).numpy(), rtol=1e-6)
+
+
+def test_sharded_vocabulary_with_torch_tensors():
+    # The sharded calls on torch CPU tensors (bfloat16 logits, column-slice views, uint32
+    # group ids): outputs are torch tensors, and aligned shards reproduce one process bitwise.
+    g = torch.Generator().manual_seed(1)
+    v, rows = 3 * tm.LOGITS_BLOCK + 5, 4
+    x = (torch.randn(rows, v, generator=g) * 3).bfloat16()
+    t = torch.tensor([0, tm.LOGITS_BLOCK + 1, -100, v - 1], dtype=torch.int32)
+    one = tm.logits_fwd(x, t, 0.9)
+    cuts = [0, tm.LOGITS_BLOCK, v]
+    parts = [tm.logits_partial_blocks(x[:, a:b], a, v, t, 0.9) for a, b in zip(cuts, cuts[1:])]
+    assert all(isinstance(p, torch.Tensor) and p.dtype == torch.uint8 for p in parts)
+    f = tm.logits_finalize(tm.logits_merge_block_partials(parts), t)
+    for name in ("lse", "entropy", "logp", "max", "log_sum"):
+        assert torch.equal(getattr(f, name).view(torch.int32), getattr(one, name).view(torch.int32)), name
+    g_lp = torch.full((rows,), -0.25)
+    dx_one = tm.logits_bwd(x, one, t, 0.9, g_logp=g_lp)
+    for a, b in zip(cuts, cuts[1:]):
+        dx = tm.logits_bwd_shard(x[:, a:b], f, a, v, t, 0.9, g_logp=g_lp)
+        assert dx.dtype == torch.bfloat16 and torch.equal(dx.view(torch.int16), dx_one[:, a:b].contiguous().view(torch.int16))
+    r = torch.randn(12, generator=g)
+    uid = torch.tensor([3, 1, 3, 2, 1, 3, 2, 2, 1, 3, 1, 2], dtype=torch.uint32)
+    merged = tm.group_moments_merge([tm.group_moments(r[:5], uid[:5]), tm.group_moments(r[5:], uid[5:])])
+    assert merged.ids.dtype == torch.uint32 and merged.moments.dtype == torch.float64
+    adv = tm.grpo_advantage_from_moments(r, uid, merged)
+    assert torch.allclose(adv, tm.grpo_advantage(r, uid), rtol=1e-5, atol=1e-6)

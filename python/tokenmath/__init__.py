@@ -3,7 +3,10 @@
 Logits statistics (log-sum-exp, entropy, target log-prob) and their gradient, advantage
 estimators (GRPO, Dr. GRPO, RLOO, REINFORCE++, GAE, ...), policy losses with gradients
 (PPO clip + KL, GSPO, CISPO, SAPO) and aggregation, and Merkle-committed token
-fingerprints: each call runs the C ABI of ``libtokenmath`` (``include/tokenmath.h``) on the
+fingerprints; for runs across processes, the mergeable partials of a sharded vocabulary
+(``logits_partial_blocks`` ... ``logits_bwd_shard``) and of a split batch
+(``group_moments``, ``group_moments_merge``): the trainer's collectives move them
+(docs/distributed.md): each call runs the C ABI of ``libtokenmath`` (``include/tokenmath.h``) on the
 caller's DLPack tensors (NumPy, PyTorch, CuPy, ...) without copying them, and returns
 tensors of the caller's framework. Every error status of the C ABI raises
 :class:`TokenmathError`. ``tokenmath.torch`` (imported on demand; needs PyTorch) has the
@@ -15,9 +18,13 @@ from ._errors import STATUSES, TokenmathError
 from .advantages import (
     broadcast_masked,
     dr_grpo_advantage,
+    GroupMoments,
     dynamic_sampling_keep,
     gae,
+    group_moments,
+    group_moments_merge,
     grpo_advantage,
+    grpo_advantage_from_moments,
     masked_whiten,
     overlong_penalty,
     overlong_shaped_token_rewards,
@@ -26,7 +33,22 @@ from .advantages import (
     returns_to_go,
     rloo_advantage,
 )
-from .logits import LogitsStats, logits_bwd, logits_bwd_inplace, logits_fwd, logits_fwd_bwd_inplace
+from .logits import (
+    LOGITS_BLOCK,
+    ROW_STATS_BYTES,
+    LogitsStats,
+    logits_bwd,
+    logits_bwd_inplace,
+    logits_bwd_shard,
+    logits_finalize,
+    logits_fwd,
+    logits_fwd_bwd_inplace,
+    logits_merge_block_partials,
+    logits_merge_shards,
+    logits_partial,
+    logits_partial_blocks,
+    logits_partial_blocks_len,
+)
 from .policy import (
     KLStats,
     PolicyKLLoss,
@@ -61,6 +83,15 @@ __all__ = [
     "logits_bwd",
     "logits_bwd_inplace",
     "logits_fwd_bwd_inplace",
+    "LOGITS_BLOCK",
+    "ROW_STATS_BYTES",
+    "logits_partial_blocks_len",
+    "logits_partial_blocks",
+    "logits_partial",
+    "logits_merge_block_partials",
+    "logits_merge_shards",
+    "logits_finalize",
+    "logits_bwd_shard",
     "grpo_advantage",
     "dr_grpo_advantage",
     "rloo_advantage",
@@ -73,6 +104,10 @@ __all__ = [
     "overlong_penalty",
     "overlong_shaped_token_rewards",
     "dynamic_sampling_keep",
+    "GroupMoments",
+    "group_moments",
+    "group_moments_merge",
+    "grpo_advantage_from_moments",
     "PolicyStats",
     "KLStats",
     "PolicyLoss",

@@ -12,7 +12,7 @@ shape) raise :class:`tokenmath.TokenmathError`.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import _device as dev
 from . import _native
@@ -195,3 +195,109 @@ def dynamic_sampling_keep(metric: Tensor, group_ids: Optional[Tensor] = None, gr
     keep = dev.empty(x, (_n(x),), "uint8")
     kept = _native.dynamic_sampling_keep(x, dev.arg(group_ids), group_size, keep)
     return keep, kept
+
+
+# ---- a split batch (data parallel): mergeable group moments ---------------------------------
+
+
+class GroupMoments(NamedTuple):
+    """A group-moment table: one entry per distinct group, in order of first appearance.
+
+    The plain bytes a data-parallel trainer all-gathers (4 + 24 bytes per group)."""
+
+    #: ``[K]`` uint32 group ids (the labels; the block index for ``group_size`` grouping).
+    ids: Tensor
+    #: ``[K, 3]`` float64 ``(n, mean, M2)`` per group (Chan et al.'s mergeable moments).
+    moments: Tensor
+
+
+def group_moments(
+    x: Tensor, group_ids: Optional[Tensor] = None, group_size: int = 0, *, weight: Optional[Tensor] = None
+) -> GroupMoments:
+    """Per-group moments of ``x`` (``[n]`` float32), grouped as :func:`grpo_advantage`
+    (``tkm_group_moments``): members pushed in ascending row order, in f64. ``weight``
+    (``[n]`` float32, finite, >= 0; None = 1) gives the weighted form, weight 0 leaves a
+    row out.
+
+    For data parallelism give every rank's rows their **global** ids (verl's ``uid``):
+    ``group_size`` blocks are numbered locally and cannot be merged across ranks.
+    """
+    xx, g, w = dev.arg(x), dev.arg(group_ids), dev.arg(weight)
+    n = _n(xx)
+    ids, mom = dev.empty(xx, (n,), "uint32"), dev.empty(xx, (n, 3), "float64")
+    k = _native.group_moments(xx, g, int(group_size), w, ids, mom)
+    return GroupMoments(ids[:k], mom[:k])
+
+
+def group_moments_merge(tables: Union[GroupMoments, Sequence[GroupMoments]]) -> GroupMoments:
+    """Merges group-moment tables (``tkm_group_moments_merge``): ``tables`` is every rank's
+    :func:`group_moments` table **in ascending rank order** (a list, or one table holding
+    their concatenation, as an all-gather leaves it). Entries with equal ids are merged in
+    entry order; the result lists each id at its first entry. Never merge by all-reduce:
+    its summation order is the engine's.
+
+    A group whose rows all lived on one rank gets exactly the moments of one
+    :func:`group_moments` call on the whole batch; a split group agrees within the merge's
+    rounding (relative ``~n 2^-52``), bitwise reproducible for the same split.
+    """
+    if isinstance(tables, GroupMoments):
+        ids, mom = dev.arg(tables.ids), dev.arg(tables.moments)
+    else:
+        tables = list(tables)
+        if not tables:
+            raise ValueError("group_moments_merge: no tables given")
+        ids, mom = _concat([t.ids for t in tables]), _concat([t.moments for t in tables])
+    e = _n(ids)
+    ids_out, mom_out = dev.empty(mom, (e,), "uint32"), dev.empty(mom, (e, 3), "float64")
+    k = _native.group_moments_merge(ids, mom, ids_out, mom_out)
+    return GroupMoments(ids_out[:k], mom_out[:k])
+
+
+def _concat(xs: Sequence[Tensor]) -> Tensor:
+    """Concatenation along the first axis in the tensors' own framework."""
+    x0 = dev.arg(xs[0])
+    if dev.framework(x0) == "torch":
+        import torch
+
+        return torch.cat([dev.arg(x) for x in xs])
+    if dev.framework(x0) == "cupy":
+        import cupy
+
+        return cupy.concatenate([dev.arg(x) for x in xs])
+    import numpy
+
+    return numpy.concatenate([numpy.asarray(x) for x in xs])
+
+
+def grpo_advantage_from_moments(
+    rewards: Tensor,
+    group_ids: Tensor,
+    table: GroupMoments,
+    *,
+    flavor: str = "standard",
+    std: str = "unbiased",
+    singleton: str = "zero",
+    norm_by_std: bool = True,
+    eps: float = 1e-6,
+) -> Tensor:
+    """GRPO advantages of ``rewards`` (``[n]`` float32, ``[n]`` uint32 ``group_ids``) from
+    a moment table computed elsewhere (``tkm_grpo_advantage_from_moments``), e.g. the
+    :func:`group_moments_merge` of every rank's table: the data-parallel form of
+    :func:`grpo_advantage` (``flavor`` ``"standard"`` or ``"verl_loop"``, the two defined
+    by ``(n, mean, M2)``). With the whole batch's table it is bitwise
+    :func:`grpo_advantage` with ``group_ids``. Returns ``[n]`` float32."""
+    r = dev.arg(rewards)
+    out = dev.empty(r, (_n(r),), "float32")
+    _native.grpo_advantage_from_moments(
+        r,
+        dev.arg(group_ids),
+        dev.arg(table.ids),
+        dev.arg(table.moments),
+        o.pick("GRPO flavor", o.GRPO_FLAVORS, flavor),
+        o.pick("std", o.STD_KINDS, std),
+        o.pick("singleton policy", o.SINGLETONS, singleton),
+        bool(norm_by_std),
+        float(eps),
+        out,
+    )
+    return out
