@@ -1,0 +1,32 @@
+//! The token-level methods of the seed papers (spec `policy.md` §6–7), one file per method.
+//!
+//! * [`entropy_mask`] — the top-entropy-quantile ("80/20") mask, with an exact
+//!   fixed-size merge across data-parallel ranks.
+//! * [`d3s`] — D³S: the exact max-variance subset, its schedule, sample selection and the
+//!   `|A|·H` token mask.
+//! * [`nsr`] — PSR, NSR and W-REINFORCE advantages (negative-sample reinforcement).
+//! * [`grpo_n`] — GRPO-N / GSPO-N: GRPO with the positive-advantage part removed.
+//! * [`logit_dynamics`] — the expected logit update of a softmax policy-gradient step.
+//!
+//! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
+//! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
+//! typed [`crate::TmError`]s. Tags: \[code\] reproduces a named implementation, \[paper\] the
+//! paper's equations, \[derived\] follows from them, \[library choice\] is tokenmath's decision
+//! where the sources are silent (each says what it chose).
+
+mod radix;
+
+pub mod d3s;
+pub mod entropy_mask;
+pub mod grpo_n;
+pub mod logit_dynamics;
+pub mod nsr;
+
+pub use d3s::{
+    d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,
+};
+pub use entropy_mask::{top_entropy_mask, top_entropy_threshold, valid_count, EntropyQuantile, QuantileStep};
+pub use grpo_n::{grpo_negative_only, NegMode};
+pub use logit_dynamics::expected_logit_update;
+pub use nsr::{nsr_advantage, NsrCfg, NsrMode};
+pub use radix::{RadixHistogram, RADIX_BINS};

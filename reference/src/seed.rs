@@ -1,0 +1,132 @@
+//! f64 references of the seed methods (`tokenmath_core::seed`; spec `policy.md` §6–7), written
+//! from the definitions by sorting and brute force.
+
+/// `torch.quantile(v, q)` with linear interpolation over `sorted` (ascending), `pos` in f64.
+pub fn quantile_linear(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    let pos = q * (n - 1) as f64;
+    let lo = pos.floor() as usize;
+    let w = pos - lo as f64;
+    let hi = if w > 0.0 { lo + 1 } else { lo };
+    sorted[lo] + w * (sorted[hi] - sorted[lo])
+}
+
+/// The top-entropy threshold `θ` (rounded to f32, as the library defines it) over the valid
+/// entropies, `None` when there are none; the keep mask compares each `f32` entropy with it.
+pub fn top_entropy(entropy: &[f32], mask: &[u8], rho: f32) -> (Option<f32>, Vec<u8>) {
+    let mut v: Vec<f64> = entropy.iter().zip(mask).filter(|(_, &m)| m != 0).map(|(&e, _)| e as f64).collect();
+    if v.is_empty() {
+        return (None, vec![0; mask.len()]);
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let theta = quantile_linear(&v, 1.0 - rho as f64) as f32;
+    let keep = entropy.iter().zip(mask).map(|(&e, &m)| (m != 0 && e >= theta) as u8).collect();
+    (Some(theta), keep)
+}
+
+/// Population variance, two-pass, in f64.
+pub fn pop_variance(x: &[f64]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    let mu = x.iter().sum::<f64>() / x.len() as f64;
+    x.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / x.len() as f64
+}
+
+/// The largest population variance of any size-`m` subset of `x`, by trying all `C(n, m)`
+/// subsets (small `n` only).
+pub fn max_variance_brute(x: &[f32], m: usize) -> f64 {
+    let n = x.len();
+    let m = m.min(n);
+    let mut best = f64::NEG_INFINITY;
+    for bits in 0u64..(1u64 << n) {
+        if bits.count_ones() as usize != m {
+            continue;
+        }
+        let s: Vec<f64> = (0..n).filter(|i| bits >> i & 1 == 1).map(|i| x[i] as f64).collect();
+        best = best.max(pop_variance(&s));
+    }
+    best
+}
+
+/// The largest variance over the `m + 1` "k largest + (m − k) smallest" candidates (PODS
+/// Lemma 3.1), each scored by a two-pass variance.
+pub fn max_variance_extremes(x: &[f32], m: usize) -> f64 {
+    let mut s: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = s.len();
+    let m = m.min(n);
+    (0..=m)
+        .map(|k| {
+            let c: Vec<f64> = s[..m - k].iter().chain(&s[n - k..]).copied().collect();
+            pop_variance(&c)
+        })
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// D³S schedule: `(N, K)` with `N = clamp(round_half_away(N(p)·B), 1, B)`.
+pub fn d3s_schedule(p: f64, n_init: f64, n_final: f64, k_init: f64, k_final: f64, batch: usize) -> (usize, f64) {
+    let n = ((1.0 - p) * n_init + p * n_final) * batch as f64;
+    let n = (n.round() as usize).clamp(1.min(batch), batch);
+    (n, (1.0 - p) * k_init + p * k_final)
+}
+
+/// D³S token mask: the `⌈K·n⌉` valid tokens of kept rows with the largest `fl32(|A|·H)`,
+/// ties by lower flat index, by a full sort.
+pub fn d3s_token_mask(adv: &[f32], entropy: &[f32], mask: &[u8], keep_rows: &[u8], t: usize, k: f64) -> Vec<u8> {
+    let mut cand: Vec<(f32, usize)> = (0..mask.len())
+        .filter(|&j| mask[j] != 0 && keep_rows[j / t] != 0)
+        .map(|j| ((adv[j].abs() as f64 * entropy[j] as f64) as f32, j))
+        .collect();
+    let count = ((k * cand.len() as f64).ceil() as usize).min(cand.len());
+    cand.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap().then(a.1.cmp(&b.1)));
+    let mut out = vec![0u8; mask.len()];
+    for &(_, j) in &cand[..count] {
+        out[j] = 1;
+    }
+    out
+}
+
+/// PSR / NSR / W-REINFORCE. `mode`: 0 = PSR, 1 = NSR, 2 = weighted with `lambda`.
+/// Returns `(adv, keep_rows)`.
+pub fn nsr(
+    rewards: &[f32],
+    scores: &[f32],
+    mask: &[u8],
+    rows: usize,
+    t: usize,
+    gamma: f64,
+    mode: u8,
+    lambda: f64,
+) -> (Vec<f64>, Vec<u8>) {
+    let mut adv = vec![0.0; mask.len()];
+    let mut keep = vec![0u8; rows];
+    for b in 0..rows {
+        let row = b * t..(b + 1) * t;
+        let s: f64 = row.clone().filter(|&j| mask[j] != 0).map(|j| scores[j] as f64).sum();
+        let (correct, incorrect) = (s == 1.0, s == 0.0);
+        let (kept, scale, shift) = match mode {
+            0 => (correct, 1.0, 0.0),
+            1 => (incorrect, 1.0, -1.0),
+            _ if correct => (true, lambda, 0.0),
+            _ if incorrect => (true, 1.0, -1.0),
+            _ => (true, 1.0, 0.0),
+        };
+        keep[b] = kept as u8;
+        // Returns-to-go over each run of valid positions (nothing crosses a masked one).
+        let mut g = 0.0;
+        for j in row.rev() {
+            g = if mask[j] != 0 { rewards[j] as f64 + gamma * g } else { 0.0 };
+            if mask[j] != 0 && kept {
+                adv[j] = scale * g + shift;
+            }
+        }
+    }
+    (adv, keep)
+}
+
+/// `E[Δz_b] = lr·π_b·(A_b − Σ_a π_a A_a)`.
+pub fn expected_logit_update(probs: &[f32], adv: &[f32], lr: f64) -> Vec<f64> {
+    let base: f64 = probs.iter().zip(adv).map(|(&p, &a)| p as f64 * a as f64).sum();
+    probs.iter().zip(adv).map(|(&p, &a)| lr * p as f64 * (a as f64 - base)).collect()
+}
