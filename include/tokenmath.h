@@ -363,6 +363,51 @@
 #define TKM_TIS_SEQUENCE 1
 
 /**
+ * Bins of one round of the cross-rank entropy quantile (`uint64_t hist[TKM_RADIX_BINS]`).
+ */
+#define TKM_RADIX_BINS 256
+
+/**
+ * Next step of `tkm_entropy_quantile`: a histogram round.
+ */
+#define TKM_QUANTILE_STEP_HISTOGRAM 0
+
+/**
+ * Next step: the minimum over ranks of `tkm_entropy_quantile_local_min_above`.
+ */
+#define TKM_QUANTILE_STEP_MIN_ABOVE 1
+
+/**
+ * Finished: read `tkm_entropy_quantile_threshold`.
+ */
+#define TKM_QUANTILE_STEP_DONE 2
+
+/**
+ * Positive-sample reinforcement: correct rows only, `A = G`.
+ */
+#define TKM_NSR_MODE_PSR 0
+
+/**
+ * Negative-sample reinforcement: incorrect rows only, `A = G - 1`.
+ */
+#define TKM_NSR_MODE_NSR 1
+
+/**
+ * W-REINFORCE: every row, correct rows weighted by `lambda` (default).
+ */
+#define TKM_NSR_MODE_WEIGHTED 2
+
+/**
+ * GRPO-N: positive-advantage rows keep advantage 0 and stay in every normaliser (default).
+ */
+#define TKM_NEG_ZERO_POSITIVES 0
+
+/**
+ * GRPO-N: positive-advantage rows leave the batch (their mask row is cleared).
+ */
+#define TKM_NEG_DROP_POSITIVES 1
+
+/**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
  * other value is an error, and no output was written (see the header's rules).
  *
@@ -895,6 +940,74 @@ typedef struct tkm_kl_stats {
    */
   double kl_sum;
 } tkm_kl_stats;
+
+/**
+ * The state of the cross-rank top-entropy threshold (a plain value: copy it, send it, keep
+ * it anywhere; the library refuses a corrupted one with `TKM_STATUS_INVALID_ARGUMENT`).
+ * Start it with `tkm_entropy_quantile_init`.
+ */
+typedef struct tkm_entropy_quantile {
+  /**
+   * Opaque.
+   */
+  uint64_t words[6];
+} tkm_entropy_quantile;
+
+/**
+ * The D³S schedule: the kept fractions of samples (`n_*`) and tokens (`k_*`) at the start
+ * and the end of training, each in (0, 1]. Initialise with `tkm_d3s_schedule_options_init`
+ * (the library's choice, the paper's values being unpublished: `n_init = 0.5`,
+ * `n_final = 1`, `k_init = 0.2`, `k_final = 1`). NULL means the defaults.
+ */
+typedef struct tkm_d3s_schedule_options {
+  /**
+   * `sizeof(tkm_d3s_schedule_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Fraction of the batch kept at progress 0.
+   */
+  float n_init;
+  /**
+   * Fraction of the batch kept at progress 1.
+   */
+  float n_final;
+  /**
+   * Fraction of the tokens kept at progress 0.
+   */
+  float k_init;
+  /**
+   * Fraction of the tokens kept at progress 1.
+   */
+  float k_final;
+} tkm_d3s_schedule_options;
+
+/**
+ * PSR/NSR/W-REINFORCE options. Initialise with `tkm_nsr_options_init` (W-REINFORCE,
+ * `lambda = 0.1` as the paper recommends, `gamma = 1`). NULL means the defaults.
+ */
+typedef struct tkm_nsr_options {
+  /**
+   * `sizeof(tkm_nsr_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_NSR_MODE_*`.
+   */
+  uint32_t mode;
+  /**
+   * Discount of the returns-to-go, finite and >= 0.
+   */
+  float gamma;
+  /**
+   * W-REINFORCE's `positive_advantage_weight` (finite; `TKM_NSR_MODE_WEIGHTED` only).
+   */
+  float lambda;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+} tkm_nsr_options;
 
 /**
  * IEEE binary32 (`float`).
@@ -2112,6 +2225,297 @@ tkm_status tkm_entropy_upstream(const struct tkm_exec_options *exec,
                                 size_t n,
                                 float coef,
                                 float *out);
+
+/**
+ * The number of valid tokens (`mask != 0`) of `rows x cols`: this rank's share of the
+ * `global_count` of `tkm_entropy_quantile_init`.
+ *
+ * # Safety
+ * `mask` valid for `rows*cols` bytes, `count` for one `uint64_t`.
+ */
+tkm_status tkm_valid_count(const struct tkm_exec_options *exec,
+                           const uint8_t *mask,
+                           size_t rows,
+                           size_t cols,
+                           uint64_t *count);
+
+/**
+ * Starts the cross-rank computation of the top-entropy threshold over `global_count`
+ * valid tokens (the sum of every rank's `tkm_valid_count`) for `rho =
+ * top_entropy_quantile` in (0, 1]. The protocol (every rank runs it on the same merged
+ * values): while the step is `TKM_QUANTILE_STEP_HISTOGRAM`, sum every rank's
+ * `tkm_entropy_quantile_local_histogram` element-wise and push it; if it is
+ * `TKM_QUANTILE_STEP_MIN_ABOVE`, push the minimum of every rank's
+ * `tkm_entropy_quantile_local_min_above`; then read the threshold. At most 4 rounds of
+ * 256 counts and one float.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`rho`).
+ *
+ * # Safety
+ * `state` valid for writing one `tkm_entropy_quantile`.
+ */
+tkm_status tkm_entropy_quantile_init(uint64_t global_count, float rho, struct tkm_entropy_quantile *state);
+
+/**
+ * The next step of the protocol (`TKM_QUANTILE_STEP_*`) into `*step`.
+ *
+ * # Safety
+ * `state` valid for one struct, `step` for one `uint32_t`.
+ */
+tkm_status tkm_entropy_quantile_step(const struct tkm_entropy_quantile *state, uint32_t *step);
+
+/**
+ * This rank's histogram of the current round into `hist` (`TKM_RADIX_BINS` counts).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN or infinite entropy at a valid position),
+ * `_INVALID_ARGUMENT` (not a histogram round, or a corrupted state).
+ *
+ * # Safety
+ * `mask`, `entropy` valid for `rows*cols` elements, `hist` for `TKM_RADIX_BINS`.
+ */
+tkm_status tkm_entropy_quantile_local_histogram(const struct tkm_entropy_quantile *state,
+                                                const struct tkm_exec_options *exec,
+                                                const uint8_t *mask,
+                                                const float *entropy,
+                                                size_t rows,
+                                                size_t cols,
+                                                uint64_t *hist);
+
+/**
+ * Takes the element-wise sum over ranks of this round's histograms (`TKM_RADIX_BINS`
+ * counts) and advances `*state`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (not a histogram round; a histogram whose total is
+ * not the number of candidates, i.e. a wrong global count or a missing rank; a corrupted
+ * state). `*state` is unchanged on error.
+ *
+ * # Safety
+ * `state` valid for reads and writes of one struct, `merged` for `TKM_RADIX_BINS` counts.
+ */
+tkm_status tkm_entropy_quantile_push_histogram(struct tkm_entropy_quantile *state, const uint64_t *merged);
+
+/**
+ * This rank's smallest valid entropy above the selected `v_lo` (`+inf` if none) into `*out`.
+ *
+ * Errors: as `tkm_entropy_quantile_local_histogram` (outside the min-above step:
+ * `_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * `mask`, `entropy` valid for `rows*cols` elements, `out` for one float.
+ */
+tkm_status tkm_entropy_quantile_local_min_above(const struct tkm_entropy_quantile *state,
+                                                const struct tkm_exec_options *exec,
+                                                const uint8_t *mask,
+                                                const float *entropy,
+                                                size_t rows,
+                                                size_t cols,
+                                                float *out);
+
+/**
+ * Takes the minimum over ranks of `tkm_entropy_quantile_local_min_above` and finishes.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (not the min-above step; a minimum that is not a
+ * finite value above `v_lo`; a corrupted state).
+ *
+ * # Safety
+ * `state` valid for reads and writes of one struct.
+ */
+tkm_status tkm_entropy_quantile_push_min_above(struct tkm_entropy_quantile *state, float merged_min);
+
+/**
+ * The threshold once the step is `TKM_QUANTILE_STEP_DONE`: `*has_theta = 1` and `*theta`,
+ * or `*has_theta = 0` when no token is valid anywhere (then nothing is kept).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (not finished, or a corrupted state).
+ *
+ * # Safety
+ * `state` valid for one struct, `has_theta` for one `uint32_t`, `theta` for one float.
+ */
+tkm_status tkm_entropy_quantile_threshold(const struct tkm_entropy_quantile *state,
+                                          uint32_t *has_theta,
+                                          float *theta);
+
+/**
+ * The top-entropy threshold on one rank: TRL's `get_high_entropy_mask` threshold
+ * (`torch.quantile(H[mask], 1 - rho)`, linear interpolation), `*has_theta = 0` when no
+ * token is valid.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`rho` outside (0, 1]), `_NON_FINITE` (a NaN or
+ * infinite entropy at a valid position).
+ *
+ * # Safety
+ * `mask`, `entropy` valid for `rows*cols` elements; `has_theta`, `theta` for one element.
+ */
+tkm_status tkm_top_entropy_threshold(const struct tkm_exec_options *exec,
+                                     const uint8_t *mask,
+                                     const float *entropy,
+                                     size_t rows,
+                                     size_t cols,
+                                     float rho,
+                                     uint32_t *has_theta,
+                                     float *theta);
+
+/**
+ * `keep[j] = (mask[j] != 0 && entropy[j] >= theta)` (0/1); `has_theta = 0` keeps nothing.
+ * `*kept` (optional, NULL = not wanted) receives the number kept.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`has_theta` not 0/1, a NaN `theta`).
+ *
+ * # Safety
+ * `mask`, `entropy`, `keep` valid for `rows*cols` elements; `kept` NULL or one `uint64_t`.
+ */
+tkm_status tkm_top_entropy_mask(const struct tkm_exec_options *exec,
+                                const uint8_t *mask,
+                                const float *entropy,
+                                size_t rows,
+                                size_t cols,
+                                uint32_t has_theta,
+                                float theta,
+                                uint8_t *keep,
+                                uint64_t *kept);
+
+/**
+ * The exact max-variance subset of size `m` of `x` (`n` floats): `keep[i] = 1` for the
+ * chosen indices (PODS Lemma 3.1: some `k` largest and `m - k` smallest; the smallest such
+ * `k` on ties).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN or infinite value), `_INVALID_ARGUMENT`
+ * (`n >= 2^32`), `_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `x` and `keep` valid for `n` elements.
+ */
+tkm_status tkm_max_variance_subset(const float *x, size_t n, size_t m, uint8_t *keep);
+
+/**
+ * D³S sample selection: `keep_rows[b] = 1` for the `n_keep` responses of the max-variance
+ * subset of `adv_seq` (`n` floats). With `group_stage = 1` each group first keeps its
+ * max-variance subset of size `per_group`, grouped by `group_ids`/`group_size` (exactly one
+ * of them, as `tkm_grpo_advantage`); with `group_stage = 0` the grouping arguments are not
+ * read.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (an advantage), `_INVALID_ARGUMENT` (`group_stage` not
+ * 0/1, the grouping), `_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `adv_seq`, `keep_rows` valid for `n` elements; `group_ids` NULL or valid for `n`.
+ */
+tkm_status tkm_d3s_select_samples(const float *adv_seq,
+                                  size_t n,
+                                  const uint32_t *group_ids,
+                                  size_t group_size,
+                                  uint32_t group_stage,
+                                  size_t per_group,
+                                  size_t n_keep,
+                                  uint8_t *keep_rows);
+
+/**
+ * Writes the default D³S schedule into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_d3s_schedule_options_init(struct tkm_d3s_schedule_options *opts);
+
+/**
+ * The D³S budgets at training progress `p` in [0, 1] for a batch of `batch` responses:
+ * `*n_keep = clamp(round(N(p) * batch), 1, batch)` and `*k_frac = K(p)`, both linear in `p`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`p` outside [0, 1], a fraction outside (0, 1]).
+ *
+ * # Safety
+ * `opts` NULL or valid; `n_keep`, `k_frac` valid for one element.
+ */
+tkm_status tkm_d3s_schedule(float p,
+                            const struct tkm_d3s_schedule_options *opts,
+                            size_t batch,
+                            size_t *n_keep,
+                            float *k_frac);
+
+/**
+ * D³S token mask: `out[b,t] = 1` for the `ceil(k_frac * n)` tokens with the largest
+ * `|adv| * entropy` among the `n` valid tokens of the rows with `keep_rows[b] != 0` (ties:
+ * lower flat index first). `*kept` (optional) receives the count.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`k_frac` outside [0, 1]), `_NON_FINITE` (an
+ * advantage or entropy of a taking-part token).
+ *
+ * # Safety
+ * `mask`, `adv`, `entropy`, `out` valid for `rows*cols` elements, `keep_rows` for `rows`,
+ * `kept` NULL or one `uint64_t`.
+ */
+tkm_status tkm_d3s_token_mask(const struct tkm_exec_options *exec,
+                              const uint8_t *mask,
+                              const float *adv,
+                              const float *entropy,
+                              const uint8_t *keep_rows,
+                              size_t rows,
+                              size_t cols,
+                              float k_frac,
+                              uint8_t *out,
+                              uint64_t *kept);
+
+/**
+ * Writes the default PSR/NSR/W-REINFORCE options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_nsr_options_init(struct tkm_nsr_options *opts);
+
+/**
+ * PSR/NSR/W-REINFORCE advantages `adv` (`rows*cols`, 0 at padding and on dropped rows) and
+ * `keep_rows` (1 = the row stays in the batch; PSR keeps the rows whose valid scores sum to
+ * 1, NSR those summing to 0).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (mode, `gamma`, `lambda`, `reserved`),
+ * `_NON_FINITE` (a reward or score at a valid position).
+ *
+ * # Safety
+ * `mask`, `token_rewards`, `scores`, `adv` valid for `rows*cols` elements, `keep_rows` for
+ * `rows`, `opts` NULL or valid.
+ */
+tkm_status tkm_nsr_advantage(const struct tkm_exec_options *exec,
+                             const uint8_t *mask,
+                             const float *token_rewards,
+                             const float *scores,
+                             size_t rows,
+                             size_t cols,
+                             const struct tkm_nsr_options *opts,
+                             uint8_t *keep_rows,
+                             float *adv);
+
+/**
+ * GRPO-N / GSPO-N (best understanding of arXiv 2510.04028): in place,
+ * `adv_seq[b] = min(adv_seq[b], 0)`, and with `TKM_NEG_DROP_POSITIVES` the mask row of every
+ * positive row is cleared. `*positives` (optional) receives the number of positive rows.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (an advantage), `_INVALID_ARGUMENT` (mode), `_OVERLAP`
+ * (`mask` and `adv_seq` overlap). Nothing is changed on error.
+ *
+ * # Safety
+ * `mask` valid for `rows*cols` bytes and `adv_seq` for `rows` floats, both read and written;
+ * `positives` NULL or one `size_t`.
+ */
+tkm_status tkm_grpo_negative_only(const struct tkm_exec_options *exec,
+                                  uint8_t *mask,
+                                  float *adv_seq,
+                                  size_t rows,
+                                  size_t cols,
+                                  uint32_t mode,
+                                  size_t *positives);
+
+/**
+ * The expected logit update of one softmax policy-gradient step:
+ * `out[b] = lr * probs[b] * (adv[b] - sum_a probs[a] * adv[a])` over `n` actions.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a probability, advantage or `lr`), `_INVALID_ARGUMENT`
+ * (a negative probability).
+ *
+ * # Safety
+ * `probs`, `adv`, `out` valid for `n` floats.
+ */
+tkm_status tkm_expected_logit_update(const float *probs, const float *adv, size_t n, float lr, float *out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

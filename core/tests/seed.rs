@@ -327,7 +327,7 @@ proptest! {
             }
         }
         let mut out = vec![9u8; rows * cols];
-        let kept = d3s_token_mask(exec(), BatchShape::new(rows, cols), &mask, &adv, &ent, &keep_rows, k, &mut out).unwrap();
+        let kept = d3s_token_mask(exec(), &D3sTokenInputs { shape: BatchShape::new(rows, cols), mask: &mask, adv: &adv, entropy: &ent, keep_rows: &keep_rows }, k, &mut out).unwrap();
         let want = rs::d3s_token_mask(&adv, &ent, &mask, &keep_rows, cols.max(1), k as f64);
         prop_assert_eq!(&out, &want);
         prop_assert_eq!(kept, want.iter().map(|&v| v as u64).sum::<u64>());
@@ -428,28 +428,64 @@ fn d3s_errors() {
     let e = [1.0f32; 4];
     let a = [1.0f32, f32::NAN, 2.0, 3.0];
     assert_eq!(
-        d3s_token_mask(exec(), sh, &[1; 4], &a, &e, &[1, 1], 0.5, &mut out),
+        d3s_token_mask(
+            exec(),
+            &D3sTokenInputs { shape: sh, mask: &[1; 4], adv: &a, entropy: &e, keep_rows: &[1, 1] },
+            0.5,
+            &mut out
+        ),
         Err(TmError::NonFinite { what: "adv", index: 1 })
     );
     assert_eq!(
-        d3s_token_mask(exec(), sh, &[1; 4], &e, &a, &[1, 1], 0.5, &mut out),
+        d3s_token_mask(
+            exec(),
+            &D3sTokenInputs { shape: sh, mask: &[1; 4], adv: &e, entropy: &a, keep_rows: &[1, 1] },
+            0.5,
+            &mut out
+        ),
         Err(TmError::NonFinite { what: "entropy", index: 1 })
     );
     for bad in [-0.1f32, 1.1, f32::NAN] {
         assert!(matches!(
-            d3s_token_mask(exec(), sh, &[1; 4], &e, &e, &[1, 1], bad, &mut out),
+            d3s_token_mask(
+                exec(),
+                &D3sTokenInputs { shape: sh, mask: &[1; 4], adv: &e, entropy: &e, keep_rows: &[1, 1] },
+                bad,
+                &mut out
+            ),
             Err(TmError::InvalidArgument(_))
         ));
     }
     assert!(matches!(
-        d3s_token_mask(exec(), sh, &[1; 4], &e, &e, &[1], 0.5, &mut out),
+        d3s_token_mask(
+            exec(),
+            &D3sTokenInputs { shape: sh, mask: &[1; 4], adv: &e, entropy: &e, keep_rows: &[1] },
+            0.5,
+            &mut out
+        ),
         Err(TmError::LengthMismatch { what: "keep_rows", .. })
     ));
     assert_eq!(out, [9; 4]);
     // A NaN in a dropped row or at padding is never read.
-    assert_eq!(d3s_token_mask(exec(), sh, &[1, 0, 1, 1], &a, &e, &[1, 1], 0.5, &mut out), Ok(2));
+    assert_eq!(
+        d3s_token_mask(
+            exec(),
+            &D3sTokenInputs { shape: sh, mask: &[1, 0, 1, 1], adv: &a, entropy: &e, keep_rows: &[1, 1] },
+            0.5,
+            &mut out
+        ),
+        Ok(2)
+    );
     assert_eq!(out, [0, 0, 1, 1]);
-    assert_eq!(d3s_token_mask(exec(), sh, &[1; 4], &a, &e, &[0, 1], 0.5, &mut out), Ok(1));
+    assert_eq!(
+        d3s_token_mask(
+            exec(),
+            &D3sTokenInputs { shape: sh, mask: &[1; 4], adv: &a, entropy: &e, keep_rows: &[0, 1] },
+            0.5,
+            &mut out
+        ),
+        Ok(1)
+    );
     assert_eq!(out, [0, 0, 0, 1]);
 }
 
@@ -480,8 +516,8 @@ proptest! {
         let m = match mode { 0 => NsrMode::Psr, 1 => NsrMode::Nsr, _ => NsrMode::Weighted { lambda } };
         let mut keep = vec![9u8; rows];
         let mut adv = poisoned(rows * cols);
-        nsr_advantage(exec(), BatchShape::new(rows, cols), &mask, &r, &sc, &NsrCfg { mode: m, gamma }, &mut keep, &mut adv).unwrap();
-        let (want, want_keep) = rs::nsr(&r, &sc, &mask, rows, cols, gamma as f64, mode, lambda as f64);
+        nsr_advantage(exec(), BatchShape::new(rows, cols), &mask, &r, &sc, &NsrCfg { mode: m, gamma }, NsrOut { keep_rows: &mut keep, adv: &mut adv }).unwrap();
+        let (want, want_keep) = rs::nsr(&r, &sc, &mask, rows, cols, gamma as f64, [rs::NsrRef::Psr, rs::NsrRef::Nsr, rs::NsrRef::Weighted(lambda as f64)][mode as usize]);
         prop_assert_eq!(&keep, &want_keep);
         for (j, (&g, &w)) in adv.iter().zip(&want).enumerate() {
             // One f32 rounding of an f64 value computed in the same order.
@@ -500,11 +536,30 @@ fn nsr_modes_and_errors() {
     let sc = r;
     let mut keep = [9u8; 3];
     let mut adv = poisoned(6);
-    nsr_advantage(exec(), s, &mask, &r, &sc, &NsrCfg { mode: NsrMode::Psr, gamma: 1.0 }, &mut keep, &mut adv).unwrap();
+    nsr_advantage(
+        exec(),
+        s,
+        &mask,
+        &r,
+        &sc,
+        &NsrCfg { mode: NsrMode::Psr, gamma: 1.0 },
+        NsrOut { keep_rows: &mut keep, adv: &mut adv },
+    )
+    .unwrap();
     assert_eq!((keep, adv.as_slice()), ([1, 0, 0], &[1.0f32, 1.0, 0.0, 0.0, 0.0, 0.0][..]));
-    nsr_advantage(exec(), s, &mask, &r, &sc, &NsrCfg { mode: NsrMode::Nsr, gamma: 1.0 }, &mut keep, &mut adv).unwrap();
+    nsr_advantage(
+        exec(),
+        s,
+        &mask,
+        &r,
+        &sc,
+        &NsrCfg { mode: NsrMode::Nsr, gamma: 1.0 },
+        NsrOut { keep_rows: &mut keep, adv: &mut adv },
+    )
+    .unwrap();
     assert_eq!((keep, adv.as_slice()), ([0, 1, 0], &[0.0f32, 0.0, -1.0, -1.0, 0.0, 0.0][..]));
-    nsr_advantage(exec(), s, &mask, &r, &sc, &NsrCfg::default(), &mut keep, &mut adv).unwrap();
+    nsr_advantage(exec(), s, &mask, &r, &sc, &NsrCfg::default(), NsrOut { keep_rows: &mut keep, adv: &mut adv })
+        .unwrap();
     assert_eq!(keep, [1, 1, 1]);
     assert_eq!(adv, [0.1f32, 0.1, -1.0, -1.0, 0.5, 0.0]);
 
@@ -512,7 +567,15 @@ fn nsr_modes_and_errors() {
     let mut adv = poisoned(6);
     let bad_r = [0.0f32, f32::NAN, 0.0, 0.0, 0.5, 0.0];
     assert_eq!(
-        nsr_advantage(exec(), s, &mask, &bad_r, &sc, &NsrCfg::default(), &mut keep, &mut adv),
+        nsr_advantage(
+            exec(),
+            s,
+            &mask,
+            &bad_r,
+            &sc,
+            &NsrCfg::default(),
+            NsrOut { keep_rows: &mut keep, adv: &mut adv }
+        ),
         Err(TmError::NonFinite { what: "token_rewards", index: 1 })
     );
     for cfg in [
@@ -520,12 +583,20 @@ fn nsr_modes_and_errors() {
         NsrCfg { mode: NsrMode::Weighted { lambda: f32::NAN }, gamma: 1.0 },
     ] {
         assert!(matches!(
-            nsr_advantage(exec(), s, &mask, &r, &sc, &cfg, &mut keep, &mut adv),
+            nsr_advantage(exec(), s, &mask, &r, &sc, &cfg, NsrOut { keep_rows: &mut keep, adv: &mut adv }),
             Err(TmError::InvalidArgument(_))
         ));
     }
     assert!(matches!(
-        nsr_advantage(exec(), s, &mask, &r, &sc[..5], &NsrCfg::default(), &mut keep, &mut adv),
+        nsr_advantage(
+            exec(),
+            s,
+            &mask,
+            &r,
+            &sc[..5],
+            &NsrCfg::default(),
+            NsrOut { keep_rows: &mut keep, adv: &mut adv }
+        ),
         Err(TmError::LengthMismatch { what: "scores", .. })
     ));
     assert!(untouched(&adv) && keep == [9; 3]);

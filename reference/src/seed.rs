@@ -87,8 +87,18 @@ pub fn d3s_token_mask(adv: &[f32], entropy: &[f32], mask: &[u8], keep_rows: &[u8
     out
 }
 
-/// PSR / NSR / W-REINFORCE. `mode`: 0 = PSR, 1 = NSR, 2 = weighted with `lambda`.
-/// Returns `(adv, keep_rows)`.
+/// PSR / NSR / W-REINFORCE: which rows and how.
+#[derive(Clone, Copy, Debug)]
+pub enum NsrRef {
+    /// Correct rows, `A = G`.
+    Psr,
+    /// Incorrect rows, `A = G − 1`.
+    Nsr,
+    /// Every row, `λ·G` on correct ones.
+    Weighted(f64),
+}
+
+/// PSR / NSR / W-REINFORCE. Returns `(adv, keep_rows)`.
 pub fn nsr(
     rewards: &[f32],
     scores: &[f32],
@@ -96,23 +106,22 @@ pub fn nsr(
     rows: usize,
     t: usize,
     gamma: f64,
-    mode: u8,
-    lambda: f64,
+    mode: NsrRef,
 ) -> (Vec<f64>, Vec<u8>) {
     let mut adv = vec![0.0; mask.len()];
     let mut keep = vec![0u8; rows];
-    for b in 0..rows {
+    for (b, keep) in keep.iter_mut().enumerate() {
         let row = b * t..(b + 1) * t;
         let s: f64 = row.clone().filter(|&j| mask[j] != 0).map(|j| scores[j] as f64).sum();
         let (correct, incorrect) = (s == 1.0, s == 0.0);
         let (kept, scale, shift) = match mode {
-            0 => (correct, 1.0, 0.0),
-            1 => (incorrect, 1.0, -1.0),
-            _ if correct => (true, lambda, 0.0),
-            _ if incorrect => (true, 1.0, -1.0),
-            _ => (true, 1.0, 0.0),
+            NsrRef::Psr => (correct, 1.0, 0.0),
+            NsrRef::Nsr => (incorrect, 1.0, -1.0),
+            NsrRef::Weighted(lambda) if correct => (true, lambda, 0.0),
+            NsrRef::Weighted(_) if incorrect => (true, 1.0, -1.0),
+            NsrRef::Weighted(_) => (true, 1.0, 0.0),
         };
-        keep[b] = kept as u8;
+        *keep = kept as u8;
         // Returns-to-go over each run of valid positions (nothing crosses a masked one).
         let mut g = 0.0;
         for j in row.rev() {

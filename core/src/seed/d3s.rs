@@ -280,6 +280,21 @@ pub fn d3s_schedule(p: f32, s: &D3sSchedule, batch: usize) -> Result<(usize, f32
     Ok((n, lerp(s.k_init, s.k_final) as f32))
 }
 
+/// The inputs of [`d3s_token_mask`] (`[B,T]` arrays of `B·T` elements, `keep_rows` of `B`).
+#[derive(Clone, Copy, Debug)]
+pub struct D3sTokenInputs<'a> {
+    /// `[B,T]` shape.
+    pub shape: BatchShape,
+    /// Response mask (`0` = padding).
+    pub mask: &'a [u8],
+    /// Per-token advantages `A[b,t]`.
+    pub adv: &'a [f32],
+    /// Per-token entropies `H[b,t]` (of the old policy, by default).
+    pub entropy: &'a [f32],
+    /// The selected samples (`≠ 0` = kept), e.g. from [`d3s_select_samples`].
+    pub keep_rows: &'a [u8],
+}
+
 /// Token-level selection (module docs): `out[b,t] = 1` for the `⌈K·n⌉` tokens with the
 /// largest `|adv|·entropy` among the `n` valid tokens of the rows with `keep_rows[b] ≠ 0`
 /// (ties: lower flat index first), 0 elsewhere. Returns the number kept.
@@ -287,19 +302,11 @@ pub fn d3s_schedule(p: f32, s: &D3sSchedule, batch: usize) -> Result<(usize, f32
 /// Errors: lengths; [`TmError::InvalidArgument`] unless `0 ≤ k_frac ≤ 1`;
 /// [`TmError::NonFinite`] for a NaN/`±inf` advantage or entropy at a taking-part token.
 /// `out` is written only on success.
-pub fn d3s_token_mask(
-    exec: Exec,
-    shape: BatchShape,
-    mask: &[u8],
-    adv: &[f32],
-    entropy: &[f32],
-    keep_rows: &[u8],
-    k_frac: f32,
-    out: &mut [u8],
-) -> Result<u64, TmError> {
+pub fn d3s_token_mask(exec: Exec, inp: &D3sTokenInputs<'_>, k_frac: f32, out: &mut [u8]) -> Result<u64, TmError> {
     if !exec.backend().is_supported() {
         return Err(TmError::BackendUnavailable);
     }
+    let D3sTokenInputs { shape, mask, adv, entropy, keep_rows } = *inp;
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;
     check_len("adv", n, adv.len())?;

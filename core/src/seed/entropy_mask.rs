@@ -258,6 +258,63 @@ impl EntropyQuantile {
         Ok(())
     }
 
+    /// The state as six `u64` words, to keep it outside Rust (the C ABI's
+    /// `tkm_entropy_quantile`) or send it to another process. [`Self::from_words`] inverts it.
+    pub fn to_words(&self) -> [u64; 6] {
+        let opt = |v: Option<f32>| v.map_or(0, |v| (1u64 << 32) | v.to_bits() as u64);
+        let step = match self.step {
+            QuantileStep::Histogram => 0,
+            QuantileStep::MinAbove => 1,
+            QuantileStep::Done => 2,
+        };
+        [
+            self.sel.k,
+            self.sel.cand,
+            ((self.sel.round as u64) << 32) | self.sel.prefix as u64,
+            self.weight.to_bits(),
+            opt(self.lo_value) | (step << 40),
+            opt(self.theta),
+        ]
+    }
+
+    /// The state of [`Self::to_words`].
+    ///
+    /// Errors: [`TmError::InvalidArgument`] for words no state encodes (checked field by
+    /// field, so a corrupted state is refused rather than misread).
+    pub fn from_words(w: &[u64; 6]) -> Result<EntropyQuantile, TmError> {
+        let bad = TmError::InvalidArgument("not an EntropyQuantile state");
+        let opt = |v: u64| match v >> 32 {
+            0 if v == 0 => Ok(None),
+            1 => Ok(Some(f32::from_bits(v as u32))),
+            _ => Err(bad),
+        };
+        let round = (w[2] >> 32) as u32;
+        let weight = f64::from_bits(w[3]);
+        let step = match w[4] >> 40 {
+            0 => QuantileStep::Histogram,
+            1 => QuantileStep::MinAbove,
+            2 => QuantileStep::Done,
+            _ => return Err(bad),
+        };
+        let lo_value = opt(w[4] & ((1 << 40) - 1))?;
+        let theta = opt(w[5])?;
+        let sel = Radix { k: w[0], cand: w[1], prefix: w[2] as u32, round };
+        let consistent = round <= 4
+            && (round == 4 || (round < 4 && (w[2] as u32) >> (8 * round) == 0))
+            && (0.0..1.0).contains(&weight)
+            && (sel.cand == 0 || sel.k < sel.cand)
+            && match step {
+                QuantileStep::Histogram => round < 4 && lo_value.is_none() && theta.is_none(),
+                QuantileStep::MinAbove => round == 4 && lo_value.is_some_and(f32::is_finite) && theta.is_none(),
+                QuantileStep::Done => theta.is_none_or(|t| !t.is_nan()),
+            };
+        if consistent {
+            Ok(EntropyQuantile { sel, weight, lo_value, step, theta })
+        } else {
+            Err(bad)
+        }
+    }
+
     fn finish(&mut self, theta: f32) {
         self.theta = Some(theta);
         self.step = QuantileStep::Done;

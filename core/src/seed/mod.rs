@@ -24,9 +24,10 @@ pub mod nsr;
 
 pub use d3s::{
     d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,
+    D3sTokenInputs,
 };
 pub use entropy_mask::{top_entropy_mask, top_entropy_threshold, valid_count, EntropyQuantile, QuantileStep};
 pub use grpo_n::{grpo_negative_only, NegMode};
 pub use logit_dynamics::expected_logit_update;
-pub use nsr::{nsr_advantage, NsrCfg, NsrMode};
+pub use nsr::{nsr_advantage, NsrCfg, NsrMode, NsrOut};
 pub use radix::{RadixHistogram, RADIX_BINS};

@@ -58,6 +58,15 @@ impl Default for NsrCfg {
     }
 }
 
+/// The outputs of [`nsr_advantage`].
+#[derive(Debug)]
+pub struct NsrOut<'a> {
+    /// `[B]`: 1 = the row stays in the batch.
+    pub keep_rows: &'a mut [u8],
+    /// `[B,T]` advantages (0 at padding and on dropped rows).
+    pub adv: &'a mut [f32],
+}
+
 /// PSR/NSR/W-REINFORCE advantages (module docs): `adv[b,t]` (0 at padding and on dropped
 /// rows) and `keep_rows[b]` (1 = the row stays in the batch).
 ///
@@ -71,9 +80,9 @@ pub fn nsr_advantage(
     token_rewards: &[f32],
     scores: &[f32],
     cfg: &NsrCfg,
-    keep_rows: &mut [u8],
-    adv: &mut [f32],
+    out: NsrOut<'_>,
 ) -> Result<(), TmError> {
+    let NsrOut { keep_rows, adv } = out;
     if !exec.backend().is_supported() {
         return Err(TmError::BackendUnavailable);
     }

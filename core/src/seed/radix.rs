@@ -124,14 +124,14 @@ mod tests {
         let v = [3.0f32, -1.0, 3.0, 0.0, -0.0, 7.5, -2.0, 3.0];
         let mut s = v;
         s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        for k in 0..v.len() {
+        for (k, &want) in s.iter().enumerate() {
             let mut r = Radix::new(k as u64, v.len() as u64);
             while !r.done() {
                 let mut h = [0u64; RADIX_BINS];
                 v.iter().for_each(|&x| r.count(key(x), &mut h));
                 r.advance(&h).unwrap();
             }
-            assert_eq!(from_key(r.prefix), s[k]);
+            assert_eq!(from_key(r.prefix), want);
         }
         let mut r = Radix::new(0, 3);
         assert!(r.advance(&[0u64; RADIX_BINS]).is_err());

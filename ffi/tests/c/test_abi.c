@@ -825,6 +825,185 @@ static void test_policy_more(void) {
   CHECK(untouched(loss, PN));
 }
 
+/* The seed methods of issue 14 (part A): the top-entropy mask (one rank and the cross-rank
+ * protocol), D3S, PSR/NSR/W-REINFORCE, GRPO-N and the expected logit update. */
+static void test_seed_selection(void) {
+  /* TRL's unit test: 10 valid tokens of 12, rho = 0.2 => 2 kept. */
+  float ent[12];
+  uint8_t m[12] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, keep[12];
+  for (int i = 0; i < 12; i++) ent[i] = (float)(i + 1) / 10.0f;
+  ent[11] = NAN; /* padding is never read */
+  uint32_t has = 7;
+  float theta = POISON;
+  uint64_t kept = 99, cnt = 0;
+  EXPECT(tkm_top_entropy_threshold(NULL, m, ent, 2, 6, 0.2f, &has, &theta), TKM_STATUS_OK);
+  CHECK(has == 1 && fabsf(theta - 0.82f) < 1e-6f);
+  EXPECT(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 1, theta, keep, &kept), TKM_STATUS_OK);
+  CHECK(kept == 2 && keep[8] == 1 && keep[9] == 1 && keep[7] == 0 && keep[10] == 0);
+  EXPECT(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 0, 0.0f, keep, NULL), TKM_STATUS_OK);
+  for (int i = 0; i < 12; i++) CHECK(keep[i] == 0);
+
+  /* The same threshold from two "ranks" (rows 0..1 and 1..2), merging as an all-reduce would. */
+  {
+    uint64_t c0 = 0, c1 = 0, h0[TKM_RADIX_BINS], h1[TKM_RADIX_BINS];
+    tkm_entropy_quantile st;
+    uint32_t step = 9, h = 0;
+    float t2 = POISON;
+    EXPECT(tkm_valid_count(NULL, m, 1, 6, &c0), TKM_STATUS_OK);
+    EXPECT(tkm_valid_count(NULL, m + 6, 1, 6, &c1), TKM_STATUS_OK);
+    CHECK(c0 == 6 && c1 == 4);
+    EXPECT(tkm_entropy_quantile_init(c0 + c1, 0.2f, &st), TKM_STATUS_OK);
+    for (;;) {
+      EXPECT(tkm_entropy_quantile_step(&st, &step), TKM_STATUS_OK);
+      if (step == TKM_QUANTILE_STEP_HISTOGRAM) {
+        EXPECT(tkm_entropy_quantile_local_histogram(&st, NULL, m, ent, 1, 6, h0), TKM_STATUS_OK);
+        EXPECT(tkm_entropy_quantile_local_histogram(&st, NULL, m + 6, ent + 6, 1, 6, h1), TKM_STATUS_OK);
+        for (int b = 0; b < TKM_RADIX_BINS; b++) h0[b] += h1[b];
+        EXPECT(tkm_entropy_quantile_push_histogram(&st, h0), TKM_STATUS_OK);
+      } else if (step == TKM_QUANTILE_STEP_MIN_ABOVE) {
+        float a = POISON, b = POISON;
+        EXPECT(note(tkm_entropy_quantile_threshold(&st, &h, &t2)), TKM_STATUS_INVALID_ARGUMENT); /* not finished */
+        EXPECT(note(tkm_entropy_quantile_push_histogram(&st, h0)), TKM_STATUS_INVALID_ARGUMENT);
+        EXPECT(tkm_entropy_quantile_local_min_above(&st, NULL, m, ent, 1, 6, &a), TKM_STATUS_OK);
+        EXPECT(tkm_entropy_quantile_local_min_above(&st, NULL, m + 6, ent + 6, 1, 6, &b), TKM_STATUS_OK);
+        CHECK(isinf(a) && b == ent[8]);
+        EXPECT(note(tkm_entropy_quantile_push_min_above(&st, INFINITY)), TKM_STATUS_INVALID_ARGUMENT);
+        EXPECT(tkm_entropy_quantile_push_min_above(&st, a < b ? a : b), TKM_STATUS_OK);
+      } else {
+        break;
+      }
+    }
+    CHECK(step == TKM_QUANTILE_STEP_DONE);
+    EXPECT(tkm_entropy_quantile_threshold(&st, &h, &t2), TKM_STATUS_OK);
+    CHECK(h == 1 && t2 == theta);
+    /* A corrupted state is refused; a wrong global count is caught by the histogram total. */
+    tkm_entropy_quantile bad = st;
+    bad.words[4] = ~(uint64_t)0;
+    EXPECT(note(tkm_entropy_quantile_step(&bad, &step)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(tkm_entropy_quantile_init(11, 0.2f, &st), TKM_STATUS_OK);
+    EXPECT(tkm_entropy_quantile_local_histogram(&st, NULL, m, ent, 2, 6, h0), TKM_STATUS_OK);
+    EXPECT(note(tkm_entropy_quantile_push_histogram(&st, h0)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_entropy_quantile_init(10, 0.0f, &st)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_entropy_quantile_init(10, 0.5f, NULL)), TKM_STATUS_NULL_POINTER);
+    EXPECT(note(tkm_entropy_quantile_local_min_above(&st, NULL, m, ent, 2, 6, &t2)), TKM_STATUS_INVALID_ARGUMENT);
+    m[11] = 1; /* the NaN is now valid */
+    EXPECT(note(tkm_entropy_quantile_local_histogram(&st, NULL, m, ent, 2, 6, h0)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_valid_count(NULL, m, SIZE_MAX, 2, &cnt)), TKM_STATUS_SIZE_OVERFLOW);
+  }
+  /* Errors of the one-rank calls (no output written). */
+  theta = POISON;
+  EXPECT(note(tkm_top_entropy_threshold(NULL, m, ent, 2, 6, 0.2f, &has, &theta)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_top_entropy_threshold(NULL, m, ent, 2, 6, 1.5f, &has, &theta)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_top_entropy_threshold(NULL, m, NULL, 2, 6, 0.2f, &has, &theta)), TKM_STATUS_NULL_POINTER);
+  CHECK(theta == POISON);
+  memset(keep, 5, sizeof keep);
+  EXPECT(note(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 1, NAN, keep, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 2, 0.5f, keep, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  for (int i = 0; i < 12; i++) CHECK(keep[i] == 5);
+  m[11] = 0;
+
+  /* D3S: the max-variance subset, sample selection, schedule and token mask. */
+  {
+    float a[6] = {0.5f, -2.0f, 3.0f, -2.0f, 0.0f, 1.0f};
+    uint8_t k6[6], tok[12], rows2[2] = {1, 0};
+    uint32_t ids[6] = {7, 9, 7, 9, 7, 9};
+    size_t nk = 0;
+    float kf = POISON;
+    EXPECT(tkm_max_variance_subset(a, 6, 2, k6), TKM_STATUS_OK);
+    CHECK(k6[1] == 1 && k6[2] == 1 && k6[0] + k6[3] + k6[4] + k6[5] == 0); /* {-2, 3} */
+    EXPECT(tkm_d3s_select_samples(a, 6, NULL, 0, 0, 0, 2, k6), TKM_STATUS_OK);
+    CHECK(k6[1] == 1 && k6[2] == 1);
+    /* Per group (ids 7: {0.5, 3, 0}, 9: {-2, -2, 1}) keep 1 (the smallest), then both. */
+    EXPECT(tkm_d3s_select_samples(a, 6, ids, 0, 1, 1, 4, k6), TKM_STATUS_OK);
+    CHECK(k6[4] == 1 && k6[1] == 1 && k6[0] + k6[2] + k6[3] + k6[5] == 0);
+    EXPECT(note(tkm_d3s_select_samples(a, 6, ids, 3, 1, 1, 4, k6)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_d3s_select_samples(a, 6, NULL, 0, 2, 1, 4, k6)), TKM_STATUS_INVALID_ARGUMENT);
+    a[3] = INFINITY;
+    EXPECT(note(tkm_max_variance_subset(a, 6, 2, k6)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_max_variance_subset(a, (size_t)1 << 60, 2, k6)), TKM_STATUS_OUT_OF_MEMORY);
+    CHECK(k6[4] == 1 && k6[1] == 1);
+    tkm_d3s_schedule_options so;
+    EXPECT(note(tkm_d3s_schedule_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+    EXPECT(tkm_d3s_schedule_options_init(&so), TKM_STATUS_OK);
+    CHECK(so.struct_size == sizeof so && so.n_init == 0.5f && so.k_init == 0.2f && so.n_final == 1.0f);
+    EXPECT(tkm_d3s_schedule(0.0f, &so, 8, &nk, &kf), TKM_STATUS_OK);
+    CHECK(nk == 4 && kf == 0.2f);
+    EXPECT(tkm_d3s_schedule(1.0f, NULL, 8, &nk, &kf), TKM_STATUS_OK);
+    CHECK(nk == 8 && kf == 1.0f);
+    EXPECT(note(tkm_d3s_schedule(1.5f, NULL, 8, &nk, &kf)), TKM_STATUS_INVALID_ARGUMENT);
+    so.struct_size = 5;
+    EXPECT(note(tkm_d3s_schedule(0.5f, &so, 8, &nk, &kf)), TKM_STATUS_BAD_STRUCT_SIZE);
+    /* Token mask: row 0 kept, its 6 valid tokens' keys |A|*H = 0.1 .. 0.6; K = 0.5 keeps 3. */
+    float adv12[12], one[12];
+    for (int i = 0; i < 12; i++) adv12[i] = 1.0f, one[i] = ent[i];
+    adv12[7] = NAN; /* row 1 is dropped: never read */
+    EXPECT(tkm_d3s_token_mask(NULL, m, adv12, one, rows2, 2, 6, 0.5f, tok, &kept), TKM_STATUS_OK);
+    CHECK(kept == 3 && tok[3] == 1 && tok[4] == 1 && tok[5] == 1 && tok[2] == 0 && tok[6] == 0);
+    rows2[1] = 1;
+    memset(tok, 5, sizeof tok);
+    EXPECT(note(tkm_d3s_token_mask(NULL, m, adv12, one, rows2, 2, 6, 0.5f, tok, NULL)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_d3s_token_mask(NULL, m, adv12, one, rows2, 2, 6, 1.5f, tok, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    CHECK(tok[0] == 5);
+  }
+
+  /* PSR / NSR / W-REINFORCE: row 0 correct, row 1 incorrect, row 2 partial. */
+  {
+    uint8_t mk[6] = {1, 1, 1, 1, 1, 0}, kr[3] = {9, 9, 9};
+    float r[6] = {0.0f, 1.0f, 0.0f, 0.0f, 0.5f, 0.0f}, ad[6];
+    tkm_nsr_options no;
+    EXPECT(note(tkm_nsr_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+    EXPECT(tkm_nsr_options_init(&no), TKM_STATUS_OK);
+    CHECK(no.struct_size == sizeof no && no.mode == TKM_NSR_MODE_WEIGHTED && no.lambda == 0.1f && no.gamma == 1.0f);
+    EXPECT(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad), TKM_STATUS_OK);
+    CHECK(kr[0] == 1 && kr[1] == 1 && kr[2] == 1);
+    CHECK(ad[0] == 0.1f && ad[1] == 0.1f && ad[2] == -1.0f && ad[4] == 0.5f && ad[5] == 0.0f);
+    no.mode = TKM_NSR_MODE_NSR;
+    EXPECT(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad), TKM_STATUS_OK);
+    CHECK(kr[0] == 0 && kr[1] == 1 && kr[2] == 0 && ad[0] == 0.0f && ad[3] == -1.0f);
+    no.mode = TKM_NSR_MODE_PSR;
+    EXPECT(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad), TKM_STATUS_OK);
+    CHECK(kr[0] == 1 && kr[1] == 0 && ad[0] == 1.0f && ad[3] == 0.0f);
+    poison(ad, 6);
+    no.mode = 5;
+    EXPECT(note(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad)), TKM_STATUS_INVALID_ARGUMENT);
+    no.mode = TKM_NSR_MODE_NSR;
+    no.gamma = -1.0f;
+    EXPECT(note(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad)), TKM_STATUS_INVALID_ARGUMENT);
+    r[1] = NAN;
+    EXPECT(note(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, NULL, kr, ad)), TKM_STATUS_NON_FINITE);
+    CHECK(untouched(ad, 6));
+  }
+
+  /* GRPO-N, in place. */
+  {
+    uint8_t mk[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float av[4] = {0.5f, -0.5f, 0.0f, -2.0f};
+    size_t pos = 0;
+    EXPECT(tkm_grpo_negative_only(NULL, mk, av, 4, 2, TKM_NEG_DROP_POSITIVES, &pos), TKM_STATUS_OK);
+    CHECK(pos == 1 && av[0] == 0.0f && av[1] == -0.5f && mk[0] == 0 && mk[1] == 0 && mk[2] == 1);
+    av[0] = 1.0f;
+    EXPECT(tkm_grpo_negative_only(NULL, mk, av, 4, 2, TKM_NEG_ZERO_POSITIVES, NULL), TKM_STATUS_OK);
+    CHECK(av[0] == 0.0f && mk[2] == 1);
+    av[2] = NAN;
+    EXPECT(note(tkm_grpo_negative_only(NULL, mk, av, 4, 2, TKM_NEG_ZERO_POSITIVES, NULL)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_grpo_negative_only(NULL, mk, av, 4, 2, 9, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_grpo_negative_only(NULL, (uint8_t *)av, av, 4, 1, 0, NULL)), TKM_STATUS_OVERLAP);
+  }
+
+  /* The expected logit update: uniform advantages do not move the logits. */
+  {
+    float p3[3] = {0.25f, 0.25f, 0.5f}, a3[3] = {1.0f, -1.0f, 0.0f}, o3[3];
+    EXPECT(tkm_expected_logit_update(p3, a3, 3, 2.0f, o3), TKM_STATUS_OK);
+    CHECK(o3[0] == 0.5f && o3[1] == -0.5f && o3[2] == 0.0f); /* base 0 */
+    poison(o3, 3);
+    p3[1] = -0.25f;
+    EXPECT(note(tkm_expected_logit_update(p3, a3, 3, 1.0f, o3)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_expected_logit_update(p3, a3, 3, NAN, o3)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_expected_logit_update(p3, a3, 3, 1.0f, (float *)((char *)o3 + 1))), TKM_STATUS_MISALIGNED);
+    CHECK(untouched(o3, 3));
+  }
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -838,6 +1017,7 @@ int main(void) {
   test_dlpack();
   test_policy();
   test_policy_more();
+  test_seed_selection();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
