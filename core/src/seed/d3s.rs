@@ -54,7 +54,7 @@
 //! part are [`TmError::NonFinite`]; padding and unselected rows are never read. Every check
 //! runs before any output is written.
 
-use super::radix::{key, Radix, RADIX_BINS};
+use super::radix::{key, Hist4, Radix};
 use crate::advantages::Groups;
 use crate::error::{check_len, TmError};
 use crate::platform::Exec;
@@ -295,6 +295,22 @@ pub struct D3sTokenInputs<'a> {
     pub keep_rows: &'a [u8],
 }
 
+/// Calls `f(j)` for every valid token `j` of the kept rows, in flat order (stops at an error).
+#[inline(always)]
+fn for_each_token(inp: &D3sTokenInputs<'_>, mut f: impl FnMut(usize) -> Result<(), TmError>) -> Result<(), TmError> {
+    let cols = inp.shape.cols;
+    for (b, &kr) in inp.keep_rows.iter().enumerate() {
+        if kr != 0 {
+            for j in b * cols..(b + 1) * cols {
+                if inp.mask[j] != 0 {
+                    f(j)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Token-level selection (module docs): `out[b,t] = 1` for the `⌈K·n⌉` tokens with the
 /// largest `|adv|·entropy` among the `n` valid tokens of the rows with `keep_rows[b] ≠ 0`
 /// (ties: lower flat index first), 0 elsewhere. Returns the number kept.
@@ -316,62 +332,45 @@ pub fn d3s_token_mask(exec: Exec, inp: &D3sTokenInputs<'_>, k_frac: f32, out: &m
     if !(0.0..=1.0).contains(&k_frac) {
         return Err(TmError::InvalidArgument("D3S token fraction K must be in [0, 1]"));
     }
-    let cols = shape.cols;
-    // The taking-part tokens, in flat order, with their keys.
-    let each = |f: &mut dyn FnMut(usize, u32)| {
-        if cols == 0 {
-            return;
-        }
-        for (b, &kr) in keep_rows.iter().enumerate() {
-            if kr == 0 {
-                continue;
-            }
-            let base = b * cols;
-            for j in base..base + cols {
-                if mask[j] != 0 {
-                    f(j, key(adv[j].abs() * entropy[j]));
-                }
-            }
-        }
-    };
+    // Validation first (nothing is written on error), counting the taking-part tokens.
     let mut valid = 0u64;
-    let mut bad = None;
-    each(&mut |j, _| {
+    for_each_token(inp, |j| {
         valid += 1;
-        if bad.is_none() {
-            if !adv[j].is_finite() {
-                bad = Some(TmError::NonFinite { what: "adv", index: j });
-            } else if !entropy[j].is_finite() {
-                bad = Some(TmError::NonFinite { what: "entropy", index: j });
-            }
+        if !adv[j].is_finite() {
+            return Err(TmError::NonFinite { what: "adv", index: j });
         }
-    });
-    if let Some(e) = bad {
-        return Err(e);
-    }
+        if !entropy[j].is_finite() {
+            return Err(TmError::NonFinite { what: "entropy", index: j });
+        }
+        Ok(())
+    })?;
     let count = (libm::ceil(k_frac as f64 * valid as f64) as u64).min(valid);
     out.fill(0);
     if count == 0 {
         return Ok(0);
     }
+    let key_of = |j: usize| key(adv[j].abs() * entropy[j]);
     // The count-th largest key is the (valid − count)-th smallest.
     let mut sel = Radix::new(valid - count, valid);
     while !sel.done() {
-        let mut h = [0u64; RADIX_BINS];
-        each(&mut |_, k| sel.count(k, &mut h));
-        sel.advance(&h)?;
+        let mut h = Hist4::new();
+        for_each_token(inp, |j| {
+            h.count(&sel, j, key_of(j));
+            Ok(())
+        })?;
+        sel.advance(&h.total())?;
     }
     // Keys above the threshold are all kept; of the `cand` ties, the `cand − k` that come
     // last in ascending (key, −index) order, i.e. the first ones by flat index.
     let tau = sel.prefix;
     let mut ties = sel.cand - sel.k;
-    each(&mut |j, k| {
-        if k > tau {
+    for_each_token(inp, |j| {
+        let k = key_of(j);
+        if k > tau || (k == tau && ties > 0) {
+            ties -= (k == tau) as u64;
             out[j] = 1;
-        } else if k == tau && ties > 0 {
-            out[j] = 1;
-            ties -= 1;
         }
-    });
+        Ok(())
+    })?;
     Ok(count)
 }

@@ -52,7 +52,7 @@
 //!   \[library choice\] (entropies are finite by construction; torch would return a NaN `θ`
 //!   and silently keep nothing). Padding is never read.
 
-use super::radix::{from_key, key, Radix, RadixHistogram, RADIX_BINS};
+use super::radix::{from_key, key, Hist4, Radix, RadixHistogram, RADIX_BINS};
 use crate::error::{check_len, TmError};
 use crate::platform::Exec;
 use crate::policy_loss::BatchShape;
@@ -170,16 +170,16 @@ impl EntropyQuantile {
         if self.step != QuantileStep::Histogram {
             return Err(TmError::InvalidArgument("local_histogram called outside a histogram round"));
         }
-        let mut h = [0u64; RADIX_BINS];
+        let mut h = Hist4::new();
         for (j, (&m, &e)) in mask.iter().zip(entropy).enumerate() {
             if m != 0 {
                 if !e.is_finite() {
                     return Err(TmError::NonFinite { what: "entropy", index: j });
                 }
-                self.sel.count(key(e), &mut h);
+                h.count(&self.sel, j, key(e));
             }
         }
-        *hist = h;
+        *hist = h.total();
         Ok(())
     }
 

@@ -105,30 +105,90 @@ pub fn nsr_advantage(
             return Err(TmError::NonFinite { what, index });
         }
     }
-    let (t, gamma) = (shape.cols, cfg.gamma as f64);
-    for (b, keep) in keep_rows.iter_mut().enumerate() {
-        let row = b * t..(b + 1) * t;
-        let (m, r, s, a) = (&mask[row.clone()], &token_rewards[row.clone()], &scores[row.clone()], &mut adv[row]);
-        let score: f64 = s.iter().zip(m).map(|(&v, &m)| if m != 0 { v as f64 } else { 0.0 }).sum();
-        let (correct, incorrect) = (score == 1.0, score == 0.0);
-        // A = scale·G + shift on this row.
-        let (kept, scale, shift) = match cfg.mode {
+    // Rows go 4 at a time: each row's recurrence is a serial chain of f64 operations, so
+    // interleaving independent chains keeps the core busy. Every row is computed by the
+    // same operations in the same order whatever its block, so the bits do not depend on it.
+    let t = shape.cols;
+    let mut b0 = 0;
+    while b0 < shape.rows {
+        let lanes = LANES.min(shape.rows - b0);
+        let rows = b0 * t..(b0 + lanes) * t;
+        let io = Block { t, mask: &mask[rows.clone()], r: &token_rewards[rows.clone()], s: &scores[rows.clone()] };
+        block(lanes, &io, cfg, &mut keep_rows[b0..b0 + lanes], &mut adv[rows]);
+        b0 += lanes;
+    }
+    Ok(())
+}
+
+/// Rows per block: 4, not 8, because rows `T` floats apart often map to the same L1 set
+/// (`T` a multiple of 1024), and 8 rows of each of four arrays would overflow its 8 ways.
+const LANES: usize = 4;
+
+/// The inputs of up to [`LANES`] consecutive rows.
+struct Block<'a> {
+    t: usize,
+    mask: &'a [u8],
+    r: &'a [f32],
+    s: &'a [f32],
+}
+
+/// `lanes` consecutive rows of [`nsr_advantage`] (lengths checked by the caller).
+#[inline(always)]
+fn block(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) {
+    let t = io.t;
+    // s_b: the valid scores, summed in index order.
+    let mut score = [0.0f64; LANES];
+    for k in 0..t {
+        for (l, sc) in score.iter_mut().enumerate().take(lanes) {
+            let j = l * t + k;
+            *sc += if io.mask[j] != 0 { io.s[j] as f64 } else { 0.0 };
+        }
+    }
+    // A = scale·G + shift on each row.
+    let (mut scale, mut shift, mut kept) = ([1.0f64; LANES], [0.0f64; LANES], [false; LANES]);
+    for l in 0..lanes {
+        let (correct, incorrect) = (score[l] == 1.0, score[l] == 0.0);
+        (kept[l], scale[l], shift[l]) = match cfg.mode {
             NsrMode::Psr => (correct, 1.0, 0.0),
             NsrMode::Nsr => (incorrect, 1.0, -1.0),
             NsrMode::Weighted { lambda } if correct => (true, lambda as f64, 0.0),
             NsrMode::Weighted { .. } if incorrect => (true, 1.0, -1.0),
             NsrMode::Weighted { .. } => (true, 1.0, 0.0),
         };
-        *keep = kept as u8;
-        let mut carry = 0.0f64;
-        for k in (0..t).rev() {
-            let valid = m[k] != 0;
+        keep[l] = kept[l] as u8;
+    }
+    // γ = 1 (the default) skips the multiplication: `1·c = c` exactly, so the bits are the
+    // same and the serial chain is one addition per token.
+    if cfg.gamma == 1.0 {
+        returns(lanes, io, &kept, &scale, &shift, |c| c, adv);
+    } else {
+        let gamma = cfg.gamma as f64;
+        returns(lanes, io, &kept, &scale, &shift, |c| gamma * c, adv);
+    }
+}
+
+/// `adv = scale·G + shift` on kept rows, `G_t = r_t + discount(G_{t+1})` over valid positions.
+#[inline(always)]
+fn returns(
+    lanes: usize,
+    io: &Block<'_>,
+    kept: &[bool; LANES],
+    scale: &[f64; LANES],
+    shift: &[f64; LANES],
+    discount: impl Fn(f64) -> f64,
+    adv: &mut [f32],
+) {
+    let t = io.t;
+    let mut carry = [0.0f64; LANES];
+    for k in (0..t).rev() {
+        for l in 0..lanes {
+            let j = l * t + k;
+            let valid = io.mask[j] != 0;
             // verl: G_t = r_t + γ·carry, carry reset at masked positions; padding rewards
             // are not read (they would only reach the padding's own, zeroed, output).
-            let g = if valid { r[k] as f64 + gamma * carry } else { 0.0 };
-            carry = g;
-            a[k] = if valid && kept { (scale * g + shift) as f32 } else { 0.0 };
+            let g = if valid { io.r[j] as f64 + discount(carry[l]) } else { 0.0 };
+            carry[l] = g;
+            adv[j] = if valid && kept[l] { (scale[l] * g + shift[l]) as f32 } else { 0.0 };
         }
     }
-    Ok(())
 }

@@ -93,13 +93,35 @@ impl Radix {
         }
         unreachable!("k < cand = Σ hist, so some bin holds rank k")
     }
+}
 
-    /// Counts `key` into `hist` if it is still a candidate.
+/// Four interleaved histograms (element `j` counts into copy `j mod 4`), summed at the end:
+/// consecutive equal keys then increment different counters, so the increments do not wait
+/// on each other (entropies mostly share their top byte).
+pub(crate) struct Hist4([RadixHistogram; 4]);
+
+impl Hist4 {
+    pub(crate) fn new() -> Hist4 {
+        Hist4([[0; RADIX_BINS]; 4])
+    }
+
+    /// Counts `key` (of element `j`) if it is still a candidate of `sel`.
     #[inline(always)]
-    pub(crate) fn count(&self, key: u32, hist: &mut RadixHistogram) {
-        if let Some(b) = self.bin(key) {
-            hist[b] += 1;
+    pub(crate) fn count(&mut self, sel: &Radix, j: usize, key: u32) {
+        if let Some(b) = sel.bin(key) {
+            self.0[j & 3][b] += 1;
         }
+    }
+
+    /// The summed histogram.
+    pub(crate) fn total(&self) -> RadixHistogram {
+        let mut h = self.0[0];
+        for c in &self.0[1..] {
+            for (a, b) in h.iter_mut().zip(c) {
+                *a += b;
+            }
+        }
+        h
     }
 }
 
@@ -127,9 +149,9 @@ mod tests {
         for (k, &want) in s.iter().enumerate() {
             let mut r = Radix::new(k as u64, v.len() as u64);
             while !r.done() {
-                let mut h = [0u64; RADIX_BINS];
-                v.iter().for_each(|&x| r.count(key(x), &mut h));
-                r.advance(&h).unwrap();
+                let mut h = Hist4::new();
+                v.iter().enumerate().for_each(|(j, &x)| h.count(&r, j, key(x)));
+                r.advance(&h.total()).unwrap();
             }
             assert_eq!(from_key(r.prefix), want);
         }
