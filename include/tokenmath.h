@@ -408,6 +408,16 @@
 #define TKM_NEG_DROP_POSITIVES 1
 
 /**
+ * THR: train only on dominant tokens (`|THR| > tau`).
+ */
+#define TKM_THR_ONLY_DOMINANT 0
+
+/**
+ * THR: steer dominant tokens by the sign of THR with `p` (default, `p = 0`: GRPO).
+ */
+#define TKM_THR_STEER 1
+
+/**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
  * other value is an error, and no output was written (see the header's rules).
  *
@@ -1008,6 +1018,34 @@ typedef struct tkm_nsr_options {
    */
   uint32_t reserved;
 } tkm_nsr_options;
+
+/**
+ * THR options (best understanding of arXiv 2510.03669). Initialise with
+ * `tkm_thr_options_init` (`TKM_THR_STEER`, `p = 0`, `keep_non_dominant = 1`: identical to
+ * GRPO). NULL means the defaults.
+ */
+typedef struct tkm_thr_options {
+  /**
+   * `sizeof(tkm_thr_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_THR_*`.
+   */
+  uint32_t mode;
+  /**
+   * The steering parameter (`TKM_THR_STEER`; finite; > 0 exploitation, < 0 exploration).
+   */
+  float p;
+  /**
+   * `TKM_THR_STEER`: 1 = non-dominant tokens keep their advantage, 0 = it is zeroed.
+   */
+  uint32_t keep_non_dominant;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+} tkm_thr_options;
 
 /**
  * IEEE binary32 (`float`).
@@ -2516,6 +2554,150 @@ tkm_status tkm_grpo_negative_only(const struct tkm_exec_options *exec,
  * `probs`, `adv`, `out` valid for `n` floats.
  */
 tkm_status tkm_expected_logit_update(const float *probs, const float *adv, size_t n, float lr, float *out);
+
+/**
+ * NTHR/THR prediction errors restricted to the group's sampled ids `V*`:
+ * `out[i][c] = (c == sampled_col[i]) - q[i][c]` for `q` the old policy's probabilities
+ * gathered on `V*` (`[n, vstar]`, dense row-major, not renormalised).
+ *
+ * Errors: `TKM_STATUS_LABEL_OUT_OF_RANGE` (a column `>= vstar`), `_NON_FINITE` (a `q`).
+ *
+ * # Safety
+ * `q`, `out` valid for `n*vstar` floats, `sampled_col` for `n`.
+ */
+tkm_status tkm_prediction_error_restricted(const struct tkm_exec_options *exec,
+                                           const float *q,
+                                           const uint32_t *sampled_col,
+                                           size_t n,
+                                           size_t vstar,
+                                           float *out);
+
+/**
+ * Influence scores `out[j] = sum_i w_i <g_i, g_j> <h_i, h_j>` of `n_query` query tokens
+ * against `n_src` source tokens (`src_weight` NULL = all 1). NTHR: sources = the tokens of
+ * the correct responses, queries = those of the incorrect (`s-`) or correct (`s+`) ones.
+ * Dot products in f32 in index order, the sum over sources in f64 in source order.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a feature or weight).
+ *
+ * # Safety
+ * `src_g`/`query_g` valid for `n*vstar` floats, `src_h`/`query_h` for `n*d`, `src_weight`
+ * NULL or `n_src`, `out` for `n_query`.
+ */
+tkm_status tkm_influence_scores(const struct tkm_exec_options *exec,
+                                const float *src_g,
+                                const float *src_h,
+                                const float *src_weight,
+                                size_t n_src,
+                                const float *query_g,
+                                const float *query_h,
+                                size_t n_query,
+                                size_t vstar,
+                                size_t d,
+                                float *out);
+
+/**
+ * NTHR's threshold `tau = beta * min_i mean(pos_scores of response i)`: `pos_scores` holds
+ * the `s+` scores of the correct responses' tokens, response after response, and
+ * `pos_lens[i]` their lengths (`n_responses` of them); empty responses are skipped.
+ *
+ * Errors: `TKM_STATUS_LENGTH_MISMATCH` (`n_scores` is not the sum of the lengths),
+ * `_INVALID_ARGUMENT` (no non-empty response, `beta` not finite), `_NON_FINITE` (a score).
+ *
+ * # Safety
+ * `pos_scores` valid for `n_scores` floats, `pos_lens` for `n_responses`, `tau` for one.
+ */
+tkm_status tkm_nthr_threshold(const float *pos_scores,
+                              size_t n_scores,
+                              const size_t *pos_lens,
+                              size_t n_responses,
+                              float beta,
+                              float *tau);
+
+/**
+ * NTHR's factor `eta = 2 |0.5 - correct/group|` of a mixed group.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` unless `0 < correct < group`.
+ *
+ * # Safety
+ * `eta` valid for one float.
+ */
+tkm_status tkm_nthr_eta(size_t correct, size_t group, float *eta);
+
+/**
+ * NTHR in place: `adv[j] *= eta` where `valid[j] != 0` and `neg_scores[j] > tau` (the tokens
+ * of one mixed group's incorrect responses). `*count` (optional) receives how many.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`tau` NaN, `eta` not finite), `_NON_FINITE` (a NaN
+ * score at a valid token), `_OVERLAP` (`adv` overlaps an input). Nothing changes on error.
+ *
+ * # Safety
+ * `adv` (read and written), `neg_scores` valid for `n` floats, `valid` for `n` bytes,
+ * `count` NULL or one `size_t`.
+ */
+tkm_status tkm_nthr_reweight(const struct tkm_exec_options *exec,
+                             float *adv,
+                             const float *neg_scores,
+                             const uint8_t *valid,
+                             size_t n,
+                             float tau,
+                             float eta,
+                             size_t *count);
+
+/**
+ * Writes the default THR options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_thr_options_init(struct tkm_thr_options *opts);
+
+/**
+ * THR scores `thr[j] = adv[j] * (sum_i w_i <g_i, g_j> <h_i, h_j> - self term)` of `n_query`
+ * tokens against the `n_src` tokens of the correct responses (`src_weight` NULL = unit
+ * weights; pass `1/|y_i|` per token for the inverse-length weighting). `self_src` (NULL =
+ * keep every term) gives, per query token, its own source row or `UINT32_MAX`: its own term
+ * is then left out.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a feature, weight or advantage), `_INVALID_ARGUMENT` (a
+ * `self_src` row out of range).
+ *
+ * # Safety
+ * As `tkm_influence_scores`; `adv` and `thr` valid for `n_query` floats, `self_src` NULL
+ * or `n_query`.
+ */
+tkm_status tkm_thr_scores(const struct tkm_exec_options *exec,
+                          const float *src_g,
+                          const float *src_h,
+                          const float *src_weight,
+                          size_t n_src,
+                          const float *query_g,
+                          const float *query_h,
+                          const float *adv,
+                          const uint32_t *self_src,
+                          size_t n_query,
+                          size_t vstar,
+                          size_t d,
+                          float *thr);
+
+/**
+ * THR in place: `adv[j]` becomes `A'` from `thr[j]` and `tau` under `opts` (see
+ * `tkm_thr_options`). `*dominant` (optional) receives the number of dominant tokens.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (mode, `p`, `keep_non_dominant`, `reserved`, `tau`
+ * NaN), `_NON_FINITE` (a NaN THR), `_OVERLAP`. Nothing changes on error.
+ *
+ * # Safety
+ * `adv` (read and written), `thr` valid for `n` floats; `opts` NULL or valid; `dominant`
+ * NULL or one `size_t`.
+ */
+tkm_status tkm_thr_reweight(const struct tkm_exec_options *exec,
+                            float *adv,
+                            const float *thr,
+                            size_t n,
+                            float tau,
+                            const struct tkm_thr_options *opts,
+                            size_t *dominant);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

@@ -1,6 +1,7 @@
 //! The seed papers' token-level methods: the top-entropy-quantile mask (one rank, and the
 //! exact cross-rank protocol), D³S (max-variance subset, schedule, sample selection, token
-//! mask), PSR/NSR/W-REINFORCE advantages, GRPO-N and the expected logit update.
+//! mask), PSR/NSR/W-REINFORCE advantages, GRPO-N, the expected logit update, and NTHR/THR
+//! (prediction errors, influence scores, threshold, reweighting).
 //! `tokenmath_core::seed` documents the math, the sources and every library choice.
 
 use tokenmath_core::advantages::Groups;
@@ -9,11 +10,15 @@ use tokenmath_core::seed::{
     self, D3sSchedule, D3sScratch, D3sTokenInputs, EntropyQuantile, NegMode, NsrCfg, NsrMode, NsrOut, QuantileStep,
     RADIX_BINS,
 };
+use tokenmath_core::seed::{Features, NonDominant, ThrCfg, ThrMode};
+use tokenmath_core::{Mat, MatMut};
 
 use crate::advantages::groups;
 use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
-use crate::util::{guard, init_options, inout, input, mul, options, overlaps, read_options, scratch, Out, Res};
+use crate::util::{
+    flag, guard, init_options, inout, input, mul, opt_input, options, overlaps, read_options, scratch, Out, Res,
+};
 
 /// Writes one value through a required output pointer.
 unsafe fn write<T>(p: *mut T, v: T) -> Res {
@@ -658,6 +663,289 @@ pub unsafe extern "C" fn tkm_expected_logit_update(
         let mut o = Out::new(out, n)?;
         seed::expected_logit_update(p, a, lr, &mut o.buf)?;
         o.commit();
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// NTHR and THR
+// ---------------------------------------------------------------------------------------
+
+/// Dense `[rows, cols]` row-major matrix input (`rows*cols` floats; NULL only when empty).
+unsafe fn dense<'a>(p: *const f32, rows: usize, cols: usize) -> Res<Mat<'a, f32>> {
+    let data = input(p, mul(rows, cols)?)?;
+    Ok(Mat::new(data, rows, cols, cols.max(1))?)
+}
+
+/// The features of `n` tokens: prediction errors `g` (`[n, vstar]`) and hidden states `h`
+/// (`[n, d]`), dense row-major.
+unsafe fn features<'a>(g: *const f32, h: *const f32, n: usize, vstar: usize, d: usize) -> Res<Features<'a>> {
+    Ok(Features { g: dense(g, n, vstar)?, h: dense(h, n, d)? })
+}
+
+/// NTHR/THR prediction errors restricted to the group's sampled ids `V*`:
+/// `out[i][c] = (c == sampled_col[i]) - q[i][c]` for `q` the old policy's probabilities
+/// gathered on `V*` (`[n, vstar]`, dense row-major, not renormalised).
+///
+/// Errors: `TKM_STATUS_LABEL_OUT_OF_RANGE` (a column `>= vstar`), `_NON_FINITE` (a `q`).
+///
+/// # Safety
+/// `q`, `out` valid for `n*vstar` floats, `sampled_col` for `n`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_prediction_error_restricted(
+    exec: *const tkm_exec_options,
+    q: *const f32,
+    sampled_col: *const u32,
+    n: usize,
+    vstar: usize,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let q = dense(q, n, vstar)?;
+        let cols = input(sampled_col, n)?;
+        let mut o = Out::new(out, mul(n, vstar)?)?;
+        seed::prediction_error_restricted(exec, q, cols, MatMut::new(&mut o.buf, n, vstar, vstar.max(1))?)?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// Influence scores `out[j] = sum_i w_i <g_i, g_j> <h_i, h_j>` of `n_query` query tokens
+/// against `n_src` source tokens (`src_weight` NULL = all 1). NTHR: sources = the tokens of
+/// the correct responses, queries = those of the incorrect (`s-`) or correct (`s+`) ones.
+/// Dot products in f32 in index order, the sum over sources in f64 in source order.
+///
+/// Errors: `TKM_STATUS_NON_FINITE` (a feature or weight).
+///
+/// # Safety
+/// `src_g`/`query_g` valid for `n*vstar` floats, `src_h`/`query_h` for `n*d`, `src_weight`
+/// NULL or `n_src`, `out` for `n_query`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_influence_scores(
+    exec: *const tkm_exec_options,
+    src_g: *const f32,
+    src_h: *const f32,
+    src_weight: *const f32,
+    n_src: usize,
+    query_g: *const f32,
+    query_h: *const f32,
+    n_query: usize,
+    vstar: usize,
+    d: usize,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let src = features(src_g, src_h, n_src, vstar, d)?;
+        let query = features(query_g, query_h, n_query, vstar, d)?;
+        let w = opt_input(src_weight, n_src)?;
+        let mut o = Out::new(out, n_query)?;
+        seed::influence_scores(exec, &src, w, &query, &mut o.buf)?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// NTHR's threshold `tau = beta * min_i mean(pos_scores of response i)`: `pos_scores` holds
+/// the `s+` scores of the correct responses' tokens, response after response, and
+/// `pos_lens[i]` their lengths (`n_responses` of them); empty responses are skipped.
+///
+/// Errors: `TKM_STATUS_LENGTH_MISMATCH` (`n_scores` is not the sum of the lengths),
+/// `_INVALID_ARGUMENT` (no non-empty response, `beta` not finite), `_NON_FINITE` (a score).
+///
+/// # Safety
+/// `pos_scores` valid for `n_scores` floats, `pos_lens` for `n_responses`, `tau` for one.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_nthr_threshold(
+    pos_scores: *const f32,
+    n_scores: usize,
+    pos_lens: *const usize,
+    n_responses: usize,
+    beta: f32,
+    tau: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let s = input(pos_scores, n_scores)?;
+        let l = input(pos_lens, n_responses)?;
+        check_out(tau)?;
+        let t = seed::nthr_threshold(s, l, beta)?;
+        write(tau, t)
+    })
+}
+
+/// NTHR's factor `eta = 2 |0.5 - correct/group|` of a mixed group.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` unless `0 < correct < group`.
+///
+/// # Safety
+/// `eta` valid for one float.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_nthr_eta(correct: usize, group: usize, eta: *mut f32) -> tkm_status {
+    guard(|| {
+        check_out(eta)?;
+        let e = seed::nthr_eta(correct, group)?;
+        write(eta, e)
+    })
+}
+
+/// NTHR in place: `adv[j] *= eta` where `valid[j] != 0` and `neg_scores[j] > tau` (the tokens
+/// of one mixed group's incorrect responses). `*count` (optional) receives how many.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`tau` NaN, `eta` not finite), `_NON_FINITE` (a NaN
+/// score at a valid token), `_OVERLAP` (`adv` overlaps an input). Nothing changes on error.
+///
+/// # Safety
+/// `adv` (read and written), `neg_scores` valid for `n` floats, `valid` for `n` bytes,
+/// `count` NULL or one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_nthr_reweight(
+    exec: *const tkm_exec_options,
+    adv: *mut f32,
+    neg_scores: *const f32,
+    valid: *const u8,
+    n: usize,
+    tau: f32,
+    eta: f32,
+    count: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        if overlaps(adv, n, neg_scores, n) || overlaps(adv, n, valid, n) {
+            return Err(TKM_STATUS_OVERLAP);
+        }
+        let (s, v) = (input(neg_scores, n)?, input(valid, n)?);
+        if !count.is_null() {
+            check_out(count)?;
+        }
+        let a = inout(adv, n)?;
+        let c = seed::nthr_reweight(exec, a, s, v, tau, eta)?;
+        if !count.is_null() {
+            write(count, c)?;
+        }
+        Ok(())
+    })
+}
+
+/// THR: train only on dominant tokens (`|THR| > tau`).
+pub const TKM_THR_ONLY_DOMINANT: u32 = 0;
+/// THR: steer dominant tokens by the sign of THR with `p` (default, `p = 0`: GRPO).
+pub const TKM_THR_STEER: u32 = 1;
+
+/// THR options (best understanding of arXiv 2510.03669). Initialise with
+/// `tkm_thr_options_init` (`TKM_THR_STEER`, `p = 0`, `keep_non_dominant = 1`: identical to
+/// GRPO). NULL means the defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct tkm_thr_options {
+    /// `sizeof(tkm_thr_options)` as the caller compiled it.
+    pub struct_size: usize,
+    /// `TKM_THR_*`.
+    pub mode: u32,
+    /// The steering parameter (`TKM_THR_STEER`; finite; > 0 exploitation, < 0 exploration).
+    pub p: f32,
+    /// `TKM_THR_STEER`: 1 = non-dominant tokens keep their advantage, 0 = it is zeroed.
+    pub keep_non_dominant: u32,
+    /// Must be 0.
+    pub reserved: u32,
+}
+
+options!(tkm_thr_options { mode: TKM_THR_STEER, p: 0.0, keep_non_dominant: 1, reserved: 0 });
+
+/// Writes the default THR options into `*opts`.
+///
+/// # Safety
+/// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_thr_options_init(opts: *mut tkm_thr_options) -> tkm_status {
+    init_options(opts)
+}
+
+/// THR scores `thr[j] = adv[j] * (sum_i w_i <g_i, g_j> <h_i, h_j> - self term)` of `n_query`
+/// tokens against the `n_src` tokens of the correct responses (`src_weight` NULL = unit
+/// weights; pass `1/|y_i|` per token for the inverse-length weighting). `self_src` (NULL =
+/// keep every term) gives, per query token, its own source row or `UINT32_MAX`: its own term
+/// is then left out.
+///
+/// Errors: `TKM_STATUS_NON_FINITE` (a feature, weight or advantage), `_INVALID_ARGUMENT` (a
+/// `self_src` row out of range).
+///
+/// # Safety
+/// As `tkm_influence_scores`; `adv` and `thr` valid for `n_query` floats, `self_src` NULL
+/// or `n_query`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_thr_scores(
+    exec: *const tkm_exec_options,
+    src_g: *const f32,
+    src_h: *const f32,
+    src_weight: *const f32,
+    n_src: usize,
+    query_g: *const f32,
+    query_h: *const f32,
+    adv: *const f32,
+    self_src: *const u32,
+    n_query: usize,
+    vstar: usize,
+    d: usize,
+    thr: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let src = features(src_g, src_h, n_src, vstar, d)?;
+        let query = features(query_g, query_h, n_query, vstar, d)?;
+        let w = opt_input(src_weight, n_src)?;
+        let a = input(adv, n_query)?;
+        let me = opt_input(self_src, n_query)?;
+        let mut o = Out::new(thr, n_query)?;
+        seed::thr_scores(exec, &src, w, &query, a, me, &mut o.buf)?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// THR in place: `adv[j]` becomes `A'` from `thr[j]` and `tau` under `opts` (see
+/// `tkm_thr_options`). `*dominant` (optional) receives the number of dominant tokens.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (mode, `p`, `keep_non_dominant`, `reserved`, `tau`
+/// NaN), `_NON_FINITE` (a NaN THR), `_OVERLAP`. Nothing changes on error.
+///
+/// # Safety
+/// `adv` (read and written), `thr` valid for `n` floats; `opts` NULL or valid; `dominant`
+/// NULL or one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_thr_reweight(
+    exec: *const tkm_exec_options,
+    adv: *mut f32,
+    thr: *const f32,
+    n: usize,
+    tau: f32,
+    opts: *const tkm_thr_options,
+    dominant: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let o = read_options(opts)?;
+        let mode = match o.mode {
+            TKM_THR_ONLY_DOMINANT => ThrMode::OnlyDominantBestGuess,
+            TKM_THR_STEER => ThrMode::SteerBestGuess { p: o.p },
+            _ => return Err(TKM_STATUS_INVALID_ARGUMENT),
+        };
+        let non_dominant = if flag(o.keep_non_dominant)? { NonDominant::Keep } else { NonDominant::Zero };
+        if o.reserved != 0 {
+            return Err(TKM_STATUS_INVALID_ARGUMENT);
+        }
+        if overlaps(adv, n, thr, n) {
+            return Err(TKM_STATUS_OVERLAP);
+        }
+        let t = input(thr, n)?;
+        if !dominant.is_null() {
+            check_out(dominant)?;
+        }
+        let a = inout(adv, n)?;
+        let c = seed::thr_reweight(exec, a, t, tau, &ThrCfg { mode, non_dominant })?;
+        if !dominant.is_null() {
+            write(dominant, c)?;
+        }
         Ok(())
     })
 }

@@ -139,3 +139,83 @@ pub fn expected_logit_update(probs: &[f32], adv: &[f32], lr: f64) -> Vec<f64> {
     let base: f64 = probs.iter().zip(adv).map(|(&p, &a)| p as f64 * a as f64).sum();
     probs.iter().zip(adv).map(|(&p, &a)| lr * p as f64 * (a as f64 - base)).collect()
 }
+
+/// `Σ_i w_i ⟨g_i, g_j⟩⟨h_i, h_j⟩` for each query row `j`, in f64 (dense row-major `[n, V*]`
+/// and `[n, d]` arrays).
+pub fn influence(
+    src_g: &[f32],
+    src_h: &[f32],
+    w: Option<&[f32]>,
+    q_g: &[f32],
+    q_h: &[f32],
+    v: usize,
+    d: usize,
+) -> Vec<f64> {
+    let ns = src_g.len().checked_div(v).unwrap_or(src_h.len() / d.max(1));
+    let nq = q_g.len().checked_div(v).unwrap_or(q_h.len() / d.max(1));
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
+    (0..nq)
+        .map(|j| {
+            (0..ns)
+                .map(|i| {
+                    let wi = w.map_or(1.0, |w| w[i] as f64);
+                    wi * dot(&src_g[i * v..(i + 1) * v], &q_g[j * v..(j + 1) * v])
+                        * dot(&src_h[i * d..(i + 1) * d], &q_h[j * d..(j + 1) * d])
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// The matching bound of `|Σ_i w_i ⟨g_i, g_j⟩⟨h_i, h_j⟩|` with every product taken in absolute
+/// value (for tolerances).
+pub fn influence_abs(
+    src_g: &[f32],
+    src_h: &[f32],
+    w: Option<&[f32]>,
+    q_g: &[f32],
+    q_h: &[f32],
+    v: usize,
+    d: usize,
+) -> Vec<f64> {
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let wa = w.map(abs);
+    influence(&abs(src_g), &abs(src_h), wa.as_deref(), &abs(q_g), &abs(q_h), v, d)
+}
+
+/// NTHR's `τ = β·min_i mean(s⁺ of response i)` over non-empty responses.
+pub fn nthr_threshold(pos_scores: &[f32], pos_lens: &[usize], beta: f64) -> Option<f64> {
+    let mut start = 0;
+    let mut best: Option<f64> = None;
+    for &len in pos_lens {
+        if len > 0 {
+            let m = pos_scores[start..start + len].iter().map(|&s| s as f64).sum::<f64>() / len as f64;
+            best = Some(best.map_or(m, |b: f64| b.min(m)));
+        }
+        start += len;
+    }
+    best.map(|b| beta * b)
+}
+
+/// THR's reweighting: `mode` `None` = only dominant, `Some(p)` = steer; `keep` = NonDominant::Keep.
+pub fn thr_reweight(adv: &[f32], thr: &[f32], tau: f64, steer: Option<f64>, keep: bool) -> Vec<f64> {
+    adv.iter()
+        .zip(thr)
+        .map(|(&a, &t)| {
+            let (a, t) = (a as f64, t as f64);
+            let dom = t.abs() > tau;
+            match (steer, dom) {
+                (None, true) => a,
+                (None, false) => 0.0,
+                (Some(p), true) => a * (1.0 + p * t.signum() * (t != 0.0) as u8 as f64),
+                (Some(_), false) => {
+                    if keep {
+                        a
+                    } else {
+                        0.0
+                    }
+                }
+            }
+        })
+        .collect()
+}

@@ -7,6 +7,9 @@
 //! * [`nsr`] — PSR, NSR and W-REINFORCE advantages (negative-sample reinforcement).
 //! * [`grpo_n`] — GRPO-N / GSPO-N: GRPO with the positive-advantage part removed.
 //! * [`logit_dynamics`] — the expected logit update of a softmax policy-gradient step.
+//! * [`nthr`] — NTHR: prediction errors on the sampled ids, influence scores, the threshold
+//!   and the down-weighting of incorrect responses' tokens.
+//! * [`thr`] — THR in its best-understanding modes (masking and steering by the sign).
 //!
 //! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
 //! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
@@ -21,6 +24,8 @@ pub mod entropy_mask;
 pub mod grpo_n;
 pub mod logit_dynamics;
 pub mod nsr;
+pub mod nthr;
+pub mod thr;
 
 pub use d3s::{
     d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,
@@ -30,4 +35,6 @@ pub use entropy_mask::{top_entropy_mask, top_entropy_threshold, valid_count, Ent
 pub use grpo_n::{grpo_negative_only, NegMode};
 pub use logit_dynamics::expected_logit_update;
 pub use nsr::{nsr_advantage, NsrCfg, NsrMode, NsrOut};
+pub use nthr::{influence_scores, nthr_eta, nthr_reweight, nthr_threshold, prediction_error_restricted, Features};
 pub use radix::{RadixHistogram, RADIX_BINS};
+pub use thr::{thr_reweight, thr_scores, NonDominant, ThrCfg, ThrMode};

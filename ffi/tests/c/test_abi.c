@@ -1004,6 +1004,88 @@ static void test_seed_selection(void) {
   }
 }
 
+/* NTHR and THR: prediction errors on V*, influence scores, threshold, eta, reweighting. */
+static void test_seed_hidden_reward(void) {
+  /* Two tokens, V* = 3: g = e_y - q. */
+  float q[6] = {0.5f, 0.25f, 0.25f, 0.0f, 0.9f, 0.1f}, g[6];
+  uint32_t col[2] = {0, 2};
+  EXPECT(tkm_prediction_error_restricted(NULL, q, col, 2, 3, g), TKM_STATUS_OK);
+  CHECK(g[0] == 0.5f && g[1] == -0.25f && g[4] == -0.9f && g[5] == 0.9f);
+  poison(g, 6);
+  col[1] = 3;
+  EXPECT(note(tkm_prediction_error_restricted(NULL, q, col, 2, 3, g)), TKM_STATUS_LABEL_OUT_OF_RANGE);
+  col[1] = 1;
+  q[2] = NAN;
+  EXPECT(note(tkm_prediction_error_restricted(NULL, q, col, 2, 3, g)), TKM_STATUS_NON_FINITE);
+  CHECK(untouched(g, 6));
+
+  /* Influence and THR scores (V* = d = 2); query token 1 is source token 1. */
+  float sg[4] = {1.0f, -1.0f, 0.5f, 0.5f}, sh[4] = {1.0f, 0.0f, 0.0f, 2.0f};
+  float qg[4] = {1.0f, 0.0f, 0.5f, 0.5f}, qh[4] = {1.0f, 1.0f, 0.0f, 2.0f};
+  float adv2[2] = {2.0f, -1.0f}, s2[2], w2[2] = {0.5f, 2.0f};
+  uint32_t self_src[2] = {UINT32_MAX, 1};
+  EXPECT(tkm_influence_scores(NULL, sg, sh, NULL, 2, qg, qh, 2, 2, 2, s2), TKM_STATUS_OK);
+  CHECK(s2[0] == 2.0f && s2[1] == 2.0f);
+  EXPECT(tkm_influence_scores(NULL, sg, sh, w2, 2, qg, qh, 2, 2, 2, s2), TKM_STATUS_OK);
+  CHECK(s2[0] == 2.5f && s2[1] == 4.0f);
+  EXPECT(tkm_thr_scores(NULL, sg, sh, NULL, 2, qg, qh, adv2, self_src, 2, 2, 2, s2), TKM_STATUS_OK);
+  CHECK(s2[0] == 4.0f && s2[1] == 0.0f);
+  poison(s2, 2);
+  self_src[0] = 2;
+  EXPECT(note(tkm_thr_scores(NULL, sg, sh, NULL, 2, qg, qh, adv2, self_src, 2, 2, 2, s2)), TKM_STATUS_INVALID_ARGUMENT);
+  sh[3] = INFINITY;
+  EXPECT(note(tkm_influence_scores(NULL, sg, sh, NULL, 2, qg, qh, 2, 2, 2, s2)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_influence_scores(NULL, sg, NULL, NULL, 2, qg, qh, 2, 2, 2, s2)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(s2, 2));
+
+  /* Threshold, eta, reweighting. */
+  float ps[6] = {1.0f, 3.0f, 0.5f, 7.0f, -1.0f, 5.0f}, tau = POISON, eta = POISON;
+  size_t lens[4] = {2, 0, 2, 2}, cnt = 0;
+  EXPECT(tkm_nthr_threshold(ps, 6, lens, 4, 1.0f, &tau), TKM_STATUS_OK);
+  CHECK(tau == 2.0f);
+  EXPECT(note(tkm_nthr_threshold(ps, 5, lens, 4, 1.0f, &tau)), TKM_STATUS_LENGTH_MISMATCH);
+  EXPECT(note(tkm_nthr_threshold(ps, 6, lens, 4, NAN, &tau)), TKM_STATUS_INVALID_ARGUMENT);
+  ps[0] = INFINITY;
+  EXPECT(note(tkm_nthr_threshold(ps, 6, lens, 4, 1.0f, &tau)), TKM_STATUS_NON_FINITE);
+  CHECK(tau == 2.0f);
+  EXPECT(tkm_nthr_eta(2, 8, &eta), TKM_STATUS_OK);
+  CHECK(eta == 0.5f);
+  EXPECT(note(tkm_nthr_eta(8, 8, &eta)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_nthr_eta(2, 8, NULL)), TKM_STATUS_NULL_POINTER);
+  float a4[4] = {-1.0f, -1.0f, -1.0f, -1.0f}, sc4[4] = {3.0f, 1.0f, 2.5f, NAN};
+  uint8_t v4[4] = {1, 1, 1, 0};
+  EXPECT(tkm_nthr_reweight(NULL, a4, sc4, v4, 4, 2.0f, 0.5f, &cnt), TKM_STATUS_OK);
+  CHECK(cnt == 2 && a4[0] == -0.5f && a4[1] == -1.0f && a4[2] == -0.5f && a4[3] == -1.0f);
+  v4[3] = 1;
+  EXPECT(note(tkm_nthr_reweight(NULL, a4, sc4, v4, 4, 2.0f, 0.5f, NULL)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_nthr_reweight(NULL, a4, sc4, v4, 4, NAN, 0.5f, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_nthr_reweight(NULL, a4, a4, v4, 4, 2.0f, 0.5f, NULL)), TKM_STATUS_OVERLAP);
+  CHECK(a4[0] == -0.5f && a4[1] == -1.0f);
+
+  tkm_thr_options to;
+  EXPECT(note(tkm_thr_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_thr_options_init(&to), TKM_STATUS_OK);
+  CHECK(to.struct_size == sizeof to && to.mode == TKM_THR_STEER && to.p == 0.0f && to.keep_non_dominant == 1);
+  float b4[4] = {1.0f, 1.0f, 1.0f, 1.0f}, t4[4] = {2.0f, -2.0f, 1.0f, 0.5f};
+  to.p = 0.5f;
+  to.keep_non_dominant = 0;
+  EXPECT(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, &cnt), TKM_STATUS_OK);
+  CHECK(cnt == 2 && b4[0] == 1.5f && b4[1] == 0.5f && b4[2] == 0.0f && b4[3] == 0.0f);
+  to.mode = TKM_THR_ONLY_DOMINANT;
+  b4[2] = 1.0f;
+  EXPECT(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, NULL), TKM_STATUS_OK);
+  CHECK(b4[0] == 1.5f && b4[2] == 0.0f);
+  to.mode = 7;
+  EXPECT(note(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  to.mode = TKM_THR_STEER;
+  to.struct_size = 2;
+  EXPECT(note(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, NULL)), TKM_STATUS_BAD_STRUCT_SIZE);
+  t4[0] = NAN;
+  EXPECT(note(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, NULL, NULL)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_thr_reweight(NULL, b4, b4, 4, 1.0f, NULL, NULL)), TKM_STATUS_OVERLAP);
+  CHECK(b4[0] == 1.5f && b4[1] == 0.5f);
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -1018,6 +1100,7 @@ int main(void) {
   test_policy();
   test_policy_more();
   test_seed_selection();
+  test_seed_hidden_reward();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
