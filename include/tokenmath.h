@@ -1048,6 +1048,34 @@ typedef struct tkm_thr_options {
 } tkm_thr_options;
 
 /**
+ * RMT's curriculum. Initialise with `tkm_rmt_curriculum_options_init` (the library's
+ * choice: `t1_frac = 0.3`, `t2_frac = 0.7`, `p1 = {0.6, 0.3, 0.1}`, `p2 = {0.1, 0.3, 0.6}`
+ * over easy, medium, hard). NULL means the defaults.
+ */
+typedef struct tkm_rmt_curriculum_options {
+  /**
+   * `sizeof(tkm_rmt_curriculum_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `t1` as a fraction of the training steps.
+   */
+  float t1_frac;
+  /**
+   * `t2` as a fraction of the training steps.
+   */
+  float t2_frac;
+  /**
+   * Tier probabilities before `t1`.
+   */
+  float p1[3];
+  /**
+   * Tier probabilities from `t2` on.
+   */
+  float p2[3];
+} tkm_rmt_curriculum_options;
+
+/**
  * IEEE binary32 (`float`).
  */
 #define TKM_DTYPE_F32 1
@@ -2698,6 +2726,144 @@ tkm_status tkm_thr_reweight(const struct tkm_exec_options *exec,
                             float tau,
                             const struct tkm_thr_options *opts,
                             size_t *dominant);
+
+/**
+ * `torch.quantile(values[mask != 0], q)` with linear interpolation (`q` in [0, 1], the
+ * position computed in double): `*has_value = 0` when no position is valid.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`q`), `_NON_FINITE` (a NaN or infinite value at a
+ * valid position).
+ *
+ * # Safety
+ * `mask`, `values` valid for `rows*cols` elements; `has_value`, `value` for one.
+ */
+tkm_status tkm_linear_quantile(const struct tkm_exec_options *exec,
+                               const uint8_t *mask,
+                               const float *values,
+                               size_t rows,
+                               size_t cols,
+                               double q,
+                               uint32_t *has_value,
+                               float *value);
+
+/**
+ * RMT's token budget `max(b_min, floor(b0 * gamma^(step/total)))` into `*budget`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total = 0`, `gamma` not finite and > 0).
+ *
+ * # Safety
+ * `budget` valid for one `uint32_t`.
+ */
+tkm_status tkm_rmt_token_budget(uint64_t step,
+                                uint64_t total,
+                                uint32_t b0,
+                                uint32_t b_min,
+                                float gamma,
+                                uint32_t *budget);
+
+/**
+ * RMT's triangular length reward of a reasoning length `len` against `budget` into `*out`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`budget = 0`, `r_max` not finite).
+ *
+ * # Safety
+ * `out` valid for one float.
+ */
+tkm_status tkm_rmt_length_reward(uint32_t len, uint32_t budget, float r_max, float *out);
+
+/**
+ * Writes the default RMT curriculum into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_rmt_curriculum_options_init(struct tkm_rmt_curriculum_options *opts);
+
+/**
+ * RMT's tier distribution at `step` of `total` into `out[3]` (easy, medium, hard).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total = 0`, fractions not `0 <= t1 <= t2 <= 1`,
+ * probabilities negative, not finite or all 0).
+ *
+ * # Safety
+ * `opts` NULL or valid; `out` valid for 3 floats.
+ */
+tkm_status tkm_rmt_curriculum_probs(uint64_t step,
+                                    uint64_t total,
+                                    const struct tkm_rmt_curriculum_options *opts,
+                                    float *out);
+
+/**
+ * Entropy tiers of the candidate tokens (`mask != 0`): `tiers[j]` = 1 easy (`H < theta1`),
+ * 2 medium, 3 hard (`H >= theta2`), 0 padding, with `theta1`, `theta2` the linear quantiles
+ * at `q1 <= q2` (the library's terciles: 1/3, 2/3). `thresholds` (optional, 2 floats)
+ * receives them (0, 0 without candidates).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`q1`, `q2`), `_NON_FINITE` (a candidate entropy).
+ *
+ * # Safety
+ * `mask`, `entropy`, `tiers` valid for `rows*cols` elements; `thresholds` NULL or 2 floats.
+ */
+tkm_status tkm_entropy_tiers(const struct tkm_exec_options *exec,
+                             const uint8_t *mask,
+                             const float *entropy,
+                             size_t rows,
+                             size_t cols,
+                             double q1,
+                             double q2,
+                             uint8_t *tiers,
+                             float *thresholds);
+
+/**
+ * Samples one position from `tiers` (`n` codes from `tkm_entropy_tiers`): a tier by the
+ * distribution `p[3]` (empty tiers' probability moved to the others in proportion) with
+ * the uniform `u_tier` in [0, 1), then the `floor(u_token * n_tier)`-th token of that tier
+ * in index order. `*found = 0` when no token has a tier.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (uniforms outside [0, 1), a bad `p`, a tier code
+ * above 3).
+ *
+ * # Safety
+ * `tiers` valid for `n` bytes, `p` for 3 floats, `found` and `pos` for one element each.
+ */
+tkm_status tkm_rmt_pick_position(const uint8_t *tiers,
+                                 size_t n,
+                                 const float *p,
+                                 double u_tier,
+                                 double u_token,
+                                 uint32_t *found,
+                                 size_t *pos);
+
+/**
+ * RMT's combined reward `out[i] = (1 - w) * match01[i] + w * len_r[i]` (library default
+ * `w = 0.1`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`w` not finite), `_NON_FINITE` (an input).
+ *
+ * # Safety
+ * `match01`, `len_r`, `out` valid for `n` floats.
+ */
+tkm_status tkm_rmt_combined_reward(const float *match01, const float *len_r, size_t n, float w, float *out);
+
+/**
+ * RMT's next-token-prediction term: `*loss = -mean(logp_target)` over the valid positions
+ * outside the RL positions (0 if none) and `grad = dloss/dlogp_target` (`-1/N` there, 0
+ * elsewhere). Add `lambda * loss` (0.1) to the RL loss.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN or `+inf` log-probability at a counted position).
+ *
+ * # Safety
+ * `mask`, `rl_positions`, `logp_target`, `grad` valid for `rows*cols` elements, `loss` for
+ * one float.
+ */
+tkm_status tkm_ntp_masked_loss(const struct tkm_exec_options *exec,
+                               const uint8_t *mask,
+                               const uint8_t *rl_positions,
+                               const float *logp_target,
+                               size_t rows,
+                               size_t cols,
+                               float *loss,
+                               float *grad);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

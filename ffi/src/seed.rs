@@ -1,7 +1,9 @@
 //! The seed papers' token-level methods: the top-entropy-quantile mask (one rank, and the
 //! exact cross-rank protocol), D³S (max-variance subset, schedule, sample selection, token
 //! mask), PSR/NSR/W-REINFORCE advantages, GRPO-N, the expected logit update, and NTHR/THR
-//! (prediction errors, influence scores, threshold, reweighting).
+//! (prediction errors, influence scores, threshold, reweighting), RMT (budget, length reward,
+//! curriculum, entropy tiers, position sampling, combined reward, NTP term) and the linear
+//! quantile.
 //! `tokenmath_core::seed` documents the math, the sources and every library choice.
 
 use tokenmath_core::advantages::Groups;
@@ -947,5 +949,262 @@ pub unsafe extern "C" fn tkm_thr_reweight(
             write(dominant, c)?;
         }
         Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// RMT and the linear quantile
+// ---------------------------------------------------------------------------------------
+
+/// `torch.quantile(values[mask != 0], q)` with linear interpolation (`q` in [0, 1], the
+/// position computed in double): `*has_value = 0` when no position is valid.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`q`), `_NON_FINITE` (a NaN or infinite value at a
+/// valid position).
+///
+/// # Safety
+/// `mask`, `values` valid for `rows*cols` elements; `has_value`, `value` for one.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_linear_quantile(
+    exec: *const tkm_exec_options,
+    mask: *const u8,
+    values: *const f32,
+    rows: usize,
+    cols: usize,
+    q: f64,
+    has_value: *mut u32,
+    value: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let n = mul(rows, cols)?;
+        let (m, v) = (input(mask, n)?, input(values, n)?);
+        check_out(has_value)?;
+        check_out(value)?;
+        let t = seed::linear_quantile(exec, BatchShape::new(rows, cols), m, v, q)?;
+        write(value, t.unwrap_or(0.0))?;
+        write(has_value, t.is_some() as u32)
+    })
+}
+
+/// RMT's token budget `max(b_min, floor(b0 * gamma^(step/total)))` into `*budget`.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total = 0`, `gamma` not finite and > 0).
+///
+/// # Safety
+/// `budget` valid for one `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_rmt_token_budget(
+    step: u64,
+    total: u64,
+    b0: u32,
+    b_min: u32,
+    gamma: f32,
+    budget: *mut u32,
+) -> tkm_status {
+    guard(|| {
+        check_out(budget)?;
+        let b = seed::rmt_token_budget(step, total, b0, b_min, gamma)?;
+        write(budget, b)
+    })
+}
+
+/// RMT's triangular length reward of a reasoning length `len` against `budget` into `*out`.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`budget = 0`, `r_max` not finite).
+///
+/// # Safety
+/// `out` valid for one float.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_rmt_length_reward(len: u32, budget: u32, r_max: f32, out: *mut f32) -> tkm_status {
+    guard(|| {
+        check_out(out)?;
+        let r = seed::rmt_length_reward(len, budget, r_max)?;
+        write(out, r)
+    })
+}
+
+/// RMT's curriculum. Initialise with `tkm_rmt_curriculum_options_init` (the library's
+/// choice: `t1_frac = 0.3`, `t2_frac = 0.7`, `p1 = {0.6, 0.3, 0.1}`, `p2 = {0.1, 0.3, 0.6}`
+/// over easy, medium, hard). NULL means the defaults.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct tkm_rmt_curriculum_options {
+    /// `sizeof(tkm_rmt_curriculum_options)` as the caller compiled it.
+    pub struct_size: usize,
+    /// `t1` as a fraction of the training steps.
+    pub t1_frac: f32,
+    /// `t2` as a fraction of the training steps.
+    pub t2_frac: f32,
+    /// Tier probabilities before `t1`.
+    pub p1: [f32; 3],
+    /// Tier probabilities from `t2` on.
+    pub p2: [f32; 3],
+}
+
+options!(tkm_rmt_curriculum_options {
+    let d = seed::RmtCurriculum::default();
+    t1_frac: d.t1_frac,
+    t2_frac: d.t2_frac,
+    p1: d.p1,
+    p2: d.p2,
+});
+
+/// Writes the default RMT curriculum into `*opts`.
+///
+/// # Safety
+/// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_rmt_curriculum_options_init(opts: *mut tkm_rmt_curriculum_options) -> tkm_status {
+    init_options(opts)
+}
+
+/// RMT's tier distribution at `step` of `total` into `out[3]` (easy, medium, hard).
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total = 0`, fractions not `0 <= t1 <= t2 <= 1`,
+/// probabilities negative, not finite or all 0).
+///
+/// # Safety
+/// `opts` NULL or valid; `out` valid for 3 floats.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_rmt_curriculum_probs(
+    step: u64,
+    total: u64,
+    opts: *const tkm_rmt_curriculum_options,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let o = read_options(opts)?;
+        let dst = inout(out, 3)?;
+        let c = seed::RmtCurriculum { t1_frac: o.t1_frac, t2_frac: o.t2_frac, p1: o.p1, p2: o.p2 };
+        let p = seed::rmt_curriculum_probs(step, total, &c)?;
+        dst.copy_from_slice(&p);
+        Ok(())
+    })
+}
+
+/// Entropy tiers of the candidate tokens (`mask != 0`): `tiers[j]` = 1 easy (`H < theta1`),
+/// 2 medium, 3 hard (`H >= theta2`), 0 padding, with `theta1`, `theta2` the linear quantiles
+/// at `q1 <= q2` (the library's terciles: 1/3, 2/3). `thresholds` (optional, 2 floats)
+/// receives them (0, 0 without candidates).
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`q1`, `q2`), `_NON_FINITE` (a candidate entropy).
+///
+/// # Safety
+/// `mask`, `entropy`, `tiers` valid for `rows*cols` elements; `thresholds` NULL or 2 floats.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_entropy_tiers(
+    exec: *const tkm_exec_options,
+    mask: *const u8,
+    entropy: *const f32,
+    rows: usize,
+    cols: usize,
+    q1: f64,
+    q2: f64,
+    tiers: *mut u8,
+    thresholds: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let n = mul(rows, cols)?;
+        let (m, e) = (input(mask, n)?, input(entropy, n)?);
+        if !thresholds.is_null() {
+            inout(thresholds, 2)?;
+        }
+        let mut o = Out::new(tiers, n)?;
+        let t = seed::entropy_tiers(exec, BatchShape::new(rows, cols), m, e, (q1, q2), &mut o.buf)?;
+        o.commit();
+        if !thresholds.is_null() {
+            let (a, b) = t.unwrap_or((0.0, 0.0));
+            inout(thresholds, 2)?.copy_from_slice(&[a, b]);
+        }
+        Ok(())
+    })
+}
+
+/// Samples one position from `tiers` (`n` codes from `tkm_entropy_tiers`): a tier by the
+/// distribution `p[3]` (empty tiers' probability moved to the others in proportion) with
+/// the uniform `u_tier` in [0, 1), then the `floor(u_token * n_tier)`-th token of that tier
+/// in index order. `*found = 0` when no token has a tier.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (uniforms outside [0, 1), a bad `p`, a tier code
+/// above 3).
+///
+/// # Safety
+/// `tiers` valid for `n` bytes, `p` for 3 floats, `found` and `pos` for one element each.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_rmt_pick_position(
+    tiers: *const u8,
+    n: usize,
+    p: *const f32,
+    u_tier: f64,
+    u_token: f64,
+    found: *mut u32,
+    pos: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let t = input(tiers, n)?;
+        let p: [f32; 3] = input(p, 3)?.try_into().map_err(|_| TKM_STATUS_LENGTH_MISMATCH)?;
+        check_out(found)?;
+        check_out(pos)?;
+        let j = seed::rmt_pick_position(t, &p, u_tier, u_token)?;
+        write(pos, j.unwrap_or(0))?;
+        write(found, j.is_some() as u32)
+    })
+}
+
+/// RMT's combined reward `out[i] = (1 - w) * match01[i] + w * len_r[i]` (library default
+/// `w = 0.1`).
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (`w` not finite), `_NON_FINITE` (an input).
+///
+/// # Safety
+/// `match01`, `len_r`, `out` valid for `n` floats.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_rmt_combined_reward(
+    match01: *const f32,
+    len_r: *const f32,
+    n: usize,
+    w: f32,
+    out: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let (m, l) = (input(match01, n)?, input(len_r, n)?);
+        let mut o = Out::new(out, n)?;
+        seed::rmt_combined_reward(m, l, w, &mut o.buf)?;
+        o.commit();
+        Ok(())
+    })
+}
+
+/// RMT's next-token-prediction term: `*loss = -mean(logp_target)` over the valid positions
+/// outside the RL positions (0 if none) and `grad = dloss/dlogp_target` (`-1/N` there, 0
+/// elsewhere). Add `lambda * loss` (0.1) to the RL loss.
+///
+/// Errors: `TKM_STATUS_NON_FINITE` (a NaN or `+inf` log-probability at a counted position).
+///
+/// # Safety
+/// `mask`, `rl_positions`, `logp_target`, `grad` valid for `rows*cols` elements, `loss` for
+/// one float.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_ntp_masked_loss(
+    exec: *const tkm_exec_options,
+    mask: *const u8,
+    rl_positions: *const u8,
+    logp_target: *const f32,
+    rows: usize,
+    cols: usize,
+    loss: *mut f32,
+    grad: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let n = mul(rows, cols)?;
+        let (m, c, lp) = (input(mask, n)?, input(rl_positions, n)?, input(logp_target, n)?);
+        check_out(loss)?;
+        let mut g = Out::new(grad, n)?;
+        let l = seed::ntp_masked_loss(exec, BatchShape::new(rows, cols), m, c, lp, &mut g.buf)?;
+        g.commit();
+        write(loss, l)
     })
 }

@@ -219,3 +219,68 @@ pub fn thr_reweight(adv: &[f32], thr: &[f32], tau: f64, steer: Option<f64>, keep
         })
         .collect()
 }
+
+/// RMT budget `max(B_min, ⌊B_0·γ^{t/T}⌋)`.
+pub fn rmt_budget(step: u64, total: u64, b0: u32, b_min: u32, gamma: f64) -> u64 {
+    let b = (b0 as f64 * gamma.powf(step as f64 / total as f64)).floor();
+    (b as u64).max(b_min as u64)
+}
+
+/// RMT's triangular length reward.
+pub fn rmt_length_reward(len: u32, budget: u32, r_max: f64) -> f64 {
+    let (l, b) = (len as f64, budget as f64);
+    if l <= b {
+        r_max * l / b
+    } else if l <= 2.0 * b {
+        r_max * (2.0 * b - l) / b
+    } else {
+        0.0
+    }
+}
+
+/// RMT's curriculum `p_t`.
+pub fn rmt_curriculum(step: u64, total: u64, t1: f64, t2: f64, p1: [f64; 3], p2: [f64; 3]) -> [f64; 3] {
+    let (t, t1, t2) = (step as f64, t1 * total as f64, t2 * total as f64);
+    if t < t1 {
+        p1
+    } else if t >= t2 {
+        p2
+    } else {
+        let tau = (t - t1) / (t2 - t1);
+        std::array::from_fn(|k| (1.0 - tau) * p1[k] + tau * p2[k])
+    }
+}
+
+/// Entropy tiers by sorting: 0 padding, 1 easy (< θ1), 2 medium, 3 hard (≥ θ2); θ as f32.
+pub fn entropy_tiers(entropy: &[f32], mask: &[u8], q1: f64, q2: f64) -> Vec<u8> {
+    let mut v: Vec<f64> = entropy.iter().zip(mask).filter(|(_, &m)| m != 0).map(|(&e, _)| e as f64).collect();
+    if v.is_empty() {
+        return vec![0; mask.len()];
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (t1, t2) = (quantile_linear(&v, q1) as f32, quantile_linear(&v, q2) as f32);
+    entropy
+        .iter()
+        .zip(mask)
+        .map(|(&h, &m)| match (m != 0, h >= t2, h >= t1) {
+            (false, _, _) => 0,
+            (true, true, _) => 3,
+            (true, false, true) => 2,
+            _ => 1,
+        })
+        .collect()
+}
+
+/// `L_NTP` and its gradient.
+pub fn ntp_loss(mask: &[u8], rl: &[u8], logp: &[f32]) -> (f64, Vec<f64>) {
+    let idx: Vec<usize> = (0..mask.len()).filter(|&j| mask[j] != 0 && rl[j] == 0).collect();
+    if idx.is_empty() {
+        return (0.0, vec![0.0; mask.len()]);
+    }
+    let n = idx.len() as f64;
+    let mut g = vec![0.0; mask.len()];
+    for &j in &idx {
+        g[j] = -1.0 / n;
+    }
+    (-idx.iter().map(|&j| logp[j] as f64).sum::<f64>() / n, g)
+}

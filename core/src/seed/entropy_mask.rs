@@ -123,7 +123,17 @@ impl EntropyQuantile {
     /// Errors: [`TmError::InvalidArgument`] unless `0 < rho ≤ 1`.
     pub fn new(global_count: u64, rho: f32) -> Result<EntropyQuantile, TmError> {
         check_rho(rho)?;
-        let q = 1.0 - rho as f64;
+        EntropyQuantile::at(global_count, 1.0 - rho as f64)
+    }
+
+    /// Starts the selection of the linear quantile at `q ∈ [0, 1]` itself (`torch.quantile(v,
+    /// q)`), e.g. RMT's entropy terciles; [`Self::new`] is `q = 1 − ρ`.
+    ///
+    /// Errors: [`TmError::InvalidArgument`] unless `0 ≤ q ≤ 1`.
+    pub fn at(global_count: u64, q: f64) -> Result<EntropyQuantile, TmError> {
+        if !(0.0..=1.0).contains(&q) {
+            return Err(TmError::InvalidArgument("the quantile q must be in [0, 1]"));
+        }
         let mut st = EntropyQuantile {
             sel: Radix::new(0, global_count),
             weight: 0.0,
@@ -334,17 +344,33 @@ pub fn top_entropy_threshold(
     entropy: &[f32],
     rho: f32,
 ) -> Result<Option<f32>, TmError> {
-    check_inputs(shape, mask, entropy)?;
-    let mut st = EntropyQuantile::new(valid_count(exec, shape, mask)?, rho)?;
+    check_rho(rho)?;
+    linear_quantile(exec, shape, mask, entropy, 1.0 - rho as f64)
+}
+
+/// `torch.quantile(values[mask ≠ 0], q)` (linear interpolation, `pos` in `f64`) on one rank,
+/// by the [`EntropyQuantile`] protocol: `None` when no position is valid.
+///
+/// Errors: lengths; [`TmError::InvalidArgument`] unless `0 ≤ q ≤ 1`; [`TmError::NonFinite`]
+/// for a NaN/`±inf` value at a valid position.
+pub fn linear_quantile(
+    exec: Exec,
+    shape: BatchShape,
+    mask: &[u8],
+    values: &[f32],
+    q: f64,
+) -> Result<Option<f32>, TmError> {
+    check_inputs(shape, mask, values)?;
+    let mut st = EntropyQuantile::at(valid_count(exec, shape, mask)?, q)?;
     loop {
         match st.step() {
             QuantileStep::Histogram => {
                 let mut h = [0u64; RADIX_BINS];
-                st.local_histogram(exec, shape, mask, entropy, &mut h)?;
+                st.local_histogram(exec, shape, mask, values, &mut h)?;
                 st.push_histogram(&h)?;
             }
             QuantileStep::MinAbove => {
-                let m = st.local_min_above(exec, shape, mask, entropy)?;
+                let m = st.local_min_above(exec, shape, mask, values)?;
                 st.push_min_above(m)?;
             }
             QuantileStep::Done => return Ok(st.threshold()),

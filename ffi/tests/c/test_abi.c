@@ -1086,6 +1086,73 @@ static void test_seed_hidden_reward(void) {
   CHECK(b4[0] == 1.5f && b4[1] == 0.5f);
 }
 
+/* RMT: budget, length reward, curriculum, entropy tiers, position sampling, combined reward,
+ * the NTP term; and the generic linear quantile. */
+static void test_seed_rmt(void) {
+  uint32_t b = 0, has = 9, found = 9;
+  float r = POISON, v = POISON;
+  EXPECT(tkm_rmt_token_budget(0, 100, 800, 1, 0.2f, &b), TKM_STATUS_OK);
+  CHECK(b == 800);
+  EXPECT(tkm_rmt_token_budget(100, 100, 800, 1, 0.2f, &b), TKM_STATUS_OK);
+  CHECK(b == 160);
+  EXPECT(note(tkm_rmt_token_budget(1, 0, 800, 1, 0.2f, &b)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_rmt_token_budget(1, 10, 800, 1, 0.2f, NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_rmt_length_reward(150, 100, 1.0f, &r), TKM_STATUS_OK);
+  CHECK(r == 0.5f);
+  EXPECT(note(tkm_rmt_length_reward(1, 0, 1.0f, &r)), TKM_STATUS_INVALID_ARGUMENT);
+
+  tkm_rmt_curriculum_options co;
+  float p3[3];
+  EXPECT(note(tkm_rmt_curriculum_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_rmt_curriculum_options_init(&co), TKM_STATUS_OK);
+  CHECK(co.struct_size == sizeof co && co.t1_frac == 0.3f && co.p1[0] == 0.6f && co.p2[2] == 0.6f);
+  EXPECT(tkm_rmt_curriculum_probs(0, 100, &co, p3), TKM_STATUS_OK);
+  CHECK(p3[0] == 0.6f && p3[1] == 0.3f && p3[2] == 0.1f);
+  EXPECT(tkm_rmt_curriculum_probs(99, 100, NULL, p3), TKM_STATUS_OK);
+  CHECK(p3[2] == 0.6f);
+  co.t1_frac = 0.9f;
+  EXPECT(note(tkm_rmt_curriculum_probs(5, 100, &co, p3)), TKM_STATUS_INVALID_ARGUMENT);
+  co.struct_size = 1;
+  EXPECT(note(tkm_rmt_curriculum_probs(5, 100, &co, p3)), TKM_STATUS_BAD_STRUCT_SIZE);
+
+  /* Entropies 0..5 (6 valid of 8): terciles at pos 5/3 and 10/3. */
+  float ent[8] = {0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, NAN, NAN}, th[2];
+  uint8_t m[8] = {1, 1, 1, 1, 1, 1, 0, 0}, tiers[8];
+  size_t pos = 99;
+  EXPECT(tkm_linear_quantile(NULL, m, ent, 2, 4, 0.5, &has, &v), TKM_STATUS_OK);
+  CHECK(has == 1 && v == 2.5f);
+  EXPECT(note(tkm_linear_quantile(NULL, m, ent, 2, 4, 1.5, &has, &v)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_entropy_tiers(NULL, m, ent, 2, 4, 1.0 / 3.0, 2.0 / 3.0, tiers, th), TKM_STATUS_OK);
+  CHECK(tiers[0] == 1 && tiers[1] == 1 && tiers[2] == 2 && tiers[3] == 2 && tiers[4] == 3 && tiers[5] == 3);
+  CHECK(tiers[6] == 0 && fabsf(th[0] - 5.0f / 3.0f) < 1e-6f && fabsf(th[1] - 10.0f / 3.0f) < 1e-6f);
+  EXPECT(tkm_rmt_pick_position(tiers, 8, p3, 0.99, 0.0, &found, &pos), TKM_STATUS_OK);
+  CHECK(found == 1 && pos == 4);
+  EXPECT(note(tkm_rmt_pick_position(tiers, 8, p3, 1.0, 0.0, &found, &pos)), TKM_STATUS_INVALID_ARGUMENT);
+  m[7] = 1;
+  memset(tiers, 9, sizeof tiers);
+  EXPECT(note(tkm_entropy_tiers(NULL, m, ent, 2, 4, 1.0 / 3.0, 2.0 / 3.0, tiers, NULL)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_entropy_tiers(NULL, m, ent, 2, 4, 0.7, 0.3, tiers, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  CHECK(tiers[0] == 9);
+
+  float mt[2] = {1.0f, 0.0f}, lr[2] = {0.5f, 1.0f}, out2[2];
+  EXPECT(tkm_rmt_combined_reward(mt, lr, 2, 0.5f, out2), TKM_STATUS_OK);
+  CHECK(out2[0] == 0.75f && out2[1] == 0.5f);
+  poison(out2, 2);
+  EXPECT(note(tkm_rmt_combined_reward(mt, lr, 2, NAN, out2)), TKM_STATUS_INVALID_ARGUMENT);
+  lr[0] = INFINITY;
+  EXPECT(note(tkm_rmt_combined_reward(mt, lr, 2, 0.5f, out2)), TKM_STATUS_NON_FINITE);
+  CHECK(untouched(out2, 2));
+
+  uint8_t vm[4] = {1, 1, 1, 0}, rl[4] = {0, 1, 0, 0};
+  float lp[4] = {-1.0f, NAN, -3.0f, NAN}, g4[4], loss = POISON;
+  EXPECT(tkm_ntp_masked_loss(NULL, vm, rl, lp, 1, 4, &loss, g4), TKM_STATUS_OK);
+  CHECK(loss == 2.0f && g4[0] == -0.5f && g4[1] == 0.0f && g4[2] == -0.5f && g4[3] == 0.0f);
+  poison(g4, 4);
+  rl[1] = 0;
+  EXPECT(note(tkm_ntp_masked_loss(NULL, vm, rl, lp, 1, 4, &loss, g4)), TKM_STATUS_NON_FINITE);
+  CHECK(untouched(g4, 4) && loss == 2.0f);
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -1101,6 +1168,7 @@ int main(void) {
   test_policy_more();
   test_seed_selection();
   test_seed_hidden_reward();
+  test_seed_rmt();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
