@@ -10,7 +10,9 @@
 //! valid prefix per row), entropies `8·u²` nats, one advantage per row uniform in `[−2, 2)`,
 //! binary outcome scores at each row's last token. "Min bytes" is what any implementation must
 //! read and write once per token; the copy bandwidth is `copy_from_slice` of that many bytes,
-//! counted as read + written. Prints a Markdown table.
+//! counted as read + written. Prints a Markdown table; on Linux it adds this thread's CPU
+//! time (`/proc/thread-self/schedstat`, tick resolution, so only for the longer kernels),
+//! which leaves out the time other processes held the core on a shared machine.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -50,6 +52,13 @@ fn batch(rows: usize, cols: usize) -> Batch {
 }
 
 type Job<'a> = Box<dyn FnMut() + 'a>;
+
+/// This thread's CPU time in seconds (Linux `/proc/thread-self/schedstat`), or `None`: on a
+/// shared machine it leaves out the time other processes held the core.
+fn cpu_time() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(s.split_whitespace().next()?.parse::<f64>().ok()? * 1e-9)
+}
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("numbers: ROWS COLS REPS")).collect();
@@ -109,18 +118,22 @@ fn main() {
     let sizes: Vec<usize> = jobs.iter().map(|j| j.1 * n).collect();
     let mut times = vec![Vec::new(); jobs.len()];
     let mut copy_times = vec![Vec::new(); jobs.len()];
+    let (mut cpu, mut copy_cpu) = (vec![Vec::new(); jobs.len()], vec![Vec::new(); jobs.len()]);
     for rep in 0..reps + 2 {
         for (i, (_, _, job)) in jobs.iter_mut().enumerate() {
-            let t = Instant::now();
+            let (t, c0) = (Instant::now(), cpu_time());
             job();
-            let dt = t.elapsed().as_secs_f64();
-            let t = Instant::now();
+            let (dt, c1) = (t.elapsed().as_secs_f64(), cpu_time());
             dst[..sizes[i]].copy_from_slice(&src[..sizes[i]]);
             black_box(&dst);
-            let dc = t.elapsed().as_secs_f64();
+            let (dc, c2) = (t.elapsed().as_secs_f64() - dt, cpu_time());
             if rep >= 2 {
                 times[i].push(dt);
                 copy_times[i].push(dc);
+                if let (Some(c0), Some(c1), Some(c2)) = (c0, c1, c2) {
+                    cpu[i].push(c1 - c0);
+                    copy_cpu[i].push(c2 - c1);
+                }
             }
         }
         src[rep % 7] ^= 1;
@@ -130,12 +143,26 @@ fn main() {
         v[v.len() / 2]
     };
     println!("[{rows}, {cols}] = {n} tokens, one thread, median of {reps} (copy: `copy_from_slice` of the min bytes, read + write)\n");
-    println!("| kernel | median ms | min bytes/token | GB/s (min bytes) | copy GB/s | of copy bandwidth |");
+    println!("| kernel | median ms (wall / CPU) | min bytes/token | GB/s (min bytes) | copy GB/s | of copy bandwidth (wall / CPU) |");
     println!("|---|---|---|---|---|---|");
     for (i, (name, bpt, _)) in jobs.iter().enumerate() {
         let (t, c) = (median(&mut times[i]), median(&mut copy_times[i]));
         let gbs = (bpt * n) as f64 / t / 1e9;
         let copy = 2.0 * sizes[i] as f64 / c / 1e9;
-        println!("| {name} | {:.2} | {bpt} | {gbs:.2} | {copy:.2} | {:.0}% |", t * 1e3, 100.0 * gbs / copy);
+        let (tc, cc) =
+            if cpu[i].is_empty() { (f64::NAN, f64::NAN) } else { (median(&mut cpu[i]), median(&mut copy_cpu[i])) };
+        // schedstat advances at scheduler ticks: CPU times below a few ms are not meaningful.
+        let cpu_cols = if tc >= 0.01 && cc > 0.0 {
+            (format!("{:.2}", tc * 1e3), format!("{:.0}%", 100.0 * cc / tc))
+        } else {
+            ("n/a".into(), "n/a".into())
+        };
+        println!(
+            "| {name} | {:.2} / {} | {bpt} | {gbs:.2} | {copy:.2} | {:.0}% / {} |",
+            t * 1e3,
+            cpu_cols.0,
+            100.0 * gbs / copy,
+            cpu_cols.1
+        );
     }
 }

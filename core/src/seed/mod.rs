@@ -15,7 +15,10 @@
 //!
 //! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
 //! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
-//! typed [`crate::TmError`]s. Tags: \[code\] reproduces a named implementation, \[paper\] the
+//! typed [`crate::TmError`]s. The kernels are single-threaded and portable (they are selections,
+//! short recurrences and per-token selects that stream memory): [`crate::Exec`] is checked (an
+//! unsupported backend is an error) but its thread count is not used, so every `Exec` gives the
+//! same bits. Tags: \[code\] reproduces a named implementation, \[paper\] the
 //! paper's equations, \[derived\] follows from them, \[library choice\] is tokenmath's decision
 //! where the sources are silent (each says what it chose).
 
