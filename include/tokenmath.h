@@ -363,6 +363,61 @@
 #define TKM_TIS_SEQUENCE 1
 
 /**
+ * Bins of one round of the cross-rank entropy quantile (`uint64_t hist[TKM_RADIX_BINS]`).
+ */
+#define TKM_RADIX_BINS 256
+
+/**
+ * Next step of `tkm_entropy_quantile`: a histogram round.
+ */
+#define TKM_QUANTILE_STEP_HISTOGRAM 0
+
+/**
+ * Next step: the minimum over ranks of `tkm_entropy_quantile_local_min_above`.
+ */
+#define TKM_QUANTILE_STEP_MIN_ABOVE 1
+
+/**
+ * Finished: read `tkm_entropy_quantile_threshold`.
+ */
+#define TKM_QUANTILE_STEP_DONE 2
+
+/**
+ * Positive-sample reinforcement: correct rows only, `A = G`.
+ */
+#define TKM_NSR_MODE_PSR 0
+
+/**
+ * Negative-sample reinforcement: incorrect rows only, `A = G - 1`.
+ */
+#define TKM_NSR_MODE_NSR 1
+
+/**
+ * W-REINFORCE: every row, correct rows weighted by `lambda` (default).
+ */
+#define TKM_NSR_MODE_WEIGHTED 2
+
+/**
+ * GRPO-N: positive-advantage rows keep advantage 0 and stay in every normaliser (default).
+ */
+#define TKM_NEG_ZERO_POSITIVES 0
+
+/**
+ * GRPO-N: positive-advantage rows leave the batch (their mask row is cleared).
+ */
+#define TKM_NEG_DROP_POSITIVES 1
+
+/**
+ * THR: train only on dominant tokens (`|THR| > tau`).
+ */
+#define TKM_THR_ONLY_DOMINANT 0
+
+/**
+ * THR: steer dominant tokens by the sign of THR with `p` (default, `p = 0`: GRPO).
+ */
+#define TKM_THR_STEER 1
+
+/**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
  * other value is an error, and no output was written (see the header's rules).
  *
@@ -916,6 +971,130 @@ typedef struct tkm_kl_stats {
    */
   double kl_sum;
 } tkm_kl_stats;
+
+/**
+ * The state of the cross-rank top-entropy threshold (a plain value: copy it, send it, keep
+ * it anywhere; the library refuses a corrupted one with `TKM_STATUS_INVALID_ARGUMENT`).
+ * Start it with `tkm_entropy_quantile_init`.
+ */
+typedef struct tkm_entropy_quantile {
+  /**
+   * Opaque.
+   */
+  uint64_t words[6];
+} tkm_entropy_quantile;
+
+/**
+ * The D³S schedule: the kept fractions of samples (`n_*`) and tokens (`k_*`) at the start
+ * and the end of training, each in (0, 1]. Initialise with `tkm_d3s_schedule_options_init`
+ * (the library's choice, the paper's values being unpublished: `n_init = 0.5`,
+ * `n_final = 1`, `k_init = 0.2`, `k_final = 1`). NULL means the defaults.
+ */
+typedef struct tkm_d3s_schedule_options {
+  /**
+   * `sizeof(tkm_d3s_schedule_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Fraction of the batch kept at progress 0.
+   */
+  float n_init;
+  /**
+   * Fraction of the batch kept at progress 1.
+   */
+  float n_final;
+  /**
+   * Fraction of the tokens kept at progress 0.
+   */
+  float k_init;
+  /**
+   * Fraction of the tokens kept at progress 1.
+   */
+  float k_final;
+} tkm_d3s_schedule_options;
+
+/**
+ * PSR/NSR/W-REINFORCE options. Initialise with `tkm_nsr_options_init` (W-REINFORCE,
+ * `lambda = 0.1` as the paper recommends, `gamma = 1`). NULL means the defaults.
+ */
+typedef struct tkm_nsr_options {
+  /**
+   * `sizeof(tkm_nsr_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_NSR_MODE_*`.
+   */
+  uint32_t mode;
+  /**
+   * Discount of the returns-to-go, finite and >= 0.
+   */
+  float gamma;
+  /**
+   * W-REINFORCE's `positive_advantage_weight` (finite; `TKM_NSR_MODE_WEIGHTED` only).
+   */
+  float lambda;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+} tkm_nsr_options;
+
+/**
+ * THR options (best understanding of arXiv 2510.03669). Initialise with
+ * `tkm_thr_options_init` (`TKM_THR_STEER`, `p = 0`, `keep_non_dominant = 1`: identical to
+ * GRPO). NULL means the defaults.
+ */
+typedef struct tkm_thr_options {
+  /**
+   * `sizeof(tkm_thr_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_THR_*`.
+   */
+  uint32_t mode;
+  /**
+   * The steering parameter (`TKM_THR_STEER`; finite; > 0 exploitation, < 0 exploration).
+   */
+  float p;
+  /**
+   * `TKM_THR_STEER`: 1 = non-dominant tokens keep their advantage, 0 = it is zeroed.
+   */
+  uint32_t keep_non_dominant;
+  /**
+   * Must be 0.
+   */
+  uint32_t reserved;
+} tkm_thr_options;
+
+/**
+ * RMT's curriculum. Initialise with `tkm_rmt_curriculum_options_init` (the library's
+ * choice: `t1_frac = 0.3`, `t2_frac = 0.7`, `p1 = {0.6, 0.3, 0.1}`, `p2 = {0.1, 0.3, 0.6}`
+ * over easy, medium, hard). NULL means the defaults.
+ */
+typedef struct tkm_rmt_curriculum_options {
+  /**
+   * `sizeof(tkm_rmt_curriculum_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `t1` as a fraction of the training steps.
+   */
+  float t1_frac;
+  /**
+   * `t2` as a fraction of the training steps.
+   */
+  float t2_frac;
+  /**
+   * Tier probabilities before `t1`.
+   */
+  float p1[3];
+  /**
+   * Tier probabilities from `t2` on.
+   */
+  float p2[3];
+} tkm_rmt_curriculum_options;
 
 /**
  * IEEE binary32 (`float`).
@@ -2259,6 +2438,579 @@ tkm_status tkm_entropy_upstream(const struct tkm_exec_options *exec,
                                 size_t n,
                                 float coef,
                                 float *out);
+
+/**
+ * The number of valid tokens (`mask != 0`) of `rows x cols`: this rank's share of the
+ * `global_count` of `tkm_entropy_quantile_init`.
+ *
+ * # Safety
+ * `mask` valid for `rows*cols` bytes, `count` for one `uint64_t`.
+ */
+tkm_status tkm_valid_count(const struct tkm_exec_options *exec,
+                           const uint8_t *mask,
+                           size_t rows,
+                           size_t cols,
+                           uint64_t *count);
+
+/**
+ * Starts the cross-rank computation of the top-entropy threshold over `global_count`
+ * valid tokens (the sum of every rank's `tkm_valid_count`) for `rho =
+ * top_entropy_quantile` in (0, 1]. The protocol (every rank runs it on the same merged
+ * values): while the step is `TKM_QUANTILE_STEP_HISTOGRAM`, sum every rank's
+ * `tkm_entropy_quantile_local_histogram` element-wise and push it; if it is
+ * `TKM_QUANTILE_STEP_MIN_ABOVE`, push the minimum of every rank's
+ * `tkm_entropy_quantile_local_min_above`; then read the threshold. At most 4 rounds of
+ * 256 counts and one float.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`rho`).
+ *
+ * # Safety
+ * `state` valid for writing one `tkm_entropy_quantile`.
+ */
+tkm_status tkm_entropy_quantile_init(uint64_t global_count, float rho, struct tkm_entropy_quantile *state);
+
+/**
+ * The next step of the protocol (`TKM_QUANTILE_STEP_*`) into `*step`.
+ *
+ * # Safety
+ * `state` valid for one struct, `step` for one `uint32_t`.
+ */
+tkm_status tkm_entropy_quantile_step(const struct tkm_entropy_quantile *state, uint32_t *step);
+
+/**
+ * This rank's histogram of the current round into `hist` (`TKM_RADIX_BINS` counts).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN or infinite entropy at a valid position),
+ * `_INVALID_ARGUMENT` (not a histogram round, or a corrupted state).
+ *
+ * # Safety
+ * `mask`, `entropy` valid for `rows*cols` elements, `hist` for `TKM_RADIX_BINS`.
+ */
+tkm_status tkm_entropy_quantile_local_histogram(const struct tkm_entropy_quantile *state,
+                                                const struct tkm_exec_options *exec,
+                                                const uint8_t *mask,
+                                                const float *entropy,
+                                                size_t rows,
+                                                size_t cols,
+                                                uint64_t *hist);
+
+/**
+ * Takes the element-wise sum over ranks of this round's histograms (`TKM_RADIX_BINS`
+ * counts) and advances `*state`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (not a histogram round; a histogram whose total is
+ * not the number of candidates, i.e. a wrong global count or a missing rank; a corrupted
+ * state). `*state` is unchanged on error.
+ *
+ * # Safety
+ * `state` valid for reads and writes of one struct, `merged` for `TKM_RADIX_BINS` counts.
+ */
+tkm_status tkm_entropy_quantile_push_histogram(struct tkm_entropy_quantile *state, const uint64_t *merged);
+
+/**
+ * This rank's smallest valid entropy above the selected `v_lo` (`+inf` if none) into `*out`.
+ *
+ * Errors: as `tkm_entropy_quantile_local_histogram` (outside the min-above step:
+ * `_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * `mask`, `entropy` valid for `rows*cols` elements, `out` for one float.
+ */
+tkm_status tkm_entropy_quantile_local_min_above(const struct tkm_entropy_quantile *state,
+                                                const struct tkm_exec_options *exec,
+                                                const uint8_t *mask,
+                                                const float *entropy,
+                                                size_t rows,
+                                                size_t cols,
+                                                float *out);
+
+/**
+ * Takes the minimum over ranks of `tkm_entropy_quantile_local_min_above` and finishes.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (not the min-above step; a minimum that is not a
+ * finite value above `v_lo`; a corrupted state).
+ *
+ * # Safety
+ * `state` valid for reads and writes of one struct.
+ */
+tkm_status tkm_entropy_quantile_push_min_above(struct tkm_entropy_quantile *state, float merged_min);
+
+/**
+ * The threshold once the step is `TKM_QUANTILE_STEP_DONE`: `*has_theta = 1` and `*theta`,
+ * or `*has_theta = 0` when no token is valid anywhere (then nothing is kept).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (not finished, or a corrupted state).
+ *
+ * # Safety
+ * `state` valid for one struct, `has_theta` for one `uint32_t`, `theta` for one float.
+ */
+tkm_status tkm_entropy_quantile_threshold(const struct tkm_entropy_quantile *state,
+                                          uint32_t *has_theta,
+                                          float *theta);
+
+/**
+ * The top-entropy threshold on one rank: TRL's `get_high_entropy_mask` threshold
+ * (`torch.quantile(H[mask], 1 - rho)`, linear interpolation), `*has_theta = 0` when no
+ * token is valid.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`rho` outside (0, 1]), `_NON_FINITE` (a NaN or
+ * infinite entropy at a valid position).
+ *
+ * # Safety
+ * `mask`, `entropy` valid for `rows*cols` elements; `has_theta`, `theta` for one element.
+ */
+tkm_status tkm_top_entropy_threshold(const struct tkm_exec_options *exec,
+                                     const uint8_t *mask,
+                                     const float *entropy,
+                                     size_t rows,
+                                     size_t cols,
+                                     float rho,
+                                     uint32_t *has_theta,
+                                     float *theta);
+
+/**
+ * `keep[j] = (mask[j] != 0 && entropy[j] >= theta)` (0/1); `has_theta = 0` keeps nothing.
+ * `*kept` (optional, NULL = not wanted) receives the number kept.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`has_theta` not 0/1, a NaN `theta`).
+ *
+ * # Safety
+ * `mask`, `entropy`, `keep` valid for `rows*cols` elements; `kept` NULL or one `uint64_t`.
+ */
+tkm_status tkm_top_entropy_mask(const struct tkm_exec_options *exec,
+                                const uint8_t *mask,
+                                const float *entropy,
+                                size_t rows,
+                                size_t cols,
+                                uint32_t has_theta,
+                                float theta,
+                                uint8_t *keep,
+                                uint64_t *kept);
+
+/**
+ * The exact max-variance subset of size `m` of `x` (`n` floats): `keep[i] = 1` for the
+ * chosen indices (PODS Lemma 3.1: some `k` largest and `m - k` smallest; the smallest such
+ * `k` on ties).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN or infinite value), `_INVALID_ARGUMENT`
+ * (`n >= 2^32`), `_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `x` and `keep` valid for `n` elements.
+ */
+tkm_status tkm_max_variance_subset(const float *x, size_t n, size_t m, uint8_t *keep);
+
+/**
+ * D³S sample selection: `keep_rows[b] = 1` for the `n_keep` responses of the max-variance
+ * subset of `adv_seq` (`n` floats). With `group_stage = 1` each group first keeps its
+ * max-variance subset of size `per_group`, grouped by `group_ids`/`group_size` (exactly one
+ * of them, as `tkm_grpo_advantage`); with `group_stage = 0` the grouping arguments are not
+ * read.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (an advantage), `_INVALID_ARGUMENT` (`group_stage` not
+ * 0/1, the grouping), `_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `adv_seq`, `keep_rows` valid for `n` elements; `group_ids` NULL or valid for `n`.
+ */
+tkm_status tkm_d3s_select_samples(const float *adv_seq,
+                                  size_t n,
+                                  const uint32_t *group_ids,
+                                  size_t group_size,
+                                  uint32_t group_stage,
+                                  size_t per_group,
+                                  size_t n_keep,
+                                  uint8_t *keep_rows);
+
+/**
+ * Writes the default D³S schedule into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_d3s_schedule_options_init(struct tkm_d3s_schedule_options *opts);
+
+/**
+ * The D³S budgets at training progress `p` in [0, 1] for a batch of `batch` responses:
+ * `*n_keep = clamp(round(N(p) * batch), 1, batch)` and `*k_frac = K(p)`, both linear in `p`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`p` outside [0, 1], a fraction outside (0, 1]).
+ *
+ * # Safety
+ * `opts` NULL or valid; `n_keep`, `k_frac` valid for one element.
+ */
+tkm_status tkm_d3s_schedule(float p,
+                            const struct tkm_d3s_schedule_options *opts,
+                            size_t batch,
+                            size_t *n_keep,
+                            float *k_frac);
+
+/**
+ * D³S token mask: `out[b,t] = 1` for the `ceil(k_frac * n)` tokens with the largest
+ * `|adv| * entropy` among the `n` valid tokens of the rows with `keep_rows[b] != 0` (ties:
+ * lower flat index first). `*kept` (optional) receives the count.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`k_frac` outside [0, 1]), `_NON_FINITE` (an
+ * advantage or entropy of a taking-part token).
+ *
+ * # Safety
+ * `mask`, `adv`, `entropy`, `out` valid for `rows*cols` elements, `keep_rows` for `rows`,
+ * `kept` NULL or one `uint64_t`.
+ */
+tkm_status tkm_d3s_token_mask(const struct tkm_exec_options *exec,
+                              const uint8_t *mask,
+                              const float *adv,
+                              const float *entropy,
+                              const uint8_t *keep_rows,
+                              size_t rows,
+                              size_t cols,
+                              float k_frac,
+                              uint8_t *out,
+                              uint64_t *kept);
+
+/**
+ * Writes the default PSR/NSR/W-REINFORCE options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_nsr_options_init(struct tkm_nsr_options *opts);
+
+/**
+ * PSR/NSR/W-REINFORCE advantages `adv` (`rows*cols`, 0 at padding and on dropped rows) and
+ * `keep_rows` (1 = the row stays in the batch; PSR keeps the rows whose valid scores sum to
+ * 1, NSR those summing to 0).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (mode, `gamma`, `lambda`, `reserved`),
+ * `_NON_FINITE` (a reward or score at a valid position).
+ *
+ * # Safety
+ * `mask`, `token_rewards`, `scores`, `adv` valid for `rows*cols` elements, `keep_rows` for
+ * `rows`, `opts` NULL or valid.
+ */
+tkm_status tkm_nsr_advantage(const struct tkm_exec_options *exec,
+                             const uint8_t *mask,
+                             const float *token_rewards,
+                             const float *scores,
+                             size_t rows,
+                             size_t cols,
+                             const struct tkm_nsr_options *opts,
+                             uint8_t *keep_rows,
+                             float *adv);
+
+/**
+ * GRPO-N / GSPO-N (best understanding of arXiv 2510.04028): in place,
+ * `adv_seq[b] = min(adv_seq[b], 0)`, and with `TKM_NEG_DROP_POSITIVES` the mask row of every
+ * positive row is cleared. `*positives` (optional) receives the number of positive rows.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (an advantage), `_INVALID_ARGUMENT` (mode), `_OVERLAP`
+ * (`mask` and `adv_seq` overlap). Nothing is changed on error.
+ *
+ * # Safety
+ * `mask` valid for `rows*cols` bytes and `adv_seq` for `rows` floats, both read and written;
+ * `positives` NULL or one `size_t`.
+ */
+tkm_status tkm_grpo_negative_only(const struct tkm_exec_options *exec,
+                                  uint8_t *mask,
+                                  float *adv_seq,
+                                  size_t rows,
+                                  size_t cols,
+                                  uint32_t mode,
+                                  size_t *positives);
+
+/**
+ * The expected logit update of one softmax policy-gradient step:
+ * `out[b] = lr * probs[b] * (adv[b] - sum_a probs[a] * adv[a])` over `n` actions.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a probability, advantage or `lr`), `_INVALID_ARGUMENT`
+ * (a negative probability).
+ *
+ * # Safety
+ * `probs`, `adv`, `out` valid for `n` floats.
+ */
+tkm_status tkm_expected_logit_update(const float *probs, const float *adv, size_t n, float lr, float *out);
+
+/**
+ * NTHR/THR prediction errors restricted to the group's sampled ids `V*`:
+ * `out[i][c] = (c == sampled_col[i]) - q[i][c]` for `q` the old policy's probabilities
+ * gathered on `V*` (`[n, vstar]`, dense row-major, not renormalised).
+ *
+ * Errors: `TKM_STATUS_LABEL_OUT_OF_RANGE` (a column `>= vstar`), `_NON_FINITE` (a `q`).
+ *
+ * # Safety
+ * `q`, `out` valid for `n*vstar` floats, `sampled_col` for `n`.
+ */
+tkm_status tkm_prediction_error_restricted(const struct tkm_exec_options *exec,
+                                           const float *q,
+                                           const uint32_t *sampled_col,
+                                           size_t n,
+                                           size_t vstar,
+                                           float *out);
+
+/**
+ * Influence scores `out[j] = sum_i w_i <g_i, g_j> <h_i, h_j>` of `n_query` query tokens
+ * against `n_src` source tokens (`src_weight` NULL = all 1). NTHR: sources = the tokens of
+ * the correct responses, queries = those of the incorrect (`s-`) or correct (`s+`) ones.
+ * Dot products in f32 in index order, the sum over sources in f64 in source order.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a feature or weight).
+ *
+ * # Safety
+ * `src_g`/`query_g` valid for `n*vstar` floats, `src_h`/`query_h` for `n*d`, `src_weight`
+ * NULL or `n_src`, `out` for `n_query`.
+ */
+tkm_status tkm_influence_scores(const struct tkm_exec_options *exec,
+                                const float *src_g,
+                                const float *src_h,
+                                const float *src_weight,
+                                size_t n_src,
+                                const float *query_g,
+                                const float *query_h,
+                                size_t n_query,
+                                size_t vstar,
+                                size_t d,
+                                float *out);
+
+/**
+ * NTHR's threshold `tau = beta * min_i mean(pos_scores of response i)`: `pos_scores` holds
+ * the `s+` scores of the correct responses' tokens, response after response, and
+ * `pos_lens[i]` their lengths (`n_responses` of them); empty responses are skipped.
+ *
+ * Errors: `TKM_STATUS_LENGTH_MISMATCH` (`n_scores` is not the sum of the lengths),
+ * `_INVALID_ARGUMENT` (no non-empty response, `beta` not finite), `_NON_FINITE` (a score).
+ *
+ * # Safety
+ * `pos_scores` valid for `n_scores` floats, `pos_lens` for `n_responses`, `tau` for one.
+ */
+tkm_status tkm_nthr_threshold(const float *pos_scores,
+                              size_t n_scores,
+                              const size_t *pos_lens,
+                              size_t n_responses,
+                              float beta,
+                              float *tau);
+
+/**
+ * NTHR's factor `eta = 2 |0.5 - correct/group|` of a mixed group.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` unless `0 < correct < group`.
+ *
+ * # Safety
+ * `eta` valid for one float.
+ */
+tkm_status tkm_nthr_eta(size_t correct, size_t group, float *eta);
+
+/**
+ * NTHR in place: `adv[j] *= eta` where `valid[j] != 0` and `neg_scores[j] > tau` (the tokens
+ * of one mixed group's incorrect responses). `*count` (optional) receives how many.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`tau` NaN, `eta` not finite), `_NON_FINITE` (a NaN
+ * score at a valid token), `_OVERLAP` (`adv` overlaps an input). Nothing changes on error.
+ *
+ * # Safety
+ * `adv` (read and written), `neg_scores` valid for `n` floats, `valid` for `n` bytes,
+ * `count` NULL or one `size_t`.
+ */
+tkm_status tkm_nthr_reweight(const struct tkm_exec_options *exec,
+                             float *adv,
+                             const float *neg_scores,
+                             const uint8_t *valid,
+                             size_t n,
+                             float tau,
+                             float eta,
+                             size_t *count);
+
+/**
+ * Writes the default THR options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_thr_options_init(struct tkm_thr_options *opts);
+
+/**
+ * THR scores `thr[j] = adv[j] * (sum_i w_i <g_i, g_j> <h_i, h_j> - self term)` of `n_query`
+ * tokens against the `n_src` tokens of the correct responses (`src_weight` NULL = unit
+ * weights; pass `1/|y_i|` per token for the inverse-length weighting). `self_src` (NULL =
+ * keep every term) gives, per query token, its own source row or `UINT32_MAX`: its own term
+ * is then left out.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a feature, weight or advantage), `_INVALID_ARGUMENT` (a
+ * `self_src` row out of range).
+ *
+ * # Safety
+ * As `tkm_influence_scores`; `adv` and `thr` valid for `n_query` floats, `self_src` NULL
+ * or `n_query`.
+ */
+tkm_status tkm_thr_scores(const struct tkm_exec_options *exec,
+                          const float *src_g,
+                          const float *src_h,
+                          const float *src_weight,
+                          size_t n_src,
+                          const float *query_g,
+                          const float *query_h,
+                          const float *adv,
+                          const uint32_t *self_src,
+                          size_t n_query,
+                          size_t vstar,
+                          size_t d,
+                          float *thr);
+
+/**
+ * THR in place: `adv[j]` becomes `A'` from `thr[j]` and `tau` under `opts` (see
+ * `tkm_thr_options`). `*dominant` (optional) receives the number of dominant tokens.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (mode, `p`, `keep_non_dominant`, `reserved`, `tau`
+ * NaN), `_NON_FINITE` (a NaN THR), `_OVERLAP`. Nothing changes on error.
+ *
+ * # Safety
+ * `adv` (read and written), `thr` valid for `n` floats; `opts` NULL or valid; `dominant`
+ * NULL or one `size_t`.
+ */
+tkm_status tkm_thr_reweight(const struct tkm_exec_options *exec,
+                            float *adv,
+                            const float *thr,
+                            size_t n,
+                            float tau,
+                            const struct tkm_thr_options *opts,
+                            size_t *dominant);
+
+/**
+ * `torch.quantile(values[mask != 0], q)` with linear interpolation (`q` in [0, 1], the
+ * position computed in double): `*has_value = 0` when no position is valid.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`q`), `_NON_FINITE` (a NaN or infinite value at a
+ * valid position).
+ *
+ * # Safety
+ * `mask`, `values` valid for `rows*cols` elements; `has_value`, `value` for one.
+ */
+tkm_status tkm_linear_quantile(const struct tkm_exec_options *exec,
+                               const uint8_t *mask,
+                               const float *values,
+                               size_t rows,
+                               size_t cols,
+                               double q,
+                               uint32_t *has_value,
+                               float *value);
+
+/**
+ * RMT's token budget `max(b_min, floor(b0 * gamma^(step/total)))` into `*budget`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total = 0`, `gamma` not finite and > 0).
+ *
+ * # Safety
+ * `budget` valid for one `uint32_t`.
+ */
+tkm_status tkm_rmt_token_budget(uint64_t step,
+                                uint64_t total,
+                                uint32_t b0,
+                                uint32_t b_min,
+                                float gamma,
+                                uint32_t *budget);
+
+/**
+ * RMT's triangular length reward of a reasoning length `len` against `budget` into `*out`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`budget = 0`, `r_max` not finite).
+ *
+ * # Safety
+ * `out` valid for one float.
+ */
+tkm_status tkm_rmt_length_reward(uint32_t len, uint32_t budget, float r_max, float *out);
+
+/**
+ * Writes the default RMT curriculum into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_rmt_curriculum_options_init(struct tkm_rmt_curriculum_options *opts);
+
+/**
+ * RMT's tier distribution at `step` of `total` into `out[3]` (easy, medium, hard).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total = 0`, fractions not `0 <= t1 <= t2 <= 1`,
+ * probabilities negative, not finite or all 0).
+ *
+ * # Safety
+ * `opts` NULL or valid; `out` valid for 3 floats.
+ */
+tkm_status tkm_rmt_curriculum_probs(uint64_t step,
+                                    uint64_t total,
+                                    const struct tkm_rmt_curriculum_options *opts,
+                                    float *out);
+
+/**
+ * Entropy tiers of the candidate tokens (`mask != 0`): `tiers[j]` = 1 easy (`H < theta1`),
+ * 2 medium, 3 hard (`H >= theta2`), 0 padding, with `theta1`, `theta2` the linear quantiles
+ * at `q1 <= q2` (the library's terciles: 1/3, 2/3). `thresholds` (optional, 2 floats)
+ * receives them (0, 0 without candidates).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`q1`, `q2`), `_NON_FINITE` (a candidate entropy).
+ *
+ * # Safety
+ * `mask`, `entropy`, `tiers` valid for `rows*cols` elements; `thresholds` NULL or 2 floats.
+ */
+tkm_status tkm_entropy_tiers(const struct tkm_exec_options *exec,
+                             const uint8_t *mask,
+                             const float *entropy,
+                             size_t rows,
+                             size_t cols,
+                             double q1,
+                             double q2,
+                             uint8_t *tiers,
+                             float *thresholds);
+
+/**
+ * Samples one position from `tiers` (`n` codes from `tkm_entropy_tiers`): a tier by the
+ * distribution `p[3]` (empty tiers' probability moved to the others in proportion) with
+ * the uniform `u_tier` in [0, 1), then the `floor(u_token * n_tier)`-th token of that tier
+ * in index order. `*found = 0` when no token has a tier.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (uniforms outside [0, 1), a bad `p`, a tier code
+ * above 3).
+ *
+ * # Safety
+ * `tiers` valid for `n` bytes, `p` for 3 floats, `found` and `pos` for one element each.
+ */
+tkm_status tkm_rmt_pick_position(const uint8_t *tiers,
+                                 size_t n,
+                                 const float *p,
+                                 double u_tier,
+                                 double u_token,
+                                 uint32_t *found,
+                                 size_t *pos);
+
+/**
+ * RMT's combined reward `out[i] = (1 - w) * match01[i] + w * len_r[i]` (library default
+ * `w = 0.1`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`w` not finite), `_NON_FINITE` (an input).
+ *
+ * # Safety
+ * `match01`, `len_r`, `out` valid for `n` floats.
+ */
+tkm_status tkm_rmt_combined_reward(const float *match01, const float *len_r, size_t n, float w, float *out);
+
+/**
+ * RMT's next-token-prediction term: `*loss = -mean(logp_target)` over the valid positions
+ * outside the RL positions (0 if none) and `grad = dloss/dlogp_target` (`-1/N` there, 0
+ * elsewhere). Add `lambda * loss` (0.1) to the RL loss.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN or `+inf` log-probability at a counted position).
+ *
+ * # Safety
+ * `mask`, `rl_positions`, `logp_target`, `grad` valid for `rows*cols` elements, `loss` for
+ * one float.
+ */
+tkm_status tkm_ntp_masked_loss(const struct tkm_exec_options *exec,
+                               const uint8_t *mask,
+                               const uint8_t *rl_positions,
+                               const float *logp_target,
+                               size_t rows,
+                               size_t cols,
+                               float *loss,
+                               float *grad);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

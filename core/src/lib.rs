@@ -10,6 +10,8 @@
 //!   REINFORCE++, GAE, returns-to-go, whitening) and DAPO's reward extras.
 //! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
+//! * [`seed`] — the seed papers' token-level methods (top-entropy mask, D³S, NSR/PSR/
+//!   W-REINFORCE, GRPO-N, the expected logit update).
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
 //!
 //! # The shape of a kernel family
@@ -59,6 +61,7 @@ pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
+pub mod seed;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

@@ -134,7 +134,7 @@ fn grpo_cfg(o: &tkm_grpo_options) -> Res<GrpoCfg> {
 /// The grouping: `group_ids` (NULL = none; else `n` arbitrary `uint32_t` labels, verl's
 /// `uid`) or `group_size` (TRL's layout: consecutive blocks of `group_size`). Exactly one
 /// must be given: ids with `group_size == 0`, or NULL ids with `group_size > 0`.
-unsafe fn groups<'a>(n: usize, group_ids: *const u32, group_size: usize) -> Res<Groups<'a>> {
+pub(crate) unsafe fn groups<'a>(n: usize, group_ids: *const u32, group_size: usize) -> Res<Groups<'a>> {
     match (opt_input(group_ids, n)?, group_size) {
         (Some(ids), 0) => Ok(Groups::Ids(ids)),
         (None, size) if size > 0 => Ok(Groups::Contiguous { size }),

@@ -82,7 +82,8 @@
 //!
 //! # Not here
 //! TRL/HAPO aggregation modes, TRL's `δ` two-sided cap, per-token clip
-//!   widths (HAPO), DAPO's group filter and overlong shaping (spec §4.3), the top-entropy mask.
+//!   widths (HAPO), DAPO's group filter and overlong shaping (spec §4.3). The top-entropy mask
+//!   and the other seed methods are in [`crate::seed`].
 //!
 //! Provenance follows the spec: defaults reproduce verl at commit `b178a3cd` (`\[code\]`) unless
 //! stated; choices where the sources are silent are marked `\[library choice\]`.

@@ -877,6 +877,334 @@ static void test_policy_more(void) {
   CHECK(untouched(loss, PN));
 }
 
+/* The seed methods of issue 14 (part A): the top-entropy mask (one rank and the cross-rank
+ * protocol), D3S, PSR/NSR/W-REINFORCE, GRPO-N and the expected logit update. */
+static void test_seed_selection(void) {
+  /* TRL's unit test: 10 valid tokens of 12, rho = 0.2 => 2 kept. */
+  float ent[12];
+  uint8_t m[12] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, keep[12];
+  for (int i = 0; i < 12; i++) ent[i] = (float)(i + 1) / 10.0f;
+  ent[11] = NAN; /* padding is never read */
+  uint32_t has = 7;
+  float theta = POISON;
+  uint64_t kept = 99, cnt = 0;
+  EXPECT(tkm_top_entropy_threshold(NULL, m, ent, 2, 6, 0.2f, &has, &theta), TKM_STATUS_OK);
+  CHECK(has == 1 && fabsf(theta - 0.82f) < 1e-6f);
+  EXPECT(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 1, theta, keep, &kept), TKM_STATUS_OK);
+  CHECK(kept == 2 && keep[8] == 1 && keep[9] == 1 && keep[7] == 0 && keep[10] == 0);
+  EXPECT(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 0, 0.0f, keep, NULL), TKM_STATUS_OK);
+  for (int i = 0; i < 12; i++) CHECK(keep[i] == 0);
+
+  /* The same threshold from two "ranks" (rows 0..1 and 1..2), merging as an all-reduce would. */
+  {
+    uint64_t c0 = 0, c1 = 0, h0[TKM_RADIX_BINS], h1[TKM_RADIX_BINS];
+    tkm_entropy_quantile st;
+    uint32_t step = 9, h = 0;
+    float t2 = POISON;
+    EXPECT(tkm_valid_count(NULL, m, 1, 6, &c0), TKM_STATUS_OK);
+    EXPECT(tkm_valid_count(NULL, m + 6, 1, 6, &c1), TKM_STATUS_OK);
+    CHECK(c0 == 6 && c1 == 4);
+    EXPECT(tkm_entropy_quantile_init(c0 + c1, 0.2f, &st), TKM_STATUS_OK);
+    for (;;) {
+      EXPECT(tkm_entropy_quantile_step(&st, &step), TKM_STATUS_OK);
+      if (step == TKM_QUANTILE_STEP_HISTOGRAM) {
+        EXPECT(tkm_entropy_quantile_local_histogram(&st, NULL, m, ent, 1, 6, h0), TKM_STATUS_OK);
+        EXPECT(tkm_entropy_quantile_local_histogram(&st, NULL, m + 6, ent + 6, 1, 6, h1), TKM_STATUS_OK);
+        for (int b = 0; b < TKM_RADIX_BINS; b++) h0[b] += h1[b];
+        EXPECT(tkm_entropy_quantile_push_histogram(&st, h0), TKM_STATUS_OK);
+      } else if (step == TKM_QUANTILE_STEP_MIN_ABOVE) {
+        float a = POISON, b = POISON;
+        EXPECT(note(tkm_entropy_quantile_threshold(&st, &h, &t2)), TKM_STATUS_INVALID_ARGUMENT); /* not finished */
+        EXPECT(note(tkm_entropy_quantile_push_histogram(&st, h0)), TKM_STATUS_INVALID_ARGUMENT);
+        EXPECT(tkm_entropy_quantile_local_min_above(&st, NULL, m, ent, 1, 6, &a), TKM_STATUS_OK);
+        EXPECT(tkm_entropy_quantile_local_min_above(&st, NULL, m + 6, ent + 6, 1, 6, &b), TKM_STATUS_OK);
+        CHECK(isinf(a) && b == ent[8]);
+        EXPECT(note(tkm_entropy_quantile_push_min_above(&st, INFINITY)), TKM_STATUS_INVALID_ARGUMENT);
+        EXPECT(tkm_entropy_quantile_push_min_above(&st, a < b ? a : b), TKM_STATUS_OK);
+      } else {
+        break;
+      }
+    }
+    CHECK(step == TKM_QUANTILE_STEP_DONE);
+    EXPECT(tkm_entropy_quantile_threshold(&st, &h, &t2), TKM_STATUS_OK);
+    CHECK(h == 1 && t2 == theta);
+    /* A corrupted state is refused; a wrong global count is caught by the histogram total. */
+    tkm_entropy_quantile bad = st;
+    bad.words[4] = ~(uint64_t)0;
+    EXPECT(note(tkm_entropy_quantile_step(&bad, &step)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(tkm_entropy_quantile_init(11, 0.2f, &st), TKM_STATUS_OK);
+    EXPECT(tkm_entropy_quantile_local_histogram(&st, NULL, m, ent, 2, 6, h0), TKM_STATUS_OK);
+    EXPECT(note(tkm_entropy_quantile_push_histogram(&st, h0)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_entropy_quantile_init(10, 0.0f, &st)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_entropy_quantile_init(10, 0.5f, NULL)), TKM_STATUS_NULL_POINTER);
+    EXPECT(note(tkm_entropy_quantile_local_min_above(&st, NULL, m, ent, 2, 6, &t2)), TKM_STATUS_INVALID_ARGUMENT);
+    m[11] = 1; /* the NaN is now valid */
+    EXPECT(note(tkm_entropy_quantile_local_histogram(&st, NULL, m, ent, 2, 6, h0)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_valid_count(NULL, m, SIZE_MAX, 2, &cnt)), TKM_STATUS_SIZE_OVERFLOW);
+  }
+  /* Errors of the one-rank calls (no output written). */
+  theta = POISON;
+  EXPECT(note(tkm_top_entropy_threshold(NULL, m, ent, 2, 6, 0.2f, &has, &theta)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_top_entropy_threshold(NULL, m, ent, 2, 6, 1.5f, &has, &theta)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_top_entropy_threshold(NULL, m, NULL, 2, 6, 0.2f, &has, &theta)), TKM_STATUS_NULL_POINTER);
+  CHECK(theta == POISON);
+  memset(keep, 5, sizeof keep);
+  EXPECT(note(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 1, NAN, keep, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_top_entropy_mask(NULL, m, ent, 2, 6, 2, 0.5f, keep, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  for (int i = 0; i < 12; i++) CHECK(keep[i] == 5);
+  m[11] = 0;
+
+  /* D3S: the max-variance subset, sample selection, schedule and token mask. */
+  {
+    float a[6] = {0.5f, -2.0f, 3.0f, -2.0f, 0.0f, 1.0f};
+    uint8_t k6[6], tok[12], rows2[2] = {1, 0};
+    uint32_t ids[6] = {7, 9, 7, 9, 7, 9};
+    size_t nk = 0;
+    float kf = POISON;
+    EXPECT(tkm_max_variance_subset(a, 6, 2, k6), TKM_STATUS_OK);
+    CHECK(k6[1] == 1 && k6[2] == 1 && k6[0] + k6[3] + k6[4] + k6[5] == 0); /* {-2, 3} */
+    EXPECT(tkm_d3s_select_samples(a, 6, NULL, 0, 0, 0, 2, k6), TKM_STATUS_OK);
+    CHECK(k6[1] == 1 && k6[2] == 1);
+    /* Per group (ids 7: {0.5, 3, 0}, 9: {-2, -2, 1}) keep 1 (the smallest), then both. */
+    EXPECT(tkm_d3s_select_samples(a, 6, ids, 0, 1, 1, 4, k6), TKM_STATUS_OK);
+    CHECK(k6[4] == 1 && k6[1] == 1 && k6[0] + k6[2] + k6[3] + k6[5] == 0);
+    EXPECT(note(tkm_d3s_select_samples(a, 6, ids, 3, 1, 1, 4, k6)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_d3s_select_samples(a, 6, NULL, 0, 2, 1, 4, k6)), TKM_STATUS_INVALID_ARGUMENT);
+    a[3] = INFINITY;
+    EXPECT(note(tkm_max_variance_subset(a, 6, 2, k6)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_max_variance_subset(a, (size_t)1 << 60, 2, k6)), TKM_STATUS_OUT_OF_MEMORY);
+    CHECK(k6[4] == 1 && k6[1] == 1);
+    tkm_d3s_schedule_options so;
+    EXPECT(note(tkm_d3s_schedule_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+    EXPECT(tkm_d3s_schedule_options_init(&so), TKM_STATUS_OK);
+    CHECK(so.struct_size == sizeof so && so.n_init == 0.5f && so.k_init == 0.2f && so.n_final == 1.0f);
+    EXPECT(tkm_d3s_schedule(0.0f, &so, 8, &nk, &kf), TKM_STATUS_OK);
+    CHECK(nk == 4 && kf == 0.2f);
+    EXPECT(tkm_d3s_schedule(1.0f, NULL, 8, &nk, &kf), TKM_STATUS_OK);
+    CHECK(nk == 8 && kf == 1.0f);
+    EXPECT(note(tkm_d3s_schedule(1.5f, NULL, 8, &nk, &kf)), TKM_STATUS_INVALID_ARGUMENT);
+    so.struct_size = 5;
+    EXPECT(note(tkm_d3s_schedule(0.5f, &so, 8, &nk, &kf)), TKM_STATUS_BAD_STRUCT_SIZE);
+    /* Token mask: row 0 kept, its 6 valid tokens' keys |A|*H = 0.1 .. 0.6; K = 0.5 keeps 3. */
+    float adv12[12], one[12];
+    for (int i = 0; i < 12; i++) adv12[i] = 1.0f, one[i] = ent[i];
+    adv12[7] = NAN; /* row 1 is dropped: never read */
+    EXPECT(tkm_d3s_token_mask(NULL, m, adv12, one, rows2, 2, 6, 0.5f, tok, &kept), TKM_STATUS_OK);
+    CHECK(kept == 3 && tok[3] == 1 && tok[4] == 1 && tok[5] == 1 && tok[2] == 0 && tok[6] == 0);
+    rows2[1] = 1;
+    memset(tok, 5, sizeof tok);
+    EXPECT(note(tkm_d3s_token_mask(NULL, m, adv12, one, rows2, 2, 6, 0.5f, tok, NULL)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_d3s_token_mask(NULL, m, adv12, one, rows2, 2, 6, 1.5f, tok, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    CHECK(tok[0] == 5);
+  }
+
+  /* PSR / NSR / W-REINFORCE: row 0 correct, row 1 incorrect, row 2 partial. */
+  {
+    uint8_t mk[6] = {1, 1, 1, 1, 1, 0}, kr[3] = {9, 9, 9};
+    float r[6] = {0.0f, 1.0f, 0.0f, 0.0f, 0.5f, 0.0f}, ad[6];
+    tkm_nsr_options no;
+    EXPECT(note(tkm_nsr_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+    EXPECT(tkm_nsr_options_init(&no), TKM_STATUS_OK);
+    CHECK(no.struct_size == sizeof no && no.mode == TKM_NSR_MODE_WEIGHTED && no.lambda == 0.1f && no.gamma == 1.0f);
+    EXPECT(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad), TKM_STATUS_OK);
+    CHECK(kr[0] == 1 && kr[1] == 1 && kr[2] == 1);
+    CHECK(ad[0] == 0.1f && ad[1] == 0.1f && ad[2] == -1.0f && ad[4] == 0.5f && ad[5] == 0.0f);
+    no.mode = TKM_NSR_MODE_NSR;
+    EXPECT(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad), TKM_STATUS_OK);
+    CHECK(kr[0] == 0 && kr[1] == 1 && kr[2] == 0 && ad[0] == 0.0f && ad[3] == -1.0f);
+    no.mode = TKM_NSR_MODE_PSR;
+    EXPECT(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad), TKM_STATUS_OK);
+    CHECK(kr[0] == 1 && kr[1] == 0 && ad[0] == 1.0f && ad[3] == 0.0f);
+    poison(ad, 6);
+    no.mode = 5;
+    EXPECT(note(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad)), TKM_STATUS_INVALID_ARGUMENT);
+    no.mode = TKM_NSR_MODE_NSR;
+    no.gamma = -1.0f;
+    EXPECT(note(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, &no, kr, ad)), TKM_STATUS_INVALID_ARGUMENT);
+    r[1] = NAN;
+    EXPECT(note(tkm_nsr_advantage(NULL, mk, r, r, 3, 2, NULL, kr, ad)), TKM_STATUS_NON_FINITE);
+    CHECK(untouched(ad, 6));
+  }
+
+  /* GRPO-N, in place. */
+  {
+    uint8_t mk[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float av[4] = {0.5f, -0.5f, 0.0f, -2.0f};
+    size_t pos = 0;
+    EXPECT(tkm_grpo_negative_only(NULL, mk, av, 4, 2, TKM_NEG_DROP_POSITIVES, &pos), TKM_STATUS_OK);
+    CHECK(pos == 1 && av[0] == 0.0f && av[1] == -0.5f && mk[0] == 0 && mk[1] == 0 && mk[2] == 1);
+    av[0] = 1.0f;
+    EXPECT(tkm_grpo_negative_only(NULL, mk, av, 4, 2, TKM_NEG_ZERO_POSITIVES, NULL), TKM_STATUS_OK);
+    CHECK(av[0] == 0.0f && mk[2] == 1);
+    av[2] = NAN;
+    EXPECT(note(tkm_grpo_negative_only(NULL, mk, av, 4, 2, TKM_NEG_ZERO_POSITIVES, NULL)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_grpo_negative_only(NULL, mk, av, 4, 2, 9, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_grpo_negative_only(NULL, (uint8_t *)av, av, 4, 1, 0, NULL)), TKM_STATUS_OVERLAP);
+  }
+
+  /* The expected logit update: uniform advantages do not move the logits. */
+  {
+    float p3[3] = {0.25f, 0.25f, 0.5f}, a3[3] = {1.0f, -1.0f, 0.0f}, o3[3];
+    EXPECT(tkm_expected_logit_update(p3, a3, 3, 2.0f, o3), TKM_STATUS_OK);
+    CHECK(o3[0] == 0.5f && o3[1] == -0.5f && o3[2] == 0.0f); /* base 0 */
+    poison(o3, 3);
+    p3[1] = -0.25f;
+    EXPECT(note(tkm_expected_logit_update(p3, a3, 3, 1.0f, o3)), TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_expected_logit_update(p3, a3, 3, NAN, o3)), TKM_STATUS_NON_FINITE);
+    EXPECT(note(tkm_expected_logit_update(p3, a3, 3, 1.0f, (float *)((char *)o3 + 1))), TKM_STATUS_MISALIGNED);
+    CHECK(untouched(o3, 3));
+  }
+}
+
+/* NTHR and THR: prediction errors on V*, influence scores, threshold, eta, reweighting. */
+static void test_seed_hidden_reward(void) {
+  /* Two tokens, V* = 3: g = e_y - q. */
+  float q[6] = {0.5f, 0.25f, 0.25f, 0.0f, 0.9f, 0.1f}, g[6];
+  uint32_t col[2] = {0, 2};
+  EXPECT(tkm_prediction_error_restricted(NULL, q, col, 2, 3, g), TKM_STATUS_OK);
+  CHECK(g[0] == 0.5f && g[1] == -0.25f && g[4] == -0.9f && g[5] == 0.9f);
+  poison(g, 6);
+  col[1] = 3;
+  EXPECT(note(tkm_prediction_error_restricted(NULL, q, col, 2, 3, g)), TKM_STATUS_LABEL_OUT_OF_RANGE);
+  col[1] = 1;
+  q[2] = NAN;
+  EXPECT(note(tkm_prediction_error_restricted(NULL, q, col, 2, 3, g)), TKM_STATUS_NON_FINITE);
+  CHECK(untouched(g, 6));
+
+  /* Influence and THR scores (V* = d = 2); query token 1 is source token 1. */
+  float sg[4] = {1.0f, -1.0f, 0.5f, 0.5f}, sh[4] = {1.0f, 0.0f, 0.0f, 2.0f};
+  float qg[4] = {1.0f, 0.0f, 0.5f, 0.5f}, qh[4] = {1.0f, 1.0f, 0.0f, 2.0f};
+  float adv2[2] = {2.0f, -1.0f}, s2[2], w2[2] = {0.5f, 2.0f};
+  uint32_t self_src[2] = {UINT32_MAX, 1};
+  EXPECT(tkm_influence_scores(NULL, sg, sh, NULL, 2, qg, qh, 2, 2, 2, s2), TKM_STATUS_OK);
+  CHECK(s2[0] == 2.0f && s2[1] == 2.0f);
+  EXPECT(tkm_influence_scores(NULL, sg, sh, w2, 2, qg, qh, 2, 2, 2, s2), TKM_STATUS_OK);
+  CHECK(s2[0] == 2.5f && s2[1] == 4.0f);
+  EXPECT(tkm_thr_scores(NULL, sg, sh, NULL, 2, qg, qh, adv2, self_src, 2, 2, 2, s2), TKM_STATUS_OK);
+  CHECK(s2[0] == 4.0f && s2[1] == 0.0f);
+  poison(s2, 2);
+  self_src[0] = 2;
+  EXPECT(note(tkm_thr_scores(NULL, sg, sh, NULL, 2, qg, qh, adv2, self_src, 2, 2, 2, s2)), TKM_STATUS_INVALID_ARGUMENT);
+  sh[3] = INFINITY;
+  EXPECT(note(tkm_influence_scores(NULL, sg, sh, NULL, 2, qg, qh, 2, 2, 2, s2)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_influence_scores(NULL, sg, NULL, NULL, 2, qg, qh, 2, 2, 2, s2)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(s2, 2));
+
+  /* Threshold, eta, reweighting. */
+  float ps[6] = {1.0f, 3.0f, 0.5f, 7.0f, -1.0f, 5.0f}, tau = POISON, eta = POISON;
+  size_t lens[4] = {2, 0, 2, 2}, cnt = 0;
+  EXPECT(tkm_nthr_threshold(ps, 6, lens, 4, 1.0f, &tau), TKM_STATUS_OK);
+  CHECK(tau == 2.0f);
+  EXPECT(note(tkm_nthr_threshold(ps, 5, lens, 4, 1.0f, &tau)), TKM_STATUS_LENGTH_MISMATCH);
+  EXPECT(note(tkm_nthr_threshold(ps, 6, lens, 4, NAN, &tau)), TKM_STATUS_INVALID_ARGUMENT);
+  ps[0] = INFINITY;
+  EXPECT(note(tkm_nthr_threshold(ps, 6, lens, 4, 1.0f, &tau)), TKM_STATUS_NON_FINITE);
+  CHECK(tau == 2.0f);
+  EXPECT(tkm_nthr_eta(2, 8, &eta), TKM_STATUS_OK);
+  CHECK(eta == 0.5f);
+  EXPECT(note(tkm_nthr_eta(8, 8, &eta)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_nthr_eta(2, 8, NULL)), TKM_STATUS_NULL_POINTER);
+  float a4[4] = {-1.0f, -1.0f, -1.0f, -1.0f}, sc4[4] = {3.0f, 1.0f, 2.5f, NAN};
+  uint8_t v4[4] = {1, 1, 1, 0};
+  EXPECT(tkm_nthr_reweight(NULL, a4, sc4, v4, 4, 2.0f, 0.5f, &cnt), TKM_STATUS_OK);
+  CHECK(cnt == 2 && a4[0] == -0.5f && a4[1] == -1.0f && a4[2] == -0.5f && a4[3] == -1.0f);
+  v4[3] = 1;
+  EXPECT(note(tkm_nthr_reweight(NULL, a4, sc4, v4, 4, 2.0f, 0.5f, NULL)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_nthr_reweight(NULL, a4, sc4, v4, 4, NAN, 0.5f, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_nthr_reweight(NULL, a4, a4, v4, 4, 2.0f, 0.5f, NULL)), TKM_STATUS_OVERLAP);
+  CHECK(a4[0] == -0.5f && a4[1] == -1.0f);
+
+  tkm_thr_options to;
+  EXPECT(note(tkm_thr_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_thr_options_init(&to), TKM_STATUS_OK);
+  CHECK(to.struct_size == sizeof to && to.mode == TKM_THR_STEER && to.p == 0.0f && to.keep_non_dominant == 1);
+  float b4[4] = {1.0f, 1.0f, 1.0f, 1.0f}, t4[4] = {2.0f, -2.0f, 1.0f, 0.5f};
+  to.p = 0.5f;
+  to.keep_non_dominant = 0;
+  EXPECT(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, &cnt), TKM_STATUS_OK);
+  CHECK(cnt == 2 && b4[0] == 1.5f && b4[1] == 0.5f && b4[2] == 0.0f && b4[3] == 0.0f);
+  to.mode = TKM_THR_ONLY_DOMINANT;
+  b4[2] = 1.0f;
+  EXPECT(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, NULL), TKM_STATUS_OK);
+  CHECK(b4[0] == 1.5f && b4[2] == 0.0f);
+  to.mode = 7;
+  EXPECT(note(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  to.mode = TKM_THR_STEER;
+  to.struct_size = 2;
+  EXPECT(note(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, &to, NULL)), TKM_STATUS_BAD_STRUCT_SIZE);
+  t4[0] = NAN;
+  EXPECT(note(tkm_thr_reweight(NULL, b4, t4, 4, 1.0f, NULL, NULL)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_thr_reweight(NULL, b4, b4, 4, 1.0f, NULL, NULL)), TKM_STATUS_OVERLAP);
+  CHECK(b4[0] == 1.5f && b4[1] == 0.5f);
+}
+
+/* RMT: budget, length reward, curriculum, entropy tiers, position sampling, combined reward,
+ * the NTP term; and the generic linear quantile. */
+static void test_seed_rmt(void) {
+  uint32_t b = 0, has = 9, found = 9;
+  float r = POISON, v = POISON;
+  EXPECT(tkm_rmt_token_budget(0, 100, 800, 1, 0.2f, &b), TKM_STATUS_OK);
+  CHECK(b == 800);
+  EXPECT(tkm_rmt_token_budget(100, 100, 800, 1, 0.2f, &b), TKM_STATUS_OK);
+  CHECK(b == 160);
+  EXPECT(note(tkm_rmt_token_budget(1, 0, 800, 1, 0.2f, &b)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_rmt_token_budget(1, 10, 800, 1, 0.2f, NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_rmt_length_reward(150, 100, 1.0f, &r), TKM_STATUS_OK);
+  CHECK(r == 0.5f);
+  EXPECT(note(tkm_rmt_length_reward(1, 0, 1.0f, &r)), TKM_STATUS_INVALID_ARGUMENT);
+
+  tkm_rmt_curriculum_options co;
+  float p3[3];
+  EXPECT(note(tkm_rmt_curriculum_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_rmt_curriculum_options_init(&co), TKM_STATUS_OK);
+  CHECK(co.struct_size == sizeof co && co.t1_frac == 0.3f && co.p1[0] == 0.6f && co.p2[2] == 0.6f);
+  EXPECT(tkm_rmt_curriculum_probs(0, 100, &co, p3), TKM_STATUS_OK);
+  CHECK(p3[0] == 0.6f && p3[1] == 0.3f && p3[2] == 0.1f);
+  EXPECT(tkm_rmt_curriculum_probs(99, 100, NULL, p3), TKM_STATUS_OK);
+  CHECK(p3[2] == 0.6f);
+  co.t1_frac = 0.9f;
+  EXPECT(note(tkm_rmt_curriculum_probs(5, 100, &co, p3)), TKM_STATUS_INVALID_ARGUMENT);
+  co.struct_size = 1;
+  EXPECT(note(tkm_rmt_curriculum_probs(5, 100, &co, p3)), TKM_STATUS_BAD_STRUCT_SIZE);
+
+  /* Entropies 0..5 (6 valid of 8): terciles at pos 5/3 and 10/3. */
+  float ent[8] = {0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f, NAN, NAN}, th[2];
+  uint8_t m[8] = {1, 1, 1, 1, 1, 1, 0, 0}, tiers[8];
+  size_t pos = 99;
+  EXPECT(tkm_linear_quantile(NULL, m, ent, 2, 4, 0.5, &has, &v), TKM_STATUS_OK);
+  CHECK(has == 1 && v == 2.5f);
+  EXPECT(note(tkm_linear_quantile(NULL, m, ent, 2, 4, 1.5, &has, &v)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_entropy_tiers(NULL, m, ent, 2, 4, 1.0 / 3.0, 2.0 / 3.0, tiers, th), TKM_STATUS_OK);
+  CHECK(tiers[0] == 1 && tiers[1] == 1 && tiers[2] == 2 && tiers[3] == 2 && tiers[4] == 3 && tiers[5] == 3);
+  CHECK(tiers[6] == 0 && fabsf(th[0] - 5.0f / 3.0f) < 1e-6f && fabsf(th[1] - 10.0f / 3.0f) < 1e-6f);
+  EXPECT(tkm_rmt_pick_position(tiers, 8, p3, 0.99, 0.0, &found, &pos), TKM_STATUS_OK);
+  CHECK(found == 1 && pos == 4);
+  EXPECT(note(tkm_rmt_pick_position(tiers, 8, p3, 1.0, 0.0, &found, &pos)), TKM_STATUS_INVALID_ARGUMENT);
+  m[7] = 1;
+  memset(tiers, 9, sizeof tiers);
+  EXPECT(note(tkm_entropy_tiers(NULL, m, ent, 2, 4, 1.0 / 3.0, 2.0 / 3.0, tiers, NULL)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_entropy_tiers(NULL, m, ent, 2, 4, 0.7, 0.3, tiers, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  CHECK(tiers[0] == 9);
+
+  float mt[2] = {1.0f, 0.0f}, lr[2] = {0.5f, 1.0f}, out2[2];
+  EXPECT(tkm_rmt_combined_reward(mt, lr, 2, 0.5f, out2), TKM_STATUS_OK);
+  CHECK(out2[0] == 0.75f && out2[1] == 0.5f);
+  poison(out2, 2);
+  EXPECT(note(tkm_rmt_combined_reward(mt, lr, 2, NAN, out2)), TKM_STATUS_INVALID_ARGUMENT);
+  lr[0] = INFINITY;
+  EXPECT(note(tkm_rmt_combined_reward(mt, lr, 2, 0.5f, out2)), TKM_STATUS_NON_FINITE);
+  CHECK(untouched(out2, 2));
+
+  uint8_t vm[4] = {1, 1, 1, 0}, rl[4] = {0, 1, 0, 0};
+  float lp[4] = {-1.0f, NAN, -3.0f, NAN}, g4[4], loss = POISON;
+  EXPECT(tkm_ntp_masked_loss(NULL, vm, rl, lp, 1, 4, &loss, g4), TKM_STATUS_OK);
+  CHECK(loss == 2.0f && g4[0] == -0.5f && g4[1] == 0.0f && g4[2] == -0.5f && g4[3] == 0.0f);
+  poison(g4, 4);
+  rl[1] = 0;
+  EXPECT(note(tkm_ntp_masked_loss(NULL, vm, rl, lp, 1, 4, &loss, g4)), TKM_STATUS_NON_FINITE);
+  CHECK(untouched(g4, 4) && loss == 2.0f);
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -890,6 +1218,9 @@ int main(void) {
   test_dlpack();
   test_policy();
   test_policy_more();
+  test_seed_selection();
+  test_seed_hidden_reward();
+  test_seed_rmt();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {

@@ -1,0 +1,376 @@
+//! D³S, dynamic dual-level down-sampling (arXiv 2509.22115; spec `policy.md` §7.2): keep the
+//! samples whose advantages have the largest variance, then, among their tokens, those with
+//! the largest `|A|·H`, both budgets relaxed over training.
+//!
+//! The equations are the paper's \[paper\]; its official code was released only as
+//! supplementary material and was not available to us. The max-variance subset is PODS's
+//! (arXiv 2504.13818, Lemma 3.1) \[derived\].
+//!
+//! # Sample level \[paper\]
+//! 1. GRPO advantages `A_b` with all `G` rollouts (`crate::advantages::grpo_advantage`; the
+//!    spec's default flavor is verl's loop).
+//! 2. Optionally within each group `g`: `Ŝ_g = argmax_{S ⊆ I_g, |S| = n_g} Var(A_S)`.
+//! 3. Across the batch: `Ŝ = argmax_{S ⊆ ∪_g Ŝ_g, |S| = N} Var(A_S)` (the union is the whole
+//!    batch when step 2 is off) — [`d3s_select_samples`].
+//! 4. Advantages are **not** re-normalised after selection.
+//!
+//! # The exact max-variance subset in `O(n log n)` \[derived\] — [`max_variance_subset`]
+//! Some size-`m` subset of maximum (population) variance consists of the `k` largest and the
+//! `m − k` smallest values for some `k ∈ [0, m]` (PODS Lemma 3.1), so after one sort the
+//! `m + 1` candidates are scored with prefix sums:
+//! ```text
+//! sort (x_i, i) ascending by value then index → a_(1) ≤ … ≤ a_(n)
+//! P1[j] = Σ_{i≤j} (a_(i) − c),  P2[j] = Σ_{i≤j} (a_(i) − c)²      (f64; c = mean of all x)
+//! k = 0..m:  S = P1[m−k] + (P1[n] − P1[n−k]),  Q = P2[m−k] + (P2[n] − P2[n−k])
+//!            var_k = Q/m − (S/m)²
+//! k* = the smallest k with the largest var_k (exact f64 comparison)     [library choice for ties]
+//! keep a_(1..m−k*) and a_(n−k*+1..n)
+//! ```
+//! Shifting by `c` changes no variance; it only keeps `Q/m − (S/m)²` from cancelling when
+//! `|mean| ≫ std` \[library choice\]. `m ≥ n` keeps all, `m = 0` none; `m = 1` keeps the
+//! smallest value (every `k` ties at 0). The test `max_variance_matches_brute_force` checks
+//! the variance of the chosen subset against every subset for `n ≤ 12`.
+//!
+//! # Token level \[paper\] — [`d3s_token_mask`]
+//! Among the valid tokens of the selected samples, pooled over samples, keep the top `K`
+//! fraction by `key = |A[b,t]|·H[b,t]`. \[library choice\]: `count = ⌈K·n_valid⌉`; `key` is the
+//! `f32` product; ties are broken by (key descending, flat index ascending), so exactly
+//! `count` tokens are kept; the produced mask replaces the response mask in the aggregation
+//! (so the normaliser counts kept tokens — pass the selected rows' mask instead to normalise
+//! over all their valid tokens); entropies from the old policy (the rollout or scoring pass).
+//! The selection is an exact radix select (module `radix`): four counting passes and one
+//! writing pass, no sort, no scratch.
+//!
+//! # Schedule \[paper\] — [`d3s_schedule`]
+//! With training progress `p = step/total ∈ [0, 1]`:
+//! `[N(p), K(p)] = (1 − p)·[N_init, K_init] + p·[N_final, K_final]`, aggressive early and
+//! relaxed late. The paper's values are not published in a source we could check; the
+//! library's \[library choice\]: `N` a fraction of the batch, `N_init = 0.5`, `N_final = 1`,
+//! `K_init = 0.2`, `K_final = 1` ([`D3sSchedule::default`]),
+//! `N = clamp(round_half_away(N(p)·B), 1, B)`, and the within-group stage off.
+//!
+//! # Edge cases
+//! Non-finite advantages (or, for the token mask, entropies) of a row or token that takes
+//! part are [`TmError::NonFinite`]; padding and unselected rows are never read. Every check
+//! runs before any output is written.
+
+use super::radix::{key, Hist4, Radix};
+use crate::advantages::Groups;
+use crate::error::{check_len, TmError};
+use crate::platform::Exec;
+use crate::policy_loss::BatchShape;
+
+/// Scratch lengths of [`max_variance_subset`] and [`d3s_select_samples`] for `n` values:
+/// `(order: u32, values: f32, prefix: f64)`.
+pub fn d3s_scratch_len(n: usize) -> Result<(usize, usize, usize), TmError> {
+    let p = n.checked_add(1).and_then(|v| v.checked_mul(2)).ok_or(TmError::SizeOverflow { what: "prefix" })?;
+    Ok((n, n, p))
+}
+
+/// Caller-owned scratch of the sample-level selection (lengths from [`d3s_scratch_len`]; longer
+/// slices are fine).
+#[derive(Debug)]
+pub struct D3sScratch<'a> {
+    /// Sort order, `n` elements.
+    pub order: &'a mut [u32],
+    /// Gathered values, `n` elements ([`d3s_select_samples`] only).
+    pub values: &'a mut [f32],
+    /// Prefix sums, `2(n + 1)` elements.
+    pub prefix: &'a mut [f64],
+}
+
+fn check_scratch(order: usize, prefix: usize, n: usize) -> Result<(), TmError> {
+    let (o, _, p) = d3s_scratch_len(n)?;
+    if order < o || prefix < p {
+        return Err(TmError::InvalidArgument("D3S scratch is shorter than d3s_scratch_len"));
+    }
+    if n > u32::MAX as usize {
+        return Err(TmError::InvalidArgument("D3S selects among at most 2^32 - 1 values"));
+    }
+    Ok(())
+}
+
+/// The core of [`max_variance_subset`] on finite `x` (checked by the callers): sorts
+/// `order[..n]` and returns `k*`, so that the chosen indices are `order[..m − k*]` and
+/// `order[n − k*..n]` (all of `x` when `m ≥ n`: then `order` is the identity).
+fn mvs(x: &[f32], m: usize, order: &mut [u32], prefix: &mut [f64]) -> usize {
+    let n = x.len();
+    let order = &mut order[..n];
+    for (i, o) in order.iter_mut().enumerate() {
+        *o = i as u32;
+    }
+    if m >= n || m == 0 {
+        return 0;
+    }
+    // Finite values: `partial_cmp` is total; −0.0 and +0.0 tie and fall back to the index.
+    order.sort_unstable_by(|&a, &b| {
+        let (va, vb) = (x[a as usize], x[b as usize]);
+        va.partial_cmp(&vb).unwrap_or(core::cmp::Ordering::Equal).then(a.cmp(&b))
+    });
+    let c = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    let (p1, p2) = prefix[..2 * (n + 1)].split_at_mut(n + 1);
+    p1[0] = 0.0;
+    p2[0] = 0.0;
+    for (j, &o) in order.iter().enumerate() {
+        let d = x[o as usize] as f64 - c;
+        p1[j + 1] = p1[j] + d;
+        p2[j + 1] = p2[j] + d * d;
+    }
+    let mf = m as f64;
+    let (mut best_k, mut best) = (0usize, f64::NEG_INFINITY);
+    for k in 0..=m {
+        let s = p1[m - k] + (p1[n] - p1[n - k]);
+        let q = p2[m - k] + (p2[n] - p2[n - k]);
+        let var = q / mf - (s / mf) * (s / mf);
+        if var > best {
+            best = var;
+            best_k = k;
+        }
+    }
+    best_k
+}
+
+/// Calls `pick(i)` for every index [`mvs`] chose (none when `m = 0`).
+fn for_each_chosen(n: usize, m: usize, k: usize, order: &[u32], mut pick: impl FnMut(usize)) {
+    if m >= n {
+        (0..n).for_each(pick);
+    } else if m > 0 {
+        order[..m - k].iter().chain(&order[n - k..n]).for_each(|&o| pick(o as usize));
+    }
+}
+
+/// The exact max-variance subset of size `m` of `x` (module docs): `keep[i] = 1` for the
+/// chosen indices, 0 elsewhere (`min(m, n)` ones).
+///
+/// Errors: [`TmError::LengthMismatch`] (`keep`); [`TmError::NonFinite`] (a NaN/`±inf` in
+/// `x`); [`TmError::InvalidArgument`] (scratch shorter than [`d3s_scratch_len`], `n ≥ 2^32`).
+/// `keep` is written only on success.
+pub fn max_variance_subset(
+    x: &[f32],
+    m: usize,
+    order: &mut [u32],
+    prefix: &mut [f64],
+    keep: &mut [u8],
+) -> Result<(), TmError> {
+    let n = x.len();
+    check_len("keep", n, keep.len())?;
+    check_scratch(order.len(), prefix.len(), n)?;
+    if let Some(index) = x.iter().position(|v| !v.is_finite()) {
+        return Err(TmError::NonFinite { what: "x", index });
+    }
+    let k = mvs(x, m, order, prefix);
+    keep.fill(0);
+    for_each_chosen(n, m, k, order, |i| keep[i] = 1);
+    Ok(())
+}
+
+/// Runs [`mvs`] on `values[..len]` and overwrites them with the choice: `1.0` chosen, `0.0`
+/// not (the values are not needed afterwards).
+fn choose_in_place(values: &mut [f32], len: usize, m: usize, order: &mut [u32], prefix: &mut [f64]) {
+    let k = mvs(&values[..len], m, order, prefix);
+    values[..len].fill(0.0);
+    for_each_chosen(len, m, k, order, |i| values[i] = 1.0);
+}
+
+/// Sample-level selection (module docs, steps 2–3): `keep_rows[b] = 1` for the `N = n_keep`
+/// responses of the max-variance subset of `adv_seq` (after the per-group stage when
+/// `per_group = Some(n_g)`; `groups` is read only then), 0 elsewhere. Groups are visited in
+/// order of their first row, their members in ascending row order.
+///
+/// Errors: lengths; the grouping ([`TmError::InvalidArgument`]); a non-finite advantage
+/// ([`TmError::NonFinite`]); scratch too short. `keep_rows` is written only on success.
+pub fn d3s_select_samples(
+    adv_seq: &[f32],
+    groups: Groups<'_>,
+    per_group: Option<usize>,
+    n_keep: usize,
+    scratch: D3sScratch<'_>,
+    keep_rows: &mut [u8],
+) -> Result<(), TmError> {
+    let rows = adv_seq.len();
+    check_len("keep_rows", rows, keep_rows.len())?;
+    if per_group.is_some() {
+        groups.validate(rows)?;
+    }
+    check_scratch(scratch.order.len().min(scratch.values.len()), scratch.prefix.len(), rows)?;
+    if let Some(index) = adv_seq.iter().position(|v| !v.is_finite()) {
+        return Err(TmError::NonFinite { what: "adv_seq", index });
+    }
+    let D3sScratch { order, values, prefix } = scratch;
+    match per_group {
+        None => keep_rows.fill(1),
+        Some(n_g) => {
+            for members in groups.iter(rows) {
+                let mut len = 0;
+                for b in members.clone() {
+                    values[len] = adv_seq[b];
+                    len += 1;
+                }
+                choose_in_place(values, len, n_g, order, prefix);
+                for (i, b) in members.enumerate() {
+                    keep_rows[b] = (values[i] == 1.0) as u8;
+                }
+            }
+        }
+    }
+    // Across the batch, among the candidates left in `keep_rows`.
+    let mut len = 0;
+    for (b, &k) in keep_rows.iter().enumerate() {
+        if k != 0 {
+            values[len] = adv_seq[b];
+            len += 1;
+        }
+    }
+    choose_in_place(values, len, n_keep, order, prefix);
+    let mut i = 0;
+    for k in keep_rows.iter_mut() {
+        if *k != 0 {
+            *k = (values[i] == 1.0) as u8;
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The D³S schedule (module docs). `Default` is the library's choice (the paper's values are
+/// unpublished): `N` from half the batch to all of it, `K` from 20 % of the tokens to all.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct D3sSchedule {
+    /// `N_init`, the fraction of the batch kept at `p = 0`, in `(0, 1]`.
+    pub n_init: f32,
+    /// `N_final`, the fraction kept at `p = 1`, in `(0, 1]`.
+    pub n_final: f32,
+    /// `K_init`, the fraction of tokens kept at `p = 0`, in `(0, 1]`.
+    pub k_init: f32,
+    /// `K_final`, the fraction of tokens kept at `p = 1`, in `(0, 1]`.
+    pub k_final: f32,
+}
+
+impl Default for D3sSchedule {
+    fn default() -> Self {
+        D3sSchedule { n_init: 0.5, n_final: 1.0, k_init: 0.2, k_final: 1.0 }
+    }
+}
+
+impl D3sSchedule {
+    fn validate(&self) -> Result<(), TmError> {
+        let ok = |f: f32| f.is_finite() && f > 0.0 && f <= 1.0;
+        if [self.n_init, self.n_final, self.k_init, self.k_final].into_iter().all(ok) {
+            Ok(())
+        } else {
+            Err(TmError::InvalidArgument("D3S schedule fractions must be in (0, 1]"))
+        }
+    }
+}
+
+/// `(N, K)` at progress `p ∈ [0, 1]` for a batch of `batch` responses: `N(p)`, `K(p)`
+/// interpolated in `f64`, `N = clamp(round_half_away(N(p)·batch), 1, batch)` (0 for an empty
+/// batch), `K` rounded to `f32`.
+///
+/// Errors: [`TmError::InvalidArgument`] for `p` outside `[0, 1]` or a fraction outside `(0, 1]`.
+pub fn d3s_schedule(p: f32, s: &D3sSchedule, batch: usize) -> Result<(usize, f32), TmError> {
+    s.validate()?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(TmError::InvalidArgument("D3S progress p must be in [0, 1]"));
+    }
+    let p = p as f64;
+    let lerp = |a: f32, b: f32| (1.0 - p) * a as f64 + p * b as f64;
+    let n = libm::round(lerp(s.n_init, s.n_final) * batch as f64);
+    let n = (n as usize).clamp(1.min(batch), batch);
+    Ok((n, lerp(s.k_init, s.k_final) as f32))
+}
+
+/// The inputs of [`d3s_token_mask`] (`[B,T]` arrays of `B·T` elements, `keep_rows` of `B`).
+#[derive(Clone, Copy, Debug)]
+pub struct D3sTokenInputs<'a> {
+    /// `[B,T]` shape.
+    pub shape: BatchShape,
+    /// Response mask (`0` = padding).
+    pub mask: &'a [u8],
+    /// Per-token advantages `A[b,t]`.
+    pub adv: &'a [f32],
+    /// Per-token entropies `H[b,t]` (of the old policy, by default).
+    pub entropy: &'a [f32],
+    /// The selected samples (`≠ 0` = kept), e.g. from [`d3s_select_samples`].
+    pub keep_rows: &'a [u8],
+}
+
+/// Calls `f(j)` for every valid token `j` of the kept rows, in flat order (stops at an error).
+#[inline(always)]
+fn for_each_token(inp: &D3sTokenInputs<'_>, mut f: impl FnMut(usize) -> Result<(), TmError>) -> Result<(), TmError> {
+    let cols = inp.shape.cols;
+    for (b, &kr) in inp.keep_rows.iter().enumerate() {
+        if kr != 0 {
+            for j in b * cols..(b + 1) * cols {
+                if inp.mask[j] != 0 {
+                    f(j)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Token-level selection (module docs): `out[b,t] = 1` for the `⌈K·n⌉` tokens with the
+/// largest `|adv|·entropy` among the `n` valid tokens of the rows with `keep_rows[b] ≠ 0`
+/// (ties: lower flat index first), 0 elsewhere. Returns the number kept.
+///
+/// Errors: lengths; [`TmError::InvalidArgument`] unless `0 ≤ k_frac ≤ 1`;
+/// [`TmError::NonFinite`] for a NaN/`±inf` advantage or entropy at a taking-part token.
+/// `out` is written only on success.
+pub fn d3s_token_mask(exec: Exec, inp: &D3sTokenInputs<'_>, k_frac: f32, out: &mut [u8]) -> Result<u64, TmError> {
+    if !exec.backend().is_supported() {
+        return Err(TmError::BackendUnavailable);
+    }
+    let D3sTokenInputs { shape, mask, adv, entropy, keep_rows } = *inp;
+    let n = shape.numel()?;
+    check_len("mask", n, mask.len())?;
+    check_len("adv", n, adv.len())?;
+    check_len("entropy", n, entropy.len())?;
+    check_len("keep_rows", shape.rows, keep_rows.len())?;
+    check_len("out", n, out.len())?;
+    if !(0.0..=1.0).contains(&k_frac) {
+        return Err(TmError::InvalidArgument("D3S token fraction K must be in [0, 1]"));
+    }
+    // Validation first (nothing is written on error), counting the taking-part tokens.
+    let mut valid = 0u64;
+    for_each_token(inp, |j| {
+        valid += 1;
+        if !adv[j].is_finite() {
+            return Err(TmError::NonFinite { what: "adv", index: j });
+        }
+        if !entropy[j].is_finite() {
+            return Err(TmError::NonFinite { what: "entropy", index: j });
+        }
+        Ok(())
+    })?;
+    let count = (libm::ceil(k_frac as f64 * valid as f64) as u64).min(valid);
+    out.fill(0);
+    if count == 0 {
+        return Ok(0);
+    }
+    let key_of = |j: usize| key(adv[j].abs() * entropy[j]);
+    // The count-th largest key is the (valid − count)-th smallest.
+    let mut sel = Radix::new(valid - count, valid);
+    while !sel.done() {
+        let mut h = Hist4::new();
+        for_each_token(inp, |j| {
+            h.count(&sel, j, key_of(j));
+            Ok(())
+        })?;
+        sel.advance(&h.total())?;
+    }
+    // Keys above the threshold are all kept; of the `cand` ties, the `cand − k` that come
+    // last in ascending (key, −index) order, i.e. the first ones by flat index.
+    let tau = sel.prefix;
+    let mut ties = sel.cand - sel.k;
+    for_each_token(inp, |j| {
+        let k = key_of(j);
+        if k > tau || (k == tau && ties > 0) {
+            ties -= (k == tau) as u64;
+            out[j] = 1;
+        }
+        Ok(())
+    })?;
+    Ok(count)
+}

@@ -1,0 +1,52 @@
+//! The token-level methods of the seed papers (spec `policy.md` §6–7), one file per method.
+//!
+//! * [`entropy_mask`] — the top-entropy-quantile ("80/20") mask, with an exact
+//!   fixed-size merge across data-parallel ranks.
+//! * [`d3s`] — D³S: the exact max-variance subset, its schedule, sample selection and the
+//!   `|A|·H` token mask.
+//! * [`nsr`] — PSR, NSR and W-REINFORCE advantages (negative-sample reinforcement).
+//! * [`grpo_n`] — GRPO-N / GSPO-N: GRPO with the positive-advantage part removed.
+//! * [`logit_dynamics`] — the expected logit update of a softmax policy-gradient step.
+//! * [`nthr`] — NTHR: prediction errors on the sampled ids, influence scores, the threshold
+//!   and the down-weighting of incorrect responses' tokens.
+//! * [`thr`] — THR in its best-understanding modes (masking and steering by the sign).
+//! * [`rmt`] — RMT: token budget, triangular length reward, entropy-curriculum sampling,
+//!   combined reward and the masked next-token-prediction term.
+//!
+//! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
+//! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
+//! typed [`crate::TmError`]s. The kernels are single-threaded and portable (they are selections,
+//! short recurrences and per-token selects that stream memory): [`crate::Exec`] is checked (an
+//! unsupported backend is an error) but its thread count is not used, so every `Exec` gives the
+//! same bits. Tags: \[code\] reproduces a named implementation, \[paper\] the
+//! paper's equations, \[derived\] follows from them, \[library choice\] is tokenmath's decision
+//! where the sources are silent (each says what it chose).
+
+mod radix;
+
+pub mod d3s;
+pub mod entropy_mask;
+pub mod grpo_n;
+pub mod logit_dynamics;
+pub mod nsr;
+pub mod nthr;
+pub mod rmt;
+pub mod thr;
+
+pub use d3s::{
+    d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,
+    D3sTokenInputs,
+};
+pub use entropy_mask::{
+    linear_quantile, top_entropy_mask, top_entropy_threshold, valid_count, EntropyQuantile, QuantileStep,
+};
+pub use grpo_n::{grpo_negative_only, NegMode};
+pub use logit_dynamics::expected_logit_update;
+pub use nsr::{nsr_advantage, NsrCfg, NsrMode, NsrOut};
+pub use nthr::{influence_scores, nthr_eta, nthr_reweight, nthr_threshold, prediction_error_restricted, Features};
+pub use radix::{RadixHistogram, RADIX_BINS};
+pub use rmt::{
+    entropy_tiers, ntp_masked_loss, rmt_combined_reward, rmt_curriculum_probs, rmt_length_reward, rmt_pick_position,
+    rmt_tier_probs, rmt_token_budget, RmtCurriculum, TIER_EASY, TIER_HARD, TIER_MEDIUM, TIER_NONE,
+};
+pub use thr::{thr_reweight, thr_scores, NonDominant, ThrCfg, ThrMode};

@@ -1,0 +1,194 @@
+//! PSR, NSR and W-REINFORCE: positive- and negative-sample reinforcement \[code\]
+//! (`TianHongZXY/RLVR-Decomposed`, `verl/trainer/ppo/core_algos.py::compute_psr_nsr_outcome_advantage`
+//! and `ray_trainer.py`; \[paper\] Zhu et al., *The Surprising Effectiveness of Negative
+//! Reinforcement in LLM Reasoning*, arXiv 2506.01347; spec `policy.md` §7.5).
+//!
+//! ```text
+//! G          = returns-to-go of the token rewards (verl's recurrence, discount γ, f64 carry)
+//! s_b        = Σ_t mask[b,t]·score[b,t]          correct_b = (s_b == 1), incorrect_b = (s_b == 0)
+//! PSR:         A = G,            keep only the correct rows
+//! NSR:         A = G − 1,        keep only the incorrect rows   (= −1 with binary rewards)
+//! W-REINFORCE: A = λ·G on correct rows, G − 1 on incorrect rows, G elsewhere; keep every row
+//! A ← A·mask
+//! ```
+//!
+//! `λ` is `positive_advantage_weight`, 0.1 recommended \[paper\]. The loss is the standard
+//! clipped PPO loss ([`crate::policy_loss::ppo_clip_loss`]) on the kept rows: PSR and NSR
+//! remove the other rows from the batch, and so from every loss normaliser — the caller
+//! subsets by `keep_rows` (the reference then drops rows to make the batch divisible by the
+//! world size; that is the trainer's business).
+//!
+//! \[library choice\] details: `s_b` sums the valid positions only (verl sums the whole row,
+//! whose padding scores are 0; padding is never read here); the advantage of a dropped row is
+//! written as 0; `A` is computed in `f64` from the `f64` return and rounded once.
+//! Errors: non-finite rewards or scores at valid positions are [`TmError::NonFinite`].
+
+use crate::error::{check_len, TmError};
+use crate::platform::Exec;
+use crate::policy_loss::BatchShape;
+
+/// Which samples are reinforced.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NsrMode {
+    /// Positive-sample reinforcement: correct rows only, `A = G`.
+    Psr,
+    /// Negative-sample reinforcement: incorrect rows only, `A = G − 1`.
+    Nsr,
+    /// W-REINFORCE: every row; correct rows are weighted by `lambda` (finite;
+    /// `positive_advantage_weight`, 0.1 recommended).
+    Weighted {
+        /// `λ`.
+        lambda: f32,
+    },
+}
+
+/// Options of [`nsr_advantage`]. `Default`: W-REINFORCE with `λ = 0.1` \[paper\], `γ = 1`
+/// (verl's REINFORCE++ default).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NsrCfg {
+    /// The mode.
+    pub mode: NsrMode,
+    /// The discount `γ` of the returns, finite and `≥ 0`.
+    pub gamma: f32,
+}
+
+impl Default for NsrCfg {
+    fn default() -> Self {
+        NsrCfg { mode: NsrMode::Weighted { lambda: 0.1 }, gamma: 1.0 }
+    }
+}
+
+/// The outputs of [`nsr_advantage`].
+#[derive(Debug)]
+pub struct NsrOut<'a> {
+    /// `[B]`: 1 = the row stays in the batch.
+    pub keep_rows: &'a mut [u8],
+    /// `[B,T]` advantages (0 at padding and on dropped rows).
+    pub adv: &'a mut [f32],
+}
+
+/// PSR/NSR/W-REINFORCE advantages (module docs): `adv[b,t]` (0 at padding and on dropped
+/// rows) and `keep_rows[b]` (1 = the row stays in the batch).
+///
+/// Errors: lengths; [`TmError::InvalidArgument`] for `γ` or `λ` not finite (or `γ < 0`);
+/// [`TmError::NonFinite`] for a non-finite reward or score at a valid position. Nothing is
+/// written on error.
+pub fn nsr_advantage(
+    exec: Exec,
+    shape: BatchShape,
+    mask: &[u8],
+    token_rewards: &[f32],
+    scores: &[f32],
+    cfg: &NsrCfg,
+    out: NsrOut<'_>,
+) -> Result<(), TmError> {
+    let NsrOut { keep_rows, adv } = out;
+    if !exec.backend().is_supported() {
+        return Err(TmError::BackendUnavailable);
+    }
+    let n = shape.numel()?;
+    check_len("mask", n, mask.len())?;
+    check_len("token_rewards", n, token_rewards.len())?;
+    check_len("scores", n, scores.len())?;
+    check_len("keep_rows", shape.rows, keep_rows.len())?;
+    check_len("adv", n, adv.len())?;
+    if !(cfg.gamma.is_finite() && cfg.gamma >= 0.0) {
+        return Err(TmError::InvalidArgument("gamma must be finite and >= 0"));
+    }
+    if let NsrMode::Weighted { lambda } = cfg.mode {
+        if !lambda.is_finite() {
+            return Err(TmError::InvalidArgument("W-REINFORCE lambda must be finite"));
+        }
+    }
+    for (what, x) in [("token_rewards", token_rewards), ("scores", scores)] {
+        if let Some(index) = x.iter().zip(mask).position(|(v, &m)| m != 0 && !v.is_finite()) {
+            return Err(TmError::NonFinite { what, index });
+        }
+    }
+    // Rows go 4 at a time: each row's recurrence is a serial chain of f64 operations, so
+    // interleaving independent chains keeps the core busy. Every row is computed by the
+    // same operations in the same order whatever its block, so the bits do not depend on it.
+    let t = shape.cols;
+    let mut b0 = 0;
+    while b0 < shape.rows {
+        let lanes = LANES.min(shape.rows - b0);
+        let rows = b0 * t..(b0 + lanes) * t;
+        let io = Block { t, mask: &mask[rows.clone()], r: &token_rewards[rows.clone()], s: &scores[rows.clone()] };
+        block(lanes, &io, cfg, &mut keep_rows[b0..b0 + lanes], &mut adv[rows]);
+        b0 += lanes;
+    }
+    Ok(())
+}
+
+/// Rows per block: 4, not 8, because rows `T` floats apart often map to the same L1 set
+/// (`T` a multiple of 1024), and 8 rows of each of four arrays would overflow its 8 ways.
+const LANES: usize = 4;
+
+/// The inputs of up to [`LANES`] consecutive rows.
+struct Block<'a> {
+    t: usize,
+    mask: &'a [u8],
+    r: &'a [f32],
+    s: &'a [f32],
+}
+
+/// `lanes` consecutive rows of [`nsr_advantage`] (lengths checked by the caller).
+#[inline(always)]
+fn block(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) {
+    let t = io.t;
+    // s_b: the valid scores, summed in index order.
+    let mut score = [0.0f64; LANES];
+    for k in 0..t {
+        for (l, sc) in score.iter_mut().enumerate().take(lanes) {
+            let j = l * t + k;
+            *sc += if io.mask[j] != 0 { io.s[j] as f64 } else { 0.0 };
+        }
+    }
+    // A = scale·G + shift on each row.
+    let (mut scale, mut shift, mut kept) = ([1.0f64; LANES], [0.0f64; LANES], [false; LANES]);
+    for l in 0..lanes {
+        let (correct, incorrect) = (score[l] == 1.0, score[l] == 0.0);
+        (kept[l], scale[l], shift[l]) = match cfg.mode {
+            NsrMode::Psr => (correct, 1.0, 0.0),
+            NsrMode::Nsr => (incorrect, 1.0, -1.0),
+            NsrMode::Weighted { lambda } if correct => (true, lambda as f64, 0.0),
+            NsrMode::Weighted { .. } if incorrect => (true, 1.0, -1.0),
+            NsrMode::Weighted { .. } => (true, 1.0, 0.0),
+        };
+        keep[l] = kept[l] as u8;
+    }
+    // γ = 1 (the default) skips the multiplication: `1·c = c` exactly, so the bits are the
+    // same and the serial chain is one addition per token.
+    if cfg.gamma == 1.0 {
+        returns(lanes, io, &kept, &scale, &shift, |c| c, adv);
+    } else {
+        let gamma = cfg.gamma as f64;
+        returns(lanes, io, &kept, &scale, &shift, |c| gamma * c, adv);
+    }
+}
+
+/// `adv = scale·G + shift` on kept rows, `G_t = r_t + discount(G_{t+1})` over valid positions.
+#[inline(always)]
+fn returns(
+    lanes: usize,
+    io: &Block<'_>,
+    kept: &[bool; LANES],
+    scale: &[f64; LANES],
+    shift: &[f64; LANES],
+    discount: impl Fn(f64) -> f64,
+    adv: &mut [f32],
+) {
+    let t = io.t;
+    let mut carry = [0.0f64; LANES];
+    for k in (0..t).rev() {
+        for l in 0..lanes {
+            let j = l * t + k;
+            let valid = io.mask[j] != 0;
+            // verl: G_t = r_t + γ·carry, carry reset at masked positions; padding rewards
+            // are not read (they would only reach the padding's own, zeroed, output).
+            let g = if valid { io.r[j] as f64 + discount(carry[l]) } else { 0.0 };
+            carry[l] = g;
+            adv[j] = if valid && kept[l] { (scale[l] * g + shift[l]) as f32 } else { 0.0 };
+        }
+    }
+}
