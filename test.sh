@@ -49,6 +49,9 @@ scripts/check-ffi.sh
 step "Python package: pip install ./python (maturin) into target/python-venv, pytest against NumPy formulas and the C ABI"
 python/run-tests.sh
 
+step "torch.distributed example (examples/distributed, gloo, 3 and 4 ranks) where PyTorch is installed in that environment; otherwise it says SKIPPED"
+examples/distributed/run.sh --python "${CARGO_TARGET_DIR:-$PWD/target}/python-venv/bin/python"
+
 step "no_std build of tokenmath-core"
 cargo build -p tokenmath-core --no-default-features
 
