@@ -11,6 +11,7 @@
 //! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
+//! * [`seed`] — the token-level methods of the seed papers (TW-GRPO, …).
 //!
 //! # The shape of a kernel family
 //!
@@ -59,6 +60,7 @@ pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
+pub mod seed;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

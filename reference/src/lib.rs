@@ -11,6 +11,7 @@ pub mod advantages;
 pub mod gpu_fast;
 pub mod policy_loss;
 pub mod rng;
+pub mod tw_grpo;
 
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -92,7 +92,7 @@ pub mod canonical {
 }
 mod row_stats;
 #[cfg(target_arch = "x86_64")]
-mod x86_avx2;
+pub(crate) mod x86_avx2;
 
 pub use row_stats::{Finalized, RowStats};
 
