@@ -897,6 +897,29 @@ typedef struct tkm_kl_stats {
 } tkm_kl_stats;
 
 /**
+ * TW-GRPO options. Initialise with `tkm_tw_grpo_options_init` (group size 8, `alpha = 1.70`
+ * as TW-GRPO's training script, `clamp = 11`), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_tw_grpo_options {
+  /**
+   * `sizeof(tkm_tw_grpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Rollouts per group `G` (1..=512; groups are `G` contiguous responses).
+   */
+  uint32_t group_size;
+  /**
+   * Maximum weight `alpha` (finite).
+   */
+  float alpha;
+  /**
+   * Clamp of the log-prob deviation (finite, in (0, 80]).
+   */
+  float clamp;
+} tkm_tw_grpo_options;
+
+/**
  * IEEE binary32 (`float`).
  */
 #define TKM_DTYPE_F32 1
@@ -2119,6 +2142,102 @@ tkm_status tkm_entropy_upstream(const struct tkm_exec_options *exec,
  * be freed.
  */
 const char *tkm_status_str(uint32_t status);
+
+/**
+ * Writes the default TW-GRPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_tw_grpo_options_init(struct tkm_tw_grpo_options *opts);
+
+/**
+ * TW-GRPO token weights, streamed over the vocabulary (no `[B, T, V]` tensor).
+ *
+ * * `logits`: `[rows, vocab]` of `dtype` (row `b*T + t`, row stride `row_stride >= vocab`),
+ *   temperature 1; `rows = B*T`.
+ * * `max`, `log_sum`: `rows` floats, the `max` and `log_sum` outputs of `tkm_logits_fwd` on
+ *   the same logits (temperature 1; row-masked or not).
+ * * `mask`: `rows` bytes (0 = padding: its logits and statistics are not read); `t`: `T > 0`.
+ * * `weights`: `rows` floats, written on success; `nonfinite_positions`: NULL or receives the
+ *   number of (group, position) pairs whose dispersion is NaN (their valid weights are NaN).
+ *
+ * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_BAD_DTYPE`, `_LENGTH_MISMATCH` (`rows`
+ * not a multiple of `t`), `_INVALID_ARGUMENT` (`t = 0`, `B` not a multiple of the group size,
+ * options out of range), `_BAD_STRUCT_SIZE`, and the generic pointer/size/options statuses.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_tw_grpo_token_weights(const struct tkm_exec_options *exec,
+                                     tkm_dtype dtype,
+                                     const void *logits,
+                                     size_t rows,
+                                     size_t vocab,
+                                     size_t row_stride,
+                                     const float *max,
+                                     const float *log_sum,
+                                     const uint8_t *mask,
+                                     size_t t,
+                                     const struct tkm_tw_grpo_options *opts,
+                                     float *weights,
+                                     size_t *nonfinite_positions);
+
+/**
+ * The TW-GRPO loss `sum(w * loss * mask) / sum(mask)` (0 for an empty mask) into `*loss_out`,
+ * and, unless `grad` is NULL, its gradient w.r.t. the per-token loss (`w * mask / sum(mask)`,
+ * `n` floats). `mask`, `per_token_loss`, `weights`: `n` elements each; padding never
+ * contributes (NaN there cannot leak).
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_tw_grpo_loss(const struct tkm_exec_options *exec,
+                            const uint8_t *mask,
+                            const float *per_token_loss,
+                            const float *weights,
+                            size_t n,
+                            float *loss_out,
+                            float *grad);
+
+/**
+ * TW-GRPO's soft multi-choice accuracy reward: 1 if `verifier_ok` (an external verifier's
+ * verdict, 0 or 1), else `|S|/|GT|` when the completion's option set `S` (from its first
+ * `<answer>...</answer>`, comma-separated, ASCII spaces removed, stripped) is a subset of the
+ * solution's `GT`, else 0. Strings are UTF-8 (`*_len` bytes, no NUL needed).
+ *
+ * # Safety
+ * The string pointers must be valid for their lengths; `out` for one float.
+ */
+tkm_status tkm_tw_grpo_soft_multichoice_reward(const uint8_t *completion,
+                                               size_t completion_len,
+                                               const uint8_t *solution,
+                                               size_t solution_len,
+                                               uint32_t verifier_ok,
+                                               float *out);
+
+/**
+ * The binary variant (`origin_accuracy_reward`): 1 iff `verifier_ok` or `S == GT`, else 0.
+ *
+ * # Safety
+ * As `tkm_tw_grpo_soft_multichoice_reward`.
+ */
+tkm_status tkm_tw_grpo_exact_multichoice_reward(const uint8_t *completion,
+                                                size_t completion_len,
+                                                const uint8_t *solution,
+                                                size_t solution_len,
+                                                uint32_t verifier_ok,
+                                                float *out);
+
+/**
+ * TW-GRPO's format reward: 1 iff the completion has `<think>` and `<answer>` at most once each
+ * and matches `<think>.*?</think>\s*<answer>.*?</answer>[\s!]*$` (search, dot matches
+ * newline, Unicode whitespace), else 0. UTF-8, `completion_len` bytes.
+ *
+ * # Safety
+ * `completion` must be valid for `completion_len` bytes; `out` for one float.
+ */
+tkm_status tkm_tw_grpo_format_reward(const uint8_t *completion, size_t completion_len, float *out);
 
 #ifdef __cplusplus
 }  // extern "C"

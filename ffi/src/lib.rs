@@ -20,6 +20,7 @@ pub mod fingerprint;
 pub mod logits;
 pub mod policy;
 pub mod status;
+pub mod tw_grpo;
 mod util;
 
 pub use advantages::*;
@@ -29,6 +30,7 @@ pub use fingerprint::*;
 pub use logits::*;
 pub use policy::*;
 pub use status::*;
+pub use tw_grpo::*;
 
 use core::ffi::c_char;
 

@@ -825,6 +825,149 @@ static void test_policy_more(void) {
   CHECK(untouched(loss, PN));
 }
 
+/* TW-GRPO: token weights from the logits forward's saved statistics, the loss, the rewards. */
+#define TW_G 2
+#define TW_T 3
+#define TW_ROWS (2 * TW_G * TW_T)
+static float tw_x[TW_ROWS * STRIDE];
+static void test_tw_grpo(void) {
+  uint8_t m[TW_ROWS];
+  for (int r = 0; r < TW_ROWS; r++) m[r] = (uint8_t)(r % 5 != 4);
+  for (int i = 0; i < TW_ROWS * STRIDE; i++) tw_x[i] = 4.0f * frand();
+  tw_x[STRIDE + 7] = -INFINITY; /* a masked-vocabulary column */
+  float lse[TW_ROWS], ent[TW_ROWS], mx[TW_ROWS], ls[TW_ROWS];
+  EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, NULL, m, 1.0f, NULL), lse, ent, NULL,
+                        mx, ls, NULL),
+         TKM_STATUS_OK);
+  tkm_tw_grpo_options o;
+  EXPECT(tkm_tw_grpo_options_init(&o), TKM_STATUS_OK);
+  CHECK(o.struct_size == sizeof o && o.group_size == 8 && o.alpha == 1.70f && o.clamp == 11.0f);
+  o.group_size = TW_G;
+  float w[TW_ROWS], w2[TW_ROWS];
+  size_t bad = 99;
+  poison(w, TW_ROWS);
+  EXPECT(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w, &bad),
+         TKM_STATUS_OK);
+  CHECK(bad == 0);
+  int hit_alpha = 0;
+  for (int r = 0; r < TW_ROWS; r++) {
+    if (!m[r]) {
+      CHECK(w[r] == 0.0f);
+      continue;
+    }
+    CHECK(w[r] >= 1.0f && w[r] <= 1.70f + 1e-6f);
+    hit_alpha |= fabsf(w[r] - 1.70f) < 1e-6f;
+  }
+  CHECK(hit_alpha);
+  /* Every backend and two threads: the same bits. */
+  tkm_exec_options e;
+  tkm_exec_options_init(&e);
+  e.threads = 2;
+  e.backend = TKM_BACKEND_PORTABLE;
+  EXPECT(tkm_tw_grpo_token_weights(&e, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL),
+         TKM_STATUS_OK);
+  CHECK(memcmp(w, w2, sizeof w) == 0);
+  e.backend = TKM_BACKEND_AVX2_FMA;
+  tkm_status s = tkm_tw_grpo_token_weights(&e, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL);
+  CHECK(s == TKM_STATUS_OK || s == TKM_STATUS_BACKEND_UNAVAILABLE);
+  if (s == TKM_STATUS_OK) CHECK(memcmp(w, w2, sizeof w) == 0);
+  /* bf16 logits (their own statistics). */
+  static uint16_t xb[TW_ROWS * VOCAB];
+  for (int r = 0; r < TW_ROWS; r++)
+    for (int v = 0; v < VOCAB; v++) xb[r * VOCAB + v] = f32_to_bf16_bits(tw_x[r * STRIDE + v] == -INFINITY ? 0.0f : tw_x[r * STRIDE + v]);
+  EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_BF16, xb, TW_ROWS, VOCAB, VOCAB, NULL, m, 1.0f, NULL), lse, ent, NULL, mx,
+                        ls, NULL),
+         TKM_STATUS_OK);
+  EXPECT(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_BF16, xb, TW_ROWS, VOCAB, VOCAB, mx, ls, m, TW_T, &o, w2, NULL),
+         TKM_STATUS_OK);
+  for (int r = 0; r < TW_ROWS; r++) CHECK(m[r] ? (w2[r] >= 1.0f && w2[r] <= 1.70f + 1e-6f) : w2[r] == 0.0f);
+
+  /* Loss and gradient: sum(w * l * m) / sum(m). */
+  float l[TW_ROWS], g[TW_ROWS], L = POISON;
+  double want = 0.0;
+  int cnt = 0;
+  for (int r = 0; r < TW_ROWS; r++) {
+    l[r] = m[r] ? frand() : NAN;
+    if (m[r]) {
+      want += (double)w[r] * l[r];
+      cnt++;
+    }
+  }
+  EXPECT(tkm_tw_grpo_loss(NULL, m, l, w, TW_ROWS, &L, g), TKM_STATUS_OK);
+  CHECK(fabs(L - want / cnt) < 1e-6);
+  for (int r = 0; r < TW_ROWS; r++) CHECK(fabsf(g[r] - (m[r] ? w[r] / (float)cnt : 0.0f)) < 1e-7f);
+  EXPECT(tkm_tw_grpo_loss(NULL, m, l, w, TW_ROWS, &L, NULL), TKM_STATUS_OK);
+
+  /* Rewards. */
+  const char *sol = "<answer>A, C</answer>", *half = "<answer>A</answer>";
+  float r = POISON;
+  EXPECT(tkm_tw_grpo_soft_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 0, &r),
+         TKM_STATUS_OK);
+  CHECK(r == 0.5f);
+  EXPECT(tkm_tw_grpo_exact_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 0, &r),
+         TKM_STATUS_OK);
+  CHECK(r == 0.0f);
+  EXPECT(tkm_tw_grpo_exact_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 1, &r),
+         TKM_STATUS_OK);
+  CHECK(r == 1.0f);
+  const char *fmt = "<think>x</think>\n<answer>A</answer>!";
+  EXPECT(tkm_tw_grpo_format_reward((const uint8_t *)fmt, strlen(fmt), &r), TKM_STATUS_OK);
+  CHECK(r == 1.0f);
+  EXPECT(tkm_tw_grpo_format_reward((const uint8_t *)fmt, 10, &r), TKM_STATUS_OK);
+  CHECK(r == 0.0f);
+
+  /* Errors: nothing written. */
+  poison(w2, TW_ROWS);
+  r = POISON;
+  L = POISON;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, 9, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, VOCAB - 1, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_BAD_STRIDE);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, 0, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_EMPTY_VOCAB);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS - 1, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_LENGTH_MISMATCH);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, 0, &o, w2, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  o.group_size = 3;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  o.group_size = TW_G;
+  o.clamp = 0.0f;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  o.clamp = 11.0f;
+  o.struct_size = 3;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_BAD_STRUCT_SIZE);
+  o.struct_size = sizeof o;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, NULL, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, NULL, NULL)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2,
+                                        (size_t *)((char *)&bad + 1))),
+         TKM_STATUS_MISALIGNED);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, SIZE_MAX, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_SIZE_OVERFLOW);
+  CHECK(untouched(w2, TW_ROWS));
+  EXPECT(note(tkm_tw_grpo_loss(NULL, m, l, w, TW_ROWS, NULL, NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_loss(NULL, m, NULL, w, TW_ROWS, &L, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(L == POISON);
+  const uint8_t bad_utf8[2] = {0xC3, 0x28};
+  EXPECT(note(tkm_tw_grpo_format_reward(bad_utf8, 2, &r)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tw_grpo_soft_multichoice_reward(bad_utf8, 2, (const uint8_t *)sol, strlen(sol), 0, &r)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tw_grpo_soft_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 2, &r)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tw_grpo_exact_multichoice_reward(NULL, 3, (const uint8_t *)sol, strlen(sol), 0, &r)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_format_reward((const uint8_t *)fmt, strlen(fmt), NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(r == POISON);
+  EXPECT(note(tkm_tw_grpo_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -838,6 +981,7 @@ int main(void) {
   test_dlpack();
   test_policy();
   test_policy_more();
+  test_tw_grpo();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
