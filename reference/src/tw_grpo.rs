@@ -34,7 +34,7 @@ pub fn delta(mean: f64, l: f64, lmax: f64, c: f64) -> f64 {
 /// The tolerance `d_tol` bounds the kernel's `D` from its operation order, with `ε = 2^-23`:
 /// each `ℓ = (z − max) − log_sum` carries `Δℓ = ε(|z − m| + |ℓ|) + tol(log_sum)`, the mean
 /// `Δm̄ = max_k Δℓ_k + ε·G·max_k |ℓ_k|`, `Δδ = Δm̄ + Δℓ_k + ε|δ|`; a term `exp(δ) − δ − 1` moves
-/// by at most `(e^{|δ|} + 1)·Δδ` plus `4ε` of itself, and the f32 sum of a column's `G` terms by
+/// by at most `(e^{|δ|} + 1)·Δδ` plus `4ε·(term + e^{|δ|} + |δ| + 1)` (its evaluation), and the f32 sum of a column's `G` terms by
 /// `G·ε` of it; `D` is their sum over `v` and `k`, divided by `G`.
 pub fn weights(logits: &[f32], vocab: usize, mask: &[u8], t: usize, g: usize, alpha: f64, c: f64) -> TwRef {
     let n = mask.len();
@@ -89,7 +89,7 @@ pub fn weights(logits: &[f32], vocab: usize, mask: &[u8], t: usize, g: usize, al
                     let term = dl.exp_m1() - dl;
                     col += term;
                     let dd = d_mean + errs[k] + EPS32 * dl.abs();
-                    col_tol += (dl.abs().exp() + 1.0) * dd + 4.0 * EPS32 * term;
+                    col_tol += (dl.abs().exp() + 1.0) * dd + 4.0 * EPS32 * (term + dl.abs().exp() + dl.abs() + 1.0);
                 }
                 sum_d += col;
                 sum_tol += col_tol + g as f64 * EPS32 * col;

@@ -32,10 +32,10 @@
 //!   order, `acc += term(δ_k)` (f32); the column's `acc` is added to its lane's `f64`
 //!   accumulator. Lanes are folded in halves (4, 2, 1) and `D = lane_0 / G` is rounded to f32.
 //! * `term(δ) = exp(δ) − δ − 1` is computed without cancellation: with the shared `exp`'s
-//!   reduction `δ = n·ln2 + r` and polynomial `exp(r) = 1 + r + r²·P(r)`, `term = r²·P(r)` when
-//!   `n = 0` (`|δ| ≲ 0.35`), else `(exp(δ) − δ) − 1` (no cancellation there). Near `δ = 0` the
-//!   naive form would leave a rounding residue of `~6e-8` per element, summed over `V·G`
-//!   elements.
+//!   reduction `δ = n·ln2 + r`, `scale = 2^n` and its polynomial `exp(r) = 1 + r + r²·P(r)`,
+//!   `term = fma(scale, r²·P(r), scale·(1 + r) − (1 + δ))` (one fused multiply-subtract), which is
+//!   `r²·P(r)` exactly when `n = 0` (`|δ| ≲ 0.35`). Near `δ = 0` the naive form would leave a rounding residue of
+//!   `~6e-8` per element, summed over `V·G` elements.
 //! * The normalisation over `t` and the weights are computed in `f64` and rounded once.
 //!
 //! ## Edge cases
@@ -155,7 +155,17 @@ pub(crate) fn delta(mean: f32, l: f32, lmax: f32, c: f32) -> f32 {
     }
 }
 
-/// `exp(d) − d − 1` for `|d| ≤ 80` (or NaN), without cancellation near 0 (module docs).
+/// `exp(d) − d − 1` for `|d| ≤ 80` (or NaN), without cancellation near 0 (module docs):
+/// with the shared `exp`'s reduction `d = n·ln2 + r`, `scale = 2^n` and `exp(r) = 1 + r + r²·P(r)`,
+///
+/// ```text
+/// exp(d) − d − 1 = scale·r²·P(r) + (scale·(1 + r) − (1 + d))      (r + n·ln2 = d)
+/// ```
+///
+/// evaluated as `fma(scale, r²·P(r), fms(scale, 1 + r, 1 + d))`. When `n = 0` (`|d| ≲ 0.35`,
+/// where `exp(d) − d − 1` would cancel) `scale = 1` and `r = d` exactly, so the second part is
+/// exactly 0 and the term is `r²·P(r)`, accurate to a few ulp; elsewhere `|term| ≳ 0.05` and the
+/// error is a few ulp of `exp(d) + |d| + 1`.
 #[inline(always)]
 pub(crate) fn dispersion_term(d: f32) -> f32 {
     let t = fma(d, LOG2E, ROUND_MAGIC);
@@ -165,14 +175,10 @@ pub(crate) fn dispersion_term(d: f32) -> f32 {
     p = fma(p, r, Q2);
     p = fma(p, r, Q1);
     p = fma(p, r, Q0);
-    if n == 0.0 {
-        // exp(r) = 1 + r + r²·P(r): the excess over 1 + r is r²·P(r), and r = d here.
-        return (r * r) * p;
-    }
-    let mut y = fma(p, r, 1.0);
-    y = fma(y, r, 1.0);
+    let r2p = (r * r) * p;
     let scale = f32::from_bits(t.to_bits().wrapping_add(EXP_BIAS_FIX) << 23);
-    (y * scale - d) - 1.0
+    let linear = fma(scale, 1.0 + r, -(1.0 + d));
+    fma(scale, r2p, linear)
 }
 
 /// One member of a group at one position: its logit row (`null` = padded) and statistics.

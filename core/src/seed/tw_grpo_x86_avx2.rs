@@ -48,14 +48,47 @@ unsafe fn term8(d: __m256) -> __m256 {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(Q2));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(Q1));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(Q0));
-    let small = _mm256_mul_ps(_mm256_mul_ps(r, r), p);
-    let mut y = _mm256_fmadd_ps(p, r, one);
-    y = _mm256_fmadd_ps(y, r, one);
+    let r2p = _mm256_mul_ps(_mm256_mul_ps(r, r), p);
     let biased = _mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(EXP_BIAS_FIX as i32));
     let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased));
-    let big = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(y, scale), d), one);
-    let is_zero = _mm256_cmp_ps::<_CMP_EQ_OQ>(n, _mm256_setzero_ps());
-    _mm256_blendv_ps(big, small, is_zero)
+    let linear = _mm256_fmsub_ps(scale, _mm256_add_ps(one, r), _mm256_add_ps(one, d));
+    _mm256_fmadd_ps(scale, r2p, linear)
+}
+
+/// Members whose 8-column `ℓ̃` are kept in registers/stack between the two passes over a chunk;
+/// larger groups reload them (same values either way).
+const KEEP: usize = 16;
+
+/// One 8-column chunk: `Σ_k term(δ_k)` per lane, as `tw_grpo::column_acc` per column. `logp(k)`
+/// gives member `k`'s `ℓ̃`.
+#[inline(always)]
+unsafe fn chunk_acc(g: usize, logp: impl Fn(usize) -> __m256, g_f: __m256, cv: __m256, neg_c: __m256) -> __m256 {
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut sum = _mm256_setzero_ps();
+    let mut lmin = _mm256_set1_ps(f32::INFINITY);
+    for k in 0..g {
+        let l = logp(k);
+        sum = _mm256_add_ps(sum, l);
+        lmin = _mm256_min_ps(l, lmin);
+    }
+    let mean = _mm256_div_ps(sum, g_f);
+    let mut acc = _mm256_setzero_ps();
+    if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(lmin, ninf)) == 0 {
+        // No `−inf` in this chunk: `delta` is the plain clamp.
+        for k in 0..g {
+            let d = _mm256_min_ps(cv, _mm256_max_ps(neg_c, _mm256_sub_ps(mean, logp(k))));
+            acc = _mm256_add_ps(acc, term8(d));
+        }
+    } else {
+        let mut lmax = ninf;
+        for k in 0..g {
+            lmax = _mm256_max_ps(logp(k), lmax);
+        }
+        for k in 0..g {
+            acc = _mm256_add_ps(acc, term8(delta8(mean, logp(k), lmax, cv, neg_c)));
+        }
+    }
+    acc
 }
 
 /// `D` of one `(g, t)`: full 8-column chunks here, the tail through the portable
@@ -71,27 +104,24 @@ pub(crate) unsafe fn dispersion<T: Load8 + LogitElem>(
     neg_log_v: f32,
     c: f32,
 ) -> f32 {
+    let g = members.len();
     let full = vocab / 8 * 8;
     let nlv = _mm256_set1_ps(neg_log_v);
-    let g = _mm256_set1_ps(members.len() as f32);
+    let gv = _mm256_set1_ps(g as f32);
     let (cv, neg_c) = (_mm256_set1_ps(c), _mm256_set1_ps(-c));
     let mut acc_lo = _mm256_setzero_pd();
     let mut acc_hi = _mm256_setzero_pd();
+    let mut kept = [_mm256_setzero_ps(); KEEP];
     let mut v = 0;
     while v < full {
-        let mut sum = _mm256_setzero_ps();
-        let mut lmax = _mm256_set1_ps(f32::NEG_INFINITY);
-        for m in members {
-            let l = member_logp8(m, v, nlv);
-            sum = _mm256_add_ps(sum, l);
-            lmax = _mm256_max_ps(l, lmax);
-        }
-        let mean = _mm256_div_ps(sum, g);
-        let mut acc = _mm256_setzero_ps();
-        for m in members {
-            let l = member_logp8(m, v, nlv);
-            acc = _mm256_add_ps(acc, term8(delta8(mean, l, lmax, cv, neg_c)));
-        }
+        let acc = if g <= KEEP {
+            for (k, m) in members.iter().enumerate() {
+                kept[k] = member_logp8(m, v, nlv);
+            }
+            chunk_acc(g, |k| kept[k], gv, cv, neg_c)
+        } else {
+            chunk_acc(g, |k| member_logp8(&members[k], v, nlv), gv, cv, neg_c)
+        };
         acc_lo = _mm256_add_pd(acc_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(acc)));
         acc_hi = _mm256_add_pd(acc_hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(acc)));
         v += 8;
@@ -102,5 +132,5 @@ pub(crate) unsafe fn dispersion<T: Load8 + LogitElem>(
     for v in full..vocab {
         lanes[v % 8] += column_acc(members, v, neg_log_v, c) as f64;
     }
-    finish_lanes(lanes, members.len())
+    finish_lanes(lanes, g)
 }
