@@ -9,6 +9,7 @@
 
 pub mod advantages;
 pub mod gpu_fast;
+pub mod hapo;
 pub mod policy_loss;
 pub mod rng;
 pub mod tw_grpo;

@@ -1,5 +1,7 @@
 //! Token-level methods of the seed papers (spec `policy.md` §6–7): one file per method.
 //!
+//! * [`hapo`] — HAPO's entropy normaliser (both sign modes), adaptive temperature, token-level
+//!   group-average advantage, asymmetric adaptive clip, advantage redistribution and loss (§7.1).
 //! * [`tw_grpo`] — TW-GRPO's token weights, streamed over the vocabulary, its weighted loss
 //!   and its soft multi-choice and format rewards (§7.3).
 //!
@@ -7,6 +9,7 @@
 //! first, caller-owned outputs last, typed [`crate::TmError`]s checked before anything is
 //! written, and the same bits for every backend and thread count.
 
+pub mod hapo;
 pub mod tw_grpo;
 #[cfg(target_arch = "x86_64")]
 mod tw_grpo_x86_avx2;
