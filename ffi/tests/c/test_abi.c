@@ -968,6 +968,103 @@ static void test_tw_grpo(void) {
   EXPECT(note(tkm_tw_grpo_options_init(NULL)), TKM_STATUS_NULL_POINTER);
 }
 
+/* HAPO: the spec's worked example, then every entry point and its error statuses. */
+static void test_hapo(void) {
+  const float h[8] = {0.001f, 0.01f, 0.1f, 0.3f, 0.5f, 1.0f, 2.0f, 3.0f};
+  const uint8_t m8[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  float hh[8], hi8[8];
+  tkm_hapo_norm nrm;
+  EXPECT(tkm_hapo_entropy_norm(NULL, h, m8, 8, 0.8f, 1e-8f, TKM_HAPO_SIGN_CODE_COMPAT, hh, &nrm), TKM_STATUS_OK);
+  CHECK(fabsf(hh[0] - 1.0f) < 2e-6f && fabsf(hh[1] - 0.697064f) < 2e-6f && hh[6] == 0.0f && fabsf(hh[7] - 1.0f) < 2e-6f);
+  CHECK(fabsf(nrm.std - 3.552922f) < 1e-5f && nrm.scale_neg < 0.0f);
+  EXPECT(tkm_hapo_entropy_norm(NULL, h, NULL, 8, 0.8f, 1e-8f, TKM_HAPO_SIGN_INTENDED, hi8, NULL), TKM_STATUS_OK);
+  CHECK(fabsf(hi8[0] + 1.0f) < 2e-6f && fabsf(hi8[7] - 1.0f) < 2e-6f);
+
+  /* Adaptive temperature: base temperature without statistics; within [base, 1.05 base]. */
+  float bt[ROWS], tmp[ROWS];
+  size_t nf = 99;
+  for (int r = 0; r < ROWS; r++) bt[r] = 1.0f;
+  EXPECT(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bt, NULL, 0.05f,
+                                       TKM_HAPO_SIGN_CODE_COMPAT, tmp, &nf),
+         TKM_STATUS_OK);
+  CHECK(nf == 0 && memcmp(tmp, bt, sizeof tmp) == 0);
+  EXPECT(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bt, &nrm, 0.05f,
+                                       TKM_HAPO_SIGN_CODE_COMPAT, tmp, NULL),
+         TKM_STATUS_OK);
+  for (int r = 0; r < ROWS; r++) CHECK(tmp[r] >= 1.0f && tmp[r] <= 1.05f + 1e-6f);
+
+  /* Token-level group advantage: a mixed group of two full rows gives +-1. */
+  tkm_hapo_adv_options ao;
+  EXPECT(tkm_hapo_adv_options_init(&ao), TKM_STATUS_OK);
+  CHECK(ao.struct_size == sizeof ao && ao.norm_by_std == 1 && ao.pad_in_check == 1 && ao.mask_output == 0 &&
+        ao.fallback_abs == 5.0f && ao.eps == 1e-6f);
+  const float tr[4] = {0.0f, 1.0f, 0.0f, 0.0f};
+  const uint8_t tm[4] = {1, 1, 1, 1};
+  const uint32_t grp[2] = {7, 7};
+  float adv[4];
+  EXPECT(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, 2, 2, &ao, adv), TKM_STATUS_OK);
+  CHECK(fabsf(adv[0] - 1.0f) < 1e-5f && fabsf(adv[3] + 1.0f) < 1e-5f);
+
+  /* Clip, redistribution, loss. */
+  float lo[8], up[8], a2[8], ratio[8], lp[8], old[8], ad[8], l[8], g[8];
+  EXPECT(tkm_hapo_adaptive_clip(NULL, hh, 8, 0.2f, 0.2f, 1.0f, lo, up), TKM_STATUS_OK);
+  CHECK(lo[0] == 0.2f && fabsf(up[0] - 0.4f) < 1e-6f && up[6] == 0.2f);
+  for (int i = 0; i < 8; i++) {
+    ratio[i] = 1.0f;
+    ad[i] = (i % 2) ? 1.0f : -1.0f;
+    lp[i] = -1.0f;
+    old[i] = -1.0f + 0.3f * frand();
+  }
+  EXPECT(tkm_hapo_redistribute(NULL, ad, hh, ratio, lo, up, 8, 1.0f, a2), TKM_STATUS_OK);
+  CHECK(memcmp(a2, ad, sizeof a2) == 0); /* CodeCompat, r = 1: A' = A */
+  tkm_hapo_stats hs;
+  EXPECT(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 10.0f, l, g, &hs), TKM_STATUS_OK);
+  CHECK(hs.valid == 8);
+  for (int i = 0; i < 8; i++) {
+    double r = exp((double)lp[i] - old[i]);
+    CHECK(g[i] == 0.0f || fabs(g[i] + a2[i] * r) < 1e-5);
+  }
+  EXPECT(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 0.0f, l, g, NULL), TKM_STATUS_OK);
+
+  /* Errors: nothing written. */
+  poison(hh, 8);
+  poison(tmp, ROWS);
+  poison(adv, 4);
+  poison(l, 8);
+  EXPECT(note(tkm_hapo_entropy_norm(NULL, h, NULL, 8, 0.8f, 1e-8f, 7, hh, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_entropy_norm(NULL, h, NULL, 8, 1.5f, 1e-8f, 0, hh, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_entropy_norm(NULL, NULL, NULL, 8, 0.8f, 1e-8f, 0, hh, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(hh, 8));
+  bt[2] = 0.0f;
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_INVALID_TEMPERATURE);
+  bt[2] = 1.0f;
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, 5, x, ROWS, VOCAB, STRIDE, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, 0, STRIDE, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_EMPTY_VOCAB);
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, 10, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_BAD_STRIDE);
+  const float neg_inf_rows[4] = {-INFINITY, -INFINITY, 0.0f, 1.0f};
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, neg_inf_rows, 2, 2, 2, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_NO_FINITE_LOGIT);
+  CHECK(untouched(tmp, ROWS));
+  const float bad_r[4] = {0.0f, NAN, 0.0f, 0.0f};
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, bad_r, tm, grp, 2, 2, &ao, adv)), TKM_STATUS_NON_FINITE);
+  ao.mask_output = 2;
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, 2, 2, &ao, adv)), TKM_STATUS_INVALID_ARGUMENT);
+  ao.mask_output = 0;
+  ao.struct_size = 5;
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, 2, 2, &ao, adv)), TKM_STATUS_BAD_STRUCT_SIZE);
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, SIZE_MAX, 2, NULL, adv)), TKM_STATUS_SIZE_OVERFLOW);
+  CHECK(untouched(adv, 4));
+  EXPECT(note(tkm_hapo_adaptive_clip(NULL, h, 8, -0.2f, 0.2f, 1.0f, lo, up)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_redistribute(NULL, ad, h, ratio, lo, up, 8, NAN, a2)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 1.0f, l, g, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, NULL, up, 2, 4, 10.0f, l, g, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(l, 8));
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -982,6 +1079,7 @@ int main(void) {
   test_policy();
   test_policy_more();
   test_tw_grpo();
+  test_hapo();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
