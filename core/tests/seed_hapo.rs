@@ -93,7 +93,7 @@ proptest! {
         intended in any::<bool>(),
     ) {
         let mut rng = tokenmath_testutil::Rng::new(seed);
-        let mask: Vec<u8> = (0..h.len()).map(|_| (rng.next_u64() % 3 != 0) as u8).collect();
+        let mask: Vec<u8> = (0..h.len()).map(|_| !rng.next_u64().is_multiple_of(3) as u8).collect();
         let m = match mask_kind { 0 => None, 1 => Some(&mask[..]), _ => Some(&[0u8; 40][..h.len()]) };
         let sign = if intended { HapoSign::Intended } else { HapoSign::CodeCompat };
         let (got, st) = norm(&h, m, &HapoNormCfg { pivot_q: q, eps: 1e-8, sign });
@@ -157,7 +157,7 @@ proptest! {
     ) {
         let mut rng = tokenmath_testutil::Rng::new(seed);
         let n = b * t;
-        let mask: Vec<u8> = (0..n).map(|_| (rng.next_u64() % 4 != 0) as u8).collect();
+        let mask: Vec<u8> = (0..n).map(|_| !rng.next_u64().is_multiple_of(4) as u8).collect();
         let rewards: Vec<f32> = (0..n).map(|i| {
             let v = if binary { (rng.next_u64() % 2) as f32 } else { rng.symmetric() * 3.0 };
             if i % t == t - 1 { v } else if binary { 0.0 } else { v * 0.1 }
@@ -198,7 +198,7 @@ proptest! {
                 prop_assert!(close(a2[i], w, 4.0 * EPS * (1.0 + w.abs())), "A'[{}] = {} vs {}", i, a2[i], w);
             }
         }
-        let mask: Vec<u8> = (0..n).map(|_| (rng.next_u64() % 5 != 0) as u8).collect();
+        let mask: Vec<u8> = (0..n).map(|_| !rng.next_u64().is_multiple_of(5) as u8).collect();
         let inp = PolicyInputs { shape: BatchShape::new(1, n), logp: &logp, old_logp: &old, adv: &a2, mask: &mask, is_weights: None };
         let (mut l, mut g) = (poisoned(n), poisoned(n));
         let st = hapo_loss(Exec::new(), &inp, &lo, &hi, c, LossOut { loss: &mut l, dloss_dlogp: &mut g }).unwrap();

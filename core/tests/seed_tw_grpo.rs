@@ -232,7 +232,7 @@ proptest! {
         let mut rng = tokenmath_testutil::Rng::new(seed);
         let l: Vec<f32> = (0..n).map(|_| rng.symmetric() * 3.0).collect();
         let w: Vec<f32> = (0..n).map(|_| 1.0 + rng.symmetric().abs()).collect();
-        let mut mask: Vec<u8> = (0..n).map(|_| (rng.next_u64() % 4 != 0) as u8).collect();
+        let mut mask: Vec<u8> = (0..n).map(|_| !rng.next_u64().is_multiple_of(4) as u8).collect();
         if seed % 5 == 0 {
             mask.fill(0);
         }

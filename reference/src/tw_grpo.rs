@@ -103,8 +103,8 @@ pub fn weights(logits: &[f32], vocab: usize, mask: &[u8], t: usize, g: usize, al
         let ds = &d[gi * t..(gi + 1) * t];
         let lo = ds.iter().copied().filter(|x| !x.is_nan()).fold(f64::INFINITY, f64::min);
         let hi = ds.iter().copied().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max);
-        for pos in 0..t {
-            let wt = 1.0 + (alpha - 1.0) * (ds[pos] - lo) / (hi - lo + 1e-8);
+        for (pos, &dp) in ds.iter().enumerate() {
+            let wt = 1.0 + (alpha - 1.0) * (dp - lo) / (hi - lo + 1e-8);
             for k in 0..g {
                 let r = (gi * g + k) * t + pos;
                 w[r] = if mask[r] != 0 { wt } else { 0.0 };

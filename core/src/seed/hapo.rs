@@ -128,6 +128,10 @@ impl Default for HapoNormCfg {
     }
 }
 
+fn sq(x: f64) -> f64 {
+    x * x
+}
+
 fn check_backend(exec: Exec) -> Result<(), TmError> {
     if exec.backend.is_supported() {
         Ok(())
@@ -147,7 +151,7 @@ fn log_clamped(h: f32, eps: f64) -> f64 {
     if h.is_nan() {
         h
     } else {
-        h.max(eps).ln()
+        libm::log(h.max(eps))
     }
 }
 
@@ -183,9 +187,9 @@ pub fn hapo_entropy_norm(
     let valid = |i: usize| mask.map_or(entropy[i] > 0.0, |m| m[i] != 0);
     let mut count = 0usize;
     let mut any_nan = false;
-    for i in 0..n {
+    for (i, &e) in entropy.iter().enumerate() {
         if valid(i) {
-            let l = log_clamped(entropy[i], eps);
+            let l = log_clamped(e, eps);
             any_nan |= l.is_nan();
             scratch[count] = l;
             count += 1;
@@ -202,24 +206,24 @@ pub fn hapo_entropy_norm(
     let m = if any_nan {
         0.0
     } else {
-        let idx = (cfg.pivot_q as f64 * (count - 1) as f64).round_ties_even() as usize;
+        let idx = libm::rint(cfg.pivot_q as f64 * (count - 1) as f64) as usize;
         let sel = &mut scratch[..count];
         *sel.select_nth_unstable_by(idx, f64::total_cmp).1
     };
     let mut ss = 0.0f64;
-    for i in 0..n {
+    for (i, &e) in entropy.iter().enumerate() {
         if valid(i) {
-            let h = log_clamped(entropy[i], eps) - m;
+            let h = log_clamped(e, eps) - m;
             ss += h * h;
         }
     }
     let s = ss / count as f64;
     // torch.clamp(min = eps) keeps NaN.
-    let sigma = if s.is_nan() { s } else { s.max(eps) }.sqrt();
+    let sigma = libm::sqrt(if s.is_nan() { s } else { s.max(eps) });
     let (mut pmax, mut nmin) = (0.0f64, 0.0f64);
-    for i in 0..n {
+    for (i, &e) in entropy.iter().enumerate() {
         if valid(i) {
-            let h = (log_clamped(entropy[i], eps) - m) / sigma;
+            let h = (log_clamped(e, eps) - m) / sigma;
             if h > 0.0 && h > pmax {
                 pmax = h;
             }
@@ -230,9 +234,9 @@ pub fn hapo_entropy_norm(
     }
     let scale_pos = 1.0 / pmax.max(eps);
     let scale_neg = neg_sign / nmin.min(-eps).abs();
-    for i in 0..n {
-        let h = (log_clamped(entropy[i], eps) - m) / sigma;
-        h_hat[i] = (if h > 0.0 { h * scale_pos } else { h * scale_neg }) as f32;
+    for (&e, out) in entropy.iter().zip(h_hat.iter_mut()) {
+        let h = (log_clamped(e, eps) - m) / sigma;
+        *out = (if h > 0.0 { h * scale_pos } else { h * scale_neg }) as f32;
     }
     Ok(HapoNorm { pivot: m as f32, std: sigma as f32, scale_pos: scale_pos as f32, scale_neg: scale_neg as f32 })
 }
@@ -291,7 +295,7 @@ pub fn hapo_adaptive_temperature<T: LogitElem>(
             out_temp[r] = base_temp[r];
             continue;
         }
-        let h = ((f.entropy as f64).max(1e-6).ln() - m) / s;
+        let h = (libm::log((f.entropy as f64).max(1e-6)) - m) / s;
         let hh = (if h > 0.0 { h * sp } else { h * sn }).clamp(-1.0, 1.0);
         out_temp[r] = (base_temp[r] as f64 * (1.0 + tau as f64 * hh)) as f32;
     }
@@ -378,8 +382,8 @@ pub fn hapo_token_group_advantage(
             continue;
         }
         let mu = wr / wsum;
-        let var = members().map(|i| len(i) * (reward(i) - mu).powi(2)).sum::<f64>() / wsum;
-        let den = if cfg.norm_by_std { var.sqrt() + eps } else { 1.0 };
+        let var = members().map(|i| len(i) * sq(reward(i) - mu)).sum::<f64>() / wsum;
+        let den = if cfg.norm_by_std { libm::sqrt(var) + eps } else { 1.0 };
         let value = |i: usize, k: usize| {
             let rm = if mask[i * t + k] != 0 { reward(i) } else { 0.0 };
             (rm - mu) / den
@@ -398,8 +402,8 @@ pub fn hapo_token_group_advantage(
                 (0.0, 1.0)
             } else {
                 let gm = rsum / cnt as f64;
-                let v = members().map(|i| (reward(i) - gm).powi(2)).sum::<f64>() / (cnt - 1) as f64;
-                (gm, v.sqrt())
+                let v = members().map(|i| sq(reward(i) - gm)).sum::<f64>() / (cnt - 1) as f64;
+                (gm, libm::sqrt(v))
             };
             for i in members() {
                 let a = if cfg.norm_by_std { (reward(i) - gm) / (gs + eps) } else { reward(i) - gm };

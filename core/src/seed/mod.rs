@@ -22,7 +22,7 @@ pub(crate) fn par_chunks<F>(threads: usize, chunk: usize, out: &mut [f32], f: &F
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    let units = if chunk == 0 { 0 } else { out.len() / chunk };
+    let units = out.len().checked_div(chunk).unwrap_or(0);
     #[cfg(feature = "std")]
     if threads > 1 && units > 1 {
         let parts = threads.min(units);

@@ -346,7 +346,7 @@ pub fn tw_grpo_token_weights<T: LogitElem>(
             let row0 = (first_group + gi) * g * t;
             // Pass 1: D of every position, kept in the first member's slots.
             let mut nonfinite = 0;
-            for pos in 0..t {
+            for (pos, slot) in w[..t].iter_mut().enumerate() {
                 let mut any = false;
                 for (k, m) in members[..g].iter_mut().enumerate() {
                     let r = row0 + k * t + pos;
@@ -360,7 +360,7 @@ pub fn tw_grpo_token_weights<T: LogitElem>(
                 // Safe: every non-null pointer is a row of `vocab` elements of `logits`.
                 let d = if any { unsafe { dispersion(backend, &members[..g], vocab, neg_log_v, c) } } else { 0.0 };
                 nonfinite += d.is_nan() as usize;
-                w[pos] = d;
+                *slot = d;
             }
             // Pass 2: min-max normalisation over all T positions (NaN ignored), weights.
             let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -371,14 +371,23 @@ pub fn tw_grpo_token_weights<T: LogitElem>(
                 }
             }
             let denom = hi - lo + 1e-8;
-            for pos in 0..t {
-                let d = w[pos] as f64;
-                let wt = 1.0 + alpha_m1 * ((d - lo) / denom);
-                for k in 0..g {
-                    let i = k * t + pos;
-                    // k = 0 overwrites the D it read last.
-                    w[i] = if mask[row0 + i] != 0 { wt as f32 } else { 0.0 };
+            let weight = |d: f32, r: usize| {
+                let wt = 1.0 + alpha_m1 * ((d as f64 - lo) / denom);
+                if mask[r] != 0 {
+                    wt as f32
+                } else {
+                    0.0
                 }
+            };
+            // Members 1.. first: member 0's slots still hold D.
+            let (d_row, rest) = w.split_at_mut(t);
+            for (k, member) in rest.chunks_exact_mut(t).enumerate() {
+                for (pos, x) in member.iter_mut().enumerate() {
+                    *x = weight(d_row[pos], row0 + (k + 1) * t + pos);
+                }
+            }
+            for (pos, x) in d_row.iter_mut().enumerate() {
+                *x = weight(*x, row0 + pos);
             }
             if nonfinite > 0 {
                 count.fetch_add(nonfinite, core::sync::atomic::Ordering::Relaxed);
