@@ -65,16 +65,15 @@ const KEEP: usize = 16;
 unsafe fn chunk_acc(g: usize, logp: impl Fn(usize) -> __m256, g_f: __m256, cv: __m256, neg_c: __m256) -> __m256 {
     let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
     let mut sum = _mm256_setzero_ps();
-    let mut lmin = _mm256_set1_ps(f32::INFINITY);
     for k in 0..g {
-        let l = logp(k);
-        sum = _mm256_add_ps(sum, l);
-        lmin = _mm256_min_ps(l, lmin);
+        sum = _mm256_add_ps(sum, logp(k));
     }
     let mean = _mm256_div_ps(sum, g_f);
     let mut acc = _mm256_setzero_ps();
-    if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(lmin, ninf)) == 0 {
-        // No `−inf` in this chunk: `delta` is the plain clamp.
+    // A finite sum in every lane means no member has `ℓ̃ = ±inf` or NaN there, so `delta` is the
+    // plain clamp; otherwise the general form (which handles `−inf` and passes NaN).
+    let abs_sum = _mm256_andnot_ps(_mm256_set1_ps(-0.0), sum);
+    if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(abs_sum, _mm256_set1_ps(f32::INFINITY))) == 0xFF {
         for k in 0..g {
             let d = _mm256_min_ps(cv, _mm256_max_ps(neg_c, _mm256_sub_ps(mean, logp(k))));
             acc = _mm256_add_ps(acc, term8(d));
