@@ -384,10 +384,6 @@ pub fn hapo_token_group_advantage(
         let mu = wr / wsum;
         let var = members().map(|i| len(i) * sq(reward(i) - mu)).sum::<f64>() / wsum;
         let den = if cfg.norm_by_std { libm::sqrt(var) + eps } else { 1.0 };
-        let value = |i: usize, k: usize| {
-            let rm = if mask[i * t + k] != 0 { reward(i) } else { 0.0 };
-            (rm - mu) / den
-        };
         let fallback = members().any(|i| {
             let r = reward(i);
             (0..t).any(|k| {
@@ -406,16 +402,19 @@ pub fn hapo_token_group_advantage(
                 (gm, libm::sqrt(v))
             };
             for i in members() {
-                let a = if cfg.norm_by_std { (reward(i) - gm) / (gs + eps) } else { reward(i) - gm };
+                let r = reward(i);
+                let a = if cfg.norm_by_std { (r - gm) / (gs + eps) } else { r - gm };
                 for k in 0..t {
                     adv[i * t + k] = if mask[i * t + k] != 0 { a as f32 } else { 0.0 };
                 }
             }
         } else {
             for i in members() {
+                let r = reward(i);
                 for k in 0..t {
-                    let v = value(i, k);
-                    adv[i * t + k] = if cfg.mask_output && mask[i * t + k] == 0 { 0.0 } else { v as f32 };
+                    let valid = mask[i * t + k] != 0;
+                    let v = ((if valid { r } else { 0.0 }) - mu) / den;
+                    adv[i * t + k] = if cfg.mask_output && !valid { 0.0 } else { v as f32 };
                 }
             }
         }

@@ -299,6 +299,9 @@ unsafe fn dispersion<T: LogitElem>(
 /// * `mask`: `[B·T]` (any non-zero byte is valid); `t`: the row length `T > 0`;
 /// * `out`: `[B·T]` weights.
 ///
+/// Threads split the groups, or, when there are fewer groups than threads, each group's
+/// positions; every `D` is computed by the same code, so the bits do not depend on the split.
+///
 /// Errors (checked before anything is written): [`TmError::LengthMismatch`],
 /// [`TmError::EmptyVocab`], [`TmError::InvalidArgument`] (`T = 0`, `B mod G ≠ 0`, bad config),
 /// [`TmError::BackendUnavailable`].
@@ -340,60 +343,77 @@ pub fn tw_grpo_token_weights<T: LogitElem>(
     let alpha_m1 = cfg.alpha as f64 - 1.0;
     let backend = exec.backend;
     let count = core::sync::atomic::AtomicUsize::new(0);
-    super::par_chunks(exec.threads(), g * t, out, &|first_group, out: &mut [f32]| {
+    // D of positions [first_pos, first_pos + d.len()) of group `gi`, into `d`.
+    let fill_d = |gi: usize, first_pos: usize, d: &mut [f32]| {
+        let row0 = gi * g * t;
         let mut members = [Member::<T>::PADDED; MAX_GROUP];
-        for (gi, w) in out.chunks_exact_mut(g * t).enumerate() {
-            let row0 = (first_group + gi) * g * t;
-            // Pass 1: D of every position, kept in the first member's slots.
-            let mut nonfinite = 0;
-            for (pos, slot) in w[..t].iter_mut().enumerate() {
-                let mut any = false;
-                for (k, m) in members[..g].iter_mut().enumerate() {
-                    let r = row0 + k * t + pos;
-                    *m = if mask[r] != 0 {
-                        any = true;
-                        Member { ptr: logits.row(r).as_ptr(), max: saved.max[r], log_sum: saved.log_sum[r] }
-                    } else {
-                        Member::PADDED
-                    };
-                }
-                // Safe: every non-null pointer is a row of `vocab` elements of `logits`.
-                let d = if any { unsafe { dispersion(backend, &members[..g], vocab, neg_log_v, c) } } else { 0.0 };
-                nonfinite += d.is_nan() as usize;
-                *slot = d;
-            }
-            // Pass 2: min-max normalisation over all T positions (NaN ignored), weights.
-            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-            for &d in &w[..t] {
-                if !d.is_nan() {
-                    lo = lo.min(d as f64);
-                    hi = hi.max(d as f64);
-                }
-            }
-            let denom = hi - lo + 1e-8;
-            let weight = |d: f32, r: usize| {
-                let wt = 1.0 + alpha_m1 * ((d as f64 - lo) / denom);
-                if mask[r] != 0 {
-                    wt as f32
+        let mut nonfinite = 0;
+        for (j, slot) in d.iter_mut().enumerate() {
+            let pos = first_pos + j;
+            let mut any = false;
+            for (k, m) in members[..g].iter_mut().enumerate() {
+                let r = row0 + k * t + pos;
+                *m = if mask[r] != 0 {
+                    any = true;
+                    Member { ptr: logits.row(r).as_ptr(), max: saved.max[r], log_sum: saved.log_sum[r] }
                 } else {
-                    0.0
-                }
-            };
-            // Members 1.. first: member 0's slots still hold D.
-            let (d_row, rest) = w.split_at_mut(t);
-            for (k, member) in rest.chunks_exact_mut(t).enumerate() {
-                for (pos, x) in member.iter_mut().enumerate() {
-                    *x = weight(d_row[pos], row0 + (k + 1) * t + pos);
-                }
+                    Member::PADDED
+                };
             }
-            for (pos, x) in d_row.iter_mut().enumerate() {
-                *x = weight(*x, row0 + pos);
-            }
-            if nonfinite > 0 {
-                count.fetch_add(nonfinite, core::sync::atomic::Ordering::Relaxed);
+            // Safe: every non-null pointer is a row of `vocab` elements of `logits`.
+            let v = if any { unsafe { dispersion(backend, &members[..g], vocab, neg_log_v, c) } } else { 0.0 };
+            nonfinite += v.is_nan() as usize;
+            *slot = v;
+        }
+        if nonfinite > 0 {
+            count.fetch_add(nonfinite, core::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    // The weights of group `gi` (`w`: its `G·T` slots, the first `T` holding D).
+    let normalise = |gi: usize, w: &mut [f32]| {
+        let row0 = gi * g * t;
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &d in &w[..t] {
+            if !d.is_nan() {
+                lo = lo.min(d as f64);
+                hi = hi.max(d as f64);
             }
         }
-    });
+        let denom = hi - lo + 1e-8;
+        let weight = |d: f32, r: usize| {
+            let wt = 1.0 + alpha_m1 * ((d as f64 - lo) / denom);
+            if mask[r] != 0 {
+                wt as f32
+            } else {
+                0.0
+            }
+        };
+        // Members 1.. first: member 0's slots still hold D.
+        let (d_row, rest) = w.split_at_mut(t);
+        for (k, member) in rest.chunks_exact_mut(t).enumerate() {
+            for (pos, x) in member.iter_mut().enumerate() {
+                *x = weight(d_row[pos], row0 + (k + 1) * t + pos);
+            }
+        }
+        for (pos, x) in d_row.iter_mut().enumerate() {
+            *x = weight(*x, row0 + pos);
+        }
+    };
+    let groups = b / g;
+    if exec.threads() > 1 && groups < exec.threads() {
+        // Few groups: split each group's positions over the threads (same code per position).
+        for (gi, w) in out.chunks_exact_mut(g * t).enumerate() {
+            super::par_chunks(exec.threads(), 1, &mut w[..t], &|first_pos, d: &mut [f32]| fill_d(gi, first_pos, d));
+            normalise(gi, w);
+        }
+    } else {
+        super::par_chunks(exec.threads(), g * t, out, &|first_group, out: &mut [f32]| {
+            for (j, w) in out.chunks_exact_mut(g * t).enumerate() {
+                fill_d(first_group + j, 0, &mut w[..t]);
+                normalise(first_group + j, w);
+            }
+        });
+    }
     Ok(TwStatus { nonfinite_positions: count.into_inner() })
 }
 

@@ -111,11 +111,21 @@ pub(crate) unsafe fn dispersion<T: Load8 + LogitElem>(
     let mut acc_lo = _mm256_setzero_pd();
     let mut acc_hi = _mm256_setzero_pd();
     let mut kept = [_mm256_setzero_ps(); KEEP];
+    // The members' statistics, broadcast once per call instead of once per chunk.
+    let (mut maxv, mut lsv) = ([_mm256_setzero_ps(); KEEP], [_mm256_setzero_ps(); KEEP]);
+    for (k, m) in members.iter().take(KEEP).enumerate() {
+        maxv[k] = _mm256_set1_ps(m.max);
+        lsv[k] = _mm256_set1_ps(m.log_sum);
+    }
     let mut v = 0;
     while v < full {
         let acc = if g <= KEEP {
             for (k, m) in members.iter().enumerate() {
-                kept[k] = member_logp8(m, v, nlv);
+                kept[k] = if m.ptr.is_null() {
+                    nlv
+                } else {
+                    _mm256_sub_ps(_mm256_sub_ps(T::load8(m.ptr.add(v)), maxv[k]), lsv[k])
+                };
             }
             chunk_acc(g, |k| kept[k], gv, cv, neg_c)
         } else {
