@@ -101,15 +101,14 @@ fn check_against_reference(c: &Case, x_as_f32: &[f32], w: &[f32]) -> Result<(), 
     Ok(())
 }
 
-/// Hostile logit values: ordinary ones, the `−inf` mask, rare NaN/+inf, huge offsets.
+/// Hostile logit values: ordinary ones, the `−inf` mask, signed zeros, denormals (NaN and
+/// `+inf` are injected once per case by [`case`], so that most positions keep a finite `D`).
 fn logit() -> impl Strategy<Value = f32> {
     prop_oneof![
-        20 => -8.0f32..8.0,
-        3 => Just(f32::NEG_INFINITY),
-        1 => Just(f32::NAN),
-        1 => Just(f32::INFINITY),
+        40 => -8.0f32..8.0,
+        2 => Just(f32::NEG_INFINITY),
         1 => Just(0.0f32),
-        1 => prop_oneof![Just(1e-40f32), Just(-1e-40f32)],
+        1 => prop_oneof![Just(1e-40f32), Just(-1e-40f32), Just(-0.0f32)],
     ]
 }
 
@@ -129,10 +128,10 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::vec(prop_oneof![3 => Just(1u8), 1 => Just(0u8)], n),
                 Just((g, t, vocab, offset_kind, seed)),
                 prop_oneof![Just(1.7f32), Just(1.4f32), Just(0.5f32), -3.0f32..3.0],
-                prop_oneof![Just(11.0f32), 0.5f32..20.0],
+                prop_oneof![3 => Just(11.0f32), 1 => 0.5f32..20.0],
             )
         })
-        .prop_map(|(mut x, mask, (g, t, vocab, offset_kind, _), alpha, clamp)| {
+        .prop_map(|(mut x, mask, (g, t, vocab, offset_kind, seed), alpha, clamp)| {
             let offset = match offset_kind {
                 0 => 0.0,
                 1 => 1e4,
@@ -148,6 +147,11 @@ fn case() -> impl Strategy<Value = Case> {
                 for v in row.iter_mut() {
                     *v += offset;
                 }
+            }
+            // One NaN or +inf in a quarter of the cases.
+            if seed % 4 == 0 {
+                let i = (seed / 4) as usize % x.len();
+                x[i] = if seed % 8 == 0 { f32::NAN } else { f32::INFINITY };
             }
             Case { x, vocab, mask, t, cfg: TwGrpoCfg { group_size: g, alpha, clamp } }
         })
@@ -165,7 +169,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// f32 logits with a row stride against the reference; every backend and 1/2/3 threads
-    /// give the same bits; the status counts the NaN positions.
+    /// give the same bits; the status counts the NaN positions. (`T` up to 6: with `T ≤ 2` the
+    /// min-max normalisation makes every weight 1 or α, which would hide errors in `D`.)
     #[test]
     fn weights_match_the_reference(c in case()) {
         let (w, st) = run(Exec::new().with_backend(Backend::Portable), &c, |v| v, 3).unwrap();
@@ -354,8 +359,9 @@ fn spec_properties() {
     assert!(w[8..].iter().all(|&v| (1.0..=1.7).contains(&v)));
     // The maximum-dispersion position of a group gets α, the minimum 1 (up to the 1e-8).
     assert!(w[8..].iter().any(|&v| (v - 1.7).abs() < 1e-6) && w[8..].contains(&1.0));
-    // A large vocabulary (several 8-lane chunks and a tail), all backends, bitwise.
-    let c = simple_case(8, 1, 2, 2051);
+    // A large vocabulary (several 8-lane chunks and a tail), all backends, bitwise. (At least 3
+    // positions: with 2 the min-max normalisation makes every weight 1 or α whatever D is.)
+    let c = simple_case(8, 1, 5, 2051);
     let (w0, _) = run(Exec::new().with_backend(Backend::Portable), &c, |v| v, 5).unwrap();
     for b in backends() {
         assert_eq!(run(Exec::new().with_backend(b).with_threads(2), &c, |v| v, 0).unwrap().0, w0);
@@ -409,4 +415,30 @@ fn errors_write_nothing() {
         Err(TmError::LengthMismatch { .. })
     ));
     assert!(untouched(&g));
+}
+
+/// On ordinary logits the weights follow the f64 reference far more closely than the worst-case
+/// formula above guarantees (which sums every element's error bound): `|Δw| ≤ 2e-6` here, while
+/// a 0.1% error in `δ` moves them by about `1e-4`. A regression detector, with every backend.
+#[test]
+fn weights_track_the_reference_closely() {
+    for (g, t, vocab) in [(8usize, 6usize, 37usize), (4, 5, 300), (3, 4, 2051)] {
+        let mut c = simple_case(g, 2, t, vocab);
+        for (i, v) in c.x.iter_mut().enumerate() {
+            *v = 4.0 * tokenmath_testutil::unit_hash(i, 11) - 2.0 * ((i % vocab) as f32).ln_1p();
+        }
+        c.mask[t + 1] = 0;
+        let r = rtw::weights(&c.x, vocab, &c.mask, t, g, c.cfg.alpha as f64, c.cfg.clamp as f64);
+        for b in Backend::all_supported() {
+            let (w, _) = run(Exec::new().with_backend(b), &c, |v| v, 0).unwrap();
+            for i in 0..w.len() {
+                assert!(
+                    (w[i] as f64 - r.w[i]).abs() <= 2e-6,
+                    "{b:?} g{g} t{t} V{vocab}: w[{i}] = {} vs {}",
+                    w[i],
+                    r.w[i]
+                );
+            }
+        }
+    }
 }

@@ -21,14 +21,16 @@
 //! log-prob tensor; this kernel reads, for each `(g, t)`, the `G` logit rows of the group at
 //! position `t` together, 8 columns at a time, with `ℓ = (z − max) − log_sum` from the statistics
 //! that [`crate::logits::stats_fwd`] saved (its `max` and `log_sum` outputs, as the backward
-//! takes them: `z − lse` would lose `log_sum` once `|max|` is large). Nothing of size `V` is
-//! written; the cost is about one read of the logits and one `exp` per element, as the logits
-//! forward.
+//! takes them: `z − lse` would lose `log_sum` once `|max|` is large) \[library choice: the spec's
+//! signature takes `lse`\]. Nothing of size `V` is written; the cost is one read of the logits and
+//! one `exp` per element, as the logits forward, plus the dispersion's arithmetic (measured by
+//! `bench/compare/run-seed.sh`).
 //!
 //! ## Operation order (shared by every backend: same bits)
 //!
 //! * Column `v` goes to lane `v mod 8`. For each column, in member order `k = 0..G`:
-//!   `sum += ℓ̃_k` (f32) and `lmax = max(lmax, ℓ̃_k)`; then `m̄ = sum / G`; then, again in member
+//!   `sum += ℓ̃_k` (f32) (and `lmax = max(lmax, ℓ̃_k)`, used only by the `−inf` rule); then
+//!   `m̄ = sum / G`; then, again in member
 //!   order, `acc += term(δ_k)` (f32); the column's `acc` is added to its lane's `f64`
 //!   accumulator. Lanes are folded in halves (4, 2, 1) and `D = lane_0 / G` is rounded to f32.
 //! * `term(δ) = exp(δ) − δ − 1` is computed without cancellation: with the shared `exp`'s
@@ -60,13 +62,15 @@
 //! L_tw = Σ_{i,t} w_{i,t}·ℓ_{i,t}·mask / Σ_{i,t} mask        the denominator is the UNweighted token count
 //! ∂L_tw/∂ℓ_{i,t} = w_{i,t}·mask / Σ mask
 //! ```
-//! `ℓ` is the per-token policy loss; TW-GRPO's is TRL's PPO clip with `ε_low = 0.20`,
-//! `ε_high = 0.28` and `β·k3` with `ref − logp` clamped to `±11`
-//! ([`crate::policy_loss::ppo_clip_loss`] with `ClipCfg::trl()` and the clip widths set), with
-//! the advantage `(R − μ_g)/(std_g + 1e-4)` (unbiased std; TRL's GRPO in
-//! [`crate::advantages`]). An empty mask gives `L = 0` and zero weights \[library choice\]
-//! (the reference: `0/0 = NaN`). Masked positions never contribute (a select, so NaN there cannot
-//! leak).
+//! `ℓ` is the per-token policy loss. TW-GRPO's is TRL's PPO clip with `ε_low = 0.20`,
+//! `ε_high = 0.28` (hard-coded in its trainer), `old_logp = sg(logp)` (so `r ≡ 1` in value) and
+//! `β·k3` with `ref − logp` clamped to `±11`, `β = 0` by default: with `β = 0` that is
+//! [`crate::policy_loss::ppo_clip_loss`] with `ClipCfg { eps_low: 0.2, eps_high: 0.28,
+//! dual_clip_c: None, log_ratio_clamp: None }`, and the advantage `(R − μ_g)/(std_g + 1e-4)`
+//! (unbiased std) is TRL's GRPO in [`crate::advantages`]. (A `β ≠ 0` term with the `±11` clamp is
+//! not provided: [`crate::policy_loss::KlCfg`] offers verl's `±20` clamps or none.) An empty mask
+//! gives `L = 0` and zero weights \[library choice\] (the reference: `0/0 = NaN`). Masked positions
+//! never contribute (a select, so NaN there cannot leak).
 //!
 //! Defaults ([`TwGrpoCfg::default`]): `α = 1.70` (training script and README; the dataclass
 //! default is 1.4), `G = 8`, `c = 11`.
