@@ -431,13 +431,8 @@ fn weights_track_the_reference_closely() {
         let r = rtw::weights(&c.x, vocab, &c.mask, t, g, c.cfg.alpha as f64, c.cfg.clamp as f64);
         for b in Backend::all_supported() {
             let (w, _) = run(Exec::new().with_backend(b), &c, |v| v, 0).unwrap();
-            for i in 0..w.len() {
-                assert!(
-                    (w[i] as f64 - r.w[i]).abs() <= 2e-6,
-                    "{b:?} g{g} t{t} V{vocab}: w[{i}] = {} vs {}",
-                    w[i],
-                    r.w[i]
-                );
+            for (i, (&got, &want)) in w.iter().zip(&r.w).enumerate() {
+                assert!((got as f64 - want).abs() <= 2e-6, "{b:?} g{g} t{t} V{vocab}: w[{i}] = {got} vs {want}");
             }
         }
     }
