@@ -76,7 +76,7 @@
 //! ```
 //! Aggregation: `token-mean` (`crate::policy_loss::agg_loss`).
 //!
-//! Defaults [code] (recipes, `ppo_trainer.yaml`): `entropy_pivot = 0.8`, `temperature_tau =
+//! Defaults \[code\] (recipes, `ppo_trainer.yaml`): `entropy_pivot = 0.8`, `temperature_tau =
 //! 0.05`, `clip_alpha = 1.0`, `adv_beta = 1.0`, `clip_ratio_low = clip_ratio_high = 0.2`,
 //! `clip_ratio_c = 10.0`, `loss_agg_mode = token-mean`.
 
