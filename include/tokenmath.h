@@ -297,6 +297,16 @@
 #define TKM_FP_PLANES_GAUSSIAN 1
 
 /**
+ * `ĥ` as the released HAPO code computes it (`scale_neg < 0`: `ĥ >= 0` on both sides of the pivot).
+ */
+#define TKM_HAPO_SIGN_CODE_COMPAT 0
+
+/**
+ * `ĥ` as the HAPO paper describes it (`ĥ` in `[-1, 0)` below the pivot).
+ */
+#define TKM_HAPO_SIGN_INTENDED 1
+
+/**
  * Columns per canonical block: shards whose boundaries are multiples of it reproduce the
  * unsharded forward bitwise (see `tkm_logits_partial_blocks`).
  */
@@ -694,10 +704,86 @@ typedef struct tkm_fp_head {
 } tkm_fp_head;
 
 /**
+ * The entropy normaliser's statistics (for the next step's adaptive temperature).
+ */
+typedef struct tkm_hapo_norm {
+  /**
+   * The pivot `m` (a quantile of the log-entropies).
+   */
+  float pivot;
+  /**
+   * RMS deviation of the log-entropies from the pivot.
+   */
+  float std;
+  /**
+   * `1/pos_max`.
+   */
+  float scale_pos;
+  /**
+   * `1/neg_min` (CODE_COMPAT, negative) or `1/|neg_min|` (INTENDED).
+   */
+  float scale_neg;
+} tkm_hapo_norm;
+
+/**
  * Element type of a tensor: a `uint32_t` code (`TKM_DTYPE_*`). `bf16` and `f16` data are
  * passed as their IEEE/bfloat bit patterns in `uint16_t` arrays.
  */
 typedef uint32_t tkm_dtype;
+
+/**
+ * Options of `tkm_hapo_token_group_advantage`. Initialise with `tkm_hapo_adv_options_init`
+ * (the reference's behaviour: `norm_by_std = 1`, `pad_in_check = 1`, `mask_output = 0`,
+ * `fallback_abs = 5`, `eps = 1e-6`). NULL means the defaults.
+ */
+typedef struct tkm_hapo_adv_options {
+  /**
+   * `sizeof(tkm_hapo_adv_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * 1 = divide by `sigma + eps` (`norm_adv_by_std_in_grpo`), 0 = do not.
+   */
+  uint32_t norm_by_std;
+  /**
+   * 1 = the fallback check scans padding too (the reference), 0 = valid tokens only.
+   */
+  uint32_t pad_in_check;
+  /**
+   * 1 = multiply the output by the mask, 0 = padding carries `-mu/(sigma + eps)` (the reference).
+   */
+  uint32_t mask_output;
+  /**
+   * Fallback threshold on `|N|` (finite, > 0).
+   */
+  float fallback_abs;
+  /**
+   * `eps` of both normalisations (finite, >= 0).
+   */
+  float eps;
+} tkm_hapo_adv_options;
+
+/**
+ * Counts of `tkm_hapo_loss` over valid tokens.
+ */
+typedef struct tkm_hapo_stats {
+  /**
+   * Valid tokens.
+   */
+  uint64_t valid;
+  /**
+   * Tokens where the ratio clip is active.
+   */
+  uint64_t clipped;
+  /**
+   * Negative-advantage tokens bounded by the dual clip.
+   */
+  uint64_t dual_clipped;
+  /**
+   * Sum of `-(logp - old_logp)` over valid tokens.
+   */
+  double neg_log_ratio_sum;
+} tkm_hapo_stats;
 
 /**
  * The logits and per-row inputs of `tkm_logits_fwd`. Initialise with
@@ -1095,6 +1181,29 @@ typedef struct tkm_rmt_curriculum_options {
    */
   float p2[3];
 } tkm_rmt_curriculum_options;
+
+/**
+ * TW-GRPO options. Initialise with `tkm_tw_grpo_options_init` (group size 8, `alpha = 1.70`
+ * as TW-GRPO's training script, `clamp = 11`), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_tw_grpo_options {
+  /**
+   * `sizeof(tkm_tw_grpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Rollouts per group `G` (1..=512; groups are `G` contiguous responses).
+   */
+  uint32_t group_size;
+  /**
+   * Maximum weight `alpha` (finite).
+   */
+  float alpha;
+  /**
+   * Clamp of the log-prob deviation (finite, in (0, 80]).
+   */
+  float clamp;
+} tkm_tw_grpo_options;
 
 /**
  * IEEE binary32 (`float`).
@@ -1855,6 +1964,135 @@ tkm_status tkm_fp_detect_prob_bound(double forged_frac, uint64_t s, double q, do
  * `out` valid for one `uint64_t`.
  */
 tkm_status tkm_fp_samples_for_confidence(double forged_frac, double q, double delta, uint64_t *out);
+
+/**
+ * HAPO's entropy normaliser: `ĥ` at every one of the `n` positions into `h_hat`, and the
+ * statistics into `*norm` (NULL = not wanted). `mask`: NULL = `entropy > 0`. `pivot_q` in
+ * `[0, 1]` (HAPO: 0.8), `eps` finite and > 0 (HAPO: 1e-8), `sign` a `TKM_HAPO_SIGN_*`. An empty
+ * mask gives `ĥ = 0` and the statistics `(0, 1, 1, -1 or +1)`.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for `n` elements (`norm`: one struct).
+ */
+tkm_status tkm_hapo_entropy_norm(const struct tkm_exec_options *exec,
+                                 const float *entropy,
+                                 const uint8_t *mask,
+                                 size_t n,
+                                 float pivot_q,
+                                 float eps,
+                                 uint32_t sign,
+                                 float *h_hat,
+                                 struct tkm_hapo_norm *norm);
+
+/**
+ * HAPO's adaptive sampling temperature of each of `rows` decoding steps from their logits
+ * (`[rows, vocab]` of `dtype`, row stride `row_stride`, before temperature):
+ * `base_temp * (1 + tau * clamp(ĥ(H), -1, 1))` with the previous step's statistics `norm`
+ * (NULL = none yet: `out_temp = base_temp`). Rows with a NaN/+inf logit get their base
+ * temperature; `nonfinite_rows` (NULL = not wanted) receives their number.
+ *
+ * Errors: `TKM_STATUS_INVALID_TEMPERATURE` (a base temperature not finite and > 0),
+ * `_NO_FINITE_LOGIT`, `_EMPTY_VOCAB`, `_BAD_DTYPE`, `_BAD_STRIDE`, `_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * The pointers must be valid for the element counts above.
+ */
+tkm_status tkm_hapo_adaptive_temperature(const struct tkm_exec_options *exec,
+                                         tkm_dtype dtype,
+                                         const void *logits,
+                                         size_t rows,
+                                         size_t vocab,
+                                         size_t row_stride,
+                                         const float *base_temp,
+                                         const struct tkm_hapo_norm *norm,
+                                         float tau,
+                                         uint32_t sign,
+                                         float *out_temp,
+                                         size_t *nonfinite_rows);
+
+/**
+ * Writes the default advantage options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_hapo_adv_options_init(struct tkm_hapo_adv_options *opts);
+
+/**
+ * HAPO's token-level group-average advantage `[rows, cols]` (`rows` responses of `cols`
+ * tokens) from per-token rewards and the mask; `group`: `rows` labels (any `uint32_t`).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a reward), `_INVALID_ARGUMENT` (`cols = 0`, options), and
+ * the generic statuses.
+ *
+ * # Safety
+ * The `[rows, cols]` arrays must be valid for `rows * cols` elements, `group` for `rows`.
+ */
+tkm_status tkm_hapo_token_group_advantage(const struct tkm_exec_options *exec,
+                                          const float *token_rewards,
+                                          const uint8_t *mask,
+                                          const uint32_t *group,
+                                          size_t rows,
+                                          size_t cols,
+                                          const struct tkm_hapo_adv_options *opts,
+                                          float *adv);
+
+/**
+ * HAPO's asymmetric adaptive clip widths from `ĥ` (`n` each): `eps_low_out`, `eps_high_out`.
+ * `eps_low`, `eps_high` finite and >= 0 (HAPO: 0.2), `alpha` finite (HAPO: 1).
+ *
+ * # Safety
+ * Every pointer must be valid for `n` elements.
+ */
+tkm_status tkm_hapo_adaptive_clip(const struct tkm_exec_options *exec,
+                                  const float *h_hat,
+                                  size_t n,
+                                  float eps_low,
+                                  float eps_high,
+                                  float alpha,
+                                  float *eps_low_out,
+                                  float *eps_high_out);
+
+/**
+ * HAPO's differential advantage redistribution `A'` (`n` each): `ratio` = the current
+ * `exp(logp - old_logp)`, `eps_low`/`eps_high` the per-token widths, `beta` finite (HAPO: 1).
+ *
+ * # Safety
+ * Every pointer must be valid for `n` elements.
+ */
+tkm_status tkm_hapo_redistribute(const struct tkm_exec_options *exec,
+                                 const float *adv,
+                                 const float *h_hat,
+                                 const float *ratio,
+                                 const float *eps_low,
+                                 const float *eps_high,
+                                 size_t n,
+                                 float beta,
+                                 float *out);
+
+/**
+ * The HAPO loss per token and its gradient w.r.t. `logp` (`[rows, cols]` arrays): dual-clip PPO
+ * with per-token widths `eps_low`/`eps_high`, advantages `adv` (= `A'`), no log-ratio clamp,
+ * dual clip `dual_clip_c` (> 1; 0 = off; HAPO: 10). `is_weights`: NULL = none. `stats`: NULL =
+ * not wanted.
+ *
+ * # Safety
+ * The arrays must be valid for `rows * cols` elements.
+ */
+tkm_status tkm_hapo_loss(const struct tkm_exec_options *exec,
+                         const float *logp,
+                         const float *old_logp,
+                         const float *adv,
+                         const uint8_t *mask,
+                         const float *is_weights,
+                         const float *eps_low,
+                         const float *eps_high,
+                         size_t rows,
+                         size_t cols,
+                         float dual_clip_c,
+                         float *loss,
+                         float *dloss_dlogp,
+                         struct tkm_hapo_stats *stats);
 
 /**
  * Writes the defaults into `*input` (`struct_size = sizeof(tkm_logits_input)`,
@@ -3018,6 +3256,102 @@ tkm_status tkm_ntp_masked_loss(const struct tkm_exec_options *exec,
  * be freed.
  */
 const char *tkm_status_str(uint32_t status);
+
+/**
+ * Writes the default TW-GRPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_tw_grpo_options_init(struct tkm_tw_grpo_options *opts);
+
+/**
+ * TW-GRPO token weights, streamed over the vocabulary (no `[B, T, V]` tensor).
+ *
+ * * `logits`: `[rows, vocab]` of `dtype` (row `b*T + t`, row stride `row_stride >= vocab`),
+ *   temperature 1; `rows = B*T`.
+ * * `max`, `log_sum`: `rows` floats, the `max` and `log_sum` outputs of `tkm_logits_fwd` on
+ *   the same logits (temperature 1; row-masked or not).
+ * * `mask`: `rows` bytes (0 = padding: its logits and statistics are not read); `t`: `T > 0`.
+ * * `weights`: `rows` floats, written on success; `nonfinite_positions`: NULL or receives the
+ *   number of (group, position) pairs whose dispersion is NaN (their valid weights are NaN).
+ *
+ * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_BAD_DTYPE`, `_LENGTH_MISMATCH` (`rows`
+ * not a multiple of `t`), `_INVALID_ARGUMENT` (`t = 0`, `B` not a multiple of the group size,
+ * options out of range), `_BAD_STRUCT_SIZE`, and the generic pointer/size/options statuses.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_tw_grpo_token_weights(const struct tkm_exec_options *exec,
+                                     tkm_dtype dtype,
+                                     const void *logits,
+                                     size_t rows,
+                                     size_t vocab,
+                                     size_t row_stride,
+                                     const float *max,
+                                     const float *log_sum,
+                                     const uint8_t *mask,
+                                     size_t t,
+                                     const struct tkm_tw_grpo_options *opts,
+                                     float *weights,
+                                     size_t *nonfinite_positions);
+
+/**
+ * The TW-GRPO loss `sum(w * loss * mask) / sum(mask)` (0 for an empty mask) into `*loss_out`,
+ * and, unless `grad` is NULL, its gradient w.r.t. the per-token loss (`w * mask / sum(mask)`,
+ * `n` floats). `mask`, `per_token_loss`, `weights`: `n` elements each; padding never
+ * contributes (NaN there cannot leak).
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_tw_grpo_loss(const struct tkm_exec_options *exec,
+                            const uint8_t *mask,
+                            const float *per_token_loss,
+                            const float *weights,
+                            size_t n,
+                            float *loss_out,
+                            float *grad);
+
+/**
+ * TW-GRPO's soft multi-choice accuracy reward: 1 if `verifier_ok` (an external verifier's
+ * verdict, 0 or 1), else `|S|/|GT|` when the completion's option set `S` (from its first
+ * `<answer>...</answer>`, comma-separated, ASCII spaces removed, stripped) is a subset of the
+ * solution's `GT`, else 0. Strings are UTF-8 (`*_len` bytes, no NUL needed).
+ *
+ * # Safety
+ * The string pointers must be valid for their lengths; `out` for one float.
+ */
+tkm_status tkm_tw_grpo_soft_multichoice_reward(const uint8_t *completion,
+                                               size_t completion_len,
+                                               const uint8_t *solution,
+                                               size_t solution_len,
+                                               uint32_t verifier_ok,
+                                               float *out);
+
+/**
+ * The binary variant (`origin_accuracy_reward`): 1 iff `verifier_ok` or `S == GT`, else 0.
+ *
+ * # Safety
+ * As `tkm_tw_grpo_soft_multichoice_reward`.
+ */
+tkm_status tkm_tw_grpo_exact_multichoice_reward(const uint8_t *completion,
+                                                size_t completion_len,
+                                                const uint8_t *solution,
+                                                size_t solution_len,
+                                                uint32_t verifier_ok,
+                                                float *out);
+
+/**
+ * TW-GRPO's format reward: 1 iff the completion has `<think>` and `<answer>` at most once each
+ * and matches `<think>.*?</think>\s*<answer>.*?</answer>[\s!]*$` (search, dot matches
+ * newline, Unicode whitespace), else 0. UTF-8, `completion_len` bytes.
+ *
+ * # Safety
+ * `completion` must be valid for `completion_len` bytes; `out` for one float.
+ */
+tkm_status tkm_tw_grpo_format_reward(const uint8_t *completion, size_t completion_len, float *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -13,6 +13,7 @@
 //! * [`seed`] — the seed papers' token-level methods (top-entropy mask, D³S, NSR/PSR/
 //!   W-REINFORCE, GRPO-N, the expected logit update).
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
+//! * [`seed`] — the token-level methods of the seed papers (TW-GRPO, …).
 //!
 //! # The shape of a kernel family
 //!

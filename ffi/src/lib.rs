@@ -17,20 +17,24 @@ pub mod advantages;
 pub mod dlpack;
 pub mod exec;
 pub mod fingerprint;
+pub mod hapo;
 pub mod logits;
 pub mod policy;
 pub mod seed;
 pub mod status;
+pub mod tw_grpo;
 mod util;
 
 pub use advantages::*;
 pub use dlpack::*;
 pub use exec::*;
 pub use fingerprint::*;
+pub use hapo::*;
 pub use logits::*;
 pub use policy::*;
 pub use seed::*;
 pub use status::*;
+pub use tw_grpo::*;
 
 use core::ffi::c_char;
 

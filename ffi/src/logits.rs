@@ -68,6 +68,7 @@ macro_rules! with_dtype {
         }
     };
 }
+pub(crate) use with_dtype;
 
 /// Checks a dtype code.
 pub(crate) fn check_dtype(dtype: tkm_dtype) -> Res {

@@ -9,9 +9,11 @@
 
 pub mod advantages;
 pub mod gpu_fast;
+pub mod hapo;
 pub mod policy_loss;
 pub mod rng;
 pub mod seed;
+pub mod tw_grpo;
 
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -95,7 +95,7 @@ pub mod canonical {
 }
 mod row_stats;
 #[cfg(target_arch = "x86_64")]
-mod x86_avx2;
+pub(crate) mod x86_avx2;
 
 pub use row_stats::{Finalized, RowStats};
 
@@ -304,7 +304,7 @@ fn check_backend(b: Backend) -> Result<(), TmError> {
 }
 
 /// Tuple of a whole row (or shard row): blocks of `BLOCK` columns, merged in tree order.
-fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
+pub(crate) fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
     let mut tree = row_stats::TreeStack::new();
     row_blocks(backend, row, inv_temp, |t| tree.push(t));
     tree.finish()

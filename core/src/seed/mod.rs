@@ -1,5 +1,9 @@
 //! The token-level methods of the seed papers (spec `policy.md` §6–7), one file per method.
 //!
+//! * [`hapo`] — HAPO's entropy normaliser (both sign modes), adaptive temperature, token-level
+//!   group-average advantage, asymmetric adaptive clip, advantage redistribution and loss (§7.1).
+//! * [`tw_grpo`] — TW-GRPO's token weights, streamed over the vocabulary, its weighted loss
+//!   and its soft multi-choice and format rewards (§7.3).
 //! * [`entropy_mask`] — the top-entropy-quantile ("80/20") mask, with an exact
 //!   fixed-size merge across data-parallel ranks.
 //! * [`d3s`] — D³S: the exact max-variance subset, its schedule, sample selection and the
@@ -15,10 +19,12 @@
 //!
 //! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
 //! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
-//! typed [`crate::TmError`]s. The kernels are single-threaded and portable (they are selections,
-//! short recurrences and per-token selects that stream memory): [`crate::Exec`] is checked (an
-//! unsupported backend is an error) but its thread count is not used, so every `Exec` gives the
-//! same bits. Tags: \[code\] reproduces a named implementation, \[paper\] the
+//! typed [`crate::TmError`]s, the same bits for every backend and thread count. HAPO's
+//! adaptive temperature and TW-GRPO's weights stream over the vocabulary and use the
+//! [`crate::Exec`]'s threads (and AVX2 for TW-GRPO, bitwise equal to the portable loop); the
+//! other kernels are single-threaded and portable (selections, short recurrences and per-token
+//! selects that stream memory): there [`crate::Exec`] is checked (an unsupported backend is an
+//! error) but its thread count is not used. Tags: \[code\] reproduces a named implementation, \[paper\] the
 //! paper's equations, \[derived\] follows from them, \[library choice\] is tokenmath's decision
 //! where the sources are silent (each says what it chose).
 
@@ -27,11 +33,15 @@ mod radix;
 pub mod d3s;
 pub mod entropy_mask;
 pub mod grpo_n;
+pub mod hapo;
 pub mod logit_dynamics;
 pub mod nsr;
 pub mod nthr;
 pub mod rmt;
 pub mod thr;
+pub mod tw_grpo;
+#[cfg(target_arch = "x86_64")]
+mod tw_grpo_x86_avx2;
 
 pub use d3s::{
     d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,
@@ -50,3 +60,41 @@ pub use rmt::{
     rmt_tier_probs, rmt_token_budget, RmtCurriculum, TIER_EASY, TIER_HARD, TIER_MEDIUM, TIER_NONE,
 };
 pub use thr::{thr_reweight, thr_scores, NonDominant, ThrCfg, ThrMode};
+
+/// Runs `f(first_chunk, outputs)` over `threads` contiguous ranges of `chunk`-element units
+/// of `out` (`out.len()` a multiple of `chunk`); every unit is computed by the same code, so the
+/// result does not depend on `threads`.
+#[allow(unused_variables)]
+pub(crate) fn par_chunks<F>(threads: usize, chunk: usize, out: &mut [f32], f: &F)
+where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    let units = out.len().checked_div(chunk).unwrap_or(0);
+    #[cfg(feature = "std")]
+    if threads > 1 && units > 1 {
+        let parts = threads.min(units);
+        std::thread::scope(|scope| {
+            let mut rest = out;
+            let mut start = 0;
+            let mut first = None;
+            for k in 0..parts {
+                let end = units * (k + 1) / parts;
+                let (mine, tail) = rest.split_at_mut((end - start) * chunk);
+                rest = tail;
+                let s = start;
+                if k == 0 {
+                    first = Some((s, mine));
+                } else {
+                    scope.spawn(move || f(s, mine));
+                }
+                start = end;
+            }
+            // Part 0 runs on the calling thread, which would otherwise sit idle.
+            if let Some((s, mine)) = first {
+                f(s, mine);
+            }
+        });
+        return;
+    }
+    f(0, out);
+}

@@ -1203,6 +1203,244 @@ static void test_seed_rmt(void) {
   rl[1] = 0;
   EXPECT(note(tkm_ntp_masked_loss(NULL, vm, rl, lp, 1, 4, &loss, g4)), TKM_STATUS_NON_FINITE);
   CHECK(untouched(g4, 4) && loss == 2.0f);
+/* TW-GRPO: token weights from the logits forward's saved statistics, the loss, the rewards. */
+#define TW_G 2
+#define TW_T 3
+#define TW_ROWS (2 * TW_G * TW_T)
+static float tw_x[TW_ROWS * STRIDE];
+static void test_tw_grpo(void) {
+  uint8_t m[TW_ROWS];
+  for (int r = 0; r < TW_ROWS; r++) m[r] = (uint8_t)(r % 5 != 4);
+  for (int i = 0; i < TW_ROWS * STRIDE; i++) tw_x[i] = 4.0f * frand();
+  tw_x[STRIDE + 7] = -INFINITY; /* a masked-vocabulary column */
+  float lse[TW_ROWS], ent[TW_ROWS], mx[TW_ROWS], ls[TW_ROWS];
+  EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, NULL, m, 1.0f, NULL), lse, ent, NULL,
+                        mx, ls, NULL),
+         TKM_STATUS_OK);
+  tkm_tw_grpo_options o;
+  EXPECT(tkm_tw_grpo_options_init(&o), TKM_STATUS_OK);
+  CHECK(o.struct_size == sizeof o && o.group_size == 8 && o.alpha == 1.70f && o.clamp == 11.0f);
+  o.group_size = TW_G;
+  float w[TW_ROWS], w2[TW_ROWS];
+  size_t bad = 99;
+  poison(w, TW_ROWS);
+  EXPECT(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w, &bad),
+         TKM_STATUS_OK);
+  CHECK(bad == 0);
+  int hit_alpha = 0;
+  for (int r = 0; r < TW_ROWS; r++) {
+    if (!m[r]) {
+      CHECK(w[r] == 0.0f);
+      continue;
+    }
+    CHECK(w[r] >= 1.0f && w[r] <= 1.70f + 1e-6f);
+    hit_alpha |= fabsf(w[r] - 1.70f) < 1e-6f;
+  }
+  CHECK(hit_alpha);
+  /* Every backend and two threads: the same bits. */
+  tkm_exec_options e;
+  tkm_exec_options_init(&e);
+  e.threads = 2;
+  e.backend = TKM_BACKEND_PORTABLE;
+  EXPECT(tkm_tw_grpo_token_weights(&e, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL),
+         TKM_STATUS_OK);
+  CHECK(memcmp(w, w2, sizeof w) == 0);
+  e.backend = TKM_BACKEND_AVX2_FMA;
+  tkm_status s = tkm_tw_grpo_token_weights(&e, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL);
+  CHECK(s == TKM_STATUS_OK || s == TKM_STATUS_BACKEND_UNAVAILABLE);
+  if (s == TKM_STATUS_OK) CHECK(memcmp(w, w2, sizeof w) == 0);
+  /* bf16 logits (their own statistics). */
+  static uint16_t xb[TW_ROWS * VOCAB];
+  for (int r = 0; r < TW_ROWS; r++)
+    for (int v = 0; v < VOCAB; v++) xb[r * VOCAB + v] = f32_to_bf16_bits(tw_x[r * STRIDE + v] == -INFINITY ? 0.0f : tw_x[r * STRIDE + v]);
+  EXPECT(tkm_logits_fwd(NULL, FWD_IN(TKM_DTYPE_BF16, xb, TW_ROWS, VOCAB, VOCAB, NULL, m, 1.0f, NULL), lse, ent, NULL, mx,
+                        ls, NULL),
+         TKM_STATUS_OK);
+  EXPECT(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_BF16, xb, TW_ROWS, VOCAB, VOCAB, mx, ls, m, TW_T, &o, w2, NULL),
+         TKM_STATUS_OK);
+  for (int r = 0; r < TW_ROWS; r++) CHECK(m[r] ? (w2[r] >= 1.0f && w2[r] <= 1.70f + 1e-6f) : w2[r] == 0.0f);
+
+  /* Loss and gradient: sum(w * l * m) / sum(m). */
+  float l[TW_ROWS], g[TW_ROWS], L = POISON;
+  double want = 0.0;
+  int cnt = 0;
+  for (int r = 0; r < TW_ROWS; r++) {
+    l[r] = m[r] ? frand() : NAN;
+    if (m[r]) {
+      want += (double)w[r] * l[r];
+      cnt++;
+    }
+  }
+  EXPECT(tkm_tw_grpo_loss(NULL, m, l, w, TW_ROWS, &L, g), TKM_STATUS_OK);
+  CHECK(fabs(L - want / cnt) < 1e-6);
+  for (int r = 0; r < TW_ROWS; r++) CHECK(fabsf(g[r] - (m[r] ? w[r] / (float)cnt : 0.0f)) < 1e-7f);
+  EXPECT(tkm_tw_grpo_loss(NULL, m, l, w, TW_ROWS, &L, NULL), TKM_STATUS_OK);
+
+  /* Rewards. */
+  const char *sol = "<answer>A, C</answer>", *half = "<answer>A</answer>";
+  float r = POISON;
+  EXPECT(tkm_tw_grpo_soft_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 0, &r),
+         TKM_STATUS_OK);
+  CHECK(r == 0.5f);
+  EXPECT(tkm_tw_grpo_exact_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 0, &r),
+         TKM_STATUS_OK);
+  CHECK(r == 0.0f);
+  EXPECT(tkm_tw_grpo_exact_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 1, &r),
+         TKM_STATUS_OK);
+  CHECK(r == 1.0f);
+  const char *fmt = "<think>x</think>\n<answer>A</answer>!";
+  EXPECT(tkm_tw_grpo_format_reward((const uint8_t *)fmt, strlen(fmt), &r), TKM_STATUS_OK);
+  CHECK(r == 1.0f);
+  EXPECT(tkm_tw_grpo_format_reward((const uint8_t *)fmt, 10, &r), TKM_STATUS_OK);
+  CHECK(r == 0.0f);
+
+  /* Errors: nothing written. */
+  poison(w2, TW_ROWS);
+  r = POISON;
+  L = POISON;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, 9, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, VOCAB - 1, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_BAD_STRIDE);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, 0, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_EMPTY_VOCAB);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS - 1, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_LENGTH_MISMATCH);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, 0, &o, w2, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  o.group_size = 3;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  o.group_size = TW_G;
+  o.clamp = 0.0f;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  o.clamp = 11.0f;
+  o.struct_size = 3;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_BAD_STRUCT_SIZE);
+  o.struct_size = sizeof o;
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, NULL, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, NULL, NULL)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, TW_ROWS, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2,
+                                        (size_t *)((char *)&bad + 1))),
+         TKM_STATUS_MISALIGNED);
+  EXPECT(note(tkm_tw_grpo_token_weights(NULL, TKM_DTYPE_F32, tw_x, SIZE_MAX, VOCAB, STRIDE, mx, ls, m, TW_T, &o, w2, NULL)),
+         TKM_STATUS_SIZE_OVERFLOW);
+  CHECK(untouched(w2, TW_ROWS));
+  EXPECT(note(tkm_tw_grpo_loss(NULL, m, l, w, TW_ROWS, NULL, NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_loss(NULL, m, NULL, w, TW_ROWS, &L, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(L == POISON);
+  const uint8_t bad_utf8[2] = {0xC3, 0x28};
+  EXPECT(note(tkm_tw_grpo_format_reward(bad_utf8, 2, &r)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tw_grpo_soft_multichoice_reward(bad_utf8, 2, (const uint8_t *)sol, strlen(sol), 0, &r)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tw_grpo_soft_multichoice_reward((const uint8_t *)half, strlen(half), (const uint8_t *)sol, strlen(sol), 2, &r)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tw_grpo_exact_multichoice_reward(NULL, 3, (const uint8_t *)sol, strlen(sol), 0, &r)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_tw_grpo_format_reward((const uint8_t *)fmt, strlen(fmt), NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(r == POISON);
+  EXPECT(note(tkm_tw_grpo_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+}
+
+/* HAPO: the spec's worked example, then every entry point and its error statuses. */
+static void test_hapo(void) {
+  const float h[8] = {0.001f, 0.01f, 0.1f, 0.3f, 0.5f, 1.0f, 2.0f, 3.0f};
+  const uint8_t m8[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  float hh[8], hi8[8];
+  tkm_hapo_norm nrm;
+  EXPECT(tkm_hapo_entropy_norm(NULL, h, m8, 8, 0.8f, 1e-8f, TKM_HAPO_SIGN_CODE_COMPAT, hh, &nrm), TKM_STATUS_OK);
+  CHECK(fabsf(hh[0] - 1.0f) < 2e-6f && fabsf(hh[1] - 0.697064f) < 2e-6f && hh[6] == 0.0f && fabsf(hh[7] - 1.0f) < 2e-6f);
+  CHECK(fabsf(nrm.std - 3.552922f) < 1e-5f && nrm.scale_neg < 0.0f);
+  EXPECT(tkm_hapo_entropy_norm(NULL, h, NULL, 8, 0.8f, 1e-8f, TKM_HAPO_SIGN_INTENDED, hi8, NULL), TKM_STATUS_OK);
+  CHECK(fabsf(hi8[0] + 1.0f) < 2e-6f && fabsf(hi8[7] - 1.0f) < 2e-6f);
+
+  /* Adaptive temperature: base temperature without statistics; within [base, 1.05 base]. */
+  float bt[ROWS], tmp[ROWS];
+  size_t nf = 99;
+  for (int r = 0; r < ROWS; r++) bt[r] = 1.0f;
+  EXPECT(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bt, NULL, 0.05f,
+                                       TKM_HAPO_SIGN_CODE_COMPAT, tmp, &nf),
+         TKM_STATUS_OK);
+  CHECK(nf == 0 && memcmp(tmp, bt, sizeof tmp) == 0);
+  EXPECT(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bt, &nrm, 0.05f,
+                                       TKM_HAPO_SIGN_CODE_COMPAT, tmp, NULL),
+         TKM_STATUS_OK);
+  for (int r = 0; r < ROWS; r++) CHECK(tmp[r] >= 1.0f && tmp[r] <= 1.05f + 1e-6f);
+
+  /* Token-level group advantage: a mixed group of two full rows gives +-1. */
+  tkm_hapo_adv_options ao;
+  EXPECT(tkm_hapo_adv_options_init(&ao), TKM_STATUS_OK);
+  CHECK(ao.struct_size == sizeof ao && ao.norm_by_std == 1 && ao.pad_in_check == 1 && ao.mask_output == 0 &&
+        ao.fallback_abs == 5.0f && ao.eps == 1e-6f);
+  const float tr[4] = {0.0f, 1.0f, 0.0f, 0.0f};
+  const uint8_t tm[4] = {1, 1, 1, 1};
+  const uint32_t grp[2] = {7, 7};
+  float adv[4];
+  EXPECT(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, 2, 2, &ao, adv), TKM_STATUS_OK);
+  CHECK(fabsf(adv[0] - 1.0f) < 1e-5f && fabsf(adv[3] + 1.0f) < 1e-5f);
+
+  /* Clip, redistribution, loss. */
+  float lo[8], up[8], a2[8], ratio[8], lp[8], old[8], ad[8], l[8], g[8];
+  EXPECT(tkm_hapo_adaptive_clip(NULL, hh, 8, 0.2f, 0.2f, 1.0f, lo, up), TKM_STATUS_OK);
+  CHECK(lo[0] == 0.2f && fabsf(up[0] - 0.4f) < 1e-6f && up[6] == 0.2f);
+  for (int i = 0; i < 8; i++) {
+    ratio[i] = 1.0f;
+    ad[i] = (i % 2) ? 1.0f : -1.0f;
+    lp[i] = -1.0f;
+    old[i] = -1.0f + 0.3f * frand();
+  }
+  EXPECT(tkm_hapo_redistribute(NULL, ad, hh, ratio, lo, up, 8, 1.0f, a2), TKM_STATUS_OK);
+  CHECK(memcmp(a2, ad, sizeof a2) == 0); /* CodeCompat, r = 1: A' = A */
+  tkm_hapo_stats hs;
+  EXPECT(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 10.0f, l, g, &hs), TKM_STATUS_OK);
+  CHECK(hs.valid == 8);
+  for (int i = 0; i < 8; i++) {
+    double r = exp((double)lp[i] - old[i]);
+    CHECK(g[i] == 0.0f || fabs(g[i] + a2[i] * r) < 1e-5);
+  }
+  EXPECT(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 0.0f, l, g, NULL), TKM_STATUS_OK);
+
+  /* Errors: nothing written. */
+  poison(hh, 8);
+  poison(tmp, ROWS);
+  poison(adv, 4);
+  poison(l, 8);
+  EXPECT(note(tkm_hapo_entropy_norm(NULL, h, NULL, 8, 0.8f, 1e-8f, 7, hh, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_entropy_norm(NULL, h, NULL, 8, 1.5f, 1e-8f, 0, hh, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_entropy_norm(NULL, NULL, NULL, 8, 0.8f, 1e-8f, 0, hh, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(hh, 8));
+  bt[2] = 0.0f;
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_INVALID_TEMPERATURE);
+  bt[2] = 1.0f;
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, 5, x, ROWS, VOCAB, STRIDE, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, 0, STRIDE, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_EMPTY_VOCAB);
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, 10, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_BAD_STRIDE);
+  const float neg_inf_rows[4] = {-INFINITY, -INFINITY, 0.0f, 1.0f};
+  EXPECT(note(tkm_hapo_adaptive_temperature(NULL, TKM_DTYPE_F32, neg_inf_rows, 2, 2, 2, bt, &nrm, 0.05f, 0, tmp, NULL)),
+         TKM_STATUS_NO_FINITE_LOGIT);
+  CHECK(untouched(tmp, ROWS));
+  const float bad_r[4] = {0.0f, NAN, 0.0f, 0.0f};
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, bad_r, tm, grp, 2, 2, &ao, adv)), TKM_STATUS_NON_FINITE);
+  ao.mask_output = 2;
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, 2, 2, &ao, adv)), TKM_STATUS_INVALID_ARGUMENT);
+  ao.mask_output = 0;
+  ao.struct_size = 5;
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, 2, 2, &ao, adv)), TKM_STATUS_BAD_STRUCT_SIZE);
+  EXPECT(note(tkm_hapo_token_group_advantage(NULL, tr, tm, grp, SIZE_MAX, 2, NULL, adv)), TKM_STATUS_SIZE_OVERFLOW);
+  CHECK(untouched(adv, 4));
+  EXPECT(note(tkm_hapo_adaptive_clip(NULL, h, 8, -0.2f, 0.2f, 1.0f, lo, up)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_redistribute(NULL, ad, h, ratio, lo, up, 8, NAN, a2)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 1.0f, l, g, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, NULL, up, 2, 4, 10.0f, l, g, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(l, 8));
 }
 
 int main(void) {
@@ -1221,6 +1459,8 @@ int main(void) {
   test_seed_selection();
   test_seed_hidden_reward();
   test_seed_rmt();
+  test_tw_grpo();
+  test_hapo();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {

@@ -3,7 +3,7 @@
 //! same run (round-robin repetitions, so interference spreads over all measurements).
 //!
 //! ```text
-//! cargo run --release -p tokenmath-core --example seed_timing -- [ROWS COLS REPS]   (default 1024 4096 11)
+//! cargo run --release -p tokenmath-core --example seed_token_timing -- [ROWS COLS REPS]   (default 1024 4096 11)
 //! ```
 //!
 //! The batch is the policy benchmark's shape: response lengths uniform in `[0.8·T, T]` (a

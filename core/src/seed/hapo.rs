@@ -1,0 +1,590 @@
+//! HAPO: heterogeneous adaptive policy optimisation (spec `policy.md` §7.1).
+//!
+//! Source: HAPO (arXiv 2509.16591); official code `starriver030515/HAPO` (a verl fork).
+//! Everything here is \[code\] unless tagged otherwise. Four components share an entropy
+//! normaliser; the order in a training step is `ĥ` (no grad, current micro-batch) → `ε(t)` → `A'`
+//! → loss.
+//!
+//! # Entropy normaliser ([`hapo_entropy_norm`], `compute_entropy_h`)
+//!
+//! ```text
+//! ℓ       = log(max(H, eps))                                   every position; eps = 1e-8
+//! m       = quantile_nearest({ℓ : mask}, q)                    pivot (NaN → 0)
+//! h       = (ℓ − m) / σ,   σ = sqrt(max(Σ_mask (ℓ − m)² / max(Σ mask, 1), eps))   RMS about the PIVOT
+//! pos_max = max(max{h : mask ∧ h > 0} (0 if none), eps);  neg_min = min(min{h : mask ∧ h < 0} (0 if none), −eps)
+//! ĥ       = h > 0 ? h/pos_max : h·scale_neg                    every position
+//! scale_neg = 1/neg_min (< 0)    CodeCompat: the released code, ĥ ∈ [0, 1] on valid tokens
+//!           = 1/|neg_min|        Intended: the paper's reading, ĥ ∈ [−1, 0) below the pivot
+//! ```
+//! `quantile_nearest` is `torch_quantile(…, interpolation="nearest")`: `idx = round(q·(n − 1))`
+//! with Python's `round` (half to even) on the `f64` product, `m` = the `(idx+1)`-th smallest. A
+//! NaN among the valid `ℓ` makes the quantile NaN, hence `m = 0`. Without a mask, `mask = H > 0`.
+//! Empty mask: the reference raises; the library returns `ĥ = 0` everywhere and the statistics
+//! `(0, 1, 1, ∓1)` (the sign of `scale_neg` per mode) \[library choice\]. Computed in `f64`,
+//! rounded once \[library choice\] (the reference is `f32` torch).
+//!
+//! [`HapoSign`]: `CodeCompat` is the default \[library choice: published results were produced by
+//! that code\]; with it the `ĥ ≤ 0` branches below act only at the pivot (no-ops) and temperatures
+//! only ever increase.
+//!
+//! # Adaptive temperature ([`hapo_adaptive_temperature`], vLLM `compute_entropy_based_temperature`)
+//!
+//! Per decoding step and sequence, from the logits `z` before temperature:
+//! ```text
+//! H    = −Σ softmax(z)·log_softmax(z)        (the logits forward's entropy, temperature 1)
+//! h    = (log(max(H, 1e-6)) − m)/(σ + 1e-6)  statistics from the previous training step
+//! ĥ    = clamp(h > 0 ? h·scale_pos : h·scale_neg, −1, 1)     scale_neg's sign per HapoSign
+//! temp = temp_base·(1 + τ·ĥ)                τ = temperature_tau = 0.05
+//! ```
+//! No statistics yet (`None`, step 1) → `temp = temp_base`. A row with a NaN/`+inf` logit gets
+//! `temp_base` \[library choice: sampling falls back to the base temperature\] and is counted.
+//!
+//! # Token-level group-average advantage ([`hapo_token_group_advantage`], `compute_hapo_outcome_advantage`)
+//! ```text
+//! R_i = Σ_t token_reward[i,t];  L_i = Σ_t mask[i,t]
+//! μ_g = Σ_{i∈g} L_i R_i / Σ L_i;   σ_g = sqrt(Σ L_i (R_i − μ_g)² / Σ L_i)     (population, over tokens)
+//! N[i,t] = (R_i·mask[i,t] − μ_g)/(σ_g + eps)    every t (padding included); without norm_by_std: R_i·mask − μ_g
+//! if any |N[i,t]| ≥ fallback_abs over the group (padding included if pad_in_check):
+//!      A[i,t] = A^GRPO_i·mask[i,t]     (verl loop GRPO: unbiased std, /(σ + eps), singleton μ = 0, σ = 1)
+//! else A[i,t] = N[i,t]                 (× mask if mask_output)
+//! ```
+//! Groups are arbitrary `u32` labels, members in ascending row order; statistics in `f64`. A
+//! group whose rows are all empty gives 0 (the reference: NaN) \[library choice\]; a non-finite
+//! reward is [`TmError::NonFinite`] \[library choice, as `crate::advantages`\].
+//!
+//! # Asymmetric adaptive clip ([`hapo_adaptive_clip`], `ada_clip`)
+//! ```text
+//! ε_low(t)  = ĥ ≤ 0 ? ε_low·(1 − α·ĥ) : ε_low;     ε_high(t) = ĥ > 0 ? ε_high·(1 + α·ĥ) : ε_high
+//! ```
+//!
+//! # Differential advantage redistribution ([`hapo_redistribute`], `ada_advantage`)
+//! ```text
+//! A_ent   = A·(1 + β·ĥ)
+//! neutral = r > 1 − ε_low(t)/2  ∧  r < 1 + ε_high(t)/2          r = exp(logp − old_logp), no clamp
+//! A'      = ĥ > 0 ? (neutral ? A : A_ent) : (neutral ? A_ent : A)
+//! ```
+//! Both are `f32` elementwise formulas in the reference's operation order; a NaN `ĥ` takes the
+//! `else` branches (as `torch.where`).
+//!
+//! # HAPO loss ([`hapo_loss`], the fork's `compute_policy_loss`)
+//! Dual-clip PPO (`crate::policy_loss::ppo_clip_loss`'s formulas) with per-token `ε_low(t)`,
+//! `ε_high(t)`, advantages `A'`, `c = 10` and **no** log-ratio clamp:
+//! ```text
+//! r = exp(Δ);  l1 = −A r;  l2 = −A clamp(r, 1 − ε_low(t), 1 + ε_high(t));  lc = max(l1, l2)
+//! ℓ = A < 0 ? min(lc, −A c) : lc;      ∂ℓ/∂logp = −A r κ,
+//! κ = A > 0 ? 1[r ≤ 1 + ε_high(t)] : 1[r ≥ 1 − ε_low(t)]·1[r ≤ c]     (A = 0: ℓ = 0, gradient 0)
+//! ```
+//! Aggregation: `token-mean` (`crate::policy_loss::agg_loss`).
+//!
+//! Defaults \[code\] (recipes, `ppo_trainer.yaml`): `entropy_pivot = 0.8`, `temperature_tau =
+//! 0.05`, `clip_alpha = 1.0`, `adv_beta = 1.0`, `clip_ratio_low = clip_ratio_high = 0.2`,
+//! `clip_ratio_c = 10.0`, `loss_agg_mode = token-mean`.
+
+use crate::elem::LogitElem;
+use crate::error::{check_len, TmError};
+use crate::exp::exp_full;
+use crate::logits::row_tuple;
+use crate::mat::Mat;
+use crate::platform::Exec;
+use crate::policy_loss::{LossOut, PolicyInputs};
+
+/// Which sign `ĥ` takes below the entropy pivot (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HapoSign {
+    /// The released code: `scale_neg = 1/neg_min < 0`, so `ĥ ≥ 0` on both sides (default).
+    #[default]
+    CodeCompat,
+    /// The paper's description: `ĥ ∈ [−1, 0)` for tokens below the pivot.
+    Intended,
+}
+
+/// The normaliser's statistics (for the next step's adaptive temperature).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HapoNorm {
+    /// The pivot `m` (log-entropy quantile).
+    pub pivot: f32,
+    /// `σ`, the RMS deviation of the log-entropies from the pivot.
+    pub std: f32,
+    /// `1/pos_max`.
+    pub scale_pos: f32,
+    /// `1/neg_min` (`CodeCompat`, negative) or `1/|neg_min|` (`Intended`).
+    pub scale_neg: f32,
+}
+
+/// Hyper-parameters of [`hapo_entropy_norm`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HapoNormCfg {
+    /// Pivot quantile `q ∈ [0, 1]` (`entropy_pivot`, default 0.8).
+    pub pivot_q: f32,
+    /// `eps` (default `1e-8`; finite, `> 0`).
+    pub eps: f32,
+    /// Sign mode (default `CodeCompat`).
+    pub sign: HapoSign,
+}
+
+impl Default for HapoNormCfg {
+    fn default() -> Self {
+        HapoNormCfg { pivot_q: 0.8, eps: 1e-8, sign: HapoSign::CodeCompat }
+    }
+}
+
+fn sq(x: f64) -> f64 {
+    x * x
+}
+
+fn check_backend(exec: Exec) -> Result<(), TmError> {
+    if exec.backend.is_supported() {
+        Ok(())
+    } else {
+        Err(TmError::BackendUnavailable)
+    }
+}
+
+/// Scratch elements [`hapo_entropy_norm`] needs for `n` entropies.
+pub fn hapo_entropy_norm_scratch_len(n: usize) -> usize {
+    n
+}
+
+/// `log(max(H, eps))` with `torch.clamp`'s NaN propagation.
+fn log_clamped(h: f32, eps: f64) -> f64 {
+    let h = h as f64;
+    if h.is_nan() {
+        h
+    } else {
+        libm::log(h.max(eps))
+    }
+}
+
+/// The entropy normaliser (module docs): `ĥ` at every position into `h_hat`, and the statistics.
+///
+/// `mask`: `None` = `H > 0`. `scratch`: at least [`hapo_entropy_norm_scratch_len`]`(n)` elements
+/// (for the quantile's selection). Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`]
+/// (`q ∉ [0, 1]`, `eps` not finite and `> 0`), [`TmError::BackendUnavailable`].
+pub fn hapo_entropy_norm(
+    exec: Exec,
+    entropy: &[f32],
+    mask: Option<&[u8]>,
+    cfg: &HapoNormCfg,
+    scratch: &mut [f64],
+    h_hat: &mut [f32],
+) -> Result<HapoNorm, TmError> {
+    check_backend(exec)?;
+    let n = entropy.len();
+    if let Some(m) = mask {
+        check_len("mask", n, m.len())?;
+    }
+    check_len("h_hat", n, h_hat.len())?;
+    if scratch.len() < n {
+        return Err(TmError::LengthMismatch { what: "scratch", expected: n, got: scratch.len() });
+    }
+    if !(0.0..=1.0).contains(&cfg.pivot_q) {
+        return Err(TmError::InvalidArgument("HAPO pivot quantile must be in [0, 1]"));
+    }
+    if !(cfg.eps.is_finite() && cfg.eps > 0.0) {
+        return Err(TmError::InvalidArgument("HAPO eps must be finite and > 0"));
+    }
+    let eps = cfg.eps as f64;
+    let valid = |i: usize| mask.map_or(entropy[i] > 0.0, |m| m[i] != 0);
+    let mut count = 0usize;
+    let mut any_nan = false;
+    for (i, &e) in entropy.iter().enumerate() {
+        if valid(i) {
+            let l = log_clamped(e, eps);
+            any_nan |= l.is_nan();
+            scratch[count] = l;
+            count += 1;
+        }
+    }
+    let neg_sign = match cfg.sign {
+        HapoSign::CodeCompat => -1.0,
+        HapoSign::Intended => 1.0,
+    };
+    if count == 0 {
+        h_hat.fill(0.0);
+        return Ok(HapoNorm { pivot: 0.0, std: 1.0, scale_pos: 1.0, scale_neg: neg_sign as f32 });
+    }
+    let m = if any_nan {
+        0.0
+    } else {
+        let idx = libm::rint(cfg.pivot_q as f64 * (count - 1) as f64) as usize;
+        let sel = &mut scratch[..count];
+        *sel.select_nth_unstable_by(idx, f64::total_cmp).1
+    };
+    let mut ss = 0.0f64;
+    for (i, &e) in entropy.iter().enumerate() {
+        if valid(i) {
+            let h = log_clamped(e, eps) - m;
+            ss += h * h;
+        }
+    }
+    let s = ss / count as f64;
+    // torch.clamp(min = eps) keeps NaN.
+    let sigma = libm::sqrt(if s.is_nan() { s } else { s.max(eps) });
+    let (mut pmax, mut nmin) = (0.0f64, 0.0f64);
+    for (i, &e) in entropy.iter().enumerate() {
+        if valid(i) {
+            let h = (log_clamped(e, eps) - m) / sigma;
+            if h > 0.0 && h > pmax {
+                pmax = h;
+            }
+            if h < 0.0 && h < nmin {
+                nmin = h;
+            }
+        }
+    }
+    let scale_pos = 1.0 / pmax.max(eps);
+    let scale_neg = neg_sign / nmin.min(-eps).abs();
+    for (&e, out) in entropy.iter().zip(h_hat.iter_mut()) {
+        let h = (log_clamped(e, eps) - m) / sigma;
+        *out = (if h > 0.0 { h * scale_pos } else { h * scale_neg }) as f32;
+    }
+    Ok(HapoNorm { pivot: m as f32, std: sigma as f32, scale_pos: scale_pos as f32, scale_neg: scale_neg as f32 })
+}
+
+/// `scale_neg` with the sign of `sign`, whatever mode computed the statistics.
+fn signed_scale_neg(norm: &HapoNorm, sign: HapoSign) -> f64 {
+    let a = (norm.scale_neg as f64).abs();
+    match sign {
+        HapoSign::CodeCompat => -a,
+        HapoSign::Intended => a,
+    }
+}
+
+/// Adaptive sampling temperatures, one per row of `step_logits` (`[rows, V]`, any stride,
+/// `f32`/`bf16`/`f16`, before temperature), into `out_temp`; returns the number of rows with a
+/// NaN/`+inf` logit (given `base_temp`). `norm = None` (no statistics yet): `out_temp = base_temp`.
+///
+/// Errors: [`TmError::LengthMismatch`], [`TmError::EmptyVocab`], [`TmError::InvalidTemperature`]
+/// (a base temperature not finite and `> 0`), [`TmError::InvalidArgument`] (`tau` not finite),
+/// [`TmError::NoFiniteLogit`] (a row of all `−inf`; found during the pass: the outputs are then
+/// unspecified), [`TmError::BackendUnavailable`].
+pub fn hapo_adaptive_temperature<T: LogitElem>(
+    exec: Exec,
+    step_logits: Mat<'_, T>,
+    base_temp: &[f32],
+    norm: Option<&HapoNorm>,
+    tau: f32,
+    sign: HapoSign,
+    out_temp: &mut [f32],
+) -> Result<usize, TmError> {
+    check_backend(exec)?;
+    let rows = step_logits.rows();
+    if step_logits.cols() == 0 {
+        return Err(TmError::EmptyVocab);
+    }
+    check_len("base_temp", rows, base_temp.len())?;
+    check_len("out_temp", rows, out_temp.len())?;
+    if let Some(row) = base_temp.iter().position(|&t| !(t.is_finite() && t > 0.0)) {
+        return Err(TmError::InvalidTemperature { row: Some(row), value: base_temp[row] });
+    }
+    if !tau.is_finite() {
+        return Err(TmError::InvalidArgument("HAPO temperature_tau must be finite"));
+    }
+    let Some(norm) = norm else {
+        out_temp.copy_from_slice(base_temp);
+        return Ok(0);
+    };
+    let (m, s) = (norm.pivot as f64, norm.std as f64 + 1e-6);
+    let (sp, sn) = (norm.scale_pos as f64, signed_scale_neg(norm, sign));
+    let mut nonfinite = 0;
+    for r in 0..rows {
+        let st = row_tuple(exec.backend, step_logits.row(r), 1.0);
+        let f = st.finalize(false).map_err(|_| TmError::NoFiniteLogit { row: r })?;
+        if st.is_nonfinite() {
+            nonfinite += 1;
+            out_temp[r] = base_temp[r];
+            continue;
+        }
+        let h = (libm::log((f.entropy as f64).max(1e-6)) - m) / s;
+        let hh = (if h > 0.0 { h * sp } else { h * sn }).clamp(-1.0, 1.0);
+        out_temp[r] = (base_temp[r] as f64 * (1.0 + tau as f64 * hh)) as f32;
+    }
+    Ok(nonfinite)
+}
+
+/// Hyper-parameters of [`hapo_token_group_advantage`] (defaults: the reference's behaviour).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HapoAdvCfg {
+    /// Divide by `σ_g + eps` (`norm_adv_by_std_in_grpo`, default true).
+    pub norm_by_std: bool,
+    /// The fallback check scans padding too (default true = reference).
+    pub pad_in_check: bool,
+    /// Multiply the output by the mask (default false = reference: padding carries `−μ/(σ+eps)`).
+    pub mask_output: bool,
+    /// Fallback threshold on `|N|` (default 5; finite, `> 0`).
+    pub fallback_abs: f32,
+    /// `eps` of both normalisations (default `1e-6`; finite, `≥ 0`).
+    pub eps: f32,
+}
+
+impl Default for HapoAdvCfg {
+    fn default() -> Self {
+        HapoAdvCfg { norm_by_std: true, pad_in_check: true, mask_output: false, fallback_abs: 5.0, eps: 1e-6 }
+    }
+}
+
+/// HAPO's token-level group-average advantage `[B·T]` (module docs). `group[b]`: the group label
+/// of response `b` (`B = mask.len()/t`).
+///
+/// Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`] (`t = 0`, bad config),
+/// [`TmError::NonFinite`] (a reward), [`TmError::BackendUnavailable`].
+pub fn hapo_token_group_advantage(
+    exec: Exec,
+    token_rewards: &[f32],
+    mask: &[u8],
+    t: usize,
+    group: &[u32],
+    cfg: &HapoAdvCfg,
+    adv: &mut [f32],
+) -> Result<(), TmError> {
+    check_backend(exec)?;
+    if t == 0 {
+        return Err(TmError::InvalidArgument("HAPO advantage needs a row length T > 0"));
+    }
+    let n = mask.len();
+    if !n.is_multiple_of(t) {
+        return Err(TmError::LengthMismatch { what: "mask", expected: n / t * t + t, got: n });
+    }
+    let b = n / t;
+    check_len("token_rewards", n, token_rewards.len())?;
+    check_len("group", b, group.len())?;
+    check_len("adv", n, adv.len())?;
+    if !(cfg.fallback_abs.is_finite() && cfg.fallback_abs > 0.0) {
+        return Err(TmError::InvalidArgument("HAPO fallback_abs must be finite and > 0"));
+    }
+    if !(cfg.eps.is_finite() && cfg.eps >= 0.0) {
+        return Err(TmError::InvalidArgument("HAPO eps must be finite and >= 0"));
+    }
+    if let Some(i) = token_rewards.iter().position(|r| !r.is_finite()) {
+        return Err(TmError::NonFinite { what: "token_rewards", index: i });
+    }
+    let reward = |i: usize| token_rewards[i * t..(i + 1) * t].iter().map(|&x| x as f64).sum::<f64>();
+    let len = |i: usize| mask[i * t..(i + 1) * t].iter().filter(|&&m| m != 0).count() as f64;
+    let eps = cfg.eps as f64;
+    for lead in 0..b {
+        let id = group[lead];
+        if group[..lead].contains(&id) {
+            continue; // handled with its group's first row
+        }
+        let members = || (lead..b).filter(move |&i| group[i] == id);
+        let (mut wsum, mut wr, mut cnt, mut rsum) = (0.0f64, 0.0f64, 0usize, 0.0f64);
+        for i in members() {
+            let (r, l) = (reward(i), len(i));
+            wsum += l;
+            wr += l * r;
+            cnt += 1;
+            rsum += r;
+        }
+        if wsum == 0.0 {
+            for i in members() {
+                adv[i * t..(i + 1) * t].fill(0.0);
+            }
+            continue;
+        }
+        let mu = wr / wsum;
+        let var = members().map(|i| len(i) * sq(reward(i) - mu)).sum::<f64>() / wsum;
+        let den = if cfg.norm_by_std { libm::sqrt(var) + eps } else { 1.0 };
+        let fallback = members().any(|i| {
+            let r = reward(i);
+            (0..t).any(|k| {
+                let counted = cfg.pad_in_check || mask[i * t + k] != 0;
+                let rm = if mask[i * t + k] != 0 { r } else { 0.0 };
+                counted && ((rm - mu) / den).abs() >= cfg.fallback_abs as f64
+            })
+        });
+        if fallback {
+            // verl loop GRPO: unbiased std, singleton μ = 0, σ = 1.
+            let (gm, gs) = if cnt == 1 {
+                (0.0, 1.0)
+            } else {
+                let gm = rsum / cnt as f64;
+                let v = members().map(|i| sq(reward(i) - gm)).sum::<f64>() / (cnt - 1) as f64;
+                (gm, libm::sqrt(v))
+            };
+            for i in members() {
+                let r = reward(i);
+                let a = if cfg.norm_by_std { (r - gm) / (gs + eps) } else { r - gm };
+                for k in 0..t {
+                    adv[i * t + k] = if mask[i * t + k] != 0 { a as f32 } else { 0.0 };
+                }
+            }
+        } else {
+            for i in members() {
+                let r = reward(i);
+                for k in 0..t {
+                    let valid = mask[i * t + k] != 0;
+                    let v = ((if valid { r } else { 0.0 }) - mu) / den;
+                    adv[i * t + k] = if cfg.mask_output && !valid { 0.0 } else { v as f32 };
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// HAPO's asymmetric adaptive clip widths `ε_low(t)`, `ε_high(t)` from `ĥ` (module docs).
+///
+/// Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`] (`eps_*` not finite and
+/// `≥ 0`, `alpha` not finite), [`TmError::BackendUnavailable`].
+pub fn hapo_adaptive_clip(
+    exec: Exec,
+    h_hat: &[f32],
+    eps_low: f32,
+    eps_high: f32,
+    alpha: f32,
+    lo: &mut [f32],
+    hi: &mut [f32],
+) -> Result<(), TmError> {
+    check_backend(exec)?;
+    check_len("eps_low_out", h_hat.len(), lo.len())?;
+    check_len("eps_high_out", h_hat.len(), hi.len())?;
+    let ok = |e: f32| e.is_finite() && e >= 0.0;
+    if !ok(eps_low) || !ok(eps_high) || !alpha.is_finite() {
+        return Err(TmError::InvalidArgument("HAPO clip widths must be finite and >= 0, alpha finite"));
+    }
+    for ((&h, l), u) in h_hat.iter().zip(lo.iter_mut()).zip(hi.iter_mut()) {
+        *l = if h <= 0.0 { eps_low * (1.0 - alpha * h) } else { eps_low };
+        *u = if h > 0.0 { eps_high * (1.0 + alpha * h) } else { eps_high };
+    }
+    Ok(())
+}
+
+/// HAPO's differential advantage redistribution `A'` (module docs); `ratio` is the current
+/// `exp(logp − old_logp)`, `lo`/`hi` the (adapted or scalar-filled) clip widths.
+///
+/// Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`] (`beta` not finite),
+/// [`TmError::BackendUnavailable`].
+#[allow(clippy::too_many_arguments)]
+pub fn hapo_redistribute(
+    exec: Exec,
+    adv: &[f32],
+    h_hat: &[f32],
+    ratio: &[f32],
+    lo: &[f32],
+    hi: &[f32],
+    beta: f32,
+    out: &mut [f32],
+) -> Result<(), TmError> {
+    check_backend(exec)?;
+    let n = adv.len();
+    check_len("h_hat", n, h_hat.len())?;
+    check_len("ratio", n, ratio.len())?;
+    check_len("eps_low", n, lo.len())?;
+    check_len("eps_high", n, hi.len())?;
+    check_len("out", n, out.len())?;
+    if !beta.is_finite() {
+        return Err(TmError::InvalidArgument("HAPO adv_beta must be finite"));
+    }
+    for i in 0..n {
+        let (a, h, r) = (adv[i], h_hat[i], ratio[i]);
+        let a_ent = a * (1.0 + beta * h);
+        let neutral = r > 1.0 - lo[i] / 2.0 && r < 1.0 + hi[i] / 2.0;
+        out[i] = if h > 0.0 {
+            if neutral {
+                a
+            } else {
+                a_ent
+            }
+        } else if neutral {
+            a_ent
+        } else {
+            a
+        };
+    }
+    Ok(())
+}
+
+/// Counts of [`hapo_loss`] over valid tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HapoStats {
+    /// Valid tokens.
+    pub valid: u64,
+    /// Tokens where the ratio clip is active (`l2 > l1`).
+    pub clipped: u64,
+    /// Negative-advantage tokens bounded by the dual clip (`lc > −A·c`).
+    pub dual_clipped: u64,
+    /// `Σ −Δ` over valid tokens (verl's `ppo_kl` numerator).
+    pub neg_log_ratio_sum: f64,
+}
+
+/// The HAPO loss and its gradient w.r.t. `logp` (module docs), with per-token clip widths
+/// `eps_low`, `eps_high` (`B·T` each, finite and `≥ 0` at valid positions) and the dual clip `c`
+/// (`None` = off; HAPO's default `Some(10.0)`). Masked positions get 0.
+///
+/// Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`], [`TmError::BackendUnavailable`].
+pub fn hapo_loss(
+    exec: Exec,
+    inp: &PolicyInputs<'_>,
+    eps_low: &[f32],
+    eps_high: &[f32],
+    dual_clip_c: Option<f32>,
+    out: LossOut<'_>,
+) -> Result<HapoStats, TmError> {
+    check_backend(exec)?;
+    let n = inp.shape.numel()?;
+    for (what, len) in [
+        ("logp", inp.logp.len()),
+        ("old_logp", inp.old_logp.len()),
+        ("adv", inp.adv.len()),
+        ("mask", inp.mask.len()),
+        ("eps_low", eps_low.len()),
+        ("eps_high", eps_high.len()),
+        ("loss", out.loss.len()),
+        ("dloss_dlogp", out.dloss_dlogp.len()),
+    ] {
+        check_len(what, n, len)?;
+    }
+    if let Some(w) = inp.is_weights {
+        check_len("is_weights", n, w.len())?;
+    }
+    if let Some(c) = dual_clip_c {
+        if !(c.is_finite() && c > 1.0) {
+            return Err(TmError::InvalidArgument("dual_clip_c must be finite and > 1"));
+        }
+    }
+    let ok = |e: f32| e.is_finite() && e >= 0.0;
+    if (0..n).any(|i| inp.mask[i] != 0 && !(ok(eps_low[i]) && ok(eps_high[i]))) {
+        return Err(TmError::InvalidArgument("HAPO per-token clip widths must be finite and >= 0"));
+    }
+    let mut st = HapoStats::default();
+    for i in 0..n {
+        if inp.mask[i] == 0 {
+            out.loss[i] = 0.0;
+            out.dloss_dlogp[i] = 0.0;
+            continue;
+        }
+        let (a, dt) = (inp.adv[i], inp.logp[i] - inp.old_logp[i]);
+        let r = exp_full(dt);
+        let (rlo, rhi) = (1.0 - eps_low[i], 1.0 + eps_high[i]);
+        let l1 = -a * r;
+        let l2 = -a * r.clamp(rlo, rhi);
+        let lc = if l2 > l1 { l2 } else { l1 };
+        let (mut l, mut kappa) = if a > 0.0 { (lc, r <= rhi) } else { (lc, r >= rlo) };
+        if a < 0.0 {
+            if let Some(c) = dual_clip_c {
+                let l3 = -a * c;
+                if lc > l3 {
+                    st.dual_clipped += 1;
+                }
+                l = if l3 < lc { l3 } else { lc };
+                kappa &= r <= c;
+            }
+        }
+        let mut g = if kappa { -a * r } else { 0.0 };
+        if a == 0.0 {
+            l = 0.0;
+            g = 0.0;
+        }
+        if a.is_nan() || dt.is_nan() {
+            l = f32::NAN;
+            g = f32::NAN;
+        }
+        let w = inp.is_weights.map_or(1.0, |w| w[i]);
+        out.loss[i] = l * w;
+        out.dloss_dlogp[i] = g * w;
+        st.valid += 1;
+        st.clipped += (l2 > l1) as u64;
+        st.neg_log_ratio_sum -= dt as f64;
+    }
+    Ok(st)
+}
