@@ -10,10 +10,9 @@
 //!   REINFORCE++, GAE, returns-to-go, whitening) and DAPO's reward extras.
 //! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
-//! * [`seed`] — the seed papers' token-level methods (top-entropy mask, D³S, NSR/PSR/
-//!   W-REINFORCE, GRPO-N, the expected logit update).
+//! * [`seed`] — the seed papers' token-level methods (top-entropy mask, HAPO, D³S, TW-GRPO,
+//!   NTHR/THR, NSR/PSR/W-REINFORCE, GRPO-N, the expected logit update, RMT).
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
-//! * [`seed`] — the token-level methods of the seed papers (TW-GRPO, …).
 //!
 //! # The shape of a kernel family
 //!
