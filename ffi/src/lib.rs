@@ -14,6 +14,7 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod advantages;
+pub mod cuda;
 pub mod dlpack;
 pub mod exec;
 pub mod fingerprint;
@@ -23,6 +24,7 @@ pub mod status;
 mod util;
 
 pub use advantages::*;
+pub use cuda::*;
 pub use dlpack::*;
 pub use exec::*;
 pub use fingerprint::*;
