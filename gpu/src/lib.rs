@@ -36,6 +36,8 @@ compile_error!("tokenmath-gpu needs at least one runtime: enable the feature `wg
 
 #[cfg(all(feature = "cuda", feature = "wgpu"))]
 pub mod codegen;
+#[cfg(feature = "cuda")]
+pub mod cuda_launch;
 mod device;
 mod error;
 mod kernels;
