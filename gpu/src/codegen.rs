@@ -53,6 +53,10 @@ pub struct KernelAbi {
     pub info_bytes: usize,
     /// Threads per cube the kernel was compiled for (`__launch_bounds__`).
     pub cube_threads: u32,
+    /// Bytes of dynamic shared memory the kernel's shared arrays are laid out in: the
+    /// launch's `sharedMemBytes` (cubecl also raises the function's
+    /// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` to it).
+    pub shared_bytes: usize,
 }
 
 /// The compilation options of cubecl's CUDA runtime on a device of compute capability 9.0
@@ -97,7 +101,8 @@ fn to_cuda<K: CubeKernel>(kernel: K) -> Result<(String, KernelAbi), GpuError> {
         // `Info::new` lays the fields out back to back; where the dynamic part would start
         // is the size of the struct.
         info_bytes: if compiled.info.has_info() { compiled.info.dynamic_meta_offset } else { 0 },
-        cube_threads: compiled.cube_dim.num_elems(),
+        cube_threads: compiled.cube_dim.x * compiled.cube_dim.y * compiled.cube_dim.z,
+        shared_bytes: compiled.shared_memory_size(),
     };
     Ok((compiled.to_string(), abi))
 }

@@ -38,6 +38,22 @@ fn launch_of(k: Kernel) -> Launch {
     l.finish().unwrap()
 }
 
+/// `max(offset + bytes)` over the shared arrays a generated source declares:
+/// `// Shared array size: 128, 512 bytes` then `… &dynamic_shared_mem[1044]);`.
+fn declared_shared_bytes(source: &str) -> usize {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut end = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(rest) = l.strip_prefix("// Shared array size: ") else { continue };
+        let bytes: usize = rest.split(", ").nth(1).and_then(|b| b.strip_suffix(" bytes")).unwrap().parse().unwrap();
+        let decl = lines[i + 1];
+        let at = decl.find("dynamic_shared_mem[").unwrap() + "dynamic_shared_mem[".len();
+        let offset: usize = decl[at..decl[at..].find(']').unwrap() + at].parse().unwrap();
+        end = end.max(offset + bytes);
+    }
+    end
+}
+
 #[test]
 fn every_variant_takes_the_parameters_the_launcher_passes() {
     for (src, k) in launched() {
@@ -51,6 +67,12 @@ fn every_variant_takes_the_parameters_the_launcher_passes() {
         // The lengths in it are declared, never read (no kernel calls `len()`), so the
         // launcher's values for them cannot change a result.
         assert_eq!(src.source.matches("static_meta").count(), 1, "{}", src.name);
+        // The dynamic shared memory a launch must provide covers every shared array the
+        // source declares (cubecl assigns their offsets in a different order on every
+        // generation, the total stays).
+        assert_eq!(src.abi.shared_bytes, declared_shared_bytes(&src.source), "{}", src.name);
+        // The fast row kernel merges its planes' segments in shared memory.
+        assert_eq!(src.abi.shared_bytes > 0, matches!(k, Kernel::FastRows { .. }), "{}", src.name);
     }
 }
 

@@ -13,6 +13,10 @@
 //! `tests/cuda_launch.rs` checks the table [`Kernel::params`] against cubecl's compiled
 //! kernels and NVRTC's PTX.
 //!
+//! A launch also passes the variant's dynamic shared memory (`sharedMemBytes`, and
+//! `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` raised to it, as cubecl does): the fast
+//! row kernel's shared arrays, `codegen::KernelAbi::shared_bytes`.
+//!
 //! The kernels never read the lengths (they are compiled unchecked and call no `len()`);
 //! they are filled as cubecl fills them (the buffer's words over the vector width) so that
 //! the parameter blocks are the same bytes either way.
