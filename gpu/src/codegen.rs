@@ -1,5 +1,5 @@
 //! The CUDA C++ source of every kernel variant the library launches, generated without a
-//! GPU (features `cuda` and `wgpu`).
+//! GPU (feature `cuda`; [`cuda_sources`] also needs `wgpu`).
 //!
 //! cubecl defines a kernel (its IR) from a `ComputeClient`; the client of any runtime will
 //! do, so the kernels are defined on the wgpu runtime (lavapipe in CI) and compiled to CUDA
@@ -16,14 +16,11 @@
 //! parameters and the size of the info struct, which `crate::cuda_launch` reproduces.
 
 use cubecl::prelude::*;
-use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
 use cubecl::Compiler as _;
 
 use crate::device::{guarded, CUDA_BLOCK_THREADS, FAST_THREADS};
 use crate::kernels::{block_stats, copy, fast, fma_probe, grad, merge, CUBE_THREADS, DT_BF16, DT_F16, DT_F32};
 use crate::GpuError;
-
-type R = WgpuRuntime;
 
 /// One kernel variant: a name (`kernel-dtype-…`), its CUDA C++ source, and what the cost
 /// report needs to normalise its loops.
@@ -109,13 +106,21 @@ fn to_cuda<K: CubeKernel>(kernel: K) -> Result<(String, KernelAbi), GpuError> {
 
 /// The CUDA sources of all kernel variants. Needs a wgpu adapter (lavapipe will do) to
 /// define the kernels; no NVIDIA driver.
+#[cfg(feature = "wgpu")]
 pub fn cuda_sources() -> Result<Vec<KernelSource>, GpuError> {
-    let client = guarded("opening a wgpu device", || Ok(R::client(&WgpuDevice::DefaultDevice)))
+    use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+    let client = guarded("opening a wgpu device", || Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice)))
         .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-    guarded("generating CUDA sources", || generate(&client))
+    cuda_sources_on(&client)
 }
 
-fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
+/// The CUDA sources of all kernel variants, the kernels defined on `client`'s runtime (the
+/// sources do not depend on which).
+pub(crate) fn cuda_sources_on<R: Runtime>(client: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
+    guarded("generating CUDA sources", || generate(client))
+}
+
+fn generate<R: Runtime>(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
     let mut out = Vec::new();
     let mut push = |name: String, (source, abi): (String, KernelAbi), loop_elements: Vec<f64>| {
         out.push(KernelSource { name, source, loop_elements, abi });

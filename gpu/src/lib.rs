@@ -34,7 +34,7 @@
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 compile_error!("tokenmath-gpu needs at least one runtime: enable the feature `wgpu` or `cuda`");
 
-#[cfg(all(feature = "cuda", feature = "wgpu"))]
+#[cfg(feature = "cuda")]
 pub mod codegen;
 #[cfg(feature = "cuda")]
 pub mod cuda_launch;

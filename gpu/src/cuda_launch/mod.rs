@@ -16,4 +16,5 @@
 //! built yet.
 
 pub mod abi;
+pub mod driver;
 pub mod nvrtc;
