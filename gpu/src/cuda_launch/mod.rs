@@ -8,12 +8,14 @@
 //! the info struct (scalars, then every buffer's length and logical length) passed by value
 //! as a `__grid_constant__` parameter, so no device-side metadata buffer is needed.
 //!
-//! What is here is checked without a GPU: the table of every kernel's parameters against
-//! cubecl's compiled kernels (`tests/cuda_launch.rs`, on lavapipe), and every variant
-//! compiled by NVRTC for `sm_90` with its PTX entry point and parameter list compared to
-//! that table (`gpu/cuda-check/run.sh`, NVIDIA's pip wheels). The launchers on a caller's
-//! stream and device pointers, and the `tkm_cuda_*` entry points on top of them, are not
-//! built yet.
+//! Checked without a GPU: the table of every kernel's parameters against cubecl's compiled
+//! kernels (`tests/cuda_launch.rs`, on lavapipe), and every variant compiled by NVRTC for
+//! `sm_90` with its PTX entry point and parameter list compared to that table
+//! (`gpu/cuda-check/run.sh`, NVIDIA's pip wheels). [`driver`] (context, module cache,
+//! `cuLaunchKernel`) is exercised on a GPU only, by `Gpu::launch_path_check` (cubecl's launch
+//! and this one on the same buffers, bit for bit; `bench/gpu/run.sh`). Not built yet: the
+//! launchers for callers' pointers (pointer validation, the per-row arrays computed on the
+//! device), the sources embedded in the library, and the `tkm_cuda_*` entry points.
 
 pub mod abi;
 pub mod driver;
