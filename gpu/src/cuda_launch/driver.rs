@@ -166,6 +166,67 @@ impl Function {
     }
 }
 
+/// Where a pointer's memory lives, as the driver reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Memory {
+    /// Not memory the driver knows (pageable host memory, or not a pointer at all).
+    Unknown,
+    /// Page-locked host memory.
+    Host,
+    /// Device memory of the device with this ordinal.
+    Device(i32),
+    /// Managed (unified) memory, attached to the device with this ordinal.
+    Managed(i32),
+}
+
+/// What the driver knows about `ptr` (`cuPointerGetAttribute`: memory type and device
+/// ordinal): the check that keeps a host or another device's pointer from reaching a kernel.
+pub fn memory_of(ptr: u64) -> Result<Memory, DriverFailure> {
+    let mut kind: u32 = 0;
+    // Safe: the driver writes one `CUmemorytype` (a 32-bit enum) for any address.
+    let rc = unsafe {
+        sys::cuPointerGetAttribute(
+            &mut kind as *mut u32 as *mut c_void,
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+            ptr,
+        )
+    };
+    if rc == sys::CUresult::CUDA_ERROR_INVALID_VALUE {
+        return Ok(Memory::Unknown);
+    }
+    rc.result().map_err(drv("cuPointerGetAttribute(MEMORY_TYPE)"))?;
+    let mut ordinal: i32 = -1;
+    // Safe: as above, one `int`.
+    unsafe {
+        sys::cuPointerGetAttribute(
+            &mut ordinal as *mut i32 as *mut c_void,
+            sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+            ptr,
+        )
+    }
+    .result()
+    .map_err(drv("cuPointerGetAttribute(DEVICE_ORDINAL)"))?;
+    let managed = {
+        let mut m: u32 = 0;
+        // Safe: as above, one `unsigned int` boolean.
+        unsafe {
+            sys::cuPointerGetAttribute(
+                &mut m as *mut u32 as *mut c_void,
+                sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_IS_MANAGED,
+                ptr,
+            )
+        }
+        .result()
+        .map_err(drv("cuPointerGetAttribute(IS_MANAGED)"))?;
+        m != 0
+    };
+    Ok(match kind {
+        _ if managed => Memory::Managed(ordinal),
+        k if k == sys::CUmemorytype::CU_MEMORYTYPE_HOST as u32 => Memory::Host,
+        _ => Memory::Device(ordinal),
+    })
+}
+
 /// Waits for `stream` (tests and checks only: the launch path itself never synchronises).
 ///
 /// # Safety
