@@ -33,8 +33,10 @@ fn fail(e: &dyn std::fmt::Display) -> GpuError {
     GpuError::Runtime(format!("launch path: {e}"))
 }
 
-/// One launch through `crate::cuda_launch` on cubecl's buffers.
+/// One launch through `crate::cuda_launch` on cubecl's buffers, device 0's primary context
+/// current on this thread meanwhile.
 struct PathLaunch<'a> {
+    current: Current,
     c: &'a ComputeClient<R>,
     sources: &'a [KernelSource],
     launch: Launch,
@@ -43,8 +45,9 @@ struct PathLaunch<'a> {
 }
 
 impl<'a> PathLaunch<'a> {
-    fn new(c: &'a ComputeClient<R>, sources: &'a [KernelSource], kernel: Kernel) -> Self {
-        PathLaunch { c, sources, launch: Launch::new(kernel), guards: Vec::new() }
+    fn new(c: &'a ComputeClient<R>, sources: &'a [KernelSource], kernel: Kernel) -> Result<Self, GpuError> {
+        let current = Current::primary(0).map_err(|e| fail(&e))?;
+        Ok(PathLaunch { current, c, sources, launch: Launch::new(kernel), guards: Vec::new() })
     }
 
     /// The next buffer: cubecl's handle, checked to be device memory of device 0.
@@ -77,8 +80,8 @@ impl<'a> PathLaunch<'a> {
             Kernel::of_variant(variant).ok_or_else(|| GpuError::Runtime(format!("not launched: {variant}")))?;
         let mut launch = self.launch.finish().map_err(|e| fail(&e))?;
         let root = cubecl::cuda::install::cuda_path().ok_or_else(|| GpuError::NoDevice("no CUDA headers".into()))?;
-        let current = Current::primary(0).map_err(|e| fail(&e))?;
-        let f = current.function(variant, &kernel.entry(), &src.source, &include_dirs(&root)).map_err(|e| fail(&e))?;
+        let f =
+            self.current.function(variant, &kernel.entry(), &src.source, &include_dirs(&root)).map_err(|e| fail(&e))?;
         let CubeCount::Static(gx, gy, gz) = kernels::grid(cubes) else {
             return Err(GpuError::Runtime("a dynamic grid".into()));
         };
@@ -90,7 +93,6 @@ impl<'a> PathLaunch<'a> {
                 .map_err(|e| fail(&e))?;
             synchronize(null_mut()).map_err(|e| fail(&e))?;
         }
-        drop(current);
         drop(self.guards);
         Ok(())
     }
@@ -168,7 +170,7 @@ impl Gpu {
             );
             // cubecl's uploads and launches are done before another stream reads them.
             self.sync()?;
-            let mut l = PathLaunch::new(c, &sources, Kernel::FastRows { n }).buffer(&x.handle, x.units, n)?.buffer(
+            let mut l = PathLaunch::new(c, &sources, Kernel::FastRows { n })?.buffer(&x.handle, x.units, n)?.buffer(
                 &params,
                 rows * PARAMS,
                 1,
@@ -196,7 +198,7 @@ impl Gpu {
             let nchunks = x.cols.div_ceil(grad::CHUNK);
             let grad_name = format!("grad-{dn}-to-{dn}");
             self.sync()?;
-            PathLaunch::new(c, &sources, Kernel::Grad)
+            PathLaunch::new(c, &sources, Kernel::Grad)?
                 .buffer(&x.handle, x.units, 1)?
                 .buffer(&out.handle, out.units, 1)?
                 .buffer(&params, 6 * rows.max(1), 1)?
