@@ -56,9 +56,12 @@
  * 10. Aliasing. Outputs must not overlap inputs unless a function says so; the gradient
  *     kernels and tkm_agg_chain_inplace check it (TKM_STATUS_OVERLAP).
  * 11. DLPack. The tkm_dl_* functions take const DLTensor* (dlpack.h, DLPack v1.1, installed
- *     next to this header) and validate every field before use: device (kDLCPU, or pinned
- *     host memory kDLCUDAHost/kDLROCMHost; other devices are TKM_STATUS_UNSUPPORTED_DEVICE
- *     until the GPU ABI exists), ndim (TKM_STATUS_BAD_TENSOR), dtype code/bits and
+ *     next to this header) and validate every field before use: device (first: all CPU
+ *     memory -- kDLCPU, or pinned kDLCUDAHost/kDLROCMHost -- or all on one kDLCUDA device;
+ *     a mixture is TKM_STATUS_DEVICE_MISMATCH, other devices TKM_STATUS_UNSUPPORTED_DEVICE;
+ *     kDLCUDA tensors run on tkm_exec_options.cuda_stream in its gpu_mode, or give
+ *     TKM_STATUS_CUDA_UNAVAILABLE from a library built without CUDA -- every build today,
+ *     see tkm_cuda_available), ndim (TKM_STATUS_BAD_TENSOR), dtype code/bits and
  *     lanes == 1 (float32 {2,32}, bfloat16 {4,16}, float16 {2,16}; int32 targets, uint8 or
  *     bool masks; else TKM_STATUS_BAD_DTYPE), shape (non-negative, consistent), strides in
  *     elements or NULL (compact row-major; matrices may have any row stride >= the row
@@ -239,6 +242,17 @@
  * or the target lacks it).
  */
 #define TKM_BACKEND_AVX512 3
+
+/**
+ * GPU calls compute in `core`'s operation order (the default; see `tkm_exec_options.gpu_mode`).
+ */
+#define TKM_GPU_MODE_CANONICAL 0
+
+/**
+ * GPU calls use the fast kernels: the hardware `exp`, one pass per row; deterministic,
+ * within a documented error bound of the exact result, not bitwise equal to the CPU.
+ */
+#define TKM_GPU_MODE_FAST 1
 
 /**
  * The largest accepted `threads` value.
@@ -471,7 +485,9 @@ enum tkm_status
    */
   TKM_STATUS_BAD_DTYPE = 6,
   /**
-   * A tensor that does not live in CPU memory (DLPack `device_type != kDLCPU`).
+   * A DLPack tensor in memory the library cannot use: a `device_type` other than CPU
+   * memory (`kDLCPU`, pinned `kDLCUDAHost` / `kDLROCMHost`) and CUDA device memory
+   * (`kDLCUDA`).
    */
   TKM_STATUS_UNSUPPORTED_DEVICE = 7,
   /**
@@ -542,6 +558,16 @@ enum tkm_status
    * A DLPack tensor whose fields are invalid (ndim, shape, strides, lanes, byte offset).
    */
   TKM_STATUS_BAD_TENSOR = 24,
+  /**
+   * A CUDA entry point (`tkm_cuda_*`, or a `tkm_dl_*` call on `kDLCUDA` tensors) in a
+   * library built without the CUDA launch path. Nothing was read or written.
+   */
+  TKM_STATUS_CUDA_UNAVAILABLE = 25,
+  /**
+   * The tensors of one call live on different devices (CPU and CUDA memory, or two CUDA
+   * devices): tokenmath never copies between devices.
+   */
+  TKM_STATUS_DEVICE_MISMATCH = 26,
   /**
    * A Rust panic was caught at the ABI boundary (a bug in tokenmath: please report it).
    * No output was written.
@@ -654,7 +680,8 @@ typedef struct tkm_overlong_options {
 
 /**
  * How a kernel call runs. Every backend and every thread count gives **bitwise identical**
- * results; these options change only the speed.
+ * results; these options change only the speed. `cuda_stream` and `gpu_mode` are read by
+ * calls on CUDA memory only (CPU calls ignore them, but `gpu_mode` must still be valid).
  *
  * Initialise with `tkm_exec_options_init` (which sets `struct_size`), then change fields.
  * Passing NULL where a `const tkm_exec_options*` is expected means the defaults.
@@ -675,6 +702,17 @@ typedef struct tkm_exec_options {
    * `TKM_BACKEND_AVX512`.
    */
   uint32_t backend;
+  /**
+   * The `CUstream` / `cudaStream_t` on which a call on CUDA memory enqueues its work
+   * (NULL = the legacy default stream). The call returns once the work is enqueued; the
+   * outputs are ready when the stream reaches it. Ignored by CPU calls.
+   */
+  void *cuda_stream;
+  /**
+   * `TKM_GPU_MODE_CANONICAL` (default) or `TKM_GPU_MODE_FAST`, for calls on CUDA memory;
+   * CPU calls always compute the canonical order.
+   */
+  uint32_t gpu_mode;
 } tkm_exec_options;
 
 /**
@@ -1536,6 +1574,14 @@ tkm_status tkm_dynamic_sampling_keep(const float *metric,
                                      size_t *kept_groups);
 
 /**
+ * Whether this library can run calls on CUDA memory: `TKM_STATUS_OK` when it was built with
+ * the CUDA launch path and a CUDA driver with a device is present;
+ * `TKM_STATUS_CUDA_UNAVAILABLE` when it was built without it (this build). Cheap; call it
+ * once to decide whether to hand tokenmath `kDLCUDA` tensors.
+ */
+tkm_status tkm_cuda_available(void);
+
+/**
  * `tkm_logits_fwd` on DLPack tensors: `logits` is a 2-D `[rows, vocab]` float32 / bfloat16 /
  * float16 CPU tensor (any row stride, unit column stride); `targets` (int32), `row_mask`
  * (uint8 or bool), `temperatures` (float32) are NULL or 1-D `[rows]`; `lse`, `entropy`
@@ -1606,7 +1652,7 @@ tkm_status tkm_dl_logits_bwd_inplace(const struct tkm_exec_options *exec,
 
 /**
  * Writes the default exec options (`struct_size = sizeof(tkm_exec_options)`, one thread,
- * `TKM_BACKEND_AUTO`) into `*opts`.
+ * `TKM_BACKEND_AUTO`, the legacy default stream, `TKM_GPU_MODE_CANONICAL`) into `*opts`.
  *
  * # Safety
  * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.

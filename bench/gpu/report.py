@@ -27,6 +27,9 @@ def main():
         if r["kind"] == "check_fast":
             print(f"check fast {r['dtype']} V={r['cols']}: passed={r['passed']}, "
                   f"worst |error| / bound {float(r['worst_ratio']):.3f} (vs f64, hostile rows included)")
+        if r["kind"] == "launch_path":
+            print(f"check launch path {r['variant']} V={r['cols']} temperature {r['temperature']}: passed={r['passed']}, "
+                  f"{r['same']}/{r['total']} bitwise equal to cubecl's launch (NVRTC + cuLaunchKernel)")
     print()
     print("| op | dtype | shape | tokenmath ms | GB/s | of copy bw (own kernel) | of copy bw (torch) | anchors (same run) |")
     print("|---|---|---|---|---|---|---|---|")

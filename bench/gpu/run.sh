@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark: tokenmath's CUDA kernels checked (canonical: against `core`; fast: against
-# the f64 reference under its error bound) on random data, then timed in both modes next to a
+# the f64 reference under its error bound; the C ABI's launch path — NVRTC + cuLaunchKernel on
+# cubecl's buffers — against cubecl's own launch, bitwise) on random data, then timed in both modes next to a
 # device-to-device copy, PyTorch eager, `torch.compile` and Liger-Kernel 0.8.5, in one table.
 #
 #   bench/gpu/run.sh build   (here, with Rust) builds a stripped release `gpu-timing` with the

@@ -6,9 +6,16 @@
 //! `shape` (non-negative, consistent), `strides` (in elements; NULL = compact row-major;
 //! logits and gradients may have any row stride >= the row length but unit column stride;
 //! vectors must be contiguous), `byte_offset` (added to `data`, the result must be aligned),
-//! and `device` (CPU memory only: `kDLCPU`, or pinned host memory `kDLCUDAHost` /
-//! `kDLROCMHost`; anything else is `TKM_STATUS_UNSUPPORTED_DEVICE` until the GPU ABI exists).
-//! The calls then run the raw-pointer entry points, with the same rules.
+//! and `device`.
+//!
+//! **Devices.** A call's tensors must all live in CPU memory (`kDLCPU`, or pinned host memory
+//! `kDLCUDAHost` / `kDLROCMHost`) or all on one CUDA device (`kDLCUDA`, one `device_id`);
+//! a mixture is `TKM_STATUS_DEVICE_MISMATCH` (tokenmath never copies between devices), any
+//! other device is `TKM_STATUS_UNSUPPORTED_DEVICE`. The devices are checked first, before the
+//! other fields. CPU tensors run the raw-pointer entry points, with the same rules. CUDA
+//! tensors go to the CUDA path (on `tkm_exec_options.cuda_stream`, in
+//! `tkm_exec_options.gpu_mode`); a library built without it answers
+//! `TKM_STATUS_CUDA_UNAVAILABLE` (see `tkm_cuda_available`).
 
 use core::ffi::c_void;
 
@@ -72,6 +79,7 @@ const _: () = {
 };
 
 const KDL_CPU: i32 = 1;
+const KDL_CUDA: i32 = 2;
 const KDL_CUDA_HOST: i32 = 3;
 const KDL_ROCM_HOST: i32 = 11;
 
@@ -88,6 +96,48 @@ enum Elem {
     I32,
     /// `uint8` or `bool` (8-bit).
     Mask,
+}
+
+/// Where the tensors of one call live.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Place {
+    /// CPU-addressable memory.
+    Host,
+    /// Memory of the CUDA device with this ordinal.
+    Cuda(i32),
+}
+
+/// The one place where all non-NULL `tensors` live: `TKM_STATUS_UNSUPPORTED_DEVICE` for a
+/// device tokenmath does not know, `TKM_STATUS_DEVICE_MISMATCH` for a mixture; `Host` when
+/// every tensor is NULL (the field checks then report the missing ones).
+///
+/// # Safety
+/// Every non-NULL pointer is a valid `DLTensor`.
+unsafe fn place(tensors: &[*const DLTensor]) -> Res<Place> {
+    let mut at = None;
+    for t in tensors.iter().filter_map(|t| t.as_ref()) {
+        let p = match t.device.device_type {
+            KDL_CPU | KDL_CUDA_HOST | KDL_ROCM_HOST => Place::Host,
+            KDL_CUDA => Place::Cuda(t.device.device_id),
+            _ => return Err(TKM_STATUS_UNSUPPORTED_DEVICE),
+        };
+        if at.is_some_and(|q| q != p) {
+            return Err(TKM_STATUS_DEVICE_MISMATCH);
+        }
+        at = Some(p);
+    }
+    Ok(at.unwrap_or(Place::Host))
+}
+
+/// Runs `host` when every tensor is in CPU memory; the CUDA path otherwise.
+///
+/// # Safety
+/// As [`place`].
+unsafe fn on_device(tensors: &[*const DLTensor], host: impl FnOnce() -> Res) -> Res {
+    match place(tensors)? {
+        Place::Host => host(),
+        Place::Cuda(_) => crate::cuda::dl_unavailable(),
+    }
 }
 
 /// The tensor's fields, validated: device, dtype lanes, shape, strides, data pointer.
@@ -234,40 +284,42 @@ pub unsafe extern "C" fn tkm_dl_logits_fwd(
     nonfinite_rows: *mut usize,
 ) -> tkm_status {
     guard(|| {
-        let (x, rows, vocab, stride, dtype) = matrix(logits)?;
-        let t = optional(targets, Elem::I32, rows)?;
-        let m = optional(row_mask, Elem::Mask, rows)?;
-        let temps = optional(temperatures, Elem::F32, rows)?;
-        let l = required(lse, Elem::F32, rows)?;
-        let h = required(entropy, Elem::F32, rows)?;
-        let lp = optional(logp, Elem::F32, rows)?;
-        let mx = optional(max, Elem::F32, rows)?;
-        let ls = optional(log_sum, Elem::F32, rows)?;
-        let input = tkm_logits_input {
-            dtype,
-            logits: x,
-            rows,
-            vocab,
-            row_stride: stride,
-            targets: t as *const i32,
-            row_mask: m as *const u8,
-            temperature,
-            temperatures: temps as *const f32,
-            ..tkm_logits_input::default()
-        };
-        match tkm_logits_fwd(
-            exec,
-            &input,
-            l as *mut f32,
-            h as *mut f32,
-            lp as *mut f32,
-            mx as *mut f32,
-            ls as *mut f32,
-            nonfinite_rows,
-        ) {
-            TKM_STATUS_OK => Ok(()),
-            s => Err(s),
-        }
+        on_device(&[logits, targets, row_mask, temperatures, lse, entropy, logp, max, log_sum], || {
+            let (x, rows, vocab, stride, dtype) = matrix(logits)?;
+            let t = optional(targets, Elem::I32, rows)?;
+            let m = optional(row_mask, Elem::Mask, rows)?;
+            let temps = optional(temperatures, Elem::F32, rows)?;
+            let l = required(lse, Elem::F32, rows)?;
+            let h = required(entropy, Elem::F32, rows)?;
+            let lp = optional(logp, Elem::F32, rows)?;
+            let mx = optional(max, Elem::F32, rows)?;
+            let ls = optional(log_sum, Elem::F32, rows)?;
+            let input = tkm_logits_input {
+                dtype,
+                logits: x,
+                rows,
+                vocab,
+                row_stride: stride,
+                targets: t as *const i32,
+                row_mask: m as *const u8,
+                temperature,
+                temperatures: temps as *const f32,
+                ..tkm_logits_input::default()
+            };
+            match tkm_logits_fwd(
+                exec,
+                &input,
+                l as *mut f32,
+                h as *mut f32,
+                lp as *mut f32,
+                mx as *mut f32,
+                ls as *mut f32,
+                nonfinite_rows,
+            ) {
+                TKM_STATUS_OK => Ok(()),
+                s => Err(s),
+            }
+        })
     })
 }
 
@@ -296,44 +348,49 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd(
     dx: *const DLTensor,
 ) -> tkm_status {
     guard(|| {
-        let (x, rows, vocab, stride, dtype) = matrix(logits)?;
-        let (d, d_rows, d_cols, d_stride, d_dtype) = matrix(dx)?;
-        if (d_rows, d_cols) != (rows, vocab) {
-            return Err(TKM_STATUS_LENGTH_MISMATCH);
-        }
-        let t = optional(targets, Elem::I32, rows)?;
-        let m = optional(row_mask, Elem::Mask, rows)?;
-        let temps = optional(temperatures, Elem::F32, rows)?;
-        let mx = required(max, Elem::F32, rows)?;
-        let ls = required(log_sum, Elem::F32, rows)?;
-        let h = required(entropy, Elem::F32, rows)?;
-        let gl = optional(g_logp, Elem::F32, rows)?;
-        let gh = optional(g_entropy, Elem::F32, rows)?;
-        let gz = optional(g_lse, Elem::F32, rows)?;
-        match tkm_logits_bwd(
-            exec,
-            dtype,
-            x,
-            rows,
-            vocab,
-            stride,
-            t as *const i32,
-            m as *const u8,
-            temperature,
-            temps as *const f32,
-            mx as *const f32,
-            ls as *const f32,
-            h as *const f32,
-            gl as *const f32,
-            gh as *const f32,
-            gz as *const f32,
-            d_dtype,
-            d,
-            d_stride,
-        ) {
-            TKM_STATUS_OK => Ok(()),
-            s => Err(s),
-        }
+        on_device(
+            &[logits, targets, row_mask, temperatures, max, log_sum, entropy, g_logp, g_entropy, g_lse, dx],
+            || {
+                let (x, rows, vocab, stride, dtype) = matrix(logits)?;
+                let (d, d_rows, d_cols, d_stride, d_dtype) = matrix(dx)?;
+                if (d_rows, d_cols) != (rows, vocab) {
+                    return Err(TKM_STATUS_LENGTH_MISMATCH);
+                }
+                let t = optional(targets, Elem::I32, rows)?;
+                let m = optional(row_mask, Elem::Mask, rows)?;
+                let temps = optional(temperatures, Elem::F32, rows)?;
+                let mx = required(max, Elem::F32, rows)?;
+                let ls = required(log_sum, Elem::F32, rows)?;
+                let h = required(entropy, Elem::F32, rows)?;
+                let gl = optional(g_logp, Elem::F32, rows)?;
+                let gh = optional(g_entropy, Elem::F32, rows)?;
+                let gz = optional(g_lse, Elem::F32, rows)?;
+                match tkm_logits_bwd(
+                    exec,
+                    dtype,
+                    x,
+                    rows,
+                    vocab,
+                    stride,
+                    t as *const i32,
+                    m as *const u8,
+                    temperature,
+                    temps as *const f32,
+                    mx as *const f32,
+                    ls as *const f32,
+                    h as *const f32,
+                    gl as *const f32,
+                    gh as *const f32,
+                    gz as *const f32,
+                    d_dtype,
+                    d,
+                    d_stride,
+                ) {
+                    TKM_STATUS_OK => Ok(()),
+                    s => Err(s),
+                }
+            },
+        )
     })
 }
 
@@ -358,36 +415,38 @@ pub unsafe extern "C" fn tkm_dl_logits_bwd_inplace(
     g_lse: *const DLTensor,
 ) -> tkm_status {
     guard(|| {
-        let (x, rows, vocab, stride, dtype) = matrix(logits)?;
-        let t = optional(targets, Elem::I32, rows)?;
-        let m = optional(row_mask, Elem::Mask, rows)?;
-        let temps = optional(temperatures, Elem::F32, rows)?;
-        let mx = required(max, Elem::F32, rows)?;
-        let ls = required(log_sum, Elem::F32, rows)?;
-        let h = required(entropy, Elem::F32, rows)?;
-        let gl = optional(g_logp, Elem::F32, rows)?;
-        let gh = optional(g_entropy, Elem::F32, rows)?;
-        let gz = optional(g_lse, Elem::F32, rows)?;
-        match tkm_logits_bwd_inplace(
-            exec,
-            dtype,
-            x,
-            rows,
-            vocab,
-            stride,
-            t as *const i32,
-            m as *const u8,
-            temperature,
-            temps as *const f32,
-            mx as *const f32,
-            ls as *const f32,
-            h as *const f32,
-            gl as *const f32,
-            gh as *const f32,
-            gz as *const f32,
-        ) {
-            TKM_STATUS_OK => Ok(()),
-            s => Err(s),
-        }
+        on_device(&[logits, targets, row_mask, temperatures, max, log_sum, entropy, g_logp, g_entropy, g_lse], || {
+            let (x, rows, vocab, stride, dtype) = matrix(logits)?;
+            let t = optional(targets, Elem::I32, rows)?;
+            let m = optional(row_mask, Elem::Mask, rows)?;
+            let temps = optional(temperatures, Elem::F32, rows)?;
+            let mx = required(max, Elem::F32, rows)?;
+            let ls = required(log_sum, Elem::F32, rows)?;
+            let h = required(entropy, Elem::F32, rows)?;
+            let gl = optional(g_logp, Elem::F32, rows)?;
+            let gh = optional(g_entropy, Elem::F32, rows)?;
+            let gz = optional(g_lse, Elem::F32, rows)?;
+            match tkm_logits_bwd_inplace(
+                exec,
+                dtype,
+                x,
+                rows,
+                vocab,
+                stride,
+                t as *const i32,
+                m as *const u8,
+                temperature,
+                temps as *const f32,
+                mx as *const f32,
+                ls as *const f32,
+                h as *const f32,
+                gl as *const f32,
+                gh as *const f32,
+                gz as *const f32,
+            ) {
+                TKM_STATUS_OK => Ok(()),
+                s => Err(s),
+            }
+        })
     })
 }

@@ -1,5 +1,7 @@
 //! `tkm_exec_options`: backend and thread count of the kernel calls.
 
+use core::ffi::c_void;
+
 use tokenmath_core::{Backend, Exec};
 
 use crate::status::*;
@@ -17,11 +19,18 @@ pub const TKM_BACKEND_AVX2_FMA: u32 = 2;
 /// or the target lacks it).
 pub const TKM_BACKEND_AVX512: u32 = 3;
 
+/// GPU calls compute in `core`'s operation order (the default; see `tkm_exec_options.gpu_mode`).
+pub const TKM_GPU_MODE_CANONICAL: u32 = 0;
+/// GPU calls use the fast kernels: the hardware `exp`, one pass per row; deterministic,
+/// within a documented error bound of the exact result, not bitwise equal to the CPU.
+pub const TKM_GPU_MODE_FAST: u32 = 1;
+
 /// The largest accepted `threads` value.
 pub const TKM_MAX_THREADS: u32 = 1024;
 
 /// How a kernel call runs. Every backend and every thread count gives **bitwise identical**
-/// results; these options change only the speed.
+/// results; these options change only the speed. `cuda_stream` and `gpu_mode` are read by
+/// calls on CUDA memory only (CPU calls ignore them, but `gpu_mode` must still be valid).
 ///
 /// Initialise with `tkm_exec_options_init` (which sets `struct_size`), then change fields.
 /// Passing NULL where a `const tkm_exec_options*` is expected means the defaults.
@@ -37,9 +46,21 @@ pub struct tkm_exec_options {
     /// `TKM_BACKEND_AUTO` (default), `TKM_BACKEND_PORTABLE`, `TKM_BACKEND_AVX2_FMA` or
     /// `TKM_BACKEND_AVX512`.
     pub backend: u32,
+    /// The `CUstream` / `cudaStream_t` on which a call on CUDA memory enqueues its work
+    /// (NULL = the legacy default stream). The call returns once the work is enqueued; the
+    /// outputs are ready when the stream reaches it. Ignored by CPU calls.
+    pub cuda_stream: *mut c_void,
+    /// `TKM_GPU_MODE_CANONICAL` (default) or `TKM_GPU_MODE_FAST`, for calls on CUDA memory;
+    /// CPU calls always compute the canonical order.
+    pub gpu_mode: u32,
 }
 
-options!(tkm_exec_options { threads: 1, backend: TKM_BACKEND_AUTO });
+options!(tkm_exec_options {
+    threads: 1,
+    backend: TKM_BACKEND_AUTO,
+    cuda_stream: core::ptr::null_mut(),
+    gpu_mode: TKM_GPU_MODE_CANONICAL,
+});
 
 /// Reads and validates the exec options (NULL = defaults).
 ///
@@ -47,7 +68,7 @@ options!(tkm_exec_options { threads: 1, backend: TKM_BACKEND_AUTO });
 /// `p` is NULL or a valid options struct of `struct_size` bytes.
 pub(crate) unsafe fn exec_from(p: *const tkm_exec_options) -> Res<Exec> {
     let o = read_options(p)?;
-    if o.threads > TKM_MAX_THREADS {
+    if o.threads > TKM_MAX_THREADS || !matches!(o.gpu_mode, TKM_GPU_MODE_CANONICAL | TKM_GPU_MODE_FAST) {
         return Err(TKM_STATUS_INVALID_ARGUMENT);
     }
     let backend = match o.backend {
@@ -73,7 +94,7 @@ fn x86_backend(_code: u32) -> Res<Backend> {
 }
 
 /// Writes the default exec options (`struct_size = sizeof(tkm_exec_options)`, one thread,
-/// `TKM_BACKEND_AUTO`) into `*opts`.
+/// `TKM_BACKEND_AUTO`, the legacy default stream, `TKM_GPU_MODE_CANONICAL`) into `*opts`.
 ///
 /// # Safety
 /// `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.

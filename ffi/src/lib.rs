@@ -14,6 +14,7 @@
 #![allow(clippy::too_many_arguments)]
 
 pub mod advantages;
+pub mod cuda;
 pub mod dlpack;
 pub mod exec;
 pub mod fingerprint;
@@ -26,6 +27,7 @@ pub mod tw_grpo;
 mod util;
 
 pub use advantages::*;
+pub use cuda::*;
 pub use dlpack::*;
 pub use exec::*;
 pub use fingerprint::*;

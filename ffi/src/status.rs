@@ -31,7 +31,9 @@ pub enum tkm_status {
     TKM_STATUS_LABEL_OUT_OF_RANGE = 5,
     /// A `tkm_dtype` (or DLPack dtype) that the call does not support.
     TKM_STATUS_BAD_DTYPE = 6,
-    /// A tensor that does not live in CPU memory (DLPack `device_type != kDLCPU`).
+    /// A DLPack tensor in memory the library cannot use: a `device_type` other than CPU
+    /// memory (`kDLCPU`, pinned `kDLCUDAHost` / `kDLROCMHost`) and CUDA device memory
+    /// (`kDLCUDA`).
     TKM_STATUS_UNSUPPORTED_DEVICE = 7,
     /// A NaN or infinite value where only finite values are accepted (rewards).
     TKM_STATUS_NON_FINITE = 8,
@@ -67,6 +69,12 @@ pub enum tkm_status {
     TKM_STATUS_PROOF_MISMATCH = 23,
     /// A DLPack tensor whose fields are invalid (ndim, shape, strides, lanes, byte offset).
     TKM_STATUS_BAD_TENSOR = 24,
+    /// A CUDA entry point (`tkm_cuda_*`, or a `tkm_dl_*` call on `kDLCUDA` tensors) in a
+    /// library built without the CUDA launch path. Nothing was read or written.
+    TKM_STATUS_CUDA_UNAVAILABLE = 25,
+    /// The tensors of one call live on different devices (CPU and CUDA memory, or two CUDA
+    /// devices): tokenmath never copies between devices.
+    TKM_STATUS_DEVICE_MISMATCH = 26,
     /// A Rust panic was caught at the ABI boundary (a bug in tokenmath: please report it).
     /// No output was written.
     TKM_STATUS_INTERNAL_PANIC = 255,
@@ -75,7 +83,7 @@ pub enum tkm_status {
 pub use tkm_status::*;
 
 /// Every status, in numeric order (tests iterate over it).
-pub const ALL_STATUSES: [tkm_status; 26] = [
+pub const ALL_STATUSES: [tkm_status; 28] = [
     TKM_STATUS_OK,
     TKM_STATUS_NULL_POINTER,
     TKM_STATUS_SIZE_OVERFLOW,
@@ -101,6 +109,8 @@ pub const ALL_STATUSES: [tkm_status; 26] = [
     TKM_STATUS_PROOF_LENGTH,
     TKM_STATUS_PROOF_MISMATCH,
     TKM_STATUS_BAD_TENSOR,
+    TKM_STATUS_CUDA_UNAVAILABLE,
+    TKM_STATUS_DEVICE_MISMATCH,
     TKM_STATUS_INTERNAL_PANIC,
 ];
 
@@ -120,7 +130,9 @@ impl tkm_status {
             TKM_STATUS_BAD_STRIDE => c"a row stride is smaller than the row length",
             TKM_STATUS_LABEL_OUT_OF_RANGE => c"a target label is out of range for the vocabulary",
             TKM_STATUS_BAD_DTYPE => c"unsupported dtype",
-            TKM_STATUS_UNSUPPORTED_DEVICE => c"unsupported device (only CPU memory is accepted)",
+            TKM_STATUS_UNSUPPORTED_DEVICE => {
+                c"unsupported device (CPU memory, or CUDA memory where the library has CUDA)"
+            }
             TKM_STATUS_NON_FINITE => c"a NaN or infinite value where only finite values are accepted",
             TKM_STATUS_NO_FINITE_LOGIT => c"a row has no finite logit (all -inf)",
             TKM_STATUS_INVALID_TEMPERATURE => c"a temperature is not finite and > 0",
@@ -138,6 +150,8 @@ impl tkm_status {
             TKM_STATUS_PROOF_LENGTH => c"the proof has the wrong number of hashes",
             TKM_STATUS_PROOF_MISMATCH => c"the proof does not lead to the expected root",
             TKM_STATUS_BAD_TENSOR => c"invalid DLPack tensor",
+            TKM_STATUS_CUDA_UNAVAILABLE => c"this library was built without the CUDA launch path",
+            TKM_STATUS_DEVICE_MISMATCH => c"the tensors of one call live on different devices",
             TKM_STATUS_INTERNAL_PANIC => c"internal panic caught at the ABI boundary (a tokenmath bug)",
         }
     }

@@ -304,7 +304,7 @@ mod tests {
         use crate::advantages::{tkm_grpo_options, tkm_overlong_options};
         use crate::exec::tkm_exec_options;
         use crate::policy::*;
-        check::<tkm_exec_options>(2, &[8, 12, 16]);
+        check::<tkm_exec_options>(4, &[8, 12, 16, 24, 28]);
         check::<tkm_ppo_clip_options>(4, &[8, 12, 16, 20, 24]);
         check::<tkm_agg_norm>(4, &[8, 16, 24, 28, 32]);
         check::<tkm_kl_options>(2, &[8, 12, 16]);

@@ -36,7 +36,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 }
 
 fn exec_opts(threads: u32, backend: u32) -> tkm_exec_options {
-    let mut o = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
+    let mut o = tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: null_mut(), gpu_mode: 0 };
     assert_eq!(unsafe { tkm_exec_options_init(&mut o) }, TKM_STATUS_OK);
     o.threads = threads;
     o.backend = backend;
@@ -77,7 +77,7 @@ fn every_status_has_a_distinct_string_and_unknown_codes_are_named() {
         assert!(seen.insert(text), "duplicate status text {text}");
         assert_eq!(tkm_status::from_u32(s as u32), Some(s));
     }
-    for code in [25u32, 26, 254, 256, u32::MAX] {
+    for code in [27u32, 28, 254, 256, u32::MAX] {
         let text = unsafe { CStr::from_ptr(tkm_status_str(code)) }.to_str().unwrap();
         assert_eq!(text, "unknown status");
     }
@@ -129,6 +129,21 @@ fn exec_options_growth_rule() {
     assert_eq!(call(&o, &mut lse, &mut h), TKM_STATUS_INVALID_ARGUMENT);
     let o = exec_opts(1, 7);
     assert_eq!(call(&o, &mut lse, &mut h), TKM_STATUS_INVALID_ARGUMENT);
+    // The GPU fields: defaults, ignored by CPU calls except for a valid mode.
+    let mut o = exec_opts(1, TKM_BACKEND_AUTO);
+    assert!(o.cuda_stream.is_null());
+    assert_eq!(o.gpu_mode, TKM_GPU_MODE_CANONICAL);
+    o.cuda_stream = 0x1000 as *mut c_void;
+    o.gpu_mode = TKM_GPU_MODE_FAST;
+    assert_eq!(call(&o, &mut lse, &mut h), TKM_STATUS_OK);
+    o.gpu_mode = 2;
+    assert_eq!(call(&o, &mut lse, &mut h), TKM_STATUS_INVALID_ARGUMENT);
+    // A caller compiled before the GPU fields (struct_size 16): the mode past it is not read.
+    o.struct_size = 16;
+    assert_eq!(call(&o, &mut lse, &mut h), TKM_STATUS_OK);
+    // Ending inside the stream pointer is not a field boundary.
+    o.struct_size = 20;
+    assert_eq!(call(&o, &mut lse, &mut h), TKM_STATUS_BAD_STRUCT_SIZE);
 }
 
 // ---------------------------------------------------------------------------------------

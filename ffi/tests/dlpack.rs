@@ -245,7 +245,9 @@ fn every_dlpack_field_is_validated() {
     assert_eq!(fwd(&T::new(xp, 2, 32, &shape, None).t, &tl.t), TKM_STATUS_OK);
 
     let mut t = T::new(xp, 2, 32, &shape, None);
-    t.t.device.device_type = CUDA;
+    t.t.device.device_type = CUDA; // CUDA logits, CPU outputs
+    assert_eq!(fwd(&t.t, &tl.t), TKM_STATUS_DEVICE_MISMATCH);
+    t.t.device.device_type = 4; // kDLOpenCL
     assert_eq!(fwd(&t.t, &tl.t), TKM_STATUS_UNSUPPORTED_DEVICE);
     t.t.device.device_type = CUDA_HOST; // pinned host memory is CPU-addressable
     assert_eq!(fwd(&t.t, &tl.t), TKM_STATUS_OK);
@@ -366,4 +368,110 @@ fn every_dlpack_field_is_validated() {
         tkm_dl_logits_fwd(null(), &empty.t, &ti.t, null(), 1.0, null(), &e.t, &e.t, &e.t, null(), null(), null_mut())
     };
     assert_eq!(s, TKM_STATUS_OK);
+}
+
+/// kDLCUDA tensors go to the CUDA path: in a library built without it, every DLPack entry
+/// point says so before touching any memory (the data pointers here are not even valid);
+/// tensors on two devices are a mismatch whatever the build.
+#[test]
+fn cuda_tensors_need_the_cuda_path_and_one_device() {
+    let bogus = 0x10 as *mut c_void; // never dereferenced
+    let cuda = |shape: &[i64], id: i32| {
+        let mut t = T::new(bogus, 2, 32, shape, None);
+        t.t.device = DLDevice { device_type: CUDA, device_id: id };
+        t
+    };
+    let (x, v) = (cuda(&[ROWS as i64, V as i64], 0), cuda(&[ROWS as i64], 0));
+    let (m, l, s, h, g) = (
+        cuda(&[ROWS as i64], 0),
+        cuda(&[ROWS as i64], 0),
+        cuda(&[ROWS as i64], 0),
+        cuda(&[ROWS as i64], 0),
+        cuda(&[ROWS as i64], 0),
+    );
+    let dx = cuda(&[ROWS as i64, V as i64], 0);
+    assert_eq!(tkm_cuda_available(), TKM_STATUS_CUDA_UNAVAILABLE);
+    unsafe {
+        assert_eq!(
+            tkm_dl_logits_fwd(
+                null(),
+                &x.t,
+                null(),
+                null(),
+                1.0,
+                null(),
+                &v.t,
+                &h.t,
+                null(),
+                null(),
+                null(),
+                null_mut()
+            ),
+            TKM_STATUS_CUDA_UNAVAILABLE
+        );
+        assert_eq!(
+            tkm_dl_logits_bwd(null(), &x.t, null(), null(), 1.0, null(), &m.t, &l.t, &h.t, &g.t, null(), null(), &dx.t),
+            TKM_STATUS_CUDA_UNAVAILABLE
+        );
+        assert_eq!(
+            tkm_dl_logits_bwd_inplace(
+                null(),
+                &x.t,
+                null(),
+                null(),
+                1.0,
+                null(),
+                &m.t,
+                &l.t,
+                &h.t,
+                &g.t,
+                null(),
+                null()
+            ),
+            TKM_STATUS_CUDA_UNAVAILABLE
+        );
+        // A second CUDA device among the tensors, or one CPU tensor: a mismatch.
+        let other = cuda(&[ROWS as i64], 1);
+        assert_eq!(
+            tkm_dl_logits_fwd(
+                null(),
+                &x.t,
+                null(),
+                null(),
+                1.0,
+                null(),
+                &v.t,
+                &other.t,
+                null(),
+                null(),
+                null(),
+                null_mut()
+            ),
+            TKM_STATUS_DEVICE_MISMATCH
+        );
+        let mut host = vec![0f32; ROWS];
+        let cpu = T::f32v(&mut host);
+        assert_eq!(
+            tkm_dl_logits_bwd(null(), &x.t, null(), null(), 1.0, &cpu.t, &m.t, &l.t, &h.t, &g.t, null(), null(), &dx.t),
+            TKM_STATUS_DEVICE_MISMATCH
+        );
+        assert_eq!(
+            tkm_dl_logits_bwd_inplace(
+                null(),
+                &x.t,
+                null(),
+                null(),
+                1.0,
+                null(),
+                &m.t,
+                &s.t,
+                &cpu.t,
+                &g.t,
+                null(),
+                null()
+            ),
+            TKM_STATUS_DEVICE_MISMATCH
+        );
+        assert!(host.iter().all(|&v| v == 0.0));
+    }
 }

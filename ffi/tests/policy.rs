@@ -876,7 +876,8 @@ fn policy_kernels_run_on_the_pinned_backend() {
     let n = b.n();
     let kl = kl_opts();
     let run = |backend: u32| {
-        let mut exec = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
+        let mut exec =
+            tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: null_mut(), gpu_mode: 0 };
         assert_eq!(unsafe { tkm_exec_options_init(&mut exec) }, TKM_STATUS_OK);
         exec.backend = backend;
         let (mut l, mut g, mut total) = (vec![POISON; n], vec![POISON; n], POISON);

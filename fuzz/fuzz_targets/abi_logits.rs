@@ -59,7 +59,7 @@ fuzz_target!(|c: Case| {
     let g_logp = fit(&c.g_logp, rows);
 
     let run = |threads: u32| {
-        let mut o = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
+        let mut o = tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: null_mut(), gpu_mode: 0 };
         assert_eq!(unsafe { tkm_exec_options_init(&mut o) }, TKM_STATUS_OK);
         o.threads = threads;
         let mut out = vec![vec![f32::from_bits(POISON); rows]; 5];

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every GPU kernel variant the library launches as CUDA C++ for sm_90a with NVRTC,
-# without a GPU or driver, and prints the SASS instructions per element of each variant's
+# without a GPU or driver (once through the C ABI's launch path, checking each entry
+# point's parameters, once through nvrtc_sass.py for the SASS), and prints the SASS instructions per element of each variant's
 # steady-state loops. A kernel that NVRTC rejects (a code-generation bug that WGSL, and so
 # the lavapipe tests, accept) fails this script.
 #
@@ -23,6 +24,11 @@ fi
 
 out="${1:-target/cuda-check}"
 rm -rf "$out"
+# The C ABI's launch path: every variant it launches compiled by NVRTC through cudarc with
+# its own options, and each PTX entry point's parameters checked against what the launcher
+# passes to cuLaunchKernel (gpu/tests/cuda_launch.rs).
+TKM_CUDA_ROOT="$root" LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    cargo test --quiet -p tokenmath-gpu --features cuda --test cuda_launch
 cargo run --quiet -p tokenmath-gpu --features cuda --example cuda_sources -- "$out/src"
 python3 gpu/cuda-check/nvrtc_sass.py "$root" "$out/src" "$out/sass"
 python3 gpu/cuda-check/sass_cost.py "$out/sass" "$out/src/loops.tsv" > "$out/cost.txt"

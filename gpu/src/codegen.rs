@@ -1,25 +1,26 @@
 //! The CUDA C++ source of every kernel variant the library launches, generated without a
-//! GPU (features `cuda` and `wgpu`).
+//! GPU (feature `cuda`; [`cuda_sources`] also needs `wgpu`).
 //!
 //! cubecl defines a kernel (its IR) from a `ComputeClient`; the client of any runtime will
 //! do, so the kernels are defined on the wgpu runtime (lavapipe in CI) and compiled to CUDA
-//! C++ by cubecl's own CUDA compiler with the options its CUDA runtime uses (fast math
-//! supported, unchecked bounds, 32-bit addresses). `gpu/cuda-check/run.sh` then compiles
-//! each source with NVRTC for `sm_90a` and reads the SASS: a code-generation error that
-//! only NVRTC rejects fails CI, and the SASS gives the instructions per element.
+//! C++ by cubecl's own CUDA compiler with the options its CUDA runtime uses on an `sm_90`
+//! device ([`cuda_options`]: fast math, the kernel info passed as a `__grid_constant__`
+//! parameter, clusters, `elect.sync`), unchecked bounds and 32-bit addresses.
+//! `gpu/cuda-check/run.sh` then compiles each source with NVRTC for `sm_90a` and reads the
+//! SASS: a code-generation error that only NVRTC rejects fails CI, and the SASS gives the
+//! instructions per element.
 //!
 //! The variants are every combination the launchers can choose: kernel × dtype(s) × vector
-//! width × alignment × mode flags, at the cube size the launcher uses on CUDA.
+//! width × alignment × mode flags, at the cube size the launcher uses on CUDA. Each comes
+//! with its launch ABI as cubecl compiled it ([`KernelAbi`]): the entry point, the buffer
+//! parameters and the size of the info struct, which `crate::cuda_launch` reproduces.
 
 use cubecl::prelude::*;
-use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
 use cubecl::Compiler as _;
 
 use crate::device::{guarded, CUDA_BLOCK_THREADS, FAST_THREADS};
 use crate::kernels::{block_stats, copy, fast, fma_probe, grad, merge, CUBE_THREADS, DT_BF16, DT_F16, DT_F32};
 use crate::GpuError;
-
-type R = WgpuRuntime;
 
 /// One kernel variant: a name (`kernel-dtype-…`), its CUDA C++ source, and what the cost
 /// report needs to normalise its loops.
@@ -32,6 +33,45 @@ pub struct KernelSource {
     /// Elements one thread handles per iteration of each of the kernel's global-memory
     /// loops, in source order (0: not a steady-state loop); see `gpu/cuda-check/sass_cost.py`.
     pub loop_elements: Vec<f64>,
+    /// The kernel parameters as cubecl's CUDA compiler laid them out.
+    pub abi: KernelAbi,
+}
+
+/// The launch ABI of one compiled variant, read from cubecl's compiled kernel: what a
+/// `cuLaunchKernel` of it must pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelAbi {
+    /// The `extern "C"` entry point.
+    pub entry: String,
+    /// Buffer parameters (device pointers), in order, before the info struct.
+    pub buffers: usize,
+    /// Bytes of the `info_st` struct passed by value after the buffers (scalars grouped by
+    /// type, then each buffer's length and logical length; 0: no info parameter).
+    pub info_bytes: usize,
+    /// Threads per cube the kernel was compiled for (`__launch_bounds__`).
+    pub cube_threads: u32,
+    /// Bytes of dynamic shared memory the kernel's shared arrays are laid out in: the
+    /// launch's `sharedMemBytes` (cubecl also raises the function's
+    /// `CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES` to it).
+    pub shared_bytes: usize,
+}
+
+/// The compilation options of cubecl's CUDA runtime on a device of compute capability 9.0
+/// (`cubecl-cuda` 0.10, `runtime.rs`): fast math; `grid_constants` (from 7.0: the info
+/// struct is a `__grid_constant__` parameter, not a pointer to device memory); `fast_tanh`
+/// (CUDA ≥ 12.8); `clusters` and `elect_sync` (from 9.0). The launch path compiles these
+/// sources for any device of capability ≥ 7.0 (the features from 9.0 appear in no kernel
+/// here).
+pub fn cuda_options() -> <cubecl::cuda::CudaCompiler as cubecl::Compiler>::CompilationOptions {
+    // The default warp size, 32, is what the runtime reads from every NVIDIA device.
+    let mut options = <cubecl::cuda::CudaCompiler as cubecl::Compiler>::CompilationOptions::default();
+    let f = &mut options.supports_features;
+    f.fast_math = true;
+    f.grid_constants = true;
+    f.fast_tanh = true;
+    f.clusters = true;
+    f.elect_sync = true;
+    options
 }
 
 const DTYPES: [(u32, &str); 3] = [(DT_F32, "f32"), (DT_F16, "f16"), (DT_BF16, "bf16")];
@@ -46,30 +86,44 @@ fn arr() -> ArrayCompilationArg {
     ArrayCompilationArg { inplace: None }
 }
 
-fn to_cuda<K: CubeKernel>(kernel: K) -> Result<String, GpuError> {
+fn to_cuda<K: CubeKernel>(kernel: K) -> Result<(String, KernelAbi), GpuError> {
     let mut compiler = cubecl::cuda::CudaCompiler::default();
-    let mut options = <cubecl::cuda::CudaCompiler as cubecl::Compiler>::CompilationOptions::default();
-    // As cubecl's CUDA runtime sets it (`fast_math` kernels then use `__expf`).
-    options.supports_features.fast_math = true;
     let address = cubecl::ir::StorageType::Scalar(cubecl::ir::ElemType::UInt(cubecl::ir::UIntKind::U32));
     let compiled = compiler
-        .compile(kernel.define(), &options, ExecutionMode::Unchecked, address)
+        .compile(kernel.define(), &cuda_options(), ExecutionMode::Unchecked, address)
         .map_err(|e| GpuError::Runtime(format!("CUDA code generation: {e:?}")))?;
-    Ok(compiled.to_string())
+    let abi = KernelAbi {
+        entry: compiled.kernel_name.clone(),
+        buffers: compiled.tensor_maps.len() + compiled.buffers.len(),
+        // `Info::new` lays the fields out back to back; where the dynamic part would start
+        // is the size of the struct.
+        info_bytes: if compiled.info.has_info() { compiled.info.dynamic_meta_offset } else { 0 },
+        cube_threads: compiled.cube_dim.x * compiled.cube_dim.y * compiled.cube_dim.z,
+        shared_bytes: compiled.shared_memory_size(),
+    };
+    Ok((compiled.to_string(), abi))
 }
 
 /// The CUDA sources of all kernel variants. Needs a wgpu adapter (lavapipe will do) to
 /// define the kernels; no NVIDIA driver.
+#[cfg(feature = "wgpu")]
 pub fn cuda_sources() -> Result<Vec<KernelSource>, GpuError> {
-    let client = guarded("opening a wgpu device", || Ok(R::client(&WgpuDevice::DefaultDevice)))
+    use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+    let client = guarded("opening a wgpu device", || Ok(WgpuRuntime::client(&WgpuDevice::DefaultDevice)))
         .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-    guarded("generating CUDA sources", || generate(&client))
+    cuda_sources_on(&client)
 }
 
-fn generate(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
+/// The CUDA sources of all kernel variants, the kernels defined on `client`'s runtime (the
+/// sources do not depend on which).
+pub(crate) fn cuda_sources_on<R: Runtime>(client: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
+    guarded("generating CUDA sources", || generate(client))
+}
+
+fn generate<R: Runtime>(c: &ComputeClient<R>) -> Result<Vec<KernelSource>, GpuError> {
     let mut out = Vec::new();
-    let mut push = |name: String, source: String, loop_elements: Vec<f64>| {
-        out.push(KernelSource { name, source, loop_elements });
+    let mut push = |name: String, (source, abi): (String, KernelAbi), loop_elements: Vec<f64>| {
+        out.push(KernelSource { name, source, loop_elements, abi });
     };
     let half = |dt: u32| if dt == DT_F32 { 1.0 } else { 2.0 };
 

@@ -301,7 +301,7 @@ impl Gpu {
 /// Checks that the CUDA driver library loads and sees a device, so that cubecl (which
 /// panics on its device thread otherwise) is only asked when it can succeed.
 #[cfg(feature = "cuda")]
-fn probe_cuda_driver() -> Result<(), GpuError> {
+pub(crate) fn probe_cuda_driver() -> Result<(), GpuError> {
     type CuInit = unsafe extern "C" fn(u32) -> i32;
     type CuDeviceGetCount = unsafe extern "C" fn(*mut i32) -> i32;
     let names = ["libcuda.so.1", "libcuda.so", "nvcuda.dll"];

@@ -34,8 +34,10 @@
 #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
 compile_error!("tokenmath-gpu needs at least one runtime: enable the feature `wgpu` or `cuda`");
 
-#[cfg(all(feature = "cuda", feature = "wgpu"))]
+#[cfg(feature = "cuda")]
 pub mod codegen;
+#[cfg(feature = "cuda")]
+pub mod cuda_launch;
 mod device;
 mod error;
 mod kernels;

@@ -344,6 +344,38 @@ fn time_shape<T: LogitElem + GradElem>(gpu: &mut Gpu, rows: usize, cols: usize, 
     Ok(())
 }
 
+/// The fast forward and the canonical backward launched by cubecl and by the C ABI's launch
+/// path (NVRTC + `cuLaunchKernel` on cubecl's buffers, `tokenmath_gpu::cuda_launch`): every
+/// output bit must agree. A temperature other than 1 and a NaN row exercise the tempered
+/// variants and the non-finite path.
+#[cfg(feature = "cuda")]
+fn check_launch_path<T: LogitElem + GradElem>(gpu: &Gpu, rows: usize, cols: usize) -> Result<bool, GpuError> {
+    let mut data: Vec<T> = logits(rows, cols, 17);
+    if rows >= 2 {
+        data[cols + 3] = T::from_f32(f32::NAN);
+    }
+    let x = Mat::dense(&data, rows, cols).map_err(GpuError::Core)?;
+    let targets: Vec<i32> = (0..rows).map(|r| ((r * 7919) % cols) as i32).collect();
+    let dtype = <T as LogitElem>::DTYPE;
+    let mut passed = true;
+    for t in [1.0f32, 0.7] {
+        let inputs = RowInputs { targets: Some(&targets), row_mask: None, temperature: Temperature::Scalar(t) };
+        let gx = gpu.upload(x)?;
+        for (variant, same, total) in gpu.launch_path_check(&gx, &inputs)? {
+            let ok = same == total;
+            println!(
+                "check launch path {dtype:?} [{rows}, {cols}] temperature {t} {variant}: {same}/{total} bitwise equal to cubecl's launch"
+            );
+            println!(
+                "RESULT kind=launch_path dtype={} cols={cols} temperature={t} variant={variant} same={same} total={total} passed={ok}",
+                dtype.name()
+            );
+            passed &= ok;
+        }
+    }
+    Ok(passed)
+}
+
 fn run(args: &Args) -> Result<bool, GpuError> {
     let kind = DeviceKind::from_name(&args.device)
         .ok_or_else(|| GpuError::NoDevice(format!("unknown device {:?} (cuda, wgpu)", args.device)))?;
@@ -367,6 +399,10 @@ fn run(args: &Args) -> Result<bool, GpuError> {
                 passed &= check::<f32>(&gpu, check_rows, cols)?;
                 if modes(args)?.contains(&GpuMode::Fast) {
                     passed &= check_fast::<f32>(&gpu, check_rows, cols)?;
+                    #[cfg(feature = "cuda")]
+                    if kind == DeviceKind::Cuda {
+                        passed &= check_launch_path::<f32>(&gpu, check_rows, cols)?;
+                    }
                 }
                 time_shape::<f32>(&mut gpu, rows, cols, args)?;
             }
@@ -374,6 +410,10 @@ fn run(args: &Args) -> Result<bool, GpuError> {
                 passed &= check::<bf16>(&gpu, check_rows, cols)?;
                 if modes(args)?.contains(&GpuMode::Fast) {
                     passed &= check_fast::<bf16>(&gpu, check_rows, cols)?;
+                    #[cfg(feature = "cuda")]
+                    if kind == DeviceKind::Cuda {
+                        passed &= check_launch_path::<bf16>(&gpu, check_rows, cols)?;
+                    }
                 }
                 time_shape::<bf16>(&mut gpu, rows, cols, args)?;
             }
@@ -381,6 +421,10 @@ fn run(args: &Args) -> Result<bool, GpuError> {
                 passed &= check::<f16>(&gpu, check_rows, cols)?;
                 if modes(args)?.contains(&GpuMode::Fast) {
                     passed &= check_fast::<f16>(&gpu, check_rows, cols)?;
+                    #[cfg(feature = "cuda")]
+                    if kind == DeviceKind::Cuda {
+                        passed &= check_launch_path::<f16>(&gpu, check_rows, cols)?;
+                    }
                 }
                 time_shape::<f16>(&mut gpu, rows, cols, args)?;
             }

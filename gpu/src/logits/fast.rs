@@ -11,6 +11,9 @@ use crate::kernels::fast::{self, PARAMS, P_C, P_GLP, P_INV_TEMP, P_KEEP, P_NEG_G
 use crate::kernels::{self, NO_TARGET};
 use crate::GpuError;
 
+#[cfg(feature = "cuda")]
+mod launch_check;
+
 /// How the GPU computes the logits statistics and their gradient. Both modes are
 /// deterministic: the same bits for every launch, batch composition, row order and cube
 /// size.
