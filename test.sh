@@ -34,6 +34,7 @@ cargo test -p tokenmath-cli --test cli
 
 step "tokenmath-gpu with the CUDA runtime compiled in (lints; tests: no NVIDIA driver here, a typed error)"
 cargo clippy -p tokenmath-gpu --features cuda --all-targets -- -D warnings
+cargo clippy -p tokenmath-gpu --no-default-features --features cuda --all-targets -- -D warnings
 cargo clippy -p tokenmath-cli --features cuda --all-targets -- -D warnings
 cargo test -p tokenmath-gpu --features cuda
 

@@ -4,9 +4,10 @@
 //! Device plumbing: the Python layer finds the caller's current CUDA stream
 //! (`tokenmath/_device.py`) and passes it here as an integer; `tensor::import` hands it to
 //! the producer's `__dlpack__(stream=...)`, so the producer orders its pending work before
-//! that stream. The C ABI's CPU entry points ignore streams; when `tkm_exec_options` gains
-//! its `cuda_stream` field (issue 13's CUDA launch path), `options` sets it from `stream`
-//! and the `tkm_dl_*` calls enqueue on the caller's stream.
+//! that stream, and `options` sets `tkm_exec_options.cuda_stream` from it, so that the
+//! `tkm_dl_*` calls on `kDLCUDA` tensors run on the caller's stream. (The C ABI's CPU entry
+//! points ignore streams; its CUDA path answers `TKM_STATUS_CUDA_UNAVAILABLE` until the
+//! launchers are built.)
 
 use tokenmath::tkm_exec_options;
 
@@ -27,7 +28,10 @@ impl Settings {
     /// The `tkm_exec_options` of these settings (struct_size set by `Default`, as
     /// `tkm_exec_options_init` would).
     pub(crate) fn options(&self) -> tkm_exec_options {
-        tkm_exec_options { threads: self.threads, ..tkm_exec_options::default() }
+        // A stream is a `cudaStream_t` handle carried as an integer (DLPack's 1 is
+        // `CU_STREAM_LEGACY`, the legacy default stream).
+        let cuda_stream = self.stream.map_or(core::ptr::null_mut(), |s| s as *mut core::ffi::c_void);
+        tkm_exec_options { threads: self.threads, cuda_stream, ..tkm_exec_options::default() }
     }
 }
 
