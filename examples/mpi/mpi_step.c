@@ -19,6 +19,11 @@
  *    (tkm_group_moments), all-gathered and merged in rank order (tkm_group_moments_merge), then
  *    each rank's advantages (tkm_grpo_advantage_from_moments); verl's token-mean loss with the
  *    global token count (tkm_agg_norm.global_tokens, dp_size) from an MPI_Allreduce.
+ * 3. The top-entropy-quantile mask (TRL's get_high_entropy_mask, the 80/20 paper) over the
+ *    data-parallel batch: the exact cross-rank protocol of tkm_entropy_quantile_* (the valid
+ *    count, then at most 4 rounds of a 256-bin histogram summed by MPI_Allreduce, then at most
+ *    one float reduced by MPI_MIN); the threshold and every rank's keep mask are checked bitwise
+ *    against one process on the whole batch (tkm_top_entropy_threshold / tkm_top_entropy_mask).
  *
  * Prints a table and exits non-zero (on every rank) on any mismatch. Also times the merge
  * (informational; never asserted). See docs/distributed.md for what is bitwise and why.
@@ -580,6 +585,75 @@ static void check_data_parallel(dp_result *res) {
   free(all_m);
 }
 
+typedef struct {
+  int rounds;
+  unsigned long long kept, valid;
+  size_t bytes; /* sent per rank by the protocol's all-reduces */
+} em_result;
+
+static void check_entropy_mask(em_result *res) {
+  /* Entropies of a [B, T] batch with many ties (multiples of 1/8) and ragged valid prefixes. */
+  static float ent[B * T];
+  static uint8_t mask[B * T], keep[B * T], keep_all[B * T];
+  for (int b = 0; b < B; b++) {
+    int len = (int)(unit(11000u + (uint64_t)b) * (T + 1));
+    for (int t = 0; t < T; t++) {
+      mask[b * T + t] = (uint8_t)(t < len);
+      ent[b * T + t] = t < len ? floorf((float)(unit(12000u + (uint64_t)(b * T + t)) * 64.0)) / 8.0f : NAN;
+    }
+  }
+  const float rho = 0.2f; /* TRL's top_entropy_quantile: keep the top 20% */
+  int lo = B * rank / nranks, hi = B * (rank + 1) / nranks;
+  const uint8_t *m = mask + (size_t)lo * T;
+  const float *e = ent + (size_t)lo * T;
+  size_t rows = (size_t)(hi - lo);
+
+  uint64_t count = 0, total = 0;
+  CALL(tkm_valid_count(NULL, m, rows, T, &count));
+  MPI_Allreduce(&count, &total, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+  res->bytes = sizeof count;
+  tkm_entropy_quantile st;
+  CALL(tkm_entropy_quantile_init(total, rho, &st));
+  uint64_t hist[TKM_RADIX_BINS];
+  uint32_t step = 0;
+  for (;;) {
+    CALL(tkm_entropy_quantile_step(&st, &step));
+    if (step == TKM_QUANTILE_STEP_HISTOGRAM) {
+      CALL(tkm_entropy_quantile_local_histogram(&st, NULL, m, e, rows, T, hist));
+      MPI_Allreduce(MPI_IN_PLACE, hist, TKM_RADIX_BINS, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+      CALL(tkm_entropy_quantile_push_histogram(&st, hist));
+      res->rounds++;
+      res->bytes += sizeof hist;
+    } else if (step == TKM_QUANTILE_STEP_MIN_ABOVE) {
+      float local = 0.0f;
+      CALL(tkm_entropy_quantile_local_min_above(&st, NULL, m, e, rows, T, &local));
+      MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_FLOAT, MPI_MIN, MPI_COMM_WORLD);
+      CALL(tkm_entropy_quantile_push_min_above(&st, local));
+      res->bytes += sizeof local;
+    } else {
+      break;
+    }
+  }
+  uint32_t has = 0, has_all = 0;
+  float theta = 0.0f, theta_all = 0.0f;
+  CALL(tkm_entropy_quantile_threshold(&st, &has, &theta));
+  uint64_t kept = 0, kept_all = 0;
+  CALL(tkm_top_entropy_mask(NULL, m, e, rows, T, has, theta, keep, &kept));
+
+  /* One process on the whole batch. */
+  CALL(tkm_top_entropy_threshold(NULL, mask, ent, B, T, rho, &has_all, &theta_all));
+  CALL(tkm_top_entropy_mask(NULL, mask, ent, B, T, has_all, theta_all, keep_all, &kept_all));
+  if (has != has_all || memcmp(&theta, &theta_all, sizeof theta) != 0)
+    fail("entropy quantile threshold across ranks vs one process (bitwise)", -1, -1, theta, theta_all, 0);
+  if (memcmp(keep, keep_all + (size_t)lo * T, rows * T) != 0)
+    fail("top-entropy keep mask of this rank vs one process (bitwise)", lo, -1, 0, 0, 0);
+  unsigned long long kept_sum = kept;
+  MPI_Allreduce(MPI_IN_PLACE, &kept_sum, 1, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+  if (kept_sum != kept_all) fail("kept tokens summed over ranks vs one process", -1, -1, (double)kept_sum, (double)kept_all, 0);
+  res->kept = kept_sum;
+  res->valid = total;
+}
+
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -597,6 +671,9 @@ int main(int argc, char **argv) {
   dp_result dp;
   memset(&dp, 0, sizeof dp);
   check_data_parallel(&dp);
+  em_result em;
+  memset(&em, 0, sizeof em);
+  check_entropy_mask(&em);
 
   /* The worst figures over the ranks, and the failure count. */
   double worst[8] = {vp[0].stats_ratio, vp[1].stats_ratio, vp[0].grad_ratio, vp[1].grad_ratio, vp[0].diff, vp[1].diff,
@@ -630,6 +707,9 @@ int main(int argc, char **argv) {
     printf("%-58s %s (%.0f ulp)\n", "  token weight w/P vs one process 1/N_tok",
            (nranks & (nranks - 1)) == 0 ? "bitwise" : "within 1 ulp", worst[7]);
     printf("%-58s |d| = %.2g <= %.2g\n\n", "  mean of the ranks' losses vs one process", dp.loss_err, dp.loss_tol);
+    printf("%-58s bitwise (%d histogram rounds, %zu B per rank)\n", "top-entropy quantile threshold (rho = 0.2) across ranks",
+           em.rounds, em.bytes);
+    printf("%-58s bitwise, %llu of %llu valid tokens kept\n\n", "  every rank's keep mask vs one process", em.kept, em.valid);
     printf("cost per row (V = %d, %d ranks)            sent per rank  received per rank  vs logits row bf16 / f32\n", V,
            nranks);
     printf("  block partials (bitwise)                      %6zu B       %6zu B           %.0fx / %.0fx\n",
