@@ -11,6 +11,9 @@
 //! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
+//! * [`tokenizer_metrics`] — cross-lingual tokenizer inequity metrics (CTC, token and byte
+//!   premium, per-token rates, the power law and optimal vocabulary size).
+//! * [`unictokens`] — UniCTokens' k-means token initialisation, frozen-row restore, diff mask.
 //!
 //! # The shape of a kernel family
 //!
@@ -59,6 +62,8 @@ pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
+pub mod tokenizer_metrics;
+pub mod unictokens;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

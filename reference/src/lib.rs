@@ -11,6 +11,8 @@ pub mod advantages;
 pub mod gpu_fast;
 pub mod policy_loss;
 pub mod rng;
+pub mod tokenizer_metrics;
+pub mod unictokens;
 
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
