@@ -20,6 +20,8 @@ pub mod fingerprint;
 pub mod logits;
 pub mod policy;
 pub mod status;
+pub mod tokenizer_metrics;
+pub mod unictokens;
 mod util;
 
 pub use advantages::*;
@@ -29,6 +31,8 @@ pub use fingerprint::*;
 pub use logits::*;
 pub use policy::*;
 pub use status::*;
+pub use tokenizer_metrics::*;
+pub use unictokens::*;
 
 use core::ffi::c_char;
 
