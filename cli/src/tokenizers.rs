@@ -130,10 +130,7 @@ fn reference_index(langs: &[Language], wanted: Option<&str>) -> Result<usize, Cl
             let names: Vec<&str> = langs.iter().map(|l| l.name.as_str()).collect();
             CliError::Usage(format!("--reference {w}: no such language in the corpus ({})", names.join(", ")))
         }),
-        None => Ok(["eng_Latn", "eng", "en"]
-            .iter()
-            .find_map(|d| langs.iter().position(|l| l.name == *d))
-            .unwrap_or(0)),
+        None => Ok(["eng_Latn", "eng", "en"].iter().find_map(|d| langs.iter().position(|l| l.name == *d)).unwrap_or(0)),
     }
 }
 
@@ -211,7 +208,9 @@ pub fn run(args: &TokenizersArgs) -> Result<bool, CliError> {
     }
 
     if n_lines < 100 {
-        eprintln!("tokenmath: warning: {n_lines} lines per language; byte premiums from fewer than 100 lines are unreliable");
+        eprintln!(
+            "tokenmath: warning: {n_lines} lines per language; byte premiums from fewer than 100 lines are unreliable"
+        );
     }
     println!(
         "corpus {}: {} languages x {} sentences, reference language {}",
@@ -226,7 +225,14 @@ pub fn run(args: &TokenizersArgs) -> Result<bool, CliError> {
         println!("tokenizer {} (vocabulary {})", path.display(), tok.get_vocab_size(true));
         println!(
             "{:<width$} {:>10} {:>13} {:>12} {:>11} {:>11} {:>10} {:>12}",
-            "language", "CTC", "token_premium", "byte_premium", "bytes/token", "chars/token", "whitespace", "entropy_bits"
+            "language",
+            "CTC",
+            "token_premium",
+            "byte_premium",
+            "bytes/token",
+            "chars/token",
+            "whitespace",
+            "entropy_bits"
         );
         for ((lang, c), [tp, bp, bpt, cpt, ws, h]) in langs.iter().zip(ctc).zip(rows) {
             println!(

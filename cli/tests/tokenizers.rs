@@ -63,8 +63,13 @@ fn trained() -> &'static (PathBuf, PathBuf) {
         let dir = scratch("trained");
         let mut bpe = Tokenizer::new(BPE::builder().unk_token("<unk>".into()).build().unwrap());
         bpe.with_pre_tokenizer(Some(Whitespace {}));
-        let mut trainer: TrainerWrapper =
-            BpeTrainer::builder().vocab_size(300).min_frequency(1).show_progress(false).special_tokens(specials()).build().into();
+        let mut trainer: TrainerWrapper = BpeTrainer::builder()
+            .vocab_size(300)
+            .min_frequency(1)
+            .show_progress(false)
+            .special_tokens(specials())
+            .build()
+            .into();
         bpe.train_from_files(&mut trainer, corpus_files()).unwrap();
         with_template(&mut bpe);
         let bpe_path = dir.join("bpe.json");
@@ -128,7 +133,10 @@ fn expected(tokenizer: &Path, reference: &str) -> HashMap<String, Vec<f64>> {
     raw.iter()
         .map(|(l, &(c, b, ch, ws, h))| {
             let c = c as f64;
-            (l.to_string(), vec![c, c / rc as f64, b as f64 / rb as f64, b as f64 / c, ch as f64 / c, ws as f64 / ch as f64, h])
+            (
+                l.to_string(),
+                vec![c, c / rc as f64, b as f64 / rb as f64, b as f64 / c, ch as f64 / c, ws as f64 / ch as f64, h],
+            )
         })
         .collect()
 }
@@ -150,7 +158,11 @@ fn assert_matches(got: &HashMap<String, Vec<f64>>, want: &HashMap<String, Vec<f6
 fn assert_error(run: &Run, needle: &str) {
     assert_eq!(run.code, 2, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.starts_with("tokenmath: error: ") && run.stderr.contains(needle), "expected {needle:?}:\n{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("tokenmath: error: ") && run.stderr.contains(needle),
+        "expected {needle:?}:\n{}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 }
 
@@ -218,7 +230,17 @@ fn reference_and_extension_options() {
     assert_eq!(t["fra"][0], c as f64);
     assert!((t["fra"][3] - b as f64 / c as f64).abs() <= 0.5e-4);
     // Unknown reference: usage error naming the languages.
-    let run = tokenmath(&["tokenizers", "--tokenizer", bpe.to_str().unwrap(), "--corpus", dir.to_str().unwrap(), "--ext", "dev", "--reference", "xx"]);
+    let run = tokenmath(&[
+        "tokenizers",
+        "--tokenizer",
+        bpe.to_str().unwrap(),
+        "--corpus",
+        dir.to_str().unwrap(),
+        "--ext",
+        "dev",
+        "--reference",
+        "xx",
+    ]);
     assert_error(&run, "no such language in the corpus (ell, fra)");
 }
 
@@ -226,7 +248,9 @@ fn reference_and_extension_options() {
 fn bad_inputs_are_one_error_line() {
     let (bpe, _) = trained();
     let b = bpe.to_str().unwrap();
-    let run_on = |tokenizer: &str, corpus: &Path| tokenmath(&["tokenizers", "--tokenizer", tokenizer, "--corpus", corpus.to_str().unwrap()]);
+    let run_on = |tokenizer: &str, corpus: &Path| {
+        tokenmath(&["tokenizers", "--tokenizer", tokenizer, "--corpus", corpus.to_str().unwrap()])
+    };
 
     // Missing folder.
     assert_error(&run_on(b, Path::new("/nonexistent/corpus")), "cannot read /nonexistent/corpus");

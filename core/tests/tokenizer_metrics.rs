@@ -51,7 +51,10 @@ fn edge_cases_are_errors_or_zero() {
     assert_eq!(tm::char_entropy_bits("aaaa", &mut [0; 4]).unwrap(), 0.0);
     assert_eq!(tm::char_entropy_bits_from_counts(&[]).unwrap(), 0.0);
     assert_eq!(tm::char_entropy_bits_from_counts(&[0, 0]).unwrap(), 0.0);
-    assert_eq!(tm::char_entropy_bits_from_counts(&[u64::MAX, 1]), Err(TmError::SizeOverflow { what: "character count" }));
+    assert_eq!(
+        tm::char_entropy_bits_from_counts(&[u64::MAX, 1]),
+        Err(TmError::SizeOverflow { what: "character count" })
+    );
     // A short scratch is refused and left alone.
     let mut s = [7u32; 2];
     assert!(matches!(tm::char_entropy_bits("abc", &mut s), Err(TmError::LengthMismatch { expected: 3, got: 2, .. })));
@@ -59,7 +62,10 @@ fn edge_cases_are_errors_or_zero() {
     // Power law: lengths, non-finite, ≤ 0, one distinct V.
     assert!(matches!(tm::fit_power_law(&[1.0, 2.0], &[1.0]), Err(TmError::LengthMismatch { .. })));
     assert_eq!(tm::fit_power_law(&[1.0, f64::NAN], &[1.0, 2.0]), Err(TmError::NonFinite { what: "v", index: 1 }));
-    assert_eq!(tm::fit_power_law(&[1.0, 2.0], &[f64::INFINITY, 2.0]), Err(TmError::NonFinite { what: "ctc", index: 0 }));
+    assert_eq!(
+        tm::fit_power_law(&[1.0, 2.0], &[f64::INFINITY, 2.0]),
+        Err(TmError::NonFinite { what: "ctc", index: 0 })
+    );
     assert!(invalid(tm::fit_power_law(&[1.0, 2.0], &[0.0, 2.0])));
     assert!(invalid(tm::fit_power_law(&[-1.0, 2.0], &[1.0, 2.0])));
     assert!(invalid(tm::fit_power_law(&[8.0, 8.0, 8.0], &[1.0, 2.0, 3.0])));
@@ -73,7 +79,14 @@ fn edge_cases_are_errors_or_zero() {
     let flat = tm::fit_power_law(&[10.0, 100.0], &[7.0, 7.0]).unwrap();
     assert_eq!((flat.b, flat.r2), (0.0, 1.0));
     assert!(invalid(flat.optimal_vocab_size(7.0)));
-    for (a, b, t) in [(0.0, -0.5, 1.0), (f64::NAN, -0.5, 1.0), (1.0, 0.0, 1.0), (1.0, f64::INFINITY, 1.0), (1.0, -0.5, 0.0), (1.0, -0.5, f64::NAN)] {
+    for (a, b, t) in [
+        (0.0, -0.5, 1.0),
+        (f64::NAN, -0.5, 1.0),
+        (1.0, 0.0, 1.0),
+        (1.0, f64::INFINITY, 1.0),
+        (1.0, -0.5, 0.0),
+        (1.0, -0.5, f64::NAN),
+    ] {
         assert!(invalid(tm::optimal_vocab_size(a, b, t)), "{a} {b} {t}");
     }
     // V* beyond f64: an error, not inf.

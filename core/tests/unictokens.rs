@@ -43,12 +43,16 @@ fn hostile_inputs_are_refused_unwritten() {
     let rows = [0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0];
     let mut scratch = vec![0.0f64; 64];
     let mut out = poisoned(4);
-    let call = |rows: &[f32], dim, k, out: &mut [f32], scratch: &mut [f64]| uc::kmeans_init(rows, dim, k, 0, 10, out, scratch);
+    let call =
+        |rows: &[f32], dim, k, out: &mut [f32], scratch: &mut [f64]| uc::kmeans_init(rows, dim, k, 0, 10, out, scratch);
     assert!(matches!(call(&rows, 0, 2, &mut out, &mut scratch), Err(TmError::InvalidArgument(_))));
     assert!(matches!(call(&rows, 2, 0, &mut [], &mut scratch), Err(TmError::InvalidArgument(_))));
     assert!(matches!(call(&rows, 4, 2, &mut out, &mut scratch), Err(TmError::InvalidArgument(_)))); // 6 % 4
     assert!(matches!(call(&rows, 3, 3, &mut poisoned(9), &mut scratch), Err(TmError::InvalidArgument(_)))); // n = 2 < 3
-    assert!(matches!(call(&rows, 2, 2, &mut poisoned(3), &mut scratch), Err(TmError::LengthMismatch { what: "out", .. })));
+    assert!(matches!(
+        call(&rows, 2, 2, &mut poisoned(3), &mut scratch),
+        Err(TmError::LengthMismatch { what: "out", .. })
+    ));
     assert!(matches!(call(&rows, 2, 2, &mut out, &mut [0.0; 5]), Err(TmError::LengthMismatch { what: "scratch", .. })));
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut r = rows;

@@ -55,7 +55,11 @@ unsafe fn put<T: Copy + Default>(dst: *mut T, v: T) -> Res {
 /// # Safety
 /// `tokens_per_sentence` valid for `n` elements; `out` valid for one.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_corpus_token_count(tokens_per_sentence: *const u32, n: usize, out: *mut u64) -> tkm_status {
+pub unsafe extern "C" fn tkm_corpus_token_count(
+    tokens_per_sentence: *const u32,
+    n: usize,
+    out: *mut u64,
+) -> tkm_status {
     guard(|| put(out, tm::corpus_token_count(input(tokens_per_sentence, n)?)?))
 }
 
@@ -89,7 +93,11 @@ pub unsafe extern "C" fn tkm_byte_premium(bytes_lang: u64, bytes_ref: u64, out: 
 /// # Safety
 /// `text` valid for `len` bytes; `counts` valid for reads and writes of one struct.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_text_counts_add(text_utf8: *const u8, len: usize, counts: *mut tkm_text_counts) -> tkm_status {
+pub unsafe extern "C" fn tkm_text_counts_add(
+    text_utf8: *const u8,
+    len: usize,
+    counts: *mut tkm_text_counts,
+) -> tkm_status {
     guard(|| {
         let t = text(text_utf8, len)?;
         let c = crate::util::inout(counts, 1)?;
@@ -108,7 +116,12 @@ pub unsafe extern "C" fn tkm_text_counts_add(text_utf8: *const u8, len: usize, c
 /// # Safety
 /// `text` valid for `len` bytes; `out` valid for one element.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_bytes_per_token(text_utf8: *const u8, len: usize, n_tokens: u64, out: *mut f64) -> tkm_status {
+pub unsafe extern "C" fn tkm_bytes_per_token(
+    text_utf8: *const u8,
+    len: usize,
+    n_tokens: u64,
+    out: *mut f64,
+) -> tkm_status {
     guard(|| put(out, tm::bytes_per_token(text(text_utf8, len)?, n_tokens)?))
 }
 
@@ -119,7 +132,12 @@ pub unsafe extern "C" fn tkm_bytes_per_token(text_utf8: *const u8, len: usize, n
 /// # Safety
 /// `text` valid for `len` bytes; `out` valid for one element.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_chars_per_token(text_utf8: *const u8, len: usize, n_tokens: u64, out: *mut f64) -> tkm_status {
+pub unsafe extern "C" fn tkm_chars_per_token(
+    text_utf8: *const u8,
+    len: usize,
+    n_tokens: u64,
+    out: *mut f64,
+) -> tkm_status {
     guard(|| put(out, tm::chars_per_token(text(text_utf8, len)?, n_tokens)?))
 }
 
@@ -171,7 +189,12 @@ pub unsafe extern "C" fn tkm_char_entropy_bits_from_counts(counts: *const u64, n
 /// # Safety
 /// `v`, `ctc` valid for `n` elements; `out` valid for one struct.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_fit_power_law(v: *const f64, ctc: *const f64, n: usize, out: *mut tkm_power_law) -> tkm_status {
+pub unsafe extern "C" fn tkm_fit_power_law(
+    v: *const f64,
+    ctc: *const f64,
+    n: usize,
+    out: *mut tkm_power_law,
+) -> tkm_status {
     guard(|| {
         let f = tm::fit_power_law(input(v, n)?, input(ctc, n)?)?;
         put(out, tkm_power_law { a: f.a, ln_a: f.ln_a, b: f.b, r2: f.r2 })
@@ -196,7 +219,11 @@ pub unsafe extern "C" fn tkm_optimal_vocab_size(a: f64, b: f64, ctc_target: f64,
 /// # Safety
 /// `fit` valid for one struct; `out` valid for one element.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_power_law_optimal_vocab_size(fit: *const tkm_power_law, ctc_target: f64, out: *mut f64) -> tkm_status {
+pub unsafe extern "C" fn tkm_power_law_optimal_vocab_size(
+    fit: *const tkm_power_law,
+    ctc_target: f64,
+    out: *mut f64,
+) -> tkm_status {
     guard(|| {
         let f = input(fit, 1)?[0];
         let law = PowerLaw { a: f.a, ln_a: f.ln_a, b: f.b, r2: f.r2 };

@@ -102,7 +102,10 @@ fn unictokens_match_core() {
     let mut out = poisoned(k * dim);
     let mut steps = usize::MAX;
     unsafe {
-        assert_eq!(tkm_kmeans_init(rows.as_ptr(), n, dim, k, 0, TKM_KMEANS_DEFAULT_ITERS, out.as_mut_ptr(), &mut steps), TKM_STATUS_OK);
+        assert_eq!(
+            tkm_kmeans_init(rows.as_ptr(), n, dim, k, 0, TKM_KMEANS_DEFAULT_ITERS, out.as_mut_ptr(), &mut steps),
+            TKM_STATUS_OK
+        );
     }
     let mut want = poisoned(k * dim);
     let mut s = vec![0.0; uc::kmeans_scratch_len(n, k, dim).unwrap()];
@@ -112,12 +115,21 @@ fn unictokens_match_core() {
         // steps may be NULL.
         assert_eq!(tkm_kmeans_init(rows.as_ptr(), n, dim, k, 0, 3, out.as_mut_ptr(), null_mut()), TKM_STATUS_OK);
         let mut o = poisoned(k * dim);
-        assert_eq!(tkm_kmeans_init(rows.as_ptr(), 3, dim, k, 0, 3, o.as_mut_ptr(), null_mut()), TKM_STATUS_INVALID_ARGUMENT);
-        assert_eq!(tkm_kmeans_init(rows.as_ptr(), n, 0, k, 0, 3, o.as_mut_ptr(), null_mut()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(
+            tkm_kmeans_init(rows.as_ptr(), 3, dim, k, 0, 3, o.as_mut_ptr(), null_mut()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            tkm_kmeans_init(rows.as_ptr(), n, 0, k, 0, 3, o.as_mut_ptr(), null_mut()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
         let mut nan = rows.clone();
         nan[17] = f32::NAN;
         assert_eq!(tkm_kmeans_init(nan.as_ptr(), n, dim, k, 0, 3, o.as_mut_ptr(), null_mut()), TKM_STATUS_NON_FINITE);
-        assert_eq!(tkm_kmeans_init(rows.as_ptr(), usize::MAX, 2, 2, 0, 3, o.as_mut_ptr(), null_mut()), TKM_STATUS_SIZE_OVERFLOW);
+        assert_eq!(
+            tkm_kmeans_init(rows.as_ptr(), usize::MAX, 2, 2, 0, 3, o.as_mut_ptr(), null_mut()),
+            TKM_STATUS_SIZE_OVERFLOW
+        );
         assert_eq!(tkm_kmeans_init(rows.as_ptr(), n, dim, k, 0, 3, null_mut(), null_mut()), TKM_STATUS_NULL_POINTER);
         assert!(untouched(&o));
     }
@@ -128,7 +140,14 @@ fn unictokens_match_core() {
     let before = table.clone();
     let tr = [0u8, 1, 0, 1];
     unsafe {
-        let st = tkm_restore_frozen_rows(TKM_DTYPE_F32, table.as_mut_ptr() as *mut c_void, orig.as_ptr() as *const c_void, 4, 3, tr.as_ptr());
+        let st = tkm_restore_frozen_rows(
+            TKM_DTYPE_F32,
+            table.as_mut_ptr() as *mut c_void,
+            orig.as_ptr() as *const c_void,
+            4,
+            3,
+            tr.as_ptr(),
+        );
         assert_eq!(st, TKM_STATUS_OK);
     }
     let mut want = before.clone();
@@ -139,8 +158,28 @@ fn unictokens_match_core() {
     let oh: Vec<f16> = orig.iter().map(|&x| f16::from_f32(x)).collect();
     let mut th = vec![f16::from_f32(5.0); 12];
     unsafe {
-        assert_eq!(tkm_restore_frozen_rows(TKM_DTYPE_BF16, tb.as_mut_ptr() as *mut c_void, ob.as_ptr() as *const c_void, 4, 3, tr.as_ptr()), TKM_STATUS_OK);
-        assert_eq!(tkm_restore_frozen_rows(TKM_DTYPE_F16, th.as_mut_ptr() as *mut c_void, oh.as_ptr() as *const c_void, 4, 3, tr.as_ptr()), TKM_STATUS_OK);
+        assert_eq!(
+            tkm_restore_frozen_rows(
+                TKM_DTYPE_BF16,
+                tb.as_mut_ptr() as *mut c_void,
+                ob.as_ptr() as *const c_void,
+                4,
+                3,
+                tr.as_ptr()
+            ),
+            TKM_STATUS_OK
+        );
+        assert_eq!(
+            tkm_restore_frozen_rows(
+                TKM_DTYPE_F16,
+                th.as_mut_ptr() as *mut c_void,
+                oh.as_ptr() as *const c_void,
+                4,
+                3,
+                tr.as_ptr()
+            ),
+            TKM_STATUS_OK
+        );
     }
     assert_eq!(&tb[..3], &ob[..3]);
     assert_eq!(tb[3], bf16::from_f32(5.0));
@@ -148,10 +187,19 @@ fn unictokens_match_core() {
     let snapshot = table.clone();
     unsafe {
         let t = table.as_mut_ptr() as *mut c_void;
-        assert_eq!(tkm_restore_frozen_rows(99, t, orig.as_ptr() as *const c_void, 4, 3, tr.as_ptr()), TKM_STATUS_BAD_DTYPE);
-        assert_eq!(tkm_restore_frozen_rows(TKM_DTYPE_F32, t, table.as_ptr().add(1) as *const c_void, 2, 3, tr.as_ptr()), TKM_STATUS_OVERLAP);
+        assert_eq!(
+            tkm_restore_frozen_rows(99, t, orig.as_ptr() as *const c_void, 4, 3, tr.as_ptr()),
+            TKM_STATUS_BAD_DTYPE
+        );
+        assert_eq!(
+            tkm_restore_frozen_rows(TKM_DTYPE_F32, t, table.as_ptr().add(1) as *const c_void, 2, 3, tr.as_ptr()),
+            TKM_STATUS_OVERLAP
+        );
         assert_eq!(tkm_restore_frozen_rows(TKM_DTYPE_F32, t, null(), 4, 3, tr.as_ptr()), TKM_STATUS_NULL_POINTER);
-        assert_eq!(tkm_restore_frozen_rows(TKM_DTYPE_F32, t, orig.as_ptr() as *const c_void, usize::MAX, 3, tr.as_ptr()), TKM_STATUS_SIZE_OVERFLOW);
+        assert_eq!(
+            tkm_restore_frozen_rows(TKM_DTYPE_F32, t, orig.as_ptr() as *const c_void, usize::MAX, 3, tr.as_ptr()),
+            TKM_STATUS_SIZE_OVERFLOW
+        );
         let mis = (orig.as_ptr() as *const u8).add(1) as *const c_void;
         assert_eq!(tkm_restore_frozen_rows(TKM_DTYPE_F32, t, mis, 2, 3, tr.as_ptr()), TKM_STATUS_MISALIGNED);
     }

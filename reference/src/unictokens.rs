@@ -58,7 +58,8 @@ pub fn kmeans(rows: &[Vec<f64>], k: usize, seed: u64, iters: usize) -> (Vec<Vec<
         }
         assign = new;
         for (j, c) in centres.iter_mut().enumerate() {
-            let members: Vec<&Vec<f64>> = rows.iter().zip(&assign).filter(|(_, a)| **a == Some(j)).map(|(r, _)| r).collect();
+            let members: Vec<&Vec<f64>> =
+                rows.iter().zip(&assign).filter(|(_, a)| **a == Some(j)).map(|(r, _)| r).collect();
             if members.is_empty() {
                 continue;
             }
