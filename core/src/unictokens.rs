@@ -2,7 +2,7 @@
 //! frozen-row restore of textual inversion, and the "generation as perception" token diff mask.
 //!
 //! Source: *UniCTokens* (arXiv 2505.14671), code `arctanxarc/UniCTokens`,
-//! `train_w_3_stages/*.py` [code].
+//! `train_w_3_stages/*.py` \[code\].
 //!
 //! # Math
 //!
