@@ -442,6 +442,11 @@
 #define TKM_THR_STEER 1
 
 /**
+ * scikit-learn's `KMeans(max_iter=300)`: the default number of Lloyd steps.
+ */
+#define TKM_KMEANS_DEFAULT_ITERS 300
+
+/**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
  * other value is an error, and no output was written (see the header's rules).
  *
@@ -1242,6 +1247,47 @@ typedef struct tkm_tw_grpo_options {
    */
   float clamp;
 } tkm_tw_grpo_options;
+
+/**
+ * Byte, Unicode scalar value and whitespace counts of some text (accumulated over any number
+ * of sentences by `tkm_text_counts_add`). Start from all zeros.
+ */
+typedef struct tkm_text_counts {
+  /**
+   * UTF-8 bytes.
+   */
+  uint64_t bytes;
+  /**
+   * Unicode scalar values.
+   */
+  uint64_t chars;
+  /**
+   * Scalar values with the Unicode White_Space property.
+   */
+  uint64_t whitespace;
+} tkm_text_counts;
+
+/**
+ * A power law `CTC(V) = a * V^b` fitted in log space.
+ */
+typedef struct tkm_power_law {
+  /**
+   * `a = exp(ln_a)` (may be +inf or 0 when `ln_a` is outside double's exponent range).
+   */
+  double a;
+  /**
+   * `ln a`.
+   */
+  double ln_a;
+  /**
+   * The exponent `b`.
+   */
+  double b;
+  /**
+   * `R^2` of the fit in log space.
+   */
+  double r2;
+} tkm_power_law;
 
 /**
  * IEEE binary32 (`float`).
@@ -3398,6 +3444,201 @@ tkm_status tkm_tw_grpo_exact_multichoice_reward(const uint8_t *completion,
  * `completion` must be valid for `completion_len` bytes; `out` for one float.
  */
 tkm_status tkm_tw_grpo_format_reward(const uint8_t *completion, size_t completion_len, float *out);
+
+/**
+ * `*out = sum of tokens_per_sentence[0..n]` (the corpus token count, CTC).
+ *
+ * Errors: `TKM_STATUS_NULL_POINTER`; `TKM_STATUS_SIZE_OVERFLOW` if the sum exceeds `uint64_t`.
+ *
+ * # Safety
+ * `tokens_per_sentence` valid for `n` elements; `out` valid for one.
+ */
+tkm_status tkm_corpus_token_count(const uint32_t *tokens_per_sentence, size_t n, uint64_t *out);
+
+/**
+ * Token premium `*out = ctc_lang / ctc_ref`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` when `ctc_ref == 0`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `out` valid for one element.
+ */
+tkm_status tkm_token_premium(uint64_t ctc_lang, uint64_t ctc_ref, double *out);
+
+/**
+ * Byte premium `*out = bytes_lang / bytes_ref` of parallel text.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` when `bytes_ref == 0`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `out` valid for one element.
+ */
+tkm_status tkm_byte_premium(uint64_t bytes_lang, uint64_t bytes_ref, double *out);
+
+/**
+ * Adds the counts of the UTF-8 `text` (`len` bytes) to `*counts` (in place, only on success;
+ * the sums saturate at `UINT64_MAX`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for invalid UTF-8; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `text` valid for `len` bytes; `counts` valid for reads and writes of one struct.
+ */
+tkm_status tkm_text_counts_add(const uint8_t *text_utf8, size_t len, struct tkm_text_counts *counts);
+
+/**
+ * `*out = UTF-8 bytes of text / n_tokens`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for `n_tokens == 0` or invalid UTF-8;
+ * `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `text` valid for `len` bytes; `out` valid for one element.
+ */
+tkm_status tkm_bytes_per_token(const uint8_t *text_utf8, size_t len, uint64_t n_tokens, double *out);
+
+/**
+ * `*out = Unicode scalar values of text / n_tokens`.
+ *
+ * Errors: as `tkm_bytes_per_token`.
+ *
+ * # Safety
+ * `text` valid for `len` bytes; `out` valid for one element.
+ */
+tkm_status tkm_chars_per_token(const uint8_t *text_utf8, size_t len, uint64_t n_tokens, double *out);
+
+/**
+ * `*out` = fraction of the scalar values of the text that are whitespace (Unicode
+ * White_Space); 0 for empty text.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for invalid UTF-8; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `text` valid for `len` bytes; `out` valid for one element.
+ */
+tkm_status tkm_whitespace_proportion(const uint8_t *text_utf8, size_t len, double *out);
+
+/**
+ * Character entropy of the text in bits, `-sum_c p_c log2 p_c`; 0 for empty text. Allocates
+ * one `uint32_t` per scalar value as scratch.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for invalid UTF-8; `TKM_STATUS_OUT_OF_MEMORY`;
+ * `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `text` valid for `len` bytes; `out` valid for one element.
+ */
+tkm_status tkm_char_entropy_bits(const uint8_t *text_utf8, size_t len, double *out);
+
+/**
+ * Character entropy in bits from per-character counts (zeros skipped, any order).
+ *
+ * Errors: `TKM_STATUS_SIZE_OVERFLOW` if the counts sum past `uint64_t`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `counts` valid for `n` elements; `out` valid for one.
+ */
+tkm_status tkm_char_entropy_bits_from_counts(const uint64_t *counts, size_t n, double *out);
+
+/**
+ * Fits `CTC = a * V^b` by least squares on `(ln V, ln CTC)` over `n` points.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` for a NaN or infinite point; `TKM_STATUS_INVALID_ARGUMENT`
+ * for a point `<= 0` or fewer than two distinct `V`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `v`, `ctc` valid for `n` elements; `out` valid for one struct.
+ */
+tkm_status tkm_fit_power_law(const double *v, const double *ctc, size_t n, struct tkm_power_law *out);
+
+/**
+ * The vocabulary size at which the law `a * V^b` gives `ctc_target`: `(ctc_target/a)^(1/b)`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` when `a` or `ctc_target` is not finite and `> 0`, `b`
+ * is not finite or 0, or the result overflows double; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `out` valid for one element.
+ */
+tkm_status tkm_optimal_vocab_size(double a, double b, double ctc_target, double *out);
+
+/**
+ * As `tkm_optimal_vocab_size` for a fitted law, computed from its `ln_a` (so a fit whose `a`
+ * overflows double still works).
+ *
+ * # Safety
+ * `fit` valid for one struct; `out` valid for one element.
+ */
+tkm_status tkm_power_law_optimal_vocab_size(const struct tkm_power_law *fit, double ctc_target, double *out);
+
+/**
+ * `*out = ceil(v / multiple) * multiple`: a vocabulary size rounded up to a hardware multiple.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` when `v` is not finite and `> 0` or `multiple == 0`;
+ * `TKM_STATUS_SIZE_OVERFLOW` when the result exceeds `uint64_t`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `out` valid for one element.
+ */
+tkm_status tkm_round_vocab(double v, uint64_t multiple, uint64_t *out);
+
+/**
+ * k-means of the `n` rows of `rows` (`[n, dim]`, row-major): k-means++ seeding from `seed`,
+ * then up to `iters` Lloyd steps (stopping when no assignment changes). The `k` centres go to
+ * `out` (`[k, dim]`); `*steps`, unless NULL, gets the number of Lloyd steps run. Bit-for-bit
+ * deterministic for the same inputs. Allocates `n + 2*k*dim + k` doubles of scratch.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` for `dim == 0`, `k == 0` or `n < k`;
+ * `TKM_STATUS_NON_FINITE` for a NaN or infinite input; `TKM_STATUS_SIZE_OVERFLOW`;
+ * `TKM_STATUS_OUT_OF_MEMORY`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `rows` valid for `n * dim` elements, `out` for `k * dim`, `steps` (unless NULL) for one.
+ */
+tkm_status tkm_kmeans_init(const float *rows,
+                           size_t n,
+                           size_t dim,
+                           size_t k,
+                           uint64_t seed,
+                           size_t iters,
+                           float *out,
+                           size_t *steps);
+
+/**
+ * Restores the frozen rows of a `[rows, dim]` table in place: row `r` is copied from `orig`
+ * where `trainable[r] == 0`, and left as it is otherwise (call after each optimiser step on
+ * the input embeddings, the LM head, and its bias with `dim = 1`). `dtype` is
+ * `TKM_DTYPE_F32`, `TKM_DTYPE_BF16` or `TKM_DTYPE_F16` (bits copied exactly).
+ *
+ * Errors: `TKM_STATUS_BAD_DTYPE`; `TKM_STATUS_OVERLAP` when `table` overlaps `orig` or
+ * `trainable`; `TKM_STATUS_SIZE_OVERFLOW`; `TKM_STATUS_MISALIGNED`; `TKM_STATUS_NULL_POINTER`.
+ *
+ * # Safety
+ * `table` valid for reads and writes and `orig` for reads of `rows * dim` elements of
+ * `dtype`; `trainable` valid for `rows` bytes.
+ */
+tkm_status tkm_restore_frozen_rows(tkm_dtype dtype,
+                                   void *table,
+                                   const void *orig,
+                                   size_t rows,
+                                   size_t dim,
+                                   const uint8_t *trainable);
+
+/**
+ * `out[i] = ((ids_a[i] != ids_final[i]) != (ids_b[i] != ids_final[i]))`, for `n` positions:
+ * with `a`, `b` the token ids at two generation steps (10 and 35 in UniCTokens), the positions
+ * that settled inside that window.
+ *
+ * Errors: `TKM_STATUS_NULL_POINTER`; `TKM_STATUS_MISALIGNED`; `TKM_STATUS_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `ids_a`, `ids_b`, `ids_final` valid for `n` elements, `out` for `n` bytes.
+ */
+tkm_status tkm_token_diff_mask(const uint32_t *ids_a,
+                               const uint32_t *ids_b,
+                               const uint32_t *ids_final,
+                               size_t n,
+                               uint8_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

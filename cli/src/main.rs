@@ -32,6 +32,7 @@ mod report;
 mod rollout;
 mod run;
 mod step;
+mod tokenizers;
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -73,6 +74,9 @@ enum Command {
     Commit(fingerprint::CommitArgs),
     /// Verify inclusion-proof openings against a signed tree head.
     Verify(fingerprint::VerifyArgs),
+    /// Tokenizer inequity metrics (CTC, token and byte premium, bytes per token, whitespace)
+    /// of Hugging Face tokenizers on a parallel corpus.
+    Tokenizers(tokenizers::TokenizersArgs),
 }
 
 /// Options of the default batch.
@@ -337,6 +341,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => run_replay(&args),
         Some(Command::Commit(args)) => fingerprint::run_commit(&args),
         Some(Command::Verify(args)) => fingerprint::run_verify(&args),
+        Some(Command::Tokenizers(args)) => tokenizers::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

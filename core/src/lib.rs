@@ -13,6 +13,9 @@
 //! * [`seed`] — the seed papers' token-level methods (top-entropy mask, HAPO, D³S, TW-GRPO,
 //!   NTHR/THR, NSR/PSR/W-REINFORCE, GRPO-N, the expected logit update, RMT).
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
+//! * [`tokenizer_metrics`] — cross-lingual tokenizer inequity metrics (CTC, token and byte
+//!   premium, per-token rates, the power law and optimal vocabulary size).
+//! * [`unictokens`] — UniCTokens' k-means token initialisation, frozen-row restore, diff mask.
 //!
 //! # The shape of a kernel family
 //!
@@ -62,6 +65,8 @@ pub mod mat;
 pub mod platform;
 pub mod policy_loss;
 pub mod seed;
+pub mod tokenizer_metrics;
+pub mod unictokens;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

@@ -24,6 +24,8 @@ pub mod policy;
 pub mod seed;
 pub mod status;
 pub mod tw_grpo;
+pub mod tokenizer_metrics;
+pub mod unictokens;
 mod util;
 
 pub use advantages::*;
@@ -37,6 +39,8 @@ pub use policy::*;
 pub use seed::*;
 pub use status::*;
 pub use tw_grpo::*;
+pub use tokenizer_metrics::*;
+pub use unictokens::*;
 
 use core::ffi::c_char;
 

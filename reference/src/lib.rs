@@ -14,6 +14,8 @@ pub mod policy_loss;
 pub mod rng;
 pub mod seed;
 pub mod tw_grpo;
+pub mod tokenizer_metrics;
+pub mod unictokens;
 
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1454,6 +1454,127 @@ static void test_hapo(void) {
   EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 1.0f, l, g, NULL)), TKM_STATUS_INVALID_ARGUMENT);
   EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, NULL, up, 2, 4, 10.0f, l, g, NULL)), TKM_STATUS_NULL_POINTER);
   CHECK(untouched(l, 8));
+/* Tokenizer inequity metrics: a worked example and every status they return. */
+static void test_tokenizer_metrics(void) {
+  const char *t = "ab a"; /* a:2 b:1 ' ':1 -> H = 1.5 bits, whitespace 1/4 */
+  const uint8_t *u = (const uint8_t *)t;
+  double x = -1.0;
+  EXPECT(note(tkm_char_entropy_bits(u, 4, &x)), TKM_STATUS_OK);
+  CHECK(x == 1.5);
+  EXPECT(tkm_whitespace_proportion(u, 4, &x), TKM_STATUS_OK);
+  CHECK(x == 0.25);
+  EXPECT(tkm_bytes_per_token((const uint8_t *)"\xc3\xa9\xe2\x82\xac", 5, 2, &x), TKM_STATUS_OK); /* "é€" */
+  CHECK(x == 2.5);
+  EXPECT(tkm_chars_per_token((const uint8_t *)"\xc3\xa9\xe2\x82\xac", 5, 2, &x), TKM_STATUS_OK);
+  CHECK(x == 1.0);
+  tkm_text_counts c = {0, 0, 0};
+  EXPECT(tkm_text_counts_add(u, 4, &c), TKM_STATUS_OK);
+  EXPECT(tkm_text_counts_add((const uint8_t *)"\xe3\x80\x80", 3, &c), TKM_STATUS_OK); /* U+3000 */
+  CHECK(c.bytes == 7 && c.chars == 5 && c.whitespace == 2);
+  const uint32_t toks[3] = {3, 0, 7};
+  uint64_t ctc = 0;
+  EXPECT(tkm_corpus_token_count(toks, 3, &ctc), TKM_STATUS_OK);
+  CHECK(ctc == 10);
+  EXPECT(tkm_token_premium(15, 10, &x), TKM_STATUS_OK);
+  CHECK(x == 1.5);
+  EXPECT(tkm_byte_premium(5, 20, &x), TKM_STATUS_OK);
+  CHECK(x == 0.25);
+  const uint64_t counts[4] = {2, 0, 1, 1};
+  EXPECT(tkm_char_entropy_bits_from_counts(counts, 4, &x), TKM_STATUS_OK);
+  CHECK(x == 1.5);
+  /* CTC = 1000 V^-0.5 exactly: a = 1000, b = -0.5, V*(20) = 2500, rounded to 2560. */
+  const double v[3] = {100.0, 400.0, 1600.0}, y[3] = {100.0, 50.0, 25.0};
+  tkm_power_law f;
+  EXPECT(tkm_fit_power_law(v, y, 3, &f), TKM_STATUS_OK);
+  CHECK(fabs(f.b + 0.5) < 1e-14 && fabs(f.a - 1000.0) < 1e-10 && fabs(f.r2 - 1.0) < 1e-14);
+  EXPECT(tkm_power_law_optimal_vocab_size(&f, 20.0, &x), TKM_STATUS_OK);
+  CHECK(fabs(x - 2500.0) < 1e-9);
+  EXPECT(tkm_optimal_vocab_size(1000.0, -0.5, 20.0, &x), TKM_STATUS_OK);
+  CHECK(fabs(x - 2500.0) < 1e-9);
+  uint64_t r = 0;
+  EXPECT(tkm_round_vocab(x, 128, &r), TKM_STATUS_OK);
+  CHECK(r == 2560);
+
+  /* Errors: nothing written. */
+  x = -7.0;
+  r = 5;
+  const uint8_t bad_utf8[2] = {'a', 0xff};
+  EXPECT(note(tkm_whitespace_proportion(bad_utf8, 2, &x)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_token_premium(1, 0, &x)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_byte_premium(1, 0, &x)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_bytes_per_token(u, 4, 0, &x)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_chars_per_token(u, 4, 0, &x)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_char_entropy_bits(NULL, 3, &x)), TKM_STATUS_NULL_POINTER);
+  const uint64_t huge[2] = {UINT64_MAX, 1};
+  EXPECT(note(tkm_char_entropy_bits_from_counts(huge, 2, &x)), TKM_STATUS_SIZE_OVERFLOW);
+  const double vnan[2] = {100.0, NAN};
+  EXPECT(note(tkm_fit_power_law(vnan, y, 2, &f)), TKM_STATUS_NON_FINITE);
+  const double vsame[2] = {100.0, 100.0};
+  EXPECT(note(tkm_fit_power_law(vsame, y, 2, &f)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_optimal_vocab_size(1000.0, 0.0, 20.0, &x)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_power_law_optimal_vocab_size(NULL, 20.0, &x)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_round_vocab(1e30, 1, &r)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_round_vocab(10.0, 0, &r)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_corpus_token_count(NULL, 2, &ctc)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_text_counts_add(u, 4, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(x == -7.0 && r == 5 && ctc == 10 && c.bytes == 7);
+  CHECK(fabs(f.b + 0.5) < 1e-14);
+}
+
+/* UniCTokens: k-means on three separated blobs, frozen-row restore, the diff mask. */
+static void test_unictokens(void) {
+  float rows[12 * 2];
+  const float centres[3][2] = {{0.0f, 0.0f}, {100.0f, 0.0f}, {0.0f, 100.0f}};
+  const float d[4][2] = {{-1.0f, 0.0f}, {1.0f, 0.0f}, {0.0f, 1.0f}, {0.0f, -1.0f}};
+  for (int b = 0; b < 3; b++)
+    for (int j = 0; j < 4; j++) {
+      rows[(b * 4 + j) * 2] = centres[b][0] + d[j][0];
+      rows[(b * 4 + j) * 2 + 1] = centres[b][1] + d[j][1];
+    }
+  float out[6], out2[6];
+  size_t steps = 0;
+  EXPECT(note(tkm_kmeans_init(rows, 12, 2, 3, 0, TKM_KMEANS_DEFAULT_ITERS, out, &steps)), TKM_STATUS_OK);
+  CHECK(steps >= 1 && steps <= 3);
+  for (int b = 0; b < 3; b++) {
+    int found = 0;
+    for (int j = 0; j < 3; j++) found += out[j * 2] == centres[b][0] && out[j * 2 + 1] == centres[b][1];
+    CHECK(found == 1);
+  }
+  EXPECT(tkm_kmeans_init(rows, 12, 2, 3, 0, TKM_KMEANS_DEFAULT_ITERS, out2, NULL), TKM_STATUS_OK);
+  CHECK(memcmp(out, out2, sizeof out) == 0); /* deterministic */
+  poison(out2, 6);
+  EXPECT(note(tkm_kmeans_init(rows, 2, 2, 3, 0, 10, out2, NULL)), TKM_STATUS_INVALID_ARGUMENT); /* n < k */
+  rows[5] = NAN;
+  EXPECT(note(tkm_kmeans_init(rows, 12, 2, 3, 0, 10, out2, NULL)), TKM_STATUS_NON_FINITE);
+  rows[5] = 0.0f;
+  EXPECT(note(tkm_kmeans_init(rows, SIZE_MAX, 2, 3, 0, 10, out2, NULL)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_kmeans_init(rows, 12, 2, 3, 0, 10, NULL, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(out2, 6));
+
+  float table[8] = {9, 9, 9, 9, 9, 9, 9, 9};
+  const float orig[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const uint8_t trainable[4] = {0, 1, 0, 1};
+  EXPECT(note(tkm_restore_frozen_rows(TKM_DTYPE_F32, table, orig, 4, 2, trainable)), TKM_STATUS_OK);
+  const float want[8] = {1, 2, 9, 9, 5, 6, 9, 9};
+  CHECK(memcmp(table, want, sizeof want) == 0);
+  uint16_t tb[4] = {7, 7, 7, 7};
+  const uint16_t ob[4] = {1, 2, 3, 4};
+  EXPECT(tkm_restore_frozen_rows(TKM_DTYPE_BF16, tb, ob, 4, 1, trainable), TKM_STATUS_OK);
+  CHECK(tb[0] == 1 && tb[1] == 7 && tb[2] == 3 && tb[3] == 7);
+  EXPECT(note(tkm_restore_frozen_rows(42, table, orig, 4, 2, trainable)), TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(tkm_restore_frozen_rows(TKM_DTYPE_F32, table, table + 1, 2, 2, trainable)), TKM_STATUS_OVERLAP);
+  EXPECT(note(tkm_restore_frozen_rows(TKM_DTYPE_F32, table, (const char *)orig + 1, 2, 2, trainable)), TKM_STATUS_MISALIGNED);
+  EXPECT(note(tkm_restore_frozen_rows(TKM_DTYPE_F32, table, NULL, 4, 2, trainable)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_restore_frozen_rows(TKM_DTYPE_F32, table, orig, SIZE_MAX, 2, trainable)), TKM_STATUS_SIZE_OVERFLOW);
+  CHECK(memcmp(table, want, sizeof want) == 0);
+
+  const uint32_t a[4] = {1, 2, 3, 4}, b10[4] = {1, 9, 3, 4}, fin[4] = {1, 9, 7, 0};
+  uint8_t mask[4] = {7, 7, 7, 7};
+  EXPECT(note(tkm_token_diff_mask(a, b10, fin, 4, mask)), TKM_STATUS_OK);
+  CHECK(mask[0] == 0 && mask[1] == 1 && mask[2] == 0 && mask[3] == 0);
+  uint8_t m2[4] = {7, 7, 7, 7};
+  EXPECT(note(tkm_token_diff_mask(a, NULL, fin, 4, m2)), TKM_STATUS_NULL_POINTER);
+  CHECK(m2[0] == 7 && m2[3] == 7);
 }
 
 int main(void) {
@@ -1474,6 +1595,8 @@ int main(void) {
   test_seed_rmt();
   test_tw_grpo();
   test_hapo();
+  test_tokenizer_metrics();
+  test_unictokens();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_DEVICE_MISMATCH; s++) {
