@@ -11,6 +11,8 @@
 //! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
+//! * [`preference`] — preference losses with token rewards: DPO/SimPO, T-REG, cDPO scores
+//!   and loss, pass@k.
 //!
 //! # The shape of a kernel family
 //!
@@ -59,6 +61,7 @@ pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
+pub mod preference;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

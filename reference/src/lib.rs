@@ -10,6 +10,7 @@
 pub mod advantages;
 pub mod gpu_fast;
 pub mod policy_loss;
+pub mod preference;
 pub mod rng;
 
 /// Reference statistics of one row.

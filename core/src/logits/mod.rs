@@ -893,3 +893,33 @@ pub fn stats_bwd_inplace<T: LogitElem + GradElem>(
     })
     .map(|_| ())
 }
+
+/// The finalized statistics of a row that is never stored: `fill(start, block)` writes the
+/// row's columns `[start, start + block.len())` (already in `z` units, `f32`) into an
+/// [`BLOCK`]-column stack buffer, block by block in column order, and each block is reduced
+/// by the canonical block kernel of `backend` and merged in the canonical tree order, so
+/// the result is bitwise what [`stats_fwd`] gives on the materialised row. `target` is
+/// `(column, z_target)`. Crate-internal: the cDPO contrastive rows
+/// ([`crate::preference::cdpo`]) are formed on the fly from two models' logits.
+pub(crate) fn streamed_row_finalize(
+    backend: Backend,
+    cols: usize,
+    target: Option<f32>,
+    mut fill: impl FnMut(usize, &mut [f32]),
+) -> (Result<Finalized, TmError>, bool) {
+    let mut buf = [0.0f32; BLOCK];
+    let mut tree = row_stats::TreeStack::new();
+    let mut start = 0;
+    while start < cols {
+        let len = BLOCK.min(cols - start);
+        let block = &mut buf[..len];
+        fill(start, block);
+        row_blocks_with::<f32, false>(backend, block, 1.0, |t| tree.push(t));
+        start += len;
+    }
+    let mut t = tree.finish();
+    if let Some(z_t) = target {
+        t = t.with_target(z_t);
+    }
+    (t.finalize(target.is_some()), t.is_nonfinite())
+}
