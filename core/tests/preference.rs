@@ -2,6 +2,8 @@
 //! finite-difference checks of every gradient; cDPO scores against the logits forward on the
 //! materialised contrastive row (bitwise, every backend, 1 and 2 threads, f32/bf16/f16).
 
+#![allow(clippy::needless_range_loop)]
+
 use proptest::prelude::*;
 use tokenmath_core::logits::{self, FwdOut, RowInputs};
 use tokenmath_core::preference::cdpo::{self, CdpoCfg, CdpoForm, CdpoInputs};

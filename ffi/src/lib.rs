@@ -19,6 +19,7 @@ pub mod exec;
 pub mod fingerprint;
 pub mod logits;
 pub mod policy;
+pub mod preference;
 pub mod status;
 mod util;
 
@@ -28,6 +29,7 @@ pub use exec::*;
 pub use fingerprint::*;
 pub use logits::*;
 pub use policy::*;
+pub use preference::*;
 pub use status::*;
 
 use core::ffi::c_char;
