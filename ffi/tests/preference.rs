@@ -6,7 +6,7 @@ use core::ptr::{null, null_mut};
 
 use tokenmath_core::preference::{cdpo, dpo, t_reg};
 use tokenmath_core::{bf16, Backend, Exec, Mat};
-use tokenmath_ffi::*;
+use tokenmath::*;
 
 fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
