@@ -708,3 +708,120 @@ fn pass_at_k_large_n_matches_log_gamma() {
         assert!(matches!(cdpo::pass_at_k(n, c, k), Err(TmError::InvalidArgument(_))));
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// TVM
+// ------------------------------------------------------------------------------------------
+
+use tokenmath_core::preference::tvm::{self, ValueLoss};
+
+fn flatten(paths: &[Vec<u32>]) -> (Vec<u32>, Vec<usize>) {
+    let mut offsets = vec![0];
+    let mut tokens = Vec::new();
+    for p in paths {
+        tokens.extend_from_slice(p);
+        offsets.push(tokens.len());
+    }
+    (tokens, offsets)
+}
+
+proptest! {
+    #[test]
+    fn tvm_labels_match_the_definition(
+        // A small alphabet and shared stems so that paths share prefixes, identical paths and
+        // proper prefixes included; empty paths too.
+        paths in prop::collection::vec((0usize..3, prop::collection::vec(0u32..3, 0..7)), 0..12),
+        outcome_bits in any::<u16>(),
+    ) {
+        let stems: [&[u32]; 3] = [&[], &[7, 7], &[7, 8, 9]];
+        let paths: Vec<Vec<u32>> = paths.into_iter().map(|(s, t)| stems[s].iter().copied().chain(t).collect()).collect();
+        let outcome: Vec<u8> = (0..paths.len()).map(|i| ((outcome_bits >> i) & 1) as u8).collect();
+        let (tokens, offsets) = flatten(&paths);
+        let mut scratch = vec![usize::MAX; tvm::tvm_prefix_value_labels_scratch(paths.len())];
+        let mut out = poisoned(tokens.len());
+        tvm::tvm_prefix_value_labels(&tokens, &offsets, &outcome, &mut scratch, &mut out).unwrap();
+        let want = rf::tvm_labels(&paths, &outcome);
+        for (n, w) in want.iter().enumerate() {
+            for (k, &v) in w.iter().enumerate() {
+                prop_assert_eq!(out[offsets[n] + k], v as f32, "path {} token {}", n, k);
+            }
+        }
+    }
+
+    #[test]
+    fn value_loss_matches_reference_and_fd(
+        xs in prop::collection::vec((hostile_scalar(), 0.0f32..=1.0, any::<bool>()), 0..16), bce in any::<bool>(),
+    ) {
+        // The reference's textbook BCE `softplus(x) − y·x` is `inf − inf` at x = ±inf (the
+        // kernel's form is exact there: tested in `tvm_edges_and_errors`).
+        let x: Vec<f32> = xs.iter().map(|v| if bce && v.0.is_infinite() { 1e30f32.copysign(v.0) } else { v.0 }).collect();
+        let y: Vec<f32> = xs.iter().map(|v| v.1).collect();
+        let mask: Vec<u8> = xs.iter().map(|v| v.2 as u8).collect();
+        let mut g = poisoned(x.len());
+        let kind = if bce { ValueLoss::Bce } else { ValueLoss::Mse };
+        let l = tvm::value_loss(Exec::new(), kind, &mask, &x, &y, &mut g).unwrap();
+        let (rl, rg) = rf::tvm_value_loss(bce, &mask, &x, &y);
+        near(l, rl, 1e-6, 1e-30);
+        // Finite differences of the total only where no other term swamps it.
+        let moderate = x.iter().zip(&mask).all(|(v, &m)| m == 0 || v.abs() < 30.0);
+        for i in 0..x.len() {
+            near(g[i], rg[i], 1e-6, 1e-30);
+            if moderate && mask[i] != 0 {
+                let want = fd32(|v| { let mut xx = x.clone(); xx[i] = v; rf::tvm_value_loss(bce, &mask, &xx, &y).0 }, x[i]);
+                near(g[i], want, 2e-3, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn beam_select_matches_a_full_sort(
+        scores in prop::collection::vec(prop_oneof![8 => -3.0f32..3.0, 2 => Just(1.0f32), 1 => Just(f32::NAN),
+            1 => Just(f32::INFINITY), 1 => Just(f32::NEG_INFINITY), 1 => Just(-0.0f32), 1 => Just(0.0f32)], 0..20),
+        k in 0usize..25,
+    ) {
+        let mut out = vec![usize::MAX; k.min(scores.len())];
+        let m = tvm::beam_step_select(&scores, k, &mut out).unwrap();
+        prop_assert_eq!(m, k.min(scores.len()));
+        prop_assert_eq!(out, rf::beam_select(&scores, k));
+    }
+}
+
+#[test]
+fn tvm_edges_and_errors() {
+    // The worked example: three paths, two sharing "1 2".
+    let paths = vec![vec![1, 2, 3], vec![1, 2, 4], vec![5]];
+    let (tokens, offsets) = flatten(&paths);
+    let mut scratch = vec![0; 6];
+    let mut out = poisoned(7);
+    tvm::tvm_prefix_value_labels(&tokens, &offsets, &[1, 0, 1], &mut scratch, &mut out).unwrap();
+    assert_eq!(out, [0.5, 0.5, 1.0, 0.5, 0.5, 0.0, 1.0]);
+    let mut out = poisoned(7);
+    for (offs, outc, what) in [
+        (vec![0, 3, 6, 8], vec![1u8, 0, 1], "end"),
+        (vec![1, 3, 6, 7], vec![1, 0, 1], "start"),
+        (vec![0, 4, 3, 7], vec![1, 0, 1], "order"),
+        (vec![0, 3, 6, 7], vec![1, 2, 1], "outcome"),
+    ] {
+        let e = tvm::tvm_prefix_value_labels(&tokens, &offs, &outc, &mut scratch, &mut out);
+        assert!(matches!(e, Err(TmError::InvalidArgument(_))), "{what}");
+    }
+    assert!(matches!(
+        tvm::tvm_prefix_value_labels(&tokens, &offsets, &[1, 0, 1], &mut scratch[..5], &mut out),
+        Err(TmError::LengthMismatch { .. })
+    ));
+    assert!(untouched(&out));
+    // Empty mask: 0 and a zero gradient.
+    let mut g = poisoned(2);
+    assert_eq!(tvm::value_loss(Exec::new(), ValueLoss::Bce, &[0, 0], &[f32::NAN; 2], &[0.5; 2], &mut g).unwrap(), 0.0);
+    assert_eq!(g, [0.0, 0.0]);
+    // BCE at ±inf logits with matching hard labels is 0, not NaN.
+    let mut g = poisoned(2);
+    let l =
+        tvm::value_loss(Exec::new(), ValueLoss::Bce, &[1, 1], &[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0], &mut g)
+            .unwrap();
+    assert_eq!((l, g.clone()), (0.0, vec![0.0, 0.0]));
+    let mut o = [9usize; 1];
+    assert!(matches!(tvm::beam_step_select(&[1.0, 2.0], 2, &mut o), Err(TmError::LengthMismatch { .. })));
+    assert_eq!(o, [9]);
+    assert_eq!(tvm::beam_step_select(&[0.1, f32::NAN, 0.7, 0.7], 3, &mut [0; 3]).unwrap(), 3);
+}

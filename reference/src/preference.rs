@@ -193,3 +193,65 @@ pub fn pass_at_k(n: u64, c: u64, k: u64) -> f64 {
     }
     -(ln_binomial(n - c, k) - ln_binomial(n, k)).exp_m1()
 }
+
+/// TVM labels by the definition: for each token, count the paths sharing its prefix
+/// (`O(N²·L)`).
+pub fn tvm_labels(paths: &[Vec<u32>], outcome: &[u8]) -> Vec<Vec<f64>> {
+    paths
+        .iter()
+        .map(|p| {
+            (1..=p.len())
+                .map(|k| {
+                    let (mut v, mut c) = (0u64, 0u64);
+                    for (q, &o) in paths.iter().zip(outcome) {
+                        if q.len() >= k && q[..k] == p[..k] {
+                            v += 1;
+                            c += o as u64;
+                        }
+                    }
+                    c as f64 / v as f64
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// TVM value loss `(L, grad)` over the mask: `bce` or MSE on `σ(x)`, token mean.
+pub fn tvm_value_loss(bce: bool, mask: &[u8], x: &[f32], y: &[f32]) -> (f64, Vec<f64>) {
+    let n = mask.iter().filter(|&&m| m != 0).count();
+    let inv = if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    let mut total = 0.0;
+    let grad = (0..mask.len())
+        .map(|i| {
+            if mask[i] == 0 {
+                return 0.0;
+            }
+            let (x, y) = (x[i] as f64, y[i] as f64);
+            let p = sigmoid(x);
+            if bce {
+                total += (softplus(x) - y * x) * inv;
+                (p - y) * inv
+            } else {
+                total += (p - y) * (p - y) * inv;
+                2.0 * (p - y) * p * (1.0 - p) * inv
+            }
+        })
+        .collect();
+    (total, grad)
+}
+
+/// Beam selection by a full sort: score descending, NaN last, ties by index.
+pub fn beam_select(scores: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (sa, sb) = (scores[a], scores[b]);
+        match (sa.is_nan(), sb.is_nan()) {
+            (false, true) => std::cmp::Ordering::Less,
+            (true, false) => std::cmp::Ordering::Greater,
+            (true, true) => a.cmp(&b),
+            (false, false) => sb.partial_cmp(&sa).unwrap().then(a.cmp(&b)),
+        }
+    });
+    idx.truncate(k);
+    idx
+}

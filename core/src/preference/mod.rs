@@ -27,6 +27,7 @@
 pub mod cdpo;
 pub mod dpo;
 pub mod t_reg;
+pub mod tvm;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 
