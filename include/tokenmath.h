@@ -384,6 +384,16 @@
 #define TKM_CDPO_SEQUENCE_WEIGHTED 1
 
 /**
+ * `tkm_value_loss` kind: `(sigmoid(x) - y)^2` (default).
+ */
+#define TKM_VALUE_LOSS_MSE 0
+
+/**
+ * `tkm_value_loss` kind: binary cross-entropy with soft targets, from logits.
+ */
+#define TKM_VALUE_LOSS_BCE 1
+
+/**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
  * other value is an error, and no output was written (see the header's rules).
  *
@@ -2628,6 +2638,55 @@ tkm_status tkm_cdpo_loss(const struct tkm_exec_options *exec,
  * `out` NULL or valid for one double.
  */
 tkm_status tkm_pass_at_k(uint64_t n, uint64_t c, uint64_t k, double *out);
+
+/**
+ * TVM prefix-trie value labels: path `n` is `tokens[offsets[n] .. offsets[n + 1]]`
+ * (`offsets`: `n_paths + 1` non-decreasing entries from 0 to `n_tokens`), `outcome[n]` is
+ * 0 or 1; `labels[i]` (parallel to `tokens`) receives `correct / visits` over the paths
+ * that share the prefix ending at token `i`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (bad offsets, an outcome not 0/1),
+ * `TKM_STATUS_OUT_OF_MEMORY` (the `2 n_paths` scratch) and the generic pointer statuses.
+ *
+ * # Safety
+ * `tokens`, `labels` valid for `n_tokens` elements, `offsets` for `n_paths + 1`, `outcome`
+ * for `n_paths`.
+ */
+tkm_status tkm_tvm_prefix_value_labels(const uint32_t *tokens,
+                                       size_t n_tokens,
+                                       const size_t *offsets,
+                                       const uint8_t *outcome,
+                                       size_t n_paths,
+                                       float *labels);
+
+/**
+ * The TVM value-head loss over the masked tokens (token mean) into `*loss`, and its
+ * gradient w.r.t. `pred_logit` (`n` floats, 0 at masked positions). `kind`:
+ * `TKM_VALUE_LOSS_MSE` or `TKM_VALUE_LOSS_BCE`. An empty mask gives 0.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (an unknown `kind`) and the generic pointer statuses.
+ *
+ * # Safety
+ * `mask`, `pred_logit`, `label`, `grad` valid for `n` elements; `loss` for one float.
+ */
+tkm_status tkm_value_loss(const struct tkm_exec_options *exec,
+                          const uint8_t *mask,
+                          const float *pred_logit,
+                          const float *label,
+                          size_t n,
+                          uint32_t kind,
+                          float *loss,
+                          float *grad);
+
+/**
+ * Step-level beam selection: writes the indices of the `min(k, n)` highest `scores`
+ * (best first; ties by the lower index; NaN ranked below every number) into `out` and
+ * their count into `*n_out`. `out` must hold `min(k, n)` elements.
+ *
+ * # Safety
+ * `scores` valid for `n` floats, `out` for `min(k, n)` elements, `n_out` for one.
+ */
+tkm_status tkm_beam_step_select(const float *scores, size_t n, size_t k, size_t *out, size_t *n_out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

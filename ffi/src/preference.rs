@@ -11,11 +11,14 @@ use half::{bf16, f16};
 use tokenmath_core::preference::cdpo::{self, CdpoCfg, CdpoForm, CdpoInputs};
 use tokenmath_core::preference::dpo::{self, DpoCfg, PairOut, SimpoCfg};
 use tokenmath_core::preference::t_reg::{self, Reduction, TregCfg, TregOut, TregRegCfg};
+use tokenmath_core::preference::tvm::{self, ValueLoss};
 use tokenmath_core::Mat;
 
 use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
-use crate::util::{flag, guard, init_options, input, matrix_len, mul, opt_input, options, read_options, Out, Res};
+use crate::util::{
+    check_out, flag, guard, init_options, input, matrix_len, mul, opt_input, options, read_options, scratch, Out, Res,
+};
 use crate::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
 
 /// DPO options. Initialise with `tkm_dpo_options_init` (TRL's `DPOConfig`: `beta = 0.1`,
@@ -564,6 +567,107 @@ pub unsafe extern "C" fn tkm_pass_at_k(n: u64, c: u64, k: u64, out: *mut f64) ->
         let mut o = Out::new(out, 1)?;
         o.buf[0] = cdpo::pass_at_k(n, c, k)?;
         o.commit();
+        Ok(())
+    })
+}
+
+/// `tkm_value_loss` kind: `(sigmoid(x) - y)^2` (default).
+pub const TKM_VALUE_LOSS_MSE: u32 = 0;
+/// `tkm_value_loss` kind: binary cross-entropy with soft targets, from logits.
+pub const TKM_VALUE_LOSS_BCE: u32 = 1;
+
+/// TVM prefix-trie value labels: path `n` is `tokens[offsets[n] .. offsets[n + 1]]`
+/// (`offsets`: `n_paths + 1` non-decreasing entries from 0 to `n_tokens`), `outcome[n]` is
+/// 0 or 1; `labels[i]` (parallel to `tokens`) receives `correct / visits` over the paths
+/// that share the prefix ending at token `i`.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (bad offsets, an outcome not 0/1),
+/// `TKM_STATUS_OUT_OF_MEMORY` (the `2 n_paths` scratch) and the generic pointer statuses.
+///
+/// # Safety
+/// `tokens`, `labels` valid for `n_tokens` elements, `offsets` for `n_paths + 1`, `outcome`
+/// for `n_paths`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_tvm_prefix_value_labels(
+    tokens: *const u32,
+    n_tokens: usize,
+    offsets: *const usize,
+    outcome: *const u8,
+    n_paths: usize,
+    labels: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let tokens = input(tokens, n_tokens)?;
+        let offsets = input(offsets, n_paths.checked_add(1).ok_or(TKM_STATUS_SIZE_OVERFLOW)?)?;
+        let outcome = input(outcome, n_paths)?;
+        let mut out = Out::new(labels, n_tokens)?;
+        let mut work = scratch::<usize>(mul(n_paths, 2)?)?;
+        tvm::tvm_prefix_value_labels(tokens, offsets, outcome, &mut work, &mut out.buf)?;
+        out.commit();
+        Ok(())
+    })
+}
+
+/// The TVM value-head loss over the masked tokens (token mean) into `*loss`, and its
+/// gradient w.r.t. `pred_logit` (`n` floats, 0 at masked positions). `kind`:
+/// `TKM_VALUE_LOSS_MSE` or `TKM_VALUE_LOSS_BCE`. An empty mask gives 0.
+///
+/// Errors: `TKM_STATUS_INVALID_ARGUMENT` (an unknown `kind`) and the generic pointer statuses.
+///
+/// # Safety
+/// `mask`, `pred_logit`, `label`, `grad` valid for `n` elements; `loss` for one float.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_value_loss(
+    exec: *const tkm_exec_options,
+    mask: *const u8,
+    pred_logit: *const f32,
+    label: *const f32,
+    n: usize,
+    kind: u32,
+    loss: *mut f32,
+    grad: *mut f32,
+) -> tkm_status {
+    guard(|| {
+        let exec = exec_from(exec)?;
+        let kind = match kind {
+            TKM_VALUE_LOSS_MSE => ValueLoss::Mse,
+            TKM_VALUE_LOSS_BCE => ValueLoss::Bce,
+            _ => return Err(TKM_STATUS_INVALID_ARGUMENT),
+        };
+        let (mask, x, y) = (input(mask, n)?, input(pred_logit, n)?, input(label, n)?);
+        let (mut l, mut g) = (Out::new(loss, 1)?, Out::new(grad, n)?);
+        l.buf[0] = tvm::value_loss(exec, kind, mask, x, y, &mut g.buf)?;
+        l.commit();
+        g.commit();
+        Ok(())
+    })
+}
+
+/// Step-level beam selection: writes the indices of the `min(k, n)` highest `scores`
+/// (best first; ties by the lower index; NaN ranked below every number) into `out` and
+/// their count into `*n_out`. `out` must hold `min(k, n)` elements.
+///
+/// # Safety
+/// `scores` valid for `n` floats, `out` for `min(k, n)` elements, `n_out` for one.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_beam_step_select(
+    scores: *const f32,
+    n: usize,
+    k: usize,
+    out: *mut usize,
+    n_out: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let scores = input(scores, n)?;
+        let m = k.min(n);
+        let mut o = Out::new(out, m)?;
+        check_out(n_out, 1)?;
+        if n_out.is_null() {
+            return Err(TKM_STATUS_NULL_POINTER);
+        }
+        let got = tvm::beam_step_select(scores, k, &mut o.buf)?;
+        o.commit();
+        n_out.write(got);
         Ok(())
     })
 }

@@ -4,9 +4,9 @@
 use core::ffi::c_void;
 use core::ptr::{null, null_mut};
 
+use tokenmath::*;
 use tokenmath_core::preference::{cdpo, dpo, t_reg};
 use tokenmath_core::{bf16, Backend, Exec, Mat};
-use tokenmath::*;
 
 fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -226,4 +226,35 @@ fn pair_and_token_losses_are_bitwise_core() {
     let mut pk = 0f64;
     assert_eq!(unsafe { tkm_pass_at_k(1_000_000, 500, 64, &mut pk) }, TKM_STATUS_OK);
     assert_eq!(pk, cdpo::pass_at_k(1_000_000, 500, 64).unwrap());
+}
+
+#[test]
+fn tvm_entry_points_are_core() {
+    use tokenmath_core::preference::tvm;
+    let tokens = [1u32, 2, 3, 1, 2, 4, 5, 1];
+    let offsets = [0usize, 3, 6, 7, 8];
+    let outcome = [1u8, 0, 1, 0];
+    let mut got = vec![f32::NAN; 8];
+    assert_eq!(
+        unsafe {
+            tkm_tvm_prefix_value_labels(tokens.as_ptr(), 8, offsets.as_ptr(), outcome.as_ptr(), 4, got.as_mut_ptr())
+        },
+        TKM_STATUS_OK
+    );
+    let mut want = vec![0f32; 8];
+    tvm::tvm_prefix_value_labels(&tokens, &offsets, &outcome, &mut [0; 8], &mut want).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(want[0], 1.0 / 3.0);
+    let (x, y, m) = (rand_f32(6, 9, 3.0), rand_f32(6, 10, 0.5), [1u8, 0, 1, 1, 1, 0]);
+    let y: Vec<f32> = y.iter().map(|v| v + 0.5).collect();
+    let (mut g, mut l) = (vec![0f32; 6], 0f32);
+    assert_eq!(
+        unsafe {
+            tkm_value_loss(null(), m.as_ptr(), x.as_ptr(), y.as_ptr(), 6, TKM_VALUE_LOSS_BCE, &mut l, g.as_mut_ptr())
+        },
+        TKM_STATUS_OK
+    );
+    let mut cg = vec![0f32; 6];
+    assert_eq!(l, tvm::value_loss(Exec::new(), tvm::ValueLoss::Bce, &m, &x, &y, &mut cg).unwrap());
+    assert_eq!(g, cg);
 }

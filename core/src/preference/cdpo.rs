@@ -18,15 +18,16 @@
 //! **Algorithm.** The reference materialises both `[L, V]` softmaxes; this kernel never
 //! stores a row. Each row is cut into the blocks of [`crate::logits::BLOCK`] columns; the
 //! block of the combined row `cd = fma(1 + β', z^p, (−β')·z^n)` is formed in an
-//! `f32` stack buffer while it sits in L1 and reduced at once by [`crate::logits`]'s
-//! canonical block kernel, and the block tuples are merged in its split-tree order. So each
+//! `f32` stack buffer, its maximum found on the way (the block kernel's first pass), and
+//! while it sits in L1 the second pass of [`crate::logits`]'s canonical block kernel sums
+//! it, and the block tuples are merged in its split-tree order. So each
 //! model's logits are read once, and the score is **bitwise** `exp(logp)` of
 //! [`crate::logits::stats_fwd`] run on the materialised combined row: the same centring,
 //! the same `exp`, the same accuracy at offsets of `1e30`, the same bits for every backend
 //! and thread count. `f32`, `bf16` and `f16` logits (the two models' in the same type) are
 //! widened exactly; rows may be strided.
 //!
-//! **Masked vocabulary** [library choice]: a column whose logit is `−inf` in *either* model
+//! **Masked vocabulary** \[library choice\]: a column whose logit is `−inf` in *either* model
 //! is `−inf` in the combined row (excluded; the other model's value there is not read).
 //! The reference code would compute `2·(−inf) − (−inf) = NaN` for a column masked in both
 //! models and `+inf` for one masked in the negative model only, poisoning the row; both
@@ -102,12 +103,23 @@ pub(crate) fn combine(a: f32, b: f32, xp: f32, xn: f32) -> f32 {
     }
 }
 
-fn fill_block<T: LogitElem>(backend: Backend, a: f32, b: f32, xp: &[T], xn: &[T], out: &mut [f32]) {
+/// Forms one block of the contrastive row and returns its maximum (NaN never winning) and
+/// minimum (NaN ignored): pass 1 of the block kernel, done while the block is formed.
+fn fill_block<T: LogitElem>(backend: Backend, a: f32, b: f32, xp: &[T], xn: &[T], out: &mut [f32]) -> (f32, f32) {
     match backend {
         Backend::Portable => {
+            let (mut m, mut lo) = (f32::NEG_INFINITY, f32::INFINITY);
             for ((o, p), n) in out.iter_mut().zip(xp).zip(xn) {
-                *o = combine(a, b, p.to_f32(), n.to_f32());
+                let z = combine(a, b, p.to_f32(), n.to_f32());
+                *o = z;
+                if z > m {
+                    m = z;
+                }
+                if z < lo {
+                    lo = z;
+                }
             }
+            (m, lo)
         }
         #[cfg(target_arch = "x86_64")]
         // Safe because `check_exec` verified AVX2+FMA+F16C before any row was read, and the
@@ -209,7 +221,7 @@ pub enum CdpoForm {
     /// Per-position margins averaged over all `B·T` entries: the released code (default).
     #[default]
     PositionwiseCode,
-    /// One weighted margin per sequence pair, averaged over pairs [library choice].
+    /// One weighted margin per sequence pair, averaged over pairs \[library choice\].
     SequenceWeighted,
 }
 

@@ -30,7 +30,7 @@
 //! # Numerics
 //!
 //! `ρ` is accumulated in `f64` in token order and rounded once; `h`, `softplus` and `σ`
-//! are evaluated in `f64` and rounded once [library choice] (see [the module
+//! are evaluated in `f64` and rounded once \[library choice\] (see [the module
 //! overview](super)). `softplus(x) = max(x, 0) + log1p(exp(−|x|))`; a term of weight 0 is
 //! skipped, so `h = ±inf` gives `L ∈ {0, +inf}` rather than NaN.
 //!

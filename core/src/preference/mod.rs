@@ -8,13 +8,13 @@
 //! * Per-token arrays are `[rows, t]` row-major `f32` with a `u8` mask (`0` = not a label
 //!   position: never read, its outputs are `0`). Per-pair arrays have one entry per
 //!   preference pair.
-//! * [`Exec`](crate::Exec) comes first. Only [`cdpo::cdpo_ce_scores`] (a pass over `[L, V]`
+//! * [`crate::Exec`] comes first. Only [`cdpo::cdpo_ce_scores`] (a pass over `[L, V]`
 //!   logits) has SIMD paths and threads; the per-token and per-pair kernels are short
 //!   loops that run on the calling thread in the portable order whatever the backend (an
 //!   unsupported backend is still [`TmError::BackendUnavailable`]), so every `Exec` gives
 //!   the same bits.
 //! * Scalar math (`softplus`, `σ`, sums over a sequence) is carried out in `f64` and rounded
-//!   once to `f32` [library choice]: these kernels touch `O(B·T)` numbers, so the cost is
+//!   once to `f32` \[library choice\]: these kernels touch `O(B·T)` numbers, so the cost is
 //!   nil, and the results are then within a few ulps of the `f64` reference whatever the
 //!   sequence length or the magnitude of the log-ratios.
 //! * NaN and `±inf` inputs at label positions propagate (a NaN loss is the caller's signal,

@@ -39,12 +39,12 @@
 //! # Choices where the paper is silent (⚠ in the spec)
 //!
 //! * The reduction of `L_REG` over tokens: [`Reduction::Sum`] (default, what the paper's
-//!   equation reads) or [`Reduction::MeanOverMask`] [library choice]. An empty mask gives
+//!   equation reads) or [`Reduction::MeanOverMask`] \[library choice\]. An empty mask gives
 //!   `L_REG = 0` and a zero gradient in both.
 //! * Whether `w` is a stop-gradient: [`TregCfg::stop_grad_weight`], default `true`
-//!   [library choice] (`w` is described as a weight, DPO's own gradient coefficient).
+//!   \[library choice\] (`w` is described as a weight, DPO's own gradient coefficient).
 //! * Defaults: `α = 0.25` (the middle of the paper's search grid `{0.1, 0.25, 0.5}`)
-//!   [library choice]; `ε = 0`; `β` is DPO's.
+//!   \[library choice\]; `ε = 0`; `β` is DPO's.
 
 use super::{check_beta, check_exec, check_smoothing, check_tokens, sigmoid, smoothed_logistic};
 use crate::error::{check_len, TmError};

@@ -5,7 +5,7 @@
 //! final answer will be correct, estimated empirically from sampled reasoning paths; the
 //! trained value model is used as a verifier (step-level beam search, best-of-N). The exact
 //! estimator, loss and sampling constants are not published in a source we could check, so
-//! **everything below is [library choice]**, the most direct reading of "empirical
+//! **everything below is \[library choice\]**, the most direct reading of "empirical
 //! probability of future correctness from sampled paths".
 //!
 //! # Prefix-trie value labels ([`tvm_prefix_value_labels`])
@@ -20,7 +20,7 @@
 //! of path `n` is labelled `correct/visits` at the node of `y^(n)_{1..k}`. Once a path's
 //! prefix is unique its label is its own outcome; discount 1, reward only at the end.
 //!
-//! **Algorithm, without hash maps or allocation** [derived]: sort the path indices
+//! **Algorithm, without hash maps or allocation** \[derived\]: sort the path indices
 //! lexicographically by token sequence (into caller scratch); the paths sharing a prefix of
 //! length `k` are then a contiguous run, and runs refine as `k` grows. With
 //! `lcp[i]` the common-prefix length of sorted paths `i − 1` and `i`: for `k ≤ lcp[i]` path

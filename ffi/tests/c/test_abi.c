@@ -1069,6 +1069,41 @@ static void test_preference(void) {
   EXPECT(note(tkm_pass_at_k(5, 1, 1, NULL)), TKM_STATUS_NULL_POINTER);
 }
 
+/* TVM: prefix-trie value labels, value losses, beam-step selection. */
+static void test_tvm(void) {
+  uint32_t tok[7] = {1, 2, 3, 1, 2, 4, 5};
+  size_t offs[4] = {0, 3, 6, 7}, bad_offs[4] = {0, 4, 3, 7}, idx[3], nout = 99;
+  uint8_t oc[3] = {1, 0, 1}, bad_oc[3] = {1, 2, 1}, vm[3] = {1, 1, 0};
+  float lab[7], want[7] = {0.5f, 0.5f, 1.0f, 0.5f, 0.5f, 0.0f, 1.0f};
+  float px[3] = {0.3f, -1.2f, 9.0f}, py[3] = {0.5f, 1.0f, 0.0f}, g[3], L = POISON;
+  float sc[5] = {0.1f, NAN, 0.7f, 0.7f, -2.0f};
+  EXPECT(tkm_tvm_prefix_value_labels(tok, 7, offs, oc, 3, lab), TKM_STATUS_OK);
+  CHECK(memcmp(lab, want, sizeof lab) == 0);
+  poison(lab, 7);
+  EXPECT(note(tkm_tvm_prefix_value_labels(tok, 7, bad_offs, oc, 3, lab)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tvm_prefix_value_labels(tok, 7, offs, bad_oc, 3, lab)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tvm_prefix_value_labels(tok, 7, offs, oc, SIZE_MAX, lab)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_tvm_prefix_value_labels(NULL, 7, offs, oc, 3, lab)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(lab, 7));
+
+  EXPECT(tkm_value_loss(NULL, vm, px, py, 3, TKM_VALUE_LOSS_MSE, &L, g), TKM_STATUS_OK);
+  {
+    double p0 = sigmoid_d(px[0]), p1 = sigmoid_d(px[1]);
+    CHECK(fabs(L - ((p0 - 0.5) * (p0 - 0.5) + (p1 - 1.0) * (p1 - 1.0)) / 2.0) < 1e-7);
+    CHECK(fabs(g[0] - (p0 - 0.5) * p0 * (1 - p0)) < 1e-7 && g[2] == 0.0f);
+  }
+  EXPECT(tkm_value_loss(NULL, vm, px, py, 3, TKM_VALUE_LOSS_BCE, &L, g), TKM_STATUS_OK);
+  CHECK(fabs(L - (softplus_d(px[0]) - 0.5 * px[0] + softplus_d(px[1]) - px[1]) / 2.0) < 1e-7);
+  EXPECT(note(tkm_value_loss(NULL, vm, px, py, 3, 7, &L, g)), TKM_STATUS_INVALID_ARGUMENT);
+
+  EXPECT(tkm_beam_step_select(sc, 5, 3, idx, &nout), TKM_STATUS_OK);
+  CHECK(nout == 3 && idx[0] == 2 && idx[1] == 3 && idx[2] == 0);
+  EXPECT(tkm_beam_step_select(sc, 5, 0, NULL, &nout), TKM_STATUS_OK);
+  CHECK(nout == 0);
+  EXPECT(note(tkm_beam_step_select(sc, 5, 3, idx, NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_beam_step_select(sc, 5, 3, NULL, &nout)), TKM_STATUS_NULL_POINTER);
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -1083,6 +1118,7 @@ int main(void) {
   test_policy();
   test_policy_more();
   test_preference();
+  test_tvm();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
