@@ -12,7 +12,7 @@
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
 //! * [`preference`] — preference losses with token rewards: DPO/SimPO, T-REG, cDPO scores
-//!   and loss, pass@k.
+//!   and loss, pass@k, TVM value labels and losses.
 //!
 //! # The shape of a kernel family
 //!

@@ -1,6 +1,8 @@
-//! Preference losses with token rewards: DPO and SimPO ([`dpo`]), T-REG's token-level
-//! reward regularisation ([`t_reg`]) and cDPO's critical tokens ([`cdpo`]: contrastive
-//! estimation scores streamed over the vocabulary, the token-weighted DPO loss, `pass@k`).
+//! Preference losses with token rewards and token value labels: DPO and SimPO ([`dpo`]),
+//! T-REG's token-level reward regularisation ([`t_reg`]), cDPO's critical tokens ([`cdpo`]:
+//! contrastive-estimation scores streamed over the vocabulary, the token-weighted DPO loss,
+//! `pass@k`) and TVM's prefix-trie value labels, value losses and beam-step selection
+//! ([`tvm`]).
 //!
 //! The math, sources and every choice made where a paper is silent are on each method's
 //! module. The conventions shared by all of them:
@@ -12,7 +14,8 @@
 //!   logits) has SIMD paths and threads; the per-token and per-pair kernels are short
 //!   loops that run on the calling thread in the portable order whatever the backend (an
 //!   unsupported backend is still [`TmError::BackendUnavailable`]), so every `Exec` gives
-//!   the same bits.
+//!   the same bits. TVM's label builder and beam selection are integer/sorting work with
+//!   no floating-point reduction order to pin, and take no `Exec`.
 //! * Scalar math (`softplus`, `σ`, sums over a sequence) is carried out in `f64` and rounded
 //!   once to `f32` \[library choice\]: these kernels touch `O(B·T)` numbers, so the cost is
 //!   nil, and the results are then within a few ulps of the `f64` reference whatever the
