@@ -442,6 +442,37 @@
 #define TKM_THR_STEER 1
 
 /**
+ * `tkm_treg_reg_options.reduction`: sum over the mask (default).
+ */
+#define TKM_REDUCTION_SUM 0
+
+/**
+ * `tkm_treg_reg_options.reduction`: mean over the mask (0 for an empty mask).
+ */
+#define TKM_REDUCTION_MEAN_OVER_MASK 1
+
+/**
+ * `tkm_cdpo_options.form`: per-position margins averaged over all `rows * t` entries
+ * (the released code; default).
+ */
+#define TKM_CDPO_POSITIONWISE_CODE 0
+
+/**
+ * `tkm_cdpo_options.form`: one weighted margin per sequence pair, averaged over pairs.
+ */
+#define TKM_CDPO_SEQUENCE_WEIGHTED 1
+
+/**
+ * `tkm_value_loss` kind: `(sigmoid(x) - y)^2` (default).
+ */
+#define TKM_VALUE_LOSS_MSE 0
+
+/**
+ * `tkm_value_loss` kind: binary cross-entropy with soft targets, from logits.
+ */
+#define TKM_VALUE_LOSS_BCE 1
+
+/**
  * scikit-learn's `KMeans(max_iter=300)`: the default number of Lloyd steps.
  */
 #define TKM_KMEANS_DEFAULT_ITERS 300
@@ -1224,6 +1255,117 @@ typedef struct tkm_rmt_curriculum_options {
    */
   float p2[3];
 } tkm_rmt_curriculum_options;
+
+/**
+ * DPO options. Initialise with `tkm_dpo_options_init` (TRL's `DPOConfig`: `beta = 0.1`,
+ * `label_smoothing = 0`). NULL means the defaults.
+ */
+typedef struct tkm_dpo_options {
+  /**
+   * `sizeof(tkm_dpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * Conservative label smoothing in [0, 1].
+   */
+  float label_smoothing;
+} tkm_dpo_options;
+
+/**
+ * SimPO options. Initialise with `tkm_simpo_options_init` (TRL's `CPOConfig` with
+ * `loss_type="simpo"`: `beta = 0.1`, `gamma = 0.5`, `label_smoothing = 0`).
+ */
+typedef struct tkm_simpo_options {
+  /**
+   * `sizeof(tkm_simpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * Target reward margin `gamma` (finite).
+   */
+  float gamma;
+  /**
+   * Label smoothing in [0, 1].
+   */
+  float label_smoothing;
+} tkm_simpo_options;
+
+/**
+ * T-REG regulariser options. Initialise with `tkm_treg_reg_options_init` (`beta = 0.1`,
+ * `TKM_REDUCTION_SUM`).
+ */
+typedef struct tkm_treg_reg_options {
+  /**
+   * `sizeof(tkm_treg_reg_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * DPO's `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * `TKM_REDUCTION_SUM` or `TKM_REDUCTION_MEAN_OVER_MASK`.
+   */
+  uint32_t reduction;
+} tkm_treg_reg_options;
+
+/**
+ * T-REG total-loss options. Initialise with `tkm_treg_options_init` (`alpha = 0.25`,
+ * `label_smoothing = 0`, `stop_grad_weight = 1`).
+ */
+typedef struct tkm_treg_options {
+  /**
+   * `sizeof(tkm_treg_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `alpha` (finite, >= 0).
+   */
+  float alpha;
+  /**
+   * Label smoothing of the base loss, in [0, 1].
+   */
+  float label_smoothing;
+  /**
+   * 1: `w = sg(sigmoid(-h))` (default); 0: `w` carries its gradient.
+   */
+  uint32_t stop_grad_weight;
+} tkm_treg_options;
+
+/**
+ * cDPO loss options. Initialise with `tkm_cdpo_options_init` (the released code's
+ * `get_cdpo_config`: `beta = 0.1`, `label_smoothing = 0`, `only_neg = 1`, positionwise).
+ */
+typedef struct tkm_cdpo_options {
+  /**
+   * `sizeof(tkm_cdpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * Label smoothing in [0, 1].
+   */
+  float label_smoothing;
+  /**
+   * 1: ignore the chosen weights `c` (default); 0: use them (`c` required).
+   */
+  uint32_t only_neg;
+  /**
+   * `TKM_CDPO_POSITIONWISE_CODE` or `TKM_CDPO_SEQUENCE_WEIGHTED`.
+   */
+  uint32_t form;
+} tkm_cdpo_options;
 
 /**
  * TW-GRPO options. Initialise with `tkm_tw_grpo_options_init` (group size 8, `alpha = 1.70`
@@ -3341,6 +3483,292 @@ tkm_status tkm_ntp_masked_loss(const struct tkm_exec_options *exec,
                                size_t cols,
                                float *loss,
                                float *grad);
+
+/**
+ * Writes the default DPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_dpo_options_init(struct tkm_dpo_options *opts);
+
+/**
+ * Writes the default SimPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_simpo_options_init(struct tkm_simpo_options *opts);
+
+/**
+ * Writes the default T-REG regulariser options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_treg_reg_options_init(struct tkm_treg_reg_options *opts);
+
+/**
+ * Writes the default T-REG options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_treg_options_init(struct tkm_treg_options *opts);
+
+/**
+ * Writes the default cDPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_cdpo_options_init(struct tkm_cdpo_options *opts);
+
+/**
+ * Sequence log-ratios `rho[r] = sum_t mask[r,t] (logp[r,t] - ref_logp[r,t])` of `rows`
+ * rows of `t` tokens (summed in double, rounded once; masked positions are not read; an
+ * empty row gives 0).
+ *
+ * # Safety
+ * `mask`, `logp`, `ref_logp` valid for `rows * t` elements, `rho` for `rows`.
+ */
+tkm_status tkm_seq_logratio(const struct tkm_exec_options *exec,
+                            const uint8_t *mask,
+                            const float *logp,
+                            const float *ref_logp,
+                            size_t rows,
+                            size_t t,
+                            float *rho);
+
+/**
+ * The backward of `tkm_seq_logratio`: `grad[r,t] = g_rho[r] * mask[r,t]` (0 at masked
+ * positions). For DPO pass `beta * dl_dh` for the chosen and `-beta * dl_dh` for the
+ * rejected responses.
+ *
+ * # Safety
+ * `mask`, `grad` valid for `rows * t` elements, `g_rho` for `rows`.
+ */
+tkm_status tkm_seq_logratio_bwd(const struct tkm_exec_options *exec,
+                                const uint8_t *mask,
+                                const float *g_rho,
+                                size_t rows,
+                                size_t t,
+                                float *grad);
+
+/**
+ * DPO per pair: `h = beta (rho_w - rho_l)`, `loss = (1 - eps) softplus(-h) + eps softplus(h)`,
+ * `dl_dh`, and (if `margin` is not NULL) `h`. `opts` NULL = defaults.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta` not finite and > 0, `label_smoothing`
+ * outside [0, 1]) and the generic pointer/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `n` elements.
+ */
+tkm_status tkm_dpo_loss(const struct tkm_exec_options *exec,
+                        const float *rho_w,
+                        const float *rho_l,
+                        size_t n,
+                        const struct tkm_dpo_options *opts,
+                        float *loss,
+                        float *dl_dh,
+                        float *margin);
+
+/**
+ * SimPO per pair: `h = beta/len_w logp_sum_w - beta/len_l logp_sum_l - gamma`, the
+ * label-smoothed loss, `dl_dh` and (if `margin` is not NULL) `h`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a length of 0, `beta`, `gamma` or
+ * `label_smoothing` out of range) and the generic pointer/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `n` elements.
+ */
+tkm_status tkm_simpo_loss(const struct tkm_exec_options *exec,
+                          const float *logp_sum_w,
+                          const uint32_t *len_w,
+                          const float *logp_sum_l,
+                          const uint32_t *len_l,
+                          size_t n,
+                          const struct tkm_simpo_options *opts,
+                          float *loss,
+                          float *dl_dh,
+                          float *margin);
+
+/**
+ * T-REG token rewards `r_hat[i] = sigmoid(lp_better[i] - lp_worse[i]) - 0.5` where
+ * `mask[i] != 0`, else 0.
+ *
+ * # Safety
+ * Every array valid for `n` elements.
+ */
+tkm_status tkm_treg_token_rewards(const struct tkm_exec_options *exec,
+                                  const uint8_t *mask,
+                                  const float *lp_better,
+                                  const float *lp_worse,
+                                  size_t n,
+                                  float *r_hat);
+
+/**
+ * T-REG's reward-weighted LM loss `L_REG[r] = -sum_t mask beta r_hat logp` (or its mean
+ * over the mask) per row, and its gradient w.r.t. `logp` (`[rows, t]`, 0 at masked
+ * positions).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta`, an unknown `reduction`) and the generic
+ * pointer/size/options statuses.
+ *
+ * # Safety
+ * `mask`, `logp`, `r_hat`, `grad` valid for `rows * t` elements, `loss` for `rows`.
+ */
+tkm_status tkm_treg_reg_loss(const struct tkm_exec_options *exec,
+                             const uint8_t *mask,
+                             const float *logp,
+                             const float *r_hat,
+                             size_t rows,
+                             size_t t,
+                             const struct tkm_treg_reg_options *opts,
+                             float *loss,
+                             float *grad);
+
+/**
+ * The T-REG total loss per pair from the margin `h` (of `tkm_dpo_loss` or
+ * `tkm_simpo_loss`) and the two responses' `L_REG`: `loss = l(h) + alpha w (reg_w + reg_l)`
+ * with `w = sigmoid(-h)`; `dl_dh`, `dl_dreg = alpha w` and (if `weight` is not NULL) `w`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`alpha` not finite and >= 0, `label_smoothing`,
+ * `stop_grad_weight` not 0/1) and the generic pointer/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `n` elements.
+ */
+tkm_status tkm_treg_loss(const struct tkm_exec_options *exec,
+                         const float *h,
+                         const float *reg_w,
+                         const float *reg_l,
+                         size_t n,
+                         const struct tkm_treg_options *opts,
+                         float *loss,
+                         float *dl_dh,
+                         float *dl_dreg,
+                         float *weight);
+
+/**
+ * cDPO contrastive-estimation scores, streamed over the vocabulary (no `[rows, vocab]`
+ * buffer): `scores[r] = softmax((1 + beta) pos[r] - beta neg[r])[targets[r]]`. `pos` and
+ * `neg` are `[rows, vocab]` logits of type `dtype` (`TKM_DTYPE_F32`/`_BF16`/`_F16`, both the
+ * same) with row strides `pos_row_stride`, `neg_row_stride`; `targets[r]` is the next
+ * token of row `r`. A column that is -inf in either model is excluded. `beta` is the
+ * contrast strength `beta'` (finite, >= 0; the released code uses 1). `nonfinite_rows`:
+ * NULL or receives the number of rows with a NaN/+inf logit (their score is NaN).
+ *
+ * Errors: `TKM_STATUS_BAD_DTYPE`, `_BAD_STRIDE`, `_EMPTY_VOCAB`, `_LABEL_OUT_OF_RANGE`,
+ * `_NO_FINITE_LOGIT` (a row whose every column is masked), `_INVALID_ARGUMENT` (`beta`),
+ * and the generic pointer/size statuses.
+ *
+ * # Safety
+ * `pos`, `neg` valid for `(rows - 1) * stride + vocab` elements of `dtype`; `targets`,
+ * `scores` for `rows`.
+ */
+tkm_status tkm_cdpo_ce_scores(const struct tkm_exec_options *exec,
+                              tkm_dtype dtype,
+                              const void *pos,
+                              size_t pos_row_stride,
+                              const void *neg,
+                              size_t neg_row_stride,
+                              size_t rows,
+                              size_t vocab,
+                              const uint32_t *targets,
+                              float beta,
+                              float *scores,
+                              size_t *nonfinite_rows);
+
+/**
+ * The cDPO loss (`*loss`, a scalar) and its gradients w.r.t. the masked per-token
+ * log-ratios `dw` (chosen) and `dl` (rejected), all `[rows, t]`; `c` (chosen weights, read
+ * only when `only_neg = 0`, then required; NULL otherwise allowed) and `v` (rejected
+ * weights `1 - s_neg`) are aligned to the label positions by the caller.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta`, `label_smoothing`, `only_neg` not 0/1, an
+ * unknown `form`, `c` NULL with `only_neg = 0`, an empty batch) and the generic
+ * pointer/size/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `rows * t` elements; `loss` for one float.
+ */
+tkm_status tkm_cdpo_loss(const struct tkm_exec_options *exec,
+                         const uint8_t *mask_w,
+                         const uint8_t *mask_l,
+                         const float *dw,
+                         const float *dl,
+                         const float *c,
+                         const float *v,
+                         size_t rows,
+                         size_t t,
+                         const struct tkm_cdpo_options *opts,
+                         float *loss,
+                         float *grad_w,
+                         float *grad_l);
+
+/**
+ * The unbiased pass@k estimate `1 - C(n - c, k) / C(n, k)` into `*out`, computed in log
+ * space (stable for n up to 2^53).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`c > n`, `k == 0`, `k > n`),
+ * `TKM_STATUS_NULL_POINTER`, `TKM_STATUS_MISALIGNED`.
+ *
+ * # Safety
+ * `out` NULL or valid for one double.
+ */
+tkm_status tkm_pass_at_k(uint64_t n, uint64_t c, uint64_t k, double *out);
+
+/**
+ * TVM prefix-trie value labels: path `n` is `tokens[offsets[n] .. offsets[n + 1]]`
+ * (`offsets`: `n_paths + 1` non-decreasing entries from 0 to `n_tokens`), `outcome[n]` is
+ * 0 or 1; `labels[i]` (parallel to `tokens`) receives `correct / visits` over the paths
+ * that share the prefix ending at token `i`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (bad offsets, an outcome not 0/1),
+ * `TKM_STATUS_OUT_OF_MEMORY` (the `2 n_paths` scratch) and the generic pointer statuses.
+ *
+ * # Safety
+ * `tokens`, `labels` valid for `n_tokens` elements, `offsets` for `n_paths + 1`, `outcome`
+ * for `n_paths`.
+ */
+tkm_status tkm_tvm_prefix_value_labels(const uint32_t *tokens,
+                                       size_t n_tokens,
+                                       const size_t *offsets,
+                                       const uint8_t *outcome,
+                                       size_t n_paths,
+                                       float *labels);
+
+/**
+ * The TVM value-head loss over the masked tokens (token mean) into `*loss`, and its
+ * gradient w.r.t. `pred_logit` (`n` floats, 0 at masked positions). `kind`:
+ * `TKM_VALUE_LOSS_MSE` or `TKM_VALUE_LOSS_BCE`. An empty mask gives 0.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (an unknown `kind`) and the generic pointer statuses.
+ *
+ * # Safety
+ * `mask`, `pred_logit`, `label`, `grad` valid for `n` elements; `loss` for one float.
+ */
+tkm_status tkm_value_loss(const struct tkm_exec_options *exec,
+                          const uint8_t *mask,
+                          const float *pred_logit,
+                          const float *label,
+                          size_t n,
+                          uint32_t kind,
+                          float *loss,
+                          float *grad);
+
+/**
+ * Step-level beam selection: writes the indices of the `min(k, n)` highest `scores`
+ * (best first; ties by the lower index; NaN ranked below every number) into `out` and
+ * their count into `*n_out`. `out` must hold `min(k, n)` elements.
+ *
+ * # Safety
+ * `scores` valid for `n` floats, `out` for `min(k, n)` elements, `n_out` for one.
+ */
+tkm_status tkm_beam_step_select(const float *scores, size_t n, size_t k, size_t *out, size_t *n_out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is

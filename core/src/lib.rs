@@ -16,6 +16,8 @@
 //! * [`tokenizer_metrics`] — cross-lingual tokenizer inequity metrics (CTC, token and byte
 //!   premium, per-token rates, the power law and optimal vocabulary size).
 //! * [`unictokens`] — UniCTokens' k-means token initialisation, frozen-row restore, diff mask.
+//! * [`preference`] — preference losses with token rewards: DPO/SimPO, T-REG, cDPO scores
+//!   and loss, pass@k, TVM value labels and losses.
 //!
 //! # The shape of a kernel family
 //!
@@ -64,6 +66,7 @@ pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
+pub mod preference;
 pub mod seed;
 pub mod tokenizer_metrics;
 pub mod unictokens;

@@ -21,10 +21,11 @@ pub mod fingerprint;
 pub mod hapo;
 pub mod logits;
 pub mod policy;
+pub mod preference;
 pub mod seed;
 pub mod status;
-pub mod tw_grpo;
 pub mod tokenizer_metrics;
+pub mod tw_grpo;
 pub mod unictokens;
 mod util;
 
@@ -36,10 +37,11 @@ pub use fingerprint::*;
 pub use hapo::*;
 pub use logits::*;
 pub use policy::*;
+pub use preference::*;
 pub use seed::*;
 pub use status::*;
-pub use tw_grpo::*;
 pub use tokenizer_metrics::*;
+pub use tw_grpo::*;
 pub use unictokens::*;
 
 use core::ffi::c_char;

@@ -11,10 +11,11 @@ pub mod advantages;
 pub mod gpu_fast;
 pub mod hapo;
 pub mod policy_loss;
+pub mod preference;
 pub mod rng;
 pub mod seed;
-pub mod tw_grpo;
 pub mod tokenizer_metrics;
+pub mod tw_grpo;
 pub mod unictokens;
 
 /// Reference statistics of one row.

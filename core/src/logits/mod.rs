@@ -893,3 +893,41 @@ pub fn stats_bwd_inplace<T: LogitElem + GradElem>(
     })
     .map(|_| ())
 }
+
+/// The finalized statistics of a row that is never stored: `fill(start, block)` writes the
+/// row's columns `[start, start + block.len())` (already in `z` units, `f32`) into a
+/// [`BLOCK`]-column stack buffer, block by block in column order, and returns the block's
+/// maximum (NaN never winning) and a lower bound of its non-NaN values (pass 1 of the block
+/// kernel, done while forming it); pass 2 of `backend`'s canonical block kernel and the
+/// canonical tree merge follow, so the result is bitwise what [`stats_fwd`] gives on the
+/// materialised row. `target` is `z_target`. Crate-internal: the cDPO contrastive rows
+/// ([`crate::preference::cdpo`]) are formed on the fly from two models' logits.
+pub(crate) fn streamed_row_finalize(
+    backend: Backend,
+    cols: usize,
+    target: Option<f32>,
+    mut fill: impl FnMut(usize, &mut [f32]) -> (f32, f32),
+) -> (Result<Finalized, TmError>, bool) {
+    let mut buf = [0.0f32; BLOCK];
+    let mut tree = row_stats::TreeStack::new();
+    let mut start = 0;
+    while start < cols {
+        let len = BLOCK.min(cols - start);
+        let block = &mut buf[..len];
+        let (m, mn) = fill(start, block);
+        tree.push(match backend {
+            Backend::Portable => portable::block_stats_from_max::<f32, false>(block, 1.0, m),
+            // Safe because the caller checked the backend before any row was read.
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2Fma | Backend::Avx512 => unsafe {
+                x86_avx2::block_stats_from_extrema::<f32, false>(block, 1.0, m, mn)
+            },
+        });
+        start += len;
+    }
+    let mut t = tree.finish();
+    if let Some(z_t) = target {
+        t = t.with_target(z_t);
+    }
+    (t.finalize(target.is_some()), t.is_nonfinite())
+}

@@ -46,7 +46,13 @@ pub(crate) fn block_stats<T: LogitElem, const SCALE: bool>(block: &[T], inv_temp
             m = z;
         }
     }
-    m += 0.0;
+    block_stats_from_max::<T, SCALE>(block, inv_temp, m)
+}
+
+/// Pass 2 of [`block_stats`] for a block whose maximum `m` (NaN never winning) the caller
+/// found (the cDPO rows find it while they form the block).
+pub(crate) fn block_stats_from_max<T: LogitElem, const SCALE: bool>(block: &[T], inv_temp: f32, m: f32) -> RowStats {
+    let m = m + 0.0;
     if m == f32::NEG_INFINITY {
         let has_nan = block.iter().any(|x| x.to_f32().is_nan());
         return RowStats::from_block(m, 0.0, 0.0, has_nan);

@@ -214,14 +214,29 @@ pub(crate) unsafe fn block_stats<T: Load8, const SCALE: bool>(block: &[T], inv_t
         mx = _mm256_max_ps(z, mx);
         mn = _mm256_min_ps(z, mn);
     });
-    let m = hmax(mx) + 0.0;
+    block_stats_from_extrema::<T, SCALE>(block, inv_temp, hmax(mx), hmin(mn))
+}
+
+/// Pass 2 of [`block_stats`] for a block whose pass 1 the caller did: `m` is the block
+/// maximum of the tempered logits (NaN never winning; `±0` either), `mn` a lower bound of
+/// the non-NaN ones (it only chooses between two paths that give the same bits). The cDPO
+/// rows ([`crate::preference::cdpo`]) find both while they form the block.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn block_stats_from_extrema<T: Load8, const SCALE: bool>(
+    block: &[T],
+    inv_temp: f32,
+    m: f32,
+    mn: f32,
+) -> RowStats {
+    let vt = _mm256_set1_ps(inv_temp);
+    let m = m + 0.0;
     if m == f32::NEG_INFINITY {
         let has_nan = block.iter().any(|x| x.to_f32().is_nan());
         return RowStats::from_block(m, 0.0, 0.0, has_nan);
     }
     // Ordinary logits span far less than 87 units: then every `z − m ≥ −87` (rounding is
     // monotone) and the clamp and flush can be skipped without changing a bit.
-    let (s, u) = if hmin(mn) - m >= -87.0 {
+    let (s, u) = if mn - m >= -87.0 {
         block_sums::<T, SCALE, false>(block, vt, m)
     } else {
         block_sums::<T, SCALE, true>(block, vt, m)

@@ -1575,6 +1575,231 @@ static void test_unictokens(void) {
   uint8_t m2[4] = {7, 7, 7, 7};
   EXPECT(note(tkm_token_diff_mask(a, NULL, fin, 4, m2)), TKM_STATUS_NULL_POINTER);
   CHECK(m2[0] == 7 && m2[3] == 7);
+/* Preference losses: DPO, SimPO, T-REG, cDPO scores (f32/bf16, strided), cDPO loss, pass@k. */
+static double softplus_d(double v) { return fmax(v, 0.0) + log1p(exp(-fabs(v))); }
+static double sigmoid_d(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+static void test_preference(void) {
+  enum { PR = 2, PT = 3, PN = PR * PT };
+  float lp[PN] = {-1, -2, -0.5f, -0.2f, -3, -1};
+  float rl[PN] = {-1.5f, -1, -0.5f, -0.4f, -2, -1};
+  uint8_t mask[PN] = {1, 1, 0, 1, 0, 1};
+  float rho[PR], g[PN], loss[PR], dl[PR], m[PR], w[PR], gr[PR], one = POISON;
+  tkm_dpo_options dpo;
+  tkm_simpo_options so;
+  tkm_treg_reg_options ro;
+  tkm_treg_options to;
+  tkm_cdpo_options co;
+  double pk = -1.0;
+
+  EXPECT(note(tkm_dpo_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(tkm_dpo_options_init(&dpo), TKM_STATUS_OK);
+  CHECK(dpo.struct_size == sizeof dpo && dpo.beta == 0.1f && dpo.label_smoothing == 0.0f);
+  EXPECT(tkm_simpo_options_init(&so), TKM_STATUS_OK);
+  CHECK(so.beta == 0.1f && so.gamma == 0.5f && so.label_smoothing == 0.0f);
+  EXPECT(tkm_treg_reg_options_init(&ro), TKM_STATUS_OK);
+  CHECK(ro.beta == 0.1f && ro.reduction == TKM_REDUCTION_SUM);
+  EXPECT(tkm_treg_options_init(&to), TKM_STATUS_OK);
+  CHECK(to.alpha == 0.25f && to.label_smoothing == 0.0f && to.stop_grad_weight == 1);
+  EXPECT(tkm_cdpo_options_init(&co), TKM_STATUS_OK);
+  CHECK(co.beta == 0.1f && co.only_neg == 1 && co.form == TKM_CDPO_POSITIONWISE_CODE);
+
+  /* Sequence log-ratios and their backward. */
+  EXPECT(tkm_seq_logratio(NULL, mask, lp, rl, PR, PT, rho), TKM_STATUS_OK);
+  CHECK(fabsf(rho[0] - (0.5f - 1.0f)) < 1e-6f && fabsf(rho[1] - 0.2f) < 1e-6f);
+  EXPECT(tkm_seq_logratio_bwd(NULL, mask, rho, PR, PT, g), TKM_STATUS_OK);
+  CHECK(g[0] == rho[0] && g[2] == 0.0f && g[3] == rho[1] && g[4] == 0.0f);
+  EXPECT(note(tkm_seq_logratio(NULL, mask, lp, rl, SIZE_MAX, 2, rho)), TKM_STATUS_SIZE_OVERFLOW);
+
+  /* DPO with label smoothing 0.1: loss and dl/dh against the formula. */
+  dpo.beta = 0.5f;
+  dpo.label_smoothing = 0.1f;
+  {
+    float rw[PR] = {1.0f, -2.0f}, rj[PR] = {0.0f, 1.0f};
+    EXPECT(tkm_dpo_loss(NULL, rw, rj, PR, &dpo, loss, dl, m), TKM_STATUS_OK);
+    for (int i = 0; i < PR; i++) {
+      double h = 0.5 * ((double)rw[i] - rj[i]);
+      CHECK(fabs(m[i] - h) < 1e-7);
+      CHECK(fabs(loss[i] - (0.9 * softplus_d(-h) + 0.1 * softplus_d(h))) < 1e-6);
+      CHECK(fabs(dl[i] - (-0.9 * sigmoid_d(-h) + 0.1 * sigmoid_d(h))) < 1e-6);
+    }
+    dpo.beta = 0.0f;
+    poison(loss, PR);
+    EXPECT(note(tkm_dpo_loss(NULL, rw, rj, PR, &dpo, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    CHECK(untouched(loss, PR));
+    dpo.struct_size = 5;
+    EXPECT(note(tkm_dpo_loss(NULL, rw, rj, PR, &dpo, loss, dl, NULL)), TKM_STATUS_BAD_STRUCT_SIZE);
+    EXPECT(note(tkm_dpo_loss(NULL, NULL, rj, PR, NULL, loss, dl, NULL)), TKM_STATUS_NULL_POINTER);
+  }
+
+  /* SimPO: h = beta/|y_w| s_w - beta/|y_l| s_l - gamma; a zero length is an error. */
+  {
+    float sw[1] = {-6.0f}, sl[1] = {-12.0f};
+    uint32_t lw[1] = {3}, ll[1] = {4}, zero[1] = {0};
+    double h = 0.1 * -2.0 - 0.1 * -3.0 - 0.5;
+    EXPECT(tkm_simpo_loss(NULL, sw, lw, sl, ll, 1, NULL, loss, dl, m), TKM_STATUS_OK);
+    CHECK(fabs(m[0] - h) < 1e-7 && fabs(loss[0] - softplus_d(-h)) < 1e-6);
+    poison(loss, 1);
+    EXPECT(note(tkm_simpo_loss(NULL, sw, zero, sl, ll, 1, NULL, loss, dl, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    CHECK(untouched(loss, 1));
+  }
+
+  /* T-REG token rewards, regulariser and total loss. */
+  {
+    float rh[PN];
+    EXPECT(tkm_treg_token_rewards(NULL, mask, lp, rl, PN, rh), TKM_STATUS_OK);
+    for (int i = 0; i < PN; i++)
+      CHECK(fabs(rh[i] - (mask[i] ? sigmoid_d((double)lp[i] - rl[i]) - 0.5 : 0.0)) < 1e-7);
+    ro.reduction = TKM_REDUCTION_MEAN_OVER_MASK;
+    EXPECT(tkm_treg_reg_loss(NULL, mask, lp, rh, PR, PT, &ro, loss, g), TKM_STATUS_OK);
+    CHECK(fabs(loss[0] - (-0.1 * ((double)rh[0] * lp[0] + (double)rh[1] * lp[1]) / 2.0)) < 1e-7);
+    CHECK(g[2] == 0.0f && fabs(g[0] - (-0.1 * rh[0] / 2.0)) < 1e-8);
+    ro.reduction = 7;
+    EXPECT(note(tkm_treg_reg_loss(NULL, mask, lp, rh, PR, PT, &ro, loss, g)), TKM_STATUS_INVALID_ARGUMENT);
+    float h[PR] = {0.3f, -1.0f}, regw[PR] = {0.2f, 0.4f}, regl[PR] = {-0.1f, 0.3f};
+    EXPECT(tkm_treg_loss(NULL, h, regw, regl, PR, &to, loss, dl, gr, w), TKM_STATUS_OK);
+    for (int i = 0; i < PR; i++) {
+      double ww = sigmoid_d(-h[i]);
+      CHECK(fabs(w[i] - ww) < 1e-7 && fabs(gr[i] - 0.25 * ww) < 1e-7);
+      CHECK(fabs(loss[i] - (softplus_d(-h[i]) + 0.25 * ww * ((double)regw[i] + regl[i]))) < 1e-6);
+      CHECK(fabs(dl[i] - (-sigmoid_d(-h[i]))) < 1e-6);
+    }
+    to.stop_grad_weight = 2;
+    EXPECT(note(tkm_treg_loss(NULL, h, regw, regl, PR, &to, loss, dl, gr, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+    to.stop_grad_weight = 1;
+    to.alpha = -1.0f;
+    EXPECT(note(tkm_treg_loss(NULL, h, regw, regl, PR, &to, loss, dl, gr, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+  }
+
+  /* cDPO scores: f32 strided vs a double reference, bf16 vs the same scores on bf16-rounded logits. */
+  {
+    enum { CR = 3, CV = 700, CS = 705 };
+    static float p[CR * CS], q[CR * CS], pr[CR * CS], qr[CR * CS];
+    static uint16_t pb[CR * CS], qb[CR * CS];
+    uint32_t tg[CR] = {5, 699, 0};
+    float sc[CR], sc2[CR];
+    size_t nf = 99;
+    for (int i = 0; i < CR * CS; i++) {
+      p[i] = 4.0f * frand();
+      q[i] = 4.0f * frand();
+      pb[i] = f32_to_bf16_bits(p[i]);
+      qb[i] = f32_to_bf16_bits(q[i]);
+      uint32_t u = (uint32_t)pb[i] << 16, v = (uint32_t)qb[i] << 16;
+      memcpy(&pr[i], &u, 4);
+      memcpy(&qr[i], &v, 4);
+    }
+    p[CS + 7] = -INFINITY; /* masked in the positive model */
+    q[2 * CS + 9] = -INFINITY; /* masked in the negative model */
+    EXPECT(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, p, CS, q, CS, CR, CV, tg, 1.0f, sc, &nf), TKM_STATUS_OK);
+    CHECK(nf == 0);
+    for (int r = 0; r < CR; r++) {
+      double mx = -INFINITY, s = 0, zt = 0;
+      for (int c = 0; c < CV; c++) {
+        float a = p[r * CS + c], b = q[r * CS + c];
+        double z = (a == -INFINITY || b == -INFINITY) ? -INFINITY : 2.0 * a - b;
+        if (z > mx) mx = z;
+      }
+      for (int c = 0; c < CV; c++) {
+        float a = p[r * CS + c], b = q[r * CS + c];
+        double z = (a == -INFINITY || b == -INFINITY) ? -INFINITY : 2.0 * a - b;
+        s += exp(z - mx);
+        if ((uint32_t)c == tg[r]) zt = z;
+      }
+      CHECK(fabs(sc[r] - exp(zt - mx - log(s))) < 1e-6);
+    }
+    {
+      tkm_exec_options eo;
+      EXPECT(tkm_exec_options_init(&eo), TKM_STATUS_OK);
+      eo.threads = 2;
+      EXPECT(tkm_cdpo_ce_scores(&eo, TKM_DTYPE_BF16, pb, CS, qb, CS, CR, CV, tg, 1.0f, sc, NULL), TKM_STATUS_OK);
+      EXPECT(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, pr, CS, qr, CS, CR, CV, tg, 1.0f, sc2, NULL), TKM_STATUS_OK);
+      CHECK(memcmp(sc, sc2, sizeof sc) == 0);
+    }
+    poison(sc, CR);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, 9, p, CS, q, CS, CR, CV, tg, 1.0f, sc, NULL)), TKM_STATUS_BAD_DTYPE);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, p, 10, q, CS, CR, CV, tg, 1.0f, sc, NULL)), TKM_STATUS_BAD_STRIDE);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, p, CS, q, CS, CR, 0, tg, 1.0f, sc, NULL)), TKM_STATUS_EMPTY_VOCAB);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, p, CS, q, CS, CR, 600, tg, 1.0f, sc, NULL)),
+           TKM_STATUS_LABEL_OUT_OF_RANGE);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, p, CS, q, CS, CR, CV, tg, -1.0f, sc, NULL)),
+           TKM_STATUS_INVALID_ARGUMENT);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, NULL, CS, q, CS, CR, CV, tg, 1.0f, sc, NULL)),
+           TKM_STATUS_NULL_POINTER);
+    EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, (const char *)p + 1, CS, q, CS, CR, CV, tg, 1.0f, sc, NULL)),
+           TKM_STATUS_MISALIGNED);
+    CHECK(untouched(sc, CR));
+    {
+      float ninf[2] = {-INFINITY, -INFINITY}, fin[2] = {0.0f, 1.0f};
+      uint32_t t0[1] = {0};
+      EXPECT(note(tkm_cdpo_ce_scores(NULL, TKM_DTYPE_F32, fin, 2, ninf, 2, 1, 2, t0, 1.0f, sc, NULL)),
+             TKM_STATUS_NO_FINITE_LOGIT);
+    }
+  }
+
+  /* cDPO loss: positionwise, only_neg, against the formula. */
+  {
+    float dw[PN] = {0.1f, -0.2f, 0.3f, 0.0f, 0.5f, -0.1f}, dlr[PN] = {0.2f, 0.1f, -0.3f, 0.4f, 0.0f, 0.2f};
+    float v[PN] = {1, 0.5f, 0.2f, 1, 1, 0.3f}, gw[PN], gl[PN];
+    uint8_t ml[PN] = {1, 1, 1, 0, 1, 1};
+    double want = 0;
+    for (int i = 0; i < PN; i++) {
+      double hh = 0.1 * ((mask[i] ? dw[i] : 0.0) - (ml[i] ? (double)v[i] * dlr[i] : 0.0));
+      want += softplus_d(-hh) / PN;
+    }
+    EXPECT(tkm_cdpo_loss(NULL, mask, ml, dw, dlr, NULL, v, PR, PT, NULL, &one, gw, gl), TKM_STATUS_OK);
+    CHECK(fabs(one - want) < 1e-6 && gw[2] == 0.0f && gl[3] == 0.0f);
+    co.only_neg = 0; /* needs c */
+    EXPECT(note(tkm_cdpo_loss(NULL, mask, ml, dw, dlr, NULL, v, PR, PT, &co, &one, gw, gl)), TKM_STATUS_INVALID_ARGUMENT);
+    co.only_neg = 1;
+    co.form = 5;
+    EXPECT(note(tkm_cdpo_loss(NULL, mask, ml, dw, dlr, NULL, v, PR, PT, &co, &one, gw, gl)), TKM_STATUS_INVALID_ARGUMENT);
+    co.form = TKM_CDPO_SEQUENCE_WEIGHTED;
+    EXPECT(tkm_cdpo_loss(NULL, mask, ml, dw, dlr, NULL, v, PR, PT, &co, &one, gw, gl), TKM_STATUS_OK);
+    EXPECT(note(tkm_cdpo_loss(NULL, mask, ml, dw, dlr, NULL, v, 0, PT, &co, &one, gw, gl)), TKM_STATUS_INVALID_ARGUMENT);
+  }
+
+  /* pass@k. */
+  EXPECT(tkm_pass_at_k(10, 3, 2, &pk), TKM_STATUS_OK);
+  CHECK(fabs(pk - (1.0 - 21.0 / 45.0)) < 1e-15);
+  EXPECT(tkm_pass_at_k(1000000, 1, 1, &pk), TKM_STATUS_OK);
+  CHECK(fabs(pk - 1e-6) < 1e-20);
+  EXPECT(note(tkm_pass_at_k(5, 6, 1, &pk)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_pass_at_k(5, 1, 1, NULL)), TKM_STATUS_NULL_POINTER);
+}
+
+/* TVM: prefix-trie value labels, value losses, beam-step selection. */
+static void test_tvm(void) {
+  uint32_t tok[7] = {1, 2, 3, 1, 2, 4, 5};
+  size_t offs[4] = {0, 3, 6, 7}, bad_offs[4] = {0, 4, 3, 7}, idx[3], nout = 99;
+  uint8_t oc[3] = {1, 0, 1}, bad_oc[3] = {1, 2, 1}, vm[3] = {1, 1, 0};
+  float lab[7], want[7] = {0.5f, 0.5f, 1.0f, 0.5f, 0.5f, 0.0f, 1.0f};
+  float px[3] = {0.3f, -1.2f, 9.0f}, py[3] = {0.5f, 1.0f, 0.0f}, g[3], L = POISON;
+  float sc[5] = {0.1f, NAN, 0.7f, 0.7f, -2.0f};
+  EXPECT(tkm_tvm_prefix_value_labels(tok, 7, offs, oc, 3, lab), TKM_STATUS_OK);
+  CHECK(memcmp(lab, want, sizeof lab) == 0);
+  poison(lab, 7);
+  EXPECT(note(tkm_tvm_prefix_value_labels(tok, 7, bad_offs, oc, 3, lab)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tvm_prefix_value_labels(tok, 7, offs, bad_oc, 3, lab)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_tvm_prefix_value_labels(tok, 7, offs, oc, SIZE_MAX, lab)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_tvm_prefix_value_labels(NULL, 7, offs, oc, 3, lab)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(lab, 7));
+
+  EXPECT(tkm_value_loss(NULL, vm, px, py, 3, TKM_VALUE_LOSS_MSE, &L, g), TKM_STATUS_OK);
+  {
+    double p0 = sigmoid_d(px[0]), p1 = sigmoid_d(px[1]);
+    CHECK(fabs(L - ((p0 - 0.5) * (p0 - 0.5) + (p1 - 1.0) * (p1 - 1.0)) / 2.0) < 1e-7);
+    CHECK(fabs(g[0] - (p0 - 0.5) * p0 * (1 - p0)) < 1e-7 && g[2] == 0.0f);
+  }
+  EXPECT(tkm_value_loss(NULL, vm, px, py, 3, TKM_VALUE_LOSS_BCE, &L, g), TKM_STATUS_OK);
+  CHECK(fabs(L - (softplus_d(px[0]) - 0.5 * px[0] + softplus_d(px[1]) - px[1]) / 2.0) < 1e-7);
+  EXPECT(note(tkm_value_loss(NULL, vm, px, py, 3, 7, &L, g)), TKM_STATUS_INVALID_ARGUMENT);
+
+  EXPECT(tkm_beam_step_select(sc, 5, 3, idx, &nout), TKM_STATUS_OK);
+  CHECK(nout == 3 && idx[0] == 2 && idx[1] == 3 && idx[2] == 0);
+  EXPECT(tkm_beam_step_select(sc, 5, 0, NULL, &nout), TKM_STATUS_OK);
+  CHECK(nout == 0);
+  EXPECT(note(tkm_beam_step_select(sc, 5, 3, idx, NULL)), TKM_STATUS_NULL_POINTER);
+  EXPECT(note(tkm_beam_step_select(sc, 5, 3, NULL, &nout)), TKM_STATUS_NULL_POINTER);
 }
 
 int main(void) {
@@ -1597,6 +1822,8 @@ int main(void) {
   test_hapo();
   test_tokenizer_metrics();
   test_unictokens();
+  test_preference();
+  test_tvm();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_DEVICE_MISMATCH; s++) {
