@@ -11,6 +11,8 @@
 //! * [`policy_loss`] — per-token policy losses (PPO clip, GSPO, CISPO, SAPO), KL estimators,
 //!   importance weights, the loss aggregation and the upstreams of the logits backward.
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
+//! * [`exploration`] — exploration bonuses: counts, E3B's elliptical bonus, RND/NovelD,
+//!   their combination and running reward normalisation.
 //!
 //! # The shape of a kernel family
 //!
@@ -54,6 +56,7 @@ pub mod advantages;
 pub mod elem;
 pub mod error;
 mod exp;
+pub mod exploration;
 pub mod fingerprint;
 pub mod logits;
 pub mod mat;
