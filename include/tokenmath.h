@@ -246,6 +246,56 @@
 #define TKM_MAX_THREADS 1024
 
 /**
+ * The episodic bonus `1[N_e = 1]` (the source's learner; default).
+ */
+#define TKM_EPISODIC_FIRST_VISIT 0
+
+/**
+ * The episodic bonus `1/sqrt(N_e)` (the source's actor).
+ */
+#define TKM_EPISODIC_INV_SQRT 1
+
+/**
+ * Combine by product `b_e * b_g` (the source's default).
+ */
+#define TKM_COMBINE_MULT 0
+
+/**
+ * Combine by sum `b_e + coeff * b_g` (`coeff` = the source's `global_bonus_coeff`, 1.0).
+ */
+#define TKM_COMBINE_ADD 1
+
+/**
+ * No normalisation.
+ */
+#define TKM_REWARD_NORM_NONE 0
+
+/**
+ * Normalise the intrinsic rewards (the source's default).
+ */
+#define TKM_REWARD_NORM_INT 1
+
+/**
+ * Normalise the extrinsic rewards.
+ */
+#define TKM_REWARD_NORM_EXT 2
+
+/**
+ * Normalise the total after assembly.
+ */
+#define TKM_REWARD_NORM_ALL 3
+
+/**
+ * Count every element of a batch (the library; default).
+ */
+#define TKM_MOMENTS_LIBRARY 0
+
+/**
+ * The source's arithmetic: a `[T, B]` batch counts `time_steps = T` (single process only).
+ */
+#define TKM_MOMENTS_E3B 1
+
+/**
  * Bytes of a hash (leaf hash, node hash, root).
  */
 #define TKM_FP_HASH_LEN 32
@@ -611,6 +661,88 @@ typedef struct tkm_exec_options {
    */
   uint32_t backend;
 } tkm_exec_options;
+
+/**
+ * E3B options. Initialise with `tkm_e3b_options_init` (the source's values: ridge 0.1,
+ * first step of an episode reports 0; the library's symmetrisation every 64 updates),
+ * then change fields. NULL means the defaults.
+ */
+typedef struct tkm_e3b_options {
+  /**
+   * `sizeof(tkm_e3b_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Ridge `lambda` of `C = lambda I + sum phi phi^T`: finite, > 0, finite `1/lambda`.
+   */
+  float ridge;
+  /**
+   * Symmetrise `C^-1` every this many updates (0 = never).
+   */
+  uint32_t sym_every;
+  /**
+   * 1 = the first step after a reset reports bonus 0 (default), 0 = report it.
+   */
+  uint32_t zero_first_step;
+} tkm_e3b_options;
+
+/**
+ * Running moments of a reward stream in the source's form: `count`, `sum`, and `m2` (sum of
+ * squared deviations), all double; `std = sqrt(m2/count)`. A fresh state is all zeros
+ * (the library) or `count = 1e-8` (`TKM_MOMENTS_E3B`, the source). 24 bytes of plain data:
+ * ranks all-gather batch partials (`tkm_reward_norm_batch_moments`) and merge them with
+ * `tkm_running_moments_merge`, in rank order.
+ */
+typedef struct tkm_running_moments {
+  /**
+   * Values seen.
+   */
+  double count;
+  /**
+   * Their sum.
+   */
+  double sum;
+  /**
+   * Sum of squared deviations from the mean.
+   */
+  double m2;
+} tkm_running_moments;
+
+/**
+ * Reward assembly options. Initialise with `tkm_assemble_options_init` (the source's
+ * values: `TKM_REWARD_NORM_INT`, `intrinsic_coef = 1`, clip on, extrinsic on; the library's
+ * `TKM_MOMENTS_LIBRARY`), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_assemble_options {
+  /**
+   * `sizeof(tkm_assemble_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_REWARD_NORM_*`.
+   */
+  uint32_t norm;
+  /**
+   * `eta` of `r = r_ext + eta * r_int` (finite).
+   */
+  float intrinsic_coef;
+  /**
+   * 1 = clamp the total to [-1, 1] (default), 0 = no clamp.
+   */
+  uint32_t clip;
+  /**
+   * 1 = add the extrinsic reward (default), 0 = `r = eta * r_int` (`r_ext` may be NULL).
+   */
+  uint32_t use_extrinsic;
+  /**
+   * `TKM_MOMENTS_*`.
+   */
+  uint32_t compat;
+  /**
+   * `T` for `TKM_MOMENTS_E3B` (the batch length must be a non-zero multiple of it).
+   */
+  size_t time_steps;
+} tkm_assemble_options;
 
 /**
  * A parsed signed tree head (`tkm_fp_signed_head_parse`). A fixed-layout output struct.
@@ -1324,6 +1456,197 @@ tkm_status tkm_dl_logits_bwd_inplace(const struct tkm_exec_options *exec,
  * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.
  */
 tkm_status tkm_exec_options_init(struct tkm_exec_options *opts);
+
+/**
+ * Count bonuses of `n` transitions: `b_g = 1/sqrt(n_global[i])` and the episodic bonus of
+ * `n_episodic[i]` (`episodic_form`, `TKM_EPISODIC_*`), their product when both are given;
+ * either array may be NULL (absent), not both. Counts are taken after the visit's
+ * increment (>= 1).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (both NULL, a count of 0, an unknown form).
+ *
+ * # Safety
+ * Non-NULL arrays valid for `n` elements; `out` for `n` floats.
+ */
+tkm_status tkm_count_bonuses(const uint64_t *n_global,
+                             const uint64_t *n_episodic,
+                             size_t n,
+                             uint32_t episodic_form,
+                             float *out);
+
+/**
+ * Visits `n` keys in order in a count table held in the caller's `keys`/`counts` arrays
+ * (`capacity` slots each, a power of two; a new table is all-zero counts, clear one by
+ * zeroing `counts`), writing each key's count after its increment to `counts_out`. Any
+ * `uint64_t` is a key. The table's contents depend only on the visits made.
+ *
+ * Refused, with the table unchanged, unless it has a free slot for every visit
+ * (occupied + n <= capacity): size it for the distinct keys plus one batch.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (capacity not a power of two, no room),
+ * `_OVERLAP` (`counts_out` overlaps the table).
+ *
+ * # Safety
+ * `keys` and `counts` valid for reads and writes of `capacity` elements, `visit_keys` for
+ * `n` reads, `counts_out` for `n` writes.
+ */
+tkm_status tkm_count_table_visit(uint64_t *keys,
+                                 uint64_t *counts,
+                                 size_t capacity,
+                                 const uint64_t *visit_keys,
+                                 size_t n,
+                                 uint64_t *counts_out);
+
+/**
+ * Writes the default E3B options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_e3b_options_init(struct tkm_e3b_options *opts);
+
+/**
+ * Resets `n_env` E3B inverses (`c_inv`, `n_env * d * d` floats, row-major) to
+ * `(1/lambda) I` (episode start; never for the lifelong variant).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`d == 0`, a bad ridge), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `c_inv` valid for writes of `n_env * d * d` floats.
+ */
+tkm_status tkm_e3b_reset(const struct tkm_e3b_options *opts, size_t n_env, size_t d, float *c_inv);
+
+/**
+ * One E3B step for each of `n_env` environments: with `u = C^-1 phi`, writes
+ * `bonus[k] = phi^T u` (0 when `steps[k] == 0` and `zero_first_step`) and updates
+ * `C^-1 <- C^-1 - u u^T / (1 + b)` in place, `O(d^2)` per environment, no allocation.
+ * `c_inv` is `[n_env, d, d]`, `phi` `[n_env, d]`, `steps[k]` the updates since
+ * environment `k`'s reset (the caller increments it), `scratch` `n_env * d` floats.
+ * Environments are split over `exec`'s threads; the bits do not depend on them.
+ *
+ * On any error no inverse and no bonus changes.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature, or a bonus that overflows),
+ * `_INVALID_ARGUMENT` (`d == 0`, a bad option), `_OVERLAP` (arrays that overlap),
+ * `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * Every array valid for its length as above (`c_inv`, `scratch`, `bonus` writable).
+ */
+tkm_status tkm_e3b_step(const struct tkm_exec_options *exec,
+                        const struct tkm_e3b_options *opts,
+                        size_t n_env,
+                        size_t d,
+                        float *c_inv,
+                        const float *phi,
+                        const uint64_t *steps,
+                        float *scratch,
+                        float *bonus);
+
+/**
+ * RND's prediction error `out[r] = ||pred[r] - target[r]||_2` (L2 norm, not squared) of
+ * `rows` rows of `dim` floats (contiguous), accumulated in double precision.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf input, or a norm that overflows float),
+ * `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `pred` and `target` valid for `rows * dim` floats, `out` for `rows`.
+ */
+tkm_status tkm_rnd_error(const struct tkm_exec_options *exec,
+                         size_t rows,
+                         size_t dim,
+                         const float *pred,
+                         const float *target,
+                         float *out);
+
+/**
+ * NovelD's bonus `out[i] = max(err_next[i] - alpha * err_curr[i], 0)` (`alpha = 0` is RND,
+ * the source's `scale_fac` default is 0.1).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf error), `_INVALID_ARGUMENT` (a negative
+ * error, `alpha` negative or not finite).
+ *
+ * # Safety
+ * `err_next`, `err_curr` and `out` valid for `n` floats.
+ */
+tkm_status tkm_noveld_bonus(size_t n, const float *err_next, const float *err_curr, float alpha, float *out);
+
+/**
+ * Combines the episodic and global bonuses of `n` transitions (`TKM_COMBINE_*`; `coeff`
+ * is read by `TKM_COMBINE_ADD` only).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf input, or a result that overflows float),
+ * `_INVALID_ARGUMENT` (an unknown mode, a non-finite `coeff`).
+ *
+ * # Safety
+ * `episodic`, `global` and `out` valid for `n` floats.
+ */
+tkm_status tkm_combine_bonuses(size_t n,
+                               const float *episodic,
+                               const float *global,
+                               uint32_t mode,
+                               float coeff,
+                               float *out);
+
+/**
+ * `*out = a` merged with `b` (Chan et al., in the source's operation order). `out` may
+ * alias `a` or `b`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a negative or non-finite count or m2, a
+ * non-finite sum).
+ *
+ * # Safety
+ * `a`, `b` valid for reading one struct, `out` for writing one.
+ */
+tkm_status tkm_running_moments_merge(const struct tkm_running_moments *a,
+                                     const struct tkm_running_moments *b,
+                                     struct tkm_running_moments *out);
+
+/**
+ * Writes the default assembly options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_assemble_options_init(struct tkm_assemble_options *opts);
+
+/**
+ * The batch partial `(count, sum, m2)` of the stream `opts->norm` normalises (all zeros
+ * under `TKM_REWARD_NORM_NONE`): what each rank contributes to the merge.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf reward), `_INVALID_ARGUMENT` (a bad option).
+ *
+ * # Safety
+ * `r_ext` (unless `use_extrinsic == 0`, then it may be NULL) and `r_int` valid for `n`
+ * floats, `out` for writing one struct.
+ */
+tkm_status tkm_reward_norm_batch_moments(size_t n,
+                                         const float *r_ext,
+                                         const float *r_int,
+                                         const struct tkm_assemble_options *opts,
+                                         struct tkm_running_moments *out);
+
+/**
+ * Assembles `out[i] = r_ext[i] + eta * r_int[i]` with the normalisation and clipping of
+ * `opts`. `moments` is the running state: with `update = 1` this batch is folded into it
+ * first (single process; `*moments` is updated on success); with `update = 0` it is used
+ * as given (multi-rank: it already holds the merged partials of every rank).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf reward), `_INVALID_ARGUMENT` (a bad option or
+ * state), `_OVERLAP` (`out` overlaps an input).
+ *
+ * # Safety
+ * `r_ext` (unless `use_extrinsic == 0`), `r_int` and `out` valid for `n` floats,
+ * `moments` for reading (and, with `update`, writing) one struct.
+ */
+tkm_status tkm_assemble_rewards(size_t n,
+                                const float *r_ext,
+                                const float *r_int,
+                                const struct tkm_assemble_options *opts,
+                                struct tkm_running_moments *moments,
+                                uint32_t update,
+                                float *out);
 
 /**
  * The leaf hash `H(0x00 || record)` of one committed token, the record being

@@ -16,6 +16,7 @@
 pub mod advantages;
 pub mod dlpack;
 pub mod exec;
+pub mod exploration;
 pub mod fingerprint;
 pub mod logits;
 pub mod policy;
@@ -25,6 +26,7 @@ mod util;
 pub use advantages::*;
 pub use dlpack::*;
 pub use exec::*;
+pub use exploration::*;
 pub use fingerprint::*;
 pub use logits::*;
 pub use policy::*;
