@@ -227,12 +227,10 @@ pub fn e3b_step_batch(
 
 /// Runs `f(k, u_k)` over environments split into contiguous ranges (one per thread); the
 /// first error in environment order wins.
-fn par_envs(
-    threads: usize,
-    n: usize,
-    scratch: &mut [f32],
-    f: &(dyn Fn(usize, &mut [f32]) -> Result<(), TmError> + Sync),
-) -> Result<(), TmError> {
+/// The per-environment body of [`par_envs`].
+type EnvFn<'a> = dyn Fn(usize, &mut [f32]) -> Result<(), TmError> + Sync + 'a;
+
+fn par_envs(threads: usize, n: usize, scratch: &mut [f32], f: &EnvFn<'_>) -> Result<(), TmError> {
     let d = scratch.len() / n;
     let run = |start: usize, part: &mut [f32]| -> Result<(), TmError> {
         for (j, u) in part.chunks_exact_mut(d).enumerate() {

@@ -27,9 +27,9 @@
 //!
 //! | input | result |
 //! |---|---|
-//! | buffer lengths that do not match | [`TmError::LengthMismatch`](crate::TmError::LengthMismatch), nothing written |
-//! | NaN or ±inf feature, error or reward | [`TmError::NonFinite`](crate::TmError::NonFinite), nothing written \[library choice\] |
-//! | a hyper-parameter out of its domain (λ ≤ 0, α < 0, …) | [`TmError::InvalidArgument`](crate::TmError::InvalidArgument) |
+//! | buffer lengths that do not match | [`TmError::LengthMismatch`], nothing written |
+//! | NaN or ±inf feature, error or reward | [`TmError::NonFinite`], nothing written \[library choice\] |
+//! | a hyper-parameter out of its domain (λ ≤ 0, α < 0, …) | [`TmError::InvalidArgument`] |
 //! | empty batch | valid, nothing to write (E3B needs `d ≥ 1`) |
 //!
 //! Every output is written only when the call succeeds, and so is every piece of state
