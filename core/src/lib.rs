@@ -13,6 +13,8 @@
 //! * [`fingerprint`] — token fingerprints and their BLAKE3 Merkle commitments.
 //! * [`exploration`] — exploration bonuses: counts, E3B's elliptical bonus, RND/NovelD,
 //!   their combination and running reward normalisation.
+//! * [`quota`] — QuoTA's frame sampling, frame weights, token budgets and per-frame
+//!   bilinear resize / adaptive average pooling.
 //!
 //! # The shape of a kernel family
 //!
@@ -62,6 +64,7 @@ pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
+pub mod quota;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

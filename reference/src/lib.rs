@@ -11,6 +11,7 @@ pub mod advantages;
 pub mod exploration;
 pub mod gpu_fast;
 pub mod policy_loss;
+pub mod quota;
 pub mod rng;
 
 /// Reference statistics of one row.
