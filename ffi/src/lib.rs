@@ -20,6 +20,7 @@ pub mod exploration;
 pub mod fingerprint;
 pub mod logits;
 pub mod policy;
+pub mod quota;
 pub mod status;
 mod util;
 
@@ -30,6 +31,7 @@ pub use exploration::*;
 pub use fingerprint::*;
 pub use logits::*;
 pub use policy::*;
+pub use quota::*;
 pub use status::*;
 
 use core::ffi::c_char;

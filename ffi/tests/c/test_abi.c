@@ -962,6 +962,44 @@ static void test_exploration(void) {
   CHECK(m.count == 8.0 && untouched(out, 8));
 }
 
+/* QuoTA: frame count/indices, weights, scale_weights, budgets, grid, resize; their statuses. */
+static void test_quota(void) {
+  uint32_t nf = 0, h = 0, w = 0, bud[3];
+  EXPECT(tkm_quota_frame_count(5400.0, 96, 64, &nf), TKM_STATUS_OK);
+  CHECK(nf == 192);
+  EXPECT(note(tkm_quota_frame_count(-1.0, 96, 64, &nf)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_quota_frame_count(1.0, 96, 64, NULL)), TKM_STATUS_NULL_POINTER);
+  uint64_t idx[5];
+  EXPECT(tkm_quota_frame_indices(101, 5, idx), TKM_STATUS_OK);
+  CHECK(idx[0] == 0 && idx[1] == 25 && idx[4] == 100);
+  float p[3] = {0.9f, 0.1f, 0.5f}, wt[3], pbad[2] = {0.5f, NAN}, out[12];
+  EXPECT(tkm_quota_frame_weights(3, p, 100.0f, 2.0f, wt), TKM_STATUS_OK);
+  CHECK(fabsf(wt[0] + wt[1] + wt[2] - 1.0f) < 1e-6f && fabsf(wt[0] - 81.0f / 107.0f) < 1e-6f);
+  EXPECT(note(tkm_quota_frame_weights(2, pbad, 100.0f, 2.0f, out)), TKM_STATUS_NON_FINITE);
+  float sw[3] = {0.7f, 0.2f, 0.1f};
+  EXPECT(tkm_quota_scale_weights(3, sw, 0.4f), TKM_STATUS_OK);
+  CHECK(sw[0] == 0.4f && fabsf(sw[1] - (0.2f + 0.2f / 0.7f * 0.3f)) < 1e-6f);
+  float third[3] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+  EXPECT(tkm_quota_token_budgets(3, third, 100, TKM_BUDGET_LARGEST_REMAINDER, bud), TKM_STATUS_OK);
+  CHECK(bud[0] == 34 && bud[1] == 33 && bud[2] == 33);
+  EXPECT(tkm_quota_token_budgets(3, third, 100, TKM_BUDGET_TRUNCATE, bud), TKM_STATUS_OK);
+  CHECK(bud[0] == 33 && bud[1] == 33 && bud[2] == 33);
+  EXPECT(tkm_quota_grid_for_budget(10, &h, &w), TKM_STATUS_OK);
+  CHECK(h == 3 && w == 3);
+  /* PyTorch: interpolate([0, 1] -> 4, bilinear, align_corners=False) = [0, .25, .75, 1];
+   * adaptive_avg_pool2d([1..5] -> 3) = [1.5, 3, 4.5]. */
+  float two[2] = {0.0f, 1.0f}, five[5] = {1, 2, 3, 4, 5};
+  EXPECT(tkm_quota_resize_hwc(two, 1, 2, 1, 1, 4, TKM_RESIZE_BILINEAR, out), TKM_STATUS_OK);
+  CHECK(out[0] == 0.0f && out[1] == 0.25f && out[2] == 0.75f && out[3] == 1.0f);
+  EXPECT(tkm_quota_resize_hwc(five, 1, 5, 1, 1, 3, TKM_RESIZE_ADAPTIVE_AVG_POOL, out), TKM_STATUS_OK);
+  CHECK(out[0] == 1.5f && out[1] == 3.0f && out[2] == 4.5f);
+  poison(out, 12);
+  EXPECT(note(tkm_quota_resize_hwc(five, 1, 5, 1, 0, 3, TKM_RESIZE_BILINEAR, out)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_quota_resize_hwc(five, SIZE_MAX, 5, 1, 1, 3, TKM_RESIZE_BILINEAR, out)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_quota_resize_hwc(five, 1, 5, 1, 1, 3, TKM_RESIZE_BILINEAR, five + 1)), TKM_STATUS_OVERLAP);
+  CHECK(untouched(out, 12));
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -976,6 +1014,7 @@ int main(void) {
   test_policy();
   test_policy_more();
   test_exploration();
+  test_quota();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_BAD_TENSOR; s++) {
