@@ -2690,6 +2690,21 @@ tkm_status tkm_quota_resize_hwc(const float *src,
                                 float *out);
 
 /**
+ * One ToMe bipartite soft-matching round (QuoTA v4/v5) of `t` tokens of `dim` floats
+ * (`x`, row-major): merges `r` pairs (capped at `t / 2`) and writes the `t - r` tokens
+ * (unmerged even-position tokens in descending best-match order, then every odd-position
+ * token, merged ones averaged) to the first `(t - r) * dim` floats of `out`, which holds
+ * `t * dim`; the count goes to `*t_out`. `r = 0` copies the tokens unchanged.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature), `_INVALID_ARGUMENT` (`t` past
+ * `UINT32_MAX`), `_OVERLAP` (`out` overlaps `x`), `_SIZE_OVERFLOW`, `_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `x` and `out` valid for `t * dim` floats, `t_out` for writing one `size_t`.
+ */
+tkm_status tkm_quota_tome_round(const float *x, size_t t, size_t dim, size_t r, float *out, size_t *t_out);
+
+/**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is
  * accepted: values that are not a `tkm_status` give `"unknown status"`. The string must not
  * be freed.

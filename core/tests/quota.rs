@@ -247,3 +247,95 @@ fn resize_rejects_bad_shapes() {
     q::adaptive_avg_pool_hwc(&[f32::NAN, 1.0, 2.0, 3.0], 1, 4, 1, 1, 2, &mut o).unwrap();
     assert!(o[0].is_nan() && o[1] == 2.5);
 }
+
+// ---------------------------------------------------------------------------------------
+// ToMe bipartite round
+
+fn tome(x: &[f32], t: usize, dim: usize, r: usize) -> Result<(usize, Vec<f32>), TmError> {
+    let (lf, lu) = q::tome_scratch_len(t);
+    let (mut sf, mut su) = (vec![f64::NAN; lf], vec![u32::MAX; lu]);
+    let mut out = poisoned(t * dim);
+    let k = q::tome_bipartite_round(x, t, dim, r, &mut sf, &mut su, &mut out)?;
+    assert!(untouched(&out[k * dim..]));
+    out.truncate(k * dim);
+    Ok((k, out))
+}
+
+#[test]
+fn tome_worked_example_and_edges() {
+    // A = {x0, x2}, B = {x1, x3}; x0 matches x1 best (cos ≈ 0.995), x2 matches x1 (≈ 0.0995).
+    let x = [1.0f32, 0.0, 1.0, 0.1, 0.0, 1.0, -1.0, 0.0];
+    let (k, out) = tome(&x, 4, 2, 1).unwrap();
+    assert_eq!(k, 3);
+    assert_eq!(out, [0.0, 1.0, 1.0, 0.05, -1.0, 0.0]);
+    // r = 2 merges both A tokens into x1: mean of x1, x0, x2.
+    let (k, out) = tome(&x, 4, 2, 2).unwrap();
+    assert_eq!(k, 2);
+    assert_eq!(out, [(2.0f64 / 3.0) as f32, (1.1f32 as f64 / 3.0) as f32, -1.0, 0.0]);
+    // r is capped at floor(t/2); r = 0 and t < 2 return the tokens unchanged.
+    assert_eq!(tome(&x, 4, 2, 99).unwrap().0, 2);
+    assert_eq!(tome(&x, 4, 2, 0).unwrap(), (4, x.to_vec()));
+    assert_eq!(tome(&x[..2], 1, 2, 5).unwrap(), (1, x[..2].to_vec()));
+    assert_eq!(tome(&[], 0, 3, 5).unwrap(), (0, vec![]));
+    // A zero-norm token matches with score 0 instead of NaN.
+    let z = [0.0f32, 0.0, 1.0, 0.0, 0.0, 1.0];
+    let (k, out) = tome(&z, 3, 2, 1).unwrap();
+    assert_eq!(k, 2);
+    assert!(out.iter().all(|v| v.is_finite()));
+    // Errors: nothing written.
+    assert_eq!(tome(&[1.0, f32::NAN], 2, 1, 1), Err(TmError::NonFinite { what: "x", index: 1 }));
+    assert!(matches!(tome(&x, 3, 2, 1), Err(TmError::LengthMismatch { what: "x", .. })));
+    let mut out = poisoned(8);
+    let mut su = vec![0u32; 10];
+    assert!(matches!(
+        q::tome_bipartite_round(&x, 4, 2, 1, &mut [0.0; 2], &mut su, &mut out),
+        Err(TmError::LengthMismatch { what: "scratch_f", .. })
+    ));
+    assert!(matches!(
+        q::tome_bipartite_round(&x, 4, 2, 1, &mut [0.0; 6], &mut [0; 2], &mut out),
+        Err(TmError::LengthMismatch { what: "scratch_u", .. })
+    ));
+    assert!(matches!(
+        q::tome_bipartite_round(&x, 4, 2, 1, &mut [0.0; 6], &mut su, &mut out[..5]),
+        Err(TmError::LengthMismatch { what: "out", .. })
+    ));
+    assert!(untouched(&out));
+}
+
+proptest! {
+    #[test]
+    fn tome_matches_the_reference(t in 0usize..40, dim in 1usize..6, r in 0usize..25, seed in 0u64..1000) {
+        let x = rand_f32(t * dim, seed, 2.0);
+        let (k, out) = tome(&x, t, dim, r).unwrap();
+        let want = oracle::tome_round(&x, t, dim, r);
+        prop_assert_eq!(k, want.len());
+        prop_assert_eq!(k, t - r.min(t / 2));
+        for (i, w) in want.iter().enumerate() {
+            for d in 0..dim {
+                let g = out[i * dim + d] as f64;
+                prop_assert!((g - w[d]).abs() <= 6e-8 * w[d].abs() + 1e-300, "token {} dim {}: {} vs {}", i, d, g, w[d]);
+            }
+        }
+    }
+
+    /// Repeated rounds (QuoTA v4) reach any budget n ≤ t and keep the mean of every token's
+    /// contributions finite.
+    #[test]
+    fn tome_rounds_reach_the_budget(t in 1usize..60, n in 1usize..60) {
+        prop_assume!(n <= t);
+        let dim = 3;
+        let mut x = rand_f32(t * dim, t as u64, 1.0);
+        let mut cur = t;
+        let mut rounds = 0;
+        while cur > n {
+            let (k, out) = tome(&x, cur, dim, cur - n).unwrap();
+            prop_assert!(k < cur);
+            cur = k;
+            x = out;
+            rounds += 1;
+            prop_assert!(rounds <= 64);
+        }
+        prop_assert_eq!(cur, n);
+        prop_assert!(x.iter().all(|v| v.is_finite()));
+    }
+}

@@ -179,3 +179,45 @@ pub unsafe extern "C" fn tkm_quota_resize_hwc(
         Ok(())
     })
 }
+
+/// One ToMe bipartite soft-matching round (QuoTA v4/v5) of `t` tokens of `dim` floats
+/// (`x`, row-major): merges `r` pairs (capped at `t / 2`) and writes the `t - r` tokens
+/// (unmerged even-position tokens in descending best-match order, then every odd-position
+/// token, merged ones averaged) to the first `(t - r) * dim` floats of `out`, which holds
+/// `t * dim`; the count goes to `*t_out`. `r = 0` copies the tokens unchanged.
+///
+/// Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature), `_INVALID_ARGUMENT` (`t` past
+/// `UINT32_MAX`), `_OVERLAP` (`out` overlaps `x`), `_SIZE_OVERFLOW`, `_OUT_OF_MEMORY`.
+///
+/// # Safety
+/// `x` and `out` valid for `t * dim` floats, `t_out` for writing one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tkm_quota_tome_round(
+    x: *const f32,
+    t: usize,
+    dim: usize,
+    r: usize,
+    out: *mut f32,
+    t_out: *mut usize,
+) -> tkm_status {
+    guard(|| {
+        let n = mul(t, dim)?;
+        let xs = input(x, n)?;
+        check_out(out, n)?;
+        if overlaps(x, n, out, n) {
+            return Err(TKM_STATUS_OVERLAP);
+        }
+        let mut count = Out::<usize>::new(t_out, 1)?;
+        let (lf, lu) = q::tome_scratch_len(t);
+        let mut sf = crate::util::scratch::<f64>(lf)?;
+        let mut su = crate::util::scratch::<u32>(lu)?;
+        let mut buf = crate::util::scratch::<f32>(n)?;
+        let k = q::tome_bipartite_round(xs, t, dim, r, &mut sf, &mut su, &mut buf)?;
+        if k * dim > 0 {
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), out, k * dim);
+        }
+        count.buf[0] = k;
+        count.commit();
+        Ok(())
+    })
+}

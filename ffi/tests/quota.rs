@@ -95,3 +95,27 @@ fn resize_matches_the_core() {
         }
     }
 }
+
+#[test]
+fn tome_round_matches_the_core() {
+    let (t, dim, r) = (9usize, 4usize, 3usize);
+    let x = rand_f32(t * dim, 11, 1.0);
+    let (lf, lu) = q::tome_scratch_len(t);
+    let mut want = vec![0.0f32; t * dim];
+    let k = q::tome_bipartite_round(&x, t, dim, r, &mut vec![0.0; lf], &mut vec![0; lu], &mut want).unwrap();
+    let mut out = poisoned(t * dim);
+    let mut k_out = 0usize;
+    unsafe {
+        assert_eq!(tkm_quota_tome_round(x.as_ptr(), t, dim, r, out.as_mut_ptr(), &mut k_out), TKM_STATUS_OK);
+        assert_eq!(k_out, k);
+        assert_eq!(bits(&out[..k * dim]), bits(&want[..k * dim]));
+        assert!(untouched(&out[k * dim..]));
+        let mut bad = x.clone();
+        bad[5] = f32::INFINITY;
+        let mut out = poisoned(t * dim);
+        assert_eq!(tkm_quota_tome_round(bad.as_ptr(), t, dim, r, out.as_mut_ptr(), &mut k_out), TKM_STATUS_NON_FINITE);
+        assert_eq!(tkm_quota_tome_round(x.as_ptr(), t, dim, r, x.as_ptr() as *mut f32, &mut k_out), TKM_STATUS_OVERLAP);
+        assert_eq!(tkm_quota_tome_round(x.as_ptr(), t, dim, r, out.as_mut_ptr(), null_mut()), TKM_STATUS_NULL_POINTER);
+        assert!(untouched(&out));
+    }
+}

@@ -106,3 +106,53 @@ pub fn adaptive_avg_pool(src: &[f32], h: usize, w: usize, c: usize, oh: usize, o
     }
     out
 }
+
+/// One ToMe bipartite round, from the definitions (a stable sort, a linear argmax, plain
+/// means). The cosine is rounded as the library defines it, `⟨a, b⟩·(1/‖a‖)·(1/‖b‖)` in
+/// f64, so that exact and near ties (every score is ±1 when `dim = 1`) resolve alike.
+/// Returns the output tokens.
+pub fn tome_round(x: &[f32], t: usize, dim: usize, r: usize) -> Vec<Vec<f64>> {
+    let tok = |i: usize| -> Vec<f64> { x[i * dim..(i + 1) * dim].iter().map(|&v| v as f64).collect() };
+    let r = r.min(t / 2);
+    if r == 0 {
+        return (0..t).map(tok).collect();
+    }
+    let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let cos = |a: &[f64], b: &[f64]| {
+        let (na, nb) = (norm(a), norm(b));
+        if na == 0.0 || nb == 0.0 {
+            0.0
+        } else {
+            a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>() * (1.0 / na) * (1.0 / nb)
+        }
+    };
+    let a_idx: Vec<usize> = (0..t).step_by(2).collect();
+    let b_idx: Vec<usize> = (1..t).step_by(2).collect();
+    let mut best = vec![0usize; a_idx.len()];
+    let mut node_max = vec![f64::NEG_INFINITY; a_idx.len()];
+    for (ai, &a) in a_idx.iter().enumerate() {
+        for (bi, &b) in b_idx.iter().enumerate() {
+            let s = cos(&tok(a), &tok(b));
+            if s > node_max[ai] {
+                node_max[ai] = s;
+                best[ai] = bi;
+            }
+        }
+    }
+    let mut order: Vec<usize> = (0..a_idx.len()).collect();
+    order.sort_by(|&p, &q| node_max[q].total_cmp(&node_max[p]));
+    let mut out: Vec<Vec<f64>> = order[r..].iter().map(|&ai| tok(a_idx[ai])).collect();
+    for (bi, &b) in b_idx.iter().enumerate() {
+        let mut members: Vec<usize> = order[..r].iter().copied().filter(|&ai| best[ai] == bi).collect();
+        members.sort();
+        let mut s = tok(b);
+        for &ai in &members {
+            for (k, v) in tok(a_idx[ai]).iter().enumerate() {
+                s[k] += v;
+            }
+        }
+        let cnt = 1.0 + members.len() as f64;
+        out.push(s.iter().map(|v| v / cnt).collect());
+    }
+    out
+}

@@ -998,6 +998,14 @@ static void test_quota(void) {
   EXPECT(note(tkm_quota_resize_hwc(five, SIZE_MAX, 5, 1, 1, 3, TKM_RESIZE_BILINEAR, out)), TKM_STATUS_SIZE_OVERFLOW);
   EXPECT(note(tkm_quota_resize_hwc(five, 1, 5, 1, 1, 3, TKM_RESIZE_BILINEAR, five + 1)), TKM_STATUS_OVERLAP);
   CHECK(untouched(out, 12));
+  /* ToMe round: x0 merges into x1 (mean), x2 stays; output [x2, (x1+x0)/2, x3]. */
+  float tok[8] = {1, 0, 1, 0.1f, 0, 1, -1, 0}, merged[8], tokbad[2] = {1, INFINITY};
+  size_t kept = 0;
+  EXPECT(tkm_quota_tome_round(tok, 4, 2, 1, merged, &kept), TKM_STATUS_OK);
+  CHECK(kept == 3 && merged[0] == 0.0f && merged[1] == 1.0f && merged[2] == 1.0f && merged[3] == 0.05f &&
+        merged[4] == -1.0f);
+  EXPECT(note(tkm_quota_tome_round(tokbad, 2, 1, 1, merged, &kept)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_quota_tome_round(tok, 4, 2, 1, tok + 2, &kept)), TKM_STATUS_OVERLAP);
 }
 
 int main(void) {
