@@ -509,3 +509,28 @@ pub unsafe extern "C" fn tkm_assemble_rewards(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::Options;
+
+    /// The options' field tables (what an older caller's `struct_size` may end at).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn option_field_tables() {
+        assert_eq!(tkm_e3b_options::FIELD_ENDS, &[8, 12, 16, 20]);
+        assert_eq!(tkm_assemble_options::FIELD_ENDS, &[8, 12, 16, 20, 24, 28, 40]);
+        // A caller that knows only `norm` and `intrinsic_coef` gets the other defaults.
+        let mut o = tkm_assemble_options {
+            struct_size: 16,
+            norm: TKM_REWARD_NORM_ALL,
+            intrinsic_coef: 2.0,
+            clip: 7,
+            ..Default::default()
+        };
+        o.use_extrinsic = 7;
+        let cfg = unsafe { assemble_cfg(&o) }.unwrap();
+        assert_eq!((cfg.norm, cfg.intrinsic_coef, cfg.clip, cfg.use_extrinsic), (RewardNorm::All, 2.0, true, true));
+    }
+}
