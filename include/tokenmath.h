@@ -260,6 +260,56 @@
 #define TKM_MAX_THREADS 1024
 
 /**
+ * The episodic bonus `1[N_e = 1]` (the source's learner; default).
+ */
+#define TKM_EPISODIC_FIRST_VISIT 0
+
+/**
+ * The episodic bonus `1/sqrt(N_e)` (the source's actor).
+ */
+#define TKM_EPISODIC_INV_SQRT 1
+
+/**
+ * Combine by product `b_e * b_g` (the source's default).
+ */
+#define TKM_COMBINE_MULT 0
+
+/**
+ * Combine by sum `b_e + coeff * b_g` (`coeff` = the source's `global_bonus_coeff`, 1.0).
+ */
+#define TKM_COMBINE_ADD 1
+
+/**
+ * No normalisation.
+ */
+#define TKM_REWARD_NORM_NONE 0
+
+/**
+ * Normalise the intrinsic rewards (the source's default).
+ */
+#define TKM_REWARD_NORM_INT 1
+
+/**
+ * Normalise the extrinsic rewards.
+ */
+#define TKM_REWARD_NORM_EXT 2
+
+/**
+ * Normalise the total after assembly.
+ */
+#define TKM_REWARD_NORM_ALL 3
+
+/**
+ * Count every element of a batch (the library; default).
+ */
+#define TKM_MOMENTS_LIBRARY 0
+
+/**
+ * The source's arithmetic: a `[T, B]` batch counts `time_steps = T` (single process only).
+ */
+#define TKM_MOMENTS_E3B 1
+
+/**
  * Bytes of a hash (leaf hash, node hash, root).
  */
 #define TKM_FP_HASH_LEN 32
@@ -387,6 +437,37 @@
 #define TKM_TIS_SEQUENCE 1
 
 /**
+ * `tkm_treg_reg_options.reduction`: sum over the mask (default).
+ */
+#define TKM_REDUCTION_SUM 0
+
+/**
+ * `tkm_treg_reg_options.reduction`: mean over the mask (0 for an empty mask).
+ */
+#define TKM_REDUCTION_MEAN_OVER_MASK 1
+
+/**
+ * `tkm_cdpo_options.form`: per-position margins averaged over all `rows * t` entries
+ * (the released code; default).
+ */
+#define TKM_CDPO_POSITIONWISE_CODE 0
+
+/**
+ * `tkm_cdpo_options.form`: one weighted margin per sequence pair, averaged over pairs.
+ */
+#define TKM_CDPO_SEQUENCE_WEIGHTED 1
+
+/**
+ * `tkm_value_loss` kind: `(sigmoid(x) - y)^2` (default).
+ */
+#define TKM_VALUE_LOSS_MSE 0
+
+/**
+ * `tkm_value_loss` kind: binary cross-entropy with soft targets, from logits.
+ */
+#define TKM_VALUE_LOSS_BCE 1
+
+/**
  * Bins of one round of the cross-rank entropy quantile (`uint64_t hist[TKM_RADIX_BINS]`).
  */
 #define TKM_RADIX_BINS 256
@@ -442,35 +523,24 @@
 #define TKM_THR_STEER 1
 
 /**
- * `tkm_treg_reg_options.reduction`: sum over the mask (default).
+ * Largest-remainder budgets that sum exactly to `total` (default).
  */
-#define TKM_REDUCTION_SUM 0
+#define TKM_BUDGET_LARGEST_REMAINDER 0
 
 /**
- * `tkm_treg_reg_options.reduction`: mean over the mask (0 for an empty mask).
+ * The source's `trunc(total * w_i)` (sum <= total).
  */
-#define TKM_REDUCTION_MEAN_OVER_MASK 1
+#define TKM_BUDGET_TRUNCATE 1
 
 /**
- * `tkm_cdpo_options.form`: per-position margins averaged over all `rows * t` entries
- * (the released code; default).
+ * Bilinear, PyTorch `interpolate(mode="bilinear", align_corners=False)` (QuoTA v1).
  */
-#define TKM_CDPO_POSITIONWISE_CODE 0
+#define TKM_RESIZE_BILINEAR 0
 
 /**
- * `tkm_cdpo_options.form`: one weighted margin per sequence pair, averaged over pairs.
+ * PyTorch `adaptive_avg_pool2d` (QuoTA v2).
  */
-#define TKM_CDPO_SEQUENCE_WEIGHTED 1
-
-/**
- * `tkm_value_loss` kind: `(sigmoid(x) - y)^2` (default).
- */
-#define TKM_VALUE_LOSS_MSE 0
-
-/**
- * `tkm_value_loss` kind: binary cross-entropy with soft targets, from logits.
- */
-#define TKM_VALUE_LOSS_BCE 1
+#define TKM_RESIZE_ADAPTIVE_AVG_POOL 1
 
 /**
  * scikit-learn's `KMeans(max_iter=300)`: the default number of Lloyd steps.
@@ -750,6 +820,88 @@ typedef struct tkm_exec_options {
    */
   uint32_t gpu_mode;
 } tkm_exec_options;
+
+/**
+ * E3B options. Initialise with `tkm_e3b_options_init` (the source's values: ridge 0.1,
+ * first step of an episode reports 0; the library's symmetrisation every 64 updates),
+ * then change fields. NULL means the defaults.
+ */
+typedef struct tkm_e3b_options {
+  /**
+   * `sizeof(tkm_e3b_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Ridge `lambda` of `C = lambda I + sum phi phi^T`: finite, > 0, finite `1/lambda`.
+   */
+  float ridge;
+  /**
+   * Symmetrise `C^-1` every this many updates (0 = never).
+   */
+  uint32_t sym_every;
+  /**
+   * 1 = the first step after a reset reports bonus 0 (default), 0 = report it.
+   */
+  uint32_t zero_first_step;
+} tkm_e3b_options;
+
+/**
+ * Running moments of a reward stream in the source's form: `count`, `sum`, and `m2` (sum of
+ * squared deviations), all double; `std = sqrt(m2/count)`. A fresh state is all zeros
+ * (the library) or `count = 1e-8` (`TKM_MOMENTS_E3B`, the source). 24 bytes of plain data:
+ * ranks all-gather batch partials (`tkm_reward_norm_batch_moments`) and merge them with
+ * `tkm_running_moments_merge`, in rank order.
+ */
+typedef struct tkm_running_moments {
+  /**
+   * Values seen.
+   */
+  double count;
+  /**
+   * Their sum.
+   */
+  double sum;
+  /**
+   * Sum of squared deviations from the mean.
+   */
+  double m2;
+} tkm_running_moments;
+
+/**
+ * Reward assembly options. Initialise with `tkm_assemble_options_init` (the source's
+ * values: `TKM_REWARD_NORM_INT`, `intrinsic_coef = 1`, clip on, extrinsic on; the library's
+ * `TKM_MOMENTS_LIBRARY`), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_assemble_options {
+  /**
+   * `sizeof(tkm_assemble_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `TKM_REWARD_NORM_*`.
+   */
+  uint32_t norm;
+  /**
+   * `eta` of `r = r_ext + eta * r_int` (finite).
+   */
+  float intrinsic_coef;
+  /**
+   * 1 = clamp the total to [-1, 1] (default), 0 = no clamp.
+   */
+  uint32_t clip;
+  /**
+   * 1 = add the extrinsic reward (default), 0 = `r = eta * r_int` (`r_ext` may be NULL).
+   */
+  uint32_t use_extrinsic;
+  /**
+   * `TKM_MOMENTS_*`.
+   */
+  uint32_t compat;
+  /**
+   * `T` for `TKM_MOMENTS_E3B` (the batch length must be a non-zero multiple of it).
+   */
+  size_t time_steps;
+} tkm_assemble_options;
 
 /**
  * A parsed signed tree head (`tkm_fp_signed_head_parse`). A fixed-layout output struct.
@@ -1133,6 +1285,117 @@ typedef struct tkm_kl_stats {
 } tkm_kl_stats;
 
 /**
+ * DPO options. Initialise with `tkm_dpo_options_init` (TRL's `DPOConfig`: `beta = 0.1`,
+ * `label_smoothing = 0`). NULL means the defaults.
+ */
+typedef struct tkm_dpo_options {
+  /**
+   * `sizeof(tkm_dpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * Conservative label smoothing in [0, 1].
+   */
+  float label_smoothing;
+} tkm_dpo_options;
+
+/**
+ * SimPO options. Initialise with `tkm_simpo_options_init` (TRL's `CPOConfig` with
+ * `loss_type="simpo"`: `beta = 0.1`, `gamma = 0.5`, `label_smoothing = 0`).
+ */
+typedef struct tkm_simpo_options {
+  /**
+   * `sizeof(tkm_simpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * Target reward margin `gamma` (finite).
+   */
+  float gamma;
+  /**
+   * Label smoothing in [0, 1].
+   */
+  float label_smoothing;
+} tkm_simpo_options;
+
+/**
+ * T-REG regulariser options. Initialise with `tkm_treg_reg_options_init` (`beta = 0.1`,
+ * `TKM_REDUCTION_SUM`).
+ */
+typedef struct tkm_treg_reg_options {
+  /**
+   * `sizeof(tkm_treg_reg_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * DPO's `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * `TKM_REDUCTION_SUM` or `TKM_REDUCTION_MEAN_OVER_MASK`.
+   */
+  uint32_t reduction;
+} tkm_treg_reg_options;
+
+/**
+ * T-REG total-loss options. Initialise with `tkm_treg_options_init` (`alpha = 0.25`,
+ * `label_smoothing = 0`, `stop_grad_weight = 1`).
+ */
+typedef struct tkm_treg_options {
+  /**
+   * `sizeof(tkm_treg_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `alpha` (finite, >= 0).
+   */
+  float alpha;
+  /**
+   * Label smoothing of the base loss, in [0, 1].
+   */
+  float label_smoothing;
+  /**
+   * 1: `w = sg(sigmoid(-h))` (default); 0: `w` carries its gradient.
+   */
+  uint32_t stop_grad_weight;
+} tkm_treg_options;
+
+/**
+ * cDPO loss options. Initialise with `tkm_cdpo_options_init` (the released code's
+ * `get_cdpo_config`: `beta = 0.1`, `label_smoothing = 0`, `only_neg = 1`, positionwise).
+ */
+typedef struct tkm_cdpo_options {
+  /**
+   * `sizeof(tkm_cdpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` (finite, > 0).
+   */
+  float beta;
+  /**
+   * Label smoothing in [0, 1].
+   */
+  float label_smoothing;
+  /**
+   * 1: ignore the chosen weights `c` (default); 0: use them (`c` required).
+   */
+  uint32_t only_neg;
+  /**
+   * `TKM_CDPO_POSITIONWISE_CODE` or `TKM_CDPO_SEQUENCE_WEIGHTED`.
+   */
+  uint32_t form;
+} tkm_cdpo_options;
+
+/**
  * The state of the cross-rank top-entropy threshold (a plain value: copy it, send it, keep
  * it anywhere; the library refuses a corrupted one with `TKM_STATUS_INVALID_ARGUMENT`).
  * Start it with `tkm_entropy_quantile_init`.
@@ -1257,140 +1520,6 @@ typedef struct tkm_rmt_curriculum_options {
 } tkm_rmt_curriculum_options;
 
 /**
- * DPO options. Initialise with `tkm_dpo_options_init` (TRL's `DPOConfig`: `beta = 0.1`,
- * `label_smoothing = 0`). NULL means the defaults.
- */
-typedef struct tkm_dpo_options {
-  /**
-   * `sizeof(tkm_dpo_options)` as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * `beta` (finite, > 0).
-   */
-  float beta;
-  /**
-   * Conservative label smoothing in [0, 1].
-   */
-  float label_smoothing;
-} tkm_dpo_options;
-
-/**
- * SimPO options. Initialise with `tkm_simpo_options_init` (TRL's `CPOConfig` with
- * `loss_type="simpo"`: `beta = 0.1`, `gamma = 0.5`, `label_smoothing = 0`).
- */
-typedef struct tkm_simpo_options {
-  /**
-   * `sizeof(tkm_simpo_options)` as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * `beta` (finite, > 0).
-   */
-  float beta;
-  /**
-   * Target reward margin `gamma` (finite).
-   */
-  float gamma;
-  /**
-   * Label smoothing in [0, 1].
-   */
-  float label_smoothing;
-} tkm_simpo_options;
-
-/**
- * T-REG regulariser options. Initialise with `tkm_treg_reg_options_init` (`beta = 0.1`,
- * `TKM_REDUCTION_SUM`).
- */
-typedef struct tkm_treg_reg_options {
-  /**
-   * `sizeof(tkm_treg_reg_options)` as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * DPO's `beta` (finite, > 0).
-   */
-  float beta;
-  /**
-   * `TKM_REDUCTION_SUM` or `TKM_REDUCTION_MEAN_OVER_MASK`.
-   */
-  uint32_t reduction;
-} tkm_treg_reg_options;
-
-/**
- * T-REG total-loss options. Initialise with `tkm_treg_options_init` (`alpha = 0.25`,
- * `label_smoothing = 0`, `stop_grad_weight = 1`).
- */
-typedef struct tkm_treg_options {
-  /**
-   * `sizeof(tkm_treg_options)` as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * `alpha` (finite, >= 0).
-   */
-  float alpha;
-  /**
-   * Label smoothing of the base loss, in [0, 1].
-   */
-  float label_smoothing;
-  /**
-   * 1: `w = sg(sigmoid(-h))` (default); 0: `w` carries its gradient.
-   */
-  uint32_t stop_grad_weight;
-} tkm_treg_options;
-
-/**
- * cDPO loss options. Initialise with `tkm_cdpo_options_init` (the released code's
- * `get_cdpo_config`: `beta = 0.1`, `label_smoothing = 0`, `only_neg = 1`, positionwise).
- */
-typedef struct tkm_cdpo_options {
-  /**
-   * `sizeof(tkm_cdpo_options)` as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * `beta` (finite, > 0).
-   */
-  float beta;
-  /**
-   * Label smoothing in [0, 1].
-   */
-  float label_smoothing;
-  /**
-   * 1: ignore the chosen weights `c` (default); 0: use them (`c` required).
-   */
-  uint32_t only_neg;
-  /**
-   * `TKM_CDPO_POSITIONWISE_CODE` or `TKM_CDPO_SEQUENCE_WEIGHTED`.
-   */
-  uint32_t form;
-} tkm_cdpo_options;
-
-/**
- * TW-GRPO options. Initialise with `tkm_tw_grpo_options_init` (group size 8, `alpha = 1.70`
- * as TW-GRPO's training script, `clamp = 11`), then change fields. NULL means the defaults.
- */
-typedef struct tkm_tw_grpo_options {
-  /**
-   * `sizeof(tkm_tw_grpo_options)` as the caller compiled it.
-   */
-  size_t struct_size;
-  /**
-   * Rollouts per group `G` (1..=512; groups are `G` contiguous responses).
-   */
-  uint32_t group_size;
-  /**
-   * Maximum weight `alpha` (finite).
-   */
-  float alpha;
-  /**
-   * Clamp of the log-prob deviation (finite, in (0, 80]).
-   */
-  float clamp;
-} tkm_tw_grpo_options;
-
-/**
  * Byte, Unicode scalar value and whitespace counts of some text (accumulated over any number
  * of sentences by `tkm_text_counts_add`). Start from all zeros.
  */
@@ -1430,6 +1559,29 @@ typedef struct tkm_power_law {
    */
   double r2;
 } tkm_power_law;
+
+/**
+ * TW-GRPO options. Initialise with `tkm_tw_grpo_options_init` (group size 8, `alpha = 1.70`
+ * as TW-GRPO's training script, `clamp = 11`), then change fields. NULL means the defaults.
+ */
+typedef struct tkm_tw_grpo_options {
+  /**
+   * `sizeof(tkm_tw_grpo_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * Rollouts per group `G` (1..=512; groups are `G` contiguous responses).
+   */
+  uint32_t group_size;
+  /**
+   * Maximum weight `alpha` (finite).
+   */
+  float alpha;
+  /**
+   * Clamp of the log-prob deviation (finite, in (0, 80]).
+   */
+  float clamp;
+} tkm_tw_grpo_options;
 
 /**
  * IEEE binary32 (`float`).
@@ -1846,6 +1998,197 @@ tkm_status tkm_dl_logits_bwd_inplace(const struct tkm_exec_options *exec,
  * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one `tkm_exec_options`.
  */
 tkm_status tkm_exec_options_init(struct tkm_exec_options *opts);
+
+/**
+ * Count bonuses of `n` transitions: `b_g = 1/sqrt(n_global[i])` and the episodic bonus of
+ * `n_episodic[i]` (`episodic_form`, `TKM_EPISODIC_*`), their product when both are given;
+ * either array may be NULL (absent), not both. Counts are taken after the visit's
+ * increment (>= 1).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (both NULL, a count of 0, an unknown form).
+ *
+ * # Safety
+ * Non-NULL arrays valid for `n` elements; `out` for `n` floats.
+ */
+tkm_status tkm_count_bonuses(const uint64_t *n_global,
+                             const uint64_t *n_episodic,
+                             size_t n,
+                             uint32_t episodic_form,
+                             float *out);
+
+/**
+ * Visits `n` keys in order in a count table held in the caller's `keys`/`counts` arrays
+ * (`capacity` slots each, a power of two; a new table is all-zero counts, clear one by
+ * zeroing `counts`), writing each key's count after its increment to `counts_out`. Any
+ * `uint64_t` is a key. The table's contents depend only on the visits made.
+ *
+ * Refused, with the table unchanged, unless it has a free slot for every visit
+ * (occupied + n <= capacity): size it for the distinct keys plus one batch.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (capacity not a power of two, no room),
+ * `_OVERLAP` (`counts_out` overlaps the table).
+ *
+ * # Safety
+ * `keys` and `counts` valid for reads and writes of `capacity` elements, `visit_keys` for
+ * `n` reads, `counts_out` for `n` writes.
+ */
+tkm_status tkm_count_table_visit(uint64_t *keys,
+                                 uint64_t *counts,
+                                 size_t capacity,
+                                 const uint64_t *visit_keys,
+                                 size_t n,
+                                 uint64_t *counts_out);
+
+/**
+ * Writes the default E3B options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_e3b_options_init(struct tkm_e3b_options *opts);
+
+/**
+ * Resets `n_env` E3B inverses (`c_inv`, `n_env * d * d` floats, row-major) to
+ * `(1/lambda) I` (episode start; never for the lifelong variant).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`d == 0`, a bad ridge), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `c_inv` valid for writes of `n_env * d * d` floats.
+ */
+tkm_status tkm_e3b_reset(const struct tkm_e3b_options *opts, size_t n_env, size_t d, float *c_inv);
+
+/**
+ * One E3B step for each of `n_env` environments: with `u = C^-1 phi`, writes
+ * `bonus[k] = phi^T u` (0 when `steps[k] == 0` and `zero_first_step`) and updates
+ * `C^-1 <- C^-1 - u u^T / (1 + b)` in place, `O(d^2)` per environment, no allocation.
+ * `c_inv` is `[n_env, d, d]`, `phi` `[n_env, d]`, `steps[k]` the updates since
+ * environment `k`'s reset (the caller increments it), `scratch` `n_env * d` floats.
+ * Environments are split over `exec`'s threads; the bits do not depend on them.
+ *
+ * On any error no inverse and no bonus changes.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature, or a bonus that overflows),
+ * `_INVALID_ARGUMENT` (`d == 0`, a bad option), `_OVERLAP` (arrays that overlap),
+ * `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * Every array valid for its length as above (`c_inv`, `scratch`, `bonus` writable).
+ */
+tkm_status tkm_e3b_step(const struct tkm_exec_options *exec,
+                        const struct tkm_e3b_options *opts,
+                        size_t n_env,
+                        size_t d,
+                        float *c_inv,
+                        const float *phi,
+                        const uint64_t *steps,
+                        float *scratch,
+                        float *bonus);
+
+/**
+ * RND's prediction error `out[r] = ||pred[r] - target[r]||_2` (L2 norm, not squared) of
+ * `rows` rows of `dim` floats (contiguous), accumulated in double precision.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf input, or a norm that overflows float),
+ * `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `pred` and `target` valid for `rows * dim` floats, `out` for `rows`.
+ */
+tkm_status tkm_rnd_error(const struct tkm_exec_options *exec,
+                         size_t rows,
+                         size_t dim,
+                         const float *pred,
+                         const float *target,
+                         float *out);
+
+/**
+ * NovelD's bonus `out[i] = max(err_next[i] - alpha * err_curr[i], 0)` (`alpha = 0` is RND,
+ * the source's `scale_fac` default is 0.1).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf error), `_INVALID_ARGUMENT` (a negative
+ * error, `alpha` negative or not finite).
+ *
+ * # Safety
+ * `err_next`, `err_curr` and `out` valid for `n` floats.
+ */
+tkm_status tkm_noveld_bonus(size_t n, const float *err_next, const float *err_curr, float alpha, float *out);
+
+/**
+ * Combines the episodic and global bonuses of `n` transitions (`TKM_COMBINE_*`; `coeff`
+ * is read by `TKM_COMBINE_ADD` only).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf input, or a result that overflows float),
+ * `_INVALID_ARGUMENT` (an unknown mode, a non-finite `coeff`).
+ *
+ * # Safety
+ * `episodic`, `global` and `out` valid for `n` floats.
+ */
+tkm_status tkm_combine_bonuses(size_t n,
+                               const float *episodic,
+                               const float *global,
+                               uint32_t mode,
+                               float coeff,
+                               float *out);
+
+/**
+ * `*out = a` merged with `b` (Chan et al., in the source's operation order). `out` may
+ * alias `a` or `b`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a negative or non-finite count or m2, a
+ * non-finite sum).
+ *
+ * # Safety
+ * `a`, `b` valid for reading one struct, `out` for writing one.
+ */
+tkm_status tkm_running_moments_merge(const struct tkm_running_moments *a,
+                                     const struct tkm_running_moments *b,
+                                     struct tkm_running_moments *out);
+
+/**
+ * Writes the default assembly options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_assemble_options_init(struct tkm_assemble_options *opts);
+
+/**
+ * The batch partial `(count, sum, m2)` of the stream `opts->norm` normalises (all zeros
+ * under `TKM_REWARD_NORM_NONE`): what each rank contributes to the merge.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf reward), `_INVALID_ARGUMENT` (a bad option).
+ *
+ * # Safety
+ * `r_ext` (unless `use_extrinsic == 0`, then it may be NULL) and `r_int` valid for `n`
+ * floats, `out` for writing one struct.
+ */
+tkm_status tkm_reward_norm_batch_moments(size_t n,
+                                         const float *r_ext,
+                                         const float *r_int,
+                                         const struct tkm_assemble_options *opts,
+                                         struct tkm_running_moments *out);
+
+/**
+ * Assembles `out[i] = r_ext[i] + eta * r_int[i]` with the normalisation and clipping of
+ * `opts`. `moments` is the running state: with `update = 1` this batch is folded into it
+ * first (single process; `*moments` is updated on success); with `update = 0` it is used
+ * as given (multi-rank: it already holds the merged partials of every rank).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf reward), `_INVALID_ARGUMENT` (a bad option or
+ * state), `_OVERLAP` (`out` overlaps an input).
+ *
+ * # Safety
+ * `r_ext` (unless `use_extrinsic == 0`), `r_int` and `out` valid for `n` floats,
+ * `moments` for reading (and, with `update`, writing) one struct.
+ */
+tkm_status tkm_assemble_rewards(size_t n,
+                                const float *r_ext,
+                                const float *r_int,
+                                const struct tkm_assemble_options *opts,
+                                struct tkm_running_moments *moments,
+                                uint32_t update,
+                                float *out);
 
 /**
  * The leaf hash `H(0x00 || record)` of one committed token, the record being
@@ -2912,6 +3255,292 @@ tkm_status tkm_entropy_upstream(const struct tkm_exec_options *exec,
                                 float *out);
 
 /**
+ * Writes the default DPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_dpo_options_init(struct tkm_dpo_options *opts);
+
+/**
+ * Writes the default SimPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_simpo_options_init(struct tkm_simpo_options *opts);
+
+/**
+ * Writes the default T-REG regulariser options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_treg_reg_options_init(struct tkm_treg_reg_options *opts);
+
+/**
+ * Writes the default T-REG options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_treg_options_init(struct tkm_treg_options *opts);
+
+/**
+ * Writes the default cDPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_cdpo_options_init(struct tkm_cdpo_options *opts);
+
+/**
+ * Sequence log-ratios `rho[r] = sum_t mask[r,t] (logp[r,t] - ref_logp[r,t])` of `rows`
+ * rows of `t` tokens (summed in double, rounded once; masked positions are not read; an
+ * empty row gives 0).
+ *
+ * # Safety
+ * `mask`, `logp`, `ref_logp` valid for `rows * t` elements, `rho` for `rows`.
+ */
+tkm_status tkm_seq_logratio(const struct tkm_exec_options *exec,
+                            const uint8_t *mask,
+                            const float *logp,
+                            const float *ref_logp,
+                            size_t rows,
+                            size_t t,
+                            float *rho);
+
+/**
+ * The backward of `tkm_seq_logratio`: `grad[r,t] = g_rho[r] * mask[r,t]` (0 at masked
+ * positions). For DPO pass `beta * dl_dh` for the chosen and `-beta * dl_dh` for the
+ * rejected responses.
+ *
+ * # Safety
+ * `mask`, `grad` valid for `rows * t` elements, `g_rho` for `rows`.
+ */
+tkm_status tkm_seq_logratio_bwd(const struct tkm_exec_options *exec,
+                                const uint8_t *mask,
+                                const float *g_rho,
+                                size_t rows,
+                                size_t t,
+                                float *grad);
+
+/**
+ * DPO per pair: `h = beta (rho_w - rho_l)`, `loss = (1 - eps) softplus(-h) + eps softplus(h)`,
+ * `dl_dh`, and (if `margin` is not NULL) `h`. `opts` NULL = defaults.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta` not finite and > 0, `label_smoothing`
+ * outside [0, 1]) and the generic pointer/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `n` elements.
+ */
+tkm_status tkm_dpo_loss(const struct tkm_exec_options *exec,
+                        const float *rho_w,
+                        const float *rho_l,
+                        size_t n,
+                        const struct tkm_dpo_options *opts,
+                        float *loss,
+                        float *dl_dh,
+                        float *margin);
+
+/**
+ * SimPO per pair: `h = beta/len_w logp_sum_w - beta/len_l logp_sum_l - gamma`, the
+ * label-smoothed loss, `dl_dh` and (if `margin` is not NULL) `h`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a length of 0, `beta`, `gamma` or
+ * `label_smoothing` out of range) and the generic pointer/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `n` elements.
+ */
+tkm_status tkm_simpo_loss(const struct tkm_exec_options *exec,
+                          const float *logp_sum_w,
+                          const uint32_t *len_w,
+                          const float *logp_sum_l,
+                          const uint32_t *len_l,
+                          size_t n,
+                          const struct tkm_simpo_options *opts,
+                          float *loss,
+                          float *dl_dh,
+                          float *margin);
+
+/**
+ * T-REG token rewards `r_hat[i] = sigmoid(lp_better[i] - lp_worse[i]) - 0.5` where
+ * `mask[i] != 0`, else 0.
+ *
+ * # Safety
+ * Every array valid for `n` elements.
+ */
+tkm_status tkm_treg_token_rewards(const struct tkm_exec_options *exec,
+                                  const uint8_t *mask,
+                                  const float *lp_better,
+                                  const float *lp_worse,
+                                  size_t n,
+                                  float *r_hat);
+
+/**
+ * T-REG's reward-weighted LM loss `L_REG[r] = -sum_t mask beta r_hat logp` (or its mean
+ * over the mask) per row, and its gradient w.r.t. `logp` (`[rows, t]`, 0 at masked
+ * positions).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta`, an unknown `reduction`) and the generic
+ * pointer/size/options statuses.
+ *
+ * # Safety
+ * `mask`, `logp`, `r_hat`, `grad` valid for `rows * t` elements, `loss` for `rows`.
+ */
+tkm_status tkm_treg_reg_loss(const struct tkm_exec_options *exec,
+                             const uint8_t *mask,
+                             const float *logp,
+                             const float *r_hat,
+                             size_t rows,
+                             size_t t,
+                             const struct tkm_treg_reg_options *opts,
+                             float *loss,
+                             float *grad);
+
+/**
+ * The T-REG total loss per pair from the margin `h` (of `tkm_dpo_loss` or
+ * `tkm_simpo_loss`) and the two responses' `L_REG`: `loss = l(h) + alpha w (reg_w + reg_l)`
+ * with `w = sigmoid(-h)`; `dl_dh`, `dl_dreg = alpha w` and (if `weight` is not NULL) `w`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`alpha` not finite and >= 0, `label_smoothing`,
+ * `stop_grad_weight` not 0/1) and the generic pointer/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `n` elements.
+ */
+tkm_status tkm_treg_loss(const struct tkm_exec_options *exec,
+                         const float *h,
+                         const float *reg_w,
+                         const float *reg_l,
+                         size_t n,
+                         const struct tkm_treg_options *opts,
+                         float *loss,
+                         float *dl_dh,
+                         float *dl_dreg,
+                         float *weight);
+
+/**
+ * cDPO contrastive-estimation scores, streamed over the vocabulary (no `[rows, vocab]`
+ * buffer): `scores[r] = softmax((1 + beta) pos[r] - beta neg[r])[targets[r]]`. `pos` and
+ * `neg` are `[rows, vocab]` logits of type `dtype` (`TKM_DTYPE_F32`/`_BF16`/`_F16`, both the
+ * same) with row strides `pos_row_stride`, `neg_row_stride`; `targets[r]` is the next
+ * token of row `r`. A column that is -inf in either model is excluded. `beta` is the
+ * contrast strength `beta'` (finite, >= 0; the released code uses 1). `nonfinite_rows`:
+ * NULL or receives the number of rows with a NaN/+inf logit (their score is NaN).
+ *
+ * Errors: `TKM_STATUS_BAD_DTYPE`, `_BAD_STRIDE`, `_EMPTY_VOCAB`, `_LABEL_OUT_OF_RANGE`,
+ * `_NO_FINITE_LOGIT` (a row whose every column is masked), `_INVALID_ARGUMENT` (`beta`),
+ * and the generic pointer/size statuses.
+ *
+ * # Safety
+ * `pos`, `neg` valid for `(rows - 1) * stride + vocab` elements of `dtype`; `targets`,
+ * `scores` for `rows`.
+ */
+tkm_status tkm_cdpo_ce_scores(const struct tkm_exec_options *exec,
+                              tkm_dtype dtype,
+                              const void *pos,
+                              size_t pos_row_stride,
+                              const void *neg,
+                              size_t neg_row_stride,
+                              size_t rows,
+                              size_t vocab,
+                              const uint32_t *targets,
+                              float beta,
+                              float *scores,
+                              size_t *nonfinite_rows);
+
+/**
+ * The cDPO loss (`*loss`, a scalar) and its gradients w.r.t. the masked per-token
+ * log-ratios `dw` (chosen) and `dl` (rejected), all `[rows, t]`; `c` (chosen weights, read
+ * only when `only_neg = 0`, then required; NULL otherwise allowed) and `v` (rejected
+ * weights `1 - s_neg`) are aligned to the label positions by the caller.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta`, `label_smoothing`, `only_neg` not 0/1, an
+ * unknown `form`, `c` NULL with `only_neg = 0`, an empty batch) and the generic
+ * pointer/size/options statuses.
+ *
+ * # Safety
+ * Every non-NULL array valid for `rows * t` elements; `loss` for one float.
+ */
+tkm_status tkm_cdpo_loss(const struct tkm_exec_options *exec,
+                         const uint8_t *mask_w,
+                         const uint8_t *mask_l,
+                         const float *dw,
+                         const float *dl,
+                         const float *c,
+                         const float *v,
+                         size_t rows,
+                         size_t t,
+                         const struct tkm_cdpo_options *opts,
+                         float *loss,
+                         float *grad_w,
+                         float *grad_l);
+
+/**
+ * The unbiased pass@k estimate `1 - C(n - c, k) / C(n, k)` into `*out`, computed in log
+ * space (stable for n up to 2^53).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`c > n`, `k == 0`, `k > n`),
+ * `TKM_STATUS_NULL_POINTER`, `TKM_STATUS_MISALIGNED`.
+ *
+ * # Safety
+ * `out` NULL or valid for one double.
+ */
+tkm_status tkm_pass_at_k(uint64_t n, uint64_t c, uint64_t k, double *out);
+
+/**
+ * TVM prefix-trie value labels: path `n` is `tokens[offsets[n] .. offsets[n + 1]]`
+ * (`offsets`: `n_paths + 1` non-decreasing entries from 0 to `n_tokens`), `outcome[n]` is
+ * 0 or 1; `labels[i]` (parallel to `tokens`) receives `correct / visits` over the paths
+ * that share the prefix ending at token `i`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (bad offsets, an outcome not 0/1),
+ * `TKM_STATUS_OUT_OF_MEMORY` (the `2 n_paths` scratch) and the generic pointer statuses.
+ *
+ * # Safety
+ * `tokens`, `labels` valid for `n_tokens` elements, `offsets` for `n_paths + 1`, `outcome`
+ * for `n_paths`.
+ */
+tkm_status tkm_tvm_prefix_value_labels(const uint32_t *tokens,
+                                       size_t n_tokens,
+                                       const size_t *offsets,
+                                       const uint8_t *outcome,
+                                       size_t n_paths,
+                                       float *labels);
+
+/**
+ * The TVM value-head loss over the masked tokens (token mean) into `*loss`, and its
+ * gradient w.r.t. `pred_logit` (`n` floats, 0 at masked positions). `kind`:
+ * `TKM_VALUE_LOSS_MSE` or `TKM_VALUE_LOSS_BCE`. An empty mask gives 0.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (an unknown `kind`) and the generic pointer statuses.
+ *
+ * # Safety
+ * `mask`, `pred_logit`, `label`, `grad` valid for `n` elements; `loss` for one float.
+ */
+tkm_status tkm_value_loss(const struct tkm_exec_options *exec,
+                          const uint8_t *mask,
+                          const float *pred_logit,
+                          const float *label,
+                          size_t n,
+                          uint32_t kind,
+                          float *loss,
+                          float *grad);
+
+/**
+ * Step-level beam selection: writes the indices of the `min(k, n)` highest `scores`
+ * (best first; ties by the lower index; NaN ranked below every number) into `out` and
+ * their count into `*n_out`. `out` must hold `min(k, n)` elements.
+ *
+ * # Safety
+ * `scores` valid for `n` floats, `out` for `min(k, n)` elements, `n_out` for one.
+ */
+tkm_status tkm_beam_step_select(const float *scores, size_t n, size_t k, size_t *out, size_t *n_out);
+
+/**
  * The number of valid tokens (`mask != 0`) of `rows x cols`: this rank's share of the
  * `global_count` of `tkm_entropy_quantile_init`.
  *
@@ -3485,290 +4114,105 @@ tkm_status tkm_ntp_masked_loss(const struct tkm_exec_options *exec,
                                float *grad);
 
 /**
- * Writes the default DPO options into `*opts`.
+ * QuoTA's frame count `base + trunc(video_secs / 3600 * per_hour)` (source: 96, 64) into
+ * `*out`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`video_secs` negative or not finite, a count past
+ * `UINT32_MAX`).
  *
  * # Safety
- * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ * `out` valid for writing one `uint32_t`.
  */
-tkm_status tkm_dpo_options_init(struct tkm_dpo_options *opts);
+tkm_status tkm_quota_frame_count(double video_secs, uint32_t base, uint32_t per_hour, uint32_t *out);
 
 /**
- * Writes the default SimPO options into `*opts`.
+ * `count` frame indices `floor(j * (total_frames - 1) / (count - 1))` in exact integer
+ * arithmetic (`count = 1` gives 0).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total_frames == 0` with `count >= 1`).
  *
  * # Safety
- * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ * `out` valid for `count` elements.
  */
-tkm_status tkm_simpo_options_init(struct tkm_simpo_options *opts);
+tkm_status tkm_quota_frame_indices(uint64_t total_frames, size_t count, uint64_t *out);
 
 /**
- * Writes the default T-REG regulariser options into `*opts`.
+ * Normalised frame weights `w_i = (scale p_i)^power / sum_j (scale p_j)^power` of `n`
+ * relevance scores in [0, 1] (source: scale 100, power 2); uniform when all are 0.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf score), `_INVALID_ARGUMENT` (a score outside
+ * [0, 1], `scale` or `power` not finite and > 0).
  *
  * # Safety
- * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ * `p_yes` and `out` valid for `n` floats.
  */
-tkm_status tkm_treg_reg_options_init(struct tkm_treg_reg_options *opts);
+tkm_status tkm_quota_frame_weights(size_t n, const float *p_yes, float scale, float power, float *out);
 
 /**
- * Writes the default T-REG options into `*opts`.
+ * The source's `scale_weights(w, max_value)` on `n` weights in place (caps at `max_value`
+ * and redistributes the excess, exactly as the source, quirks included).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf weight), `_INVALID_ARGUMENT` (a negative
+ * weight, `max_value` not finite and > 0). `w` is unchanged on error.
  *
  * # Safety
- * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ * `w` valid for reads and writes of `n` floats.
  */
-tkm_status tkm_treg_options_init(struct tkm_treg_options *opts);
+tkm_status tkm_quota_scale_weights(size_t n, float *w, float max_value);
 
 /**
- * Writes the default cDPO options into `*opts`.
+ * Integer token budgets of `total` tokens for `n` frame weights (`TKM_BUDGET_*`).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf weight), `_INVALID_ARGUMENT` (a negative
+ * weight, all-zero weights under largest remainder, a budget past `UINT32_MAX`, an
+ * unknown rule).
  *
  * # Safety
- * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ * `w` valid for `n` floats, `out` for `n` `uint32_t`.
  */
-tkm_status tkm_cdpo_options_init(struct tkm_cdpo_options *opts);
+tkm_status tkm_quota_token_budgets(size_t n, const float *w, uint32_t total, uint32_t rule, uint32_t *out);
 
 /**
- * Sequence log-ratios `rho[r] = sum_t mask[r,t] (logp[r,t] - ref_logp[r,t])` of `rows`
- * rows of `t` tokens (summed in double, rounded once; masked positions are not read; an
- * empty row gives 0).
+ * The grid `h x w` (`h * w <= n`) for a budget of `n` tokens into `*h`, `*w`.
  *
  * # Safety
- * `mask`, `logp`, `ref_logp` valid for `rows * t` elements, `rho` for `rows`.
+ * `h` and `w` valid for writing one `uint32_t` each.
  */
-tkm_status tkm_seq_logratio(const struct tkm_exec_options *exec,
-                            const uint8_t *mask,
-                            const float *logp,
-                            const float *ref_logp,
-                            size_t rows,
-                            size_t t,
-                            float *rho);
+tkm_status tkm_quota_grid_for_budget(uint32_t n, uint32_t *h, uint32_t *w);
 
 /**
- * The backward of `tkm_seq_logratio`: `grad[r,t] = g_rho[r] * mask[r,t]` (0 at masked
- * positions). For DPO pass `beta * dl_dh` for the chosen and `-beta * dl_dh` for the
- * rejected responses.
+ * Reduces (or grows) one frame's `h x w x c` feature map (row-major, channels last) to
+ * `oh x ow x c` with `mode` (`TKM_RESIZE_*`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a zero size, an unknown mode), `_OVERLAP` (`out`
+ * overlaps `src`), `_SIZE_OVERFLOW`.
  *
  * # Safety
- * `mask`, `grad` valid for `rows * t` elements, `g_rho` for `rows`.
+ * `src` valid for `h * w * c` floats, `out` for `oh * ow * c`.
  */
-tkm_status tkm_seq_logratio_bwd(const struct tkm_exec_options *exec,
-                                const uint8_t *mask,
-                                const float *g_rho,
-                                size_t rows,
-                                size_t t,
-                                float *grad);
+tkm_status tkm_quota_resize_hwc(const float *src,
+                                size_t h,
+                                size_t w,
+                                size_t c,
+                                size_t oh,
+                                size_t ow,
+                                uint32_t mode,
+                                float *out);
 
 /**
- * DPO per pair: `h = beta (rho_w - rho_l)`, `loss = (1 - eps) softplus(-h) + eps softplus(h)`,
- * `dl_dh`, and (if `margin` is not NULL) `h`. `opts` NULL = defaults.
+ * One ToMe bipartite soft-matching round (QuoTA v4/v5) of `t` tokens of `dim` floats
+ * (`x`, row-major): merges `r` pairs (capped at `t / 2`) and writes the `t - r` tokens
+ * (unmerged even-position tokens in descending best-match order, then every odd-position
+ * token, merged ones averaged) to the first `(t - r) * dim` floats of `out`, which holds
+ * `t * dim`; the count goes to `*t_out`. `r = 0` copies the tokens unchanged.
  *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta` not finite and > 0, `label_smoothing`
- * outside [0, 1]) and the generic pointer/options statuses.
- *
- * # Safety
- * Every non-NULL array valid for `n` elements.
- */
-tkm_status tkm_dpo_loss(const struct tkm_exec_options *exec,
-                        const float *rho_w,
-                        const float *rho_l,
-                        size_t n,
-                        const struct tkm_dpo_options *opts,
-                        float *loss,
-                        float *dl_dh,
-                        float *margin);
-
-/**
- * SimPO per pair: `h = beta/len_w logp_sum_w - beta/len_l logp_sum_l - gamma`, the
- * label-smoothed loss, `dl_dh` and (if `margin` is not NULL) `h`.
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a length of 0, `beta`, `gamma` or
- * `label_smoothing` out of range) and the generic pointer/options statuses.
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature), `_INVALID_ARGUMENT` (`t` past
+ * `UINT32_MAX`), `_OVERLAP` (`out` overlaps `x`), `_SIZE_OVERFLOW`, `_OUT_OF_MEMORY`.
  *
  * # Safety
- * Every non-NULL array valid for `n` elements.
+ * `x` and `out` valid for `t * dim` floats, `t_out` for writing one `size_t`.
  */
-tkm_status tkm_simpo_loss(const struct tkm_exec_options *exec,
-                          const float *logp_sum_w,
-                          const uint32_t *len_w,
-                          const float *logp_sum_l,
-                          const uint32_t *len_l,
-                          size_t n,
-                          const struct tkm_simpo_options *opts,
-                          float *loss,
-                          float *dl_dh,
-                          float *margin);
-
-/**
- * T-REG token rewards `r_hat[i] = sigmoid(lp_better[i] - lp_worse[i]) - 0.5` where
- * `mask[i] != 0`, else 0.
- *
- * # Safety
- * Every array valid for `n` elements.
- */
-tkm_status tkm_treg_token_rewards(const struct tkm_exec_options *exec,
-                                  const uint8_t *mask,
-                                  const float *lp_better,
-                                  const float *lp_worse,
-                                  size_t n,
-                                  float *r_hat);
-
-/**
- * T-REG's reward-weighted LM loss `L_REG[r] = -sum_t mask beta r_hat logp` (or its mean
- * over the mask) per row, and its gradient w.r.t. `logp` (`[rows, t]`, 0 at masked
- * positions).
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta`, an unknown `reduction`) and the generic
- * pointer/size/options statuses.
- *
- * # Safety
- * `mask`, `logp`, `r_hat`, `grad` valid for `rows * t` elements, `loss` for `rows`.
- */
-tkm_status tkm_treg_reg_loss(const struct tkm_exec_options *exec,
-                             const uint8_t *mask,
-                             const float *logp,
-                             const float *r_hat,
-                             size_t rows,
-                             size_t t,
-                             const struct tkm_treg_reg_options *opts,
-                             float *loss,
-                             float *grad);
-
-/**
- * The T-REG total loss per pair from the margin `h` (of `tkm_dpo_loss` or
- * `tkm_simpo_loss`) and the two responses' `L_REG`: `loss = l(h) + alpha w (reg_w + reg_l)`
- * with `w = sigmoid(-h)`; `dl_dh`, `dl_dreg = alpha w` and (if `weight` is not NULL) `w`.
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`alpha` not finite and >= 0, `label_smoothing`,
- * `stop_grad_weight` not 0/1) and the generic pointer/options statuses.
- *
- * # Safety
- * Every non-NULL array valid for `n` elements.
- */
-tkm_status tkm_treg_loss(const struct tkm_exec_options *exec,
-                         const float *h,
-                         const float *reg_w,
-                         const float *reg_l,
-                         size_t n,
-                         const struct tkm_treg_options *opts,
-                         float *loss,
-                         float *dl_dh,
-                         float *dl_dreg,
-                         float *weight);
-
-/**
- * cDPO contrastive-estimation scores, streamed over the vocabulary (no `[rows, vocab]`
- * buffer): `scores[r] = softmax((1 + beta) pos[r] - beta neg[r])[targets[r]]`. `pos` and
- * `neg` are `[rows, vocab]` logits of type `dtype` (`TKM_DTYPE_F32`/`_BF16`/`_F16`, both the
- * same) with row strides `pos_row_stride`, `neg_row_stride`; `targets[r]` is the next
- * token of row `r`. A column that is -inf in either model is excluded. `beta` is the
- * contrast strength `beta'` (finite, >= 0; the released code uses 1). `nonfinite_rows`:
- * NULL or receives the number of rows with a NaN/+inf logit (their score is NaN).
- *
- * Errors: `TKM_STATUS_BAD_DTYPE`, `_BAD_STRIDE`, `_EMPTY_VOCAB`, `_LABEL_OUT_OF_RANGE`,
- * `_NO_FINITE_LOGIT` (a row whose every column is masked), `_INVALID_ARGUMENT` (`beta`),
- * and the generic pointer/size statuses.
- *
- * # Safety
- * `pos`, `neg` valid for `(rows - 1) * stride + vocab` elements of `dtype`; `targets`,
- * `scores` for `rows`.
- */
-tkm_status tkm_cdpo_ce_scores(const struct tkm_exec_options *exec,
-                              tkm_dtype dtype,
-                              const void *pos,
-                              size_t pos_row_stride,
-                              const void *neg,
-                              size_t neg_row_stride,
-                              size_t rows,
-                              size_t vocab,
-                              const uint32_t *targets,
-                              float beta,
-                              float *scores,
-                              size_t *nonfinite_rows);
-
-/**
- * The cDPO loss (`*loss`, a scalar) and its gradients w.r.t. the masked per-token
- * log-ratios `dw` (chosen) and `dl` (rejected), all `[rows, t]`; `c` (chosen weights, read
- * only when `only_neg = 0`, then required; NULL otherwise allowed) and `v` (rejected
- * weights `1 - s_neg`) are aligned to the label positions by the caller.
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta`, `label_smoothing`, `only_neg` not 0/1, an
- * unknown `form`, `c` NULL with `only_neg = 0`, an empty batch) and the generic
- * pointer/size/options statuses.
- *
- * # Safety
- * Every non-NULL array valid for `rows * t` elements; `loss` for one float.
- */
-tkm_status tkm_cdpo_loss(const struct tkm_exec_options *exec,
-                         const uint8_t *mask_w,
-                         const uint8_t *mask_l,
-                         const float *dw,
-                         const float *dl,
-                         const float *c,
-                         const float *v,
-                         size_t rows,
-                         size_t t,
-                         const struct tkm_cdpo_options *opts,
-                         float *loss,
-                         float *grad_w,
-                         float *grad_l);
-
-/**
- * The unbiased pass@k estimate `1 - C(n - c, k) / C(n, k)` into `*out`, computed in log
- * space (stable for n up to 2^53).
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`c > n`, `k == 0`, `k > n`),
- * `TKM_STATUS_NULL_POINTER`, `TKM_STATUS_MISALIGNED`.
- *
- * # Safety
- * `out` NULL or valid for one double.
- */
-tkm_status tkm_pass_at_k(uint64_t n, uint64_t c, uint64_t k, double *out);
-
-/**
- * TVM prefix-trie value labels: path `n` is `tokens[offsets[n] .. offsets[n + 1]]`
- * (`offsets`: `n_paths + 1` non-decreasing entries from 0 to `n_tokens`), `outcome[n]` is
- * 0 or 1; `labels[i]` (parallel to `tokens`) receives `correct / visits` over the paths
- * that share the prefix ending at token `i`.
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (bad offsets, an outcome not 0/1),
- * `TKM_STATUS_OUT_OF_MEMORY` (the `2 n_paths` scratch) and the generic pointer statuses.
- *
- * # Safety
- * `tokens`, `labels` valid for `n_tokens` elements, `offsets` for `n_paths + 1`, `outcome`
- * for `n_paths`.
- */
-tkm_status tkm_tvm_prefix_value_labels(const uint32_t *tokens,
-                                       size_t n_tokens,
-                                       const size_t *offsets,
-                                       const uint8_t *outcome,
-                                       size_t n_paths,
-                                       float *labels);
-
-/**
- * The TVM value-head loss over the masked tokens (token mean) into `*loss`, and its
- * gradient w.r.t. `pred_logit` (`n` floats, 0 at masked positions). `kind`:
- * `TKM_VALUE_LOSS_MSE` or `TKM_VALUE_LOSS_BCE`. An empty mask gives 0.
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (an unknown `kind`) and the generic pointer statuses.
- *
- * # Safety
- * `mask`, `pred_logit`, `label`, `grad` valid for `n` elements; `loss` for one float.
- */
-tkm_status tkm_value_loss(const struct tkm_exec_options *exec,
-                          const uint8_t *mask,
-                          const float *pred_logit,
-                          const float *label,
-                          size_t n,
-                          uint32_t kind,
-                          float *loss,
-                          float *grad);
-
-/**
- * Step-level beam selection: writes the indices of the `min(k, n)` highest `scores`
- * (best first; ties by the lower index; NaN ranked below every number) into `out` and
- * their count into `*n_out`. `out` must hold `min(k, n)` elements.
- *
- * # Safety
- * `scores` valid for `n` floats, `out` for `min(k, n)` elements, `n_out` for one.
- */
-tkm_status tkm_beam_step_select(const float *scores, size_t n, size_t k, size_t *out, size_t *n_out);
+tkm_status tkm_quota_tome_round(const float *x, size_t t, size_t dim, size_t r, float *out, size_t *t_out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is
@@ -3776,102 +4220,6 @@ tkm_status tkm_beam_step_select(const float *scores, size_t n, size_t k, size_t 
  * be freed.
  */
 const char *tkm_status_str(uint32_t status);
-
-/**
- * Writes the default TW-GRPO options into `*opts`.
- *
- * # Safety
- * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
- */
-tkm_status tkm_tw_grpo_options_init(struct tkm_tw_grpo_options *opts);
-
-/**
- * TW-GRPO token weights, streamed over the vocabulary (no `[B, T, V]` tensor).
- *
- * * `logits`: `[rows, vocab]` of `dtype` (row `b*T + t`, row stride `row_stride >= vocab`),
- *   temperature 1; `rows = B*T`.
- * * `max`, `log_sum`: `rows` floats, the `max` and `log_sum` outputs of `tkm_logits_fwd` on
- *   the same logits (temperature 1; row-masked or not).
- * * `mask`: `rows` bytes (0 = padding: its logits and statistics are not read); `t`: `T > 0`.
- * * `weights`: `rows` floats, written on success; `nonfinite_positions`: NULL or receives the
- *   number of (group, position) pairs whose dispersion is NaN (their valid weights are NaN).
- *
- * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_BAD_DTYPE`, `_LENGTH_MISMATCH` (`rows`
- * not a multiple of `t`), `_INVALID_ARGUMENT` (`t = 0`, `B` not a multiple of the group size,
- * options out of range), `_BAD_STRUCT_SIZE`, and the generic pointer/size/options statuses.
- *
- * # Safety
- * Every non-NULL pointer must be valid for the element counts above.
- */
-tkm_status tkm_tw_grpo_token_weights(const struct tkm_exec_options *exec,
-                                     tkm_dtype dtype,
-                                     const void *logits,
-                                     size_t rows,
-                                     size_t vocab,
-                                     size_t row_stride,
-                                     const float *max,
-                                     const float *log_sum,
-                                     const uint8_t *mask,
-                                     size_t t,
-                                     const struct tkm_tw_grpo_options *opts,
-                                     float *weights,
-                                     size_t *nonfinite_positions);
-
-/**
- * The TW-GRPO loss `sum(w * loss * mask) / sum(mask)` (0 for an empty mask) into `*loss_out`,
- * and, unless `grad` is NULL, its gradient w.r.t. the per-token loss (`w * mask / sum(mask)`,
- * `n` floats). `mask`, `per_token_loss`, `weights`: `n` elements each; padding never
- * contributes (NaN there cannot leak).
- *
- * # Safety
- * Every non-NULL pointer must be valid for the element counts above.
- */
-tkm_status tkm_tw_grpo_loss(const struct tkm_exec_options *exec,
-                            const uint8_t *mask,
-                            const float *per_token_loss,
-                            const float *weights,
-                            size_t n,
-                            float *loss_out,
-                            float *grad);
-
-/**
- * TW-GRPO's soft multi-choice accuracy reward: 1 if `verifier_ok` (an external verifier's
- * verdict, 0 or 1), else `|S|/|GT|` when the completion's option set `S` (from its first
- * `<answer>...</answer>`, comma-separated, ASCII spaces removed, stripped) is a subset of the
- * solution's `GT`, else 0. Strings are UTF-8 (`*_len` bytes, no NUL needed).
- *
- * # Safety
- * The string pointers must be valid for their lengths; `out` for one float.
- */
-tkm_status tkm_tw_grpo_soft_multichoice_reward(const uint8_t *completion,
-                                               size_t completion_len,
-                                               const uint8_t *solution,
-                                               size_t solution_len,
-                                               uint32_t verifier_ok,
-                                               float *out);
-
-/**
- * The binary variant (`origin_accuracy_reward`): 1 iff `verifier_ok` or `S == GT`, else 0.
- *
- * # Safety
- * As `tkm_tw_grpo_soft_multichoice_reward`.
- */
-tkm_status tkm_tw_grpo_exact_multichoice_reward(const uint8_t *completion,
-                                                size_t completion_len,
-                                                const uint8_t *solution,
-                                                size_t solution_len,
-                                                uint32_t verifier_ok,
-                                                float *out);
-
-/**
- * TW-GRPO's format reward: 1 iff the completion has `<think>` and `<answer>` at most once each
- * and matches `<think>.*?</think>\s*<answer>.*?</answer>[\s!]*$` (search, dot matches
- * newline, Unicode whitespace), else 0. UTF-8, `completion_len` bytes.
- *
- * # Safety
- * `completion` must be valid for `completion_len` bytes; `out` for one float.
- */
-tkm_status tkm_tw_grpo_format_reward(const uint8_t *completion, size_t completion_len, float *out);
 
 /**
  * `*out = sum of tokens_per_sentence[0..n]` (the corpus token count, CTC).
@@ -4009,6 +4357,102 @@ tkm_status tkm_power_law_optimal_vocab_size(const struct tkm_power_law *fit, dou
  * `out` valid for one element.
  */
 tkm_status tkm_round_vocab(double v, uint64_t multiple, uint64_t *out);
+
+/**
+ * Writes the default TW-GRPO options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_tw_grpo_options_init(struct tkm_tw_grpo_options *opts);
+
+/**
+ * TW-GRPO token weights, streamed over the vocabulary (no `[B, T, V]` tensor).
+ *
+ * * `logits`: `[rows, vocab]` of `dtype` (row `b*T + t`, row stride `row_stride >= vocab`),
+ *   temperature 1; `rows = B*T`.
+ * * `max`, `log_sum`: `rows` floats, the `max` and `log_sum` outputs of `tkm_logits_fwd` on
+ *   the same logits (temperature 1; row-masked or not).
+ * * `mask`: `rows` bytes (0 = padding: its logits and statistics are not read); `t`: `T > 0`.
+ * * `weights`: `rows` floats, written on success; `nonfinite_positions`: NULL or receives the
+ *   number of (group, position) pairs whose dispersion is NaN (their valid weights are NaN).
+ *
+ * Errors: `TKM_STATUS_EMPTY_VOCAB`, `_BAD_STRIDE`, `_BAD_DTYPE`, `_LENGTH_MISMATCH` (`rows`
+ * not a multiple of `t`), `_INVALID_ARGUMENT` (`t = 0`, `B` not a multiple of the group size,
+ * options out of range), `_BAD_STRUCT_SIZE`, and the generic pointer/size/options statuses.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_tw_grpo_token_weights(const struct tkm_exec_options *exec,
+                                     tkm_dtype dtype,
+                                     const void *logits,
+                                     size_t rows,
+                                     size_t vocab,
+                                     size_t row_stride,
+                                     const float *max,
+                                     const float *log_sum,
+                                     const uint8_t *mask,
+                                     size_t t,
+                                     const struct tkm_tw_grpo_options *opts,
+                                     float *weights,
+                                     size_t *nonfinite_positions);
+
+/**
+ * The TW-GRPO loss `sum(w * loss * mask) / sum(mask)` (0 for an empty mask) into `*loss_out`,
+ * and, unless `grad` is NULL, its gradient w.r.t. the per-token loss (`w * mask / sum(mask)`,
+ * `n` floats). `mask`, `per_token_loss`, `weights`: `n` elements each; padding never
+ * contributes (NaN there cannot leak).
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_tw_grpo_loss(const struct tkm_exec_options *exec,
+                            const uint8_t *mask,
+                            const float *per_token_loss,
+                            const float *weights,
+                            size_t n,
+                            float *loss_out,
+                            float *grad);
+
+/**
+ * TW-GRPO's soft multi-choice accuracy reward: 1 if `verifier_ok` (an external verifier's
+ * verdict, 0 or 1), else `|S|/|GT|` when the completion's option set `S` (from its first
+ * `<answer>...</answer>`, comma-separated, ASCII spaces removed, stripped) is a subset of the
+ * solution's `GT`, else 0. Strings are UTF-8 (`*_len` bytes, no NUL needed).
+ *
+ * # Safety
+ * The string pointers must be valid for their lengths; `out` for one float.
+ */
+tkm_status tkm_tw_grpo_soft_multichoice_reward(const uint8_t *completion,
+                                               size_t completion_len,
+                                               const uint8_t *solution,
+                                               size_t solution_len,
+                                               uint32_t verifier_ok,
+                                               float *out);
+
+/**
+ * The binary variant (`origin_accuracy_reward`): 1 iff `verifier_ok` or `S == GT`, else 0.
+ *
+ * # Safety
+ * As `tkm_tw_grpo_soft_multichoice_reward`.
+ */
+tkm_status tkm_tw_grpo_exact_multichoice_reward(const uint8_t *completion,
+                                                size_t completion_len,
+                                                const uint8_t *solution,
+                                                size_t solution_len,
+                                                uint32_t verifier_ok,
+                                                float *out);
+
+/**
+ * TW-GRPO's format reward: 1 iff the completion has `<think>` and `<answer>` at most once each
+ * and matches `<think>.*?</think>\s*<answer>.*?</answer>[\s!]*$` (search, dot matches
+ * newline, Unicode whitespace), else 0. UTF-8, `completion_len` bytes.
+ *
+ * # Safety
+ * `completion` must be valid for `completion_len` bytes; `out` for one float.
+ */
+tkm_status tkm_tw_grpo_format_reward(const uint8_t *completion, size_t completion_len, float *out);
 
 /**
  * k-means of the `n` rows of `rows` (`[n, dim]`, row-major): k-means++ seeding from `seed`,

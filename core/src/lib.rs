@@ -18,6 +18,10 @@
 //! * [`unictokens`] — UniCTokens' k-means token initialisation, frozen-row restore, diff mask.
 //! * [`preference`] — preference losses with token rewards: DPO/SimPO, T-REG, cDPO scores
 //!   and loss, pass@k, TVM value labels and losses.
+//! * [`exploration`] — exploration bonuses: counts, E3B's elliptical bonus, RND/NovelD,
+//!   their combination and running reward normalisation.
+//! * [`quota`] — QuoTA's frame sampling, frame weights, token budgets and per-frame
+//!   bilinear resize / adaptive average pooling.
 //!
 //! # The shape of a kernel family
 //!
@@ -61,12 +65,14 @@ pub mod advantages;
 pub mod elem;
 pub mod error;
 mod exp;
+pub mod exploration;
 pub mod fingerprint;
 pub mod logits;
 pub mod mat;
 pub mod platform;
 pub mod policy_loss;
 pub mod preference;
+pub mod quota;
 pub mod seed;
 pub mod tokenizer_metrics;
 pub mod unictokens;

@@ -8,10 +8,12 @@
 //! difference is the kernels' rounding, not the data's.
 
 pub mod advantages;
+pub mod exploration;
 pub mod gpu_fast;
 pub mod hapo;
 pub mod policy_loss;
 pub mod preference;
+pub mod quota;
 pub mod rng;
 pub mod seed;
 pub mod tokenizer_metrics;

@@ -1800,6 +1800,135 @@ static void test_tvm(void) {
   CHECK(nout == 0);
   EXPECT(note(tkm_beam_step_select(sc, 5, 3, idx, NULL)), TKM_STATUS_NULL_POINTER);
   EXPECT(note(tkm_beam_step_select(sc, 5, 3, NULL, &nout)), TKM_STATUS_NULL_POINTER);
+/* Exploration bonuses: counts, the E3B rank-1 update against its closed form (d = 1),
+ * RND/NovelD, combination, running-moment merge and reward assembly; every status they return. */
+static void test_exploration(void) {
+  uint64_t g[3] = {1, 4, 9}, e[3] = {1, 2, 1}, zero_count[1] = {0};
+  float out[8], out2[8];
+  EXPECT(tkm_count_bonuses(g, e, 3, TKM_EPISODIC_FIRST_VISIT, out), TKM_STATUS_OK);
+  CHECK(out[0] == 1.0f && out[1] == 0.0f && fabsf(out[2] - 1.0f / 3.0f) < 1e-7f);
+  poison(out, 8);
+  EXPECT(note(tkm_count_bonuses(NULL, NULL, 3, TKM_EPISODIC_FIRST_VISIT, out)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_count_bonuses(zero_count, NULL, 1, TKM_EPISODIC_INV_SQRT, out)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_count_bonuses(g, NULL, 3, TKM_EPISODIC_FIRST_VISIT, NULL)), TKM_STATUS_NULL_POINTER);
+  CHECK(untouched(out, 8));
+
+  uint64_t keys[4] = {0}, counts[4] = {0}, visit[3] = {5, 5, 0}, seen_n[3];
+  EXPECT(tkm_count_table_visit(keys, counts, 4, visit, 3, seen_n), TKM_STATUS_OK);
+  CHECK(seen_n[0] == 1 && seen_n[1] == 2 && seen_n[2] == 1);
+  EXPECT(note(tkm_count_table_visit(keys, counts, 4, visit, 3, seen_n)), TKM_STATUS_INVALID_ARGUMENT); /* no room */
+  EXPECT(note(tkm_count_table_visit(keys, keys, 4, visit, 1, seen_n)), TKM_STATUS_OVERLAP);
+
+  /* E3B with d = 1: b_t = phi_t^2 / (lambda + sum_{s<t} phi_s^2); the first step reports 0. */
+  tkm_e3b_options eo;
+  EXPECT(tkm_e3b_options_init(&eo), TKM_STATUS_OK);
+  CHECK(eo.struct_size == sizeof eo && eo.ridge == 0.1f && eo.sym_every == 64 && eo.zero_first_step == 1);
+  float cinv[2], phi[2] = {0.5f, 2.0f}, scr[2], bonus[2];
+  uint64_t steps[2] = {0, 0};
+  EXPECT(tkm_e3b_reset(&eo, 2, 1, cinv), TKM_STATUS_OK);
+  CHECK(cinv[0] == 10.0f && cinv[1] == 10.0f);
+  steps[1] = 1; /* environment 1 reports its bonus */
+  EXPECT(tkm_e3b_step(NULL, &eo, 2, 1, cinv, phi, steps, scr, bonus), TKM_STATUS_OK);
+  CHECK(bonus[0] == 0.0f && fabsf(bonus[1] - 40.0f) < 1e-4f);
+  EXPECT(tkm_e3b_step(NULL, &eo, 2, 1, cinv, phi, steps, scr, bonus), TKM_STATUS_OK);
+  CHECK(fabsf(bonus[1] - 4.0f / 4.1f) < 1e-5f); /* 4 / (0.1 + 4) */
+  float keep = cinv[0];
+  phi[0] = NAN;
+  poison(bonus, 2);
+  EXPECT(note(tkm_e3b_step(NULL, &eo, 2, 1, cinv, phi, steps, scr, bonus)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_e3b_step(NULL, &eo, 2, 1, cinv, cinv, steps, scr, bonus)), TKM_STATUS_OVERLAP);
+  EXPECT(note(tkm_e3b_step(NULL, &eo, 2, 0, cinv, phi, steps, scr, bonus)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_e3b_step(NULL, &eo, SIZE_MAX, 2, cinv, phi, steps, scr, bonus)), TKM_STATUS_SIZE_OVERFLOW);
+  CHECK(cinv[0] == keep && untouched(bonus, 2));
+  eo.struct_size = 3;
+  EXPECT(note(tkm_e3b_reset(&eo, 2, 1, cinv)), TKM_STATUS_BAD_STRUCT_SIZE);
+
+  float pred[4] = {3, 0, 1, 1}, targ[4] = {0, 4, 1, 1};
+  EXPECT(tkm_rnd_error(NULL, 2, 2, pred, targ, out), TKM_STATUS_OK);
+  CHECK(out[0] == 5.0f && out[1] == 0.0f);
+  float en[2] = {1.0f, 0.5f}, ec[2] = {2.0f, 1.0f};
+  EXPECT(tkm_noveld_bonus(2, en, ec, 0.1f, out), TKM_STATUS_OK);
+  CHECK(fabsf(out[0] - 0.8f) < 1e-7f && fabsf(out[1] - 0.4f) < 1e-7f);
+  EXPECT(note(tkm_noveld_bonus(2, en, ec, -1.0f, out)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_combine_bonuses(2, en, ec, TKM_COMBINE_ADD, 1.0f, out), TKM_STATUS_OK);
+  CHECK(out[0] == 3.0f && out[1] == 1.5f);
+  EXPECT(tkm_combine_bonuses(2, en, ec, TKM_COMBINE_MULT, 0.0f, out), TKM_STATUS_OK);
+  CHECK(out[0] == 2.0f && out[1] == 0.5f);
+
+  /* Assembly: one process vs two ranks (partials merged in rank order). */
+  float re[8], ri[8];
+  for (int i = 0; i < 8; i++) {
+    re[i] = frand() - 0.5f;
+    ri[i] = 0.3f * frand();
+  }
+  tkm_assemble_options ao;
+  EXPECT(tkm_assemble_options_init(&ao), TKM_STATUS_OK);
+  CHECK(ao.norm == TKM_REWARD_NORM_INT && ao.intrinsic_coef == 1.0f && ao.clip == 1 && ao.compat == TKM_MOMENTS_LIBRARY);
+  tkm_running_moments m = {0, 0, 0}, p1, p2, merged, state, zero = {0, 0, 0};
+  EXPECT(tkm_assemble_rewards(8, re, ri, &ao, &m, 1, out), TKM_STATUS_OK);
+  CHECK(m.count == 8.0);
+  EXPECT(tkm_reward_norm_batch_moments(3, re, ri, &ao, &p1), TKM_STATUS_OK);
+  EXPECT(tkm_reward_norm_batch_moments(5, re + 3, ri + 3, &ao, &p2), TKM_STATUS_OK);
+  EXPECT(tkm_running_moments_merge(&p1, &p2, &merged), TKM_STATUS_OK);
+  EXPECT(tkm_running_moments_merge(&zero, &merged, &state), TKM_STATUS_OK);
+  CHECK(state.count == m.count && fabs(state.m2 - m.m2) <= 1e-13 * m.m2);
+  EXPECT(tkm_assemble_rewards(5, re + 3, ri + 3, &ao, &state, 0, out2), TKM_STATUS_OK);
+  for (int i = 0; i < 5; i++) CHECK(fabsf(out2[i] - out[3 + i]) <= 1e-6f * fabsf(out[3 + i]) + 1e-30f);
+  poison(out, 8);
+  ri[2] = INFINITY;
+  EXPECT(note(tkm_assemble_rewards(8, re, ri, &ao, &m, 1, out)), TKM_STATUS_NON_FINITE);
+  ri[2] = 0.0f;
+  EXPECT(note(tkm_assemble_rewards(8, re, ri, &ao, &m, 1, re)), TKM_STATUS_OVERLAP);
+  EXPECT(note(tkm_assemble_rewards(8, re, ri, &ao, NULL, 1, out)), TKM_STATUS_NULL_POINTER);
+  ao.norm = 42;
+  EXPECT(note(tkm_assemble_rewards(8, re, ri, &ao, &m, 1, out)), TKM_STATUS_INVALID_ARGUMENT);
+  CHECK(m.count == 8.0 && untouched(out, 8));
+}
+
+/* QuoTA: frame count/indices, weights, scale_weights, budgets, grid, resize; their statuses. */
+static void test_quota(void) {
+  uint32_t nf = 0, h = 0, w = 0, bud[3];
+  EXPECT(tkm_quota_frame_count(5400.0, 96, 64, &nf), TKM_STATUS_OK);
+  CHECK(nf == 192);
+  EXPECT(note(tkm_quota_frame_count(-1.0, 96, 64, &nf)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_quota_frame_count(1.0, 96, 64, NULL)), TKM_STATUS_NULL_POINTER);
+  uint64_t idx[5];
+  EXPECT(tkm_quota_frame_indices(101, 5, idx), TKM_STATUS_OK);
+  CHECK(idx[0] == 0 && idx[1] == 25 && idx[4] == 100);
+  float p[3] = {0.9f, 0.1f, 0.5f}, wt[3], pbad[2] = {0.5f, NAN}, out[12];
+  EXPECT(tkm_quota_frame_weights(3, p, 100.0f, 2.0f, wt), TKM_STATUS_OK);
+  CHECK(fabsf(wt[0] + wt[1] + wt[2] - 1.0f) < 1e-6f && fabsf(wt[0] - 81.0f / 107.0f) < 1e-6f);
+  EXPECT(note(tkm_quota_frame_weights(2, pbad, 100.0f, 2.0f, out)), TKM_STATUS_NON_FINITE);
+  float sw[3] = {0.7f, 0.2f, 0.1f};
+  EXPECT(tkm_quota_scale_weights(3, sw, 0.4f), TKM_STATUS_OK);
+  CHECK(sw[0] == 0.4f && fabsf(sw[1] - (0.2f + 0.2f / 0.7f * 0.3f)) < 1e-6f);
+  float third[3] = {1.0f / 3, 1.0f / 3, 1.0f / 3};
+  EXPECT(tkm_quota_token_budgets(3, third, 100, TKM_BUDGET_LARGEST_REMAINDER, bud), TKM_STATUS_OK);
+  CHECK(bud[0] == 34 && bud[1] == 33 && bud[2] == 33);
+  EXPECT(tkm_quota_token_budgets(3, third, 100, TKM_BUDGET_TRUNCATE, bud), TKM_STATUS_OK);
+  CHECK(bud[0] == 33 && bud[1] == 33 && bud[2] == 33);
+  EXPECT(tkm_quota_grid_for_budget(10, &h, &w), TKM_STATUS_OK);
+  CHECK(h == 3 && w == 3);
+  /* PyTorch: interpolate([0, 1] -> 4, bilinear, align_corners=False) = [0, .25, .75, 1];
+   * adaptive_avg_pool2d([1..5] -> 3) = [1.5, 3, 4.5]. */
+  float two[2] = {0.0f, 1.0f}, five[5] = {1, 2, 3, 4, 5};
+  EXPECT(tkm_quota_resize_hwc(two, 1, 2, 1, 1, 4, TKM_RESIZE_BILINEAR, out), TKM_STATUS_OK);
+  CHECK(out[0] == 0.0f && out[1] == 0.25f && out[2] == 0.75f && out[3] == 1.0f);
+  EXPECT(tkm_quota_resize_hwc(five, 1, 5, 1, 1, 3, TKM_RESIZE_ADAPTIVE_AVG_POOL, out), TKM_STATUS_OK);
+  CHECK(out[0] == 1.5f && out[1] == 3.0f && out[2] == 4.5f);
+  poison(out, 12);
+  EXPECT(note(tkm_quota_resize_hwc(five, 1, 5, 1, 0, 3, TKM_RESIZE_BILINEAR, out)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_quota_resize_hwc(five, SIZE_MAX, 5, 1, 1, 3, TKM_RESIZE_BILINEAR, out)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(tkm_quota_resize_hwc(five, 1, 5, 1, 1, 3, TKM_RESIZE_BILINEAR, five + 1)), TKM_STATUS_OVERLAP);
+  CHECK(untouched(out, 12));
+  /* ToMe round: x0 merges into x1 (mean), x2 stays; output [x2, (x1+x0)/2, x3]. */
+  float tok[8] = {1, 0, 1, 0.1f, 0, 1, -1, 0}, merged[8], tokbad[2] = {1, INFINITY};
+  size_t kept = 0;
+  EXPECT(tkm_quota_tome_round(tok, 4, 2, 1, merged, &kept), TKM_STATUS_OK);
+  CHECK(kept == 3 && merged[0] == 0.0f && merged[1] == 1.0f && merged[2] == 1.0f && merged[3] == 0.05f &&
+        merged[4] == -1.0f);
+  EXPECT(note(tkm_quota_tome_round(tokbad, 2, 1, 1, merged, &kept)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_quota_tome_round(tok, 4, 2, 1, tok + 2, &kept)), TKM_STATUS_OVERLAP);
 }
 
 int main(void) {
@@ -1824,6 +1953,8 @@ int main(void) {
   test_unictokens();
   test_preference();
   test_tvm();
+  test_exploration();
+  test_quota();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_DEVICE_MISMATCH; s++) {
