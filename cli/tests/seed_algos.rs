@@ -57,6 +57,19 @@ fn every_seed_method_runs_its_step_and_passes_its_reference_check() {
 }
 
 #[test]
+fn on_the_embedded_default_batch_every_seed_method_passes() {
+    // The main job as a user runs it: no size flags (64 x 32768, 8 responses of 8 tokens).
+    for algo in SEED_ALGOS {
+        let run = tokenmath(&["--algo", algo]);
+        assert_pass(&run, algo);
+        assert!(run.stdout.contains("64 rows x 32768 vocab"), "{}", run.stdout);
+        assert!(run.stdout.contains("\nreference check: PASS\n"), "{}", run.stdout);
+        let loss_line = line(&run, "loss");
+        assert!(loss_line.contains("(f64 reference "), "{loss_line}");
+    }
+}
+
+#[test]
 fn the_methods_select_what_their_kernels_document() {
     // NSR keeps only the incorrect responses, all at A = −1.
     let nsr = step("nsr", &[]);
