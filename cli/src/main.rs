@@ -31,6 +31,7 @@ mod replay;
 mod report;
 mod rollout;
 mod run;
+mod seed_algos;
 mod step;
 mod tokenizers;
 
@@ -53,7 +54,7 @@ use crate::step::{Algo, StepCfg};
 ///
 /// Without a subcommand, runs on the embedded default batch (same as `tokenmath run`).
 #[derive(Parser)]
-#[command(name = "tokenmath", version, args_conflicts_with_subcommands = true)]
+#[command(name = "tokenmath", version, args_conflicts_with_subcommands = true, after_long_help = SEED_ABOUT)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -64,6 +65,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run on the embedded default batch, generated from a seed (the default).
+    #[command(after_long_help = SEED_ABOUT)]
     Run(RunArgs),
     /// Run on the logits (and labels) stored in a safetensors file.
     Stats(StatsArgs),
@@ -94,9 +96,15 @@ struct RunArgs {
     /// Storage type of the logits (generated in f32, then rounded).
     #[arg(long, value_enum, default_value_t = DtypeArg::F32)]
     dtype: DtypeArg,
-    /// Algorithm of the policy-gradient step run after the statistics.
+    /// Algorithm of the policy-gradient step run after the statistics (the seed papers'
+    /// methods: see "Seed methods" below).
     #[arg(long, value_enum, default_value_t = Algo::Grpo)]
     algo: Algo,
+    /// TRL's `top_entropy_quantile` ρ ∈ (0, 1], with any --algo: only the valid tokens whose
+    /// entropy is at least the (1 − ρ) linear quantile carry loss (the "80/20" mask; the
+    /// normaliser still counts every valid token).
+    #[arg(long, value_name = "RHO", value_parser = rho)]
+    top_entropy_quantile: Option<f32>,
     /// Tokens per response in the policy step: the rows are `responses × response-len`
     /// [default: the largest divisor of --rows that is at most 8].
     #[arg(long, value_parser = positive)]
@@ -131,6 +139,24 @@ struct StatsArgs {
     common: CommonArgs,
 }
 
+const SEED_ABOUT: &str = "\
+Seed methods (--algo), on the default batch: each runs its full step and checks its loss (and \
+its selections) against the f64 reference. Inputs the batch lacks are derived from it: a \
+response's reward sits on its last valid token; HAPO's entropy normaliser and D3S's |A|·H use \
+the forward's entropies; TW-GRPO's token weights stream over the group's own logit rows \
+(position by position; temperature 1 only); NSR/W-REINFORCE call a response correct when its \
+binary reward is 1.
+  hapo         HAPO (CodeCompat sign): token-level group advantage, adaptive clip 0.2/0.2 \
+(alpha 1), redistribution (beta 1), dual clip c = 10, token-mean
+  tw_grpo      TRL GRPO advantages, PPO clip 0.2/0.28, loss sum(w·l)/sum(mask), alpha 1.7
+  nsr          incorrect responses only, A = -1; verl PPO clip, token-mean
+  w_reinforce  A = 0.1 on correct, -1 on incorrect responses; verl PPO clip, token-mean
+  grpo_n       GRPO with A > 0 set to 0; PPO clip, k3 KL 0.001, token-mean
+  d3s          schedule at p = 0: the max-variance half of the responses, then the top 20% \
+of their tokens by |A|·H; PPO clip, k3 KL 0.001, token-mean over the kept tokens
+--top-entropy-quantile RHO applies to every --algo (with distinct entropies it keeps exactly \
+n - ceil((1 - RHO)(n - 1)) of the n valid tokens).";
+
 const REPLAY_ABOUT: &str = "\
 Recompute one policy-gradient step exactly on a rollout dump (safetensors), check it against \
 the f64 reference, and print the loss, clip fractions, KL, entropy, gradient norm and \
@@ -161,9 +187,14 @@ struct ReplayArgs {
     /// The rollout dump (safetensors; tensor names above).
     #[arg(long, value_name = "FILE")]
     input: PathBuf,
-    /// Algorithm of the step.
+    /// Algorithm of the step (every --algo of the main job but tw_grpo, whose token weights
+    /// need every response's logits at once).
     #[arg(long, value_enum, default_value_t = Algo::Grpo)]
     algo: Algo,
+    /// TRL's `top_entropy_quantile` ρ ∈ (0, 1]: only the valid tokens whose entropy is at least
+    /// the (1 − ρ) linear quantile carry loss (needs logits or an `entropy` tensor).
+    #[arg(long, value_name = "RHO", value_parser = rho)]
+    top_entropy_quantile: Option<f32>,
     /// Responses per prompt, as consecutive blocks, when the dump has no `group_ids`.
     #[arg(long, value_parser = positive)]
     group_size: Option<usize>,
@@ -322,6 +353,15 @@ fn largest_divisor_up_to(n: usize, cap: usize) -> usize {
     (1..=cap.min(n.max(1))).rev().find(|d| n.is_multiple_of(*d)).unwrap_or(1)
 }
 
+/// Parses TRL's `top_entropy_quantile`: a number in `(0, 1]`.
+fn rho(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        Ok(_) => Err("must be in (0, 1]".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Parses an integer `>= 1`.
 fn positive(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -373,6 +413,12 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
         DtypeArg::Bf16 => DType::BF16,
         DtypeArg::F16 => DType::F16,
     };
+    if args.algo == Algo::TwGrpo && args.common.temperature != 1.0 {
+        return Err(CliError::Usage(format!(
+            "--algo tw_grpo: TW-GRPO's token weights are defined on the logits at temperature 1, not {}",
+            args.common.temperature
+        )));
+    }
     let DefaultBatch { logits, targets, masked_rows } =
         default_batch::generate(args.rows, args.vocab, args.seed, dtype)?;
     let (rows, vocab) = (args.rows, args.vocab);
@@ -418,8 +464,15 @@ fn run_default(args: &RunArgs) -> Result<bool, CliError> {
     };
     let response_len = args.response_len.unwrap_or_else(|| largest_divisor_up_to(rows, 8));
     let group_size = args.group_size.unwrap_or_else(|| largest_divisor_up_to(rows / response_len.max(1), 4));
-    let step_cfg =
-        StepCfg { algo: args.algo, response_len, group_size, seed: args.seed, temperature: job.temperature, exec };
+    let step_cfg = StepCfg {
+        algo: args.algo,
+        response_len,
+        group_size,
+        seed: args.seed,
+        temperature: job.temperature,
+        exec,
+        top_entropy_quantile: args.top_entropy_quantile,
+    };
     let step = match &logits {
         Logits::F32(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
         Logits::BF16(v) => step::run(&step_cfg, v, vocab, &targets, statistics),
@@ -434,6 +487,7 @@ fn run_replay(args: &ReplayArgs) -> Result<bool, CliError> {
     let cfg = replay::ReplayCfg {
         input: &args.input,
         algo: args.algo,
+        top_entropy_quantile: args.top_entropy_quantile,
         group_size: args.group_size,
         out: args.out.as_deref(),
         report: args.report.as_deref(),

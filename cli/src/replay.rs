@@ -56,6 +56,8 @@ pub struct ReplayCfg<'a> {
     pub input: &'a Path,
     /// The algorithm.
     pub algo: Algo,
+    /// TRL's `top_entropy_quantile` ρ.
+    pub top_entropy_quantile: Option<f32>,
     /// Consecutive responses per prompt when the dump has no `group_ids`.
     pub group_size: Option<usize>,
     /// Where to write the per-token arrays.
@@ -89,6 +91,13 @@ pub struct Replayed<'a> {
 /// Runs `tokenmath replay`; `Ok(passed)`.
 pub fn run(cfg: &ReplayCfg<'_>) -> Result<bool, CliError> {
     // Read the tokenizer first: a bad --tokenizer should not cost a whole replay.
+    if cfg.algo == Algo::TwGrpo {
+        return Err(CliError::Usage(
+            "replay --algo tw_grpo is not available: TW-GRPO's token weights need every response's logits at once; \
+             run it on the default batch (tokenmath --algo tw_grpo)"
+                .into(),
+        ));
+    }
     let tokenizer = cfg.tokenizer.map(html_report::load_tokenizer).transpose()?;
     let path = cfg.input;
     let mapped = input::map_file(path)?;
@@ -148,6 +157,9 @@ pub fn run(cfg: &ReplayCfg<'_>) -> Result<bool, CliError> {
         mask: ro.mask.clone(),
         rewards: ro.rewards.clone(),
         groups,
+        entropy: entropy.as_deref(),
+        tw_weights: None,
+        top_entropy_quantile: cfg.top_entropy_quantile,
     };
     let policy = step::policy(cfg.algo, cfg.exec, batch)?;
     let (grad_of, grad_norm, grad_max) = match (&ro.policy, &statistics) {

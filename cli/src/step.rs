@@ -22,6 +22,9 @@
 //! | `gspo` | GRPO, verl loop form | GSPO (sequence ratio, ε 0.2) | none | seq-mean-token-mean |
 //! | `rloo` | RLOO (leave-one-out baseline) | PPO clip, verl defaults | β = 0.001 | token-mean |
 //!
+//! The seed papers' methods (`hapo`, `tw_grpo`, `nsr`, `w_reinforce`, `grpo_n`, `d3s`) and
+//! the top-entropy mask (`--top-entropy-quantile`, any `--algo`) are in [`crate::seed_algos`].
+//!
 //! These follow verl's recipes for each algorithm. Without reference log-probs (a replayed
 //! dump may have none) `grpo` and `rloo` run without the KL term. DAPO's overlong shaping uses
 //! `T` as the maximum length and `⌈T/2⌉` as the buffer. The aggregated loss is checked against
@@ -46,6 +49,7 @@ use tokenmath_reference::rng::SplitMix64;
 
 use crate::error::CliError;
 use crate::run::RowStatistics;
+use crate::seed_algos::TwWeights;
 
 /// The policy-optimisation algorithm of the step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,6 +65,18 @@ pub enum Algo {
     Gspo,
     /// RLOO: leave-one-out baseline.
     Rloo,
+    /// HAPO: entropy-adaptive clip and advantage redistribution, token-level group average.
+    Hapo,
+    /// TW-GRPO: GRPO with token weights from the group's dispersion over the vocabulary.
+    TwGrpo,
+    /// NSR: negative-sample reinforcement (incorrect responses only, A = -1).
+    Nsr,
+    /// W-REINFORCE: NSR plus 0.1 x the positive samples.
+    WReinforce,
+    /// GRPO-N: GRPO with the positive advantages removed.
+    GrpoN,
+    /// D3S: max-variance sample subset, then the top |A|·H tokens.
+    D3s,
 }
 
 /// The KL coefficient of the algorithms that use a KL loss (verl's `kl_loss_coef` default).
@@ -80,6 +96,8 @@ pub struct StepCfg {
     pub temperature: f32,
     /// Backend and threads.
     pub exec: Exec,
+    /// TRL's `top_entropy_quantile` ρ: only the tokens with the top-ρ entropies carry loss.
+    pub top_entropy_quantile: Option<f32>,
 }
 
 /// The step's results.
@@ -131,7 +149,7 @@ impl StepOutcome {
 
     /// Whether the aggregated loss agrees with the `f64` reference.
     pub fn passed(&self) -> bool {
-        self.loss_error() <= self.policy.loss_tolerance
+        self.loss_error() <= self.policy.loss_tolerance && self.policy.mismatch.is_none()
     }
 
     fn loss_error(&self) -> f64 {
@@ -197,6 +215,12 @@ impl StepOutcome {
                 let _ = writeln!(s, "  entropy     n/a (the input has neither logits nor entropies)");
             }
         }
+        for note in &p.notes {
+            let _ = writeln!(s, "  {note}");
+        }
+        if let Some(m) = &p.mismatch {
+            let _ = writeln!(s, "  MISMATCH    {m}");
+        }
         let _ = writeln!(s, "  grad        |{}|_2 {:.4e}, max {:.4e}", self.grad_of, self.grad_norm, self.grad_max);
         let _ = writeln!(s, "  time        {:.3} ms (advantages to gradient)", self.elapsed.as_secs_f64() * 1e3);
         let _ = write!(
@@ -218,13 +242,20 @@ impl Algo {
 
     /// Whether the algorithm adds a KL loss (when reference log-probs are available).
     pub fn uses_kl(self) -> bool {
-        matches!(self, Algo::Grpo | Algo::Rloo)
+        matches!(self, Algo::Grpo | Algo::Rloo | Algo::GrpoN | Algo::D3s)
+    }
+
+    /// Whether the algorithm is one of the seed papers' methods ([`crate::seed_algos`]).
+    pub fn is_seed(self) -> bool {
+        matches!(self, Algo::Hapo | Algo::TwGrpo | Algo::Nsr | Algo::WReinforce | Algo::GrpoN | Algo::D3s)
     }
 
     /// The per-token loss's aggregation.
     pub fn agg_mode(self) -> AggMode {
         match self {
             Algo::Grpo | Algo::Rloo | Algo::Dapo => AggMode::TokenMean,
+            // TW-GRPO's `Σ w·ℓ / Σ mask` is a weighted token-mean.
+            Algo::Hapo | Algo::TwGrpo | Algo::Nsr | Algo::WReinforce | Algo::GrpoN | Algo::D3s => AggMode::TokenMean,
             Algo::DrGrpo => AggMode::SeqMeanTokenSumNorm,
             Algo::Gspo => AggMode::SeqMeanTokenMean,
         }
@@ -251,7 +282,7 @@ impl Rollout {
     }
 }
 
-fn kernel(e: TmError) -> CliError {
+pub(crate) fn kernel(e: TmError) -> CliError {
     CliError::Kernel { origin: "policy step".into(), error: e }
 }
 
@@ -288,6 +319,18 @@ pub fn run<T: LogitElem>(
     let old_logp: Vec<f32> = logp.iter().zip(&ro.old_noise).map(|(l, n)| l + n).collect();
     let ref_logp: Vec<f32> = logp.iter().zip(&ro.ref_noise).map(|(l, n)| l + n).collect();
 
+    // TW-GRPO's token weights stream over the logits, so they are computed here.
+    let tw = match cfg.algo {
+        Algo::TwGrpo if cfg.temperature != 1.0 => {
+            return Err(CliError::Usage(format!(
+                "--algo tw_grpo: TW-GRPO's token weights are defined on the logits at temperature 1, not {}",
+                cfg.temperature
+            )))
+        }
+        Algo::TwGrpo => Some(crate::seed_algos::tw_weights(cfg.exec, logits, vocab, stats, &ro.mask, t, g)?),
+        _ => None,
+    };
+
     // 2.–4. Advantages, per-token loss, aggregation and the upstream gradient.
     let batch = PolicyBatch {
         t,
@@ -297,6 +340,9 @@ pub fn run<T: LogitElem>(
         mask: ro.mask,
         rewards: ro.rewards,
         groups: Groups::Contiguous { size: g },
+        entropy: Some(&stats.entropy),
+        tw_weights: tw.as_ref(),
+        top_entropy_quantile: cfg.top_entropy_quantile,
     };
     let policy = policy(cfg.algo, cfg.exec, batch)?;
 
@@ -348,6 +394,12 @@ pub struct PolicyBatch<'a> {
     pub rewards: Vec<f32>,
     /// The prompt each response answers.
     pub groups: Groups<'a>,
+    /// Per-token entropies (for `hapo`, `d3s` and the top-entropy mask).
+    pub entropy: Option<&'a [f32]>,
+    /// TW-GRPO's token weights (computed where the logits are).
+    pub tw_weights: Option<&'a TwWeights>,
+    /// TRL's `top_entropy_quantile` ρ (`None`: every valid token carries loss).
+    pub top_entropy_quantile: Option<f32>,
 }
 
 /// Per-token clip states in [`Policy::clip`] (`u8`).
@@ -397,6 +449,10 @@ pub struct Policy {
     pub groups: usize,
     /// Groups kept by DAPO's dynamic sampling (all of them for the other algorithms).
     pub kept_groups: usize,
+    /// Method-specific summary lines (selections, weights, the entropy mask).
+    pub notes: Vec<String>,
+    /// A selection that disagrees with the reference's (the check fails).
+    pub mismatch: Option<String>,
 }
 
 /// Mean, standard deviation, minimum and maximum.
@@ -431,11 +487,19 @@ impl Policy {
 /// Advantages → per-token loss (with KL) → aggregated loss → `g_logp`, checked against the
 /// `f64` reference. The algorithms' settings are in the module docs' table.
 pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, CliError> {
-    let PolicyBatch { t, logp, old_logp, ref_logp, mut mask, mut rewards, groups } = batch;
-    let rows = logp.len();
-    if t == 0 || !rows.is_multiple_of(t) || rewards.len() != rows / t {
-        return Err(CliError::Usage(format!("{rows} tokens are not {} responses of {t}", rewards.len())));
+    let rows = batch.logp.len();
+    let t = batch.t;
+    if t == 0 || !rows.is_multiple_of(t) || batch.rewards.len() != rows / t {
+        return Err(CliError::Usage(format!("{rows} tokens are not {} responses of {t}", batch.rewards.len())));
     }
+    if batch.entropy.is_some_and(|e| e.len() != rows) {
+        return Err(CliError::Usage(format!("the entropies do not cover the {rows} tokens")));
+    }
+    if algo.is_seed() {
+        return crate::seed_algos::policy(algo, exec, batch);
+    }
+    let PolicyBatch { logp, old_logp, ref_logp, mut mask, mut rewards, groups, entropy, top_entropy_quantile, .. } =
+        batch;
     let responses = rows / t;
     let shape = BatchShape::new(responses, t);
     let n_groups = distinct_groups(groups, responses).map_err(kernel)?;
@@ -459,7 +523,16 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
     }
     let mut adv_seq = vec![0.0f32; responses];
     match algo {
-        Algo::Grpo | Algo::Dapo | Algo::Gspo => grpo_advantage(&rewards, groups, &GrpoCfg::verl_loop(), &mut adv_seq),
+        // The seed methods (`is_seed`) returned above.
+        Algo::Grpo
+        | Algo::Dapo
+        | Algo::Gspo
+        | Algo::Hapo
+        | Algo::TwGrpo
+        | Algo::Nsr
+        | Algo::WReinforce
+        | Algo::GrpoN
+        | Algo::D3s => grpo_advantage(&rewards, groups, &GrpoCfg::verl_loop(), &mut adv_seq),
         Algo::DrGrpo => dr_grpo_advantage(&rewards, groups, &mut adv_seq),
         Algo::Rloo => rloo_advantage(&rewards, groups, RlooFlavor::Standard, &mut adv_seq),
     }
@@ -483,13 +556,36 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
         (_, None) => (ppo_clip_loss(exec, &pin, &clip_cfg, out).map_err(kernel)?, None),
     };
 
+    // TRL's top-entropy mask: only the kept tokens carry loss; the normaliser is unchanged.
+    let mut notes = Vec::new();
+    let mut mismatch = None;
+    let keep = match top_entropy_quantile {
+        Some(rho) => {
+            let ent = entropy.ok_or_else(|| {
+                CliError::Usage(
+                    "--top-entropy-quantile needs per-token entropies: the input has neither logits nor entropy".into(),
+                )
+            })?;
+            let k = crate::seed_algos::entropy_keep(exec, shape, &mask, ent, rho)?;
+            for i in (0..rows).filter(|&i| k.keep[i] == 0) {
+                token_loss[i] = 0.0;
+                g_logp[i] = 0.0;
+            }
+            notes.push(k.note().to_string());
+            mismatch = k.mismatch().map(str::to_string);
+            Some(k.keep)
+        }
+        None => None,
+    };
+
     // Aggregate, and turn dℓ/dlogp into the upstream g_logp = w ⊙ dℓ/dlogp in place.
     let (mode, norm) = (algo.agg_mode(), AggNorm::default());
     let loss = agg_loss(exec, shape, &mask, &token_loss, mode, &norm).map_err(kernel)?;
     agg_chain_inplace(exec, shape, &mask, mode, &norm, &mut g_logp).map_err(kernel)?;
 
     let (ratio, clip) = ratios_and_clip_states(algo, logp, old_logp, &adv, &mask, t, &clip_cfg);
-    let (loss_reference, loss_tolerance) = reference_loss(algo, logp, old_logp, ref_logp, &adv, &mask, t, mode);
+    let (loss_reference, loss_tolerance) =
+        reference_loss(algo, logp, old_logp, ref_logp, &adv, &mask, keep.as_deref(), t, mode);
     Ok(Policy {
         mask,
         rewards,
@@ -506,6 +602,8 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
         kl,
         groups: n_groups,
         kept_groups,
+        notes,
+        mismatch,
     })
 }
 
@@ -514,7 +612,7 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
 /// clip `c`; GSPO's sequence ratio `s_b = exp(min(mean Δ, cap))` against `1 ± ε`. Evaluated
 /// here with `f32::exp`, so at a ratio within an ulp of a bound the state may differ from the
 /// kernel's own count \[library choice: the kernels return counts, not per-token flags\].
-fn ratios_and_clip_states(
+pub(crate) fn ratios_and_clip_states(
     algo: Algo,
     logp: &[f32],
     old_logp: &[f32],
@@ -567,6 +665,7 @@ fn reference_loss(
     ref_logp: Option<&[f32]>,
     adv: &[f32],
     mask: &[u8],
+    keep: Option<&[u8]>,
     t: usize,
     mode: AggMode,
 ) -> (f64, f64) {
@@ -608,6 +707,10 @@ fn reference_loss(
                 .unzip()
         }
     };
+    // The top-entropy mask zeroes the dropped tokens' loss (the normaliser still counts them).
+    let dropped = |i: usize| keep.is_some_and(|k| k[i] == 0);
+    let per_token: Vec<f64> = (0..per_token.len()).map(|i| if dropped(i) { 0.0 } else { per_token[i] }).collect();
+    let magnitudes: Vec<f64> = (0..magnitudes.len()).map(|i| if dropped(i) { 0.0 } else { magnitudes[i] }).collect();
     let agg = match mode {
         AggMode::TokenMean => reference::Agg::TokenMean,
         AggMode::SeqMeanTokenSum => reference::Agg::SeqMeanTokenSum,

@@ -157,6 +157,46 @@ fn every_algorithm_replays_and_matches_the_reference() {
 }
 
 #[test]
+fn the_seed_methods_and_the_entropy_mask_replay_and_match_the_reference() {
+    let dir = scratch("seed");
+    let dump = rollout();
+    let path = save(&dir, "rollout.safetensors", &dump);
+    let out = dir.join("step.safetensors");
+    for algo in ["hapo", "nsr", "w_reinforce", "grpo_n", "d3s"] {
+        let run = replay(&path, &["--algo", algo]);
+        assert_pass(&run);
+        assert!(run.stdout.contains(&format!("policy step ({algo}) replayed on {B} responses x {T} tokens")));
+        assert!(!run.stdout.contains("MISMATCH"), "{}", run.stdout);
+        let masked = replay(&path, &["--algo", algo, "--top-entropy-quantile", "0.25", "--out", out.to_str().unwrap()]);
+        assert_pass(&masked);
+        assert!(masked.stdout.contains("(reference: same)"), "{}", masked.stdout);
+        assert_ne!(value(&masked, "loss"), value(&run, "loss"), "{algo}: the mask changes the loss");
+        // Precomputed logp and entropy replay to the same loss (the mask reads the entropies).
+        let bytes = fs::read(&out).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut pre = without(&dump, "logits");
+        set(&mut pre, "logp", f32s(&[B, T], &read_f32(&st, "logp")));
+        set(&mut pre, "entropy", f32s(&[B, T], &read_f32(&st, "entropy")));
+        let pre_path = save(&dir, "precomputed.safetensors", &pre);
+        let run = replay(&pre_path, &["--algo", algo, "--top-entropy-quantile", "0.25"]);
+        assert_pass(&run);
+        assert_eq!(value(&run, "loss"), value(&masked, "loss"), "{algo}");
+        // Without entropies, the methods that need them say so in one line.
+        let bare = save(&dir, "bare.safetensors", &without(&pre, "entropy"));
+        if matches!(algo, "hapo" | "d3s") {
+            assert_one_line_error(&replay(&bare, &["--algo", algo]), "needs per-token entropies");
+        } else {
+            assert_pass(&replay(&bare, &["--algo", algo]));
+        }
+        assert_one_line_error(
+            &replay(&bare, &["--algo", algo, "--top-entropy-quantile", "0.5"]),
+            "needs per-token entropies",
+        );
+    }
+    assert_one_line_error(&replay(&path, &["--algo", "tw_grpo"]), "replay --algo tw_grpo is not available");
+}
+
+#[test]
 fn without_ref_logp_there_is_no_kl_and_without_old_logp_the_ratio_is_one() {
     let dir = scratch("optional");
     let path = save(&dir, "on_policy.safetensors", &without(&without(&rollout(), "ref_logp"), "old_logp"));
