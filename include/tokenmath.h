@@ -468,6 +468,26 @@
 #define TKM_VALUE_LOSS_BCE 1
 
 /**
+ * Largest-remainder budgets that sum exactly to `total` (default).
+ */
+#define TKM_BUDGET_LARGEST_REMAINDER 0
+
+/**
+ * The source's `trunc(total * w_i)` (sum <= total).
+ */
+#define TKM_BUDGET_TRUNCATE 1
+
+/**
+ * Bilinear, PyTorch `interpolate(mode="bilinear", align_corners=False)` (QuoTA v1).
+ */
+#define TKM_RESIZE_BILINEAR 0
+
+/**
+ * PyTorch `adaptive_avg_pool2d` (QuoTA v2).
+ */
+#define TKM_RESIZE_ADAPTIVE_AVG_POOL 1
+
+/**
  * Bins of one round of the cross-rank entropy quantile (`uint64_t hist[TKM_RADIX_BINS]`).
  */
 #define TKM_RADIX_BINS 256
@@ -521,26 +541,6 @@
  * THR: steer dominant tokens by the sign of THR with `p` (default, `p = 0`: GRPO).
  */
 #define TKM_THR_STEER 1
-
-/**
- * Largest-remainder budgets that sum exactly to `total` (default).
- */
-#define TKM_BUDGET_LARGEST_REMAINDER 0
-
-/**
- * The source's `trunc(total * w_i)` (sum <= total).
- */
-#define TKM_BUDGET_TRUNCATE 1
-
-/**
- * Bilinear, PyTorch `interpolate(mode="bilinear", align_corners=False)` (QuoTA v1).
- */
-#define TKM_RESIZE_BILINEAR 0
-
-/**
- * PyTorch `adaptive_avg_pool2d` (QuoTA v2).
- */
-#define TKM_RESIZE_ADAPTIVE_AVG_POOL 1
 
 /**
  * scikit-learn's `KMeans(max_iter=300)`: the default number of Lloyd steps.
@@ -3541,6 +3541,107 @@ tkm_status tkm_value_loss(const struct tkm_exec_options *exec,
 tkm_status tkm_beam_step_select(const float *scores, size_t n, size_t k, size_t *out, size_t *n_out);
 
 /**
+ * QuoTA's frame count `base + trunc(video_secs / 3600 * per_hour)` (source: 96, 64) into
+ * `*out`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`video_secs` negative or not finite, a count past
+ * `UINT32_MAX`).
+ *
+ * # Safety
+ * `out` valid for writing one `uint32_t`.
+ */
+tkm_status tkm_quota_frame_count(double video_secs, uint32_t base, uint32_t per_hour, uint32_t *out);
+
+/**
+ * `count` frame indices `floor(j * (total_frames - 1) / (count - 1))` in exact integer
+ * arithmetic (`count = 1` gives 0).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total_frames == 0` with `count >= 1`).
+ *
+ * # Safety
+ * `out` valid for `count` elements.
+ */
+tkm_status tkm_quota_frame_indices(uint64_t total_frames, size_t count, uint64_t *out);
+
+/**
+ * Normalised frame weights `w_i = (scale p_i)^power / sum_j (scale p_j)^power` of `n`
+ * relevance scores in [0, 1] (source: scale 100, power 2); uniform when all are 0.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf score), `_INVALID_ARGUMENT` (a score outside
+ * [0, 1], `scale` or `power` not finite and > 0).
+ *
+ * # Safety
+ * `p_yes` and `out` valid for `n` floats.
+ */
+tkm_status tkm_quota_frame_weights(size_t n, const float *p_yes, float scale, float power, float *out);
+
+/**
+ * The source's `scale_weights(w, max_value)` on `n` weights in place (caps at `max_value`
+ * and redistributes the excess, exactly as the source, quirks included).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf weight), `_INVALID_ARGUMENT` (a negative
+ * weight, `max_value` not finite and > 0). `w` is unchanged on error.
+ *
+ * # Safety
+ * `w` valid for reads and writes of `n` floats.
+ */
+tkm_status tkm_quota_scale_weights(size_t n, float *w, float max_value);
+
+/**
+ * Integer token budgets of `total` tokens for `n` frame weights (`TKM_BUDGET_*`).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf weight), `_INVALID_ARGUMENT` (a negative
+ * weight, all-zero weights under largest remainder, a budget past `UINT32_MAX`, an
+ * unknown rule).
+ *
+ * # Safety
+ * `w` valid for `n` floats, `out` for `n` `uint32_t`.
+ */
+tkm_status tkm_quota_token_budgets(size_t n, const float *w, uint32_t total, uint32_t rule, uint32_t *out);
+
+/**
+ * The grid `h x w` (`h * w <= n`) for a budget of `n` tokens into `*h`, `*w`.
+ *
+ * # Safety
+ * `h` and `w` valid for writing one `uint32_t` each.
+ */
+tkm_status tkm_quota_grid_for_budget(uint32_t n, uint32_t *h, uint32_t *w);
+
+/**
+ * Reduces (or grows) one frame's `h x w x c` feature map (row-major, channels last) to
+ * `oh x ow x c` with `mode` (`TKM_RESIZE_*`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a zero size, an unknown mode), `_OVERLAP` (`out`
+ * overlaps `src`), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `src` valid for `h * w * c` floats, `out` for `oh * ow * c`.
+ */
+tkm_status tkm_quota_resize_hwc(const float *src,
+                                size_t h,
+                                size_t w,
+                                size_t c,
+                                size_t oh,
+                                size_t ow,
+                                uint32_t mode,
+                                float *out);
+
+/**
+ * One ToMe bipartite soft-matching round (QuoTA v4/v5) of `t` tokens of `dim` floats
+ * (`x`, row-major): merges `r` pairs (capped at `t / 2`) and writes the `t - r` tokens
+ * (unmerged even-position tokens in descending best-match order, then every odd-position
+ * token, merged ones averaged) to the first `(t - r) * dim` floats of `out`, which holds
+ * `t * dim`; the count goes to `*t_out`. `r = 0` copies the tokens unchanged.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature), `_INVALID_ARGUMENT` (`t` past
+ * `UINT32_MAX`), `_OVERLAP` (`out` overlaps `x`), `_SIZE_OVERFLOW`, `_OUT_OF_MEMORY`.
+ *
+ * # Safety
+ * `x` and `out` valid for `t * dim` floats, `t_out` for writing one `size_t`.
+ */
+tkm_status tkm_quota_tome_round(const float *x, size_t t, size_t dim, size_t r, float *out, size_t *t_out);
+
+/**
  * The number of valid tokens (`mask != 0`) of `rows x cols`: this rank's share of the
  * `global_count` of `tkm_entropy_quantile_init`.
  *
@@ -4112,107 +4213,6 @@ tkm_status tkm_ntp_masked_loss(const struct tkm_exec_options *exec,
                                size_t cols,
                                float *loss,
                                float *grad);
-
-/**
- * QuoTA's frame count `base + trunc(video_secs / 3600 * per_hour)` (source: 96, 64) into
- * `*out`.
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`video_secs` negative or not finite, a count past
- * `UINT32_MAX`).
- *
- * # Safety
- * `out` valid for writing one `uint32_t`.
- */
-tkm_status tkm_quota_frame_count(double video_secs, uint32_t base, uint32_t per_hour, uint32_t *out);
-
-/**
- * `count` frame indices `floor(j * (total_frames - 1) / (count - 1))` in exact integer
- * arithmetic (`count = 1` gives 0).
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`total_frames == 0` with `count >= 1`).
- *
- * # Safety
- * `out` valid for `count` elements.
- */
-tkm_status tkm_quota_frame_indices(uint64_t total_frames, size_t count, uint64_t *out);
-
-/**
- * Normalised frame weights `w_i = (scale p_i)^power / sum_j (scale p_j)^power` of `n`
- * relevance scores in [0, 1] (source: scale 100, power 2); uniform when all are 0.
- *
- * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf score), `_INVALID_ARGUMENT` (a score outside
- * [0, 1], `scale` or `power` not finite and > 0).
- *
- * # Safety
- * `p_yes` and `out` valid for `n` floats.
- */
-tkm_status tkm_quota_frame_weights(size_t n, const float *p_yes, float scale, float power, float *out);
-
-/**
- * The source's `scale_weights(w, max_value)` on `n` weights in place (caps at `max_value`
- * and redistributes the excess, exactly as the source, quirks included).
- *
- * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf weight), `_INVALID_ARGUMENT` (a negative
- * weight, `max_value` not finite and > 0). `w` is unchanged on error.
- *
- * # Safety
- * `w` valid for reads and writes of `n` floats.
- */
-tkm_status tkm_quota_scale_weights(size_t n, float *w, float max_value);
-
-/**
- * Integer token budgets of `total` tokens for `n` frame weights (`TKM_BUDGET_*`).
- *
- * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf weight), `_INVALID_ARGUMENT` (a negative
- * weight, all-zero weights under largest remainder, a budget past `UINT32_MAX`, an
- * unknown rule).
- *
- * # Safety
- * `w` valid for `n` floats, `out` for `n` `uint32_t`.
- */
-tkm_status tkm_quota_token_budgets(size_t n, const float *w, uint32_t total, uint32_t rule, uint32_t *out);
-
-/**
- * The grid `h x w` (`h * w <= n`) for a budget of `n` tokens into `*h`, `*w`.
- *
- * # Safety
- * `h` and `w` valid for writing one `uint32_t` each.
- */
-tkm_status tkm_quota_grid_for_budget(uint32_t n, uint32_t *h, uint32_t *w);
-
-/**
- * Reduces (or grows) one frame's `h x w x c` feature map (row-major, channels last) to
- * `oh x ow x c` with `mode` (`TKM_RESIZE_*`).
- *
- * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a zero size, an unknown mode), `_OVERLAP` (`out`
- * overlaps `src`), `_SIZE_OVERFLOW`.
- *
- * # Safety
- * `src` valid for `h * w * c` floats, `out` for `oh * ow * c`.
- */
-tkm_status tkm_quota_resize_hwc(const float *src,
-                                size_t h,
-                                size_t w,
-                                size_t c,
-                                size_t oh,
-                                size_t ow,
-                                uint32_t mode,
-                                float *out);
-
-/**
- * One ToMe bipartite soft-matching round (QuoTA v4/v5) of `t` tokens of `dim` floats
- * (`x`, row-major): merges `r` pairs (capped at `t / 2`) and writes the `t - r` tokens
- * (unmerged even-position tokens in descending best-match order, then every odd-position
- * token, merged ones averaged) to the first `(t - r) * dim` floats of `out`, which holds
- * `t * dim`; the count goes to `*t_out`. `r = 0` copies the tokens unchanged.
- *
- * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf feature), `_INVALID_ARGUMENT` (`t` past
- * `UINT32_MAX`), `_OVERLAP` (`out` overlaps `x`), `_SIZE_OVERFLOW`, `_OUT_OF_MEMORY`.
- *
- * # Safety
- * `x` and `out` valid for `t * dim` floats, `t_out` for writing one `size_t`.
- */
-tkm_status tkm_quota_tome_round(const float *x, size_t t, size_t dim, size_t r, float *out, size_t *t_out);
 
 /**
  * A static, NUL-terminated English description of `status`; never NULL. Any integer is
