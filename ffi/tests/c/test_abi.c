@@ -1216,6 +1216,8 @@ static void test_seed_rmt(void) {
   rl[1] = 0;
   EXPECT(note(tkm_ntp_masked_loss(NULL, vm, rl, lp, 1, 4, &loss, g4)), TKM_STATUS_NON_FINITE);
   CHECK(untouched(g4, 4) && loss == 2.0f);
+}
+
 /* TW-GRPO: token weights from the logits forward's saved statistics, the loss, the rewards. */
 #define TW_G 2
 #define TW_T 3
@@ -1454,6 +1456,8 @@ static void test_hapo(void) {
   EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, lo, up, 2, 4, 1.0f, l, g, NULL)), TKM_STATUS_INVALID_ARGUMENT);
   EXPECT(note(tkm_hapo_loss(NULL, lp, old, a2, m8, NULL, NULL, up, 2, 4, 10.0f, l, g, NULL)), TKM_STATUS_NULL_POINTER);
   CHECK(untouched(l, 8));
+}
+
 /* Tokenizer inequity metrics: a worked example and every status they return. */
 static void test_tokenizer_metrics(void) {
   const char *t = "ab a"; /* a:2 b:1 ' ':1 -> H = 1.5 bits, whitespace 1/4 */
@@ -1575,6 +1579,8 @@ static void test_unictokens(void) {
   uint8_t m2[4] = {7, 7, 7, 7};
   EXPECT(note(tkm_token_diff_mask(a, NULL, fin, 4, m2)), TKM_STATUS_NULL_POINTER);
   CHECK(m2[0] == 7 && m2[3] == 7);
+}
+
 /* Preference losses: DPO, SimPO, T-REG, cDPO scores (f32/bf16, strided), cDPO loss, pass@k. */
 static double softplus_d(double v) { return fmax(v, 0.0) + log1p(exp(-fabs(v))); }
 static double sigmoid_d(double v) { return 1.0 / (1.0 + exp(-v)); }
@@ -1800,6 +1806,8 @@ static void test_tvm(void) {
   CHECK(nout == 0);
   EXPECT(note(tkm_beam_step_select(sc, 5, 3, idx, NULL)), TKM_STATUS_NULL_POINTER);
   EXPECT(note(tkm_beam_step_select(sc, 5, 3, NULL, &nout)), TKM_STATUS_NULL_POINTER);
+}
+
 /* Exploration bonuses: counts, the E3B rank-1 update against its closed form (d = 1),
  * RND/NovelD, combination, running-moment merge and reward assembly; every status they return. */
 static void test_exploration(void) {
