@@ -30,7 +30,11 @@ impl Case {
         self.mask.len()
     }
     fn inputs(&self) -> RowInputs<'_> {
-        RowInputs { targets: Some(&self.targets), row_mask: Some(&self.mask), temperature: Temperature::Scalar(self.temp) }
+        RowInputs {
+            targets: Some(&self.targets),
+            row_mask: Some(&self.mask),
+            temperature: Temperature::Scalar(self.temp),
+        }
     }
 }
 
@@ -56,7 +60,8 @@ fn run<T: LogitElem, O: GradElem + Copy>(
     let mut scratch = vec![DopSlot::default(); dop_scratch_len(exec, n, v, c.cfg.top_k)];
     let mut loss = poisoned(n);
     let mut dx = vec![poison; n * stride];
-    let st = dop_loss_and_grad(exec, x, &c.inputs(), &c.cfg, &mut scratch, &mut loss, MatMut::new(&mut dx, n, v, stride)?)?;
+    let st =
+        dop_loss_and_grad(exec, x, &c.inputs(), &c.cfg, &mut scratch, &mut loss, MatMut::new(&mut dx, n, v, stride)?)?;
     let mut g = Vec::with_capacity(n * v);
     for r in 0..n {
         g.extend(dx[r * stride..r * stride + v].iter().map(|&o| back(o)));
@@ -92,7 +97,13 @@ fn params(cfg: &DopCfg) -> DopParams {
     }
 }
 
-fn check_against_reference(c: &Case, x: &[f32], loss: &[f32], g: &[f32], nonfinite: usize) -> Result<(), TestCaseError> {
+fn check_against_reference(
+    c: &Case,
+    x: &[f32],
+    loss: &[f32],
+    g: &[f32],
+    nonfinite: usize,
+) -> Result<(), TestCaseError> {
     let v = c.vocab;
     let mut nan_rows = 0;
     for r in 0..c.rows() {
@@ -165,7 +176,15 @@ fn case() -> impl Strategy<Value = Case> {
                 prop::collection::vec(logit(), n * vocab),
                 prop::collection::vec(prop_oneof![4 => Just(1u8), 1 => Just(0u8)], n),
                 prop::collection::vec(prop_oneof![6 => 0..vocab as i32, 1 => Just(-100i32)], n),
-                prop_oneof![Just(0usize), Just(1), Just(3), Just(vocab.saturating_sub(1)), Just(vocab), Just(vocab + 5), Just(100)],
+                prop_oneof![
+                    Just(0usize),
+                    Just(1),
+                    Just(3),
+                    Just(vocab.saturating_sub(1)),
+                    Just(vocab),
+                    Just(vocab + 5),
+                    Just(100)
+                ],
                 cfg(),
                 prop_oneof![3 => Just(1.0f32), 1 => Just(0.7f32)],
                 Just((vocab, offset_kind, seed)),
@@ -304,9 +323,14 @@ fn gradient_matches_finite_differences() {
                     let (mut zp, mut zm) = (z.clone(), z.clone());
                     zp[j] += h;
                     zm[j] -= h;
-                    let fd = cfg.grad_scale as f64 * inv_temp * (frozen_loss(&zp, &r.w) - frozen_loss(&zm, &r.w)) / (2.0 * h);
+                    let fd = cfg.grad_scale as f64 * inv_temp * (frozen_loss(&zp, &r.w) - frozen_loss(&zm, &r.w))
+                        / (2.0 * h);
                     let tol = 1e-6 + 1e-5 * fd.abs();
-                    assert!((g[j] as f64 - fd).abs() <= tol, "{cfg:?} T={temp} t={target} col {j}: {} vs fd {fd}", g[j]);
+                    assert!(
+                        (g[j] as f64 - fd).abs() <= tol,
+                        "{cfg:?} T={temp} t={target} col {j}: {} vs fd {fd}",
+                        g[j]
+                    );
                 }
             }
         }
@@ -367,7 +391,8 @@ fn selection_over_many_blocks() {
 #[test]
 fn errors_write_nothing() {
     let x = vec![0.5f32, 1.0, -1.0, 2.0, 0.0, 3.0];
-    let base = Case { x: x.clone(), vocab: 3, mask: vec![1, 1], targets: vec![0, 2], temp: 1.0, cfg: DopCfg::default() };
+    let base =
+        Case { x: x.clone(), vocab: 3, mask: vec![1, 1], targets: vec![0, 2], temp: 1.0, cfg: DopCfg::default() };
     let try_cfg = |cfg: DopCfg| {
         let c = Case { cfg, ..base.clone() };
         let mut scratch = vec![DopSlot::default(); 16];
@@ -421,9 +446,25 @@ fn errors_write_nothing() {
     let inp = RowInputs { targets: Some(&bad_t), ..Default::default() };
     let e = dop_loss_and_grad(Exec::new(), x2, &inp, &cfg, &mut sc, &mut loss, MatMut::dense(&mut dx, 2, 3).unwrap());
     assert!(matches!(e, Err(TmError::TargetOutOfRange { row: 1, target: 3, vocab: 3 })), "{e:?}");
-    let e = dop_loss_and_grad(Exec::new(), x2, &base.inputs(), &cfg, &mut sc, &mut loss[..1], MatMut::dense(&mut dx, 2, 3).unwrap());
+    let e = dop_loss_and_grad(
+        Exec::new(),
+        x2,
+        &base.inputs(),
+        &cfg,
+        &mut sc,
+        &mut loss[..1],
+        MatMut::dense(&mut dx, 2, 3).unwrap(),
+    );
     assert!(matches!(e, Err(TmError::LengthMismatch { what: "loss", .. })));
-    let e = dop_loss_and_grad(Exec::new(), x2, &base.inputs(), &cfg, &mut sc, &mut loss, MatMut::dense(&mut dx[..4], 2, 2).unwrap());
+    let e = dop_loss_and_grad(
+        Exec::new(),
+        x2,
+        &base.inputs(),
+        &cfg,
+        &mut sc,
+        &mut loss,
+        MatMut::dense(&mut dx[..4], 2, 2).unwrap(),
+    );
     assert!(matches!(e, Err(TmError::LengthMismatch { .. })));
     let e = dop_loss_and_grad(
         Exec::new(),

@@ -15,6 +15,7 @@
 
 pub mod advantages;
 pub mod dlpack;
+pub mod dop;
 pub mod exec;
 pub mod fingerprint;
 pub mod hapo;
@@ -27,6 +28,7 @@ mod util;
 
 pub use advantages::*;
 pub use dlpack::*;
+pub use dop::*;
 pub use exec::*;
 pub use fingerprint::*;
 pub use hapo::*;

@@ -97,7 +97,8 @@ pub fn dop_row(row: &[f32], temp: f32, target: usize, p: &DopParams) -> Option<D
     let inv_temp = (1.0f32 / temp) as f64;
     let z = crate::tempered(row, temp);
     let in_k = top_k_set(row, temp, p.top_k.min(v));
-    let lp: Vec<f64> = z.iter().map(|&zj| if zj == f64::NEG_INFINITY { f64::NEG_INFINITY } else { r.log_prob(zj) }).collect();
+    let lp: Vec<f64> =
+        z.iter().map(|&zj| if zj == f64::NEG_INFINITY { f64::NEG_INFINITY } else { r.log_prob(zj) }).collect();
     let pi: Vec<f64> = lp.iter().map(|l| l.exp()).collect();
     let w_x = target_weight(p.beta, pi[target]);
     let w: Vec<f64> = (0..v)
@@ -144,7 +145,13 @@ pub fn dop_row(row: &[f32], temp: f32, target: usize, p: &DopParams) -> Option<D
     let s = p.grad_scale.abs();
     let grad_tol = (0..v)
         .map(|j| {
-            let lam = if j == target { 0.0 } else if in_k[j] { p.lam_top } else { p.lam_tail };
+            let lam = if j == target {
+                0.0
+            } else if in_k[j] {
+                p.lam_top
+            } else {
+                p.lam_tail
+            };
             let c = if j == target { big_w } else { big_w - lam };
             let mut t = if pi[j] > 0.0 { pi[j] * (c.abs() * (dd(j) + 4.0 * e) + dbig_w) } else { 0.0 };
             if j == target {

@@ -447,7 +447,11 @@ fn validate(
     check_len("loss", rows, loss.len())?;
     let need = dop_scratch_len(exec, rows, vocab, cfg.top_k);
     if scratch.len() < need {
-        return Err(TmError::LengthMismatch { what: "DoP scratch (dop_scratch_len)", expected: need, got: scratch.len() });
+        return Err(TmError::LengthMismatch {
+            what: "DoP scratch (dop_scratch_len)",
+            expected: need,
+            got: scratch.len(),
+        });
     }
     Ok(slots_per_row(vocab, cfg.top_k))
 }
@@ -489,8 +493,7 @@ pub fn dop_loss_and_grad<T: LogitElem, O: GradElem>(
                 continue;
             };
             let row = x.row(r);
-            let (plan, n) =
-                plan_row(backend, row, inputs.inv_temp(r), target, cfg, buf).map_err(|e| with_row(e, r))?;
+            let (plan, n) = plan_row(backend, row, inputs.inv_temp(r), target, cfg, buf).map_err(|e| with_row(e, r))?;
             if matches!(plan, RowPlan::NonFinite) {
                 status.nonfinite_rows += 1;
                 status.first_nonfinite_row.get_or_insert(r);
