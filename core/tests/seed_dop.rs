@@ -508,3 +508,22 @@ fn target_weight_limits() {
         assert!((g[j] as f64 - r.grad[j]).abs() <= r.grad_tol[j]);
     }
 }
+
+/// `λ̃ = λ̂`: the weights do not depend on `K`, so no selection is made (the row is handled as
+/// `k ≥ V`): the same bits for every `k`, and the reference (which does select) agrees.
+#[test]
+fn equal_lambdas_make_k_irrelevant() {
+    let (n, v) = (3, 5000);
+    let x = tokenmath_testutil::rand_f32(n * v, 77, 7.0);
+    for lam in [0.0f32, 0.07, -0.2] {
+        let base = DopCfg { beta: -0.25, lam_top: lam, lam_tail: lam, top_k: v, grad_scale: 0.5 };
+        let c = Case { x: x.clone(), vocab: v, mask: vec![1; n], targets: vec![0, 2500, 4999], temp: 0.8, cfg: base };
+        let (want_l, want_g, _) = run_f32(Exec::new(), &c, 0).unwrap();
+        for k in [0usize, 1, 10, 100, v - 1] {
+            let ck = Case { cfg: DopCfg { top_k: k, ..base }, ..c.clone() };
+            let (l, g, nf) = run_f32(Exec::new(), &ck, 0).unwrap();
+            assert_eq!((nan_bits(&l), nan_bits(&g)), (nan_bits(&want_l), nan_bits(&want_g)), "lam {lam} k {k}");
+            check_against_reference(&ck, &ck.x, &l, &g, nf).unwrap();
+        }
+    }
+}

@@ -44,10 +44,15 @@
 //!    entropy, the same bits), and, fused into it while each block is still in L1, the
 //!    selection of `K`: a buffer of at most `2k` candidates (`(z, x, column)`), compacted to the
 //!    best `k` with `select_nth_unstable` when it fills; once compacted, a column enters only
-//!    if `z` beats the current `k`-th best, so after the first few blocks almost every column
-//!    is rejected by one comparison. Linear time in the worst case (sorted logits): each
-//!    compaction costs `O(k)` and frees `k` slots. `K` is then sorted by column (`k log k`) so
-//!    that its sums run in a fixed order.
+//!    if `z` beats the current `k`-th best: 16 columns at a time give a bit mask of those
+//!    above the threshold (one vector compare), and only its set bits are visited, so after
+//!    the first few blocks almost every column costs one comparison. Linear time in the worst
+//!    case (sorted logits): each compaction costs `O(k)` and frees `k` slots. `K` is then
+//!    sorted by column (`k log k`) so that its sums run in a fixed order.
+//!
+//!    When `λ̃ = λ̂` (the default setting, cross-entropy) the weights do not depend on `K`
+//!    (`W = w_x + λ̃·(1 − π_x)`): no selection is made, the row is handled as `k ≥ V`, and
+//!    the row costs what the logits forward + backward cost.
 //! 2. The gradient, with the logits backward's vectorised row kernel
 //!    ([`crate::logits::stats_bwd`]'s) and the constant `W − λ̂` of the columns outside `K`;
 //!    then the `k` columns of `K` and the target are rewritten from the values saved in
@@ -219,21 +224,32 @@ impl Select<'_> {
             self.push(slot(i, block[i]));
             i += 1;
         }
-        // Chunks of 16: one branch-free count rejects most of them.
+        // Chunks of 16: a branch-free bit mask of the columns above the threshold (one vector
+        // compare); only its set bits are visited (the threshold may rise on the way).
         const CHUNK: usize = 16;
-        while i < block.len() {
-            let end = (i + CHUNK).min(block.len());
+        let mut chunks = block[i..].chunks_exact(CHUNK);
+        for chunk in &mut chunks {
+            let chunk: &[T; CHUNK] = chunk.try_into().expect("chunks_exact");
             let thr = self.thr;
-            let hits: u32 = block[i..end].iter().map(|&x| (temper::<SCALE>(x.to_f32(), inv_temp) > thr) as u32).sum();
-            if hits != 0 {
-                for (j, &x) in block[i..end].iter().enumerate() {
-                    let s = slot(i + j, x);
-                    if s.z > self.thr {
-                        self.push(s);
-                    }
+            let mut mask = 0u32;
+            for (j, &x) in chunk.iter().enumerate() {
+                mask |= u32::from(temper::<SCALE>(x.to_f32(), inv_temp) > thr) << j;
+            }
+            while mask != 0 {
+                let j = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let s = slot(i + j, chunk[j]);
+                if s.z > self.thr {
+                    self.push(s);
                 }
             }
-            i = end;
+            i += CHUNK;
+        }
+        for (j, &x) in chunks.remainder().iter().enumerate() {
+            let s = slot(i + j, x);
+            if s.z > self.thr {
+                self.push(s);
+            }
         }
     }
 }
@@ -277,7 +293,8 @@ fn plan_row<T: LogitElem>(
     sel_buf: &mut [DopSlot],
 ) -> Result<(RowPlan, usize), TmError> {
     let vocab = row.len();
-    let (k, all) = (cfg.top_k.min(vocab), cfg.top_k >= vocab);
+    // `λ̃ = λ̂`: the weights do not depend on `K`; handled as `K` = every column.
+    let (k, all) = (cfg.top_k.min(vocab), cfg.top_k >= vocab || cfg.lam_top == cfg.lam_tail);
     let mut sel = Select { buf: sel_buf, len: 0, k, thr: f32::NEG_INFINITY, compacted: false };
     let selecting = k > 0 && !all;
     let mut t = row_tuple_visit(backend, row, inv_temp, |start| {
