@@ -131,13 +131,13 @@ fn check_against_reference(
                 want.loss_tol
             );
         }
-        for j in 0..v {
+        for (j, &gj) in gr.iter().enumerate() {
             prop_assert!(
-                (gr[j] as f64 - want.grad[j]).abs() <= want.grad_tol[j],
+                (gj as f64 - want.grad[j]).abs() <= want.grad_tol[j],
                 "row {} col {}: {} vs {} (tol {:e}; W {}, w_x {}, in K {})",
                 r,
                 j,
-                gr[j],
+                gj,
                 want.grad[j],
                 want.grad_tol[j],
                 want.big_w,
@@ -352,8 +352,8 @@ fn top_k_ties_take_the_lowest_columns() {
     assert!(g[4] != g[6], "tie rule not applied: {} {}", g[4], g[6]);
     let r = rdop::dop_row(&x, 1.0, 7, &params(&cfg)).unwrap();
     assert_eq!(r.in_k, want_k);
-    for j in 0..8 {
-        assert!((g[j] as f64 - r.grad[j]).abs() <= r.grad_tol[j], "col {j}");
+    for (j, &gj) in g.iter().enumerate() {
+        assert!((gj as f64 - r.grad[j]).abs() <= r.grad_tol[j], "col {j}");
     }
     // k = 0 and k ≥ V.
     assert_eq!(rdop::top_k_set(&x, 1.0, 0), [false; 8]);
@@ -504,8 +504,8 @@ fn target_weight_limits() {
     assert_eq!(loss[0], f32::INFINITY);
     assert_eq!(g[0], -1.0);
     let r = rdop::dop_row(&c.x, 1.0, 0, &params(&cfg)).unwrap();
-    for j in 1..3 {
-        assert!((g[j] as f64 - r.grad[j]).abs() <= r.grad_tol[j]);
+    for (j, &gj) in g.iter().enumerate().skip(1) {
+        assert!((gj as f64 - r.grad[j]).abs() <= r.grad_tol[j]);
     }
 }
 

@@ -137,8 +137,9 @@ impl DopCfg {
     }
 }
 
-/// One top-k candidate of the selection scratch: the rank key (see [`rank_key`]), the
-/// tempered logit and the raw logit (as `f32`, exact for every input dtype).
+/// One top-k candidate of the selection scratch: its rank key (larger `z` first, then the
+/// smaller column; the column in the low 32 bits), the tempered logit `z` and the raw logit (as
+/// `f32`, exact for every input dtype).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct DopSlot {
@@ -213,8 +214,8 @@ impl Select<'_> {
     fn push(&mut self, s: DopSlot) {
         if self.len == self.buf.len() {
             self.compact();
-            // A later column ranks below an equal `z` already kept.
-            if !(s.z > self.thr) {
+            // A later column ranks below an equal `z` already kept (NaN never enters).
+            if s.z <= self.thr || s.z.is_nan() {
                 return;
             }
         }
@@ -399,6 +400,9 @@ unsafe fn write_row<T: LogitElem, O: GradElem>(
     *loss
 }
 
+/// The work on one part of the rows: `(first row, its losses, its gradient rows, its scratch)`.
+type PartFn<'f, O> = dyn Fn(usize, &mut [f32], MatMut<'_, O>, &mut [DopSlot]) -> Result<Status, TmError> + Sync + 'f;
+
 /// Splits the rows into parts, each with its own scratch region, and runs them (on threads
 /// with `std`); the first error in row order wins, statuses are combined in row order.
 fn drive<O: Send>(
@@ -408,7 +412,7 @@ fn drive<O: Send>(
     loss: &mut [f32],
     dst: MatMut<'_, O>,
     scratch: &mut [DopSlot],
-    f: &(dyn Fn(usize, &mut [f32], MatMut<'_, O>, &mut [DopSlot]) -> Result<Status, TmError> + Sync),
+    f: &PartFn<'_, O>,
 ) -> Result<Status, TmError> {
     let n = parts(exec, rows);
     #[cfg(feature = "std")]
