@@ -822,6 +822,46 @@ typedef struct tkm_exec_options {
 } tkm_exec_options;
 
 /**
+ * Options of `tkm_dop_loss_and_grad`. Initialise with `tkm_dop_options_init` (the paper's
+ * best, precision-oriented setting: `beta = -0.25`, `lam_top = lam_tail = 0`, `top_k = 100`,
+ * `grad_scale = 1`). NULL means the defaults. `beta = 0, lam_top = lam_tail = 0` is
+ * cross-entropy.
+ */
+typedef struct tkm_dop_options {
+  /**
+   * `sizeof(tkm_dop_options)` as the caller compiled it.
+   */
+  size_t struct_size;
+  /**
+   * `beta` of the positive reward scaling (finite, > -1): < 0 precision, > 0 diversity.
+   */
+  float beta;
+  /**
+   * Weight of the non-target tokens inside the top-k (finite; head preservation: 0.1).
+   */
+  float lam_top;
+  /**
+   * Weight of the non-target tokens outside the top-k (finite; tail suppression: -0.1).
+   */
+  float lam_tail;
+  /**
+   * The gradient is that of `grad_scale * sum_rows loss` (finite; 1/tokens = token mean).
+   */
+  float grad_scale;
+  /**
+   * `k` of the top-k (0 = empty, >= vocab = every column); ties at the k-th largest logit
+   * are taken in ascending column order.
+   */
+  size_t top_k;
+} tkm_dop_options;
+
+/**
+ * Element type of a tensor: a `uint32_t` code (`TKM_DTYPE_*`). `bf16` and `f16` data are
+ * passed as their IEEE/bfloat bit patterns in `uint16_t` arrays.
+ */
+typedef uint32_t tkm_dtype;
+
+/**
  * E3B options. Initialise with `tkm_e3b_options_init` (the source's values: ridge 0.1,
  * first step of an episode reports 0; the library's symmetrisation every 64 updates),
  * then change fields. NULL means the defaults.
@@ -950,12 +990,6 @@ typedef struct tkm_hapo_norm {
    */
   float scale_neg;
 } tkm_hapo_norm;
-
-/**
- * Element type of a tensor: a `uint32_t` code (`TKM_DTYPE_*`). `bf16` and `f16` data are
- * passed as their IEEE/bfloat bit patterns in `uint16_t` arrays.
- */
-typedef uint32_t tkm_dtype;
 
 /**
  * Options of `tkm_hapo_token_group_advantage`. Initialise with `tkm_hapo_adv_options_init`
@@ -1989,6 +2023,80 @@ tkm_status tkm_dl_logits_bwd_inplace(const struct tkm_exec_options *exec,
                                      const DLTensor *g_logp,
                                      const DLTensor *g_entropy,
                                      const DLTensor *g_lse);
+
+/**
+ * Writes the default DoP options into `*opts`.
+ *
+ * # Safety
+ * `opts` is NULL (`TKM_STATUS_NULL_POINTER`) or valid for writing one struct.
+ */
+tkm_status tkm_dop_options_init(struct tkm_dop_options *opts);
+
+/**
+ * Diversity-or-Precision loss and gradient: per row `r`, `loss[r] = L_r =
+ * -sum_a w_a log pi_a` with `w_target = pi_t^(1 - (1 - pi_t)^beta)`, `w_a = lam_top pi_a` inside
+ * the top-k and `lam_tail pi_a` outside it, and `dx[r, j] = grad_scale * (pi_j W - w_j) /
+ * temperature` (`W = sum_a w_a`), in one reduction pass and one writing pass per row.
+ *
+ * The logits (`dtype`, `[rows, vocab]`, `row_stride`), `targets` (required, `rows` labels; a
+ * negative label ignores the row: loss 0, gradient 0), `row_mask` (NULL = keep all; 0 = the
+ * row is not read, loss 0, gradient 0) and the temperatures (`temperature` for every row
+ * when `temperatures` is NULL) are those of `tkm_logits_fwd`. `opts`: NULL = the defaults.
+ * `loss`: required, `rows` floats. `dx`: `[rows, vocab]` with `dx_row_stride`, element type
+ * `grad_dtype` (rounded once from f32; the elements between rows are not touched); it must
+ * not overlap any input or `loss` (`TKM_STATUS_OVERLAP`; use `tkm_dop_loss_and_grad_inplace`
+ * to overwrite the logits). `nonfinite_rows`: NULL or receives the number of rows with a
+ * NaN/+inf logit (their loss and gradient are NaN; not an error).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`beta <= -1` or not finite, a non-finite `lam_*` or
+ * `grad_scale`, NULL `targets`, a vocabulary of 2^32 columns or more), `_EMPTY_VOCAB`,
+ * `_BAD_STRIDE`, `_LABEL_OUT_OF_RANGE`, `_INVALID_TEMPERATURE`, `_BAD_DTYPE`, `_OVERLAP`,
+ * `_BAD_STRUCT_SIZE`, `_NO_FINITE_LOGIT` (a kept row of all -inf, found during the pass:
+ * `loss` and `nonfinite_rows` are not written, `dx` holds unspecified values), and the generic
+ * pointer/size/options statuses. Every other error writes nothing.
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts above.
+ */
+tkm_status tkm_dop_loss_and_grad(const struct tkm_exec_options *exec,
+                                 tkm_dtype dtype,
+                                 const void *logits,
+                                 size_t rows,
+                                 size_t vocab,
+                                 size_t row_stride,
+                                 const int32_t *targets,
+                                 const uint8_t *row_mask,
+                                 float temperature,
+                                 const float *temperatures,
+                                 const struct tkm_dop_options *opts,
+                                 float *loss,
+                                 tkm_dtype grad_dtype,
+                                 void *dx,
+                                 size_t dx_row_stride,
+                                 size_t *nonfinite_rows);
+
+/**
+ * `tkm_dop_loss_and_grad` with the gradient written over the logits (their dtype and
+ * layout; saves an `[rows, vocab]` buffer, as Liger's fused cross-entropy): the same bits.
+ * `targets`, `row_mask`, `temperatures` and `loss` must not overlap the logits
+ * (`TKM_STATUS_OVERLAP`).
+ *
+ * # Safety
+ * Every non-NULL pointer must be valid for the element counts of `tkm_dop_loss_and_grad`.
+ */
+tkm_status tkm_dop_loss_and_grad_inplace(const struct tkm_exec_options *exec,
+                                         tkm_dtype dtype,
+                                         void *logits,
+                                         size_t rows,
+                                         size_t vocab,
+                                         size_t row_stride,
+                                         const int32_t *targets,
+                                         const uint8_t *row_mask,
+                                         float temperature,
+                                         const float *temperatures,
+                                         const struct tkm_dop_options *opts,
+                                         float *loss,
+                                         size_t *nonfinite_rows);
 
 /**
  * Writes the default exec options (`struct_size = sizeof(tkm_exec_options)`, one thread,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Side-by-side CPU timing of the seed methods' vocabulary-streaming kernels against the logits
-# forward on the same f32 logits (issue 14's speed requirement: >= 80% of the forward's
-# throughput, one thread and two).
+# Side-by-side CPU timing of the seed methods' vocabulary-streaming kernels (TW-GRPO token weights,
+# Diversity-or-Precision loss + gradient) against the logits forward, and against the logits
+# forward + backward, on the same f32 logits (issue 14's speed requirement: >= 80% of the
+# forward's throughput, one thread and two).
 #
 #   bench/compare/run-seed.sh                 # [2048, 32768], 15 interleaved repetitions
 #   bench/compare/run-seed.sh 1024 8192 5     # ROWS COLS REPS (ROWS a multiple of 1024)

@@ -1,5 +1,6 @@
 //! `seed_vocab_timing`: the vocabulary-streaming kernels of the seed methods timed side by side with
-//! the logits forward on the same logits (the driver behind `bench/compare/run-seed.sh`).
+//! the logits forward (and the logits forward + backward) on the same logits (the driver behind
+//! `bench/compare/run-seed.sh`).
 //!
 //! ```text
 //! cargo run --release -p tokenmath-core --example seed_vocab_timing -- [ROWS COLS REPS]   (default 2048 32768 15)
@@ -15,17 +16,23 @@
 //! | op | what is timed |
 //! |---|---|
 //! | `logits_fwd` | `logits::stats_fwd`: `lse`, entropy, target `logp`, `max`, `log_sum` (the reference throughput) |
+//! | `logits_fwd_bwd` | `logits::stats_fwd`, then `logits::stats_bwd` with `g_logp = −1` (the cross-entropy gradient) into an f32 `dx`: two passes over the logits, the second one writing |
 //! | `tw_grpo_weights` | `seed::tw_grpo::tw_grpo_token_weights`, `G = 8`, `T = 128` (`ROWS = B·T`), from the forward's saved `max`/`log_sum` |
+//! | `dop_fwd_bwd` | `seed::dop::dop_loss_and_grad`, the default (precision) setting `β = −0.25`, `k = 100`: loss and f32 gradient, one reduction pass (with the top-k selection) and one writing pass per row |
+//! | `dop_tail_fwd_bwd` | the same with tail suppression, `λ̂ = −0.1` (`β = −0.25`, `k = 100`) |
 //!
 //! Printed: a Markdown table with, per op and thread count, the median time, elements per
-//! second, and the throughput relative to the logits forward on the same thread count.
+//! second, and the throughput relative to the logits forward and to the logits forward +
+//! backward on the same thread count.
 
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;
 
-use tokenmath_core::logits::{stats_fwd, FwdOut, RowInputs};
+use tokenmath_core::logits::{stats_bwd, stats_fwd, FwdOut, RowInputs, Saved, Upstream};
+use tokenmath_core::seed::dop::{dop_loss_and_grad, dop_scratch_len, DopCfg, DopSlot};
 use tokenmath_core::seed::tw_grpo::{tw_grpo_token_weights, SavedLogSoftmax, TwGrpoCfg};
-use tokenmath_core::{Backend, Exec, Mat};
+use tokenmath_core::{Backend, Exec, Mat, MatMut};
 use tokenmath_testutil::Rng;
 
 fn logits(rows: usize, cols: usize) -> (Vec<f32>, Vec<i32>) {
@@ -85,6 +92,9 @@ fn main() {
         FwdOut { lse: &mut lse, entropy: &mut h, logp: Some(&mut lp), max: Some(&mut mx), log_sum: Some(&mut ls) };
     stats_fwd(Exec::new(), xm, &inputs, out).unwrap();
     let (mx, ls) = (&mx, &ls);
+    // One gradient buffer shared by the measurements that write one (they run one at a time).
+    let dx = &RefCell::new(vec![0.0f32; rows * cols]);
+    let g_logp = &vec![-1.0f32; rows];
 
     let mut ms: Vec<M<'_>> = Vec::new();
     for threads in [1usize, 2] {
@@ -102,6 +112,40 @@ fn main() {
             }),
             secs: Vec::new(),
         });
+        let mut bufs =
+            (vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows], vec![0.0f32; rows]);
+        ms.push(M {
+            op: "logits_fwd_bwd",
+            threads,
+            run: Box::new(move || {
+                let (a, b, c, d, e) = &mut bufs;
+                let out = FwdOut { lse: a, entropy: b, logp: Some(c), max: Some(d), log_sum: Some(e) };
+                stats_fwd(exec, xm, inputs, out).unwrap();
+                let saved = Saved { max: d, log_sum: e, entropy: b };
+                let up = Upstream { g_logp: Some(g_logp), ..Default::default() };
+                let mut dx = dx.borrow_mut();
+                stats_bwd(exec, xm, inputs, saved, up, MatMut::dense(&mut dx, rows, cols).unwrap()).unwrap();
+                black_box(&dx[0]);
+            }),
+            secs: Vec::new(),
+        });
+        for (op, cfg) in
+            [("dop_fwd_bwd", DopCfg::default()), ("dop_tail_fwd_bwd", DopCfg { lam_tail: -0.1, ..DopCfg::default() })]
+        {
+            let mut loss = vec![0.0f32; rows];
+            let mut scratch = vec![DopSlot::default(); dop_scratch_len(exec, rows, cols, cfg.top_k)];
+            ms.push(M {
+                op,
+                threads,
+                run: Box::new(move || {
+                    let mut dx = dx.borrow_mut();
+                    let d = MatMut::dense(&mut dx, rows, cols).unwrap();
+                    black_box(dop_loss_and_grad(exec, xm, inputs, &cfg, &mut scratch, &mut loss, d).unwrap());
+                    black_box(&dx[0]);
+                }),
+                secs: Vec::new(),
+            });
+        }
         let mut w = vec![0.0f32; rows];
         let mask = &mask;
         let cfg = TwGrpoCfg::default();
@@ -134,22 +178,27 @@ fn main() {
         "f32 logits [{rows}, {cols}], backend {}, median of {reps} interleaved repetitions\n",
         Backend::detect().name()
     );
-    println!("| op | threads | median ms | min ms | elements/s (median) | vs logits_fwd (medians) | vs logits_fwd (minima) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| op | threads | median ms | min ms | elements/s (median) | vs logits_fwd (medians) | vs logits_fwd (minima) \
+         | vs logits_fwd_bwd (medians) | vs logits_fwd_bwd (minima) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let min = |s: &[f64]| s.iter().copied().fold(f64::INFINITY, f64::min);
     for m in &ms {
-        let base = ms.iter().find(|b| b.op == "logits_fwd" && b.threads == m.threads).unwrap();
-        let (tm, tb) = (median(&m.secs), median(&base.secs));
-        let min = |s: &[f64]| s.iter().copied().fold(f64::INFINITY, f64::min);
-        let (nm, nb) = (min(&m.secs), min(&base.secs));
+        let base = |op: &str| ms.iter().find(|b| b.op == op && b.threads == m.threads).unwrap();
+        let (fwd, fb) = (base("logits_fwd"), base("logits_fwd_bwd"));
+        let (tm, nm) = (median(&m.secs), min(&m.secs));
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.3e} | {:.0}% | {:.0}% |",
+            "| {} | {} | {:.2} | {:.2} | {:.3e} | {:.0}% | {:.0}% | {:.0}% | {:.0}% |",
             m.op,
             m.threads,
             tm * 1e3,
             nm * 1e3,
             (rows * cols) as f64 / tm,
-            100.0 * tb / tm,
-            100.0 * nb / nm
+            100.0 * median(&fwd.secs) / tm,
+            100.0 * min(&fwd.secs) / nm,
+            100.0 * median(&fb.secs) / tm,
+            100.0 * min(&fb.secs) / nm
         );
     }
 }

@@ -16,6 +16,7 @@
 pub mod advantages;
 pub mod cuda;
 pub mod dlpack;
+pub mod dop;
 pub mod exec;
 pub mod exploration;
 pub mod fingerprint;
@@ -34,6 +35,7 @@ mod util;
 pub use advantages::*;
 pub use cuda::*;
 pub use dlpack::*;
+pub use dop::*;
 pub use exec::*;
 pub use exploration::*;
 pub use fingerprint::*;

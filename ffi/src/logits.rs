@@ -189,7 +189,7 @@ pub unsafe extern "C" fn tkm_logits_input_init(input: *mut tkm_logits_input) -> 
 }
 
 /// Validates the optional `size_t*` status output.
-fn opt_count(p: *mut usize) -> Res {
+pub(crate) fn opt_count(p: *mut usize) -> Res {
     if !p.is_null() && !(p as usize).is_multiple_of(core::mem::align_of::<usize>()) {
         return Err(TKM_STATUS_MISALIGNED);
     }

@@ -313,6 +313,7 @@ mod tests {
         check::<tkm_sapo_options>(3, &[8, 12, 16, 20]);
         check::<tkm_grpo_options>(8, &[8, 12, 16, 20, 24, 28, 32, 36, 40]);
         check::<tkm_overlong_options>(3, &[8, 16, 24, 28]);
+        check::<crate::dop::tkm_dop_options>(5, &[8, 12, 16, 20, 24, 32]);
     }
 
     #[test]

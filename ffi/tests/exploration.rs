@@ -60,7 +60,8 @@ fn e3b_matches_the_core_bitwise() {
     }
     let mut c = poisoned(n * d * d);
     let mut o = tkm_e3b_options { struct_size: 0, ridge: 0.0, sym_every: 0, zero_first_step: 0 };
-    let mut x = tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: core::ptr::null_mut(), gpu_mode: 0 };
+    let mut x =
+        tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: core::ptr::null_mut(), gpu_mode: 0 };
     unsafe {
         assert_eq!(tkm_e3b_options_init(&mut o), TKM_STATUS_OK);
         assert_eq!((o.ridge, o.sym_every, o.zero_first_step), (0.1, 64, 1));

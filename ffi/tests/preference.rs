@@ -21,7 +21,8 @@ fn rand_f32(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 fn exec_opts(threads: u32, backend: u32) -> tkm_exec_options {
-    let mut o = tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: core::ptr::null_mut(), gpu_mode: 0 };
+    let mut o =
+        tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: core::ptr::null_mut(), gpu_mode: 0 };
     assert_eq!(unsafe { tkm_exec_options_init(&mut o) }, TKM_STATUS_OK);
     o.threads = threads;
     o.backend = backend;

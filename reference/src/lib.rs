@@ -8,6 +8,7 @@
 //! difference is the kernels' rounding, not the data's.
 
 pub mod advantages;
+pub mod dop;
 pub mod exploration;
 pub mod gpu_fast;
 pub mod hapo;

@@ -105,7 +105,7 @@ use crate::elem::{DType, GradElem, LogitElem};
 use crate::error::{check_len, TmError};
 use crate::mat::{Mat, MatMut};
 use crate::platform::{Backend, Exec};
-use portable::GradRow;
+pub(crate) use portable::{temper, GradRow};
 
 /// Columns per canonical block (`BV`). Shards aligned to multiples of
 /// `BLOCK · 2^k` columns reproduce unsharded results bitwise.
@@ -295,7 +295,7 @@ pub struct Shard {
 // Dispatch: the one place that maps (backend, dtype) to a kernel.
 // ---------------------------------------------------------------------------------------
 
-fn check_backend(b: Backend) -> Result<(), TmError> {
+pub(crate) fn check_backend(b: Backend) -> Result<(), TmError> {
     if b.is_supported() {
         Ok(())
     } else {
@@ -307,6 +307,25 @@ fn check_backend(b: Backend) -> Result<(), TmError> {
 pub(crate) fn row_tuple<T: LogitElem>(backend: Backend, row: &[T], inv_temp: f32) -> RowStats {
     let mut tree = row_stats::TreeStack::new();
     row_blocks(backend, row, inv_temp, |t| tree.push(t));
+    tree.finish()
+}
+
+/// [`row_tuple`] (the same bits), calling `visit(start)` right after the block of columns
+/// `[start, start + BLOCK)` has been reduced, while it is still in L1 (fused consumers such
+/// as the Diversity-or-Precision top-k selection read it there).
+pub(crate) fn row_tuple_visit<T: LogitElem>(
+    backend: Backend,
+    row: &[T],
+    inv_temp: f32,
+    mut visit: impl FnMut(usize),
+) -> RowStats {
+    let mut tree = row_stats::TreeStack::new();
+    let mut start = 0;
+    row_blocks(backend, row, inv_temp, |t| {
+        tree.push(t);
+        visit(start);
+        start += BLOCK;
+    });
     tree.finish()
 }
 
@@ -356,7 +375,7 @@ fn row_blocks_with<T: LogitElem, const SCALE: bool>(
 /// # Safety
 /// `src` and `dst` must be valid for `len` elements; they may be equal but must not
 /// otherwise overlap.
-unsafe fn grad_row<T: LogitElem, O: GradElem>(
+pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem>(
     backend: Backend,
     src: *const T,
     dst: *mut O,
@@ -494,7 +513,7 @@ fn run_rows<O: SplitRows>(
     f(0, rows, out)
 }
 
-fn with_row(e: TmError, row: usize) -> TmError {
+pub(crate) fn with_row(e: TmError, row: usize) -> TmError {
     match e {
         TmError::NoFiniteLogit { .. } => TmError::NoFiniteLogit { row },
         TmError::MissingTarget { .. } => TmError::MissingTarget { row },

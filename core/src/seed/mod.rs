@@ -16,6 +16,8 @@
 //! * [`thr`] — THR in its best-understanding modes (masking and steering by the sign).
 //! * [`rmt`] — RMT: token budget, triangular length reward, entropy-curriculum sampling,
 //!   combined reward and the masked next-token-prediction term.
+//! * [`dop`] — Diversity or Precision: the generalised next-token loss and its gradient,
+//!   fused over the vocabulary per row like the logits kernels (§7.7).
 //!
 //! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
 //! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
@@ -31,6 +33,7 @@
 mod radix;
 
 pub mod d3s;
+pub mod dop;
 pub mod entropy_mask;
 pub mod grpo_n;
 pub mod hapo;
@@ -47,6 +50,7 @@ pub use d3s::{
     d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,
     D3sTokenInputs,
 };
+pub use dop::{dop_loss_and_grad, dop_loss_and_grad_inplace, dop_scratch_len, DopCfg, DopSlot};
 pub use entropy_mask::{
     linear_quantile, top_entropy_mask, top_entropy_threshold, valid_count, EntropyQuantile, QuantileStep,
 };

@@ -1939,6 +1939,148 @@ static void test_quota(void) {
   EXPECT(note(tkm_quota_tome_round(tok, 4, 2, 1, tok + 2, &kept)), TKM_STATUS_OVERLAP);
 }
 
+/* Diversity or Precision: the generalised next-token loss and its gradient, fused per row,
+ * against a naive double-precision evaluation of policy.md §7.7's formulas (full softmax, the
+ * top-k by counting ranks, ties by column). */
+static void dop_reference_row(const float *row, int32_t t, const tkm_dop_options *o, double *loss, double *g) {
+  double m = -INFINITY, s = 0;
+  for (int v = 0; v < VOCAB; v++) m = row[v] > m ? row[v] : m;
+  for (int v = 0; v < VOCAB; v++) s += exp(row[v] - m);
+  double lp_t = row[t] - m - log(s), p_t = exp(lp_t);
+  double w_t = o->beta == 0.0f ? 1.0 : exp((1.0 - pow(1.0 - p_t, o->beta)) * lp_t);
+  double W = 0, L = -w_t * lp_t;
+  static double w[VOCAB];
+  for (int a = 0; a < VOCAB; a++) {
+    size_t rank = 0; /* columns ranked before a: larger logit, or equal and lower column */
+    for (int b = 0; b < VOCAB; b++) rank += row[b] > row[a] || (row[b] == row[a] && b < a);
+    double lp = row[a] - m - log(s), p = exp(lp);
+    w[a] = a == t ? w_t : (rank < o->top_k ? o->lam_top : o->lam_tail) * p;
+    if (a != t) L -= w[a] * lp;
+    W += w[a];
+  }
+  *loss = L;
+  for (int j = 0; j < VOCAB; j++) g[j] = o->grad_scale * (exp(row[j] - m - log(s)) * W - w[j]);
+}
+
+static void test_dop(void) {
+  tkm_dop_options o;
+  EXPECT(tkm_dop_options_init(&o), TKM_STATUS_OK);
+  CHECK(o.struct_size == sizeof o && o.beta == -0.25f && o.lam_top == 0.0f && o.lam_tail == 0.0f &&
+        o.grad_scale == 1.0f && o.top_k == 100);
+  static float dx[ROWS * VOCAB], dx2[ROWS * VOCAB], xi[ROWS * STRIDE];
+  static double g[VOCAB];
+  float loss[ROWS], loss2[ROWS];
+  size_t nf = 99;
+  /* The paper's settings: precision (defaults), tail suppression, head preservation, and CE. */
+  const tkm_dop_options settings[4] = {
+      o,
+      {sizeof o, -0.25f, 0.0f, -0.1f, 1.0f, 5},
+      {sizeof o, 0.5f, 0.1f, 0.0f, 0.5f, 5},
+      {sizeof o, 0.0f, 0.0f, 0.0f, 1.0f, 0},
+  };
+  for (int k = 0; k < 4; k++) {
+    poison(loss, ROWS);
+    poison(dx, ROWS * VOCAB);
+    EXPECT(tkm_dop_loss_and_grad(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL,
+                                 &settings[k], loss, TKM_DTYPE_F32, dx, VOCAB, &nf),
+           TKM_STATUS_OK);
+    CHECK(nf == 0);
+    for (int r = 0; r < ROWS; r++) {
+      if (!row_mask[r] || targets[r] < 0) {
+        CHECK(loss[r] == 0.0f && dx[r * VOCAB] == 0.0f && dx[r * VOCAB + VOCAB - 1] == 0.0f);
+        continue;
+      }
+      double want;
+      dop_reference_row(&x[r * STRIDE], targets[r], &settings[k], &want, g);
+      CHECK(fabs(loss[r] - want) <= 1e-5 * (1.0 + fabs(want)));
+      for (int j = 0; j < VOCAB; j++) CHECK(fabs(dx[r * VOCAB + j] - g[j]) <= 1e-6);
+    }
+  }
+  /* Two threads, the portable backend, in place: the same bits. */
+  const tkm_dop_options *p = &settings[1];
+  EXPECT(tkm_dop_loss_and_grad(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 0.8f, NULL, p, loss,
+                               TKM_DTYPE_F32, dx, VOCAB, NULL),
+         TKM_STATUS_OK);
+  tkm_exec_options e;
+  tkm_exec_options_init(&e);
+  e.threads = 2;
+  e.backend = TKM_BACKEND_PORTABLE;
+  EXPECT(tkm_dop_loss_and_grad(&e, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 0.8f, NULL, p, loss2,
+                               TKM_DTYPE_F32, dx2, VOCAB, NULL),
+         TKM_STATUS_OK);
+  CHECK(memcmp(loss, loss2, sizeof loss) == 0 && memcmp(dx, dx2, sizeof dx) == 0);
+  memcpy(xi, x, sizeof xi);
+  EXPECT(tkm_dop_loss_and_grad_inplace(&e, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, targets, row_mask, 0.8f, NULL, p,
+                                       loss2, &nf),
+         TKM_STATUS_OK);
+  CHECK(memcmp(loss, loss2, sizeof loss) == 0 && nf == 0);
+  for (int r = 0; r < ROWS; r++) CHECK(memcmp(&xi[r * STRIDE], &dx[r * VOCAB], VOCAB * sizeof(float)) == 0);
+  /* bf16 logits, bf16 gradient written in place. */
+  static uint16_t xb[ROWS * VOCAB];
+  for (int r = 0; r < ROWS; r++)
+    for (int v = 0; v < VOCAB; v++) xb[r * VOCAB + v] = f32_to_bf16_bits(x[r * STRIDE + v]);
+  EXPECT(tkm_dop_loss_and_grad_inplace(NULL, TKM_DTYPE_BF16, xb, ROWS, VOCAB, VOCAB, targets, row_mask, 1.0f, NULL,
+                                       NULL, loss2, NULL),
+         TKM_STATUS_OK);
+  CHECK(loss2[0] > 0.0f && loss2[3] == 0.0f && xb[3 * VOCAB] == 0);
+
+  /* Errors: nothing written (NO_FINITE_LOGIT: the loss is not written). */
+  poison(loss, ROWS);
+  poison(dx, ROWS * VOCAB);
+#define DOP(exec, dtype, xs, rows, vocab, stride, tg, temp, opts, l, gdt, d) \
+  tkm_dop_loss_and_grad(exec, dtype, xs, rows, vocab, stride, tg, row_mask, temp, NULL, opts, l, gdt, d, VOCAB, NULL)
+  EXPECT(note(DOP(NULL, 7, x, ROWS, VOCAB, STRIDE, targets, 1.0f, p, loss, TKM_DTYPE_F32, dx)), TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, p, loss, 7, dx)), TKM_STATUS_BAD_DTYPE);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, VOCAB - 1, targets, 1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_BAD_STRIDE);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, 0, STRIDE, targets, 1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_EMPTY_VOCAB);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, -1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_INVALID_TEMPERATURE);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, NULL, 1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  tkm_dop_options bad = *p;
+  bad.beta = -1.0f;
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, &bad, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  bad = *p;
+  bad.lam_tail = NAN;
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, &bad, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  bad = *p;
+  bad.struct_size = 9;
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, &bad, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_BAD_STRUCT_SIZE);
+  const int32_t far[ROWS] = {3, 300, -100, 0, 150, 42};
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, far, 1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_LABEL_OUT_OF_RANGE);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, p, NULL, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_NULL_POINTER);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, SIZE_MAX, VOCAB, STRIDE, targets, 1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(note(DOP(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, p, loss, TKM_DTYPE_F32, x)),
+         TKM_STATUS_OVERLAP);
+  e.threads = 100000;
+  EXPECT(note(DOP(&e, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, 1.0f, p, loss, TKM_DTYPE_F32, dx)),
+         TKM_STATUS_INVALID_ARGUMENT);
+  size_t counts[2];
+  EXPECT(note(tkm_dop_loss_and_grad(NULL, TKM_DTYPE_F32, x, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f, NULL, p,
+                                    loss, TKM_DTYPE_F32, dx, VOCAB, (size_t *)((char *)counts + 1))),
+         TKM_STATUS_MISALIGNED);
+  CHECK(untouched(loss, ROWS) && untouched(dx, ROWS * VOCAB));
+  EXPECT(note(tkm_dop_loss_and_grad_inplace(NULL, TKM_DTYPE_F32, xi, ROWS, VOCAB, STRIDE, targets, row_mask, 1.0f,
+                                            NULL, p, xi + 10, NULL)),
+         TKM_STATUS_OVERLAP);
+  const float dead[2 * 4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, 0.0f, 1.0f, 2.0f, 3.0f};
+  const int32_t t2[2] = {1, 2};
+  EXPECT(note(tkm_dop_loss_and_grad(NULL, TKM_DTYPE_F32, dead, 2, 4, 4, t2, NULL, 1.0f, NULL, p, loss, TKM_DTYPE_F32,
+                                    dx, 4, NULL)),
+         TKM_STATUS_NO_FINITE_LOGIT);
+  CHECK(untouched(loss, ROWS));
+  EXPECT(note(tkm_dop_options_init(NULL)), TKM_STATUS_NULL_POINTER);
+#undef DOP
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -1963,6 +2105,7 @@ int main(void) {
   test_tvm();
   test_exploration();
   test_quota();
+  test_dop();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_DEVICE_MISMATCH; s++) {
