@@ -116,7 +116,8 @@ fn loss_and_grad_match_core_bitwise() {
     assert_eq!(nan_bits(&dx), nan_bits(&want_dx));
 
     // Two threads and the portable backend: the same bits.
-    let mut e = tkm_exec_options { struct_size: 0, threads: 0, backend: 0 };
+    let mut e =
+        tkm_exec_options { struct_size: 0, threads: 0, backend: 0, cuda_stream: core::ptr::null_mut(), gpu_mode: 0 };
     assert_eq!(unsafe { tkm_exec_options_init(&mut e) }, TKM_STATUS_OK);
     for (threads, backend) in [(2, TKM_BACKEND_AUTO), (2, TKM_BACKEND_PORTABLE), (1, TKM_BACKEND_PORTABLE)] {
         e.threads = threads;
