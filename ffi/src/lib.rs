@@ -29,6 +29,7 @@ pub mod status;
 pub mod tokenizer_metrics;
 pub mod tw_grpo;
 pub mod unictokens;
+pub mod xar;
 mod util;
 
 pub use advantages::*;
@@ -47,6 +48,7 @@ pub use status::*;
 pub use tokenizer_metrics::*;
 pub use tw_grpo::*;
 pub use unictokens::*;
+pub use xar::*;
 
 use core::ffi::c_char;
 
