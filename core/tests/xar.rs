@@ -262,9 +262,18 @@ fn flow_interpolation() {
         Err(TmError::NonFinite { what: "t", index: 4 })
     );
     bad_t[4] = 1.5;
-    assert!(matches!(x::xar_flow_interpolate(b, ne, e, &xs, &es, &bad_t, &mut xt2, &mut v2), Err(TmError::InvalidArgument(_))));
-    assert!(matches!(x::xar_flow_interpolate(b, ne, e, &xs, &es, &t[1..], &mut xt2, &mut v2), Err(TmError::LengthMismatch { .. })));
-    assert!(matches!(x::xar_flow_interpolate(usize::MAX, 2, 1, &xs, &es, &t, &mut xt2, &mut v2), Err(TmError::SizeOverflow { .. })));
+    assert!(matches!(
+        x::xar_flow_interpolate(b, ne, e, &xs, &es, &bad_t, &mut xt2, &mut v2),
+        Err(TmError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        x::xar_flow_interpolate(b, ne, e, &xs, &es, &t[1..], &mut xt2, &mut v2),
+        Err(TmError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        x::xar_flow_interpolate(usize::MAX, 2, 1, &xs, &es, &t, &mut xt2, &mut v2),
+        Err(TmError::SizeOverflow { .. })
+    ));
     assert!(untouched(&xt2) && untouched(&v2));
     assert!(matches!(x::flow_interpolate(&xs, &es, f32::INFINITY, &mut xt2, &mut v2), Err(TmError::NonFinite { .. })));
     assert!(matches!(x::flow_interpolate(&xs, &es, -0.1, &mut xt2, &mut v2), Err(TmError::InvalidArgument(_))));
@@ -466,7 +475,10 @@ fn drift_cfg_and_step() {
     for t in [0.0, -0.5, 1.5, f64::NAN] {
         assert!(matches!(x::em_drift_linear(&v, &xs, t, DriftForm::Code, &mut d), Err(TmError::InvalidArgument(_))));
     }
-    assert!(matches!(x::em_drift_linear(&v, &xs[1..], 0.5, DriftForm::Code, &mut d), Err(TmError::LengthMismatch { .. })));
+    assert!(matches!(
+        x::em_drift_linear(&v, &xs[1..], 0.5, DriftForm::Code, &mut d),
+        Err(TmError::LengthMismatch { .. })
+    ));
 
     // CFG: the code's formula when scale > 1 inside [low, high], the conditional drift
     // bit for bit otherwise.
@@ -477,11 +489,17 @@ fn drift_cfg_and_step() {
     for j in 0..n {
         assert_eq!(out[j].to_bits(), (du[j] + 2.7 * (d[j] - du[j])).to_bits());
     }
-    for (gg, t) in [(CfgGuidance::default(), 0.5), (CfgGuidance { scale: 0.5, ..g }, 0.5), (CfgGuidance { low: 0.6, ..g }, 0.5)] {
+    for (gg, t) in
+        [(CfgGuidance::default(), 0.5), (CfgGuidance { scale: 0.5, ..g }, 0.5), (CfgGuidance { low: 0.6, ..g }, 0.5)]
+    {
         x::xar_cfg_combine(&d, &du, gg, t, &mut out).unwrap();
         assert_eq!(out, d);
     }
-    for (gg, t) in [(CfgGuidance { low: 0.7, high: 0.6, ..g }, 0.5), (g, f64::NAN), (CfgGuidance { scale: f64::INFINITY, ..g }, 0.5)] {
+    for (gg, t) in [
+        (CfgGuidance { low: 0.7, high: 0.6, ..g }, 0.5),
+        (g, f64::NAN),
+        (CfgGuidance { scale: f64::INFINITY, ..g }, 0.5),
+    ] {
         assert!(matches!(x::xar_cfg_combine(&d, &du, gg, t, &mut out), Err(TmError::InvalidArgument(_))));
     }
     assert!(matches!(x::xar_cfg_combine(&d, &du[1..], g, 0.5, &mut out), Err(TmError::LengthMismatch { .. })));
@@ -537,4 +555,112 @@ fn sampler_reaches_a_point_mass() {
     }
     let err = xs.iter().zip(&x0).map(|(a, b)| (a - b).abs()).sum::<f64>() / n as f64;
     assert!(err < 0.1, "mean |x - x0| = {err}");
+}
+
+fn hostile_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        20 => -50.0f64..50.0,
+        1 => Just(f64::NAN),
+        1 => Just(f64::INFINITY),
+        1 => Just(f64::NEG_INFINITY),
+        1 => Just(0.0f64),
+        1 => Just(-0.0f64),
+        1 => -1e300f64..1e300,
+    ]
+}
+
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+proptest! {
+    /// The grid is PyTorch's two-sided linspace: exact ends, non-increasing, within a few ulps
+    /// of the real-valued line.
+    #[test]
+    fn time_grid_is_linspace(steps in 1usize..200, t_start in 1e-3f64..=1.0, frac in 0.0f64..=1.0) {
+        let t_end = t_start * frac;
+        let mut g = vec![0.0f64; steps + 1];
+        x::xar_em_time_grid(t_start, t_end, &mut g).unwrap();
+        let r = oracle::time_grid(t_start, t_end, steps);
+        prop_assert_eq!(g[0], t_start);
+        prop_assert_eq!(g[steps], 0.0);
+        if steps > 1 { prop_assert_eq!(g[steps - 1], t_end); }
+        for k in 0..=steps {
+            prop_assert!((g[k] - r[k]).abs() <= 8.0 * f64::EPSILON * t_start, "{} vs {} at {}", g[k], r[k], k);
+            if k > 0 { prop_assert!(g[k] <= g[k - 1]); }
+        }
+    }
+
+    /// The scheduled CFG runs from exactly 1 to (within an ulp) `cfg`, monotone, for every N.
+    #[test]
+    fn cfg_schedule_runs_from_one_to_cfg(cfg in 1.0f64..10.0, n in 2usize..64) {
+        let mut prev = 0.0;
+        for i in 0..n {
+            let c = x::cfg_schedule(cfg, i, n, CfgSchedule::Linear).unwrap();
+            prop_assert!((c - oracle::cfg_linear(cfg, i, n)).abs() <= 4.0 * f64::EPSILON * cfg);
+            prop_assert!(c >= prev);
+            prev = c;
+        }
+        prop_assert_eq!(x::cfg_schedule(cfg, 0, n, CfgSchedule::Linear).unwrap(), 1.0);
+        prop_assert!((prev - cfg).abs() <= 2.0 * f64::EPSILON * cfg);
+    }
+
+    /// Drift, CFG and step on hostile values: never a panic, always the code's expressions
+    /// bit for bit (NaN for NaN), and close to the oracle on finite inputs.
+    #[test]
+    fn sampler_pieces_on_hostile_values(
+        vals in prop::collection::vec((hostile_f64(), hostile_f64(), hostile_f64()), 0..24),
+        t in 1e-3f64..=1.0,
+        scale in 0.5f64..4.0,
+    ) {
+        let v: Vec<f64> = vals.iter().map(|a| a.0).collect();
+        let xs: Vec<f64> = vals.iter().map(|a| a.1).collect();
+        let xi: Vec<f64> = vals.iter().map(|a| a.2).collect();
+        let n = v.len();
+        let (mut d, mut o) = (vec![0.0; n], vec![0.0; n]);
+        x::em_drift_linear(&v, &xs, t, DriftForm::Code, &mut d).unwrap();
+        for j in 0..n {
+            prop_assert!(same(d[j], code_drift(v[j], xs[j], t)));
+            if v[j].abs() < 1e100 && xs[j].abs() < 1e100 {
+                let want = oracle::drift(v[j], xs[j], t);
+                prop_assert!((d[j] - want).abs() <= 1e-12 * (v[j].abs() + xs[j].abs() + 1.0) / t);
+            }
+        }
+        let g = CfgGuidance { scale, ..CfgGuidance::default() };
+        x::xar_cfg_combine(&d, &v, g, t, &mut o).unwrap();
+        for j in 0..n {
+            let want = if scale > 1.0 { v[j] + scale * (d[j] - v[j]) } else { d[j] };
+            prop_assert!(same(o[j], want));
+        }
+        let mut s = xs.clone();
+        let tn = t * 0.9;
+        x::xar_em_step(&mut s, &o, t, tn, Some(&xi)).unwrap();
+        for j in 0..n {
+            let dt = tn - t;
+            prop_assert!(same(s[j], xs[j] + o[j] * dt + (2.0 * t).sqrt() * (xi[j] * dt.abs().sqrt())));
+            if [xs[j], o[j], xi[j]].iter().all(|a| a.abs() < 1e100) {
+                let want = oracle::em_step(xs[j], o[j], t, tn, Some(xi[j]));
+                prop_assert!((s[j] - want).abs() <= 1e-13 * (xs[j].abs() + o[j].abs() + xi[j].abs() + 1.0));
+            }
+        }
+    }
+
+    /// The loss and gradient on hostile data: no panic, the oracle's values when finite.
+    #[test]
+    fn flow_loss_on_hostile_values(
+        data in prop::collection::vec((tokenmath_testutil::hostile_logit(), tokenmath_testutil::hostile_logit()), 1..40),
+        batch in 1usize..4,
+    ) {
+        let (p, q): (Vec<f32>, Vec<f32>) = data.into_iter().unzip();
+        let m = p.len() / batch;
+        prop_assume!(m > 0);
+        let (p, q) = (&p[..m * batch], &q[..m * batch]);
+        let mut g = poisoned(p.len());
+        let l = x::xar_flow_loss(p, q, batch, Some(&mut g)).unwrap();
+        let (rl, rg) = oracle::flow_loss(p, q);
+        prop_assert!(same(l, rl) || (l - rl).abs() <= 1e-12 * rl.abs());
+        for j in 0..p.len() {
+            prop_assert!(g[j].is_nan() && rg[j].is_nan() || (g[j] as f64 - rg[j]).abs() <= 1e-7 * rg[j].abs() + 1e-38 || (g[j].is_infinite() && rg[j].abs() > f32::MAX as f64));
+        }
+    }
 }

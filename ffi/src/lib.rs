@@ -29,8 +29,8 @@ pub mod status;
 pub mod tokenizer_metrics;
 pub mod tw_grpo;
 pub mod unictokens;
-pub mod xar;
 mod util;
+pub mod xar;
 
 pub use advantages::*;
 pub use cuda::*;

@@ -114,7 +114,13 @@ pub unsafe extern "C" fn tkm_xar_scale_gather_len(h: usize, w: usize, n: usize, 
 /// # Safety
 /// `out` valid for `out_len` `uint32_t`.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_xar_scale_gather(h: usize, w: usize, n: usize, out: *mut u32, out_len: usize) -> tkm_status {
+pub unsafe extern "C" fn tkm_xar_scale_gather(
+    h: usize,
+    w: usize,
+    n: usize,
+    out: *mut u32,
+    out_len: usize,
+) -> tkm_status {
     guard(|| {
         let mut dst = Out::new(out, out_len)?;
         xr::xar_scale_gather(h, w, n, &mut dst.buf)?;
@@ -221,7 +227,13 @@ pub unsafe extern "C" fn tkm_xar_flow_interpolate(
 /// # Safety
 /// `z` valid for `n` doubles, `out` for `n` floats.
 #[no_mangle]
-pub unsafe extern "C" fn tkm_xar_logit_normal(n: usize, z: *const f64, mu: f64, sigma: f64, out: *mut f32) -> tkm_status {
+pub unsafe extern "C" fn tkm_xar_logit_normal(
+    n: usize,
+    z: *const f64,
+    mu: f64,
+    sigma: f64,
+    out: *mut f32,
+) -> tkm_status {
     guard(|| {
         let zs = input(z, n)?;
         let mut dst = Out::new(out, n)?;

@@ -59,7 +59,10 @@ fn orders_scales_and_masks() {
         assert_eq!(tkm_xar_block_causal_mask_lens(3, [4usize, 4, 4].as_ptr(), m2.as_mut_ptr(), 144), TKM_STATUS_OK);
         assert_eq!(bits(&m2), bits(&wm));
         let mut m3 = poisoned(144);
-        assert_eq!(tkm_xar_block_causal_mask_lens(3, [4usize, 4, 4].as_ptr(), m3.as_mut_ptr(), 100), TKM_STATUS_LENGTH_MISMATCH);
+        assert_eq!(
+            tkm_xar_block_causal_mask_lens(3, [4usize, 4, 4].as_ptr(), m3.as_mut_ptr(), 100),
+            TKM_STATUS_LENGTH_MISMATCH
+        );
         assert_eq!(tkm_xar_block_causal_mask(usize::MAX, 2, m3.as_mut_ptr()), TKM_STATUS_SIZE_OVERFLOW);
         assert_eq!(tkm_xar_block_causal_mask(1 << 33, 1, m3.as_mut_ptr()), TKM_STATUS_SIZE_OVERFLOW);
         assert_eq!(tkm_xar_block_causal_mask_lens(2, null(), m3.as_mut_ptr(), 4), TKM_STATUS_NULL_POINTER);
@@ -81,7 +84,10 @@ fn flow_times_and_loss() {
         assert_eq!(bits(&t), bits(&wt));
         let mut t2 = poisoned(2);
         assert_eq!(tkm_xar_logit_normal(2, [0.0, f64::NAN].as_ptr(), 0.0, 1.0, t2.as_mut_ptr()), TKM_STATUS_NON_FINITE);
-        assert_eq!(tkm_xar_logit_normal(2, [0.0, 1.0].as_ptr(), 0.0, 0.0, t2.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(
+            tkm_xar_logit_normal(2, [0.0, 1.0].as_ptr(), 0.0, 0.0, t2.as_mut_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
         assert!(untouched(&t2));
 
         let mut idx = [0i64; 3];
@@ -103,24 +109,69 @@ fn flow_times_and_loss() {
         let mut tb = t.clone();
         tb[3] = f32::INFINITY;
         assert_eq!(
-            tkm_xar_flow_interpolate(b, ne, e, xs.as_ptr(), es.as_ptr(), tb.as_ptr(), xt2.as_mut_ptr(), v2.as_mut_ptr()),
+            tkm_xar_flow_interpolate(
+                b,
+                ne,
+                e,
+                xs.as_ptr(),
+                es.as_ptr(),
+                tb.as_ptr(),
+                xt2.as_mut_ptr(),
+                v2.as_mut_ptr()
+            ),
             TKM_STATUS_NON_FINITE
         );
         tb[3] = -1.0;
         assert_eq!(
-            tkm_xar_flow_interpolate(b, ne, e, xs.as_ptr(), es.as_ptr(), tb.as_ptr(), xt2.as_mut_ptr(), v2.as_mut_ptr()),
+            tkm_xar_flow_interpolate(
+                b,
+                ne,
+                e,
+                xs.as_ptr(),
+                es.as_ptr(),
+                tb.as_ptr(),
+                xt2.as_mut_ptr(),
+                v2.as_mut_ptr()
+            ),
             TKM_STATUS_INVALID_ARGUMENT
         );
         assert_eq!(
-            tkm_xar_flow_interpolate(b, ne, e, xs.as_ptr(), es.as_ptr(), t.as_ptr(), xs.as_ptr() as *mut f32, v2.as_mut_ptr()),
+            tkm_xar_flow_interpolate(
+                b,
+                ne,
+                e,
+                xs.as_ptr(),
+                es.as_ptr(),
+                t.as_ptr(),
+                xs.as_ptr() as *mut f32,
+                v2.as_mut_ptr()
+            ),
             TKM_STATUS_OVERLAP
         );
         assert_eq!(
-            tkm_xar_flow_interpolate(b, ne, e, xs.as_ptr(), es.as_ptr(), t.as_ptr(), xt2.as_mut_ptr(), xt2.as_mut_ptr()),
+            tkm_xar_flow_interpolate(
+                b,
+                ne,
+                e,
+                xs.as_ptr(),
+                es.as_ptr(),
+                t.as_ptr(),
+                xt2.as_mut_ptr(),
+                xt2.as_mut_ptr()
+            ),
             TKM_STATUS_OVERLAP
         );
         assert_eq!(
-            tkm_xar_flow_interpolate(usize::MAX, 2, e, xs.as_ptr(), es.as_ptr(), t.as_ptr(), xt2.as_mut_ptr(), v2.as_mut_ptr()),
+            tkm_xar_flow_interpolate(
+                usize::MAX,
+                2,
+                e,
+                xs.as_ptr(),
+                es.as_ptr(),
+                t.as_ptr(),
+                xt2.as_mut_ptr(),
+                v2.as_mut_ptr()
+            ),
             TKM_STATUS_SIZE_OVERFLOW
         );
         assert_eq!(
@@ -181,7 +232,10 @@ fn sampler_pieces() {
             assert_eq!(tkm_xar_em_drift(n, v.as_ptr(), xs.as_ptr(), 0.5, form, d.as_mut_ptr()), TKM_STATUS_OK);
             assert_eq!(d, wd);
         }
-        assert_eq!(tkm_xar_em_drift(n, v.as_ptr(), xs.as_ptr(), 0.0, TKM_XAR_DRIFT_CODE, d.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(
+            tkm_xar_em_drift(n, v.as_ptr(), xs.as_ptr(), 0.0, TKM_XAR_DRIFT_CODE, d.as_mut_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
         assert_eq!(tkm_xar_em_drift(n, v.as_ptr(), xs.as_ptr(), 0.5, 7, d.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
         assert_eq!(tkm_xar_em_drift(n, v.as_ptr(), xs.as_ptr(), 0.5, 0, v.as_ptr() as *mut f64), TKM_STATUS_OVERLAP);
         assert_eq!(d, wd);
@@ -191,8 +245,14 @@ fn sampler_pieces() {
         x::xar_cfg_combine(&d, &v, CfgGuidance { scale: 2.3, low: 0.0, high: 1.0 }, 0.5, &mut wo).unwrap();
         assert_eq!(tkm_xar_cfg_combine(n, d.as_ptr(), v.as_ptr(), 2.3, 0.0, 1.0, 0.5, o.as_mut_ptr()), TKM_STATUS_OK);
         assert_eq!(o, wo);
-        assert_eq!(tkm_xar_cfg_combine(n, d.as_ptr(), v.as_ptr(), 2.3, 1.0, 0.0, 0.5, o.as_mut_ptr()), TKM_STATUS_INVALID_ARGUMENT);
-        assert_eq!(tkm_xar_cfg_combine(n, d.as_ptr(), v.as_ptr(), 2.3, 0.0, 1.0, 0.5, d.as_ptr() as *mut f64), TKM_STATUS_OVERLAP);
+        assert_eq!(
+            tkm_xar_cfg_combine(n, d.as_ptr(), v.as_ptr(), 2.3, 1.0, 0.0, 0.5, o.as_mut_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            tkm_xar_cfg_combine(n, d.as_ptr(), v.as_ptr(), 2.3, 0.0, 1.0, 0.5, d.as_ptr() as *mut f64),
+            TKM_STATUS_OVERLAP
+        );
         assert_eq!(o, wo);
 
         for noise in [Some(&xi[..]), None] {
@@ -204,7 +264,10 @@ fn sampler_pieces() {
             assert_eq!(s, ws);
         }
         let mut s = xs.clone();
-        assert_eq!(tkm_xar_em_step(n, s.as_mut_ptr(), d.as_ptr(), -0.5, -0.6, xi.as_ptr()), TKM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(
+            tkm_xar_em_step(n, s.as_mut_ptr(), d.as_ptr(), -0.5, -0.6, xi.as_ptr()),
+            TKM_STATUS_INVALID_ARGUMENT
+        );
         assert_eq!(tkm_xar_em_step(n, s.as_mut_ptr(), s.as_ptr(), 0.5, 0.4, null()), TKM_STATUS_OVERLAP);
         assert_eq!(tkm_xar_em_step(n, s.as_mut_ptr(), null(), 0.5, 0.4, null()), TKM_STATUS_NULL_POINTER);
         assert_eq!(s, xs);

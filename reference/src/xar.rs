@@ -43,7 +43,8 @@ pub fn nearest(input: usize, output: usize, o: usize) -> usize {
 pub fn scale_gather(h: usize, w: usize, n: usize) -> Vec<u32> {
     let mut out = Vec::new();
     for i in 1..=n {
-        let (sh, sw) = (h * 2usize.pow(i as u32) / 2usize.pow(n as u32), w * 2usize.pow(i as u32) / 2usize.pow(n as u32));
+        let (sh, sw) =
+            (h * 2usize.pow(i as u32) / 2usize.pow(n as u32), w * 2usize.pow(i as u32) / 2usize.pow(n as u32));
         for oy in 0..sh {
             for ox in 0..sw {
                 out.push((nearest(h, sh, oy) * w + nearest(w, sw, ox)) as u32);

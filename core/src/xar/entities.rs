@@ -109,7 +109,7 @@ pub fn xar_scale_sizes(full: usize, out: &mut [usize]) -> Result<(), TmError> {
     if n == 0 || full == 0 {
         return Err(TmError::InvalidArgument("scale sizes need N >= 1 scales of a grid >= 1"));
     }
-    if n - 1 >= usize::BITS as usize || !full.is_multiple_of(1usize << (n - 1)) {
+    if n > usize::BITS as usize || !full.is_multiple_of(1usize << (n - 1)) {
         return Err(TmError::InvalidArgument("the grid size must be divisible by 2^(N-1)"));
     }
     for (i, o) in out.iter_mut().enumerate() {
@@ -148,7 +148,7 @@ pub fn xar_scale_gather_len(h: usize, w: usize, n: usize) -> Result<usize, TmErr
         return Err(TmError::InvalidArgument("scale entities need N >= 1 scales of a grid >= 1"));
     }
     grid_len(h, w)?;
-    if n - 1 >= usize::BITS as usize || !h.is_multiple_of(1usize << (n - 1)) || !w.is_multiple_of(1usize << (n - 1)) {
+    if n > usize::BITS as usize || !h.is_multiple_of(1usize << (n - 1)) || !w.is_multiple_of(1usize << (n - 1)) {
         return Err(TmError::InvalidArgument("the grid sides must be divisible by 2^(N-1)"));
     }
     // Each coarser scale has a quarter of the tokens: the sum is below 4/3·h·w.
@@ -208,10 +208,7 @@ pub fn xar_block_causal_mask(n_entities: usize, ent_len: usize, out: &mut [f32])
 ///
 /// Errors: `out` of the wrong length, `L` or `L²` overflowing `usize`.
 pub fn xar_block_causal_mask_lens(ent_lens: &[usize], out: &mut [f32]) -> Result<(), TmError> {
-    let l = ent_lens
-        .iter()
-        .try_fold(0usize, |a, &b| a.checked_add(b))
-        .ok_or(TmError::SizeOverflow { what: "L" })?;
+    let l = ent_lens.iter().try_fold(0usize, |a, &b| a.checked_add(b)).ok_or(TmError::SizeOverflow { what: "L" })?;
     let total = l.checked_mul(l).ok_or(TmError::SizeOverflow { what: "out" })?;
     check_len("out", total, out.len())?;
     let mut start = 0;

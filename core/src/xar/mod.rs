@@ -51,6 +51,11 @@
 //! x     ← x + Δt·d                                                 the last, 0.04 → 0
 //! ```
 //!
+//! Previously generated entities are prepended as clean context at the first step of each
+//! entity (their timestep input is `0`); the model call, the cond/uncond batch (label 1000
+//! = unconditional) and the KV cache are the caller's. Defaults \[paper\]: xAR-B cfg 2.7 with
+//! 40 steps, xAR-L cfg 2.3 with 50 steps.
+//!
 //! # Randomness \[library choice\]
 //!
 //! Nothing here draws random numbers: the normals `u` (logit-normal times), `ε` (noise) and
@@ -70,8 +75,9 @@ pub use entities::{
     xar_block_causal_mask, xar_block_causal_mask_lens, xar_cell_permutation, xar_invert_permutation,
     xar_nearest_source_index, xar_scale_gather, xar_scale_gather_len, xar_scale_sizes, xar_subsample_permutation,
 };
-pub use flow::{flow_interpolate, logit_normal, xar_flow_interpolate, xar_flow_loss, xar_logit_normal_times, xar_timestep_index};
+pub use flow::{
+    flow_interpolate, logit_normal, xar_flow_interpolate, xar_flow_loss, xar_logit_normal_times, xar_timestep_index,
+};
 pub use sampler::{
-    cfg_schedule, em_drift_linear, xar_cfg_combine, xar_em_step, xar_em_time_grid, CfgGuidance, CfgSchedule,
-    DriftForm,
+    cfg_schedule, em_drift_linear, xar_cfg_combine, xar_em_step, xar_em_time_grid, CfgGuidance, CfgSchedule, DriftForm,
 };
