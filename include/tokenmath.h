@@ -548,6 +548,31 @@
 #define TKM_KMEANS_DEFAULT_ITERS 300
 
 /**
+ * `cfg_i = (cfg - 1) * i / (N - 1) + 1` (the code; `N = 1` gives `cfg`).
+ */
+#define TKM_XAR_CFG_LINEAR 0
+
+/**
+ * `cfg_i = (cfg - 1) * (i + 1) / N + 1` (commented out in the code).
+ */
+#define TKM_XAR_CFG_LINEAR_FROM_FIRST 1
+
+/**
+ * `cfg_i = cfg`.
+ */
+#define TKM_XAR_CFG_CONSTANT 2
+
+/**
+ * The drift in the code's operation order (needs `t > 0`).
+ */
+#define TKM_XAR_DRIFT_CODE 0
+
+/**
+ * The drift as `(2 - t) * v + x`.
+ */
+#define TKM_XAR_DRIFT_CLOSED 1
+
+/**
  * The result of every `tkm_` call that can fail. `TKM_STATUS_OK` (0) is success; every
  * other value is an error, and no output was written (see the header's rules).
  *
@@ -4619,6 +4644,240 @@ tkm_status tkm_token_diff_mask(const uint32_t *ids_a,
                                const uint32_t *ids_final,
                                size_t n,
                                uint8_t *out);
+
+/**
+ * The cell ordering of an `h x w` grid in `k x k` cells (the code's `clusterify`: `k = 8`
+ * on 16 x 16): `out[s]` (`h * w` entries) is the raster index `y * w + x` of sequence
+ * position `s = ((y/k)*(w/k) + x/k)*k*k + (y%k)*k + x%k`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`k` zero or not dividing `h` and `w`, more than
+ * 2^32 tokens), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `out` valid for `h * w` `uint32_t`.
+ */
+tkm_status tkm_xar_cell_permutation(size_t h, size_t w, size_t k, uint32_t *out);
+
+/**
+ * The subsample ordering (paper `b c (d1 h) (d2 w) -> b (h w d1 d2) c`): `(h/d)*(w/d)`
+ * entities of `d*d` tokens at stride `h/d`; `out[s]` is the raster index of position
+ * `s = (a*(w/d) + b)*d*d + d1*d + d2` for `y = d1*(h/d) + a`, `x = d2*(w/d) + b`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`d` zero or not dividing `h` and `w`, more than
+ * 2^32 tokens), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `out` valid for `h * w` `uint32_t`.
+ */
+tkm_status tkm_xar_subsample_permutation(size_t h, size_t w, size_t d, uint32_t *out);
+
+/**
+ * The inverse of a permutation of `n` indices: `out[perm[s]] = s`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a value `>= n` or repeated), `_OVERLAP` (`out`
+ * overlaps `perm`).
+ *
+ * # Safety
+ * `perm` and `out` valid for `n` `uint32_t`.
+ */
+tkm_status tkm_xar_invert_permutation(size_t n, const uint32_t *perm, uint32_t *out);
+
+/**
+ * The `n` scale sizes `full * 2^(i - n)`, `i = 1..n`, coarse to fine, into `out`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`n` or `full` zero, `full` not divisible by
+ * `2^(n-1)`).
+ *
+ * # Safety
+ * `out` valid for `n` `size_t`.
+ */
+tkm_status tkm_xar_scale_sizes(size_t full, size_t n, size_t *out);
+
+/**
+ * The number of gather indices of `n` scales of an `h x w` grid (the sum of the scales'
+ * areas) into `*len`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a zero size, sides not divisible by `2^(n-1)`,
+ * more than 2^32 tokens).
+ *
+ * # Safety
+ * `len` valid for writing one `size_t`.
+ */
+tkm_status tkm_xar_scale_gather_len(size_t h, size_t w, size_t n, size_t *len);
+
+/**
+ * The scale entities as raster gather indices (`tokens[j] = latent[out[j]]`): each of the
+ * `n` scales is PyTorch's nearest-neighbour resize of the `h x w` grid, raster,
+ * concatenated coarse to fine. `out_len` must be `tkm_xar_scale_gather_len`'s value.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (as `tkm_xar_scale_gather_len`),
+ * `_LENGTH_MISMATCH` (`out_len`).
+ *
+ * # Safety
+ * `out` valid for `out_len` `uint32_t`.
+ */
+tkm_status tkm_xar_scale_gather(size_t h, size_t w, size_t n, uint32_t *out, size_t out_len);
+
+/**
+ * The block-causal additive mask of `n_entities` entities of `ent_len` tokens: `out` is
+ * `L x L`, `L = n_entities * ent_len`, `0` where the key's entity is `<=` the query's and
+ * `-inf` elsewhere.
+ *
+ * Errors: `TKM_STATUS_SIZE_OVERFLOW` (`L * L`).
+ *
+ * # Safety
+ * `out` valid for `L * L` floats.
+ */
+tkm_status tkm_xar_block_causal_mask(size_t n_entities, size_t ent_len, float *out);
+
+/**
+ * The block-causal mask of `n_entities` entities of lengths `ent_lens` (the scale
+ * entities): `L = sum(ent_lens)`, `out_len` must be `L * L`.
+ *
+ * Errors: `TKM_STATUS_LENGTH_MISMATCH` (`out_len`), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `ent_lens` valid for `n_entities` `size_t`, `out` for `out_len` floats.
+ */
+tkm_status tkm_xar_block_causal_mask_lens(size_t n_entities,
+                                          const size_t *ent_lens,
+                                          float *out,
+                                          size_t out_len);
+
+/**
+ * Flow-matching inputs and targets of a batch laid out `[batch, n_ent, ent_elems]`:
+ * `xt = (1 - t) * x + t * eps`, `v = eps - x` (f32, the code's order), entity `i` of
+ * sample `b` at time `t[i * batch + b]` (entity-major, as the code draws and chunks them).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf `t`), `_INVALID_ARGUMENT` (a `t` outside
+ * [0, 1]), `_OVERLAP` (an output overlapping an input or the other output),
+ * `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `x`, `eps`, `xt`, `v` valid for `batch * n_ent * ent_elems` floats, `t` for
+ * `batch * n_ent`.
+ */
+tkm_status tkm_xar_flow_interpolate(size_t batch,
+                                    size_t n_ent,
+                                    size_t ent_elems,
+                                    const float *x,
+                                    const float *eps,
+                                    const float *t,
+                                    float *xt,
+                                    float *v);
+
+/**
+ * Logit-normal times `out[k] = f32(1 / (1 + exp(-(z[k] * sigma + mu))))` from the
+ * caller's `n` standard normals `z` (f64, as SciPy draws them; source `mu = 0`,
+ * `sigma = 1`).
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf `z` or `mu`), `_INVALID_ARGUMENT` (`sigma`
+ * not finite and > 0).
+ *
+ * # Safety
+ * `z` valid for `n` doubles, `out` for `n` floats.
+ */
+tkm_status tkm_xar_logit_normal(size_t n, const double *z, double mu, double sigma, float *out);
+
+/**
+ * The timestep-embedding inputs `trunc(t[k] * 1000)` (product in f32) of `n` times.
+ *
+ * Errors: `TKM_STATUS_NON_FINITE` (a NaN/inf `t`), `_INVALID_ARGUMENT` (outside [0, 1]).
+ *
+ * # Safety
+ * `t` valid for `n` floats, `out` for `n` `int64_t`.
+ */
+tkm_status tkm_xar_timestep_index(size_t n, const float *t, int64_t *out);
+
+/**
+ * The flow-matching loss `mean((pred - target)^2)` over `batch` samples of `n / batch`
+ * elements (accumulated in f64) into `*loss`, and its gradient `2 (pred - target) / n`
+ * into `grad` unless it is NULL.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`batch` or `n` zero, `n` not a multiple of
+ * `batch`), `_OVERLAP` (`grad` overlapping an input).
+ *
+ * # Safety
+ * `pred`, `target` (and `grad` when not NULL) valid for `n` floats, `loss` for one double.
+ */
+tkm_status tkm_xar_flow_loss(size_t batch,
+                             size_t n,
+                             const float *pred,
+                             const float *target,
+                             double *loss,
+                             float *grad);
+
+/**
+ * The CFG scale of entity step `step` of `n_entities` under `rule` (`TKM_XAR_CFG_*`) into
+ * `*out`.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`cfg` not finite, `step >= n_entities`, an
+ * unknown rule).
+ *
+ * # Safety
+ * `out` valid for writing one double.
+ */
+tkm_status tkm_xar_cfg_schedule(double cfg, size_t step, size_t n_entities, uint32_t rule, double *out);
+
+/**
+ * The sampler's time grid `torch.linspace(t_start, t_end, num_steps)` followed by 0, into
+ * `out` of `num_steps + 1` doubles (source: 1, 0.04).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`num_steps == 0`, not `0 <= t_end <= t_start`
+ * finite), `_SIZE_OVERFLOW`.
+ *
+ * # Safety
+ * `out` valid for `num_steps + 1` doubles.
+ */
+tkm_status tkm_xar_em_time_grid(size_t num_steps, double t_start, double t_end, double *out);
+
+/**
+ * The Euler–Maruyama drift `d = v - t * s`, `s = -((1 - t) v + x) / t` of `n` elements
+ * (f64), evaluated as `form` (`TKM_XAR_DRIFT_*`).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`t` outside (0, 1] / [0, 1], an unknown form),
+ * `_OVERLAP` (`out` overlapping `v` or `x`).
+ *
+ * # Safety
+ * `v`, `x`, `out` valid for `n` doubles.
+ */
+tkm_status tkm_xar_em_drift(size_t n, const double *v, const double *x, double t, uint32_t form, double *out);
+
+/**
+ * CFG on the drift: `out = d_uncond + scale * (d_cond - d_uncond)` when `scale > 1` and
+ * `low <= t <= high`, else `out = d_cond` (the sampler's defaults: scale 1, low 0, high 1).
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (a non-finite scalar, `low > high`), `_OVERLAP`.
+ *
+ * # Safety
+ * `d_cond`, `d_uncond`, `out` valid for `n` doubles.
+ */
+tkm_status tkm_xar_cfg_combine(size_t n,
+                               const double *d_cond,
+                               const double *d_uncond,
+                               double scale,
+                               double low,
+                               double high,
+                               double t,
+                               double *out);
+
+/**
+ * One sampler step on the state `x` (n doubles, in place) from `t_cur` to `t_next` with
+ * drift `d`: `x + d * dt + sqrt(2 t_cur) * (noise * sqrt(|dt|))` with the caller's
+ * standard normals `noise`, or `x + dt * d` (the last step) when `noise` is NULL.
+ *
+ * Errors: `TKM_STATUS_INVALID_ARGUMENT` (non-finite times, `t_cur < 0` with noise),
+ * `_OVERLAP` (`d` or `noise` overlapping `x`). `x` is unchanged on error.
+ *
+ * # Safety
+ * `x` valid for reads and writes of `n` doubles, `d` (and `noise` when not NULL) for `n`.
+ */
+tkm_status tkm_xar_em_step(size_t n,
+                           double *x,
+                           const double *d,
+                           double t_cur,
+                           double t_next,
+                           const double *noise);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -22,6 +22,9 @@
 //!   their combination and running reward normalisation.
 //! * [`quota`] — QuoTA's frame sampling, frame weights, token budgets and per-frame
 //!   bilinear resize / adaptive average pooling.
+//! * [`xar`] — xAR's next-X entity orderings (cell, subsample, scale), the block-causal
+//!   mask, flow-matching interpolation, logit-normal times and the Euler–Maruyama sampler
+//!   with its CFG schedule.
 //!
 //! # The shape of a kernel family
 //!
@@ -76,6 +79,7 @@ pub mod quota;
 pub mod seed;
 pub mod tokenizer_metrics;
 pub mod unictokens;
+pub mod xar;
 
 pub use elem::{DType, GradElem, LogitElem};
 pub use error::TmError;

@@ -31,6 +31,7 @@ pub mod tokenizer_metrics;
 pub mod tw_grpo;
 pub mod unictokens;
 mod util;
+pub mod xar;
 
 pub use advantages::*;
 pub use cuda::*;
@@ -49,6 +50,7 @@ pub use status::*;
 pub use tokenizer_metrics::*;
 pub use tw_grpo::*;
 pub use unictokens::*;
+pub use xar::*;
 
 use core::ffi::c_char;
 

@@ -20,6 +20,7 @@ pub mod seed;
 pub mod tokenizer_metrics;
 pub mod tw_grpo;
 pub mod unictokens;
+pub mod xar;
 
 /// Reference statistics of one row.
 #[derive(Clone, Copy, Debug, PartialEq)]

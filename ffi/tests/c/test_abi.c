@@ -2081,6 +2081,85 @@ static void test_dop(void) {
 #undef DOP
 }
 
+static void test_xar(void) {
+  /* Cell order (the code's clusterify, k = 8 on 16 x 16): cell 1 is the top-right one. */
+  uint32_t perm[256], inv[256], gat[336], bad3[3] = {0, 0, 1};
+  EXPECT(tkm_xar_cell_permutation(16, 16, 8, perm), TKM_STATUS_OK);
+  CHECK(perm[0] == 0 && perm[8] == 16 && perm[63] == 119 && perm[64] == 8 && perm[128] == 128);
+  EXPECT(tkm_xar_invert_permutation(256, perm, inv), TKM_STATUS_OK);
+  CHECK(inv[8] == 64 && inv[119] == 63);
+  EXPECT(note(tkm_xar_invert_permutation(3, bad3, inv)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_xar_invert_permutation(256, perm, perm)), TKM_STATUS_OVERLAP);
+  EXPECT(note(tkm_xar_cell_permutation(16, 16, 3, perm)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_xar_cell_permutation(SIZE_MAX, 2, 1, perm)), TKM_STATUS_SIZE_OVERFLOW);
+  EXPECT(tkm_xar_subsample_permutation(4, 4, 2, perm), TKM_STATUS_OK);
+  CHECK(perm[0] == 0 && perm[1] == 2 && perm[2] == 8 && perm[3] == 10 && perm[4] == 1);
+  EXPECT(note(tkm_xar_subsample_permutation(4, 4, 0, NULL)), TKM_STATUS_NULL_POINTER);
+  size_t sizes[3], glen = 0;
+  EXPECT(tkm_xar_scale_sizes(16, 3, sizes), TKM_STATUS_OK);
+  CHECK(sizes[0] == 4 && sizes[1] == 8 && sizes[2] == 16);
+  EXPECT(tkm_xar_scale_gather_len(16, 16, 3, &glen), TKM_STATUS_OK);
+  CHECK(glen == 336);
+  EXPECT(tkm_xar_scale_gather(16, 16, 3, gat, 336), TKM_STATUS_OK);
+  CHECK(gat[0] == 0 && gat[1] == 4 && gat[4] == 64 && gat[80] == 0 && gat[335] == 255);
+  EXPECT(note(tkm_xar_scale_gather(16, 16, 3, gat, 335)), TKM_STATUS_LENGTH_MISMATCH);
+  float mask[16], mask2[16];
+  size_t lens[2] = {1, 3};
+  EXPECT(tkm_xar_block_causal_mask(2, 2, mask), TKM_STATUS_OK);
+  CHECK(mask[0] == 0.0f && mask[1] == 0.0f && isinf(mask[2]) && mask[2] < 0 && mask[12] == 0.0f && mask[15] == 0.0f);
+  EXPECT(tkm_xar_block_causal_mask_lens(2, lens, mask2, 16), TKM_STATUS_OK);
+  CHECK(mask2[0] == 0.0f && isinf(mask2[1]) && mask2[4] == 0.0f && mask2[7] == 0.0f);
+  EXPECT(note(tkm_xar_block_causal_mask_lens(2, lens, mask2, 9)), TKM_STATUS_LENGTH_MISMATCH);
+
+  /* Flow matching: two samples x two entities of two elements, times entity-major. */
+  double z[4] = {0.0, 1.0, -1.0, 0.5}, znan[1] = {NAN};
+  float t[4], xs[8] = {1, 2, 3, 4, 5, 6, 7, 8}, eps[8] = {0}, xt[8], v[8], g[8];
+  EXPECT(tkm_xar_logit_normal(4, z, 0.0, 1.0, t), TKM_STATUS_OK);
+  CHECK(t[0] == 0.5f && fabsf(t[1] - 0.7310586f) < 1e-6f);
+  EXPECT(note(tkm_xar_logit_normal(1, znan, 0.0, 1.0, t)), TKM_STATUS_NON_FINITE);
+  EXPECT(note(tkm_xar_logit_normal(1, z, 0.0, 0.0, t)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_xar_flow_interpolate(2, 2, 2, xs, eps, t, xt, v), TKM_STATUS_OK);
+  /* sample 1, entity 0 uses t[0*2 + 1] = t[1]. */
+  CHECK(xt[0] == 0.5f && v[0] == -1.0f && xt[4] == (1.0f - t[1]) * 5.0f && v[7] == -8.0f);
+  EXPECT(note(tkm_xar_flow_interpolate(2, 2, 2, xs, eps, t, xt, xt)), TKM_STATUS_OVERLAP);
+  int64_t ti[2];
+  float tt[2] = {0.29f, 1.0f};
+  EXPECT(tkm_xar_timestep_index(2, tt, ti), TKM_STATUS_OK);
+  CHECK(ti[0] == 290 && ti[1] == 1000);
+  double loss = 0;
+  EXPECT(tkm_xar_flow_loss(2, 8, xt, v, &loss, g), TKM_STATUS_OK);
+  CHECK(loss > 0 && g[0] == 2.0f * (xt[0] - v[0]) / 8.0f);
+  EXPECT(note(tkm_xar_flow_loss(3, 8, xt, v, &loss, NULL)), TKM_STATUS_INVALID_ARGUMENT);
+
+  /* Sampler: CFG 2.7 over 4 entities, the 40-step grid, drift, CFG, steps. */
+  double cfg = 0, grid[41], dv[2] = {1.0, -2.0}, dx[2] = {0.5, 0.25}, d[2], du[2] = {0.0, 0.0}, o[2], xi[2] = {1.0, -1.0};
+  EXPECT(tkm_xar_cfg_schedule(2.7, 0, 4, TKM_XAR_CFG_LINEAR, &cfg), TKM_STATUS_OK);
+  CHECK(cfg == 1.0);
+  EXPECT(tkm_xar_cfg_schedule(2.7, 3, 4, TKM_XAR_CFG_CONSTANT, &cfg), TKM_STATUS_OK);
+  CHECK(cfg == 2.7);
+  EXPECT(note(tkm_xar_cfg_schedule(2.7, 4, 4, TKM_XAR_CFG_LINEAR, &cfg)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_xar_em_time_grid(40, 1.0, 0.04, grid), TKM_STATUS_OK);
+  CHECK(grid[0] == 1.0 && grid[39] == 0.04 && grid[40] == 0.0 && grid[1] < 1.0);
+  EXPECT(note(tkm_xar_em_time_grid(0, 1.0, 0.04, grid)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(tkm_xar_em_drift(2, dv, dx, 0.5, TKM_XAR_DRIFT_CLOSED, d), TKM_STATUS_OK);
+  CHECK(d[0] == 1.5 * 1.0 + 0.5 && d[1] == 1.5 * -2.0 + 0.25);
+  EXPECT(tkm_xar_em_drift(2, dv, dx, 0.5, TKM_XAR_DRIFT_CODE, d), TKM_STATUS_OK);
+  CHECK(fabs(d[0] - 2.0) < 1e-15 && fabs(d[1] + 2.75) < 1e-15);
+  EXPECT(note(tkm_xar_em_drift(2, dv, dx, 0.0, TKM_XAR_DRIFT_CODE, d)), TKM_STATUS_INVALID_ARGUMENT);
+  EXPECT(note(tkm_xar_em_drift(2, dv, dx, 0.5, TKM_XAR_DRIFT_CODE, dv)), TKM_STATUS_OVERLAP);
+  EXPECT(tkm_xar_cfg_combine(2, d, du, 2.0, 0.0, 1.0, 0.5, o), TKM_STATUS_OK);
+  CHECK(o[0] == 2.0 * d[0] && o[1] == 2.0 * d[1]);
+  EXPECT(tkm_xar_cfg_combine(2, d, du, 1.0, 0.0, 1.0, 0.5, o), TKM_STATUS_OK);
+  CHECK(o[0] == d[0] && o[1] == d[1]);
+  EXPECT(note(tkm_xar_cfg_combine(2, d, du, 2.0, 1.0, 0.0, 0.5, o)), TKM_STATUS_INVALID_ARGUMENT);
+  double s[2] = {0.5, 0.25};
+  EXPECT(tkm_xar_em_step(2, s, d, 0.5, 0.25, xi), TKM_STATUS_OK);
+  CHECK(fabs(s[0] - (0.5 - 0.25 * d[0] + 0.5)) < 1e-15);
+  EXPECT(tkm_xar_em_step(2, s, d, 0.04, 0.0, NULL), TKM_STATUS_OK);
+  EXPECT(note(tkm_xar_em_step(2, s, s, 0.5, 0.25, NULL)), TKM_STATUS_OVERLAP);
+  EXPECT(note(tkm_xar_em_step(2, s, d, -0.5, -0.75, xi)), TKM_STATUS_INVALID_ARGUMENT);
+}
+
 int main(void) {
   for (int i = 0; i < ROWS * STRIDE; i++) x[i] = 6.0f * frand();
   test_version_and_status();
@@ -2106,6 +2185,7 @@ int main(void) {
   test_exploration();
   test_quota();
   test_dop();
+  test_xar();
   /* Every status except OK and INTERNAL_PANIC (a bug, unreachable
    * by design; its string is checked above) was returned at least once. */
   for (unsigned s = 1; s <= TKM_STATUS_DEVICE_MISMATCH; s++) {
