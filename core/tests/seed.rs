@@ -170,6 +170,60 @@ proptest! {
     }
 }
 
+/// Batches large enough for the one-rank paths to guess the first round's bin from the
+/// first sixteenth of the rows: a right guess (same distribution throughout), a wrong one
+/// (the first rows hold other values), heavy ties, and dropped rows.
+#[test]
+fn one_rank_guess_right_and_wrong() {
+    let (rows, cols) = (64, 1200);
+    let n = rows * cols;
+    let mut x = 0x2545_F491u32;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for case in 0..4 {
+        let e: Vec<f32> = (0..n)
+            .map(|j| {
+                let u = (next() >> 8) as f32 / (1u32 << 24) as f32;
+                match case {
+                    0 => 8.0 * u * u,
+                    1 if j < n / 8 => 100.0 + u,
+                    1 => 8.0 * u * u,
+                    2 => ((next() % 6) as f32) * 0.25,
+                    _ => 1.0 + u * 1e-3,
+                }
+            })
+            .collect();
+        let m: Vec<u8> = (0..n).map(|j| ((j % cols) < cols - (j / cols) % 97) as u8).collect();
+        let adv: Vec<f32> = (0..n).map(|j| [1.0f32, -0.5, 2.0, 0.0][(j / cols) % 4]).collect();
+        let keep_rows: Vec<u8> = (0..rows).map(|b| (b % 5 != 3) as u8).collect();
+        let shape = BatchShape::new(rows, cols);
+        for rho in [0.2f32, 0.5, 1e-3, 1.0] {
+            let (want, _) = rs::top_entropy(&e, &m, rho);
+            for b in tokenmath_core::Backend::all_supported() {
+                let got = top_entropy_threshold(exec().with_backend(b), shape, &m, &e, rho).unwrap();
+                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "case {case} rho {rho} {b:?}");
+            }
+            assert_eq!(
+                distributed_threshold(&[(shape, m.clone(), e.clone())], rho).map(f32::to_bits),
+                want.map(f32::to_bits)
+            );
+        }
+        for k in [0.2f32, 0.01, 0.9] {
+            let want = rs::d3s_token_mask(&adv, &e, &m, &keep_rows, cols, k as f64);
+            for b in tokenmath_core::Backend::all_supported() {
+                let mut out = vec![9u8; n];
+                let inp = D3sTokenInputs { shape, mask: &m, adv: &adv, entropy: &e, keep_rows: &keep_rows };
+                d3s_token_mask(exec().with_backend(b), &inp, k, &mut out).unwrap();
+                assert!(out == want, "case {case} k {k} {b:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn entropy_mask_trl_unit_test() {
     // TRL's test: 10 valid tokens, top_entropy_quantile = 0.2 ⇒ 2 kept.
@@ -606,13 +660,15 @@ proptest! {
             }
         }
         let m = match mode { 0 => NsrMode::Psr, 1 => NsrMode::Nsr, _ => NsrMode::Weighted { lambda } };
-        let mut keep = vec![9u8; rows];
-        let mut adv = poisoned(n);
-        nsr_advantage(exec(), BatchShape::new(rows, cols), &mask, &r, &r, &NsrCfg { mode: m, gamma }, NsrOut { keep_rows: &mut keep, adv: &mut adv }).unwrap();
         let (want, want_keep) = rs::nsr(&r, &r, &mask, rows, cols, gamma as f64, [rs::NsrRef::Psr, rs::NsrRef::Nsr, rs::NsrRef::Weighted(lambda as f64)][mode as usize]);
-        prop_assert_eq!(&keep, &want_keep);
-        for (j, (&g, &w)) in adv.iter().zip(&want).enumerate() {
-            prop_assert!(g.to_bits() == (w as f32).to_bits() || (g == 0.0 && w == 0.0), "at {}: got {:e} want {:e}", j, g, w);
+        for b in tokenmath_core::Backend::all_supported() {
+            let mut keep = vec![9u8; rows];
+            let mut adv = poisoned(n);
+            nsr_advantage(exec().with_backend(b), BatchShape::new(rows, cols), &mask, &r, &r, &NsrCfg { mode: m, gamma }, NsrOut { keep_rows: &mut keep, adv: &mut adv }).unwrap();
+            prop_assert_eq!(&keep, &want_keep);
+            for (j, (&g, &w)) in adv.iter().zip(&want).enumerate() {
+                prop_assert!(g.to_bits() == (w as f32).to_bits() || (g == 0.0 && w == 0.0), "at {}: got {:e} want {:e} ({:?})", j, g, w, b);
+            }
         }
     }
 }

@@ -39,12 +39,13 @@
 //! (so the normaliser counts kept tokens — pass the selected rows' mask instead to normalise
 //! over all their valid tokens); entropies from the old policy (the rollout or scoring pass).
 //! The selection is an exact radix select (module `radix`, the one-rank `Wide` digits of
-//! 11, 11 and 10 bits; see `entropy_mask`'s "One rank"): the first counting pass also
-//! validates and counts the tokens; once at most 1024 candidates are left, the writing pass
-//! writes every token above or below them and collects them with their index on the stack
-//! (16 KiB), and they are decided after it (sorted; ties by index as above). Usually two
-//! counting passes and the writing pass (at most three and one), no sort of the tokens, no
-//! scratch (about 70 KiB of stack).
+//! 11, 11 and 10 bits and the guess of the first round's bin from the first sixteenth of
+//! the rows, as in `entropy_mask`'s "One rank"): the first counting pass also validates and
+//! counts the tokens; once at most 1024 candidates are left, the writing pass writes every
+//! token above or below them and collects them with their index on the stack (16 KiB), and
+//! they are decided after it (sorted; ties by index as above). Usually one counting pass
+//! (plus a sixteenth) and the writing pass; at most three and one. No sort of the tokens,
+//! no scratch (about 120 KiB of stack).
 //!
 //! # Schedule \[paper\] — [`d3s_schedule`]
 //! With training progress `p = step/total ∈ [0, 1]`:
@@ -59,7 +60,11 @@
 //! part are [`TmError::NonFinite`]; padding and unselected rows are never read. Every check
 //! runs before any output is written.
 
-use super::radix::{key, Wide, WideHist, BLOCK, WIDE_FLUSH};
+use super::radix::{key, Wide, WideHist, WideRound, BLOCK, WIDE_FLUSH};
+use core::ops::Range;
+
+/// Batches from this many tokens guess the first round's bin (module docs).
+const SPEC_MIN: usize = 1 << 16;
 use crate::advantages::Groups;
 use crate::error::{check_len, TmError};
 use crate::platform::{Backend, Exec};
@@ -359,8 +364,26 @@ fn token_mask(
     }
     // Pass 1: validation (nothing is written on error), the count of taking-part tokens and
     // the first round's histogram, together.
+    let be = exec.backend();
     let mut h = WideHist::new();
-    let (valid, bad) = count_pass::<true>(exec.backend(), inp, &Wide::new(0, 0), &mut h);
+    let mut h2 = WideHist::new();
+    // Pass 1 on the first 1/16 of the rows guesses the first round's bin; on the others it
+    // also counts that bin's second round (as `entropy_mask`'s "One rank").
+    let x = if n >= SPEC_MIN { shape.rows / 16 } else { 0 };
+    let (na, bad_a) = count_pass::<true, false>(be, inp, 0..x, &Wide::new(0, 0), &mut h, None);
+    let guess = (na > 0).then(|| {
+        let count = (libm::ceil(k_frac as f64 * na as f64) as u64).clamp(1, na);
+        let mut w = Wide::new(na - count, na);
+        w.advance(&h.total);
+        w
+    });
+    let (nb, bad_b) = match guess {
+        Some(g) => {
+            count_pass::<true, true>(be, inp, x..shape.rows, &Wide::new(0, 0), &mut h, Some((g.round(), &mut h2)))
+        }
+        None => count_pass::<true, false>(be, inp, x..shape.rows, &Wide::new(0, 0), &mut h, None),
+    };
+    let (valid, bad) = (na + nb, bad_a | bad_b);
     if bad {
         // The first offending token, in the order the checks are documented.
         for_each_token(inp, |j| {
@@ -381,23 +404,23 @@ fn token_mask(
     // The count-th largest key is the (valid − count)-th smallest.
     let mut sel = Wide::new(valid - count, valid);
     sel.advance(&h.total);
+    if guess.is_some_and(|g| g.fixed == sel.fixed) {
+        // Right guess: only the first rows are read again for the second round.
+        count_pass::<false, false>(be, inp, 0..x, &sel, &mut h2, None);
+        sel.advance(&h2.total);
+    }
     while !sel.done() {
         if sel.cand as usize <= collect {
-            write_collect(inp, &sel, out);
+            write_collect(exec.backend(), inp, &sel, out);
             return Ok(count);
         }
         h.clear();
-        count_pass::<false>(exec.backend(), inp, &sel, &mut h);
+        count_pass::<false, false>(be, inp, 0..shape.rows, &sel, &mut h, None);
         sel.advance(&h.total);
     }
     // Keys above the threshold are all kept; of the `cand` ties, the `cand − k` that come
     // last in ascending (key, −index) order, i.e. the first ones by flat index.
-    let mut ties = sel.cand - sel.k;
-    write_rows(inp, out, !0, sel.fixed, |_, _| {
-        let keep = ties > 0;
-        ties -= keep as u64;
-        keep
-    });
+    write_final(exec.backend(), inp, &sel, out);
     Ok(count)
 }
 
@@ -460,7 +483,48 @@ fn write_rows(
 /// candidates' prefix are kept, those below not, and the candidates, collected with their
 /// flat index, are decided afterwards (the `k`-th smallest of them is `τ`; ties as in the
 /// full selection).
-fn write_collect(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+/// The writing pass after the full selection: keys above `τ` kept, and of the `cand` ties
+/// the `cand − k` first by flat index.
+fn write_final(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+    #[inline(always)]
+    fn go(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+        let mut ties = sel.cand - sel.k;
+        write_rows(inp, out, !0, sel.fixed, |_, _| {
+            let keep = ties > 0;
+            ties -= keep as u64;
+            keep
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+            go(inp, sel, out)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(inp, sel, out) };
+    }
+    let _ = backend;
+    go(inp, sel, out)
+}
+
+/// [`write_collect_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
+fn write_collect(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+            write_collect_impl(inp, sel, out)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(inp, sel, out) };
+    }
+    let _ = backend;
+    write_collect_impl(inp, sel, out)
+}
+
+#[inline(always)]
+fn write_collect_impl(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
     let r = sel.round();
     let mut at = [0usize; COLLECT];
     let mut keys = [0u32; COLLECT];
@@ -489,36 +553,52 @@ fn write_collect(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
 }
 
 /// [`count_pass_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
-fn count_pass<const FIRST: bool>(
+fn count_pass<const FIRST: bool, const SPEC: bool>(
     backend: Backend,
     inp: &D3sTokenInputs<'_>,
+    rows: Range<usize>,
     sel: &Wide,
     h: &mut WideHist,
+    spec: Option<(WideRound, &mut WideHist)>,
 ) -> (u64, bool) {
     #[cfg(target_arch = "x86_64")]
     if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
         #[target_feature(enable = "avx2")]
-        fn avx2<const F: bool>(inp: &D3sTokenInputs<'_>, sel: &Wide, h: &mut WideHist) -> (u64, bool) {
-            count_pass_impl::<F>(inp, sel, h)
+        fn avx2<const F: bool, const G: bool>(
+            inp: &D3sTokenInputs<'_>,
+            rows: Range<usize>,
+            sel: &Wide,
+            h: &mut WideHist,
+            spec: Option<(WideRound, &mut WideHist)>,
+        ) -> (u64, bool) {
+            count_pass_impl::<F, G>(inp, rows, sel, h, spec)
         }
         // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2::<FIRST>(inp, sel, h) };
+        return unsafe { avx2::<FIRST, SPEC>(inp, rows, sel, h, spec) };
     }
     let _ = backend;
-    count_pass_impl::<FIRST>(inp, sel, h)
+    count_pass_impl::<FIRST, SPEC>(inp, rows, sel, h, spec)
 }
 
 /// One counting pass over the taking-part tokens (see `entropy_mask::wide_pass`): keys that
 /// are candidates of `sel`, by digit, into `h` (flushed). `FIRST` also returns the number of
 /// taking-part tokens and whether one has a non-finite advantage or entropy; without it,
-/// blocks without a candidate are not counted.
+/// the last round visits only the candidates; `SPEC` also counts `spec`'s round (the next
+/// one, for a guessed bin of this one). Rows `rows` only.
 #[inline(always)]
-fn count_pass_impl<const FIRST: bool>(inp: &D3sTokenInputs<'_>, sel: &Wide, h: &mut WideHist) -> (u64, bool) {
+fn count_pass_impl<const FIRST: bool, const SPEC: bool>(
+    inp: &D3sTokenInputs<'_>,
+    rows: Range<usize>,
+    sel: &Wide,
+    h: &mut WideHist,
+    mut spec: Option<(WideRound, &mut WideHist)>,
+) -> (u64, bool) {
     let cols = inp.shape.cols;
     let r = sel.round();
+    let sparse = sel.round == 2;
     let nonfinite = |x: f32| x.to_bits() & 0x7f80_0000 == 0x7f80_0000;
     let (mut n, mut bad) = (0u64, false);
-    for (b, &kr) in inp.keep_rows.iter().enumerate() {
+    for (b, &kr) in inp.keep_rows.iter().enumerate().take(rows.end).skip(rows.start) {
         if kr == 0 {
             continue;
         }
@@ -542,8 +622,19 @@ fn count_pass_impl<const FIRST: bool>(inp: &D3sTokenInputs<'_>, sel: &Wide, h: &
                 }
                 if FIRST {
                     h.add_block::<true>(&d);
-                } else {
+                } else if sparse {
                     h.add_sparse(&d, &inc);
+                } else {
+                    h.add_block::<false>(&d);
+                }
+                if SPEC {
+                    if let Some((r2, h2)) = spec.as_mut() {
+                        let mut d2 = [0u32; BLOCK];
+                        for i in 0..BLOCK {
+                            d2[i] = r2.classify(m[i] != 0, token_key(a[i], e[i]), i as u32).1;
+                        }
+                        h2.add_block::<false>(&d2);
+                    }
                 }
             }
             for ((&m, &a), &e) in mr.iter().zip(ar).zip(er) {
@@ -552,13 +643,22 @@ fn count_pass_impl<const FIRST: bool>(inp: &D3sTokenInputs<'_>, sel: &Wide, h: &
                 bad_acc[0] |= valid & (nonfinite(a) | nonfinite(e));
                 count[0] += inc;
                 h.add1(d);
+                if let Some((r2, h2)) = spec.as_mut() {
+                    h2.add1(r2.classify(valid, token_key(a, e), 0).1);
+                }
             }
             n += count.iter().map(|&c| c as u64).sum::<u64>();
             bad |= bad_acc.iter().any(|&b| b);
             h.segment_done(mc.len());
+            if let Some((_, h2)) = spec.as_mut() {
+                h2.segment_done(mc.len());
+            }
         }
     }
     h.flush();
+    if let Some((_, h2)) = spec.as_mut() {
+        h2.flush();
+    }
     (n, bad)
 }
 

@@ -30,7 +30,7 @@
 //! of four rows with another row run the recurrence. Both give the same bits.
 
 use crate::error::{check_len, TmError};
-use crate::platform::Exec;
+use crate::platform::{Backend, Exec};
 use crate::policy_loss::BatchShape;
 
 /// Which samples are reinforced.
@@ -106,9 +106,11 @@ pub fn nsr_advantage(
             return Err(TmError::InvalidArgument("W-REINFORCE lambda must be finite"));
         }
     }
-    for (what, x) in [("token_rewards", token_rewards), ("scores", scores)] {
-        if let Some(index) = first_nonfinite(x, mask) {
-            return Err(TmError::NonFinite { what, index });
+    if any_nonfinite(exec.backend(), mask, token_rewards, scores) {
+        for (what, x) in [("token_rewards", token_rewards), ("scores", scores)] {
+            if let Some(index) = x.iter().zip(mask).position(|(v, &m)| m != 0 && !v.is_finite()) {
+                return Err(TmError::NonFinite { what, index });
+            }
         }
     }
     // Rows go 4 at a time: each row's recurrence is a serial chain of f64 operations, so
@@ -123,17 +125,7 @@ pub fn nsr_advantage(
         let (keep, adv) = (&mut keep_rows[b0..b0 + lanes], &mut adv[rows]);
         // Outcome rewards: at most one non-zero reward and score per row. Then every sum is
         // exact in any order, and each row is one scan and one vectorised write.
-        let mut sparse = [None; LANES];
-        for (l, sp) in sparse.iter_mut().enumerate().take(lanes) {
-            let j = l * t..(l + 1) * t;
-            *sp = scan_sparse(&io.mask[j.clone()], &io.r[j.clone()], &io.s[j]).filter(|_| cfg.gamma == 1.0);
-        }
-        if sparse[..lanes].iter().all(Option::is_some) {
-            for (l, sp) in sparse.iter().enumerate().take(lanes) {
-                let j = l * t..(l + 1) * t;
-                keep[l] = sparse_row(&io.mask[j.clone()], sp.unwrap_or_default(), cfg, &mut adv[j]) as u8;
-            }
-        } else {
+        if !(cfg.gamma == 1.0 && sparse_block(exec.backend(), lanes, &io, cfg, keep, adv)) {
             block(lanes, &io, cfg, keep, adv);
         }
         b0 += lanes;
@@ -258,16 +250,68 @@ fn scan_sparse(mask: &[u8], r: &[f32], s: &[f32]) -> Option<Sparse> {
     Some(Sparse { score, reward })
 }
 
-/// The first valid position of `x` that is not finite: chunks of 64 are tested without a
-/// branch per element.
-fn first_nonfinite(x: &[f32], mask: &[u8]) -> Option<usize> {
-    let bad = |v: f32, m: u8| (m != 0) & (v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
-    for (c, (xc, mc)) in x.chunks(64).zip(mask.chunks(64)).enumerate() {
-        if xc.iter().zip(mc).fold(false, |b, (&v, &m)| b | bad(v, m)) {
-            return xc.iter().zip(mc).position(|(&v, &m)| bad(v, m)).map(|i| c * 64 + i);
-        }
+/// Whether a valid position of `r` or `s` is not finite: one pass, chunks of 64 tested
+/// without a branch per element (compiled with AVX2 where the backend has it).
+fn any_nonfinite(backend: Backend, mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+    #[inline(always)]
+    fn go(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+        let bad = |v: f32| v.to_bits() & 0x7f80_0000 == 0x7f80_0000;
+        let (mc, rc, sc) = (mask.chunks(64), r.chunks(64), s.chunks(64));
+        mc.zip(rc).zip(sc).any(|((m, r), s)| {
+            m.iter().zip(r).zip(s).fold(false, |b, ((&m, &r), &s)| b | ((m != 0) & (bad(r) | bad(s))))
+        })
     }
-    None
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+            go(mask, r, s)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(mask, r, s) };
+    }
+    let _ = backend;
+    go(mask, r, s)
+}
+
+/// The rows of a block by [`scan_sparse`] and [`sparse_row`] if all of them are sparse
+/// (`γ = 1` checked by the caller); `false`, writing nothing, otherwise.
+fn sparse_block(
+    backend: Backend,
+    lanes: usize,
+    io: &Block<'_>,
+    cfg: &NsrCfg,
+    keep: &mut [u8],
+    adv: &mut [f32],
+) -> bool {
+    #[inline(always)]
+    fn go(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
+        let t = io.t;
+        let mut sparse = [Sparse::default(); LANES];
+        for (l, sp) in sparse.iter_mut().enumerate().take(lanes) {
+            let j = l * t..(l + 1) * t;
+            match scan_sparse(&io.mask[j.clone()], &io.r[j.clone()], &io.s[j]) {
+                Some(v) => *sp = v,
+                None => return false,
+            }
+        }
+        for (l, sp) in sparse.iter().enumerate().take(lanes) {
+            let j = l * t..(l + 1) * t;
+            keep[l] = sparse_row(&io.mask[j.clone()], *sp, cfg, &mut adv[j]) as u8;
+        }
+        true
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
+            go(lanes, io, cfg, keep, adv)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(lanes, io, cfg, keep, adv) };
+    }
+    let _ = backend;
+    go(lanes, io, cfg, keep, adv)
 }
 
 /// Writes a [`Sparse`] row (`G = 1`): `G_t = r_p` for the valid `t ≤ p` with no padding in
@@ -290,15 +334,29 @@ fn sparse_row(mask: &[u8], sp: Sparse, cfg: &NsrCfg, adv: &mut [f32]) -> bool {
     // `scale·(±0) + shift` is `shift` or `+0`, whatever the zero's sign.
     let a0 = (scale * 0.0 + shift) as f32;
     let (start, end, a1) = match sp.reward {
-        Some((p, r)) => {
-            let start = mask[..p].iter().rposition(|&m| m == 0).map_or(0, |z| z + 1);
-            (start, p + 1, (scale * r as f64 + shift) as f32)
-        }
+        Some((p, r)) => (last_padding(&mask[..p]).map_or(0, |z| z + 1), p + 1, (scale * r as f64 + shift) as f32),
         None => (0, 0, a0),
     };
-    for (t, (a, &m)) in adv.iter_mut().zip(mask).enumerate() {
-        let g = if (start <= t) & (t < end) { a1 } else { a0 };
-        *a = if m != 0 { g } else { 0.0 };
-    }
+    let fill = |adv: &mut [f32], mask: &[u8], g: f32| {
+        for (a, &m) in adv.iter_mut().zip(mask) {
+            *a = if m != 0 { g } else { 0.0 };
+        }
+    };
+    fill(&mut adv[..start], &mask[..start], a0);
+    fill(&mut adv[start..end], &mask[start..end], a1);
+    fill(&mut adv[end..], &mask[end..], a0);
     true
+}
+
+/// The last padding position (`mask = 0`) of `mask`: chunks of 64 from the end, tested
+/// without a branch per element.
+fn last_padding(mask: &[u8]) -> Option<usize> {
+    let mut end = mask.len();
+    for c in mask.rchunks(64) {
+        end -= c.len();
+        if c.iter().fold(false, |b, &m| b | (m == 0)) {
+            return c.iter().rposition(|&m| m == 0).map(|i| end + i);
+        }
+    }
+    None
 }
