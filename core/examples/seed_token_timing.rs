@@ -78,7 +78,7 @@ fn main() {
     // (name, min bytes per token, job)
     let mut jobs: Vec<(&str, usize, Job<'_>)> = vec![
         (
-            "top_entropy_threshold (ρ = 0.2; ≤ 5 passes)",
+            "top_entropy_threshold (ρ = 0.2; 2–3 passes)",
             5,
             Box::new(|| {
                 black_box(top_entropy_threshold(exec, b.shape, &b.mask, &b.entropy, 0.2).unwrap());
@@ -92,7 +92,7 @@ fn main() {
             }),
         ),
         (
-            "d3s_token_mask (K = 0.2; 6 passes)",
+            "d3s_token_mask (K = 0.2; 2–4 passes)",
             10,
             Box::new(|| {
                 let inp = D3sTokenInputs {

@@ -125,6 +125,105 @@ proptest! {
     }
 }
 
+/// Large batches of few distinct values (long runs of ties), or of values in a narrow
+/// range: the one-rank selection's later rounds, its tie handling and its search for
+/// `v_{lo+1}` across bins, on every backend (the AVX2 build of the counting loops must give
+/// the same bits as the portable one).
+fn big_entropy_batch() -> impl Strategy<Value = (usize, usize, Vec<f32>, Vec<u8>)> {
+    (1usize..4, 500usize..3000, 0u8..3).prop_flat_map(|(rows, cols, kind)| {
+        let n = rows * cols;
+        let value = match kind {
+            0 => prop_oneof![Just(0.5f32), Just(1.0), Just(-0.0), Just(0.0), Just(3.0)].boxed(),
+            1 => (1.0f32..1.001).boxed(),
+            _ => hostile_entropy().boxed(),
+        };
+        (
+            Just(rows),
+            Just(cols),
+            prop::collection::vec(value, n),
+            prop::collection::vec(prop_oneof![6 => Just(1u8), 1 => Just(0u8)], n),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn one_rank_selection_matches_reference_on_every_backend((rows, cols, e, m) in big_entropy_batch(), rho in rho(), k in prop_oneof![Just(0.2f32), 0.0f32..=1.0]) {
+        let shape = BatchShape::new(rows, cols);
+        let (want_theta, _) = rs::top_entropy(&e, &m, rho);
+        let adv: Vec<f32> = (0..rows * cols).map(|j| [1.0f32, -0.5, 2.0][j % 3]).collect();
+        let keep_rows = vec![1u8; rows];
+        let want_tok = rs::d3s_token_mask(&adv, &e, &m, &keep_rows, cols, k as f64);
+        for b in tokenmath_core::Backend::all_supported() {
+            let ex = exec().with_backend(b);
+            let theta = top_entropy_threshold(ex, shape, &m, &e, rho).unwrap();
+            prop_assert_eq!(theta.map(f32::to_bits), want_theta.map(f32::to_bits), "{:?}", b);
+            let mut out = vec![9u8; rows * cols];
+            let inp = D3sTokenInputs { shape, mask: &m, adv: &adv, entropy: &e, keep_rows: &keep_rows };
+            d3s_token_mask(ex, &inp, k, &mut out).unwrap();
+            prop_assert_eq!(&out, &want_tok, "{:?}", b);
+        }
+        // The protocol (256-bin rounds) on the same data, as one rank, agrees bitwise.
+        prop_assert_eq!(distributed_threshold(&[(shape, m.clone(), e.clone())], rho).map(f32::to_bits), want_theta.map(f32::to_bits));
+    }
+}
+
+/// Batches large enough for the one-rank paths to guess the first round's bin from the
+/// first sixteenth of the rows: a right guess (same distribution throughout), a wrong one
+/// (the first rows hold other values), heavy ties, and dropped rows.
+#[test]
+fn one_rank_guess_right_and_wrong() {
+    let (rows, cols) = (64, 1200);
+    let n = rows * cols;
+    let mut x = 0x2545_F491u32;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    for case in 0..4 {
+        let e: Vec<f32> = (0..n)
+            .map(|j| {
+                let u = (next() >> 8) as f32 / (1u32 << 24) as f32;
+                match case {
+                    0 => 8.0 * u * u,
+                    1 if j < n / 8 => 100.0 + u,
+                    1 => 8.0 * u * u,
+                    2 => ((next() % 6) as f32) * 0.25,
+                    _ => 1.0 + u * 1e-3,
+                }
+            })
+            .collect();
+        let m: Vec<u8> = (0..n).map(|j| ((j % cols) < cols - (j / cols) % 97) as u8).collect();
+        let adv: Vec<f32> = (0..n).map(|j| [1.0f32, -0.5, 2.0, 0.0][(j / cols) % 4]).collect();
+        let keep_rows: Vec<u8> = (0..rows).map(|b| (b % 5 != 3) as u8).collect();
+        let shape = BatchShape::new(rows, cols);
+        for rho in [0.2f32, 0.5, 1e-3, 1.0] {
+            let (want, _) = rs::top_entropy(&e, &m, rho);
+            for b in tokenmath_core::Backend::all_supported() {
+                let got = top_entropy_threshold(exec().with_backend(b), shape, &m, &e, rho).unwrap();
+                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "case {case} rho {rho} {b:?}");
+            }
+            assert_eq!(
+                distributed_threshold(&[(shape, m.clone(), e.clone())], rho).map(f32::to_bits),
+                want.map(f32::to_bits)
+            );
+        }
+        for k in [0.2f32, 0.01, 0.9] {
+            let want = rs::d3s_token_mask(&adv, &e, &m, &keep_rows, cols, k as f64);
+            for b in tokenmath_core::Backend::all_supported() {
+                let mut out = vec![9u8; n];
+                let inp = D3sTokenInputs { shape, mask: &m, adv: &adv, entropy: &e, keep_rows: &keep_rows };
+                d3s_token_mask(exec().with_backend(b), &inp, k, &mut out).unwrap();
+                assert!(out == want, "case {case} k {k} {b:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn entropy_mask_trl_unit_test() {
     // TRL's test: 10 valid tokens, top_entropy_quantile = 0.2 ⇒ 2 kept.
@@ -523,6 +622,53 @@ proptest! {
             // One f32 rounding of an f64 value computed in the same order.
             prop_assert!(g == w as f32, "at {}: got {:e} want {:e}", j, g, w);
             prop_assert!(mask[j] != 0 || g == 0.0);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Long rows of outcome rewards (at most one non-zero reward and score per row, padding
+    /// gaps inside rows) take the sparse path; a dense row in a block of four sends the block
+    /// down the recurrence. Both match the reference bitwise.
+    #[test]
+    fn nsr_sparse_rows_match_reference(
+        (rows, cols, at, val, gaps, dense) in (1usize..9, 1usize..300).prop_flat_map(|(b, t)| (
+            Just(b), Just(t),
+            prop::collection::vec(0..t, b),
+            prop::collection::vec(prop_oneof![Just(1.0f32), Just(0.0f32), Just(-0.0f32), Just(0.5f32), -3.0f32..3.0], b),
+            prop::collection::vec(0..t, 0..6),
+            prop::option::of(0..b),
+        )),
+        mode in 0u8..3, gamma in prop_oneof![3 => Just(1.0f32), 1 => 0.0f32..1.5], lambda in -1.0f32..1.0,
+    ) {
+        let n = rows * cols;
+        let (mut r, mut mask) = (vec![0.0f32; n], vec![1u8; n]);
+        for b in 0..rows {
+            r[b * cols + at[b]] = val[b];
+        }
+        for (i, &g) in gaps.iter().enumerate() {
+            mask[(i % rows) * cols + g] = 0;
+            r[(i % rows) * cols + g] = f32::NAN;
+        }
+        if let Some(d) = dense {
+            for t in 0..cols {
+                if mask[d * cols + t] != 0 {
+                    r[d * cols + t] = 0.25;
+                }
+            }
+        }
+        let m = match mode { 0 => NsrMode::Psr, 1 => NsrMode::Nsr, _ => NsrMode::Weighted { lambda } };
+        let (want, want_keep) = rs::nsr(&r, &r, &mask, rows, cols, gamma as f64, [rs::NsrRef::Psr, rs::NsrRef::Nsr, rs::NsrRef::Weighted(lambda as f64)][mode as usize]);
+        for b in tokenmath_core::Backend::all_supported() {
+            let mut keep = vec![9u8; rows];
+            let mut adv = poisoned(n);
+            nsr_advantage(exec().with_backend(b), BatchShape::new(rows, cols), &mask, &r, &r, &NsrCfg { mode: m, gamma }, NsrOut { keep_rows: &mut keep, adv: &mut adv }).unwrap();
+            prop_assert_eq!(&keep, &want_keep);
+            for (j, (&g, &w)) in adv.iter().zip(&want).enumerate() {
+                prop_assert!(g.to_bits() == (w as f32).to_bits() || (g == 0.0 && w == 0.0), "at {}: got {:e} want {:e} ({:?})", j, g, w, b);
+            }
         }
     }
 }

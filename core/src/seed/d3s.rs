@@ -38,8 +38,14 @@
 //! `count` tokens are kept; the produced mask replaces the response mask in the aggregation
 //! (so the normaliser counts kept tokens — pass the selected rows' mask instead to normalise
 //! over all their valid tokens); entropies from the old policy (the rollout or scoring pass).
-//! The selection is an exact radix select (module `radix`): four counting passes and one
-//! writing pass, no sort, no scratch.
+//! The selection is an exact radix select (module `radix`, the one-rank `Wide` digits of
+//! 11, 11 and 10 bits and the guess of the first round's bin from the first sixteenth of
+//! the rows, as in `entropy_mask`'s "One rank"): the first counting pass also validates and
+//! counts the tokens; once at most 1024 candidates are left, the writing pass writes every
+//! token above or below them and collects them with their index on the stack (16 KiB), and
+//! they are decided after it (sorted; ties by index as above). Usually one counting pass
+//! (plus a sixteenth) and the writing pass; at most three and one. No sort of the tokens,
+//! no scratch (about 120 KiB of stack).
 //!
 //! # Schedule \[paper\] — [`d3s_schedule`]
 //! With training progress `p = step/total ∈ [0, 1]`:
@@ -54,10 +60,14 @@
 //! part are [`TmError::NonFinite`]; padding and unselected rows are never read. Every check
 //! runs before any output is written.
 
-use super::radix::{key, Hist4, Radix};
+use super::radix::{key, Wide, WideHist, WideRound, BLOCK, WIDE_FLUSH};
+use core::ops::Range;
+
+/// Batches from this many tokens guess the first round's bin (module docs).
+const SPEC_MIN: usize = 1 << 16;
 use crate::advantages::Groups;
 use crate::error::{check_len, TmError};
-use crate::platform::Exec;
+use crate::platform::{Backend, Exec};
 use crate::policy_loss::BatchShape;
 
 /// Scratch lengths of [`max_variance_subset`] and [`d3s_select_samples`] for `n` values:
@@ -296,7 +306,6 @@ pub struct D3sTokenInputs<'a> {
 }
 
 /// Calls `f(j)` for every valid token `j` of the kept rows, in flat order (stops at an error).
-#[inline(always)]
 fn for_each_token(inp: &D3sTokenInputs<'_>, mut f: impl FnMut(usize) -> Result<(), TmError>) -> Result<(), TmError> {
     let cols = inp.shape.cols;
     for (b, &kr) in inp.keep_rows.iter().enumerate() {
@@ -311,6 +320,16 @@ fn for_each_token(inp: &D3sTokenInputs<'_>, mut f: impl FnMut(usize) -> Result<(
     Ok(())
 }
 
+/// The selection key of a token.
+#[inline(always)]
+fn token_key(a: f32, h: f32) -> u32 {
+    key(a.abs() * h)
+}
+
+/// Candidates of the last selection rounds that the writing pass collects (on the stack,
+/// 16 KiB) when they are this few, so that it can also be the last pass (module docs).
+const COLLECT: usize = 1024;
+
 /// Token-level selection (module docs): `out[b,t] = 1` for the `⌈K·n⌉` tokens with the
 /// largest `|adv|·entropy` among the `n` valid tokens of the rows with `keep_rows[b] ≠ 0`
 /// (ties: lower flat index first), 0 elsewhere. Returns the number kept.
@@ -319,6 +338,17 @@ fn for_each_token(inp: &D3sTokenInputs<'_>, mut f: impl FnMut(usize) -> Result<(
 /// [`TmError::NonFinite`] for a NaN/`±inf` advantage or entropy at a taking-part token.
 /// `out` is written only on success.
 pub fn d3s_token_mask(exec: Exec, inp: &D3sTokenInputs<'_>, k_frac: f32, out: &mut [u8]) -> Result<u64, TmError> {
+    token_mask(exec, inp, k_frac, out, COLLECT)
+}
+
+/// [`d3s_token_mask`] collecting at most `collect` (`≤ COLLECT`) candidates.
+fn token_mask(
+    exec: Exec,
+    inp: &D3sTokenInputs<'_>,
+    k_frac: f32,
+    out: &mut [u8],
+    collect: usize,
+) -> Result<u64, TmError> {
     if !exec.backend().is_supported() {
         return Err(TmError::BackendUnavailable);
     }
@@ -332,45 +362,345 @@ pub fn d3s_token_mask(exec: Exec, inp: &D3sTokenInputs<'_>, k_frac: f32, out: &m
     if !(0.0..=1.0).contains(&k_frac) {
         return Err(TmError::InvalidArgument("D3S token fraction K must be in [0, 1]"));
     }
-    // Validation first (nothing is written on error), counting the taking-part tokens.
-    let mut valid = 0u64;
-    for_each_token(inp, |j| {
-        valid += 1;
-        if !adv[j].is_finite() {
-            return Err(TmError::NonFinite { what: "adv", index: j });
+    // Pass 1: validation (nothing is written on error), the count of taking-part tokens and
+    // the first round's histogram, together.
+    let be = exec.backend();
+    let mut h = WideHist::new();
+    let mut h2 = WideHist::new();
+    // Pass 1 on the first 1/16 of the rows guesses the first round's bin; on the others it
+    // also counts that bin's second round (as `entropy_mask`'s "One rank").
+    let x = if n >= SPEC_MIN { shape.rows / 16 } else { 0 };
+    let (na, bad_a) = count_pass::<true, false>(be, inp, 0..x, &Wide::new(0, 0), &mut h, None);
+    let guess = (na > 0).then(|| {
+        let count = (libm::ceil(k_frac as f64 * na as f64) as u64).clamp(1, na);
+        let mut w = Wide::new(na - count, na);
+        w.advance(&h.total);
+        w
+    });
+    let (nb, bad_b) = match guess {
+        Some(g) => {
+            count_pass::<true, true>(be, inp, x..shape.rows, &Wide::new(0, 0), &mut h, Some((g.round(), &mut h2)))
         }
-        if !entropy[j].is_finite() {
-            return Err(TmError::NonFinite { what: "entropy", index: j });
-        }
-        Ok(())
-    })?;
-    let count = (libm::ceil(k_frac as f64 * valid as f64) as u64).min(valid);
-    out.fill(0);
-    if count == 0 {
-        return Ok(0);
-    }
-    let key_of = |j: usize| key(adv[j].abs() * entropy[j]);
-    // The count-th largest key is the (valid − count)-th smallest.
-    let mut sel = Radix::new(valid - count, valid);
-    while !sel.done() {
-        let mut h = Hist4::new();
+        None => count_pass::<true, false>(be, inp, x..shape.rows, &Wide::new(0, 0), &mut h, None),
+    };
+    let (valid, bad) = (na + nb, bad_a | bad_b);
+    if bad {
+        // The first offending token, in the order the checks are documented.
         for_each_token(inp, |j| {
-            h.count(&sel, j, key_of(j));
+            if !adv[j].is_finite() {
+                return Err(TmError::NonFinite { what: "adv", index: j });
+            }
+            if !entropy[j].is_finite() {
+                return Err(TmError::NonFinite { what: "entropy", index: j });
+            }
             Ok(())
         })?;
-        sel.advance(&h.total())?;
+    }
+    let count = (libm::ceil(k_frac as f64 * valid as f64) as u64).min(valid);
+    if count == 0 {
+        out.fill(0);
+        return Ok(0);
+    }
+    // The count-th largest key is the (valid − count)-th smallest.
+    let mut sel = Wide::new(valid - count, valid);
+    sel.advance(&h.total);
+    if guess.is_some_and(|g| g.fixed == sel.fixed) {
+        // Right guess: only the first rows are read again for the second round.
+        count_pass::<false, false>(be, inp, 0..x, &sel, &mut h2, None);
+        sel.advance(&h2.total);
+    }
+    while !sel.done() {
+        if sel.cand as usize <= collect {
+            write_collect(exec.backend(), inp, &sel, out);
+            return Ok(count);
+        }
+        h.clear();
+        count_pass::<false, false>(be, inp, 0..shape.rows, &sel, &mut h, None);
+        sel.advance(&h.total);
     }
     // Keys above the threshold are all kept; of the `cand` ties, the `cand − k` that come
     // last in ascending (key, −index) order, i.e. the first ones by flat index.
-    let tau = sel.prefix;
-    let mut ties = sel.cand - sel.k;
-    for_each_token(inp, |j| {
-        let k = key_of(j);
-        if k > tau || (k == tau && ties > 0) {
-            ties -= (k == tau) as u64;
-            out[j] = 1;
-        }
-        Ok(())
-    })?;
+    write_final(exec.backend(), inp, &sel, out);
     Ok(count)
+}
+
+/// Writes every `out[j]`: 0 outside the taking-part tokens; on them, with `m = key & himask`,
+/// 1 if `m > fixed`, 0 if `m < fixed`, and `on_cand(j, key)` if `m = fixed` (called in flat
+/// order). Blocks without such a token are written by a loop the compiler vectorises.
+#[inline(always)]
+fn write_rows(
+    inp: &D3sTokenInputs<'_>,
+    out: &mut [u8],
+    himask: u32,
+    fixed: u32,
+    mut on_cand: impl FnMut(usize, u32) -> bool,
+) {
+    let cols = inp.shape.cols;
+    if cols == 0 {
+        return;
+    }
+    for (b, (o, &kr)) in out.chunks_mut(cols).zip(inp.keep_rows).enumerate() {
+        if kr == 0 {
+            o.fill(0);
+            continue;
+        }
+        let r = b * cols..(b + 1) * cols;
+        let (mask, adv, ent) = (&inp.mask[r.clone()], &inp.adv[r.clone()], &inp.entropy[r]);
+        let mut j0 = b * cols;
+        let mut one = |o: &mut u8, m: u8, a: f32, e: f32, j: usize| {
+            let k = token_key(a, e);
+            *o = (m != 0 && (k & himask > fixed || (k & himask == fixed && on_cand(j, k)))) as u8;
+        };
+        let (ob, mb, ab, eb) =
+            (o.chunks_exact_mut(BLOCK), mask.chunks_exact(BLOCK), adv.chunks_exact(BLOCK), ent.chunks_exact(BLOCK));
+        for (((o, m), a), e) in ob.zip(mb).zip(ab).zip(eb) {
+            let (m, a, e): (&[u8; BLOCK], &[f32; BLOCK], &[f32; BLOCK]) =
+                (m.try_into().unwrap(), a.try_into().unwrap(), e.try_into().unwrap());
+            let (mut any, mut w) = (0u32, [0u8; BLOCK]);
+            for i in 0..BLOCK {
+                let k = token_key(a[i], e[i]) & himask;
+                let valid = m[i] != 0;
+                w[i] = (valid & (k > fixed)) as u8;
+                any |= (valid & (k == fixed)) as u32;
+            }
+            if any == 0 {
+                o.copy_from_slice(&w);
+            } else {
+                for i in 0..BLOCK {
+                    one(&mut o[i], m[i], a[i], e[i], j0 + i);
+                }
+            }
+            j0 += BLOCK;
+        }
+        let tail = cols - cols % BLOCK;
+        for t in tail..cols {
+            one(&mut o[t], mask[t], adv[t], ent[t], b * cols + t);
+        }
+    }
+}
+
+/// The writing pass when at most [`COLLECT`] candidates of `sel` are left: keys above the
+/// candidates' prefix are kept, those below not, and the candidates, collected with their
+/// flat index, are decided afterwards (the `k`-th smallest of them is `τ`; ties as in the
+/// full selection).
+/// The writing pass after the full selection: keys above `τ` kept, and of the `cand` ties
+/// the `cand − k` first by flat index.
+fn write_final(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+    #[inline(always)]
+    fn go(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+        let mut ties = sel.cand - sel.k;
+        write_rows(inp, out, !0, sel.fixed, |_, _| {
+            let keep = ties > 0;
+            ties -= keep as u64;
+            keep
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+            go(inp, sel, out)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(inp, sel, out) };
+    }
+    let _ = backend;
+    go(inp, sel, out)
+}
+
+/// [`write_collect_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
+fn write_collect(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+            write_collect_impl(inp, sel, out)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(inp, sel, out) };
+    }
+    let _ = backend;
+    write_collect_impl(inp, sel, out)
+}
+
+#[inline(always)]
+fn write_collect_impl(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+    let r = sel.round();
+    let mut at = [0usize; COLLECT];
+    let mut keys = [0u32; COLLECT];
+    let mut c = 0;
+    write_rows(inp, out, r.himask, r.fixed, |j, k| {
+        // `c < cand ≤ COLLECT`: the data are those of the counting passes.
+        if let (Some(a), Some(kk)) = (at.get_mut(c), keys.get_mut(c)) {
+            (*a, *kk) = (j, k);
+            c += 1;
+        }
+        false
+    });
+    let mut sorted = [0u32; COLLECT];
+    sorted[..c].copy_from_slice(&keys[..c]);
+    sorted[..c].sort_unstable();
+    let k = sel.k as usize;
+    let tau = sorted[k];
+    let below = sorted[..c].partition_point(|&v| v < tau);
+    let equal = sorted[below..c].partition_point(|&v| v == tau);
+    let mut ties = equal - (k - below);
+    for (&j, &key) in at[..c].iter().zip(&keys[..c]) {
+        let keep = key > tau || (key == tau && ties > 0);
+        ties -= (keep & (key == tau)) as usize;
+        out[j] = keep as u8;
+    }
+}
+
+/// [`count_pass_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
+fn count_pass<const FIRST: bool, const SPEC: bool>(
+    backend: Backend,
+    inp: &D3sTokenInputs<'_>,
+    rows: Range<usize>,
+    sel: &Wide,
+    h: &mut WideHist,
+    spec: Option<(WideRound, &mut WideHist)>,
+) -> (u64, bool) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2<const F: bool, const G: bool>(
+            inp: &D3sTokenInputs<'_>,
+            rows: Range<usize>,
+            sel: &Wide,
+            h: &mut WideHist,
+            spec: Option<(WideRound, &mut WideHist)>,
+        ) -> (u64, bool) {
+            count_pass_impl::<F, G>(inp, rows, sel, h, spec)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2::<FIRST, SPEC>(inp, rows, sel, h, spec) };
+    }
+    let _ = backend;
+    count_pass_impl::<FIRST, SPEC>(inp, rows, sel, h, spec)
+}
+
+/// One counting pass over the taking-part tokens (see `entropy_mask::wide_pass`): keys that
+/// are candidates of `sel`, by digit, into `h` (flushed). `FIRST` also returns the number of
+/// taking-part tokens and whether one has a non-finite advantage or entropy; without it,
+/// the last round visits only the candidates; `SPEC` also counts `spec`'s round (the next
+/// one, for a guessed bin of this one). Rows `rows` only.
+#[inline(always)]
+fn count_pass_impl<const FIRST: bool, const SPEC: bool>(
+    inp: &D3sTokenInputs<'_>,
+    rows: Range<usize>,
+    sel: &Wide,
+    h: &mut WideHist,
+    mut spec: Option<(WideRound, &mut WideHist)>,
+) -> (u64, bool) {
+    let cols = inp.shape.cols;
+    let r = sel.round();
+    let sparse = sel.round == 2;
+    let nonfinite = |x: f32| x.to_bits() & 0x7f80_0000 == 0x7f80_0000;
+    let (mut n, mut bad) = (0u64, false);
+    for (b, &kr) in inp.keep_rows.iter().enumerate().take(rows.end).skip(rows.start) {
+        if kr == 0 {
+            continue;
+        }
+        let rows = b * cols..(b + 1) * cols;
+        let (mask, adv, ent) = (&inp.mask[rows.clone()], &inp.adv[rows.clone()], &inp.entropy[rows]);
+        for ((mc, ac), ec) in mask.chunks(WIDE_FLUSH).zip(adv.chunks(WIDE_FLUSH)).zip(ent.chunks(WIDE_FLUSH)) {
+            let (mb, ab, eb) = (mc.chunks_exact(BLOCK), ac.chunks_exact(BLOCK), ec.chunks_exact(BLOCK));
+            let (mr, ar, er) = (mb.remainder(), ab.remainder(), eb.remainder());
+            let (mut count, mut bad_acc) = ([0u32; BLOCK], [false; BLOCK]);
+            for ((m, a), e) in mb.zip(ab).zip(eb) {
+                let (m, a, e): (&[u8; BLOCK], &[f32; BLOCK], &[f32; BLOCK]) =
+                    (m.try_into().unwrap(), a.try_into().unwrap(), e.try_into().unwrap());
+                let (mut d, mut inc) = ([0u32; BLOCK], [0u32; BLOCK]);
+                for i in 0..BLOCK {
+                    let valid = m[i] != 0;
+                    (inc[i], d[i]) = r.classify(valid, token_key(a[i], e[i]), i as u32);
+                    if FIRST {
+                        bad_acc[i] |= valid & (nonfinite(a[i]) | nonfinite(e[i]));
+                        count[i] += inc[i];
+                    }
+                }
+                if FIRST {
+                    h.add_block::<true>(&d);
+                } else if sparse {
+                    h.add_sparse(&d, &inc);
+                } else {
+                    h.add_block::<false>(&d);
+                }
+                if SPEC {
+                    if let Some((r2, h2)) = spec.as_mut() {
+                        let mut d2 = [0u32; BLOCK];
+                        for i in 0..BLOCK {
+                            d2[i] = r2.classify(m[i] != 0, token_key(a[i], e[i]), i as u32).1;
+                        }
+                        h2.add_block::<false>(&d2);
+                    }
+                }
+            }
+            for ((&m, &a), &e) in mr.iter().zip(ar).zip(er) {
+                let valid = m != 0;
+                let (inc, d) = r.classify(valid, token_key(a, e), 0);
+                bad_acc[0] |= valid & (nonfinite(a) | nonfinite(e));
+                count[0] += inc;
+                h.add1(d);
+                if let Some((r2, h2)) = spec.as_mut() {
+                    h2.add1(r2.classify(valid, token_key(a, e), 0).1);
+                }
+            }
+            n += count.iter().map(|&c| c as u64).sum::<u64>();
+            bad |= bad_acc.iter().any(|&b| b);
+            h.segment_done(mc.len());
+            if let Some((_, h2)) = spec.as_mut() {
+                h2.segment_done(mc.len());
+            }
+        }
+    }
+    h.flush();
+    if let Some((_, h2)) = spec.as_mut() {
+        h2.flush();
+    }
+    (n, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writing pass that collects the last candidates and the full selection followed by
+    /// a plain writing pass give the same mask (ties included), on every backend.
+    #[test]
+    fn collecting_and_full_selection_agree() {
+        let (rows, cols) = (3, 1500);
+        let n = rows * cols;
+        let mut x = 0x9E37_79B9u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for distinct in [3u32, 40, 1 << 20] {
+            let adv: Vec<f32> = (0..n).map(|_| (next() % 5) as f32 - 2.0).collect();
+            let ent: Vec<f32> = (0..n).map(|_| (next() % distinct) as f32 * 0.125).collect();
+            let mask: Vec<u8> = (0..n).map(|_| (next() % 7 != 0) as u8).collect();
+            let keep_rows = [1u8, 0, 1];
+            let inp = D3sTokenInputs {
+                shape: BatchShape::new(rows, cols),
+                mask: &mask,
+                adv: &adv,
+                entropy: &ent,
+                keep_rows: &keep_rows,
+            };
+            for backend in crate::platform::Backend::all_supported() {
+                let exec = Exec::new().with_backend(backend);
+                for k in [0.01f32, 0.2, 0.5, 0.99] {
+                    let (mut a, mut b) = (vec![7u8; n], vec![9u8; n]);
+                    let ca = token_mask(exec, &inp, k, &mut a, COLLECT).unwrap();
+                    let cb = token_mask(exec, &inp, k, &mut b, 0).unwrap();
+                    assert_eq!((ca, &a), (cb, &b), "{distinct} {k} {backend:?}");
+                    assert_eq!(a.iter().map(|&v| v as u64).sum::<u64>(), ca);
+                }
+            }
+        }
+    }
 }

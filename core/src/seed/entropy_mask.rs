@@ -42,6 +42,26 @@
 //! to 8 ranks and checks it bitwise). Cost: at most five passes over the local tokens and
 //! `4·2 KiB + 4 B` exchanged; `torch.quantile`'s gather moves `4·n` bytes.
 //!
+//! # One rank: two or three passes \[library choice\]
+//! [`top_entropy_threshold`] and [`linear_quantile`] need no merge, so they select with
+//! wider digits (module `radix`, `Wide`): bits 31..21, 20..10 and 9..0 of the key, 2048
+//! `u32` bins per round (four interleaved copies in the first round, where entropies share
+//! their exponent). Pass 1 also counts the valid tokens and checks that they are finite.
+//! From `2^16` tokens on, pass 1 first reads the first sixteenth of the tokens, takes the
+//! first-round bin of rank `⌊q·(n₁₆ − 1)⌋` there as a guess, and on the rest of the tokens
+//! also counts the second round of that bin; when the guess is right (the usual case) only
+//! the first sixteenth is read again for the second round, else a full pass does it. The
+//! last pass also finds the smallest key above the current prefix, and `v_{lo+1}` is the
+//! next non-empty bin of the last round or that key. So about 2.1 passes (3.1 after a wrong
+//! guess) instead of the protocol's six, no scratch (about 100 KiB of stack), and bitwise
+//! the same `θ`: the order statistics are unique, and a guess only decides which counts are
+//! taken when (tests `one_rank_selection_matches_reference_on_every_backend`,
+//! `one_rank_guess_right_and_wrong`). The counting loops compute the keys of 16 tokens in a
+//! loop the compiler vectorises (AVX2 on the `Avx2Fma`/`Avx512` backends: the same source
+//! compiled with the feature, so the same integer counts), then count them one by one;
+//! tokens that do not count go to padding bins that are never read, so no loop has a branch
+//! per token, except the last round's, which visits only its few candidates.
+//!
 //! # Numerics
 //! * `pos`, `lo` and the weight `pos − lo` are computed in `f64`, and so is the interpolation;
 //!   `θ` is rounded to `f32` once (it lies between `v_lo` and `v_{lo+1}`, so it cannot
@@ -52,9 +72,12 @@
 //!   \[library choice\] (entropies are finite by construction; torch would return a NaN `θ`
 //!   and silently keep nothing). Padding is never read.
 
-use super::radix::{from_key, key, Hist4, Radix, RadixHistogram, RADIX_BINS};
+use super::radix::{from_key, key, Hist4, Radix, RadixHistogram, Wide, WideHist, WideRound, BLOCK, WIDE_FLUSH};
+
+/// Batches from this many tokens guess the first round's bin (module docs).
+const SPEC_MIN: usize = 1 << 16;
 use crate::error::{check_len, TmError};
-use crate::platform::Exec;
+use crate::platform::{Backend, Exec};
 use crate::policy_loss::BatchShape;
 
 fn check_backend(exec: Exec) -> Result<(), TmError> {
@@ -263,8 +286,7 @@ impl EntropyQuantile {
         if !(merged_min.is_finite() && merged_min > v_lo) {
             return Err(TmError::InvalidArgument("the merged minimum is not a finite value above v_lo"));
         }
-        let theta = v_lo as f64 + self.weight * (merged_min as f64 - v_lo as f64);
-        self.finish(theta as f32);
+        self.finish(interpolate(v_lo, self.weight, merged_min));
         Ok(())
     }
 
@@ -331,9 +353,9 @@ impl EntropyQuantile {
     }
 }
 
-/// `θ` on one rank (or over the concatenation of all ranks' data): runs the
-/// [`EntropyQuantile`] protocol locally, with no scratch memory. `None` when no token is
-/// valid.
+/// `θ` on one rank (or over the concatenation of all ranks' data): bitwise the
+/// [`EntropyQuantile`] protocol's, in two or three passes with no scratch memory (module
+/// docs, "One rank"). `None` when no token is valid.
 ///
 /// Errors: lengths; [`TmError::InvalidArgument`] unless `0 < rho ≤ 1`;
 /// [`TmError::NonFinite`] for a NaN/`±inf` entropy at a valid position.
@@ -348,8 +370,9 @@ pub fn top_entropy_threshold(
     linear_quantile(exec, shape, mask, entropy, 1.0 - rho as f64)
 }
 
-/// `torch.quantile(values[mask ≠ 0], q)` (linear interpolation, `pos` in `f64`) on one rank,
-/// by the [`EntropyQuantile`] protocol: `None` when no position is valid.
+/// `torch.quantile(values[mask ≠ 0], q)` (linear interpolation, `pos` in `f64`) on one rank:
+/// `None` when no position is valid. Bitwise the `θ` of the [`EntropyQuantile`] protocol run
+/// on this rank alone, found with fewer passes (module docs, "One rank").
 ///
 /// Errors: lengths; [`TmError::InvalidArgument`] unless `0 ≤ q ≤ 1`; [`TmError::NonFinite`]
 /// for a NaN/`±inf` value at a valid position.
@@ -361,21 +384,186 @@ pub fn linear_quantile(
     q: f64,
 ) -> Result<Option<f32>, TmError> {
     check_inputs(shape, mask, values)?;
-    let mut st = EntropyQuantile::at(valid_count(exec, shape, mask)?, q)?;
-    loop {
-        match st.step() {
-            QuantileStep::Histogram => {
-                let mut h = [0u64; RADIX_BINS];
-                st.local_histogram(exec, shape, mask, values, &mut h)?;
-                st.push_histogram(&h)?;
+    check_backend(exec)?;
+    // `q` is refused before the data is read, as the protocol does.
+    EntropyQuantile::at(0, q)?;
+    let be = exec.backend();
+    let mut h = WideHist::new();
+    let mut h2 = WideHist::new();
+    // Pass 1 on a prefix of 1/16 of the tokens, whose histogram guesses the first round's
+    // bin; on the rest it also counts that bin's second round (module docs).
+    let x = if mask.len() >= SPEC_MIN { mask.len() / 16 / BLOCK * BLOCK } else { 0 };
+    let (na, bad_a, _) =
+        wide_pass::<true, false, false, false>(be, &mask[..x], &values[..x], &Wide::new(0, 0), &mut h, 0, None);
+    let guess = (na > 0).then(|| EntropyQuantile::at(na, q)).transpose()?.map(|g| {
+        let mut w = Wide::new(g.sel.k, na);
+        w.advance(&h.total);
+        w
+    });
+    let (nb, bad_b, _) = match guess {
+        Some(g) => wide_pass::<true, false, false, true>(
+            be,
+            &mask[x..],
+            &values[x..],
+            &Wide::new(0, 0),
+            &mut h,
+            0,
+            Some((g.round(), &mut h2)),
+        ),
+        None => wide_pass::<true, false, false, false>(be, &mask[x..], &values[x..], &Wide::new(0, 0), &mut h, 0, None),
+    };
+    let n = na + nb;
+    if bad_a | bad_b {
+        let index = mask.iter().zip(values).position(|(&m, v)| m != 0 && !v.is_finite()).unwrap_or(0);
+        return Err(TmError::NonFinite { what: "entropy", index });
+    }
+    let st = EntropyQuantile::at(n, q)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut sel = Wide::new(st.sel.k, n);
+    sel.advance(&h.total);
+    h.clear();
+    if guess.is_some_and(|g| g.fixed == sel.fixed) {
+        // Right guess: only the prefix is read again for the second round.
+        wide_pass::<false, false, true, false>(be, &mask[..x], &values[..x], &sel, &mut h2, 0, None);
+        sel.advance(&h2.total);
+    } else {
+        wide_pass::<false, false, false, false>(be, mask, values, &sel, &mut h, 0, None);
+        sel.advance(&h.total);
+        h.clear();
+    }
+    // The last round also finds the smallest key above the current 22-bit prefix, the
+    // `v_{lo+1}` of the protocol's MinAbove step when the last histogram does not hold it.
+    let bound = sel.fixed | 0x3ff;
+    let above = if st.weight == 0.0 {
+        wide_pass::<false, false, true, false>(be, mask, values, &sel, &mut h, 0, None);
+        u32::MAX
+    } else {
+        wide_pass::<false, true, true, false>(be, mask, values, &sel, &mut h, bound, None).2
+    };
+    let b = sel.advance(&h.total);
+    let v_lo = from_key(sel.fixed);
+    if st.weight == 0.0 || sel.k + 1 < sel.cand {
+        return Ok(Some(v_lo));
+    }
+    // Keys above v_lo with the same 22-bit prefix are the later bins of the last round.
+    let next = h.total[b + 1..].iter().position(|&c| c != 0).map(|i| (sel.fixed & !0x7ff) | (b + 1 + i) as u32);
+    Ok(Some(interpolate(v_lo, st.weight, from_key(next.unwrap_or(above)))))
+}
+
+/// `θ = v_lo + w·(v_hi − v_lo)` in `f64`, rounded once.
+fn interpolate(v_lo: f32, weight: f64, v_hi: f32) -> f32 {
+    (v_lo as f64 + weight * (v_hi as f64 - v_lo as f64)) as f32
+}
+
+/// [`wide_pass_impl`] compiled for the backend: the same source (integer and exact `f32`
+/// operations only, so the same counts), vectorised with AVX2 where the backend has it.
+#[allow(clippy::too_many_arguments)]
+fn wide_pass<const FIRST: bool, const ABOVE: bool, const SKIP: bool, const SPEC: bool>(
+    backend: Backend,
+    mask: &[u8],
+    values: &[f32],
+    sel: &Wide,
+    h: &mut WideHist,
+    bound: u32,
+    spec: Option<(WideRound, &mut WideHist)>,
+) -> (u64, bool, u32) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2<const F: bool, const A: bool, const S: bool, const G: bool>(
+            mask: &[u8],
+            values: &[f32],
+            sel: &Wide,
+            h: &mut WideHist,
+            bound: u32,
+            spec: Option<(WideRound, &mut WideHist)>,
+        ) -> (u64, bool, u32) {
+            wide_pass_impl::<F, A, S, G>(mask, values, sel, h, bound, spec)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2::<FIRST, ABOVE, SKIP, SPEC>(mask, values, sel, h, bound, spec) };
+    }
+    let _ = backend;
+    wide_pass_impl::<FIRST, ABOVE, SKIP, SPEC>(mask, values, sel, h, bound, spec)
+}
+
+/// One counting pass of the one-rank selection over the valid values: counts the keys that
+/// are candidates of `sel` by their digit into `h` (flushed), branch-free. `FIRST` also
+/// returns the number of valid values and whether one is not finite; `ABOVE` the smallest
+/// valid key above `bound` (`u32::MAX` if none). `SKIP` visits only the candidates (the
+/// last round, where they are few: a branch per candidate is cheaper there than an
+/// increment per token). `SPEC` also counts the candidates of `spec`'s round
+/// (the next round, for a guessed bin of this one) into its histogram.
+#[inline(always)]
+fn wide_pass_impl<const FIRST: bool, const ABOVE: bool, const SKIP: bool, const SPEC: bool>(
+    mask: &[u8],
+    values: &[f32],
+    sel: &Wide,
+    h: &mut WideHist,
+    bound: u32,
+    mut spec: Option<(WideRound, &mut WideHist)>,
+) -> (u64, bool, u32) {
+    let r = sel.round();
+    let nonfinite = |v: f32| v.to_bits() & 0x7f80_0000 == 0x7f80_0000;
+    let (mut n, mut bad, mut above) = (0u64, false, [u32::MAX; BLOCK]);
+    for (mc, vc) in mask.chunks(WIDE_FLUSH).zip(values.chunks(WIDE_FLUSH)) {
+        let (mb, vb) = (mc.chunks_exact(BLOCK), vc.chunks_exact(BLOCK));
+        let (mr, vr) = (mb.remainder(), vb.remainder());
+        let (mut count, mut bad_acc) = ([0u32; BLOCK], [false; BLOCK]);
+        for (m, v) in mb.zip(vb) {
+            let (m, v): (&[u8; BLOCK], &[f32; BLOCK]) = (m.try_into().unwrap(), v.try_into().unwrap());
+            let (mut d, mut inc) = ([0u32; BLOCK], [0u32; BLOCK]);
+            for i in 0..BLOCK {
+                let (valid, k) = (m[i] != 0, key(v[i]));
+                (inc[i], d[i]) = r.classify(valid, k, i as u32);
+                if FIRST {
+                    bad_acc[i] |= valid & nonfinite(v[i]);
+                    count[i] += inc[i];
+                }
+                if ABOVE {
+                    above[i] = above[i].min(if valid & (k > bound) { k } else { u32::MAX });
+                }
             }
-            QuantileStep::MinAbove => {
-                let m = st.local_min_above(exec, shape, mask, values)?;
-                st.push_min_above(m)?;
+            if SKIP {
+                h.add_sparse(&d, &inc);
+            } else {
+                h.add_block::<FIRST>(&d);
             }
-            QuantileStep::Done => return Ok(st.threshold()),
+            if SPEC {
+                if let Some((r2, h2)) = spec.as_mut() {
+                    let mut d2 = [0u32; BLOCK];
+                    for i in 0..BLOCK {
+                        d2[i] = r2.classify(m[i] != 0, key(v[i]), i as u32).1;
+                    }
+                    h2.add_block::<false>(&d2);
+                }
+            }
+        }
+        for (&m, &v) in mr.iter().zip(vr) {
+            let (valid, k) = (m != 0, key(v));
+            let (inc, d) = r.classify(valid, k, 0);
+            bad_acc[0] |= valid & nonfinite(v);
+            count[0] += inc;
+            above[0] = above[0].min(if valid & (k > bound) { k } else { u32::MAX });
+            h.add1(d);
+            if let Some((r2, h2)) = spec.as_mut() {
+                h2.add1(r2.classify(valid, k, 0).1);
+            }
+        }
+        n += count.iter().map(|&c| c as u64).sum::<u64>();
+        bad |= bad_acc.iter().any(|&b| b);
+        h.segment_done(mc.len());
+        if let Some((_, h2)) = spec.as_mut() {
+            h2.segment_done(mc.len());
         }
     }
+    h.flush();
+    if let Some((_, h2)) = spec.as_mut() {
+        h2.flush();
+    }
+    (n, bad, above.into_iter().min().unwrap_or(u32::MAX))
 }
 
 /// `keep[j] = mask[j] ≠ 0 ∧ entropy[j] ≥ θ` (1 or 0); `theta = None` keeps nothing. Returns

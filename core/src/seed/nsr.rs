@@ -22,9 +22,15 @@
 //! whose padding scores are 0; padding is never read here); the advantage of a dropped row is
 //! written as 0; `A` is computed in `f64` from the `f64` return and rounded once.
 //! Errors: non-finite rewards or scores at valid positions are [`TmError::NonFinite`].
+//!
+//! Speed: with `γ = 1` and outcome rewards (at most one non-zero valid reward and score per
+//! row) every sum above has at most one non-zero term, so it is exact in any order: such rows
+//! go through one vectorised scan and one vectorised write, `G_t = r_p` on the valid run
+//! that ends at the reward's position `p` and 0 elsewhere (the recurrence's values). Blocks
+//! of four rows with another row run the recurrence. Both give the same bits.
 
 use crate::error::{check_len, TmError};
-use crate::platform::Exec;
+use crate::platform::{Backend, Exec};
 use crate::policy_loss::BatchShape;
 
 /// Which samples are reinforced.
@@ -100,9 +106,11 @@ pub fn nsr_advantage(
             return Err(TmError::InvalidArgument("W-REINFORCE lambda must be finite"));
         }
     }
-    for (what, x) in [("token_rewards", token_rewards), ("scores", scores)] {
-        if let Some(index) = x.iter().zip(mask).position(|(v, &m)| m != 0 && !v.is_finite()) {
-            return Err(TmError::NonFinite { what, index });
+    if any_nonfinite(exec.backend(), mask, token_rewards, scores) {
+        for (what, x) in [("token_rewards", token_rewards), ("scores", scores)] {
+            if let Some(index) = x.iter().zip(mask).position(|(v, &m)| m != 0 && !v.is_finite()) {
+                return Err(TmError::NonFinite { what, index });
+            }
         }
     }
     // Rows go 4 at a time: each row's recurrence is a serial chain of f64 operations, so
@@ -114,7 +122,12 @@ pub fn nsr_advantage(
         let lanes = LANES.min(shape.rows - b0);
         let rows = b0 * t..(b0 + lanes) * t;
         let io = Block { t, mask: &mask[rows.clone()], r: &token_rewards[rows.clone()], s: &scores[rows.clone()] };
-        block(lanes, &io, cfg, &mut keep_rows[b0..b0 + lanes], &mut adv[rows]);
+        let (keep, adv) = (&mut keep_rows[b0..b0 + lanes], &mut adv[rows]);
+        // Outcome rewards: at most one non-zero reward and score per row. Then every sum is
+        // exact in any order, and each row is one scan and one vectorised write.
+        if !(cfg.gamma == 1.0 && sparse_block(exec.backend(), lanes, &io, cfg, keep, adv)) {
+            block(lanes, &io, cfg, keep, adv);
+        }
         b0 += lanes;
     }
     Ok(())
@@ -191,4 +204,159 @@ fn returns(
             adv[j] = if valid && kept[l] { (scale[l] * g + shift[l]) as f32 } else { 0.0 };
         }
     }
+}
+
+/// A row with at most one non-zero valid reward and score (the usual outcome reward at the
+/// last token): the score sum `s_b`, and the reward `r_p` with its position `p` (if any).
+#[derive(Clone, Copy, Debug, Default)]
+struct Sparse {
+    score: f64,
+    reward: Option<(usize, f32)>,
+}
+
+/// [`Sparse`] of a row, or `None` if it has two non-zero valid rewards or scores. With at most
+/// one non-zero term every order of summation gives the same value (`x + 0 = x`; the sign of
+/// a zero sum is never looked at), so the counts and sums go in vectorised chunks.
+fn scan_sparse(mask: &[u8], r: &[f32], s: &[f32]) -> Option<Sparse> {
+    const C: usize = 16;
+    let (mut nr, mut ns, mut sum, mut pos) = ([0u32; C], [0u32; C], [0f32; C], [0usize; C]);
+    let (mc, rc, sc) = (mask.chunks(C), r.chunks(C), s.chunks(C));
+    for (c, ((m, r), s)) in mc.zip(rc).zip(sc).enumerate() {
+        if let (Ok(m), Ok(r), Ok(s)) = (<&[u8; C]>::try_from(m), <&[f32; C]>::try_from(r), <&[f32; C]>::try_from(s)) {
+            for i in 0..C {
+                let valid = m[i] != 0;
+                let (rz, sz) = (valid & (r[i] != 0.0), valid & (s[i] != 0.0));
+                nr[i] += rz as u32;
+                ns[i] += sz as u32;
+                sum[i] += if sz { s[i] } else { 0.0 };
+                pos[i] = if rz { c * C + i } else { pos[i] };
+            }
+        } else {
+            for (i, ((&m, &r), &s)) in m.iter().zip(r).zip(s).enumerate() {
+                let valid = m != 0;
+                let (rz, sz) = (valid & (r != 0.0), valid & (s != 0.0));
+                nr[i] += rz as u32;
+                ns[i] += sz as u32;
+                sum[i] += if sz { s } else { 0.0 };
+                pos[i] = if rz { c * C + i } else { pos[i] };
+            }
+        }
+    }
+    if nr.iter().sum::<u32>() > 1 || ns.iter().sum::<u32>() > 1 {
+        return None;
+    }
+    let score = sum.iter().sum::<f32>() as f64;
+    let reward = nr.iter().position(|&n| n == 1).map(|i| (pos[i], r[pos[i]]));
+    Some(Sparse { score, reward })
+}
+
+/// Whether a valid position of `r` or `s` is not finite: one pass, chunks of 64 tested
+/// without a branch per element (compiled with AVX2 where the backend has it).
+fn any_nonfinite(backend: Backend, mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+    #[inline(always)]
+    fn go(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+        let bad = |v: f32| v.to_bits() & 0x7f80_0000 == 0x7f80_0000;
+        let (mc, rc, sc) = (mask.chunks(64), r.chunks(64), s.chunks(64));
+        mc.zip(rc).zip(sc).any(|((m, r), s)| {
+            m.iter().zip(r).zip(s).fold(false, |b, ((&m, &r), &s)| b | ((m != 0) & (bad(r) | bad(s))))
+        })
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+            go(mask, r, s)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(mask, r, s) };
+    }
+    let _ = backend;
+    go(mask, r, s)
+}
+
+/// The rows of a block by [`scan_sparse`] and [`sparse_row`] if all of them are sparse
+/// (`γ = 1` checked by the caller); `false`, writing nothing, otherwise.
+fn sparse_block(
+    backend: Backend,
+    lanes: usize,
+    io: &Block<'_>,
+    cfg: &NsrCfg,
+    keep: &mut [u8],
+    adv: &mut [f32],
+) -> bool {
+    #[inline(always)]
+    fn go(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
+        let t = io.t;
+        let mut sparse = [Sparse::default(); LANES];
+        for (l, sp) in sparse.iter_mut().enumerate().take(lanes) {
+            let j = l * t..(l + 1) * t;
+            match scan_sparse(&io.mask[j.clone()], &io.r[j.clone()], &io.s[j]) {
+                Some(v) => *sp = v,
+                None => return false,
+            }
+        }
+        for (l, sp) in sparse.iter().enumerate().take(lanes) {
+            let j = l * t..(l + 1) * t;
+            keep[l] = sparse_row(&io.mask[j.clone()], *sp, cfg, &mut adv[j]) as u8;
+        }
+        true
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
+        #[target_feature(enable = "avx2")]
+        fn avx2(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
+            go(lanes, io, cfg, keep, adv)
+        }
+        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
+        return unsafe { avx2(lanes, io, cfg, keep, adv) };
+    }
+    let _ = backend;
+    go(lanes, io, cfg, keep, adv)
+}
+
+/// Writes a [`Sparse`] row (`G = 1`): `G_t = r_p` for the valid `t ≤ p` with no padding in
+/// `(t, p]`, else `G_t = 0`, exactly the recurrence's values (a sum of zeros and one `r_p`);
+/// `adv = scale·G + shift` rounded once, as [`returns`] computes it. Returns whether the row
+/// is kept.
+fn sparse_row(mask: &[u8], sp: Sparse, cfg: &NsrCfg, adv: &mut [f32]) -> bool {
+    let (correct, incorrect) = (sp.score == 1.0, sp.score == 0.0);
+    let (kept, scale, shift) = match cfg.mode {
+        NsrMode::Psr => (correct, 1.0, 0.0),
+        NsrMode::Nsr => (incorrect, 1.0, -1.0),
+        NsrMode::Weighted { lambda } if correct => (true, lambda as f64, 0.0),
+        NsrMode::Weighted { .. } if incorrect => (true, 1.0, -1.0),
+        NsrMode::Weighted { .. } => (true, 1.0, 0.0),
+    };
+    if !kept {
+        adv.fill(0.0);
+        return false;
+    }
+    // `scale·(±0) + shift` is `shift` or `+0`, whatever the zero's sign.
+    let a0 = (scale * 0.0 + shift) as f32;
+    let (start, end, a1) = match sp.reward {
+        Some((p, r)) => (last_padding(&mask[..p]).map_or(0, |z| z + 1), p + 1, (scale * r as f64 + shift) as f32),
+        None => (0, 0, a0),
+    };
+    let fill = |adv: &mut [f32], mask: &[u8], g: f32| {
+        for (a, &m) in adv.iter_mut().zip(mask) {
+            *a = if m != 0 { g } else { 0.0 };
+        }
+    };
+    fill(&mut adv[..start], &mask[..start], a0);
+    fill(&mut adv[start..end], &mask[start..end], a1);
+    fill(&mut adv[end..], &mask[end..], a0);
+    true
+}
+
+/// The last padding position (`mask = 0`) of `mask`: chunks of 64 from the end, tested
+/// without a branch per element.
+fn last_padding(mask: &[u8]) -> Option<usize> {
+    let mut end = mask.len();
+    for c in mask.rchunks(64) {
+        end -= c.len();
+        if c.iter().fold(false, |b, &m| b | (m == 0)) {
+            return c.iter().rposition(|&m| m == 0).map(|i| end + i);
+        }
+    }
+    None
 }
