@@ -14,7 +14,7 @@
 //!   stream of the caller's framework) become `tkm_exec_options`.
 //! - `error`: status → exception.
 //! - `logits`, `logits_shards` (the sharded-vocabulary calls), `advantages`, `policy`,
-//!   `fingerprint`: one file per family of the C ABI.
+//!   `fingerprint`, `seed` (TRL's high-entropy token mask): one file per family of the C ABI.
 //!
 //! The Python layer (`python/tokenmath/*.py`) allocates every output with the caller's
 //! framework and passes it in as a DLPack tensor: the native functions never allocate
@@ -30,6 +30,7 @@ mod fingerprint;
 mod logits;
 mod logits_shards;
 mod policy;
+mod seed;
 mod tensor;
 
 /// `tkm_status_str(code)`: the C ABI's description of any status integer.
@@ -64,5 +65,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     advantages::register(m)?;
     policy::register(m)?;
     fingerprint::register(m)?;
+    seed::register(m)?;
     Ok(())
 }

@@ -3,7 +3,8 @@
 Logits statistics (log-sum-exp, entropy, target log-prob) and their gradient, advantage
 estimators (GRPO, Dr. GRPO, RLOO, REINFORCE++, GAE, ...), policy losses with gradients
 (PPO clip + KL, GSPO, CISPO, SAPO) and aggregation, and Merkle-committed token
-fingerprints; for runs across processes, the mergeable partials of a sharded vocabulary
+fingerprints, TRL's high-entropy token mask (``top_entropy_mask``); for runs across
+processes, the mergeable partials of a sharded vocabulary
 (``logits_partial_blocks`` ... ``logits_bwd_shard``) and of a split batch
 (``group_moments``, ``group_moments_merge``): the trainer's collectives move them
 (docs/distributed.md): each call runs the C ABI of ``libtokenmath`` (``include/tokenmath.h``) on the
@@ -69,6 +70,7 @@ from .policy import (
     sapo_loss,
     tis_weights,
 )
+from .seed import top_entropy_mask
 from . import fingerprint
 
 __version__: str = _native.__version__
@@ -127,5 +129,6 @@ __all__ = [
     "logp_upstream",
     "entropy_upstream",
     "fingerprint",
+    "top_entropy_mask",
     "abi_version",
 ]
