@@ -4,7 +4,8 @@
 //! corrupted states), D3S, PSR/NSR and GRPO-N, HAPO, TW-GRPO, DoP, the preference losses
 //! (DPO/SimPO, T-REG, cDPO, pass@k, TVM), the exploration bonuses (counts, count table,
 //! E3B, RND/NovelD, reward assembly), QuoTA (budgets, resize/pool, ToMe) and xAR
-//! (orderings, masks, flow matching, sampler). Sizes come from small integers and every
+//! (orderings, masks, flow matching, sampler); also THR/NTHR, the linear quantile and
+//! entropy tiers, RMT's position sampling, the NTP term and TW-GRPO's text rewards. Sizes come from small integers and every
 //! buffer is owned here and sized exactly as documented; floats are arbitrary bit patterns
 //! (NaN, ±inf, subnormals) or finite values, optional pointers are sometimes NULL.
 //!
@@ -1340,6 +1341,139 @@ fuzz_target!(|c: Case| {
             let noise = g.opt(g.f64s(n));
             let t = g.f64s(2);
             call!(c, [bytes(&x)], tkm_xar_em_step(n, x.as_mut_ptr(), d.as_ptr(), t[0], t[1], p(&noise)));
+        }
+        // ---------------- THR, NTHR, the linear quantile, RMT, TW-GRPO's text rewards ----------------
+        57 => {
+            let n = g.d(0, 40);
+            let (adv0, thr) = (g.f32s(n), g.f32s(n));
+            let mut o = tkm_thr_options { struct_size: 0, mode: 0, p: 0.0, keep_non_dominant: 0, reserved: 0 };
+            assert_eq!(unsafe { tkm_thr_options_init(&mut o) }, TKM_STATUS_OK);
+            o.mode = g.sel(0, 3);
+            o.keep_non_dominant = g.sel(2, 3);
+            o.reserved = u32::from(g.flag(4));
+            if g.flag(5) {
+                o.p = g.s(1);
+            }
+            let o = g.opts(o);
+            let tau = g.s(0);
+            let want = !g.flag(6);
+            both(c, |e| {
+                let mut adv = adv0.clone();
+                let mut dom = if want { Some(PUSIZE) } else { None };
+                call!(
+                    c,
+                    [bytes(&adv), sbytes(&dom)],
+                    tkm_thr_reweight(e, adv.as_mut_ptr(), thr.as_ptr(), n, tau, po(&o), pom(&mut dom))
+                )
+            });
+        }
+        58 => {
+            let (rows, cols) = (g.d(0, 8), g.d(1, 40));
+            let n = rows * cols;
+            let (mask, v) = (g.mask(n), g.f32s(n));
+            let q = g.f64s(3);
+            let want = !g.flag(0);
+            both(c, |e| {
+                let (mut has, mut val) = (PU32, PF32);
+                let a = call!(
+                    c,
+                    [bytes(&[has]), bytes(&[val])],
+                    tkm_linear_quantile(e, mask.as_ptr(), v.as_ptr(), rows, cols, q[0], &mut has, &mut val)
+                );
+                let mut tiers = vec![PB; n];
+                let mut th = if want { Some(vec![PF32; 2]) } else { None };
+                let b = call!(
+                    c,
+                    [bytes(&tiers), obytes(&th)],
+                    tkm_entropy_tiers(
+                        e,
+                        mask.as_ptr(),
+                        v.as_ptr(),
+                        rows,
+                        cols,
+                        q[1],
+                        q[2],
+                        tiers.as_mut_ptr(),
+                        pm(&mut th)
+                    )
+                );
+                [a, b].concat()
+            });
+        }
+        59 => {
+            let n = g.d(0, 40);
+            let tiers: Vec<u8> = g.u8s(n).into_iter().map(|t| if g.flag(0) { t } else { t % 4 }).collect();
+            let pr = g.f32s(3);
+            let u = g.f64s(2);
+            let (mut found, mut pos) = (PU32, PUSIZE);
+            call!(
+                c,
+                [bytes(&[found]), bytes(&[pos])],
+                tkm_rmt_pick_position(tiers.as_ptr(), n, pr.as_ptr(), u[0], u[1], &mut found, &mut pos)
+            );
+        }
+        60 => {
+            // Completions from tag pieces and option letters (or raw bytes, often not UTF-8).
+            const PIECES: [&str; 12] =
+                ["<think>", "</think>", "<answer>", "</answer>", "A", "B", ",", " ", "\n", "!", "é", "C,A"];
+            let text = |v: Vec<u8>| -> Vec<u8> {
+                if g.flag(0) {
+                    v
+                } else {
+                    v.iter().flat_map(|&b| PIECES[usize::from(b) % PIECES.len()].bytes()).collect()
+                }
+            };
+            let comp = text(g.u8s(g.d(0, 24)));
+            let sol = text(g.u8s(g.d(1, 8)));
+            let ok = g.sel(1, 3);
+            let mut out = PF32;
+            call!(
+                c,
+                [bytes(&[out])],
+                tkm_tw_grpo_soft_multichoice_reward(comp.as_ptr(), comp.len(), sol.as_ptr(), sol.len(), ok, &mut out)
+            );
+            let mut out = PF32;
+            call!(
+                c,
+                [bytes(&[out])],
+                tkm_tw_grpo_exact_multichoice_reward(comp.as_ptr(), comp.len(), sol.as_ptr(), sol.len(), ok, &mut out)
+            );
+            let mut out = PF32;
+            call!(c, [bytes(&[out])], tkm_tw_grpo_format_reward(comp.as_ptr(), comp.len(), &mut out));
+        }
+        61 => {
+            let nr = g.d(0, 8);
+            let lens: Vec<usize> = g.u32s(nr).into_iter().map(|v| v as usize % 6).collect();
+            let total: usize = lens.iter().sum();
+            let ns = if g.flag(0) { g.d(1, 30) } else { total };
+            let sc = g.f32s(ns);
+            let mut tau = PF32;
+            call!(c, [bytes(&[tau])], tkm_nthr_threshold(sc.as_ptr(), ns, lens.as_ptr(), nr, g.s(0), &mut tau));
+            let (cc, grp) = if g.flag(1) { (c.big[0] as usize, c.big[1] as usize) } else { (g.d(2, 9), g.d(3, 9)) };
+            let mut eta = PF32;
+            call!(c, [bytes(&[eta])], tkm_nthr_eta(cc, grp, &mut eta));
+        }
+        62 => {
+            let (rows, cols) = (g.d(0, 8), g.d(1, 40));
+            let n = rows * cols;
+            let (mask, rl, lp) = (g.mask(n), g.mask(n), g.f32s(n));
+            both(c, |e| {
+                let (mut loss, mut grad) = (PF32, vec![PF32; n]);
+                call!(
+                    c,
+                    [bytes(&[loss]), bytes(&grad)],
+                    tkm_ntp_masked_loss(
+                        e,
+                        mask.as_ptr(),
+                        rl.as_ptr(),
+                        lp.as_ptr(),
+                        rows,
+                        cols,
+                        &mut loss,
+                        grad.as_mut_ptr()
+                    )
+                )
+            });
         }
         _ => {}
     }
