@@ -163,3 +163,31 @@ fn entropy_quantile_state_round_trips_and_rejects_corruption() {
     }
     assert_eq!(step, 9);
 }
+
+/// Found by `fuzz/fuzz_targets/abi_methods.rs`: a state word set with `cand = 0` in a
+/// histogram round was accepted, and pushing an all-zero histogram (its total, 0, matched)
+/// reached the selection's `unreachable!` (`TKM_STATUS_INTERNAL_PANIC`). Now the state is
+/// refused as corrupted, and the selection itself never panics.
+#[test]
+fn entropy_quantile_refuses_a_histogram_round_without_candidates() {
+    let mut st = tkm_entropy_quantile::default();
+    assert_eq!(unsafe { tkm_entropy_quantile_init(10, 0.2, &mut st) }, TKM_STATUS_OK);
+    // Words 0 and 1 are the sought rank `k` and the candidates `cand` (to_words).
+    for (k, cand) in [(0u64, 0u64), (5, 0), (3, 3), (u64::MAX, 0)] {
+        let mut b = st;
+        (b.words[0], b.words[1]) = (k, cand);
+        let mut step = 9;
+        assert_eq!(unsafe { tkm_entropy_quantile_step(&b, &mut step) }, TKM_STATUS_INVALID_ARGUMENT, "{k} {cand}");
+        assert_eq!(step, 9);
+        let before = b;
+        let zeros = [0u64; TKM_RADIX_BINS];
+        let s = unsafe { tkm_entropy_quantile_push_histogram(&mut b, zeros.as_ptr()) };
+        assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT, "{k} {cand}");
+        assert_eq!(b, before);
+    }
+    // The finished state of an empty batch (`cand = 0`) is still a valid state.
+    assert_eq!(unsafe { tkm_entropy_quantile_init(0, 0.2, &mut st) }, TKM_STATUS_OK);
+    let (mut has, mut theta) = (9u32, 1f32);
+    assert_eq!(unsafe { tkm_entropy_quantile_threshold(&st, &mut has, &mut theta) }, TKM_STATUS_OK);
+    assert_eq!(has, 0);
+}

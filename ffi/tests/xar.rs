@@ -273,3 +273,24 @@ fn sampler_pieces() {
         assert_eq!(s, xs);
     }
 }
+
+/// Found by `fuzz/fuzz_targets/abi_methods.rs`: on an empty grid every `k` divides the
+/// sides, and `k * k` overflowed (`TKM_STATUS_INTERNAL_PANIC` where overflow checks are
+/// on). An empty grid is an empty ordering for any `k >= 1`.
+#[test]
+fn cell_permutation_of_an_empty_grid_takes_any_cell_size() {
+    for (h, w) in [(0usize, 0usize), (0, 8), (8, 0)] {
+        for k in [1usize, 1 << 33, usize::MAX] {
+            let mut out = [7u32; 1];
+            let s = unsafe { tkm_xar_cell_permutation(h, w, k, out.as_mut_ptr()) };
+            if h % k == 0 && w % k == 0 {
+                assert_eq!(s, TKM_STATUS_OK, "{h} {w} {k}");
+            } else {
+                assert_eq!(s, TKM_STATUS_INVALID_ARGUMENT, "{h} {w} {k}");
+            }
+            assert_eq!(out, [7]);
+            let s = unsafe { tkm_xar_subsample_permutation(h, w, k, out.as_mut_ptr()) };
+            assert_ne!(s, TKM_STATUS_INTERNAL_PANIC, "{h} {w} {k}");
+        }
+    }
+}

@@ -286,6 +286,7 @@ fn par_update(threads: usize, n: usize, p: &mut ChunkPair<'_>, f: &(dyn Fn(usize
         std::thread::scope(|scope| {
             let (mut rc, mut rb) = (&mut *p.c, &mut *p.b);
             let mut start = 0;
+            let mut handles = std::vec::Vec::with_capacity(parts);
             for q in 0..parts {
                 let end = n * (q + 1) / parts;
                 let (mc, tc) = rc.split_at_mut((end - start) * dd);
@@ -293,8 +294,13 @@ fn par_update(threads: usize, n: usize, p: &mut ChunkPair<'_>, f: &(dyn Fn(usize
                 rc = tc;
                 rb = tb;
                 let s = start;
-                scope.spawn(move || run(s, mc, mb));
+                handles.push(scope.spawn(move || run(s, mc, mb)));
                 start = end;
+            }
+            // Joined explicitly: an implicit join of a scoped thread does not wait for its
+            // thread-local destructors, so the thread could outlive the call (rust-lang/rust#116179).
+            for h in handles {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
         });
         return;

@@ -45,18 +45,24 @@ pub fn rnd_error(exec: &Exec, dim: usize, pred: &[f32], target: &[f32], out: &mu
         std::thread::scope(|scope| {
             let mut rest = &mut *out;
             let mut start = 0;
+            let mut handles = std::vec::Vec::with_capacity(parts);
             for q in 0..parts {
                 let end = rows * (q + 1) / parts;
                 let (mine, tail) = rest.split_at_mut(end - start);
                 rest = tail;
                 let s = start;
                 let row = &row;
-                scope.spawn(move || {
+                handles.push(scope.spawn(move || {
                     for (j, o) in mine.iter_mut().enumerate() {
                         *o = row(s + j);
                     }
-                });
+                }));
                 start = end;
+            }
+            // Joined explicitly: an implicit join of a scoped thread does not wait for its
+            // thread-local destructors, so the thread could outlive the call (rust-lang/rust#116179).
+            for h in handles {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
         });
         return Ok(());

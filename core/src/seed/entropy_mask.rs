@@ -336,7 +336,9 @@ impl EntropyQuantile {
             && (0.0..1.0).contains(&weight)
             && (sel.cand == 0 || sel.k < sel.cand)
             && match step {
-                QuantileStep::Histogram => round < 4 && lo_value.is_none() && theta.is_none(),
+                // A histogram round seeks a rank among at least one candidate (only the
+                // finished state of an empty batch has `cand = 0`).
+                QuantileStep::Histogram => round < 4 && sel.k < sel.cand && lo_value.is_none() && theta.is_none(),
                 QuantileStep::MinAbove => round == 4 && lo_value.is_some_and(f32::is_finite) && theta.is_none(),
                 QuantileStep::Done => theta.is_none_or(|t| !t.is_nan()),
             };

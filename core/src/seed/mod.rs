@@ -81,6 +81,7 @@ where
             let mut rest = out;
             let mut start = 0;
             let mut first = None;
+            let mut handles = std::vec::Vec::with_capacity(parts);
             for k in 0..parts {
                 let end = units * (k + 1) / parts;
                 let (mine, tail) = rest.split_at_mut((end - start) * chunk);
@@ -89,13 +90,18 @@ where
                 if k == 0 {
                     first = Some((s, mine));
                 } else {
-                    scope.spawn(move || f(s, mine));
+                    handles.push(scope.spawn(move || f(s, mine)));
                 }
                 start = end;
             }
             // Part 0 runs on the calling thread, which would otherwise sit idle.
             if let Some((s, mine)) = first {
                 f(s, mine);
+            }
+            // Joined explicitly: an implicit join of a scoped thread does not wait for its
+            // thread-local destructors, so the thread could outlive the call (rust-lang/rust#116179).
+            for h in handles {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
         });
         return;

@@ -72,7 +72,9 @@ impl Radix {
             return Err(TmError::InvalidArgument("the selection has already finished"));
         }
         let total = hist.iter().try_fold(0u64, |a, &h| a.checked_add(h));
-        if total != Some(self.cand) {
+        // `k < cand` also guards the search below (a state restored from words is checked
+        // for it, but a selection must never reach a panic).
+        if total != Some(self.cand) || self.k >= self.cand {
             return Err(TmError::InvalidArgument(
                 "the merged histogram's total is not the number of candidates (wrong global count, or a rank's data changed)",
             ));
@@ -88,7 +90,8 @@ impl Radix {
             }
             below += h;
         }
-        unreachable!("k < cand = Σ hist, so some bin holds rank k")
+        // Unreachable: k < cand = Σ hist, so some bin holds rank k.
+        Err(TmError::InvalidArgument("the merged histogram does not hold the sought rank"))
     }
 }
 

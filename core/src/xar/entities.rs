@@ -33,6 +33,10 @@ pub fn xar_cell_permutation(h: usize, w: usize, k: usize, out: &mut [u32]) -> Re
     }
     let n = grid_len(h, w)?;
     check_len("out", n, out.len())?;
+    if n == 0 {
+        // Any `k` divides an empty side: `k²` may not fit (and nothing is written).
+        return Ok(());
+    }
     let (cw, kk) = (w / k, k * k);
     for y in 0..h {
         for x in 0..w {
