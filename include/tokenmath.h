@@ -3614,7 +3614,8 @@ tkm_status tkm_cdpo_loss(const struct tkm_exec_options *exec,
 
 /**
  * The unbiased pass@k estimate `1 - C(n - c, k) / C(n, k)` into `*out`, computed in log
- * space (stable for n up to 2^53).
+ * space (stable for n up to 2^53; at most `min(c, k)` factors, and the product stops once
+ * it is below `e^-40`, where the result is exactly 1: about `√(40·n)` steps at worst).
  *
  * Errors: `TKM_STATUS_INVALID_ARGUMENT` (`c > n`, `k == 0`, `k > n`),
  * `TKM_STATUS_NULL_POINTER`, `TKM_STATUS_MISALIGNED`.

@@ -704,6 +704,13 @@ fn pass_at_k_large_n_matches_log_gamma() {
     assert!((got - 1e-6).abs() <= 1e-20);
     assert_eq!(cdpo::pass_at_k(10, 0, 3).unwrap(), 0.0);
     assert_eq!(cdpo::pass_at_k(10, 8, 3).unwrap(), 1.0);
+    // Huge c and k (found by fuzzing: 2^40 factors would run for hours): the product drops
+    // below e^-40 within a few hundred factors, where the result is exactly 1.0.
+    assert_eq!(cdpo::pass_at_k(1 << 42, 1 << 40, 1 << 40).unwrap(), 1.0);
+    assert_eq!(cdpo::pass_at_k(1 << 53, 1 << 30, 1 << 30).unwrap(), 1.0);
+    // Above the cut-off every factor counts: 1 − ≈2^-50 is still below 1.
+    let near = cdpo::pass_at_k(1 << 50, 1 << 49, 50).unwrap();
+    assert!(near < 1.0 && near >= 1.0 - 2e-15, "{near}");
     for (n, c, k) in [(5, 6, 1), (5, 1, 0), (5, 1, 6)] {
         assert!(matches!(cdpo::pass_at_k(n, c, k), Err(TmError::InvalidArgument(_))));
     }

@@ -359,9 +359,15 @@ pub fn pass_at_k(n: u64, c: u64, k: u64) -> Result<f64, TmError> {
     let (x, m) = if c <= k { (k, c) } else { (c, k) };
     // Π_{j<m} (1 − x/(n − j)): every factor is in (0, 1) because n − j > n − m ≥ x … when
     // m = c (x = k): n − j ≥ n − c + 1 > k; when m = k (x = c): n − j ≥ n − k + 1 > c.
+    // `log_q` only decreases; once below −40, `exp(log_q) < 2^-57` and `1 − exp(log_q)`
+    // rounds to exactly 1.0 whatever the remaining factors: stopping there gives the same
+    // bits and bounds the loop by `min(m, ≈ 40·n/x)` steps (≤ √(40·n)), not `m`.
     let mut log_q = 0.0f64;
     for j in 0..m {
         log_q += libm::log1p(-(x as f64) / ((n - j) as f64));
+        if log_q < -40.0 {
+            return Ok(1.0);
+        }
     }
     Ok(-libm::expm1(log_q))
 }
