@@ -165,8 +165,95 @@ fn backends() -> Vec<Backend> {
     all
 }
 
+/// Shapes for the AVX-512 path: groups across its 16 kept members (`G` up to 20), vocabularies
+/// across its 16-column chunks, its 2-chunk main loop and its masked last chunk (every
+/// `V mod 16`), whole `−inf` columns, padded members, one NaN or `+inf`. A large `|α − 1|` and
+/// `T ≥ 3` make a one-ulp change of a `D` visible in the weights (with `α = 1.7` most are
+/// absorbed by the normalisation and the final rounding).
+fn wide_case() -> impl Strategy<Value = Case> {
+    (
+        prop_oneof![1usize..5, Just(8usize), 15usize..21],
+        1usize..3,
+        3usize..7,
+        prop_oneof![1usize..50, 60usize..70, Just(96usize), Just(97usize), Just(143usize)],
+        any::<u64>(),
+    )
+        .prop_flat_map(|(g, groups, t, vocab, seed)| {
+            let n = g * groups * t;
+            (
+                prop::collection::vec(logit(), n * vocab),
+                prop::collection::vec(prop_oneof![4 => Just(1u8), 1 => Just(0u8)], n),
+                Just((g, t, vocab, seed)),
+                prop_oneof![Just(4097.0f32), Just(-2047.0f32), Just(1.7f32)],
+            )
+        })
+        .prop_map(|(mut x, mask, (g, t, vocab, seed), alpha)| {
+            // A column masked (`−inf`) in every row in half of the cases.
+            if seed % 2 == 0 {
+                let col = (seed / 2) as usize % vocab;
+                for r in 0..mask.len() {
+                    x[r * vocab + col] = f32::NEG_INFINITY;
+                }
+            }
+            for r in 0..mask.len() {
+                let row = &mut x[r * vocab..(r + 1) * vocab];
+                if row.iter().all(|v| !v.is_finite()) {
+                    row[0] = 1.0;
+                }
+            }
+            if seed % 3 == 0 {
+                let i = (seed / 3) as usize % x.len();
+                x[i] = if seed % 6 == 0 { f32::NAN } else { f32::INFINITY };
+            }
+            Case { x, vocab, mask, t, cfg: TwGrpoCfg { group_size: g, alpha, ..TwGrpoCfg::default() } }
+        })
+}
+
+/// Whether the AVX-512 backend can be tested here; says so once when it cannot.
+fn avx512_here() -> bool {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    let ok = Backend::Avx512.is_supported();
+    if !ok {
+        NOTE.call_once(|| eprintln!("SKIPPED the AVX-512 path of TW-GRPO: this CPU has no AVX-512 F/BW/DQ/VL"));
+    }
+    ok
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The AVX-512 path against the portable and AVX2 paths, bitwise, for f32 (with and without
+    /// a row stride), bf16 and f16 logits and 1 or 2 threads.
+    #[test]
+    fn avx512_matches_portable_bitwise(c in wide_case(), pad in 0usize..3) {
+        if !avx512_here() {
+            return Ok(());
+        }
+        let wide = Exec::new().with_backend(Backend::Avx512);
+        let others = [Backend::Portable, Backend::Avx2Fma];
+        let (w, st) = run(wide, &c, |v| v, pad).unwrap();
+        for b in others {
+            let (w0, st0) = run(Exec::new().with_backend(b), &c, |v| v, 0).unwrap();
+            prop_assert_eq!(nan_bits(&w), nan_bits(&w0), "f32 vs {:?}", b);
+            prop_assert_eq!(st, st0);
+        }
+        prop_assert_eq!(nan_bits(&run(wide.with_threads(2), &c, |v| v, 0).unwrap().0), nan_bits(&w));
+        // Half precision: rows whose values all round to non-finite get a finite logit again.
+        let mut ch = c.clone();
+        for r in 0..ch.mask.len() {
+            let row = &mut ch.x[r * ch.vocab..(r + 1) * ch.vocab];
+            if row.iter().all(|v| !f16::from_f32(*v).to_f32().is_finite()) {
+                row[0] = 1.0;
+            }
+        }
+        for b in others {
+            let e = Exec::new().with_backend(b);
+            let (wb, wb0) = (run(wide, &ch, bf16::from_f32, pad).unwrap(), run(e, &ch, bf16::from_f32, 0).unwrap());
+            prop_assert_eq!(nan_bits(&wb.0), nan_bits(&wb0.0), "bf16 vs {:?}", b);
+            let (wh, wh0) = (run(wide, &ch, f16::from_f32, pad).unwrap(), run(e, &ch, f16::from_f32, 0).unwrap());
+            prop_assert_eq!(nan_bits(&wh.0), nan_bits(&wh0.0), "f16 vs {:?}", b);
+        }
+    }
 
     /// f32 logits with a row stride against the reference; every backend and 1/2/3 threads
     /// give the same bits; the status counts the NaN positions. (`T` up to 6: with `T ≤ 2` the

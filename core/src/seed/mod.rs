@@ -23,7 +23,7 @@
 //! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
 //! typed [`crate::TmError`]s, the same bits for every backend and thread count. HAPO's
 //! adaptive temperature and TW-GRPO's weights stream over the vocabulary and use the
-//! [`crate::Exec`]'s threads (and AVX2 for TW-GRPO, bitwise equal to the portable loop); the
+//! [`crate::Exec`]'s threads (and AVX2 and AVX-512 for TW-GRPO, bitwise equal to the portable loop); the
 //! other kernels are single-threaded and portable (selections, short recurrences and per-token
 //! selects that stream memory): there [`crate::Exec`] is checked (an unsupported backend is an
 //! error) but its thread count is not used. Tags: \[code\] reproduces a named implementation, \[paper\] the
@@ -45,6 +45,8 @@ pub mod thr;
 pub mod tw_grpo;
 #[cfg(target_arch = "x86_64")]
 mod tw_grpo_x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod tw_grpo_x86_avx512;
 
 pub use d3s::{
     d3s_schedule, d3s_scratch_len, d3s_select_samples, d3s_token_mask, max_variance_subset, D3sSchedule, D3sScratch,

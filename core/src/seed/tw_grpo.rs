@@ -19,7 +19,7 @@
 //!
 //! **Streamed over the vocabulary** \[derived\]: the reference materialises the `[B, T, V]`
 //! log-prob tensor; this kernel reads, for each `(g, t)`, the `G` logit rows of the group at
-//! position `t` together, 8 columns at a time, with `ℓ = (z − max) − log_sum` from the statistics
+//! position `t` together, 8 columns at a time (16 with AVX-512), with `ℓ = (z − max) − log_sum` from the statistics
 //! that [`crate::logits::stats_fwd`] saved (its `max` and `log_sum` outputs, as the backward
 //! takes them: `z − lse` would lose `log_sum` once `|max|` is large) \[library choice: the spec's
 //! signature takes `lse`\]. Nothing of size `V` is written; the cost is one read of the logits and
@@ -33,6 +33,8 @@
 //!   `m̄ = sum / G`; then, again in member
 //!   order, `acc += term(δ_k)` (f32); the column's `acc` is added to its lane's `f64`
 //!   accumulator. Lanes are folded in halves (4, 2, 1) and `D = lane_0 / G` is rounded to f32.
+//!   (The AVX-512 path computes 16 columns per vector and adds the low 8 columns' `acc`, then
+//!   the high 8, to the same 8 `f64` lanes, so each lane keeps this order.)
 //! * `term(δ) = exp(δ) − δ − 1` is computed without cancellation: with the shared `exp`'s
 //!   reduction `δ = n·ln2 + r`, `scale = 2^n` and its polynomial `exp(r) = 1 + r + r²·P(r)`,
 //!   `term = fma(scale, r²·P(r), scale·(1 + r) − (1 + δ))` (one fused multiply-subtract), which is
@@ -141,7 +143,7 @@ pub struct TwStatus {
 }
 
 // ---------------------------------------------------------------------------------------
-// The canonical per-element operations (the AVX2 file transcribes them).
+// The canonical per-element operations (the AVX2 and AVX-512 files transcribe them).
 // ---------------------------------------------------------------------------------------
 
 /// `δ = clamp(m̄ − ℓ, −c, c)`, with the `−inf` limit rule of the module docs. NaN passes.
@@ -273,19 +275,19 @@ unsafe fn dispersion<T: LogitElem>(
         Backend::Portable => dispersion_portable(members, vocab, neg_log_v, c),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2Fma | Backend::Avx512 => {
-            use super::tw_grpo_x86_avx2 as avx2;
+            use super::{tw_grpo_x86_avx2 as avx2, tw_grpo_x86_avx512 as avx512};
             use half::{bf16, f16};
-            // Safe because the caller checked the backend (AVX2+FMA+F16C), and each cast is
-            // between identical types (`T::DTYPE` names `T`).
+            // Safe because the caller checked the backend (AVX2+FMA+F16C, and AVX-512 F/BW/DQ/VL
+            // for `Avx512`), and each cast is between identical types (`T::DTYPE` names `T`).
             macro_rules! go {
-                ($t:ty) => {
-                    avx2::dispersion::<$t>(
-                        core::slice::from_raw_parts(members.as_ptr() as *const Member<$t>, members.len()),
-                        vocab,
-                        neg_log_v,
-                        c,
-                    )
-                };
+                ($t:ty) => {{
+                    let m = core::slice::from_raw_parts(members.as_ptr() as *const Member<$t>, members.len());
+                    if backend == Backend::Avx512 {
+                        avx512::dispersion::<$t>(m, vocab, neg_log_v, c)
+                    } else {
+                        avx2::dispersion::<$t>(m, vocab, neg_log_v, c)
+                    }
+                }};
             }
             match T::DTYPE {
                 DType::F32 => go!(f32),
