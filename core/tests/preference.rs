@@ -470,6 +470,105 @@ fn cdpo_scores_equal_the_logits_forward_on_the_materialised_row() {
     check_bitwise(|x| x + 1e30, 4, 3000, 0, 1.0, 43);
 }
 
+fn avx512_here() -> bool {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    let ok = Backend::Avx512.is_supported();
+    if !ok {
+        NOTE.call_once(|| eprintln!("SKIPPED the AVX-512 path of the cDPO scores: this CPU has no AVX-512 F/BW/DQ/VL"));
+    }
+    ok
+}
+
+/// Scores (or the error) of one backend and thread count, on `T` logits.
+#[allow(clippy::too_many_arguments)]
+fn cdpo_run<T: LogitElem>(
+    backend: Backend,
+    threads: usize,
+    beta: f32,
+    p: &[T],
+    n: &[T],
+    rows: usize,
+    v: usize,
+    stride: usize,
+    tg: &[u32],
+) -> Result<(Vec<u32>, logits::Status), TmError> {
+    let mut out = poisoned(rows);
+    let st = cdpo::cdpo_ce_scores(
+        Exec::new().with_backend(backend).with_threads(threads),
+        beta,
+        Mat::new(p, rows, v, stride)?,
+        Mat::new(n, rows, v, stride)?,
+        tg,
+        &mut out,
+    )?;
+    Ok((nan_bits(&out), st))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    /// The AVX-512 path against the portable and AVX2 paths, bitwise (scores, status and
+    /// errors), on f32, bf16 and f16 logits, with row strides, `−inf` columns in either model
+    /// and whole masked rows, NaN and `+inf`, spreads beyond 87 units (the flushing `exp`),
+    /// offsets of `1e30`, every `V mod 16` (one and two blocks), 1 and 2 threads.
+    #[test]
+    fn cdpo_avx512_matches_portable_and_avx2_bitwise(
+        rows in 1usize..4,
+        q in prop_oneof![0usize..10, 126usize..130, 250usize..258],
+        rem in 0usize..16,
+        pad in 0usize..3,
+        beta in prop_oneof![Just(0.0f32), Just(0.5), Just(1.0), Just(2.5)],
+        scale in prop_oneof![Just(8.0f32), Just(300.0)],
+        offset in prop_oneof![3 => Just(0.0f32), 1 => Just(1e30)],
+        seed in any::<u64>(),
+        specials in proptest::collection::vec((any::<usize>(), 0u8..5), 0..8),
+        masked_row in proptest::option::of(0usize..4),
+    ) {
+        if !avx512_here() {
+            return Ok(());
+        }
+        let v = (16 * q + rem).max(1);
+        let stride = v + pad;
+        let mut p: Vec<f32> = rand_f32(rows * stride, seed, scale).into_iter().map(|x| x + offset).collect();
+        let mut n: Vec<f32> = rand_f32(rows * stride, seed ^ 0x9E37, scale).into_iter().map(|x| x + offset).collect();
+        for &(at, kind) in &specials {
+            let i = at % (rows * stride);
+            match kind {
+                0 => p[i] = f32::NEG_INFINITY,
+                1 => n[i] = f32::NEG_INFINITY,
+                2 => p[i] = f32::NAN,
+                3 => n[i] = f32::INFINITY,
+                _ => {
+                    // A masked run of columns in both models.
+                    for j in i..(i + 40).min(rows * stride) {
+                        p[j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        if let Some(r) = masked_row.filter(|&r| r < rows) {
+            p[r * stride..r * stride + v].fill(f32::NEG_INFINITY);
+        }
+        let tg: Vec<u32> = (0..rows).map(|r| ((seed as usize >> 7).wrapping_add(r * 7919) % v) as u32).collect();
+        macro_rules! compare {
+            ($conv:expr, $name:expr) => {{
+                let pt: Vec<_> = p.iter().map(|&x| $conv(x)).collect();
+                let nt: Vec<_> = n.iter().map(|&x| $conv(x)).collect();
+                for threads in [1, 2] {
+                    let wide = cdpo_run(Backend::Avx512, threads, beta, &pt, &nt, rows, v, stride, &tg);
+                    for b in [Backend::Portable, Backend::Avx2Fma] {
+                        let other = cdpo_run(b, threads, beta, &pt, &nt, rows, v, stride, &tg);
+                        prop_assert_eq!(&wide, &other, "{} vs {:?}, {} threads, V {}", $name, b, threads, v);
+                    }
+                }
+            }};
+        }
+        compare!(|x: f32| x, "f32");
+        compare!(bf16::from_f32, "bf16");
+        compare!(f16::from_f32, "f16");
+    }
+}
+
 proptest! {
     #[test]
     fn cdpo_scores_match_f64_reference(

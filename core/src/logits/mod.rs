@@ -927,21 +927,46 @@ pub(crate) fn streamed_row_finalize(
     target: Option<f32>,
     mut fill: impl FnMut(usize, &mut [f32]) -> (f32, f32),
 ) -> (Result<Finalized, TmError>, bool) {
-    let mut buf = [0.0f32; BLOCK];
-    let mut tree = row_stats::TreeStack::new();
-    let mut start = 0;
-    while start < cols {
-        let len = BLOCK.min(cols - start);
-        let block = &mut buf[..len];
+    streamed_row_finalize_stats(cols, target, |start, block| {
         let (m, mn) = fill(start, block);
-        tree.push(match backend {
+        match backend {
             Backend::Portable => portable::block_stats_from_max::<f32, false>(block, 1.0, m),
             // Safe because the caller checked the backend before any row was read.
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2Fma | Backend::Avx512 => unsafe {
                 x86_avx2::block_stats_from_extrema::<f32, false>(block, 1.0, m, mn)
             },
-        });
+        }
+    })
+}
+
+/// [`streamed_row_finalize`] for a caller that runs both passes of the block kernel itself:
+/// `block(start, buf)` forms the columns `[start, start + buf.len())` into `buf` and returns
+/// the block's `(m, s, u, nonfinite)` exactly as `backend`'s canonical block kernel would on
+/// them (the cDPO AVX-512 path, [`crate::preference::cdpo`]); the canonical tree merge follows.
+pub(crate) fn streamed_row_finalize_blocks(
+    cols: usize,
+    target: Option<f32>,
+    mut block: impl FnMut(usize, &mut [f32]) -> (f32, f32, f32, bool),
+) -> (Result<Finalized, TmError>, bool) {
+    streamed_row_finalize_stats(cols, target, |start, buf| {
+        let (m, s, u, nonfinite) = block(start, buf);
+        row_stats::RowStats::from_block(m, s, u, nonfinite)
+    })
+}
+
+/// The common loop: one block's [`row_stats::RowStats`] at a time, merged in tree order.
+fn streamed_row_finalize_stats(
+    cols: usize,
+    target: Option<f32>,
+    mut block: impl FnMut(usize, &mut [f32]) -> row_stats::RowStats,
+) -> (Result<Finalized, TmError>, bool) {
+    let mut buf = [0.0f32; BLOCK];
+    let mut tree = row_stats::TreeStack::new();
+    let mut start = 0;
+    while start < cols {
+        let len = BLOCK.min(cols - start);
+        tree.push(block(start, &mut buf[..len]));
         start += len;
     }
     let mut t = tree.finish();

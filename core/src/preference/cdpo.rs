@@ -24,7 +24,9 @@
 //! model's logits are read once, and the score is **bitwise** `exp(logp)` of
 //! [`crate::logits::stats_fwd`] run on the materialised combined row: the same centring,
 //! the same `exp`, the same accuracy at offsets of `1e30`, the same bits for every backend
-//! and thread count. `f32`, `bf16` and `f16` logits (the two models' in the same type) are
+//! and thread count (`Backend::Avx512` runs both passes 16 columns at a time and folds
+//! each vector's low 8 columns, then its high 8, into the canonical 8 lanes, so each lane
+//! keeps its order). `f32`, `bf16` and `f16` logits (the two models' in the same type) are
 //! widened exactly; rows may be strided.
 //!
 //! **Masked vocabulary** \[library choice\]: a column whose logit is `−inf` in *either* model
@@ -164,9 +166,17 @@ pub fn cdpo_ce_scores<T: LogitElem>(
             let (xp, xn) = (pos.row(r), neg.row(r));
             let c = targets[r] as usize;
             let z_t = combine(a, b, xp[c].to_f32(), xn[c].to_f32());
-            let (fin, nonfinite) = logits::streamed_row_finalize(backend, vocab, Some(z_t), |s, blk| {
-                fill_block(backend, a, b, &xp[s..s + blk.len()], &xn[s..s + blk.len()], blk)
-            });
+            let (fin, nonfinite) = match backend {
+                // Safe because `check_exec` verified AVX-512 F/BW/DQ/VL (and AVX2+FMA+F16C)
+                // before any row was read, and the three slices have the block's length.
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx512 => logits::streamed_row_finalize_blocks(vocab, Some(z_t), |s, blk| unsafe {
+                    super::x86_avx512::block(a, b, &xp[s..s + blk.len()], &xn[s..s + blk.len()], blk)
+                }),
+                _ => logits::streamed_row_finalize(backend, vocab, Some(z_t), |s, blk| {
+                    fill_block(backend, a, b, &xp[s..s + blk.len()], &xn[s..s + blk.len()], blk)
+                }),
+            };
             let fin = fin.map_err(|e| match e {
                 TmError::NoFiniteLogit { .. } => TmError::NoFiniteLogit { row: r },
                 other => other,

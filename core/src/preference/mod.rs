@@ -33,6 +33,8 @@ pub mod t_reg;
 pub mod tvm;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
 
 use crate::error::TmError;
 use crate::platform::Exec;
