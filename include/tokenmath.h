@@ -249,8 +249,10 @@
 #define TKM_GPU_MODE_CANONICAL 0
 
 /**
- * GPU calls use the fast kernels: the hardware `exp`, one pass per row; deterministic,
- * within a documented error bound of the exact result, not bitwise equal to the CPU.
+ * GPU calls use the fast kernels: the hardware `exp`, one pass per row; deterministic, not
+ * bitwise equal to the CPU (its error bound: `gpu/README.md`, tested on the Rust GPU crate).
+ * Accepted and validated today; calls on CUDA memory, which would read it, answer
+ * `TKM_STATUS_CUDA_UNAVAILABLE` until the library's CUDA launch path exists.
  */
 #define TKM_GPU_MODE_FAST 1
 

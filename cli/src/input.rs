@@ -19,7 +19,7 @@ use std::path::Path;
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
-use tokenmath_core::{DType, LogitElem};
+use tokenmath_core::{bf16, f16, DType, LogitElem};
 
 use crate::error::CliError;
 
@@ -170,6 +170,28 @@ impl<'a> Input<'a> {
             }
         }
     }
+}
+
+/// [`crate::run::run`] over the logits of a memory-mapped file: `run` asks for the chunks in
+/// order, so the rows before each new chunk (and at the end, all of them) are released
+/// ([`release_rows`]): the resident set stays about one chunk whatever the file's size.
+pub fn run_mapped(
+    job: &crate::run::Job<'_>,
+    mapped: &Mmap,
+    input: &Input<'_>,
+) -> Result<crate::run::Outcome, CliError> {
+    let done = std::cell::Cell::new(0);
+    let rows = |r: Range<usize>| {
+        release_rows(mapped, input, done.replace(r.start)..r.start);
+        r
+    };
+    let outcome = match input.dtype {
+        DType::F32 => crate::run::run::<f32>(job, |r| input.rows_as(rows(r))),
+        DType::BF16 => crate::run::run::<bf16>(job, |r| input.rows_as(rows(r))),
+        DType::F16 => crate::run::run::<f16>(job, |r| input.rows_as(rows(r))),
+    }?;
+    release_rows(mapped, input, done.get()..input.rows);
+    Ok(outcome)
 }
 
 /// Drops this process's resident pages of the logits rows `rows` of `input` (which must have

@@ -516,19 +516,7 @@ fn run_stats(args: &StatsArgs) -> Result<bool, CliError> {
         origin: &origin,
         keep_statistics: gpu.is_some(),
     };
-    // `run` asks for the chunks in order: drop the resident pages of the rows done before each
-    // new chunk, so the resident set stays about one chunk whatever the dump's size.
-    let done = std::cell::Cell::new(0);
-    let rows = |r: std::ops::Range<usize>| {
-        input::release_rows(&mapped, &file, done.replace(r.start)..r.start);
-        r
-    };
-    let outcome = match file.dtype {
-        DType::F32 => run::run::<f32>(&job, |r| file.rows_as(rows(r))),
-        DType::BF16 => run::run::<bf16>(&job, |r| file.rows_as(rows(r))),
-        DType::F16 => run::run::<f16>(&job, |r| file.rows_as(rows(r))),
-    }?;
-    input::release_rows(&mapped, &file, done.get()..file.rows);
+    let outcome = input::run_mapped(&job, &mapped, &file)?;
     let labels = match &file.labels {
         Some(l) => {
             format!("labels `{}` {} ({} of {} rows with a target)", l.key, l.dtype, outcome.target_rows, file.rows)

@@ -25,9 +25,7 @@
 //! each through a temporary file renamed into place.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::HashMap;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -44,7 +42,7 @@ use crate::input::{self, Input};
 use crate::progress::progress_bar;
 use crate::report::{self, Description};
 use crate::rollout::{self, Rollout};
-use crate::run::{self, Job, RowStatistics, CHUNK_ELEMS, MAX_CHUNK_ROWS};
+use crate::run::{Job, RowStatistics, CHUNK_ELEMS, MAX_CHUNK_ROWS};
 use crate::step::{self, Algo, PolicyBatch, StepOutcome};
 
 /// A per-token array, read from the dump or computed.
@@ -235,18 +233,7 @@ fn forward(
         origin,
         keep_statistics: true,
     };
-    // `run` asks for the chunks in order: release the rows before each new chunk.
-    let done = Cell::new(0);
-    let rows = |r: Range<usize>| {
-        input::release_rows(mapped, logits, done.replace(r.start)..r.start);
-        r
-    };
-    let outcome = match logits.dtype {
-        DType::F32 => run::run::<f32>(&job, |r| logits.rows_as(rows(r))),
-        DType::BF16 => run::run::<bf16>(&job, |r| logits.rows_as(rows(r))),
-        DType::F16 => run::run::<f16>(&job, |r| logits.rows_as(rows(r))),
-    }?;
-    input::release_rows(mapped, logits, done.get()..logits.rows);
+    let outcome = input::run_mapped(&job, mapped, logits)?;
     let d = Description {
         origin: format!("replay of {origin}"),
         tensors: format!(

@@ -246,7 +246,6 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
     };
     let mut notes = Vec::new();
     let mut mismatch: Option<String> = None;
-    let kept_groups = n_groups;
 
     // Advantages (per token), and the mask the loss uses.
     let mut adv_seq = vec![0.0f32; responses];
@@ -573,7 +572,7 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
         pg,
         kl,
         groups: n_groups,
-        kept_groups,
+        kept_groups: n_groups,
         notes,
         mismatch,
     })

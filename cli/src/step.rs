@@ -523,18 +523,10 @@ pub fn policy(algo: Algo, exec: Exec, batch: PolicyBatch<'_>) -> Result<Policy, 
     }
     let mut adv_seq = vec![0.0f32; responses];
     match algo {
-        // The seed methods (`is_seed`) returned above.
-        Algo::Grpo
-        | Algo::Dapo
-        | Algo::Gspo
-        | Algo::Hapo
-        | Algo::TwGrpo
-        | Algo::Nsr
-        | Algo::WReinforce
-        | Algo::GrpoN
-        | Algo::D3s => grpo_advantage(&rewards, groups, &GrpoCfg::verl_loop(), &mut adv_seq),
+        Algo::Grpo | Algo::Dapo | Algo::Gspo => grpo_advantage(&rewards, groups, &GrpoCfg::verl_loop(), &mut adv_seq),
         Algo::DrGrpo => dr_grpo_advantage(&rewards, groups, &mut adv_seq),
         Algo::Rloo => rloo_advantage(&rewards, groups, RlooFlavor::Standard, &mut adv_seq),
+        _ => unreachable!("the seed methods (`is_seed`) returned above"),
     }
     .map_err(kernel)?;
     let mut adv = vec![0.0f32; rows];

@@ -191,6 +191,20 @@ fn table_matches_independent_computation() {
     assert_ne!(tb["eng"][0], tu["eng"][0]);
 }
 
+/// The README's example: the shipped byte-level BPE (`tests/data/tokenizer_hf.json`, 320
+/// tokens) on the shipped corpus, the rows the README prints.
+#[test]
+fn readme_example_rows() {
+    let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokenizer_hf.json");
+    let corpus = corpus_dir();
+    let run = tokenmath(&["tokenizers", "--tokenizer", tok.to_str().unwrap(), "--corpus", corpus.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let t = table(&run, &tok);
+    assert_eq!((t["eng"][0], t["ell"][0], t["rus"][0]), (8142.0, 20166.0, 19142.0), "{}", run.stdout);
+    assert_eq!((t["ell"][1], t["ell"][2]), (2.4768, 1.8021), "{}", run.stdout);
+    assert_matches(&t, &expected(&tok, "eng"));
+}
+
 #[test]
 fn reference_and_extension_options() {
     let (bpe, _) = trained();

@@ -188,4 +188,10 @@ impl Exec {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// [`crate::TmError::BackendUnavailable`] if this CPU lacks the backend: the check every
+    /// kernel makes before reading its inputs.
+    pub(crate) fn check_backend(&self) -> Result<(), crate::TmError> {
+        crate::logits::check_backend(self.backend)
+    }
 }

@@ -5,12 +5,11 @@
 use core::ffi::c_void;
 
 use half::{bf16, f16};
-use tokenmath_core::logits::{RowInputs, Temperature};
 use tokenmath_core::seed::dop::{self, DopCfg, DopSlot};
 use tokenmath_core::{Mat, MatMut};
 
 use crate::exec::{exec_from, tkm_exec_options};
-use crate::logits::{check_dtype, opt_count, row_inputs, with_dtype};
+use crate::logits::{check_dtype, dtype_bytes, opt_count, row_inputs, row_inputs_overlap, with_dtype};
 use crate::status::*;
 use crate::util::{guard, init_options, inout, input, matrix_len, mul, options, overlaps, read_options, scratch, Out};
 use crate::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
@@ -57,29 +56,6 @@ pub unsafe extern "C" fn tkm_dop_options_init(opts: *mut tkm_dop_options) -> tkm
 
 fn cfg_from(o: &tkm_dop_options) -> DopCfg {
     DopCfg { beta: o.beta, lam_top: o.lam_top, lam_tail: o.lam_tail, top_k: o.top_k, grad_scale: o.grad_scale }
-}
-
-/// The elements of the inputs (and the per-row loss) as byte ranges, for the overlap checks.
-fn input_ranges(inputs: &RowInputs<'_>, loss: *const f32, rows: usize) -> Vec<(*const u8, usize)> {
-    let mut v = vec![(loss as *const u8, 4 * rows)];
-    if let Some(t) = inputs.targets {
-        v.push((t.as_ptr() as *const u8, 4 * t.len()));
-    }
-    if let Some(m) = inputs.row_mask {
-        v.push((m.as_ptr(), m.len()));
-    }
-    if let Temperature::PerRow(t) = inputs.temperature {
-        v.push((t.as_ptr() as *const u8, 4 * t.len()));
-    }
-    v
-}
-
-fn bytes(dtype: tkm_dtype) -> usize {
-    if dtype == TKM_DTYPE_F32 {
-        4
-    } else {
-        2
-    }
 }
 
 /// Diversity-or-Precision loss and gradient: per row `r`, `loss[r] = L_r =
@@ -135,10 +111,11 @@ pub unsafe extern "C" fn tkm_dop_loss_and_grad(
         let inputs = row_inputs(rows, targets, row_mask, temperature, temperatures)?;
         opt_count(nonfinite_rows)?;
         let mut out = Out::new(loss, rows)?;
-        let (x_bytes, dx_bytes) = (mul(len, bytes(dtype))?, mul(dx_len, bytes(grad_dtype))?);
+        let (x_bytes, dx_bytes) = (mul(len, dtype_bytes(dtype))?, mul(dx_len, dtype_bytes(grad_dtype))?);
         let dxb = dx as *const u8;
         let clash = overlaps(logits as *const u8, x_bytes, dxb, dx_bytes)
-            || input_ranges(&inputs, loss, rows).iter().any(|&(p, n)| overlaps(p, n, dxb, dx_bytes));
+            || overlaps(loss, rows, dxb, dx_bytes)
+            || row_inputs_overlap(&inputs, dxb, dx_bytes);
         if clash && !dx.is_null() {
             return Err(TKM_STATUS_OVERLAP);
         }
@@ -190,8 +167,8 @@ pub unsafe extern "C" fn tkm_dop_loss_and_grad_inplace(
         opt_count(nonfinite_rows)?;
         let mut out = Out::new(loss, rows)?;
         let xb = logits as *const u8;
-        let x_bytes = mul(len, bytes(dtype))?;
-        if !logits.is_null() && input_ranges(&inputs, loss, rows).iter().any(|&(p, n)| overlaps(p, n, xb, x_bytes)) {
+        let x_bytes = mul(len, dtype_bytes(dtype))?;
+        if !logits.is_null() && (overlaps(loss, rows, xb, x_bytes) || row_inputs_overlap(&inputs, xb, x_bytes)) {
             return Err(TKM_STATUS_OVERLAP);
         }
         let mut work = scratch::<DopSlot>(dop::dop_scratch_len(exec, rows, vocab, cfg.top_k))?;

@@ -21,8 +21,10 @@ pub const TKM_BACKEND_AVX512: u32 = 3;
 
 /// GPU calls compute in `core`'s operation order (the default; see `tkm_exec_options.gpu_mode`).
 pub const TKM_GPU_MODE_CANONICAL: u32 = 0;
-/// GPU calls use the fast kernels: the hardware `exp`, one pass per row; deterministic,
-/// within a documented error bound of the exact result, not bitwise equal to the CPU.
+/// GPU calls use the fast kernels: the hardware `exp`, one pass per row; deterministic, not
+/// bitwise equal to the CPU (its error bound: `gpu/README.md`, tested on the Rust GPU crate).
+/// Accepted and validated today; calls on CUDA memory, which would read it, answer
+/// `TKM_STATUS_CUDA_UNAVAILABLE` until the library's CUDA launch path exists.
 pub const TKM_GPU_MODE_FAST: u32 = 1;
 
 /// The largest accepted `threads` value.

@@ -78,6 +78,23 @@ pub(crate) fn check_dtype(dtype: tkm_dtype) -> Res {
     })
 }
 
+/// The size in bytes of one element of a checked dtype.
+pub(crate) fn dtype_bytes(dtype: tkm_dtype) -> usize {
+    if dtype == TKM_DTYPE_F32 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Whether a per-row input (targets, row mask, per-row temperatures) overlaps the `n` bytes
+/// at `dst`.
+pub(crate) fn row_inputs_overlap(inputs: &RowInputs<'_>, dst: *const u8, n: usize) -> bool {
+    inputs.targets.is_some_and(|t| overlaps(t.as_ptr(), t.len(), dst, n))
+        || inputs.row_mask.is_some_and(|m| overlaps(m.as_ptr(), m.len(), dst, n))
+        || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), dst, n))
+}
+
 /// The per-row inputs: targets (NULL = none), row mask (NULL = keep all), temperatures
 /// (NULL = the scalar `temperature` for every row).
 pub(crate) unsafe fn row_inputs<'a>(
@@ -446,22 +463,15 @@ unsafe fn bwd_shard(
         g_entropy: opt_input(g_entropy, rows)?,
         g_lse: opt_input(g_lse, rows)?,
     };
-    let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
-    let dx_bytes = mul(dx_len, if grad_dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+    let x_bytes = mul(len, dtype_bytes(dtype))?;
+    let dx_bytes = mul(dx_len, dtype_bytes(grad_dtype))?;
     let dxb = dx as *const u8;
     let clash = overlaps(logits as *const u8, x_bytes, dxb, dx_bytes)
         || [Some(saved.max), Some(saved.log_sum), Some(saved.entropy), up.g_logp, up.g_entropy, up.g_lse]
             .iter()
             .flatten()
             .any(|s| overlaps(s.as_ptr(), s.len(), dxb, dx_bytes))
-        || [
-            inputs.targets.map(|t| (t.as_ptr() as *const u8, 4 * t.len())),
-            inputs.row_mask.map(|m| (m.as_ptr(), m.len())),
-        ]
-        .iter()
-        .flatten()
-        .any(|&(p, n)| overlaps(p, n, dxb, dx_bytes))
-        || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), dxb, dx_bytes));
+        || row_inputs_overlap(&inputs, dxb, dx_bytes);
     if clash && !dx.is_null() {
         return Err(TKM_STATUS_OVERLAP);
     }
@@ -510,20 +520,13 @@ pub unsafe extern "C" fn tkm_logits_bwd_inplace(
             g_entropy: opt_input(g_entropy, rows)?,
             g_lse: opt_input(g_lse, rows)?,
         };
-        let x_bytes = mul(len, if dtype == TKM_DTYPE_F32 { 4 } else { 2 })?;
+        let x_bytes = mul(len, dtype_bytes(dtype))?;
         let xb = logits as *const u8;
         let clash = [Some(saved.max), Some(saved.log_sum), Some(saved.entropy), up.g_logp, up.g_entropy, up.g_lse]
             .iter()
             .flatten()
             .any(|s| overlaps(s.as_ptr(), s.len(), xb, x_bytes))
-            || [
-                inputs.targets.map(|t| (t.as_ptr() as *const u8, 4 * t.len())),
-                inputs.row_mask.map(|m| (m.as_ptr(), m.len())),
-            ]
-            .iter()
-            .flatten()
-            .any(|&(p, n)| overlaps(p, n, xb, x_bytes))
-            || matches!(inputs.temperature, Temperature::PerRow(t) if overlaps(t.as_ptr(), t.len(), xb, x_bytes));
+            || row_inputs_overlap(&inputs, xb, x_bytes);
         if clash && !logits.is_null() {
             return Err(TKM_STATUS_OVERLAP);
         }

@@ -19,20 +19,9 @@ use crate::advantages::groups;
 use crate::exec::{exec_from, tkm_exec_options};
 use crate::status::*;
 use crate::util::{
-    flag, guard, init_options, inout, input, mul, opt_input, options, overlaps, read_options, scratch, Out, Res,
+    check_out, flag, guard, init_options, inout, input, mul, opt_input, options, overlaps, read_options, scratch,
+    write, Out, Res,
 };
-
-/// Writes one value through a required output pointer.
-unsafe fn write<T>(p: *mut T, v: T) -> Res {
-    let dst = inout(p, 1)?;
-    dst[0] = v;
-    Ok(())
-}
-
-/// Checks a required output pointer before any work is done.
-unsafe fn check_out<T>(p: *mut T) -> Res {
-    inout(p, 1).map(|_| ())
-}
 
 // ---------------------------------------------------------------------------------------
 // Top-entropy-quantile mask
@@ -81,7 +70,7 @@ pub unsafe extern "C" fn tkm_valid_count(
     guard(|| {
         let exec = exec_from(exec)?;
         let m = input(mask, mul(rows, cols)?)?;
-        check_out(count)?;
+        check_out(count, 1)?;
         let c = seed::valid_count(exec, BatchShape::new(rows, cols), m)?;
         write(count, c)
     })
@@ -107,7 +96,7 @@ pub unsafe extern "C" fn tkm_entropy_quantile_init(
     state: *mut tkm_entropy_quantile,
 ) -> tkm_status {
     guard(|| {
-        check_out(state)?;
+        check_out(state, 1)?;
         let st = EntropyQuantile::new(global_count, rho)?;
         write(state, tkm_entropy_quantile { words: st.to_words() })
     })
@@ -121,7 +110,7 @@ pub unsafe extern "C" fn tkm_entropy_quantile_init(
 pub unsafe extern "C" fn tkm_entropy_quantile_step(state: *const tkm_entropy_quantile, step: *mut u32) -> tkm_status {
     guard(|| {
         let st = eq_read(state)?;
-        check_out(step)?;
+        check_out(step, 1)?;
         let s = match st.step() {
             QuantileStep::Histogram => TKM_QUANTILE_STEP_HISTOGRAM,
             QuantileStep::MinAbove => TKM_QUANTILE_STEP_MIN_ABOVE,
@@ -205,7 +194,7 @@ pub unsafe extern "C" fn tkm_entropy_quantile_local_min_above(
         let exec = exec_from(exec)?;
         let n = mul(rows, cols)?;
         let (m, e) = (input(mask, n)?, input(entropy, n)?);
-        check_out(out)?;
+        check_out(out, 1)?;
         let v = st.local_min_above(exec, BatchShape::new(rows, cols), m, e)?;
         write(out, v)
     })
@@ -245,8 +234,8 @@ pub unsafe extern "C" fn tkm_entropy_quantile_threshold(
 ) -> tkm_status {
     guard(|| {
         let st = eq_read(state)?;
-        check_out(has_theta)?;
-        check_out(theta)?;
+        check_out(has_theta, 1)?;
+        check_out(theta, 1)?;
         if st.step() != QuantileStep::Done {
             return Err(TKM_STATUS_INVALID_ARGUMENT);
         }
@@ -280,8 +269,8 @@ pub unsafe extern "C" fn tkm_top_entropy_threshold(
         let exec = exec_from(exec)?;
         let n = mul(rows, cols)?;
         let (m, e) = (input(mask, n)?, input(entropy, n)?);
-        check_out(has_theta)?;
-        check_out(theta)?;
+        check_out(has_theta, 1)?;
+        check_out(theta, 1)?;
         let t = seed::top_entropy_threshold(exec, BatchShape::new(rows, cols), m, e, rho)?;
         write(theta, t.unwrap_or(0.0))?;
         write(has_theta, t.is_some() as u32)
@@ -317,7 +306,7 @@ pub unsafe extern "C" fn tkm_top_entropy_mask(
             _ => return Err(TKM_STATUS_INVALID_ARGUMENT),
         };
         if !kept.is_null() {
-            check_out(kept)?;
+            check_out(kept, 1)?;
         }
         let mut o = Out::new(keep, n)?;
         let c = seed::top_entropy_mask(exec, BatchShape::new(rows, cols), m, e, theta, &mut o.buf)?;
@@ -459,8 +448,8 @@ pub unsafe extern "C" fn tkm_d3s_schedule(
 ) -> tkm_status {
     guard(|| {
         let o = read_options(opts)?;
-        check_out(n_keep)?;
-        check_out(k_frac)?;
+        check_out(n_keep, 1)?;
+        check_out(k_frac, 1)?;
         let s = D3sSchedule { n_init: o.n_init, n_final: o.n_final, k_init: o.k_init, k_final: o.k_final };
         let (n, k) = seed::d3s_schedule(p, &s, batch)?;
         write(n_keep, n)?;
@@ -496,7 +485,7 @@ pub unsafe extern "C" fn tkm_d3s_token_mask(
         let n = mul(rows, cols)?;
         let (m, a, e, kr) = (input(mask, n)?, input(adv, n)?, input(entropy, n)?, input(keep_rows, rows)?);
         if !kept.is_null() {
-            check_out(kept)?;
+            check_out(kept, 1)?;
         }
         let mut o = Out::new(out, n)?;
         let inp = D3sTokenInputs { shape: BatchShape::new(rows, cols), mask: m, adv: a, entropy: e, keep_rows: kr };
@@ -629,7 +618,7 @@ pub unsafe extern "C" fn tkm_grpo_negative_only(
         };
         let n = mul(rows, cols)?;
         if !positives.is_null() {
-            check_out(positives)?;
+            check_out(positives, 1)?;
         }
         if overlaps(mask, n, adv_seq, rows) {
             return Err(TKM_STATUS_OVERLAP);
@@ -770,7 +759,7 @@ pub unsafe extern "C" fn tkm_nthr_threshold(
     guard(|| {
         let s = input(pos_scores, n_scores)?;
         let l = input(pos_lens, n_responses)?;
-        check_out(tau)?;
+        check_out(tau, 1)?;
         let t = seed::nthr_threshold(s, l, beta)?;
         write(tau, t)
     })
@@ -785,7 +774,7 @@ pub unsafe extern "C" fn tkm_nthr_threshold(
 #[no_mangle]
 pub unsafe extern "C" fn tkm_nthr_eta(correct: usize, group: usize, eta: *mut f32) -> tkm_status {
     guard(|| {
-        check_out(eta)?;
+        check_out(eta, 1)?;
         let e = seed::nthr_eta(correct, group)?;
         write(eta, e)
     })
@@ -818,7 +807,7 @@ pub unsafe extern "C" fn tkm_nthr_reweight(
         }
         let (s, v) = (input(neg_scores, n)?, input(valid, n)?);
         if !count.is_null() {
-            check_out(count)?;
+            check_out(count, 1)?;
         }
         let a = inout(adv, n)?;
         let c = seed::nthr_reweight(exec, a, s, v, tau, eta)?;
@@ -941,7 +930,7 @@ pub unsafe extern "C" fn tkm_thr_reweight(
         }
         let t = input(thr, n)?;
         if !dominant.is_null() {
-            check_out(dominant)?;
+            check_out(dominant, 1)?;
         }
         let a = inout(adv, n)?;
         let c = seed::thr_reweight(exec, a, t, tau, &ThrCfg { mode, non_dominant })?;
@@ -979,8 +968,8 @@ pub unsafe extern "C" fn tkm_linear_quantile(
         let exec = exec_from(exec)?;
         let n = mul(rows, cols)?;
         let (m, v) = (input(mask, n)?, input(values, n)?);
-        check_out(has_value)?;
-        check_out(value)?;
+        check_out(has_value, 1)?;
+        check_out(value, 1)?;
         let t = seed::linear_quantile(exec, BatchShape::new(rows, cols), m, v, q)?;
         write(value, t.unwrap_or(0.0))?;
         write(has_value, t.is_some() as u32)
@@ -1003,7 +992,7 @@ pub unsafe extern "C" fn tkm_rmt_token_budget(
     budget: *mut u32,
 ) -> tkm_status {
     guard(|| {
-        check_out(budget)?;
+        check_out(budget, 1)?;
         let b = seed::rmt_token_budget(step, total, b0, b_min, gamma)?;
         write(budget, b)
     })
@@ -1018,7 +1007,7 @@ pub unsafe extern "C" fn tkm_rmt_token_budget(
 #[no_mangle]
 pub unsafe extern "C" fn tkm_rmt_length_reward(len: u32, budget: u32, r_max: f32, out: *mut f32) -> tkm_status {
     guard(|| {
-        check_out(out)?;
+        check_out(out, 1)?;
         let r = seed::rmt_length_reward(len, budget, r_max)?;
         write(out, r)
     })
@@ -1145,8 +1134,8 @@ pub unsafe extern "C" fn tkm_rmt_pick_position(
     guard(|| {
         let t = input(tiers, n)?;
         let p: [f32; 3] = input(p, 3)?.try_into().map_err(|_| TKM_STATUS_LENGTH_MISMATCH)?;
-        check_out(found)?;
-        check_out(pos)?;
+        check_out(found, 1)?;
+        check_out(pos, 1)?;
         let j = seed::rmt_pick_position(t, &p, u_tier, u_token)?;
         write(pos, j.unwrap_or(0))?;
         write(found, j.is_some() as u32)
@@ -1201,7 +1190,7 @@ pub unsafe extern "C" fn tkm_ntp_masked_loss(
         let exec = exec_from(exec)?;
         let n = mul(rows, cols)?;
         let (m, c, lp) = (input(mask, n)?, input(rl_positions, n)?, input(logp_target, n)?);
-        check_out(loss)?;
+        check_out(loss, 1)?;
         let mut g = Out::new(grad, n)?;
         let l = seed::ntp_masked_loss(exec, BatchShape::new(rows, cols), m, c, lp, &mut g.buf)?;
         g.commit();

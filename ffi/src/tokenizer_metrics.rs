@@ -8,7 +8,7 @@
 use tokenmath_core::tokenizer_metrics::{self as tm, PowerLaw, TextCounts};
 
 use crate::status::*;
-use crate::util::{guard, input, scratch, Out, Res};
+use crate::util::{guard, input, scratch, utf8, write};
 
 /// Byte, Unicode scalar value and whitespace counts of some text (accumulated over any number
 /// of sentences by `tkm_text_counts_add`). Start from all zeros.
@@ -37,17 +37,6 @@ pub struct tkm_power_law {
     pub r2: f64,
 }
 
-unsafe fn text<'a>(p: *const u8, len: usize) -> Res<&'a str> {
-    core::str::from_utf8(input(p, len)?).map_err(|_| TKM_STATUS_INVALID_ARGUMENT)
-}
-
-unsafe fn put<T: Copy + Default>(dst: *mut T, v: T) -> Res {
-    let mut o = Out::new(dst, 1)?;
-    o.buf[0] = v;
-    o.commit();
-    Ok(())
-}
-
 /// `*out = sum of tokens_per_sentence[0..n]` (the corpus token count, CTC).
 ///
 /// Errors: `TKM_STATUS_NULL_POINTER`; `TKM_STATUS_SIZE_OVERFLOW` if the sum exceeds `uint64_t`.
@@ -60,7 +49,7 @@ pub unsafe extern "C" fn tkm_corpus_token_count(
     n: usize,
     out: *mut u64,
 ) -> tkm_status {
-    guard(|| put(out, tm::corpus_token_count(input(tokens_per_sentence, n)?)?))
+    guard(|| write(out, tm::corpus_token_count(input(tokens_per_sentence, n)?)?))
 }
 
 /// Token premium `*out = ctc_lang / ctc_ref`.
@@ -71,7 +60,7 @@ pub unsafe extern "C" fn tkm_corpus_token_count(
 /// `out` valid for one element.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_token_premium(ctc_lang: u64, ctc_ref: u64, out: *mut f64) -> tkm_status {
-    guard(|| put(out, tm::token_premium(ctc_lang, ctc_ref)?))
+    guard(|| write(out, tm::token_premium(ctc_lang, ctc_ref)?))
 }
 
 /// Byte premium `*out = bytes_lang / bytes_ref` of parallel text.
@@ -82,7 +71,7 @@ pub unsafe extern "C" fn tkm_token_premium(ctc_lang: u64, ctc_ref: u64, out: *mu
 /// `out` valid for one element.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_byte_premium(bytes_lang: u64, bytes_ref: u64, out: *mut f64) -> tkm_status {
-    guard(|| put(out, tm::byte_premium(bytes_lang, bytes_ref)?))
+    guard(|| write(out, tm::byte_premium(bytes_lang, bytes_ref)?))
 }
 
 /// Adds the counts of the UTF-8 `text` (`len` bytes) to `*counts` (in place, only on success;
@@ -99,7 +88,7 @@ pub unsafe extern "C" fn tkm_text_counts_add(
     counts: *mut tkm_text_counts,
 ) -> tkm_status {
     guard(|| {
-        let t = text(text_utf8, len)?;
+        let t = utf8(text_utf8, len)?;
         let c = crate::util::inout(counts, 1)?;
         let add = TextCounts::of(t);
         let sum = TextCounts { bytes: c[0].bytes, chars: c[0].chars, whitespace: c[0].whitespace }.merge(add);
@@ -122,7 +111,7 @@ pub unsafe extern "C" fn tkm_bytes_per_token(
     n_tokens: u64,
     out: *mut f64,
 ) -> tkm_status {
-    guard(|| put(out, tm::bytes_per_token(text(text_utf8, len)?, n_tokens)?))
+    guard(|| write(out, tm::bytes_per_token(utf8(text_utf8, len)?, n_tokens)?))
 }
 
 /// `*out = Unicode scalar values of text / n_tokens`.
@@ -138,7 +127,7 @@ pub unsafe extern "C" fn tkm_chars_per_token(
     n_tokens: u64,
     out: *mut f64,
 ) -> tkm_status {
-    guard(|| put(out, tm::chars_per_token(text(text_utf8, len)?, n_tokens)?))
+    guard(|| write(out, tm::chars_per_token(utf8(text_utf8, len)?, n_tokens)?))
 }
 
 /// `*out` = fraction of the scalar values of the text that are whitespace (Unicode
@@ -150,7 +139,7 @@ pub unsafe extern "C" fn tkm_chars_per_token(
 /// `text` valid for `len` bytes; `out` valid for one element.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_whitespace_proportion(text_utf8: *const u8, len: usize, out: *mut f64) -> tkm_status {
-    guard(|| put(out, tm::whitespace_proportion(text(text_utf8, len)?)))
+    guard(|| write(out, tm::whitespace_proportion(utf8(text_utf8, len)?)))
 }
 
 /// Character entropy of the text in bits, `-sum_c p_c log2 p_c`; 0 for empty text. Allocates
@@ -164,9 +153,9 @@ pub unsafe extern "C" fn tkm_whitespace_proportion(text_utf8: *const u8, len: us
 #[no_mangle]
 pub unsafe extern "C" fn tkm_char_entropy_bits(text_utf8: *const u8, len: usize, out: *mut f64) -> tkm_status {
     guard(|| {
-        let t = text(text_utf8, len)?;
+        let t = utf8(text_utf8, len)?;
         let mut s = scratch::<u32>(tm::char_entropy_scratch_len(t))?;
-        put(out, tm::char_entropy_bits(t, &mut s)?)
+        write(out, tm::char_entropy_bits(t, &mut s)?)
     })
 }
 
@@ -178,7 +167,7 @@ pub unsafe extern "C" fn tkm_char_entropy_bits(text_utf8: *const u8, len: usize,
 /// `counts` valid for `n` elements; `out` valid for one.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_char_entropy_bits_from_counts(counts: *const u64, n: usize, out: *mut f64) -> tkm_status {
-    guard(|| put(out, tm::char_entropy_bits_from_counts(input(counts, n)?)?))
+    guard(|| write(out, tm::char_entropy_bits_from_counts(input(counts, n)?)?))
 }
 
 /// Fits `CTC = a * V^b` by least squares on `(ln V, ln CTC)` over `n` points.
@@ -197,7 +186,7 @@ pub unsafe extern "C" fn tkm_fit_power_law(
 ) -> tkm_status {
     guard(|| {
         let f = tm::fit_power_law(input(v, n)?, input(ctc, n)?)?;
-        put(out, tkm_power_law { a: f.a, ln_a: f.ln_a, b: f.b, r2: f.r2 })
+        write(out, tkm_power_law { a: f.a, ln_a: f.ln_a, b: f.b, r2: f.r2 })
     })
 }
 
@@ -210,7 +199,7 @@ pub unsafe extern "C" fn tkm_fit_power_law(
 /// `out` valid for one element.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_optimal_vocab_size(a: f64, b: f64, ctc_target: f64, out: *mut f64) -> tkm_status {
-    guard(|| put(out, tm::optimal_vocab_size(a, b, ctc_target)?))
+    guard(|| write(out, tm::optimal_vocab_size(a, b, ctc_target)?))
 }
 
 /// As `tkm_optimal_vocab_size` for a fitted law, computed from its `ln_a` (so a fit whose `a`
@@ -227,7 +216,7 @@ pub unsafe extern "C" fn tkm_power_law_optimal_vocab_size(
     guard(|| {
         let f = input(fit, 1)?[0];
         let law = PowerLaw { a: f.a, ln_a: f.ln_a, b: f.b, r2: f.r2 };
-        put(out, law.optimal_vocab_size(ctc_target)?)
+        write(out, law.optimal_vocab_size(ctc_target)?)
     })
 }
 
@@ -240,5 +229,5 @@ pub unsafe extern "C" fn tkm_power_law_optimal_vocab_size(
 /// `out` valid for one element.
 #[no_mangle]
 pub unsafe extern "C" fn tkm_round_vocab(v: f64, multiple: u64, out: *mut u64) -> tkm_status {
-    guard(|| put(out, tm::round_vocab(v, multiple)?))
+    guard(|| write(out, tm::round_vocab(v, multiple)?))
 }

@@ -11,7 +11,7 @@ use tokenmath_core::Mat;
 use crate::exec::{exec_from, tkm_exec_options};
 use crate::logits::with_dtype;
 use crate::status::*;
-use crate::util::{guard, init_options, input, matrix_len, options, read_options, Out, Res};
+use crate::util::{guard, init_options, input, matrix_len, options, read_options, utf8, Out};
 use crate::{tkm_dtype, TKM_DTYPE_BF16, TKM_DTYPE_F16, TKM_DTYPE_F32};
 
 /// TW-GRPO options. Initialise with `tkm_tw_grpo_options_init` (group size 8, `alpha = 1.70`
@@ -129,12 +129,6 @@ pub unsafe extern "C" fn tkm_tw_grpo_loss(
         }
         Ok(())
     })
-}
-
-/// A UTF-8 string of `len` bytes (NULL only when `len == 0`); invalid UTF-8 is
-/// `TKM_STATUS_INVALID_ARGUMENT`.
-unsafe fn utf8<'a>(p: *const u8, len: usize) -> Res<&'a str> {
-    core::str::from_utf8(input(p, len)?).map_err(|_| TKM_STATUS_INVALID_ARGUMENT)
 }
 
 /// Which reward [`reward`] computes.

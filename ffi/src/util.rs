@@ -81,6 +81,19 @@ pub(crate) unsafe fn inout<'a, T>(p: *mut T, len: usize) -> Res<&'a mut [T]> {
     Ok(core::slice::from_raw_parts_mut(p, len))
 }
 
+/// A UTF-8 string of `len` bytes (NULL only when `len == 0`); invalid UTF-8 is
+/// `TKM_STATUS_INVALID_ARGUMENT`.
+pub(crate) unsafe fn utf8<'a>(p: *const u8, len: usize) -> Res<&'a str> {
+    core::str::from_utf8(input(p, len)?).map_err(|_| TKM_STATUS_INVALID_ARGUMENT)
+}
+
+/// Writes one value through a required output pointer.
+pub(crate) unsafe fn write<T>(p: *mut T, v: T) -> Res {
+    let dst = inout(p, 1)?;
+    dst[0] = v;
+    Ok(())
+}
+
 /// Checks an output destination of `len` elements (non-NULL unless `len == 0`, aligned, size)
 /// without allocating its scratch: for outputs whose written length is only known after the
 /// kernel ran (at most `len`).

@@ -79,6 +79,51 @@ impl Tokens {
     }
 }
 
+/// The signature `tkm_ppo_clip_loss`, `tkm_gspo_loss`, `tkm_cispo_loss` and `tkm_sapo_loss`
+/// share (they differ in the options struct only).
+type LossFn<O> = unsafe extern "C" fn(
+    *const tkm_exec_options,
+    *const f32,
+    *const f32,
+    *const f32,
+    *const u8,
+    *const f32,
+    usize,
+    usize,
+    *const O,
+    *mut f32,
+    *mut f32,
+    *mut tkm_policy_stats,
+) -> tkm_status;
+
+impl Tokens {
+    /// Runs one of the [`LossFn`] losses on these arrays with `opts`.
+    fn run<O>(&self, py: Python<'_>, f: &str, threads: u32, loss: LossFn<O>, opts: O) -> PyResult<PolicyStats> {
+        let exec = Settings::new(threads, None).options();
+        let mut stats = tkm_policy_stats::default();
+        let sp = &mut stats as *mut tkm_policy_stats;
+        // SAFETY: validated live arrays of `rows * cols` elements; locals for the structs.
+        let st = nogil(py, || unsafe {
+            loss(
+                &exec,
+                self.logp,
+                self.old_logp,
+                self.adv,
+                self.mask,
+                self.is_weights,
+                self.rows,
+                self.cols,
+                &opts,
+                self.loss,
+                self.dloss,
+                sp,
+            )
+        });
+        check(py, st, f)?;
+        Ok(policy_stats(&stats))
+    }
+}
+
 /// `tkm_agg_norm` from `(global_tokens, global_seqs, dp_size, scale_factor)`.
 fn agg_norm(n: (u64, u64, u32, f32)) -> tkm_agg_norm {
     tkm_agg_norm { global_tokens: n.0, global_seqs: n.1, dp_size: n.2, scale_factor: n.3, ..tkm_agg_norm::default() }
@@ -115,28 +160,7 @@ fn ppo_clip_loss(
 ) -> PyResult<PolicyStats> {
     const F: &str = "tkm_ppo_clip_loss";
     let t = Tokens::import(py, F, logp, old_logp, adv, mask, is_weights, loss, dloss_dlogp)?;
-    let (exec, opts, mut stats) =
-        (Settings::new(threads, None).options(), clip_opts(clip), tkm_policy_stats::default());
-    let sp = &mut stats as *mut tkm_policy_stats;
-    // SAFETY: validated live arrays of `rows * cols` elements; locals for the structs.
-    let st = nogil(py, || unsafe {
-        tkm_ppo_clip_loss(
-            &exec,
-            t.logp,
-            t.old_logp,
-            t.adv,
-            t.mask,
-            t.is_weights,
-            t.rows,
-            t.cols,
-            &opts,
-            t.loss,
-            t.dloss,
-            sp,
-        )
-    });
-    check(py, st, F)?;
-    Ok(policy_stats(&stats))
+    t.run(py, F, threads, tkm_ppo_clip_loss, clip_opts(clip))
 }
 
 #[pyfunction]
@@ -264,76 +288,28 @@ fn seq_loss(
     dloss_dlogp: &Bound<'_, PyAny>,
     threads: u32,
 ) -> PyResult<PolicyStats> {
-    let f: &str = match which {
+    let f = match which {
         "gspo" => "tkm_gspo_loss",
         "cispo" => "tkm_cispo_loss",
         "sapo" => "tkm_sapo_loss",
         _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown loss {which:?}"))),
     };
     let t = Tokens::import(py, f, logp, old_logp, adv, mask, is_weights, loss, dloss_dlogp)?;
-    let exec = Settings::new(threads, None).options();
-    let mut stats = tkm_policy_stats::default();
-    let sp = &mut stats as *mut tkm_policy_stats;
     let (a, b, c) = opts;
-    // SAFETY: as in `ppo_clip_loss`.
-    let st = nogil(py, || unsafe {
-        match which {
-            "gspo" => {
-                let o =
-                    tkm_gspo_options { eps_low: a, eps_high: b, seq_log_ratio_cap: c, ..tkm_gspo_options::default() };
-                tkm_gspo_loss(
-                    &exec,
-                    t.logp,
-                    t.old_logp,
-                    t.adv,
-                    t.mask,
-                    t.is_weights,
-                    t.rows,
-                    t.cols,
-                    &o,
-                    t.loss,
-                    t.dloss,
-                    sp,
-                )
-            }
-            "cispo" => {
-                let o = tkm_cispo_options { w_min: a, w_max: b, log_ratio_clamp: c, ..tkm_cispo_options::default() };
-                tkm_cispo_loss(
-                    &exec,
-                    t.logp,
-                    t.old_logp,
-                    t.adv,
-                    t.mask,
-                    t.is_weights,
-                    t.rows,
-                    t.cols,
-                    &o,
-                    t.loss,
-                    t.dloss,
-                    sp,
-                )
-            }
-            _ => {
-                let o = tkm_sapo_options { tau_pos: a, tau_neg: b, log_ratio_clamp: c, ..tkm_sapo_options::default() };
-                tkm_sapo_loss(
-                    &exec,
-                    t.logp,
-                    t.old_logp,
-                    t.adv,
-                    t.mask,
-                    t.is_weights,
-                    t.rows,
-                    t.cols,
-                    &o,
-                    t.loss,
-                    t.dloss,
-                    sp,
-                )
-            }
+    match which {
+        "gspo" => {
+            let o = tkm_gspo_options { eps_low: a, eps_high: b, seq_log_ratio_cap: c, ..tkm_gspo_options::default() };
+            t.run(py, f, threads, tkm_gspo_loss, o)
         }
-    });
-    check(py, st, f)?;
-    Ok(policy_stats(&stats))
+        "cispo" => {
+            let o = tkm_cispo_options { w_min: a, w_max: b, log_ratio_clamp: c, ..tkm_cispo_options::default() };
+            t.run(py, f, threads, tkm_cispo_loss, o)
+        }
+        _ => {
+            let o = tkm_sapo_options { tau_pos: a, tau_neg: b, log_ratio_clamp: c, ..tkm_sapo_options::default() };
+            t.run(py, f, threads, tkm_sapo_loss, o)
+        }
+    }
 }
 
 #[pyfunction]

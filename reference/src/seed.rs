@@ -24,13 +24,12 @@ pub fn top_entropy(entropy: &[f32], mask: &[u8], rho: f32) -> (Option<f32>, Vec<
     (Some(theta), keep)
 }
 
-/// Population variance, two-pass, in f64.
+/// Population variance, two-pass, in f64 ([`crate::advantages::variance`]); 0 for no values.
 pub fn pop_variance(x: &[f64]) -> f64 {
     if x.is_empty() {
         return 0.0;
     }
-    let mu = x.iter().sum::<f64>() / x.len() as f64;
-    x.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / x.len() as f64
+    crate::advantages::variance(x, false)
 }
 
 /// The largest population variance of any size-`m` subset of `x`, by trying all `C(n, m)`

@@ -37,7 +37,8 @@
 //!   [`TmError::NonFinite`] and leaves `C⁻¹` unchanged. The inverse itself is not
 //!   re-validated each step (that would double the cost): keep it from outside writes.
 
-use crate::exploration::{check_exec, check_finite};
+use crate::exploration::check_finite;
+use crate::logits::{run_rows, SplitRows, Status};
 use crate::{Exec, TmError};
 
 /// E3B's hyper-parameters.
@@ -193,7 +194,7 @@ pub fn e3b_step_batch(
     scratch: &mut [f32],
     bonus: &mut [f32],
 ) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     cfg.validate()?;
     let dd = check_d(d)?;
     let n = bonus.len();
@@ -215,8 +216,7 @@ pub fn e3b_step_batch(
     first_err?;
     // Phase 2: recompute b from the stored u (same code, same bits) and update.
     let u_all: &[f32] = scratch;
-    let mut pairs = ChunkPair { c: c_inv, b: bonus, dd };
-    par_update(exec.threads(), n, &mut pairs, &|k, c: &mut [f32], out: &mut f32| {
+    par_update(exec.threads(), n, c_inv, dd, bonus, &|k, c: &mut [f32], out: &mut f32| {
         let u = &u_all[k * d..(k + 1) * d];
         let b = dot(&phi[k * d..(k + 1) * d], u).max(0.0);
         apply(cfg, d, c, u, 1.0 / (1.0 + b), steps[k]);
@@ -225,88 +225,56 @@ pub fn e3b_step_batch(
     Ok(())
 }
 
-/// Runs `f(k, u_k)` over environments split into contiguous ranges (one per thread); the
-/// first error in environment order wins.
+/// Per-environment slices for the thread driver: `per` floats of `data` and (if not empty)
+/// one float of `out` per environment.
+struct Envs<'a> {
+    data: &'a mut [f32],
+    per: usize,
+    out: &'a mut [f32],
+}
+
+impl SplitRows for Envs<'_> {
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (da, db) = self.data.split_at_mut(mid * self.per);
+        let (oa, ob) = self.out.split_at_mut(mid.min(self.out.len()));
+        (Envs { data: da, per: self.per, out: oa }, Envs { data: db, per: self.per, out: ob })
+    }
+}
+
 /// The per-environment body of [`par_envs`].
 type EnvFn<'a> = dyn Fn(usize, &mut [f32]) -> Result<(), TmError> + Sync + 'a;
 
+/// Runs `f(k, u_k)` over the environments' `d`-float scratch slices, split over `threads`
+/// by the logits family's driver ([`run_rows`]); the first error in environment order wins.
 fn par_envs(threads: usize, n: usize, scratch: &mut [f32], f: &EnvFn<'_>) -> Result<(), TmError> {
     let d = scratch.len() / n;
-    let run = |start: usize, part: &mut [f32]| -> Result<(), TmError> {
-        for (j, u) in part.chunks_exact_mut(d).enumerate() {
+    let envs = Envs { data: scratch, per: d, out: &mut [] };
+    run_rows(threads, n, envs, &|start, _end, e: Envs<'_>| {
+        for (j, u) in e.data.chunks_exact_mut(d).enumerate() {
             f(start + j, u)?;
         }
-        Ok(())
-    };
-    #[cfg(feature = "std")]
-    if threads > 1 && n > 1 {
-        let parts = threads.min(n);
-        return std::thread::scope(|scope| {
-            let mut rest = scratch;
-            let mut handles = std::vec::Vec::with_capacity(parts);
-            let mut start = 0;
-            for p in 0..parts {
-                let end = n * (p + 1) / parts;
-                let (mine, tail) = rest.split_at_mut((end - start) * d);
-                rest = tail;
-                let s = start;
-                handles.push(scope.spawn(move || run(s, mine)));
-                start = end;
-            }
-            let mut result = Ok(());
-            for h in handles {
-                let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                if result.is_ok() {
-                    result = r;
-                }
-            }
-            result
-        });
-    }
-    let _ = threads;
-    run(0, scratch)
+        Ok(Status::default())
+    })
+    .map(|_| ())
 }
 
-struct ChunkPair<'a> {
-    c: &'a mut [f32],
-    b: &'a mut [f32],
+/// Runs `f(k, C⁻¹_k, bonus_k)` over the environments, split over `threads` ([`run_rows`]).
+fn par_update(
+    threads: usize,
+    n: usize,
+    c: &mut [f32],
     dd: usize,
-}
-
-fn par_update(threads: usize, n: usize, p: &mut ChunkPair<'_>, f: &(dyn Fn(usize, &mut [f32], &mut f32) + Sync)) {
-    let dd = p.dd;
-    let run = |start: usize, c: &mut [f32], b: &mut [f32]| {
-        for (j, (cj, bj)) in c.chunks_exact_mut(dd).zip(b.iter_mut()).enumerate() {
+    bonus: &mut [f32],
+    f: &(dyn Fn(usize, &mut [f32], &mut f32) + Sync),
+) {
+    let envs = Envs { data: c, per: dd, out: bonus };
+    let done = run_rows(threads, n, envs, &|start, _end, e: Envs<'_>| {
+        for (j, (cj, bj)) in e.data.chunks_exact_mut(dd).zip(e.out.iter_mut()).enumerate() {
             f(start + j, cj, bj);
         }
-    };
-    #[cfg(feature = "std")]
-    if threads > 1 && n > 1 {
-        let parts = threads.min(n);
-        std::thread::scope(|scope| {
-            let (mut rc, mut rb) = (&mut *p.c, &mut *p.b);
-            let mut start = 0;
-            let mut handles = std::vec::Vec::with_capacity(parts);
-            for q in 0..parts {
-                let end = n * (q + 1) / parts;
-                let (mc, tc) = rc.split_at_mut((end - start) * dd);
-                let (mb, tb) = rb.split_at_mut(end - start);
-                rc = tc;
-                rb = tb;
-                let s = start;
-                handles.push(scope.spawn(move || run(s, mc, mb)));
-                start = end;
-            }
-            // Joined explicitly: an implicit join of a scoped thread does not wait for its
-            // thread-local destructors, so the thread could outlive the call (rust-lang/rust#116179).
-            for h in handles {
-                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            }
-        });
-        return;
-    }
-    let _ = (threads, n);
-    run(0, p.c, p.b)
+        Ok(Status::default())
+    });
+    debug_assert!(done.is_ok(), "the update never fails");
 }
 
 /// One environment's E3B state over a caller-owned `d×d` buffer, counting its own steps.

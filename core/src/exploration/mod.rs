@@ -58,13 +58,3 @@ pub(crate) fn check_finite(what: &'static str, x: &[f32]) -> Result<(), TmError>
         None => Ok(()),
     }
 }
-
-/// Rejects a backend this CPU lacks (these kernels have one portable loop, so every
-/// supported backend runs it).
-pub(crate) fn check_exec(exec: &crate::Exec) -> Result<(), TmError> {
-    if exec.backend().is_supported() {
-        Ok(())
-    } else {
-        Err(TmError::BackendUnavailable)
-    }
-}

@@ -8,7 +8,7 @@
 //! The networks and the predictor's training (the RND regression loss on `e(s_{t+1})`) are
 //! the caller's; these kernels take their outputs.
 
-use crate::exploration::{check_exec, check_finite};
+use crate::exploration::check_finite;
 use crate::{Exec, TmError};
 
 /// `out[r] = ‖pred[r] − target[r]‖₂` for `rows = out.len()` rows of `dim` features
@@ -19,7 +19,7 @@ use crate::{Exec, TmError};
 /// square root \[library choice\], so the norm neither overflows nor underflows for any
 /// finite `f32` inputs. Rows are split over `exec`'s threads. `dim = 0` gives 0.
 pub fn rnd_error(exec: &Exec, dim: usize, pred: &[f32], target: &[f32], out: &mut [f32]) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     let n = out.len().checked_mul(dim).ok_or(TmError::SizeOverflow { what: "pred" })?;
     crate::error::check_len("pred", n, pred.len())?;
     crate::error::check_len("target", n, target.len())?;
@@ -39,37 +39,13 @@ pub fn rnd_error(exec: &Exec, dim: usize, pred: &[f32], target: &[f32], out: &mu
             return Err(TmError::NonFinite { what: "out (the norm overflows f32)", index: r });
         }
     }
-    #[cfg(feature = "std")]
-    if exec.threads() > 1 && rows > 1 {
-        let parts = exec.threads().min(rows);
-        std::thread::scope(|scope| {
-            let mut rest = &mut *out;
-            let mut start = 0;
-            let mut handles = std::vec::Vec::with_capacity(parts);
-            for q in 0..parts {
-                let end = rows * (q + 1) / parts;
-                let (mine, tail) = rest.split_at_mut(end - start);
-                rest = tail;
-                let s = start;
-                let row = &row;
-                handles.push(scope.spawn(move || {
-                    for (j, o) in mine.iter_mut().enumerate() {
-                        *o = row(s + j);
-                    }
-                }));
-                start = end;
-            }
-            // Joined explicitly: an implicit join of a scoped thread does not wait for its
-            // thread-local destructors, so the thread could outlive the call (rust-lang/rust#116179).
-            for h in handles {
-                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            }
-        });
-        return Ok(());
-    }
-    for (r, o) in out.iter_mut().enumerate() {
-        *o = row(r);
-    }
+    // Rows over the threads with the logits family's driver (`logits::run_rows`).
+    crate::logits::run_rows(exec.threads(), rows, out, &|start, _end, out: &mut [f32]| {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = row(start + j);
+        }
+        Ok(crate::logits::Status::default())
+    })?;
     Ok(())
 }
 

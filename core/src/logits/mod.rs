@@ -198,7 +198,7 @@ pub struct Status {
 
 impl Status {
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    fn combine(self, later: Status) -> Status {
+    pub(crate) fn combine(self, later: Status) -> Status {
         Status {
             nonfinite_rows: self.nonfinite_rows + later.nonfinite_rows,
             first_nonfinite_row: self.first_nonfinite_row.or(later.first_nonfinite_row),
@@ -432,7 +432,7 @@ unsafe fn grad_row_with<T: LogitElem, O: GradElem, const SCALE: bool>(
 // ---------------------------------------------------------------------------------------
 
 /// Splits a set of per-row output buffers at a row.
-trait SplitRows: Sized + Send {
+pub(crate) trait SplitRows: Sized + Send {
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     fn split_rows(self, mid: usize) -> (Self, Self);
 }
@@ -468,7 +468,7 @@ impl<T: Send> SplitRows for MatMut<'_, T> {
     }
 }
 
-impl SplitRows for &mut [RowStats] {
+impl<T: Send> SplitRows for &mut [T] {
     fn split_rows(self, mid: usize) -> (Self, Self) {
         self.split_at_mut(mid)
     }
@@ -477,7 +477,7 @@ impl SplitRows for &mut [RowStats] {
 /// Runs `f(first_row, end_row, outputs)` over `threads` contiguous row ranges. The first
 /// error in row order wins; statuses are combined in row order. Results are independent of
 /// `threads` because every row is computed by the same code.
-fn run_rows<O: SplitRows>(
+pub(crate) fn run_rows<O: SplitRows>(
     threads: usize,
     rows: usize,
     out: O,

@@ -196,7 +196,7 @@ unsafe fn hmax(v: __m256) -> f32 {
 
 /// Folds 8 lanes in halves (w = 4, 2, 1), as `portable.rs` does.
 #[inline(always)]
-unsafe fn fold_lanes(v: __m256) -> f32 {
+pub(crate) unsafe fn fold_lanes(v: __m256) -> f32 {
     let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     let h = _mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h));

@@ -86,7 +86,7 @@
 //! `f64`: no binomial is ever formed, so `n = 10^6` neither overflows nor cancels, and a
 //! result near 0 keeps its relative accuracy. `n − c < k` gives 1 and `c = 0` gives 0.
 
-use super::{check_beta, check_exec, check_smoothing, check_tokens, smoothed_logistic};
+use super::{check_beta, check_smoothing, check_tokens, smoothed_logistic};
 use crate::elem::LogitElem;
 use crate::error::{check_len, TmError};
 use crate::exp::fma;
@@ -124,7 +124,7 @@ fn fill_block<T: LogitElem>(backend: Backend, a: f32, b: f32, xp: &[T], xn: &[T]
             (m, lo)
         }
         #[cfg(target_arch = "x86_64")]
-        // Safe because `check_exec` verified AVX2+FMA+F16C before any row was read, and the
+        // Safe because `Exec::check_backend` verified AVX2+FMA+F16C before any row was read, and the
         // three slices have the block's length.
         Backend::Avx2Fma | Backend::Avx512 => unsafe { super::x86_avx2::fill(a, b, xp, xn, out) },
     }
@@ -142,7 +142,7 @@ pub fn cdpo_ce_scores<T: LogitElem>(
     targets: &[u32],
     out: &mut [f32],
 ) -> Result<Status, TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     if !(beta.is_finite() && beta >= 0.0) {
         return Err(TmError::InvalidArgument("cDPO beta' must be finite and >= 0"));
     }
@@ -167,7 +167,7 @@ pub fn cdpo_ce_scores<T: LogitElem>(
             let c = targets[r] as usize;
             let z_t = combine(a, b, xp[c].to_f32(), xn[c].to_f32());
             let (fin, nonfinite) = match backend {
-                // Safe because `check_exec` verified AVX-512 F/BW/DQ/VL (and AVX2+FMA+F16C)
+                // Safe because `Exec::check_backend` verified AVX-512 F/BW/DQ/VL (and AVX2+FMA+F16C)
                 // before any row was read, and the three slices have the block's length.
                 #[cfg(target_arch = "x86_64")]
                 Backend::Avx512 => logits::streamed_row_finalize_blocks(vocab, Some(z_t), |s, blk| unsafe {
@@ -177,10 +177,7 @@ pub fn cdpo_ce_scores<T: LogitElem>(
                     fill_block(backend, a, b, &xp[s..s + blk.len()], &xn[s..s + blk.len()], blk)
                 }),
             };
-            let fin = fin.map_err(|e| match e {
-                TmError::NoFiniteLogit { .. } => TmError::NoFiniteLogit { row: r },
-                other => other,
-            })?;
+            let fin = fin.map_err(|e| logits::with_row(e, r))?;
             if nonfinite {
                 status.nonfinite_rows += 1;
                 status.first_nonfinite_row.get_or_insert(r);
@@ -189,40 +186,7 @@ pub fn cdpo_ce_scores<T: LogitElem>(
         }
         Ok(status)
     };
-    #[cfg(feature = "std")]
-    if exec.threads > 1 && rows > 1 {
-        let parts = exec.threads.min(rows);
-        return std::thread::scope(|scope| {
-            let mut rest: &mut [f32] = out;
-            let mut handles = std::vec::Vec::with_capacity(parts);
-            let mut start = 0;
-            for k in 0..parts {
-                let end = rows * (k + 1) / parts;
-                let (mine, tail) = core::mem::take(&mut rest).split_at_mut(end - start);
-                rest = tail;
-                let s = start;
-                let run = &run;
-                handles.push(scope.spawn(move || run(s, mine)));
-                start = end;
-            }
-            let mut acc = Status::default();
-            let mut first_err = None;
-            for h in handles {
-                match h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)) {
-                    Ok(st) => {
-                        acc.nonfinite_rows += st.nonfinite_rows;
-                        acc.first_nonfinite_row = acc.first_nonfinite_row.or(st.first_nonfinite_row);
-                    }
-                    // Row order decides: the first error of the earliest part wins.
-                    Err(e) => {
-                        first_err.get_or_insert(e);
-                    }
-                }
-            }
-            first_err.map_or(Ok(acc), Err)
-        });
-    }
-    run(0, out)
+    logits::run_rows(exec.threads(), rows, out, &|start, _end, out| run(start, out))
 }
 
 /// Which cDPO loss [`cdpo_loss`] computes (see the [module docs](self)).
@@ -284,7 +248,7 @@ pub fn cdpo_loss(
     grad_w: &mut [f32],
     grad_l: &mut [f32],
 ) -> Result<f32, TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_beta(cfg.beta)?;
     check_smoothing(cfg.label_smoothing)?;
     let t = x.t;

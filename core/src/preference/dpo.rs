@@ -51,7 +51,7 @@
 //! `simpo_gamma = 0.5`, `label_smoothing = 0`). The SimPO paper tunes much larger `β`
 //! (2–2.5) with `γ/β ≈ 0.5`; pass those explicitly.
 
-use super::{check_beta, check_exec, check_smoothing, check_tokens, smoothed_logistic};
+use super::{check_beta, check_smoothing, check_tokens, smoothed_logistic};
 use crate::error::{check_len, TmError};
 use crate::platform::Exec;
 
@@ -129,7 +129,7 @@ pub fn seq_logratio(
     ref_logp: &[f32],
     out: &mut [f32],
 ) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_tokens(out.len(), t, &[("mask", mask.len()), ("logp", logp.len()), ("ref_logp", ref_logp.len())])?;
     for (r, o) in out.iter_mut().enumerate() {
         let mut acc = 0.0f64;
@@ -148,7 +148,7 @@ pub fn seq_logratio(
 /// `g_rho.len()` rows of `t` tokens. For DPO pass `g_rho = β·∂L/∂h` for `y_w` and
 /// `−β·∂L/∂h` for `y_l`.
 pub fn seq_logratio_bwd(exec: Exec, t: usize, mask: &[u8], g_rho: &[f32], grad: &mut [f32]) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_tokens(g_rho.len(), t, &[("mask", mask.len()), ("grad", grad.len())])?;
     for (i, g) in grad.iter_mut().enumerate() {
         *g = if mask[i] != 0 { g_rho[i / t] } else { 0.0 };
@@ -158,7 +158,7 @@ pub fn seq_logratio_bwd(exec: Exec, t: usize, mask: &[u8], g_rho: &[f32], grad: 
 
 /// DPO: per pair `h = β·(ρ_w − ρ_l)` (in `f64`), the label-smoothed loss and `∂L/∂h`.
 pub fn dpo_loss(exec: Exec, cfg: &DpoCfg, rho_w: &[f32], rho_l: &[f32], mut out: PairOut<'_>) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_beta(cfg.beta)?;
     check_smoothing(cfg.label_smoothing)?;
     let n = rho_w.len();
@@ -183,7 +183,7 @@ pub fn simpo_loss(
     len_l: &[u32],
     mut out: PairOut<'_>,
 ) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_beta(cfg.beta)?;
     check_smoothing(cfg.label_smoothing)?;
     if !cfg.gamma.is_finite() {

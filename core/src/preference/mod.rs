@@ -37,7 +37,6 @@ mod x86_avx2;
 mod x86_avx512;
 
 use crate::error::TmError;
-use crate::platform::Exec;
 
 /// `log(1 + eˣ)`, stable for every `x` (`softplus(+inf) = +inf`, `softplus(−inf) = 0`).
 #[inline]
@@ -75,14 +74,6 @@ pub(crate) fn smoothed_logistic(h: f64, eps: f64) -> (f64, f64) {
         grad += eps * sigmoid(h);
     }
     (loss, grad)
-}
-
-pub(crate) fn check_exec(exec: Exec) -> Result<(), TmError> {
-    if exec.backend.is_supported() {
-        Ok(())
-    } else {
-        Err(TmError::BackendUnavailable)
-    }
 }
 
 /// `β`: finite and `> 0`.

@@ -46,7 +46,7 @@
 //! * Defaults: `α = 0.25` (the middle of the paper's search grid `{0.1, 0.25, 0.5}`)
 //!   \[library choice\]; `ε = 0`; `β` is DPO's.
 
-use super::{check_beta, check_exec, check_smoothing, check_tokens, sigmoid, smoothed_logistic};
+use super::{check_beta, check_smoothing, check_tokens, sigmoid, smoothed_logistic};
 use crate::error::{check_len, TmError};
 use crate::platform::Exec;
 
@@ -114,7 +114,7 @@ pub fn treg_token_rewards(
     lp_worse: &[f32],
     out: &mut [f32],
 ) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     let n = out.len();
     check_len("mask", n, mask.len())?;
     check_len("lp_better", n, lp_better.len())?;
@@ -143,7 +143,7 @@ pub fn treg_reg_loss(
     loss: &mut [f32],
     grad: &mut [f32],
 ) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_beta(cfg.beta)?;
     check_tokens(
         loss.len(),
@@ -184,7 +184,7 @@ pub fn treg_loss(
     reg_l: &[f32],
     mut out: TregOut<'_>,
 ) -> Result<(), TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     check_smoothing(cfg.label_smoothing)?;
     if !(cfg.alpha.is_finite() && cfg.alpha >= 0.0) {
         return Err(TmError::InvalidArgument("T-REG alpha must be finite and >= 0"));

@@ -52,7 +52,7 @@
 //! ties by the lower candidate index, NaN ranked below every number (so a NaN score is
 //! chosen only when there are not `K` others).
 
-use super::{check_exec, sigmoid, softplus};
+use super::{sigmoid, softplus};
 use crate::error::{check_len, TmError};
 use crate::platform::Exec;
 
@@ -142,7 +142,7 @@ pub fn value_loss(
     label: &[f32],
     grad: &mut [f32],
 ) -> Result<f32, TmError> {
-    check_exec(exec)?;
+    exec.check_backend()?;
     let n = grad.len();
     check_len("mask", n, mask.len())?;
     check_len("pred_logit", n, pred_logit.len())?;

@@ -28,6 +28,7 @@ use core::arch::x86_64::*;
 
 use crate::elem::{DType, LogitElem};
 use crate::exp::{EXP_BIAS_FIX, EXP_CLAMP, LN2, LOG2E, Q0, Q1, Q2, Q3, Q4, ROUND_MAGIC};
+use crate::logits::x86_avx2::fold_lanes;
 
 /// 16 elements under the lane mask `k`, widened exactly to `f32` (lanes outside `k` are not
 /// read and come back as `0.0`).
@@ -64,15 +65,6 @@ unsafe fn exp16<const FLUSH: bool>(d: __m512) -> __m512 {
     }
     let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(biased));
     _mm512_mul_ps(y, scale)
-}
-
-/// Folds 8 lanes in halves (w = 4, 2, 1), as `logits::x86_avx2::fold_lanes`.
-#[inline(always)]
-unsafe fn fold_lanes(v: __m256) -> f32 {
-    let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    let h = _mm_add_ss(h, _mm_shuffle_ps::<0b01>(h, h));
-    _mm_cvtss_f32(h)
 }
 
 /// One block of the contrastive row: `out[j] = combine(a, b, xp[j], xn[j])`, then pass 2 of

@@ -349,9 +349,7 @@ fn token_mask(
     out: &mut [u8],
     collect: usize,
 ) -> Result<u64, TmError> {
-    if !exec.backend().is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     let D3sTokenInputs { shape, mask, adv, entropy, keep_rows } = *inp;
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;

@@ -403,8 +403,31 @@ unsafe fn write_row<T: LogitElem, O: GradElem>(
 /// The work on one part of the rows: `(first row, its losses, its gradient rows, its scratch)`.
 type PartFn<'f, O> = dyn Fn(usize, &mut [f32], MatMut<'_, O>, &mut [DopSlot]) -> Result<Status, TmError> + Sync + 'f;
 
-/// Splits the rows into parts, each with its own scratch region, and runs them (on threads
-/// with `std`); the first error in row order wins, statuses are combined in row order.
+/// One part of the rows: its losses, its gradient rows and its own scratch region
+/// (`per_part` slots; the last part keeps what remains).
+struct Part<'a, O> {
+    loss: &'a mut [f32],
+    dst: MatMut<'a, O>,
+    scratch: &'a mut [DopSlot],
+    per_part: usize,
+}
+
+impl<O: Send> logits::SplitRows for Part<'_, O> {
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (loss_a, loss_b) = self.loss.split_at_mut(mid);
+        let (dst_a, dst_b) = self.dst.split_at_rows(mid);
+        let (scratch_a, scratch_b) = self.scratch.split_at_mut(self.per_part);
+        let per_part = self.per_part;
+        (
+            Part { loss: loss_a, dst: dst_a, scratch: scratch_a, per_part },
+            Part { loss: loss_b, dst: dst_b, scratch: scratch_b, per_part },
+        )
+    }
+}
+
+/// Splits the rows into parts, each with its own scratch region, and runs them with the
+/// logits family's thread driver ([`logits::run_rows`]: the same parts as [`parts`], the
+/// first error in row order wins, statuses combined in row order).
 fn drive<O: Send>(
     exec: Exec,
     rows: usize,
@@ -414,46 +437,8 @@ fn drive<O: Send>(
     scratch: &mut [DopSlot],
     f: &PartFn<'_, O>,
 ) -> Result<Status, TmError> {
-    let n = parts(exec, rows);
-    #[cfg(feature = "std")]
-    if n > 1 {
-        return std::thread::scope(|scope| {
-            let (mut loss, mut dst, mut scratch) = (loss, dst, scratch);
-            let mut handles = std::vec::Vec::with_capacity(n);
-            let mut start = 0;
-            let mut first = None;
-            for k in 0..n {
-                let end = rows * (k + 1) / n;
-                let (l, lt) = core::mem::take(&mut loss).split_at_mut(end - start);
-                loss = lt;
-                let (d, dt) = dst.split_at_rows(end - start);
-                dst = dt;
-                let (s, st) = core::mem::take(&mut scratch).split_at_mut(per_part);
-                scratch = st;
-                let s0 = start;
-                if k == 0 {
-                    first = Some((s0, l, d, s));
-                } else {
-                    handles.push(scope.spawn(move || f(s0, l, d, s)));
-                }
-                start = end;
-            }
-            // Part 0 runs on the calling thread, which would otherwise sit idle.
-            let (s0, l, d, s) = first.expect("n > 1 parts");
-            let mut results = std::vec![f(s0, l, d, s)];
-            for h in handles {
-                results.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            }
-            results.into_iter().try_fold(Status::default(), |acc, r| {
-                r.map(|st| Status {
-                    nonfinite_rows: acc.nonfinite_rows + st.nonfinite_rows,
-                    first_nonfinite_row: acc.first_nonfinite_row.or(st.first_nonfinite_row),
-                })
-            })
-        });
-    }
-    let _ = n;
-    f(0, loss, dst, &mut scratch[..per_part])
+    let part = Part { loss, dst, scratch, per_part };
+    logits::run_rows(exec.threads(), rows, part, &|start, _end, p: Part<'_, O>| f(start, p.loss, p.dst, p.scratch))
 }
 
 /// Checks everything before a write; returns the scratch slots per part.

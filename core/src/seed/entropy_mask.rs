@@ -80,14 +80,6 @@ use crate::error::{check_len, TmError};
 use crate::platform::{Backend, Exec};
 use crate::policy_loss::BatchShape;
 
-fn check_backend(exec: Exec) -> Result<(), TmError> {
-    if exec.backend().is_supported() {
-        Ok(())
-    } else {
-        Err(TmError::BackendUnavailable)
-    }
-}
-
 fn check_inputs(shape: BatchShape, mask: &[u8], entropy: &[f32]) -> Result<usize, TmError> {
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;
@@ -108,7 +100,7 @@ fn check_rho(rho: f32) -> Result<(), TmError> {
 ///
 /// Errors: [`TmError::LengthMismatch`], [`TmError::SizeOverflow`], [`TmError::BackendUnavailable`].
 pub fn valid_count(exec: Exec, shape: BatchShape, mask: &[u8]) -> Result<u64, TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     check_len("mask", shape.numel()?, mask.len())?;
     Ok(mask.iter().map(|&m| (m != 0) as u64).sum())
 }
@@ -198,7 +190,7 @@ impl EntropyQuantile {
         entropy: &[f32],
         hist: &mut RadixHistogram,
     ) -> Result<(), TmError> {
-        check_backend(exec)?;
+        exec.check_backend()?;
         check_inputs(shape, mask, entropy)?;
         if self.step != QuantileStep::Histogram {
             return Err(TmError::InvalidArgument("local_histogram called outside a histogram round"));
@@ -254,7 +246,7 @@ impl EntropyQuantile {
     /// Errors: lengths; [`TmError::NonFinite`] as [`Self::local_histogram`];
     /// [`TmError::InvalidArgument`] outside the `MinAbove` step.
     pub fn local_min_above(&self, exec: Exec, shape: BatchShape, mask: &[u8], entropy: &[f32]) -> Result<f32, TmError> {
-        check_backend(exec)?;
+        exec.check_backend()?;
         check_inputs(shape, mask, entropy)?;
         let Some(v_lo) = self.lo_value.filter(|_| self.step == QuantileStep::MinAbove) else {
             return Err(TmError::InvalidArgument("local_min_above called outside the MinAbove step"));
@@ -386,7 +378,7 @@ pub fn linear_quantile(
     q: f64,
 ) -> Result<Option<f32>, TmError> {
     check_inputs(shape, mask, values)?;
-    check_backend(exec)?;
+    exec.check_backend()?;
     // `q` is refused before the data is read, as the protocol does.
     EntropyQuantile::at(0, q)?;
     let be = exec.backend();
@@ -580,7 +572,7 @@ pub fn top_entropy_mask(
     theta: Option<f32>,
     keep: &mut [u8],
 ) -> Result<u64, TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let n = check_inputs(shape, mask, entropy)?;
     check_len("keep", n, keep.len())?;
     let Some(theta) = theta else {

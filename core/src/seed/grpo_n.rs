@@ -41,9 +41,7 @@ pub fn grpo_negative_only(
     adv_seq: &mut [f32],
     mode: NegMode,
 ) -> Result<usize, TmError> {
-    if !exec.backend().is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     check_len("mask", shape.numel()?, mask.len())?;
     check_len("adv_seq", shape.rows, adv_seq.len())?;
     if let Some(index) = adv_seq.iter().position(|v| !v.is_finite()) {

@@ -132,14 +132,6 @@ fn sq(x: f64) -> f64 {
     x * x
 }
 
-fn check_backend(exec: Exec) -> Result<(), TmError> {
-    if exec.backend.is_supported() {
-        Ok(())
-    } else {
-        Err(TmError::BackendUnavailable)
-    }
-}
-
 /// Scratch elements [`hapo_entropy_norm`] needs for `n` entropies.
 pub fn hapo_entropy_norm_scratch_len(n: usize) -> usize {
     n
@@ -168,7 +160,7 @@ pub fn hapo_entropy_norm(
     scratch: &mut [f64],
     h_hat: &mut [f32],
 ) -> Result<HapoNorm, TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let n = entropy.len();
     if let Some(m) = mask {
         check_len("mask", n, m.len())?;
@@ -267,7 +259,7 @@ pub fn hapo_adaptive_temperature<T: LogitElem>(
     sign: HapoSign,
     out_temp: &mut [f32],
 ) -> Result<usize, TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let rows = step_logits.rows();
     if step_logits.cols() == 0 {
         return Err(TmError::EmptyVocab);
@@ -337,7 +329,7 @@ pub fn hapo_token_group_advantage(
     cfg: &HapoAdvCfg,
     adv: &mut [f32],
 ) -> Result<(), TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     if t == 0 {
         return Err(TmError::InvalidArgument("HAPO advantage needs a row length T > 0"));
     }
@@ -435,7 +427,7 @@ pub fn hapo_adaptive_clip(
     lo: &mut [f32],
     hi: &mut [f32],
 ) -> Result<(), TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     check_len("eps_low_out", h_hat.len(), lo.len())?;
     check_len("eps_high_out", h_hat.len(), hi.len())?;
     let ok = |e: f32| e.is_finite() && e >= 0.0;
@@ -465,7 +457,7 @@ pub fn hapo_redistribute(
     beta: f32,
     out: &mut [f32],
 ) -> Result<(), TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let n = adv.len();
     check_len("h_hat", n, h_hat.len())?;
     check_len("ratio", n, ratio.len())?;
@@ -520,7 +512,7 @@ pub fn hapo_loss(
     dual_clip_c: Option<f32>,
     out: LossOut<'_>,
 ) -> Result<HapoStats, TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let n = inp.shape.numel()?;
     for (what, len) in [
         ("logp", inp.logp.len()),

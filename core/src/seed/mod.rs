@@ -21,10 +21,10 @@
 //!
 //! Same conventions as [`crate::policy_loss`]: `[B,T]` row-major arrays with a `u8` mask,
 //! [`crate::Exec`] first on per-token calls, caller-owned outputs written only on success,
-//! typed [`crate::TmError`]s, the same bits for every backend and thread count. HAPO's
-//! adaptive temperature and TW-GRPO's weights stream over the vocabulary and use the
-//! [`crate::Exec`]'s threads (and AVX2 and AVX-512 for TW-GRPO, bitwise equal to the portable loop); the
-//! other kernels are single-threaded and portable (selections, short recurrences and per-token
+//! typed [`crate::TmError`]s, the same bits for every backend and thread count. TW-GRPO's
+//! weights and DoP stream over the vocabulary and use the [`crate::Exec`]'s threads (and AVX2
+//! and AVX-512 for TW-GRPO, bitwise equal to the portable loop); the other kernels (HAPO's
+//! adaptive temperature included) are single-threaded and portable (selections, short recurrences and per-token
 //! selects that stream memory): there [`crate::Exec`] is checked (an unsupported backend is an
 //! error) but its thread count is not used. Tags: \[code\] reproduces a named implementation, \[paper\] the
 //! paper's equations, \[derived\] follows from them, \[library choice\] is tokenmath's decision
@@ -67,46 +67,33 @@ pub use rmt::{
 };
 pub use thr::{thr_reweight, thr_scores, NonDominant, ThrCfg, ThrMode};
 
+use crate::logits::{run_rows, SplitRows, Status};
+
+/// `chunk`-element units of a slice, split by the thread driver.
+struct Units<'a> {
+    out: &'a mut [f32],
+    chunk: usize,
+}
+
+impl SplitRows for Units<'_> {
+    fn split_rows(self, mid: usize) -> (Self, Self) {
+        let (a, b) = self.out.split_at_mut(mid * self.chunk);
+        (Units { out: a, chunk: self.chunk }, Units { out: b, chunk: self.chunk })
+    }
+}
+
 /// Runs `f(first_chunk, outputs)` over `threads` contiguous ranges of `chunk`-element units
-/// of `out` (`out.len()` a multiple of `chunk`); every unit is computed by the same code, so the
-/// result does not depend on `threads`.
-#[allow(unused_variables)]
+/// of `out` (`out.len()` a multiple of `chunk`) with the logits family's driver
+/// ([`run_rows`]); every unit is computed by the same code, so the result does not depend on
+/// `threads`.
 pub(crate) fn par_chunks<F>(threads: usize, chunk: usize, out: &mut [f32], f: &F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
     let units = out.len().checked_div(chunk).unwrap_or(0);
-    #[cfg(feature = "std")]
-    if threads > 1 && units > 1 {
-        let parts = threads.min(units);
-        std::thread::scope(|scope| {
-            let mut rest = out;
-            let mut start = 0;
-            let mut first = None;
-            let mut handles = std::vec::Vec::with_capacity(parts);
-            for k in 0..parts {
-                let end = units * (k + 1) / parts;
-                let (mine, tail) = rest.split_at_mut((end - start) * chunk);
-                rest = tail;
-                let s = start;
-                if k == 0 {
-                    first = Some((s, mine));
-                } else {
-                    handles.push(scope.spawn(move || f(s, mine)));
-                }
-                start = end;
-            }
-            // Part 0 runs on the calling thread, which would otherwise sit idle.
-            if let Some((s, mine)) = first {
-                f(s, mine);
-            }
-            // Joined explicitly: an implicit join of a scoped thread does not wait for its
-            // thread-local destructors, so the thread could outlive the call (rust-lang/rust#116179).
-            for h in handles {
-                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            }
-        });
-        return;
-    }
-    f(0, out);
+    let done = run_rows(threads, units, Units { out, chunk }, &|first, _end, u: Units<'_>| {
+        f(first, u.out);
+        Ok(Status::default())
+    });
+    debug_assert!(done.is_ok(), "the work never fails");
 }

@@ -89,9 +89,7 @@ pub fn nsr_advantage(
     out: NsrOut<'_>,
 ) -> Result<(), TmError> {
     let NsrOut { keep_rows, adv } = out;
-    if !exec.backend().is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;
     check_len("token_rewards", n, token_rewards.len())?;

@@ -57,14 +57,6 @@ impl Features<'_> {
     }
 }
 
-fn check_backend(exec: Exec) -> Result<(), TmError> {
-    if exec.backend().is_supported() {
-        Ok(())
-    } else {
-        Err(TmError::BackendUnavailable)
-    }
-}
-
 /// `out[i, c] = 1[c = sampled_col[i]] − q[i, c]` over the `V*` columns: the prediction error
 /// of token `i` restricted to the group's sampled ids (`sampled_col[i]` is the column of token
 /// `i`'s own id in `V*`).
@@ -78,7 +70,7 @@ pub fn prediction_error_restricted(
     sampled_col: &[u32],
     mut out: MatMut<'_, f32>,
 ) -> Result<(), TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let (n, v) = (q.rows(), q.cols());
     check_len("sampled_col", n, sampled_col.len())?;
     check_len("out rows", n, out.rows())?;
@@ -119,7 +111,7 @@ pub fn influence_scores(
     query: &Features<'_>,
     out: &mut [f32],
 ) -> Result<(), TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     let ns = src.check("src h rows")?;
     let nq = query.check("query h rows")?;
     check_len("query g cols", src.g.cols(), query.g.cols())?;
@@ -205,7 +197,7 @@ pub fn nthr_reweight(
     tau: f32,
     eta: f32,
 ) -> Result<usize, TmError> {
-    check_backend(exec)?;
+    exec.check_backend()?;
     check_len("neg_scores", adv.len(), neg_scores.len())?;
     check_len("valid", adv.len(), valid.len())?;
     if tau.is_nan() || !eta.is_finite() {

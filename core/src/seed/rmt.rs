@@ -276,9 +276,7 @@ pub fn ntp_masked_loss(
     logp_target: &[f32],
     grad: &mut [f32],
 ) -> Result<f32, TmError> {
-    if !exec.backend().is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     let n = shape.numel()?;
     check_len("mask", n, mask.len())?;
     check_len("rl_positions", n, rl_positions.len())?;

@@ -112,9 +112,7 @@ pub fn thr_scores(
 /// Errors: lengths; [`TmError::InvalidArgument`] for `τ` NaN or `p` not finite;
 /// [`TmError::NonFinite`] for a NaN THR. Nothing changes on error.
 pub fn thr_reweight(exec: Exec, adv: &mut [f32], thr: &[f32], tau: f32, cfg: &ThrCfg) -> Result<usize, TmError> {
-    if !exec.backend().is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     check_len("thr", adv.len(), thr.len())?;
     if tau.is_nan() {
         return Err(TmError::InvalidArgument("THR tau must not be NaN"));

@@ -320,9 +320,7 @@ pub fn tw_grpo_token_weights<T: LogitElem>(
     cfg: &TwGrpoCfg,
     out: &mut [f32],
 ) -> Result<TwStatus, TmError> {
-    if !exec.backend.is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     cfg.validate()?;
     if t == 0 {
         return Err(TmError::InvalidArgument("TW-GRPO needs a row length T > 0"));
@@ -435,9 +433,7 @@ pub fn tw_grpo_loss(
     w: &[f32],
     grad: Option<&mut [f32]>,
 ) -> Result<f32, TmError> {
-    if !exec.backend.is_supported() {
-        return Err(TmError::BackendUnavailable);
-    }
+    exec.check_backend()?;
     let n = mask.len();
     check_len("per_token_loss", n, per_token_loss.len())?;
     check_len("weights", n, w.len())?;
