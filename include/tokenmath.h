@@ -238,8 +238,8 @@
 
 /**
  * The x86-64 AVX-512 backend (F, BW, DQ, VL, on top of AVX2 + FMA + F16C; its own code in
- * the policy step, the AVX2 code elsewhere; `TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU
- * or the target lacks it).
+ * the logits statistics, the policy step, TW-GRPO's weights and the cDPO scores, the AVX2
+ * code elsewhere; `TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU or the target lacks it).
  */
 #define TKM_BACKEND_AVX512 3
 

@@ -338,7 +338,7 @@ def render(rows: int, cols: int, reps: tuple[int, int], py: dict, tm: dict, jax_
     seconds = {(impl, op, 1): {"median": statistics.median(v), "min": min(v)} for (impl, op), v in py.items()}
     seconds.update({("tokenmath", op, th): {"median": m["median_s"], "min": m["min_s"]} for (op, th), m in tm.items()})
 
-    labels = {"exp_floor": "exp floor (AVX2 exp + sum)", "read_bw": "read bandwidth (sum)"}
+    labels = {"exp_floor": "exp floor (AVX-512 or AVX2 exp + sum)", "read_bw": "read bandwidth (sum)"}
     table = []
     for (impl, op, threads), sec in seconds.items():
         gbs = f"{tm[op, threads]['gb_per_s']:.1f}" if impl == "tokenmath" else ""

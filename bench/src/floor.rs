@@ -17,8 +17,9 @@
 //! * [`sum`] measures the second: a streaming sum with 8 independent accumulators, limited
 //!   only by how fast one core can pull bytes from DRAM.
 //!
-//! Both use AVX2 + FMA (the sum only needs AVX) when the CPU has them — the instruction set
-//! of tokenmath's fastest backend — and plain scalar loops otherwise.
+//! The `exp` uses AVX-512 (16 lanes) or AVX2 + FMA (8 lanes) when the CPU has them — the
+//! instruction sets of tokenmath's fastest backends — the sum AVX, and plain scalar loops
+//! otherwise.
 
 /// The smallest argument of the floor's `exp` (the scalar fallback clamps there).
 const LOWEST: f32 = -87.0;
@@ -33,6 +34,11 @@ const LOWEST: f32 = -87.0;
 /// Panics if `x.len() != row_max.len() · cols`.
 pub fn exp_sum(x: &[f32], cols: usize, row_max: &[f32]) -> f32 {
     assert_eq!(Some(x.len()), row_max.len().checked_mul(cols), "x must be [row_max.len(), cols]");
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        // Safe: the CPU feature was just checked, and the shape was checked above.
+        return unsafe { avx512::exp_sum(x, cols, row_max) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // Safe: the CPU features were just checked, and the shape was checked above.
@@ -71,11 +77,11 @@ mod avx2 {
     // The kernels' `exp` (tokenmath-core `logits/exp.rs`): `n = round(d·log2 e)` by the
     // `1.5·2^23` trick, `r = d − n·ln2` in one fused multiply-add, a degree-6 minimax
     // polynomial `1 + r + r²·Q(r)` in Horner form, then `2^n` built in the exponent field.
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    const LN2: f32 = core::f32::consts::LN_2;
-    const ROUND_MAGIC: f32 = 12_582_912.0;
+    pub(super) const LOG2E: f32 = core::f32::consts::LOG2_E;
+    pub(super) const LN2: f32 = core::f32::consts::LN_2;
+    pub(super) const ROUND_MAGIC: f32 = 12_582_912.0;
     /// `Q4 … Q0`, highest degree first.
-    const Q: [f32; 5] = [1.381_461_3e-3, 8.368_71e-3, 4.166_839e-2, 1.666_652_1e-1, 4.999_999_4e-1];
+    pub(super) const Q: [f32; 5] = [1.381_461_3e-3, 8.368_71e-3, 4.166_839e-2, 1.666_652_1e-1, 4.999_999_4e-1];
 
     /// `exp(d)` on 8 lanes for `d ∈ [−87, 0]` (the benchmark's data stays in that range; the
     /// floor does not pay for a clamp).
@@ -147,6 +153,55 @@ mod avx2 {
             v = _mm256_add_ps(v, *a);
         }
         hsum(v) + x[i..].iter().sum::<f32>()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::avx2::{LN2, LOG2E, Q, ROUND_MAGIC};
+
+    /// `avx2::exp8` on 16 lanes.
+    #[inline(always)]
+    unsafe fn exp16(d: __m512) -> __m512 {
+        let magic = _mm512_set1_ps(ROUND_MAGIC);
+        let t = _mm512_fmadd_ps(d, _mm512_set1_ps(LOG2E), magic);
+        let n = _mm512_sub_ps(t, magic);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2), d);
+        let mut y = _mm512_fmadd_ps(_mm512_set1_ps(Q[0]), r, _mm512_set1_ps(Q[1]));
+        for &c in &Q[2..] {
+            y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+        }
+        let one = _mm512_set1_ps(1.0);
+        y = _mm512_fmadd_ps(y, r, one);
+        y = _mm512_fmadd_ps(y, r, one);
+        let bias = 127i32.wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+        let bits = _mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(bias));
+        _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(bits)))
+    }
+
+    /// AVX-512 [`super::exp_sum`]: 64 elements per step in four independent accumulators.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn exp_sum(x: &[f32], cols: usize, row_max: &[f32]) -> f32 {
+        let mut total = 0.0;
+        for (r, &m) in row_max.iter().enumerate() {
+            let row = x.as_ptr().add(r * cols);
+            let vm = _mm512_set1_ps(m);
+            let (mut a0, mut a1, mut a2, mut a3) =
+                (_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps());
+            let mut c = 0;
+            while c + 64 <= cols {
+                a0 = _mm512_add_ps(a0, exp16(_mm512_sub_ps(_mm512_loadu_ps(row.add(c)), vm)));
+                a1 = _mm512_add_ps(a1, exp16(_mm512_sub_ps(_mm512_loadu_ps(row.add(c + 16)), vm)));
+                a2 = _mm512_add_ps(a2, exp16(_mm512_sub_ps(_mm512_loadu_ps(row.add(c + 32)), vm)));
+                a3 = _mm512_add_ps(a3, exp16(_mm512_sub_ps(_mm512_loadu_ps(row.add(c + 48)), vm)));
+                c += 64;
+            }
+            let tail = super::scalar_exp_sum(core::slice::from_raw_parts(row.add(c), cols - c), m);
+            total += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))) + tail;
+        }
+        total
     }
 }
 

@@ -42,8 +42,8 @@
 //!   changes speed; a backend this CPU lacks is [`TmError::BackendUnavailable`].
 //! * **One dispatch point**: the family's `mod.rs` maps the backend to a loop, once per call;
 //!   the SIMD code lives in `<family>/x86_avx2.rs` (and `x86_avx512.rs` where 16 lanes pay:
-//!   `policy_loss`, TW-GRPO's weights and the cDPO scores have one, `logits` runs its AVX2
-//!   code under `Backend::Avx512`), thin `#[target_feature]` wrappers or hand-written loops that
+//!   `logits`, `policy_loss`, TW-GRPO's weights and the cDPO scores have one; the other
+//!   families run their AVX2 code under `Backend::Avx512`), thin `#[target_feature]` wrappers or hand-written loops that
 //!   transcribe the portable operation order. Nothing else calls [`Backend::detect`].
 //! * **Tests force each backend** (`Exec::with_backend`) against the portable path, bitwise,
 //!   and fail when the CPU offers a backend they do not test; on a CPU without an instruction

@@ -14,8 +14,8 @@ pub enum Backend {
     #[cfg(target_arch = "x86_64")]
     Avx2Fma,
     /// x86-64 AVX-512 (F, BW, DQ, VL) on top of [`Backend::Avx2Fma`]'s features: 16 lanes and
-    /// mask registers where a kernel family has an AVX-512 path (the policy step), the AVX2
-    /// code elsewhere (the logits statistics).
+    /// mask registers where a kernel family has an AVX-512 path (the logits statistics, the
+    /// policy step, TW-GRPO's weights, the cDPO scores), the AVX2 code elsewhere.
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }

@@ -15,8 +15,8 @@ pub const TKM_BACKEND_PORTABLE: u32 = 1;
 /// the target lacks it).
 pub const TKM_BACKEND_AVX2_FMA: u32 = 2;
 /// The x86-64 AVX-512 backend (F, BW, DQ, VL, on top of AVX2 + FMA + F16C; its own code in
-/// the policy step, the AVX2 code elsewhere; `TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU
-/// or the target lacks it).
+/// the logits statistics, the policy step, TW-GRPO's weights and the cDPO scores, the AVX2
+/// code elsewhere; `TKM_STATUS_BACKEND_UNAVAILABLE` where the CPU or the target lacks it).
 pub const TKM_BACKEND_AVX512: u32 = 3;
 
 /// GPU calls compute in `core`'s operation order (the default; see `tkm_exec_options.gpu_mode`).

@@ -96,6 +96,8 @@ pub mod canonical {
 mod row_stats;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_avx512;
 
 pub use row_stats::{Finalized, RowStats};
 
@@ -349,7 +351,7 @@ fn row_blocks_with<T: LogitElem, const SCALE: bool>(
             row.chunks(BLOCK).for_each(|b| sink(portable::block_stats::<T, SCALE>(b, inv_temp)));
         }
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma | Backend::Avx512 => {
+        Backend::Avx2Fma => {
             // Safe because `check_backend` verified AVX2+FMA+F16C before any kernel runs,
             // and the casts are between identical types (`T::DTYPE` names `T`).
             macro_rules! go {
@@ -365,6 +367,9 @@ fn row_blocks_with<T: LogitElem, const SCALE: bool>(
                 DType::F16 => go!(f16),
             }
         }
+        // Safe because `check_backend` verified AVX-512 F/BW/DQ/VL (and AVX2+FMA+F16C).
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => row.chunks(BLOCK).for_each(|b| sink(unsafe { x86_avx512::block_stats::<T, SCALE>(b, inv_temp) })),
     }
 }
 
@@ -400,8 +405,12 @@ unsafe fn grad_row_with<T: LogitElem, O: GradElem, const SCALE: bool>(
 ) {
     match backend {
         Backend::Portable => portable::grad_row::<T, O, SCALE>(src, dst, len, g),
+        // Safe because `check_backend` verified the CPU features and the caller guarantees
+        // the pointers.
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx2Fma | Backend::Avx512 => {
+        Backend::Avx512 => x86_avx512::grad_row::<T, O, SCALE>(src, dst, len, g),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx2Fma => {
             // Safe because `check_backend` verified the CPU features, the caller guarantees
             // the pointers, and each (T, O) pair below names its own types.
             macro_rules! go {

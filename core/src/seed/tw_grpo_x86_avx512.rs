@@ -27,40 +27,10 @@
 
 use core::arch::x86_64::*;
 
-use half::{bf16, f16};
-
 use super::tw_grpo::{finish_lanes, Member};
+use crate::elem::LogitElem;
 use crate::exp::{EXP_BIAS_FIX, LN2, LOG2E, Q0, Q1, Q2, Q3, Q4, ROUND_MAGIC};
-
-/// Element types loaded 16 at a time under a lane mask (exact conversion to `f32`; lanes
-/// outside the mask are not read and come back as `0.0`).
-pub(crate) trait Load16: Copy {
-    /// # Safety
-    /// AVX-512 F/BW/VL are available; `p + i` is valid for every lane `i` in `k`.
-    unsafe fn load16(p: *const Self, k: __mmask16) -> __m512;
-}
-
-impl Load16 for f32 {
-    #[inline(always)]
-    unsafe fn load16(p: *const Self, k: __mmask16) -> __m512 {
-        _mm512_maskz_loadu_ps(k, p)
-    }
-}
-
-impl Load16 for bf16 {
-    #[inline(always)]
-    unsafe fn load16(p: *const Self, k: __mmask16) -> __m512 {
-        let h = _mm256_maskz_loadu_epi16(k, p as *const i16);
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
-    }
-}
-
-impl Load16 for f16 {
-    #[inline(always)]
-    unsafe fn load16(p: *const Self, k: __mmask16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, p as *const i16))
-    }
-}
+use crate::logits::x86_avx512::load16;
 
 /// `tw_grpo::delta` on 16 lanes (`x86_avx2::delta8`).
 #[inline(always)]
@@ -178,7 +148,7 @@ unsafe fn chunk_acc_n<const N: usize>(
 /// AVX-512 F/BW/DQ/VL (and AVX2/FMA) are available; every non-null member pointer is valid for
 /// `vocab` elements.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-pub(crate) unsafe fn dispersion<T: Load16>(members: &[Member<T>], vocab: usize, neg_log_v: f32, c: f32) -> f32 {
+pub(crate) unsafe fn dispersion<T: LogitElem>(members: &[Member<T>], vocab: usize, neg_log_v: f32, c: f32) -> f32 {
     let g = members.len();
     let nlv = _mm512_set1_ps(neg_log_v);
     let gv = _mm512_set1_ps(g as f32);
@@ -197,7 +167,7 @@ pub(crate) unsafe fn dispersion<T: Load16>(members: &[Member<T>], vocab: usize, 
         if m.ptr.is_null() {
             nlv
         } else {
-            let x = T::load16(m.ptr.add(v), mask);
+            let x = load16(m.ptr.add(v), mask);
             let (mx, ls) = if g <= KEEP {
                 (*maxv.get_unchecked(k), *lsv.get_unchecked(k))
             } else {
