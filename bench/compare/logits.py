@@ -11,7 +11,7 @@ per row, every implementation computes
 numpy and jax run single-threaded (thread-count variables set and the process pinned to
 one CPU before either is imported); tokenmath runs through the ``logits-timing`` binary of
 ``tokenmath-bench`` on 1 and 2 threads, which also measures the machine's floors: the
-throughput of a bare AVX2 ``exp`` loop and the single-core streaming read bandwidth.
+throughput of a bare ``exp`` loop (AVX-512 where present, else AVX2) and the single-core streaming read bandwidth.
 numpy and jax are checked against each other and against float64 math before anything is
 timed. The tables go to stdout and (unless ``--quick``) to ``results.md`` beside this file.
 
@@ -392,7 +392,7 @@ def render(rows: int, cols: int, reps: tuple[int, int], py: dict, tm: dict, jax_
     floor_note = (
         f"CPU floor = max(N·V / exp throughput, bytes / read bandwidth) = max({exp_s * 1e3:.2f} ms, "
         f"{bw_s * 1e3:.2f} ms) = {max(exp_s, bw_s) * 1e3:.2f} ms for the {elems * 4 / 1e6:.0f} MB of f32 logits "
-        "(medians, one core, AVX2; measured by `logits-timing`)."
+        "(medians, one core, the fastest ISA; measured by `logits-timing`)."
     )
     header = (
         "# Logits statistics: tokenmath vs numpy vs jax (CPU)\n\n"
