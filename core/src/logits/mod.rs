@@ -369,7 +369,9 @@ fn row_blocks_with<T: LogitElem, const SCALE: bool>(
         }
         // Safe because `check_backend` verified AVX-512 F/BW/DQ/VL (and AVX2+FMA+F16C).
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 => row.chunks(BLOCK).for_each(|b| sink(unsafe { x86_avx512::block_stats::<T, SCALE>(b, inv_temp) })),
+        Backend::Avx512 => {
+            row.chunks(BLOCK).for_each(|b| sink(unsafe { x86_avx512::block_stats::<T, SCALE>(b, inv_temp) }))
+        }
     }
 }
 

@@ -52,6 +52,19 @@ impl Load8 for f16 {
     }
 }
 
+/// [`Load8::load8`] for any logits dtype (a `match` on `T::DTYPE` that monomorphisation removes).
+///
+/// # Safety
+/// AVX2 and F16C are available; `p` is valid for 8 elements.
+#[inline(always)]
+pub(crate) unsafe fn load8_elem<T: crate::elem::LogitElem>(p: *const T) -> __m256 {
+    match T::DTYPE {
+        crate::elem::DType::F32 => f32::load8(p as *const f32),
+        crate::elem::DType::BF16 => bf16::load8(p as *const bf16),
+        crate::elem::DType::F16 => f16::load8(p as *const f16),
+    }
+}
+
 /// Element types the AVX2 path stores 8 at a time, rounding exactly like `half`.
 pub(crate) trait Store8: Copy {
     unsafe fn store8(p: *mut Self, v: __m256);

@@ -71,7 +71,8 @@ unsafe fn store16<O: GradElem>(p: *mut O, k: __mmask16, v: __m512) {
             let is_nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7F80_0000));
             let hi = _mm512_srli_epi32::<16>(x);
             let lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
-            let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7FFF)), lsb));
+            let rounded =
+                _mm512_srli_epi32::<16>(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7FFF)), lsb));
             let quiet = _mm512_or_si512(hi, _mm512_set1_epi32(0x40));
             // `mask_blend(k, a, b)` takes `b` where `k` is set; every lane is below 2^16,
             // so the truncating narrow to 16 bits is exact.

@@ -44,9 +44,9 @@
 //!    entropy, the same bits), and, fused into it while each block is still in L1, the
 //!    selection of `K`: a buffer of at most `2k` candidates (`(z, x, column)`), compacted to the
 //!    best `k` with `select_nth_unstable` when it fills; once compacted, a column enters only
-//!    if `z` beats the current `k`-th best: 16 columns at a time give a bit mask of those
-//!    above the threshold (one vector compare), and only its set bits are visited, so after
-//!    the first few blocks almost every column costs one comparison. Linear time in the worst
+//!    if `z` beats the current `k`-th best: vector compares give a bit mask of the columns
+//!    above the threshold (64 per branch on AVX-512, `dop_x86.rs`), and only its set bits are
+//!    visited, so after the first few blocks almost every column costs one comparison. Linear time in the worst
 //!    case (sorted logits): each compaction costs `O(k)` and frees `k` slots. `K` is then
 //!    sorted by column (`k log k`) so that its sums run in a fixed order.
 //!
@@ -191,12 +191,13 @@ pub fn dop_scratch_len(exec: Exec, rows: usize, vocab: usize, top_k: usize) -> u
 }
 
 /// The streaming top-k selection of one row.
-struct Select<'s> {
+pub(super) struct Select<'s> {
+    backend: Backend,
     buf: &'s mut [DopSlot],
     len: usize,
     k: usize,
     /// The `k`-th best `z` so far, once the buffer has been compacted.
-    thr: f32,
+    pub(super) thr: f32,
     compacted: bool,
 }
 
@@ -223,47 +224,67 @@ impl Select<'_> {
         self.len += 1;
     }
 
+    /// The candidate of column `start + i` (raw logit `x`).
+    #[inline(always)]
+    fn slot<T: LogitElem, const SCALE: bool>(i: usize, x: T, start: usize, inv_temp: f32) -> DopSlot {
+        let x = x.to_f32();
+        // `+ 0.0` makes −0.0 and +0.0 one value, as they are one probability.
+        let z = temper::<SCALE>(x, inv_temp) + 0.0;
+        DopSlot { key: rank_key(z, (start + i) as u32), z, x }
+    }
+
+    /// Offers column `start + i` (raw logit `x`): it enters if its tempered logit beats the
+    /// threshold.
+    #[inline(always)]
+    pub(super) fn offer<T: LogitElem, const SCALE: bool>(&mut self, i: usize, x: T, start: usize, inv_temp: f32) {
+        let s = Self::slot::<T, SCALE>(i, x, start, inv_temp);
+        if s.z > self.thr {
+            self.push(s);
+        }
+    }
+
     /// Offers the columns `[start, start + block.len())`.
     #[inline]
     fn feed<T: LogitElem, const SCALE: bool>(&mut self, block: &[T], start: usize, inv_temp: f32) {
-        let slot = |i: usize, x: T| {
-            let x = x.to_f32();
-            // `+ 0.0` makes −0.0 and +0.0 one value, as they are one probability.
-            let z = temper::<SCALE>(x, inv_temp) + 0.0;
-            DopSlot { key: rank_key(z, (start + i) as u32), z, x }
-        };
+        // Until the first compaction every column enters (`−∞` ones too).
         let mut i = 0;
         while i < block.len() && !self.compacted {
-            self.push(slot(i, block[i]));
+            self.push(Self::slot::<T, SCALE>(i, block[i], start, inv_temp));
             i += 1;
         }
-        // Chunks of 16: a branch-free bit mask of the columns above the threshold (one vector
-        // compare); only its set bits are visited (the threshold may rise on the way).
+        match self.backend {
+            // Safe because `check_backend` verified the CPU features before any row was read.
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512 => unsafe { super::dop_x86::scan_avx512::<T, SCALE>(self, block, i, start, inv_temp) },
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2Fma => unsafe { super::dop_x86::scan_avx2::<T, SCALE>(self, block, i, start, inv_temp) },
+            Backend::Portable => self.scan::<T, SCALE>(block, i, start, inv_temp),
+        }
+    }
+
+    /// The portable scan of the columns `from..` of `block`: chunks of 16 give a branch-free
+    /// bit mask of the columns above the threshold, and only its set bits are offered (the
+    /// threshold may rise on the way; `offer` tests again).
+    fn scan<T: LogitElem, const SCALE: bool>(&mut self, block: &[T], from: usize, start: usize, inv_temp: f32) {
         const CHUNK: usize = 16;
-        let mut chunks = block[i..].chunks_exact(CHUNK);
+        let mut i = from;
+        let mut chunks = block[from..].chunks_exact(CHUNK);
         for chunk in &mut chunks {
             let chunk: &[T; CHUNK] = chunk.try_into().expect("chunks_exact");
-            let mut z = [0.0f32; CHUNK];
-            for (z, &x) in z.iter_mut().zip(chunk) {
-                *z = temper::<SCALE>(x.to_f32(), inv_temp);
-            }
             let thr = self.thr;
-            let mut mask = z.iter().enumerate().fold(0u32, |m, (j, &v)| m | (u32::from(v > thr) << j));
+            let mut mask = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (j, &x)| m | (u32::from(temper::<SCALE>(x.to_f32(), inv_temp) > thr) << j));
             while mask != 0 {
                 let j = mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                let s = slot(i + j, chunk[j]);
-                if s.z > self.thr {
-                    self.push(s);
-                }
+                self.offer::<T, SCALE>(i + j, chunk[j], start, inv_temp);
             }
             i += CHUNK;
         }
         for (j, &x) in chunks.remainder().iter().enumerate() {
-            let s = slot(i + j, x);
-            if s.z > self.thr {
-                self.push(s);
-            }
+            self.offer::<T, SCALE>(i + j, x, start, inv_temp);
         }
     }
 }
@@ -309,7 +330,7 @@ fn plan_row<T: LogitElem>(
     let vocab = row.len();
     // `λ̃ = λ̂`: the weights do not depend on `K`; handled as `K` = every column.
     let (k, all) = (cfg.top_k.min(vocab), cfg.top_k >= vocab || cfg.lam_top == cfg.lam_tail);
-    let mut sel = Select { buf: sel_buf, len: 0, k, thr: f32::NEG_INFINITY, compacted: false };
+    let mut sel = Select { backend, buf: sel_buf, len: 0, k, thr: f32::NEG_INFINITY, compacted: false };
     let selecting = k > 0 && !all;
     let mut t = row_tuple_visit(backend, row, inv_temp, |start| {
         if selecting {

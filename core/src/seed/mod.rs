@@ -34,6 +34,8 @@ mod radix;
 
 pub mod d3s;
 pub mod dop;
+#[cfg(target_arch = "x86_64")]
+mod dop_x86;
 pub mod entropy_mask;
 pub mod grpo_n;
 pub mod hapo;
