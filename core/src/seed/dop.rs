@@ -46,9 +46,9 @@
 //!    best `k` with `select_nth_unstable` when it fills; once compacted, a column enters only
 //!    if `z` beats the current `k`-th best: vector compares give a bit mask of the columns
 //!    above the threshold (64 per branch on AVX-512, `dop_x86.rs`), and only its set bits are
-//!    visited, so after the first few blocks almost every column costs one comparison. Linear time in the worst
-//!    case (sorted logits): each compaction costs `O(k)` and frees `k` slots. `K` is then
-//!    sorted by column (`k log k`) so that its sums run in a fixed order.
+//!    visited, so after the first few blocks almost every column costs one comparison.
+//!    Linear time in the worst case (sorted logits): each compaction costs `O(k)` and frees
+//!    `k` slots. `K` is then sorted by column (`k log k`) so that its sums run in a fixed order.
 //!
 //!    When `λ̃ = λ̂` (the default setting, cross-entropy) the weights do not depend on `K`
 //!    (`W = w_x + λ̃·(1 − π_x)`): no selection is made, the row is handled as `k ≥ V`, and
