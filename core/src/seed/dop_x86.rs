@@ -33,12 +33,6 @@ pub(super) unsafe fn scan_avx512<T: LogitElem, const SCALE: bool>(
 ) {
     let vt = _mm512_set1_ps(inv_temp);
     let p = block.as_ptr();
-    // The bits of the columns `i..i + 16` under `k` whose tempered logit beats `thr`.
-    let above = |i: usize, k: __mmask16, thr: __m512| -> u64 {
-        let x = load16(p.add(i), k);
-        let z = if SCALE { _mm512_mul_ps(x, vt) } else { x };
-        _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(k, z, thr) as u64
-    };
     // Offers the set bits of `hits` (columns from `i`); the threshold may rise on the way.
     let visit = |sel: &mut Select<'_>, i: usize, mut hits: u64| {
         while hits != 0 {
@@ -50,10 +44,10 @@ pub(super) unsafe fn scan_avx512<T: LogitElem, const SCALE: bool>(
     let mut thr = _mm512_set1_ps(sel.thr);
     let mut i = from;
     while i + 64 <= block.len() {
-        let hits = above(i, 0xFFFF, thr)
-            | above(i + 16, 0xFFFF, thr) << 16
-            | above(i + 32, 0xFFFF, thr) << 32
-            | above(i + 48, 0xFFFF, thr) << 48;
+        let hits = above::<T, SCALE>(p.add(i), 0xFFFF, vt, thr)
+            | above::<T, SCALE>(p.add(i + 16), 0xFFFF, vt, thr) << 16
+            | above::<T, SCALE>(p.add(i + 32), 0xFFFF, vt, thr) << 32
+            | above::<T, SCALE>(p.add(i + 48), 0xFFFF, vt, thr) << 48;
         if hits != 0 {
             visit(sel, i, hits);
             thr = _mm512_set1_ps(sel.thr);
@@ -61,13 +55,21 @@ pub(super) unsafe fn scan_avx512<T: LogitElem, const SCALE: bool>(
         i += 64;
     }
     while i < block.len() {
-        let hits = above(i, first_lanes((block.len() - i).min(16)), thr);
+        let hits = above::<T, SCALE>(p.add(i), first_lanes((block.len() - i).min(16)), vt, thr);
         if hits != 0 {
             visit(sel, i, hits);
             thr = _mm512_set1_ps(sel.thr);
         }
         i += 16;
     }
+}
+
+/// The bits of the 16 columns at `p` under `k` whose tempered logit beats `thr`.
+#[inline(always)]
+unsafe fn above<T: LogitElem, const SCALE: bool>(p: *const T, k: __mmask16, vt: __m512, thr: __m512) -> u64 {
+    let x = load16(p, k);
+    let z = if SCALE { _mm512_mul_ps(x, vt) } else { x };
+    _mm512_mask_cmp_ps_mask::<_CMP_GT_OQ>(k, z, thr) as u64
 }
 
 /// Offers the columns `from..` of `block` (AVX2), 8 at a time, the last `< 8` one by one.
