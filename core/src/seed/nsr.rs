@@ -214,37 +214,49 @@ struct Sparse {
 
 /// [`Sparse`] of a row, or `None` if it has two non-zero valid rewards or scores. With at most
 /// one non-zero term every order of summation gives the same value (`x + 0 = x`; the sign of
-/// a zero sum is never looked at), so the counts and sums go in vectorised chunks.
+/// a zero sum is never looked at), so the score sum is the one non-zero valid score, or 0.
+/// Chunks of 64 positions become two bit masks (valid and non-zero reward, valid and non-zero
+/// score) without a branch per position; only a chunk with a set bit is looked at further.
+#[inline(always)]
 fn scan_sparse(mask: &[u8], r: &[f32], s: &[f32]) -> Option<Sparse> {
-    const C: usize = 16;
-    let (mut nr, mut ns, mut sum, mut pos) = ([0u32; C], [0u32; C], [0f32; C], [0usize; C]);
-    let (mc, rc, sc) = (mask.chunks(C), r.chunks(C), s.chunks(C));
-    for (c, ((m, r), s)) in mc.zip(rc).zip(sc).enumerate() {
-        if let (Ok(m), Ok(r), Ok(s)) = (<&[u8; C]>::try_from(m), <&[f32; C]>::try_from(r), <&[f32; C]>::try_from(s)) {
-            for i in 0..C {
-                let valid = m[i] != 0;
-                let (rz, sz) = (valid & (r[i] != 0.0), valid & (s[i] != 0.0));
-                nr[i] += rz as u32;
-                ns[i] += sz as u32;
-                sum[i] += if sz { s[i] } else { 0.0 };
-                pos[i] = if rz { c * C + i } else { pos[i] };
-            }
-        } else {
-            for (i, ((&m, &r), &s)) in m.iter().zip(r).zip(s).enumerate() {
-                let valid = m != 0;
-                let (rz, sz) = (valid & (r != 0.0), valid & (s != 0.0));
-                nr[i] += rz as u32;
-                ns[i] += sz as u32;
-                sum[i] += if sz { s } else { 0.0 };
-                pos[i] = if rz { c * C + i } else { pos[i] };
-            }
+    const C: usize = 64;
+    let (mut nr, mut ns, mut reward_at, mut score_at) = (0u32, 0u32, 0usize, 0usize);
+    let mut note = |base: usize, mr: u64, ms: u64| {
+        nr += mr.count_ones();
+        ns += ms.count_ones();
+        if mr != 0 {
+            reward_at = base + mr.trailing_zeros() as usize;
+        }
+        if ms != 0 {
+            score_at = base + ms.trailing_zeros() as usize;
+        }
+        nr > 1 || ns > 1
+    };
+    // Bit `i`: position `i` is valid and `v[i] != 0`. The full chunks go through a copy of
+    // this loop with the length fixed (`[_; C]`), which the compiler turns into vector compares.
+    #[inline(always)]
+    fn bits(m: &[u8], v: &[f32]) -> u64 {
+        m.iter().zip(v).enumerate().fold(0u64, |b, (i, (&m, &v))| b | (u64::from((m != 0) & (v != 0.0)) << i))
+    }
+    #[inline(always)]
+    fn bits_full(m: &[u8; C], v: &[f32; C]) -> u64 {
+        bits(m, v)
+    }
+    let full = mask.len() / C * C;
+    let (mc, rc, sc) = (mask[..full].chunks_exact(C), r[..full].chunks_exact(C), s[..full].chunks_exact(C));
+    for (c, ((m, rv), sv)) in mc.zip(rc).zip(sc).enumerate() {
+        let (m, rv, sv) = (m.try_into().expect("C"), rv.try_into().expect("C"), sv.try_into().expect("C"));
+        let (mr, ms) = (bits_full(m, rv), bits_full(m, sv));
+        if (mr | ms) != 0 && note(c * C, mr, ms) {
+            return None;
         }
     }
-    if nr.iter().sum::<u32>() > 1 || ns.iter().sum::<u32>() > 1 {
+    let (mr, ms) = (bits(&mask[full..], &r[full..]), bits(&mask[full..], &s[full..]));
+    if (mr | ms) != 0 && note(full, mr, ms) {
         return None;
     }
-    let score = sum.iter().sum::<f32>() as f64;
-    let reward = nr.iter().position(|&n| n == 1).map(|i| (pos[i], r[pos[i]]));
+    let score = if ns == 1 { s[score_at] as f64 } else { 0.0 };
+    let reward = (nr == 1).then(|| (reward_at, r[reward_at]));
     Some(Sparse { score, reward })
 }
 
