@@ -17,7 +17,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use tokenmath_core::policy_loss::BatchShape;
+use tokenmath_core::policy_loss::{BatchShape, LossOut, PolicyInputs};
+use tokenmath_core::seed::hapo::*;
 use tokenmath_core::seed::*;
 use tokenmath_core::Exec;
 use tokenmath_reference::rng::SplitMix64;
@@ -28,12 +29,15 @@ struct Batch {
     entropy: Vec<f32>,
     adv: Vec<f32>,
     rewards: Vec<f32>,
+    logp: Vec<f32>,
+    old_logp: Vec<f32>,
 }
 
 fn batch(rows: usize, cols: usize) -> Batch {
     let n = rows * cols;
     let mut rng = SplitMix64::new(0x5EED_1061_7500_0014);
     let (mut mask, mut entropy, mut adv, mut rewards) = (vec![0u8; n], vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let (mut logp, mut old_logp) = (vec![0f32; n], vec![0f32; n]);
     for b in 0..rows {
         let len = cols - rng.below_mod(cols / 5 + 1);
         let a = 4.0 * rng.next_f32() - 2.0;
@@ -43,12 +47,14 @@ fn batch(rows: usize, cols: usize) -> Batch {
             entropy[i] = 8.0 * u * u;
             adv[i] = a;
             mask[i] = 1;
+            old_logp[i] = -3.0 * rng.next_f32();
+            logp[i] = old_logp[i] + 0.2 * rng.next_f32() - 0.1;
         }
         if len > 0 {
             rewards[b * cols + len - 1] = correct;
         }
     }
-    Batch { shape: BatchShape::new(rows, cols), mask, entropy, adv, rewards }
+    Batch { shape: BatchShape::new(rows, cols), mask, entropy, adv, rewards, logp, old_logp }
 }
 
 type Job<'a> = Box<dyn FnMut() + 'a>;
@@ -73,7 +79,12 @@ fn main() {
     let theta = top_entropy_threshold(exec, b.shape, &b.mask, &b.entropy, 0.2).unwrap();
     let keep_rows = vec![1u8; rows];
     let (mut keep, mut tok, mut keep_r, mut adv_out) = (vec![0u8; n], vec![0u8; n], vec![0u8; rows], vec![0f32; n]);
-    let (mut src, mut dst) = (vec![1u8; 16 * n], vec![0u8; 16 * n]);
+    let (mut src, mut dst) = (vec![1u8; 32 * n], vec![0u8; 32 * n]);
+    let (mut norm_scratch, mut h_hat) = (vec![0f64; hapo_entropy_norm_scratch_len(n)], vec![0f32; n]);
+    let groups: Vec<u32> = (0..rows as u32).map(|r| r / 8).collect();
+    let mut hapo_adv = vec![0f32; n];
+    let (eps_low, eps_high) = (vec![0.2f32; n], vec![0.28f32; n]);
+    let (mut loss, mut dloss) = (vec![0f32; n], vec![0f32; n]);
 
     // (name, min bytes per token, job)
     let mut jobs: Vec<(&str, usize, Job<'_>)> = vec![
@@ -112,6 +123,41 @@ fn main() {
                 let out = NsrOut { keep_rows: &mut keep_r, adv: &mut adv_out };
                 nsr_advantage(exec, b.shape, &b.mask, &b.rewards, &b.rewards, &NsrCfg::default(), out).unwrap();
                 black_box(&adv_out);
+            }),
+        ),
+        (
+            "hapo_entropy_norm (q = 0.8)",
+            9,
+            Box::new(|| {
+                let cfg = HapoNormCfg::default();
+                black_box(
+                    hapo_entropy_norm(exec, &b.entropy, Some(&b.mask), &cfg, &mut norm_scratch, &mut h_hat).unwrap(),
+                );
+            }),
+        ),
+        (
+            "hapo_token_group_advantage (G = 8)",
+            9,
+            Box::new(|| {
+                let cfg = HapoAdvCfg::default();
+                hapo_token_group_advantage(exec, &b.rewards, &b.mask, cols, &groups, &cfg, &mut hapo_adv).unwrap();
+                black_box(&hapo_adv);
+            }),
+        ),
+        (
+            "hapo_loss (per-token clip widths)",
+            29,
+            Box::new(|| {
+                let inp = PolicyInputs {
+                    shape: b.shape,
+                    logp: &b.logp,
+                    old_logp: &b.old_logp,
+                    adv: &b.adv,
+                    mask: &b.mask,
+                    is_weights: None,
+                };
+                let out = LossOut { loss: &mut loss, dloss_dlogp: &mut dloss };
+                black_box(hapo_loss(exec, &inp, &eps_low, &eps_high, Some(10.0), out).unwrap());
             }),
         ),
     ];
