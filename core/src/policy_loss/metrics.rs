@@ -127,14 +127,26 @@ impl LaneAcc {
     /// chunk goes to lane `i mod LANES` (chunks start at multiples of `LANES`).
     #[inline(always)]
     pub(crate) fn add_chunk(&mut self, x: &[f32], flags: &[u8]) {
-        for (i, (&v, &f)) in x.iter().zip(flags).enumerate() {
-            let k = i % LANES;
-            self.sum[k] += v as f64;
-            self.valid[k] += (f & 1) as u64;
-            self.high[k] += ((f >> 1) & 1) as u64;
-            self.low[k] += ((f >> 2) & 1) as u64;
-            self.dual[k] += ((f >> 3) & 1) as u64;
+        // Whole groups of `LANES` first, with the lane index fixed, so the adds vectorise.
+        let (xs, fs) = (x.chunks_exact(LANES), flags.chunks_exact(LANES));
+        let (xr, fr) = (xs.remainder(), fs.remainder());
+        for (xg, fg) in xs.zip(fs) {
+            for k in 0..LANES {
+                self.add(k, xg[k], fg[k]);
+            }
         }
+        for (k, (&v, &f)) in xr.iter().zip(fr).enumerate() {
+            self.add(k, v, f);
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, k: usize, v: f32, f: u8) {
+        self.sum[k] += v as f64;
+        self.valid[k] += (f & 1) as u64;
+        self.high[k] += ((f >> 1) & 1) as u64;
+        self.low[k] += ((f >> 2) & 1) as u64;
+        self.dual[k] += ((f >> 3) & 1) as u64;
     }
 
     /// Lanes combined in order `0, 1, …, LANES − 1`.

@@ -93,7 +93,7 @@ mod cispo;
 mod gspo;
 mod importance;
 mod kl;
-mod metrics;
+pub(crate) mod metrics;
 mod ppo_clip;
 mod ratio;
 mod sapo;

@@ -85,7 +85,8 @@ use crate::error::{check_len, TmError};
 use crate::exp::exp_full;
 use crate::logits::row_tuple;
 use crate::mat::Mat;
-use crate::platform::Exec;
+use crate::platform::{Backend, Exec};
+use crate::policy_loss::metrics::{flags_of, ChunkScratch, LaneAcc, CHUNK};
 use crate::policy_loss::{LossOut, PolicyInputs};
 
 /// Which sign `ĥ` takes below the entropy pivot (module docs).
@@ -495,7 +496,9 @@ pub struct HapoStats {
     pub clipped: u64,
     /// Negative-advantage tokens bounded by the dual clip (`lc > −A·c`).
     pub dual_clipped: u64,
-    /// `Σ −Δ` over valid tokens (verl's `ppo_kl` numerator).
+    /// `Σ −Δ` over valid tokens (verl's `ppo_kl` numerator), in `f64`, summed as the policy
+    /// step's statistics are (token `i` into lane `i mod 8`, the lanes then in order): the same
+    /// bits on every backend.
     pub neg_log_ratio_sum: f64,
 }
 
@@ -534,49 +537,180 @@ pub fn hapo_loss(
             return Err(TmError::InvalidArgument("dual_clip_c must be finite and > 1"));
         }
     }
-    let ok = |e: f32| e.is_finite() && e >= 0.0;
-    if (0..n).any(|i| inp.mask[i] != 0 && !(ok(eps_low[i]) && ok(eps_high[i]))) {
+    if !widths_ok(exec.backend(), inp.mask, eps_low, eps_high) {
         return Err(TmError::InvalidArgument("HAPO per-token clip widths must be finite and >= 0"));
     }
-    let mut st = HapoStats::default();
-    for i in 0..n {
-        if inp.mask[i] == 0 {
-            out.loss[i] = 0.0;
-            out.dloss_dlogp[i] = 0.0;
-            continue;
-        }
-        let (a, dt) = (inp.adv[i], inp.logp[i] - inp.old_logp[i]);
-        let r = exp_full(dt);
-        let (rlo, rhi) = (1.0 - eps_low[i], 1.0 + eps_high[i]);
-        let l1 = -a * r;
-        let l2 = -a * r.clamp(rlo, rhi);
-        let lc = if l2 > l1 { l2 } else { l1 };
-        let (mut l, mut kappa) = if a > 0.0 { (lc, r <= rhi) } else { (lc, r >= rlo) };
-        if a < 0.0 {
-            if let Some(c) = dual_clip_c {
-                let l3 = -a * c;
-                if lc > l3 {
-                    st.dual_clipped += 1;
-                }
-                l = if l3 < lc { l3 } else { lc };
-                kappa &= r <= c;
-            }
-        }
-        let mut g = if kappa { -a * r } else { 0.0 };
-        if a == 0.0 {
-            l = 0.0;
-            g = 0.0;
-        }
-        if a.is_nan() || dt.is_nan() {
-            l = f32::NAN;
-            g = f32::NAN;
-        }
-        let w = inp.is_weights.map_or(1.0, |w| w[i]);
-        out.loss[i] = l * w;
-        out.dloss_dlogp[i] = g * w;
-        st.valid += 1;
-        st.clipped += (l2 > l1) as u64;
-        st.neg_log_ratio_sum -= dt as f64;
+    let acc = match dual_clip_c {
+        Some(c) => loss_loop::<true>(exec.backend(), inp, eps_low, eps_high, c, out),
+        None => loss_loop::<false>(exec.backend(), inp, eps_low, eps_high, 0.0, out),
+    };
+    let p = acc.into_stats();
+    Ok(HapoStats {
+        valid: p.valid_tokens,
+        clipped: p.clipped_high,
+        dual_clipped: p.clipped_dual,
+        neg_log_ratio_sum: p.neg_log_ratio_sum,
+    })
+}
+
+/// Whether every valid position has finite clip widths `≥ 0`: branch-free per chunk of 64
+/// (`!(e ≥ 0 ∧ e < ∞)` is true for NaN too), compiled for the backend as [`loss_loop`].
+fn widths_ok(backend: Backend, mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
+    #[inline(always)]
+    fn go(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
+        let bad = |e: f32| !((e >= 0.0) & (e < f32::INFINITY));
+        let chunks = mask.chunks(64).zip(lo.chunks(64)).zip(hi.chunks(64));
+        !chunks.into_iter().any(|((m, lo), hi)| {
+            m.iter().zip(lo).zip(hi).fold(false, |acc, ((&m, &l), &h)| acc | ((m != 0) & (bad(l) | bad(h))))
+        })
     }
-    Ok(st)
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+        fn avx512(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
+            go(mask, lo, hi)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
+            go(mask, lo, hi)
+        }
+        match backend {
+            // SAFETY: the caller checked that the backend is supported.
+            Backend::Avx512 => return unsafe { avx512(mask, lo, hi) },
+            // SAFETY: as above.
+            Backend::Avx2Fma => return unsafe { avx2(mask, lo, hi) },
+            Backend::Portable => {}
+        }
+    }
+    let _ = backend;
+    go(mask, lo, hi)
+}
+
+/// One token of [`hapo_loss`]: `(ℓ, ∂ℓ/∂logp, −Δ, clipped, dual-clipped)` before the mask and
+/// the weight, branch-free (selects only) so that the chunk loop vectorises. `DUAL`: the dual
+/// clip `c` is on. Lanes of masked tokens compute garbage that is never stored (their clip
+/// widths are not validated), so nothing here may panic: the clamp is written as two selects
+/// with `torch.clamp`'s semantics (NaN passes) instead of `f32::clamp`.
+#[inline(always)]
+fn loss_token<const DUAL: bool>(lp: f32, olp: f32, a: f32, lo: f32, hi: f32, c: f32) -> (f32, f32, f32, bool, bool) {
+    let dt = lp - olp;
+    let r = exp_full(dt);
+    let (rlo, rhi) = (1.0 - lo, 1.0 + hi);
+    let l1 = -a * r;
+    let low = if r < rlo { rlo } else { r };
+    let l2 = -a * if low > rhi { rhi } else { low };
+    let clipped = l2 > l1;
+    let lc = if clipped { l2 } else { l1 };
+    let mut kappa = if a > 0.0 { r <= rhi } else { r >= rlo };
+    let (mut l, mut dual) = (lc, false);
+    if DUAL {
+        let l3 = -a * c;
+        let neg = a < 0.0;
+        dual = neg & (lc > l3);
+        l = if neg & (l3 < lc) { l3 } else { lc };
+        kappa &= !neg | (r <= c);
+    }
+    let mut g = if kappa { -a * r } else { 0.0 };
+    let zero = a == 0.0;
+    l = if zero { 0.0 } else { l };
+    g = if zero { 0.0 } else { g };
+    let nan = a.is_nan() | dt.is_nan();
+    l = if nan { f32::NAN } else { l };
+    g = if nan { f32::NAN } else { g };
+    (l, g, -dt, clipped, dual)
+}
+
+/// The chunk loop of [`hapo_loss`] (the policy step's shape, `policy_loss::ppo_clip::drive`):
+/// per chunk, the tokens into the outputs and the per-token `−Δ` and flags into stack scratch,
+/// then the interleaved lane sums. Compiled once per backend by [`loss_loop`]; the same IEEE
+/// operations in the same order in every build (Rust never contracts `a·b + c`), so every
+/// backend gives identical bits.
+#[inline(always)]
+fn loss_drive<const DUAL: bool>(
+    inp: &PolicyInputs<'_>,
+    eps_low: &[f32],
+    eps_high: &[f32],
+    c: f32,
+    out: LossOut<'_>,
+) -> LaneAcc {
+    let n = inp.logp.len();
+    let mut acc = LaneAcc::default();
+    let mut scratch = ChunkScratch::new();
+    for o in (0..n).step_by(CHUNK) {
+        let e = (o + CHUNK).min(n);
+        let (x, flags) = scratch.parts(e - o);
+        let ins =
+            (&inp.logp[o..e], &inp.old_logp[o..e], &inp.adv[o..e], &inp.mask[o..e], &eps_low[o..e], &eps_high[o..e]);
+        let outs = (&mut out.loss[o..e], &mut out.dloss_dlogp[o..e], &mut *x, &mut *flags);
+        match inp.is_weights {
+            Some(w) => loss_chunk::<DUAL>(ins, w[o..e].iter().copied(), c, outs),
+            None => loss_chunk::<DUAL>(ins, core::iter::repeat(1.0), c, outs),
+        }
+        acc.add_chunk(x, flags);
+    }
+    acc
+}
+
+/// The inputs of one chunk of [`loss_drive`]: `logp, old_logp, adv, mask, ε_low, ε_high`.
+type LossIn<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [u8], &'a [f32], &'a [f32]);
+
+/// The per-token map over one chunk: outputs, and the metric contributions into `x`/`flags`
+/// (no reduction here, so the loop vectorises).
+#[inline(always)]
+fn loss_chunk<const DUAL: bool>(
+    ins: LossIn<'_>,
+    w: impl Iterator<Item = f32>,
+    c: f32,
+    (loss, grad, x, flags): (&mut [f32], &mut [f32], &mut [f32], &mut [u8]),
+) {
+    let (lp, olp, adv, mask, lo, hi) = ins;
+    let it = lp
+        .iter()
+        .zip(olp)
+        .zip(adv)
+        .zip(mask)
+        .zip(lo.iter().zip(hi))
+        .zip(w)
+        .zip(loss.iter_mut().zip(grad.iter_mut()))
+        .zip(x.iter_mut().zip(flags.iter_mut()));
+    for (((((((&lp, &olp), &a), &m), (&lo, &hi)), w), (l_out, g_out)), (x_out, f_out)) in it {
+        let (l, g, ndt, clipped, dual) = loss_token::<DUAL>(lp, olp, a, lo, hi, c);
+        let valid = m != 0;
+        *l_out = if valid { l * w } else { 0.0 };
+        *g_out = if valid { g * w } else { 0.0 };
+        *x_out = if valid { ndt } else { 0.0 };
+        *f_out = flags_of(valid, clipped, false, dual);
+    }
+}
+
+/// [`loss_drive`] compiled for the backend: AVX-512 or AVX2 where the backend has it (the
+/// compiler vectorises the token map 16 or 8 wide), plain otherwise.
+fn loss_loop<const DUAL: bool>(
+    backend: Backend,
+    inp: &PolicyInputs<'_>,
+    eps_low: &[f32],
+    eps_high: &[f32],
+    c: f32,
+    out: LossOut<'_>,
+) -> LaneAcc {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+        fn avx512<const D: bool>(inp: &PolicyInputs<'_>, lo: &[f32], hi: &[f32], c: f32, out: LossOut<'_>) -> LaneAcc {
+            loss_drive::<D>(inp, lo, hi, c, out)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<const D: bool>(inp: &PolicyInputs<'_>, lo: &[f32], hi: &[f32], c: f32, out: LossOut<'_>) -> LaneAcc {
+            loss_drive::<D>(inp, lo, hi, c, out)
+        }
+        match backend {
+            // SAFETY: the caller checked that the backend is supported.
+            Backend::Avx512 => return unsafe { avx512::<DUAL>(inp, eps_low, eps_high, c, out) },
+            // SAFETY: as above.
+            Backend::Avx2Fma => return unsafe { avx2::<DUAL>(inp, eps_low, eps_high, c, out) },
+            Backend::Portable => {}
+        }
+    }
+    let _ = backend;
+    loss_drive::<DUAL>(inp, eps_low, eps_high, c, out)
 }
