@@ -558,7 +558,7 @@ pub fn hapo_loss(
 fn widths_ok(backend: Backend, mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
     #[inline(always)]
     fn go(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
-        let bad = |e: f32| !((e >= 0.0) & (e < f32::INFINITY));
+        let bad = |e: f32| !(0.0..f32::INFINITY).contains(&e);
         let chunks = mask.chunks(64).zip(lo.chunks(64)).zip(hi.chunks(64));
         !chunks.into_iter().any(|((m, lo), hi)| {
             m.iter().zip(lo).zip(hi).fold(false, |acc, ((&m, &l), &h)| acc | ((m != 0) & (bad(l) | bad(h))))
