@@ -138,6 +138,53 @@ pub fn hapo_entropy_norm_scratch_len(n: usize) -> usize {
     n
 }
 
+/// The `rank`-th smallest (from 0, in `f64::total_cmp`'s order) of the values `logs[i]` with
+/// `valid(i)` (`rank` below their number, none NaN), without reordering `logs`: a radix
+/// selection on the values' order-preserving 64-bit keys, 11 bits per pass (a 2048-bin
+/// histogram of the candidates' next digit, then the bin holding the rank), until the bits are
+/// exhausted or one candidate is left (one more pass finds it). Typically 3–4 passes.
+fn kth_smallest(logs: &[f64], valid: impl Fn(usize) -> bool, mut rank: usize) -> f64 {
+    const DIGIT: u32 = 11;
+    let key = |x: f64| {
+        let b = x.to_bits();
+        if b >> 63 == 1 {
+            !b
+        } else {
+            b | 1 << 63
+        }
+    };
+    // The candidates: valid keys whose top `fixed` bits are `prefix`.
+    let matches = |k: u64, prefix: u64, fixed: u32| fixed == 0 || k >> (64 - fixed) == prefix;
+    let (mut prefix, mut fixed) = (0u64, 0u32);
+    let mut hist = [0usize; 1 << DIGIT];
+    loop {
+        let width = DIGIT.min(64 - fixed);
+        let shift = 64 - fixed - width;
+        let bins = &mut hist[..1 << width];
+        bins.fill(0);
+        for (i, &l) in logs.iter().enumerate() {
+            let k = key(l);
+            if valid(i) && matches(k, prefix, fixed) {
+                bins[((k >> shift) & ((1 << width) - 1)) as usize] += 1;
+            }
+        }
+        let mut b = 0;
+        while rank >= bins[b] {
+            rank -= bins[b];
+            b += 1;
+        }
+        (prefix, fixed) = (prefix << width | b as u64, fixed + width);
+        if fixed == 64 {
+            let k = prefix;
+            return f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k });
+        }
+        if bins[b] == 1 {
+            let found = logs.iter().enumerate().find(|&(i, &l)| valid(i) && matches(key(l), prefix, fixed));
+            return *found.expect("the histogram counted one candidate").1;
+        }
+    }
+}
+
 /// `log(max(H, eps))` with `torch.clamp`'s NaN propagation.
 fn log_clamped(h: f32, eps: f64) -> f64 {
     let h = h as f64;
@@ -151,7 +198,7 @@ fn log_clamped(h: f32, eps: f64) -> f64 {
 /// The entropy normaliser (module docs): `ĥ` at every position into `h_hat`, and the statistics.
 ///
 /// `mask`: `None` = `H > 0`. `scratch`: at least [`hapo_entropy_norm_scratch_len`]`(n)` elements
-/// (for the quantile's selection). Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`]
+/// (every position's `ℓ`, computed once). Errors: [`TmError::LengthMismatch`], [`TmError::InvalidArgument`]
 /// (`q ∉ [0, 1]`, `eps` not finite and `> 0`), [`TmError::BackendUnavailable`].
 pub fn hapo_entropy_norm(
     exec: Exec,
@@ -178,16 +225,18 @@ pub fn hapo_entropy_norm(
     }
     let eps = cfg.eps as f64;
     let valid = |i: usize| mask.map_or(entropy[i] > 0.0, |m| m[i] != 0);
-    let mut count = 0usize;
-    let mut any_nan = false;
-    for (i, &e) in entropy.iter().enumerate() {
+    // One `log` per position, kept in token order in `scratch` (the passes below read it there;
+    // the pivot's selection does not reorder it).
+    let logs = &mut scratch[..n];
+    let (mut count, mut any_nan) = (0usize, false);
+    for (i, (l, &e)) in logs.iter_mut().zip(entropy).enumerate() {
+        *l = log_clamped(e, eps);
         if valid(i) {
-            let l = log_clamped(e, eps);
             any_nan |= l.is_nan();
-            scratch[count] = l;
             count += 1;
         }
     }
+    let logs = &scratch[..n];
     let neg_sign = match cfg.sign {
         HapoSign::CodeCompat => -1.0,
         HapoSign::Intended => 1.0,
@@ -200,13 +249,12 @@ pub fn hapo_entropy_norm(
         0.0
     } else {
         let idx = libm::rint(cfg.pivot_q as f64 * (count - 1) as f64) as usize;
-        let sel = &mut scratch[..count];
-        *sel.select_nth_unstable_by(idx, f64::total_cmp).1
+        kth_smallest(logs, valid, idx)
     };
     let mut ss = 0.0f64;
-    for (i, &e) in entropy.iter().enumerate() {
+    for (i, &l) in logs.iter().enumerate() {
         if valid(i) {
-            let h = log_clamped(e, eps) - m;
+            let h = l - m;
             ss += h * h;
         }
     }
@@ -214,9 +262,9 @@ pub fn hapo_entropy_norm(
     // torch.clamp(min = eps) keeps NaN.
     let sigma = libm::sqrt(if s.is_nan() { s } else { s.max(eps) });
     let (mut pmax, mut nmin) = (0.0f64, 0.0f64);
-    for (i, &e) in entropy.iter().enumerate() {
+    for (i, &l) in logs.iter().enumerate() {
         if valid(i) {
-            let h = (log_clamped(e, eps) - m) / sigma;
+            let h = (l - m) / sigma;
             if h > 0.0 && h > pmax {
                 pmax = h;
             }
@@ -227,8 +275,8 @@ pub fn hapo_entropy_norm(
     }
     let scale_pos = 1.0 / pmax.max(eps);
     let scale_neg = neg_sign / nmin.min(-eps).abs();
-    for (&e, out) in entropy.iter().zip(h_hat.iter_mut()) {
-        let h = (log_clamped(e, eps) - m) / sigma;
+    for (&l, out) in logs.iter().zip(h_hat.iter_mut()) {
+        let h = (l - m) / sigma;
         *out = (if h > 0.0 { h * scale_pos } else { h * scale_neg }) as f32;
     }
     Ok(HapoNorm { pivot: m as f32, std: sigma as f32, scale_pos: scale_pos as f32, scale_neg: scale_neg as f32 })
@@ -713,4 +761,36 @@ fn loss_loop<const DUAL: bool>(
     }
     let _ = backend;
     loss_drive::<DUAL>(inp, eps_low, eps_high, c, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kth_smallest;
+
+    /// The radix selection against a sort, every rank, on values with many duplicates, both
+    /// signs, zeros of both signs, infinities, and positions left out by the validity test.
+    #[test]
+    fn kth_smallest_matches_a_sort() {
+        let mut rng = tokenmath_testutil::Rng::new(7);
+        for n in [1usize, 2, 3, 17, 200, 1000] {
+            let logs: std::vec::Vec<f64> = (0..n)
+                .map(|i| match i % 11 {
+                    0 => 1.5,
+                    1 => -0.0,
+                    2 => 0.0,
+                    3 => f64::INFINITY,
+                    4 => f64::NEG_INFINITY,
+                    5 => -1e-300,
+                    _ => (rng.symmetric() as f64) * 20.0,
+                })
+                .collect();
+            let valid = |i: usize| i % 7 != 4;
+            let mut want: std::vec::Vec<f64> = (0..n).filter(|&i| valid(i)).map(|i| logs[i]).collect();
+            want.sort_by(f64::total_cmp);
+            for (rank, w) in want.iter().enumerate() {
+                let got = kth_smallest(&logs, valid, rank);
+                assert_eq!(got.to_bits(), w.to_bits(), "n = {n}, rank {rank}");
+            }
+        }
+    }
 }
