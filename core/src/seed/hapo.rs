@@ -402,20 +402,32 @@ pub fn hapo_token_group_advantage(
     let reward = |i: usize| token_rewards[i * t..(i + 1) * t].iter().map(|&x| x as f64).sum::<f64>();
     let len = |i: usize| mask[i * t..(i + 1) * t].iter().filter(|&&m| m != 0).count() as f64;
     let eps = cfg.eps as f64;
+    // A row's reward is a serial f64 sum over `T`: the first `CACHED` members of a group keep
+    // theirs (and their lengths) for the group's later passes; larger groups recompute the
+    // rest (the same values).
+    const CACHED: usize = 64;
     for lead in 0..b {
         let id = group[lead];
         if group[..lead].contains(&id) {
             continue; // handled with its group's first row
         }
         let members = || (lead..b).filter(move |&i| group[i] == id);
+        let (mut r_cache, mut l_cache) = ([0.0f64; CACHED], [0.0f64; CACHED]);
         let (mut wsum, mut wr, mut cnt, mut rsum) = (0.0f64, 0.0f64, 0usize, 0.0f64);
         for i in members() {
             let (r, l) = (reward(i), len(i));
+            if cnt < CACHED {
+                (r_cache[cnt], l_cache[cnt]) = (r, l);
+            }
             wsum += l;
             wr += l * r;
             cnt += 1;
             rsum += r;
         }
+        // `(row, reward, length)` of every member, in order.
+        let stats = || {
+            members().enumerate().map(|(j, i)| if j < CACHED { (i, r_cache[j], l_cache[j]) } else { (i, reward(i), len(i)) })
+        };
         if wsum == 0.0 {
             for i in members() {
                 adv[i * t..(i + 1) * t].fill(0.0);
@@ -423,39 +435,35 @@ pub fn hapo_token_group_advantage(
             continue;
         }
         let mu = wr / wsum;
-        let var = members().map(|i| len(i) * sq(reward(i) - mu)).sum::<f64>() / wsum;
+        let var = stats().map(|(_, r, l)| l * sq(r - mu)).sum::<f64>() / wsum;
         let den = if cfg.norm_by_std { libm::sqrt(var) + eps } else { 1.0 };
-        let fallback = members().any(|i| {
-            let r = reward(i);
-            (0..t).any(|k| {
-                let counted = cfg.pad_in_check || mask[i * t + k] != 0;
-                let rm = if mask[i * t + k] != 0 { r } else { 0.0 };
-                counted && ((rm - mu) / den).abs() >= cfg.fallback_abs as f64
-            })
-        });
+        // The reference checks every counted position; a row holds two values only (`r` at
+        // valid positions, `0` at padding, which counts under `pad_in_check`).
+        let beyond = |x: f64| ((x - mu) / den).abs() >= cfg.fallback_abs as f64;
+        let fallback = stats().any(|(_, r, l)| (l > 0.0 && beyond(r)) || (l < t as f64 && cfg.pad_in_check && beyond(0.0)));
         if fallback {
             // verl loop GRPO: unbiased std, singleton μ = 0, σ = 1.
             let (gm, gs) = if cnt == 1 {
                 (0.0, 1.0)
             } else {
                 let gm = rsum / cnt as f64;
-                let v = members().map(|i| sq(reward(i) - gm)).sum::<f64>() / (cnt - 1) as f64;
+                let v = stats().map(|(_, r, _)| sq(r - gm)).sum::<f64>() / (cnt - 1) as f64;
                 (gm, libm::sqrt(v))
             };
-            for i in members() {
-                let r = reward(i);
-                let a = if cfg.norm_by_std { (r - gm) / (gs + eps) } else { r - gm };
-                for k in 0..t {
-                    adv[i * t + k] = if mask[i * t + k] != 0 { a as f32 } else { 0.0 };
+            for (i, r, _) in stats() {
+                let a = (if cfg.norm_by_std { (r - gm) / (gs + eps) } else { r - gm }) as f32;
+                let (m, out) = (&mask[i * t..(i + 1) * t], &mut adv[i * t..(i + 1) * t]);
+                for (o, &m) in out.iter_mut().zip(m) {
+                    *o = if m != 0 { a } else { 0.0 };
                 }
             }
         } else {
-            for i in members() {
-                let r = reward(i);
-                for k in 0..t {
-                    let valid = mask[i * t + k] != 0;
-                    let v = ((if valid { r } else { 0.0 }) - mu) / den;
-                    adv[i * t + k] = if cfg.mask_output && !valid { 0.0 } else { v as f32 };
+            for (i, r, _) in stats() {
+                let on_valid = ((r - mu) / den) as f32;
+                let on_pad = if cfg.mask_output { 0.0 } else { ((0.0 - mu) / den) as f32 };
+                let (m, out) = (&mask[i * t..(i + 1) * t], &mut adv[i * t..(i + 1) * t]);
+                for (o, &m) in out.iter_mut().zip(m) {
+                    *o = if m != 0 { on_valid } else { on_pad };
                 }
             }
         }
