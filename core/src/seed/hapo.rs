@@ -396,10 +396,12 @@ pub fn hapo_token_group_advantage(
     if !(cfg.eps.is_finite() && cfg.eps >= 0.0) {
         return Err(TmError::InvalidArgument("HAPO eps must be finite and >= 0"));
     }
-    if let Some(i) = token_rewards.iter().position(|r| !r.is_finite()) {
-        return Err(TmError::NonFinite { what: "token_rewards", index: i });
+    // Branch-free per chunk of 64; the position only when there is one.
+    if token_rewards.chunks(64).any(|c| c.iter().fold(false, |bad, r| bad | !r.is_finite())) {
+        let index = token_rewards.iter().position(|r| !r.is_finite()).unwrap_or(0);
+        return Err(TmError::NonFinite { what: "token_rewards", index });
     }
-    let reward = |i: usize| token_rewards[i * t..(i + 1) * t].iter().map(|&x| x as f64).sum::<f64>();
+    let reward = |i: usize| row_sum(&token_rewards[i * t..(i + 1) * t]);
     let len = |i: usize| mask[i * t..(i + 1) * t].iter().filter(|&&m| m != 0).count() as f64;
     let eps = cfg.eps as f64;
     // A row's reward is a serial f64 sum over `T`: the first `CACHED` members of a group keep
@@ -426,7 +428,9 @@ pub fn hapo_token_group_advantage(
         }
         // `(row, reward, length)` of every member, in order.
         let stats = || {
-            members().enumerate().map(|(j, i)| if j < CACHED { (i, r_cache[j], l_cache[j]) } else { (i, reward(i), len(i)) })
+            members()
+                .enumerate()
+                .map(|(j, i)| if j < CACHED { (i, r_cache[j], l_cache[j]) } else { (i, reward(i), len(i)) })
         };
         if wsum == 0.0 {
             for i in members() {
@@ -440,7 +444,8 @@ pub fn hapo_token_group_advantage(
         // The reference checks every counted position; a row holds two values only (`r` at
         // valid positions, `0` at padding, which counts under `pad_in_check`).
         let beyond = |x: f64| ((x - mu) / den).abs() >= cfg.fallback_abs as f64;
-        let fallback = stats().any(|(_, r, l)| (l > 0.0 && beyond(r)) || (l < t as f64 && cfg.pad_in_check && beyond(0.0)));
+        let fallback =
+            stats().any(|(_, r, l)| (l > 0.0 && beyond(r)) || (l < t as f64 && cfg.pad_in_check && beyond(0.0)));
         if fallback {
             // verl loop GRPO: unbiased std, singleton μ = 0, σ = 1.
             let (gm, gs) = if cnt == 1 {
@@ -469,6 +474,26 @@ pub fn hapo_token_group_advantage(
         }
     }
     Ok(())
+}
+
+/// `Σ x` in `f64` in index order (`Iterator::sum`, a serial chain of additions), without the
+/// chain for the common row of outcome rewards (at most one non-zero), counted branch-free
+/// first: adding zeros to the one non-zero value gives that value exactly, and zeros alone
+/// sum to `−0.0` if every one is `−0.0` and the sum starts there, else to `+0.0`.
+fn row_sum(x: &[f32]) -> f64 {
+    let nonzero = x.iter().fold(0usize, |n, &v| n + usize::from(v != 0.0));
+    if nonzero > 1 || x.is_empty() {
+        return x.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    if nonzero == 1 {
+        return x.iter().find(|&&v| v != 0.0).map_or(0.0, |&v| v as f64);
+    }
+    let start = core::iter::empty::<f64>().sum::<f64>();
+    if x.iter().fold(false, |any, v| any | (v.to_bits() == 0)) {
+        start + 0.0
+    } else {
+        start + -0.0
+    }
 }
 
 /// HAPO's asymmetric adaptive clip widths `ε_low(t)`, `ε_high(t)` from `ĥ` (module docs).
@@ -773,7 +798,32 @@ fn loss_loop<const DUAL: bool>(
 
 #[cfg(test)]
 mod tests {
-    use super::kth_smallest;
+    use super::{kth_smallest, row_sum};
+
+    /// The shortcut gives the serial sum's bits: one non-zero among zeros of both signs (at
+    /// several positions), rows of zeros of either or both signs, empty rows, and two non-zeros
+    /// (the serial path).
+    #[test]
+    fn row_sum_is_the_serial_sum() {
+        let serial = |x: &[f32]| x.iter().map(|&v| v as f64).sum::<f64>();
+        let mut rows: std::vec::Vec<std::vec::Vec<f32>> =
+            std::vec![std::vec![], std::vec![-0.0; 130], std::vec![0.0; 3]];
+        for n in [1usize, 63, 64, 65, 200] {
+            for at in [0, n / 2, n - 1] {
+                for v in [1.0f32, -2.5, 1e-30] {
+                    let mut x: std::vec::Vec<f32> = (0..n).map(|i| if i % 3 == 0 { -0.0 } else { 0.0 }).collect();
+                    x[at] = v;
+                    rows.push(x.clone());
+                    x[(at + 1) % n] = 0.25;
+                    rows.push(x);
+                }
+            }
+            rows.push(std::vec![-0.0; n]);
+        }
+        for x in &rows {
+            assert_eq!(row_sum(x).to_bits(), serial(x).to_bits(), "{x:?}");
+        }
+    }
 
     /// The radix selection against a sort, every rank, on values with many duplicates, both
     /// signs, zeros of both signs, infinities, and positions left out by the validity test.
