@@ -19,6 +19,8 @@ use std::time::Instant;
 
 use tokenmath_core::policy_loss::{BatchShape, LossOut, PolicyInputs};
 use tokenmath_core::seed::hapo::*;
+use tokenmath_core::seed::rmt::*;
+use tokenmath_core::seed::tw_grpo::*;
 use tokenmath_core::seed::*;
 use tokenmath_core::Exec;
 use tokenmath_reference::rng::SplitMix64;
@@ -85,6 +87,11 @@ fn main() {
     let mut hapo_adv = vec![0f32; n];
     let (eps_low, eps_high) = (vec![0.2f32; n], vec![0.28f32; n]);
     let (mut loss, mut dloss) = (vec![0f32; n], vec![0f32; n]);
+    let h_hat_in: Vec<f32> = b.entropy.iter().map(|&e| e / 4.0 - 1.0).collect();
+    let ratio: Vec<f32> = b.logp.iter().zip(&b.old_logp).map(|(a, o)| (a - o).exp()).collect();
+    let (mut clip_lo, mut clip_hi, mut redist) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let (mut tw_grad, mut ntp_grad, mut tiers) = (vec![0f32; n], vec![0f32; n], vec![0u8; n]);
+    let rl_positions: Vec<u8> = (0..n).map(|i| (i % 3 == 0) as u8).collect();
 
     // (name, min bytes per token, job)
     let mut jobs: Vec<(&str, usize, Job<'_>)> = vec![
@@ -158,6 +165,43 @@ fn main() {
                 };
                 let out = LossOut { loss: &mut loss, dloss_dlogp: &mut dloss };
                 black_box(hapo_loss(exec, &inp, &eps_low, &eps_high, Some(10.0), out).unwrap());
+            }),
+        ),
+        (
+            "hapo_adaptive_clip",
+            12,
+            Box::new(|| {
+                hapo_adaptive_clip(exec, &h_hat_in, 0.2, 0.28, 1.0, &mut clip_lo, &mut clip_hi).unwrap();
+                black_box(&clip_lo);
+            }),
+        ),
+        (
+            "hapo_redistribute",
+            24,
+            Box::new(|| {
+                hapo_redistribute(exec, &b.adv, &h_hat_in, &ratio, &eps_low, &eps_high, 1.0, &mut redist).unwrap();
+                black_box(&redist);
+            }),
+        ),
+        (
+            "tw_grpo_loss (with gradient)",
+            13,
+            Box::new(|| {
+                black_box(tw_grpo_loss(exec, &b.mask, &b.entropy, &ratio, Some(&mut tw_grad)).unwrap());
+            }),
+        ),
+        (
+            "entropy_tiers (RMT, q = 0.2 / 0.8)",
+            6,
+            Box::new(|| {
+                black_box(entropy_tiers(exec, b.shape, &b.mask, &b.entropy, (0.2, 0.8), &mut tiers).unwrap());
+            }),
+        ),
+        (
+            "ntp_masked_loss (RMT)",
+            10,
+            Box::new(|| {
+                black_box(ntp_masked_loss(exec, b.shape, &b.mask, &rl_positions, &b.logp, &mut ntp_grad).unwrap());
             }),
         ),
     ];

@@ -142,6 +142,42 @@ pub(crate) fn report_skip(what: &str, feature: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {what}: this CPU has no {feature}");
 }
 
+/// Defines `name(backend, args…)`: `body` compiled three times — with AVX-512 (F, BW, DQ, VL),
+/// with AVX2 + FMA, and for the baseline target — and run in the build of `backend`, so that
+/// plain loops written for the compiler to vectorise do so 16 or 8 lanes wide. The same source
+/// of IEEE operations gives the same bits in every build (Rust never contracts `a·b + c` into
+/// an FMA). Callers must have checked the backend ([`Exec::check_backend`]).
+macro_rules! isa_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+        $(#[$meta])*
+        $vis fn $name(backend: $crate::platform::Backend, $($arg: $ty),*) -> $ret {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> $ret $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    body($($arg),*)
+                }
+                match backend {
+                    // SAFETY: the caller checked that the backend is supported.
+                    $crate::platform::Backend::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::platform::Backend::Avx2Fma => return unsafe { avx2($($arg),*) },
+                    $crate::platform::Backend::Portable => {}
+                }
+            }
+            let _ = backend;
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use isa_dispatch;
+
 /// How a kernel call is executed: which backend, how many threads.
 ///
 /// Results are bitwise identical for every `Exec` (every backend, every thread count);

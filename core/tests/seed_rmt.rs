@@ -186,3 +186,38 @@ fn rmt_values_and_errors() {
         Ok(f32::INFINITY)
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The NTP loss's vectorised builds (AVX2, AVX-512) against the portable one, bitwise: loss,
+    /// gradient, and the error with its position, with `−∞` and NaN log-probabilities at RL
+    /// and padding positions (not read) and, when `bad`, at an NTP position.
+    #[test]
+    fn ntp_loss_backends_bitwise(n in 0usize..400, seed in any::<u64>(), bad in any::<bool>()) {
+        let mut rng = tokenmath_testutil::Rng::new(seed);
+        let mask: Vec<u8> = (0..n).map(|_| !rng.next_u64().is_multiple_of(5) as u8).collect();
+        let rl: Vec<u8> = (0..n).map(|_| rng.next_u64().is_multiple_of(3) as u8).collect();
+        let mut lp: Vec<f32> = (0..n)
+            .map(|i| match i % 13 {
+                4 if mask[i] == 0 || rl[i] != 0 => f32::NAN,
+                7 => f32::NEG_INFINITY,
+                _ => -4.0 * rng.symmetric().abs(),
+            })
+            .collect();
+        if bad {
+            if let Some(j) = (0..n).rev().find(|&j| mask[j] != 0 && rl[j] == 0) {
+                lp[j] = f32::INFINITY;
+            }
+        }
+        let run = |e: Exec| {
+            let mut g = poisoned(n);
+            let l = ntp_masked_loss(e, BatchShape::new(1, n), &mask, &rl, &lp, &mut g);
+            (l.map(|l| tokenmath_testutil::nan_bits(&[l])), tokenmath_testutil::nan_bits(&g))
+        };
+        let want = run(Exec::new().with_backend(tokenmath_core::Backend::Portable));
+        for b in tokenmath_core::Backend::all_supported() {
+            prop_assert_eq!(run(Exec::new().with_backend(b)), want.clone(), "{}", b.name());
+        }
+    }
+}

@@ -169,6 +169,25 @@ impl LaneAcc {
     }
 }
 
+/// `Σ term(i)` over `i < n` in `f64` in the lane order of [`LaneAcc`]: term `i` into lane
+/// `i mod LANES` (each lane in index order), the lanes then added in order. Eight independent
+/// chains instead of one, so a per-token sum runs at the speed of its terms; the order is
+/// fixed by `n` alone (not by threads or chunking).
+#[inline(always)]
+pub(crate) fn lane_sum(n: usize, mut term: impl FnMut(usize) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    for c in 0..n / LANES {
+        for (k, lane) in lanes.iter_mut().enumerate() {
+            *lane += term(c * LANES + k);
+        }
+    }
+    let full = n / LANES * LANES;
+    for (lane, i) in lanes.iter_mut().zip(full..n) {
+        *lane += term(i);
+    }
+    lanes.iter().fold(0.0, |s, &x| s + x)
+}
+
 /// Tokens per chunk of the two-phase kernels (a multiple of [`LANES`]).
 pub(crate) const CHUNK: usize = 256;
 

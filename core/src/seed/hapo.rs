@@ -549,21 +549,12 @@ pub fn hapo_redistribute(
     if !beta.is_finite() {
         return Err(TmError::InvalidArgument("HAPO adv_beta must be finite"));
     }
+    // Selects only (`ĥ > 0` and `neutral` choose between two values), so the loop vectorises.
     for i in 0..n {
         let (a, h, r) = (adv[i], h_hat[i], ratio[i]);
         let a_ent = a * (1.0 + beta * h);
-        let neutral = r > 1.0 - lo[i] / 2.0 && r < 1.0 + hi[i] / 2.0;
-        out[i] = if h > 0.0 {
-            if neutral {
-                a
-            } else {
-                a_ent
-            }
-        } else if neutral {
-            a_ent
-        } else {
-            a
-        };
+        let neutral = (r > 1.0 - lo[i] / 2.0) & (r < 1.0 + hi[i] / 2.0);
+        out[i] = if (h > 0.0) == neutral { a } else { a_ent };
     }
     Ok(())
 }

@@ -29,7 +29,8 @@
 
 use super::entropy_mask::linear_quantile;
 use crate::error::{check_len, TmError};
-use crate::platform::Exec;
+use crate::platform::{isa_dispatch, Exec};
+use crate::policy_loss::metrics::LANES;
 use crate::policy_loss::BatchShape;
 
 /// `B_t = max(B_min, ⌊B_0·γ^{step/total}⌋)` (module docs).
@@ -282,24 +283,52 @@ pub fn ntp_masked_loss(
     check_len("rl_positions", n, rl_positions.len())?;
     check_len("logp_target", n, logp_target.len())?;
     check_len("grad", n, grad.len())?;
-    let mut count = 0u64;
-    let mut sum = 0.0f64;
-    for (j, ((&m, &c), &lp)) in mask.iter().zip(rl_positions).zip(logp_target).enumerate() {
-        if m != 0 && c == 0 {
-            if lp.is_nan() || lp == f32::INFINITY {
-                return Err(TmError::NonFinite { what: "logp_target", index: j });
-            }
-            count += 1;
-            sum += lp as f64;
-        }
+    let (bad, count, sum) = ntp_scan(exec.backend(), mask, rl_positions, logp_target);
+    if bad {
+        let counted = |j: usize| mask[j] != 0 && rl_positions[j] == 0;
+        let index = (0..n).find(|&j| counted(j) && (logp_target[j].is_nan() || logp_target[j] == f32::INFINITY));
+        return Err(TmError::NonFinite { what: "logp_target", index: index.unwrap_or(0) });
     }
     if count == 0 {
         grad.fill(0.0);
         return Ok(0.0);
     }
-    let g = (-1.0 / count as f64) as f32;
-    for ((o, &m), &c) in grad.iter_mut().zip(mask).zip(rl_positions) {
-        *o = if m != 0 && c == 0 { g } else { 0.0 };
-    }
+    ntp_grad(exec.backend(), mask, rl_positions, (-1.0 / count as f64) as f32, grad);
     Ok((-sum / count as f64) as f32)
+}
+
+isa_dispatch! {
+    /// One branch-free pass of [`ntp_masked_loss`] over the NTP positions (valid, not RL):
+    /// whether one has a NaN or `+∞` log-probability, their number, and the `f64` sum of their
+    /// log-probabilities in the policy step's lane order (`policy_loss::metrics::lane_sum`'s:
+    /// position `j` into lane `j mod 8`, the lanes then in order).
+    fn ntp_scan(mask: &[u8], rl_positions: &[u8], logp: &[f32]) -> (bool, u64, f64) {
+        let (mut bad, mut count, mut lanes) = ([false; LANES], [0u64; LANES], [0.0f64; LANES]);
+        let mut add = |k: usize, m: u8, c: u8, lp: f32| {
+            let on = (m != 0) & (c == 0);
+            bad[k] |= on & (lp.is_nan() | (lp == f32::INFINITY));
+            count[k] += u64::from(on);
+            lanes[k] += if on { lp as f64 } else { 0.0 };
+        };
+        let (mc, cc, lc) = (mask.chunks_exact(LANES), rl_positions.chunks_exact(LANES), logp.chunks_exact(LANES));
+        let rest = (mc.remainder(), cc.remainder(), lc.remainder());
+        for ((m, c), lp) in mc.zip(cc).zip(lc) {
+            for k in 0..LANES {
+                add(k, m[k], c[k], lp[k]);
+            }
+        }
+        for (k, ((&m, &c), &lp)) in rest.0.iter().zip(rest.1).zip(rest.2).enumerate() {
+            add(k, m, c, lp);
+        }
+        (bad.iter().any(|&b| b), count.iter().sum(), lanes.iter().fold(0.0, |s, &x| s + x))
+    }
+}
+
+isa_dispatch! {
+    /// The gradient of [`ntp_masked_loss`]: `g` at the NTP positions, 0 elsewhere.
+    fn ntp_grad(mask: &[u8], rl_positions: &[u8], g: f32, grad: &mut [f32]) -> () {
+        for ((o, &m), &c) in grad.iter_mut().zip(mask).zip(rl_positions) {
+            *o = if (m != 0) & (c == 0) { g } else { 0.0 };
+        }
+    }
 }

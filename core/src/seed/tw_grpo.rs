@@ -87,7 +87,8 @@ use crate::elem::{DType, LogitElem};
 use crate::error::{check_len, TmError};
 use crate::exp::{fma, EXP_BIAS_FIX, LN2, LOG2E, Q0, Q1, Q2, Q3, Q4, ROUND_MAGIC};
 use crate::mat::Mat;
-use crate::platform::{Backend, Exec};
+use crate::platform::{isa_dispatch, Backend, Exec};
+use crate::policy_loss::metrics::lane_sum;
 
 /// The largest group size [`tw_grpo_token_weights`] accepts.
 pub const MAX_GROUP: usize = 512;
@@ -440,20 +441,32 @@ pub fn tw_grpo_loss(
     if let Some(g) = &grad {
         check_len("grad", n, g.len())?;
     }
-    let count = mask.iter().filter(|&&m| m != 0).count();
-    let mut sum = 0.0f64;
-    for i in 0..n {
-        if mask[i] != 0 {
-            sum += w[i] as f64 * per_token_loss[i] as f64;
-        }
-    }
+    let (count, sum) = weighted_sum(exec.backend(), mask, per_token_loss, w);
     let inv = if count == 0 { 0.0 } else { 1.0 / count as f64 };
     if let Some(g) = grad {
-        for i in 0..n {
-            g[i] = if mask[i] != 0 { (w[i] as f64 * inv) as f32 } else { 0.0 };
-        }
+        weighted_grad(exec.backend(), mask, w, inv, g);
     }
     Ok((sum * inv) as f32)
+}
+
+isa_dispatch! {
+    /// `(Σ mask, Σ_mask w·ℓ)` of [`tw_grpo_loss`], the sum in `f64` in the policy step's lane
+    /// order (`policy_loss::metrics::lane_sum`).
+    fn weighted_sum(mask: &[u8], l: &[f32], w: &[f32]) -> (usize, f64) {
+        let n = mask.len();
+        let (l, w) = (&l[..n], &w[..n]);
+        let count = mask.iter().fold(0usize, |c, &m| c + usize::from(m != 0));
+        (count, lane_sum(n, |i| if mask[i] != 0 { w[i] as f64 * l[i] as f64 } else { 0.0 }))
+    }
+}
+
+isa_dispatch! {
+    /// The gradient of [`tw_grpo_loss`]: `w·inv` on valid tokens, 0 elsewhere.
+    fn weighted_grad(mask: &[u8], w: &[f32], inv: f64, g: &mut [f32]) -> () {
+        for ((g, &m), &w) in g.iter_mut().zip(mask).zip(w) {
+            *g = if m != 0 { (w as f64 * inv) as f32 } else { 0.0 };
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
