@@ -264,7 +264,8 @@ pub fn rmt_combined_reward(match01: &[f32], len_r: &[f32], w: f32, out: &mut [f3
 }
 
 /// `L_NTP = −(1/N)·Σ logp_target` over the `N` positions with `mask ≠ 0` and
-/// `rl_positions = 0` (0 when `N = 0`), accumulated in `f64`, and its gradient
+/// `rl_positions = 0` (0 when `N = 0`), accumulated in `f64` in the policy step's lane order
+/// (position `j` into lane `j mod 8`, the lanes then in order), and its gradient
 /// `∂L/∂logp_target = −1/N` there, 0 elsewhere, written to `grad`. Returns `L`.
 ///
 /// Errors: lengths; [`TmError::NonFinite`] for a NaN/`+inf` log-probability at a counted

@@ -422,11 +422,13 @@ pub fn tw_grpo_token_weights<T: LogitElem>(
     Ok(TwStatus { nonfinite_positions: count.into_inner() })
 }
 
-/// The TW-GRPO loss `Σ w·ℓ·mask / Σ mask` (module docs), accumulated in `f64` in index order,
-/// and optionally its gradient w.r.t. `ℓ` (`grad[i] = w_i·mask_i / Σ mask`, 0 at padding).
+/// The TW-GRPO loss `Σ w·ℓ·mask / Σ mask` (module docs), accumulated in `f64` in the policy
+/// step's lane order (position `i` into lane `i mod 8`, the lanes then in order), and optionally
+/// its gradient w.r.t. `ℓ` (`grad[i] = w_i·mask_i / Σ mask`, 0 at padding).
 ///
-/// Errors: [`TmError::LengthMismatch`], [`TmError::BackendUnavailable`]. The sum is
-/// sequential whatever `exec` says (it is one read of three arrays).
+/// Errors: [`TmError::LengthMismatch`], [`TmError::BackendUnavailable`]. One thread whatever
+/// `exec` says (it is one read of three arrays); its backend picks the vector build, all of
+/// which give the same bits.
 pub fn tw_grpo_loss(
     exec: Exec,
     mask: &[u8],
