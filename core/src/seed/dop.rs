@@ -374,7 +374,15 @@ fn plan_row<T: LogitElem>(
     let tail_mass = (1.0 - pi_x - s_k).max(0.0);
     let tail_ent = (-h - pi_lp_x - e_k).min(0.0); // Σ_{a∉K, a≠x} π_a log π_a ≤ 0
     let big_w = w_x + lt * s_k + lh * tail_mass;
-    let loss = -w_x * lp - lt * e_k - lh * tail_ent;
+    // The `λ` terms only when their `λ` is non-zero: `0·E` is a signed zero that would turn the
+    // loss `−0` of a certain token (`log π_x = 0`) into `+0`, where cross-entropy gives `−0`.
+    let mut loss = -w_x * lp;
+    if lt != 0.0 {
+        loss -= lt * e_k;
+    }
+    if lh != 0.0 {
+        loss -= lh * tail_ent;
+    }
     let scale = cfg.grad_scale as f64;
     let g = |c: f64, g_lp: f64| GradRow {
         inv_temp,
