@@ -148,31 +148,32 @@ pub(crate) fn report_skip(what: &str, feature: &str) {
 /// of IEEE operations gives the same bits in every build (Rust never contracts `a·b + c` into
 /// an FMA). Callers must have checked the backend ([`Exec::check_backend`]).
 macro_rules! isa_dispatch {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident $(<$(const $g:ident: $gt:ty),+>)?
+        ($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
         $(#[$meta])*
-        $vis fn $name(backend: $crate::platform::Backend, $($arg: $ty),*) -> $ret {
+        $vis fn $name $(<$(const $g: $gt),+>)? (backend: $crate::platform::Backend, $($arg: $ty),*) -> $ret {
             #[inline(always)]
-            fn body($($arg: $ty),*) -> $ret $body
+            fn body $(<$(const $g: $gt),+>)? ($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-                fn avx512($($arg: $ty),*) -> $ret {
-                    body($($arg),*)
+                fn avx512 $(<$(const $g: $gt),+>)? ($($arg: $ty),*) -> $ret {
+                    body $(::<$($g),+>)? ($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) -> $ret {
-                    body($($arg),*)
+                fn avx2 $(<$(const $g: $gt),+>)? ($($arg: $ty),*) -> $ret {
+                    body $(::<$($g),+>)? ($($arg),*)
                 }
                 match backend {
                     // SAFETY: the caller checked that the backend is supported.
-                    $crate::platform::Backend::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::platform::Backend::Avx512 => return unsafe { avx512 $(::<$($g),+>)? ($($arg),*) },
                     // SAFETY: as above.
-                    $crate::platform::Backend::Avx2Fma => return unsafe { avx2($($arg),*) },
+                    $crate::platform::Backend::Avx2Fma => return unsafe { avx2 $(::<$($g),+>)? ($($arg),*) },
                     $crate::platform::Backend::Portable => {}
                 }
             }
             let _ = backend;
-            body($($arg),*)
+            body $(::<$($g),+>)? ($($arg),*)
         }
     };
 }

@@ -67,7 +67,7 @@ use core::ops::Range;
 const SPEC_MIN: usize = 1 << 16;
 use crate::advantages::Groups;
 use crate::error::{check_len, TmError};
-use crate::platform::{Backend, Exec};
+use crate::platform::{isa_dispatch, Exec};
 use crate::policy_loss::BatchShape;
 
 /// Scratch lengths of [`max_variance_subset`] and [`d3s_select_samples`] for `n` values:
@@ -477,15 +477,10 @@ fn write_rows(
     }
 }
 
-/// The writing pass when at most [`COLLECT`] candidates of `sel` are left: keys above the
-/// candidates' prefix are kept, those below not, and the candidates, collected with their
-/// flat index, are decided afterwards (the `k`-th smallest of them is `τ`; ties as in the
-/// full selection).
-/// The writing pass after the full selection: keys above `τ` kept, and of the `cand` ties
-/// the `cand − k` first by flat index.
-fn write_final(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
-    #[inline(always)]
-    fn go(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
+isa_dispatch! {
+    /// The writing pass after the full selection: keys above `τ` kept, and of the `cand` ties
+    /// the `cand − k` first by flat index.
+    fn write_final(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) -> () {
         let mut ties = sel.cand - sel.k;
         write_rows(inp, out, !0, sel.fixed, |_, _| {
             let keep = ties > 0;
@@ -493,32 +488,16 @@ fn write_final(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut
             keep
         });
     }
-    #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
-        #[target_feature(enable = "avx2")]
-        fn avx2(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
-            go(inp, sel, out)
-        }
-        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2(inp, sel, out) };
-    }
-    let _ = backend;
-    go(inp, sel, out)
 }
 
-/// [`write_collect_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
-fn write_collect(backend: Backend, inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
-        #[target_feature(enable = "avx2")]
-        fn avx2(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
-            write_collect_impl(inp, sel, out)
-        }
-        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2(inp, sel, out) };
+isa_dispatch! {
+    /// The writing pass when at most [`COLLECT`] candidates of `sel` are left: keys above the
+    /// candidates' prefix are kept, those below not, and the candidates, collected with their
+    /// flat index, are decided afterwards (the `k`-th smallest of them is `τ`; ties as in the
+    /// full selection).
+    fn write_collect(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) -> () {
+        write_collect_impl(inp, sel, out)
     }
-    let _ = backend;
-    write_collect_impl(inp, sel, out)
 }
 
 #[inline(always)]
@@ -550,32 +529,17 @@ fn write_collect_impl(inp: &D3sTokenInputs<'_>, sel: &Wide, out: &mut [u8]) {
     }
 }
 
-/// [`count_pass_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
-fn count_pass<const FIRST: bool, const SPEC: bool>(
-    backend: Backend,
-    inp: &D3sTokenInputs<'_>,
-    rows: Range<usize>,
-    sel: &Wide,
-    h: &mut WideHist,
-    spec: Option<(WideRound, &mut WideHist)>,
-) -> (u64, bool) {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
-        #[target_feature(enable = "avx2")]
-        fn avx2<const F: bool, const G: bool>(
-            inp: &D3sTokenInputs<'_>,
-            rows: Range<usize>,
-            sel: &Wide,
-            h: &mut WideHist,
-            spec: Option<(WideRound, &mut WideHist)>,
-        ) -> (u64, bool) {
-            count_pass_impl::<F, G>(inp, rows, sel, h, spec)
-        }
-        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2::<FIRST, SPEC>(inp, rows, sel, h, spec) };
+isa_dispatch! {
+    /// [`count_pass_impl`] compiled for the backend (as `entropy_mask::wide_pass`).
+    fn count_pass<const FIRST: bool, const SPEC: bool>(
+        inp: &D3sTokenInputs<'_>,
+        rows: Range<usize>,
+        sel: &Wide,
+        h: &mut WideHist,
+        spec: Option<(WideRound, &mut WideHist)>,
+    ) -> (u64, bool) {
+        count_pass_impl::<FIRST, SPEC>(inp, rows, sel, h, spec)
     }
-    let _ = backend;
-    count_pass_impl::<FIRST, SPEC>(inp, rows, sel, h, spec)
 }
 
 /// One counting pass over the taking-part tokens (see `entropy_mask::wide_pass`): keys that

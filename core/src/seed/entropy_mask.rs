@@ -77,7 +77,7 @@ use super::radix::{from_key, key, Hist4, Radix, RadixHistogram, Wide, WideHist, 
 /// Batches from this many tokens guess the first round's bin (module docs).
 const SPEC_MIN: usize = 1 << 16;
 use crate::error::{check_len, TmError};
-use crate::platform::{Backend, Exec};
+use crate::platform::{isa_dispatch, Exec};
 use crate::policy_loss::BatchShape;
 
 fn check_inputs(shape: BatchShape, mask: &[u8], entropy: &[f32]) -> Result<usize, TmError> {
@@ -451,36 +451,21 @@ fn interpolate(v_lo: f32, weight: f64, v_hi: f32) -> f32 {
     (v_lo as f64 + weight * (v_hi as f64 - v_lo as f64)) as f32
 }
 
-/// [`wide_pass_impl`] compiled for the backend: the same source (integer and exact `f32`
-/// operations only, so the same counts), vectorised with AVX2 where the backend has it.
-#[allow(clippy::too_many_arguments)]
-fn wide_pass<const FIRST: bool, const ABOVE: bool, const SKIP: bool, const SPEC: bool>(
-    backend: Backend,
-    mask: &[u8],
-    values: &[f32],
-    sel: &Wide,
-    h: &mut WideHist,
-    bound: u32,
-    spec: Option<(WideRound, &mut WideHist)>,
-) -> (u64, bool, u32) {
-    #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
-        #[target_feature(enable = "avx2")]
-        fn avx2<const F: bool, const A: bool, const S: bool, const G: bool>(
-            mask: &[u8],
-            values: &[f32],
-            sel: &Wide,
-            h: &mut WideHist,
-            bound: u32,
-            spec: Option<(WideRound, &mut WideHist)>,
-        ) -> (u64, bool, u32) {
-            wide_pass_impl::<F, A, S, G>(mask, values, sel, h, bound, spec)
-        }
-        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2::<FIRST, ABOVE, SKIP, SPEC>(mask, values, sel, h, bound, spec) };
+isa_dispatch! {
+    /// [`wide_pass_impl`] compiled for the backend: the same source (integer and exact `f32`
+    /// operations only, so the same counts), vectorised with AVX-512 or AVX2 where the backend
+    /// has it.
+    #[allow(clippy::too_many_arguments)]
+    fn wide_pass<const FIRST: bool, const ABOVE: bool, const SKIP: bool, const SPEC: bool>(
+        mask: &[u8],
+        values: &[f32],
+        sel: &Wide,
+        h: &mut WideHist,
+        bound: u32,
+        spec: Option<(WideRound, &mut WideHist)>,
+    ) -> (u64, bool, u32) {
+        wide_pass_impl::<FIRST, ABOVE, SKIP, SPEC>(mask, values, sel, h, bound, spec)
     }
-    let _ = backend;
-    wide_pass_impl::<FIRST, ABOVE, SKIP, SPEC>(mask, values, sel, h, bound, spec)
 }
 
 /// One counting pass of the one-rank selection over the valid values: counts the keys that

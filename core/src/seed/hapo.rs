@@ -85,7 +85,7 @@ use crate::error::{check_len, TmError};
 use crate::exp::exp_full;
 use crate::logits::row_tuple;
 use crate::mat::Mat;
-use crate::platform::{Backend, Exec};
+use crate::platform::{isa_dispatch, Exec};
 use crate::policy_loss::metrics::{flags_of, ChunkScratch, LaneAcc, CHUNK};
 use crate::policy_loss::{LossOut, PolicyInputs};
 
@@ -625,37 +625,16 @@ pub fn hapo_loss(
     })
 }
 
-/// Whether every valid position has finite clip widths `≥ 0`: branch-free per chunk of 64
-/// (`!(e ≥ 0 ∧ e < ∞)` is true for NaN too), compiled for the backend as [`loss_loop`].
-fn widths_ok(backend: Backend, mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
-    #[inline(always)]
-    fn go(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
+isa_dispatch! {
+    /// Whether every valid position has finite clip widths `≥ 0`: branch-free per chunk of 64
+    /// (`!(e ≥ 0 ∧ e < ∞)` is true for NaN too).
+    fn widths_ok(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
         let bad = |e: f32| !(0.0..f32::INFINITY).contains(&e);
         let chunks = mask.chunks(64).zip(lo.chunks(64)).zip(hi.chunks(64));
         !chunks.into_iter().any(|((m, lo), hi)| {
             m.iter().zip(lo).zip(hi).fold(false, |acc, ((&m, &l), &h)| acc | ((m != 0) & (bad(l) | bad(h))))
         })
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-        fn avx512(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
-            go(mask, lo, hi)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(mask: &[u8], lo: &[f32], hi: &[f32]) -> bool {
-            go(mask, lo, hi)
-        }
-        match backend {
-            // SAFETY: the caller checked that the backend is supported.
-            Backend::Avx512 => return unsafe { avx512(mask, lo, hi) },
-            // SAFETY: as above.
-            Backend::Avx2Fma => return unsafe { avx2(mask, lo, hi) },
-            Backend::Portable => {}
-        }
-    }
-    let _ = backend;
-    go(mask, lo, hi)
 }
 
 /// One token of [`hapo_loss`]: `(ℓ, ∂ℓ/∂logp, −Δ, clipped, dual-clipped)` before the mask and
@@ -755,36 +734,18 @@ fn loss_chunk<const DUAL: bool>(
     }
 }
 
-/// [`loss_drive`] compiled for the backend: AVX-512 or AVX2 where the backend has it (the
-/// compiler vectorises the token map 16 or 8 wide), plain otherwise.
-fn loss_loop<const DUAL: bool>(
-    backend: Backend,
-    inp: &PolicyInputs<'_>,
-    eps_low: &[f32],
-    eps_high: &[f32],
-    c: f32,
-    out: LossOut<'_>,
-) -> LaneAcc {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-        fn avx512<const D: bool>(inp: &PolicyInputs<'_>, lo: &[f32], hi: &[f32], c: f32, out: LossOut<'_>) -> LaneAcc {
-            loss_drive::<D>(inp, lo, hi, c, out)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2<const D: bool>(inp: &PolicyInputs<'_>, lo: &[f32], hi: &[f32], c: f32, out: LossOut<'_>) -> LaneAcc {
-            loss_drive::<D>(inp, lo, hi, c, out)
-        }
-        match backend {
-            // SAFETY: the caller checked that the backend is supported.
-            Backend::Avx512 => return unsafe { avx512::<DUAL>(inp, eps_low, eps_high, c, out) },
-            // SAFETY: as above.
-            Backend::Avx2Fma => return unsafe { avx2::<DUAL>(inp, eps_low, eps_high, c, out) },
-            Backend::Portable => {}
-        }
+isa_dispatch! {
+    /// [`loss_drive`] compiled for the backend (the compiler vectorises the token map 16 or 8
+    /// wide).
+    fn loss_loop<const DUAL: bool>(
+        inp: &PolicyInputs<'_>,
+        eps_low: &[f32],
+        eps_high: &[f32],
+        c: f32,
+        out: LossOut<'_>,
+    ) -> LaneAcc {
+        loss_drive::<DUAL>(inp, eps_low, eps_high, c, out)
     }
-    let _ = backend;
-    loss_drive::<DUAL>(inp, eps_low, eps_high, c, out)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! of four rows with another row run the recurrence. Both give the same bits.
 
 use crate::error::{check_len, TmError};
-use crate::platform::{Backend, Exec};
+use crate::platform::{isa_dispatch, Exec};
 use crate::policy_loss::BatchShape;
 
 /// Which samples are reinforced.
@@ -260,42 +260,22 @@ fn scan_sparse(mask: &[u8], r: &[f32], s: &[f32]) -> Option<Sparse> {
     Some(Sparse { score, reward })
 }
 
-/// Whether a valid position of `r` or `s` is not finite: one pass, chunks of 64 tested
-/// without a branch per element (compiled with AVX2 where the backend has it).
-fn any_nonfinite(backend: Backend, mask: &[u8], r: &[f32], s: &[f32]) -> bool {
-    #[inline(always)]
-    fn go(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
+isa_dispatch! {
+    /// Whether a valid position of `r` or `s` is not finite: one pass, chunks of 64 tested
+    /// without a branch per element.
+    fn any_nonfinite(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
         let bad = |v: f32| v.to_bits() & 0x7f80_0000 == 0x7f80_0000;
         let (mc, rc, sc) = (mask.chunks(64), r.chunks(64), s.chunks(64));
         mc.zip(rc).zip(sc).any(|((m, r), s)| {
             m.iter().zip(r).zip(s).fold(false, |b, ((&m, &r), &s)| b | ((m != 0) & (bad(r) | bad(s))))
         })
     }
-    #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
-        #[target_feature(enable = "avx2")]
-        fn avx2(mask: &[u8], r: &[f32], s: &[f32]) -> bool {
-            go(mask, r, s)
-        }
-        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2(mask, r, s) };
-    }
-    let _ = backend;
-    go(mask, r, s)
 }
 
-/// The rows of a block by [`scan_sparse`] and [`sparse_row`] if all of them are sparse
-/// (`γ = 1` checked by the caller); `false`, writing nothing, otherwise.
-fn sparse_block(
-    backend: Backend,
-    lanes: usize,
-    io: &Block<'_>,
-    cfg: &NsrCfg,
-    keep: &mut [u8],
-    adv: &mut [f32],
-) -> bool {
-    #[inline(always)]
-    fn go(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
+isa_dispatch! {
+    /// The rows of a block by [`scan_sparse`] and [`sparse_row`] if all of them are sparse
+    /// (`γ = 1` checked by the caller); `false`, writing nothing, otherwise.
+    fn sparse_block(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
         let t = io.t;
         let mut sparse = [Sparse::default(); LANES];
         for (l, sp) in sparse.iter_mut().enumerate().take(lanes) {
@@ -311,17 +291,6 @@ fn sparse_block(
         }
         true
     }
-    #[cfg(target_arch = "x86_64")]
-    if matches!(backend, Backend::Avx2Fma | Backend::Avx512) {
-        #[target_feature(enable = "avx2")]
-        fn avx2(lanes: usize, io: &Block<'_>, cfg: &NsrCfg, keep: &mut [u8], adv: &mut [f32]) -> bool {
-            go(lanes, io, cfg, keep, adv)
-        }
-        // SAFETY: the caller checked that the backend is supported (AVX2 is part of both).
-        return unsafe { avx2(lanes, io, cfg, keep, adv) };
-    }
-    let _ = backend;
-    go(lanes, io, cfg, keep, adv)
 }
 
 /// Writes a [`Sparse`] row (`G = 1`): `G_t = r_p` for the valid `t ≤ p` with no padding in
