@@ -80,25 +80,13 @@ pub(super) struct Plan {
     pub(super) per_row_mean: bool,
 }
 
-/// The number of non-zero bytes of `m`. Counted in 32 byte-wide lanes (blocks of at most
-/// 255 steps, so a lane cannot overflow), a form that vectorises to a compare and a byte
-/// subtraction per 32 bytes; integer, so the order does not matter.
+/// The number of non-zero bytes of `m`: a `u32` count per block of 2^20 bytes (it cannot
+/// overflow there), a form the compiler turns into a byte compare and widening adds (the
+/// earlier form, 32 byte-wide lanes, was vectorised across its steps, one byte insert per
+/// element); integer, so the order does not matter.
 #[inline(always)]
 pub(super) fn count_valid(m: &[u8]) -> u64 {
-    const W: usize = 32;
-    let mut total = 0u64;
-    for block in m.chunks(W * 255) {
-        let mut acc = [0u8; W];
-        let mut steps = block.chunks_exact(W);
-        for c in &mut steps {
-            for k in 0..W {
-                acc[k] += (c[k] != 0) as u8;
-            }
-        }
-        total += acc.iter().map(|&x| x as u64).sum::<u64>();
-        total += steps.remainder().iter().filter(|&&x| x != 0).count() as u64;
-    }
-    total
+    m.chunks(1 << 20).map(|block| block.iter().fold(0u32, |n, &x| n + u32::from(x != 0)) as u64).sum()
 }
 
 /// `(Σ m, #rows with Σ_t m > 0)` (compiled once per backend: see the dispatch in
