@@ -390,10 +390,32 @@ pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem>(
     target: Option<(usize, f32)>,
     g: &GradRow,
 ) {
+    grad_row_out(backend, src, dst, len, target, g, false)
+}
+
+/// The outputs of a separate gradient this large (bytes) go out with non-temporal stores
+/// where the backend has them (`x86_avx512::grad_row`): far past the last-level cache share of
+/// a core, so no reader finds them in cache anyway, and the stores skip the write-allocate read.
+const STREAM_BYTES: usize = 32 << 20;
+
+/// [`grad_row`] with `stream`: `dst` is a separate output of at least [`STREAM_BYTES`] (never
+/// `src`), which the AVX-512 backend writes with non-temporal stores (the same values).
+///
+/// # Safety
+/// As [`grad_row`]; with `stream`, `src` and `dst` do not overlap.
+unsafe fn grad_row_out<T: LogitElem, O: GradElem>(
+    backend: Backend,
+    src: *const T,
+    dst: *mut O,
+    len: usize,
+    target: Option<(usize, f32)>,
+    g: &GradRow,
+    stream: bool,
+) {
     if g.inv_temp == 1.0 {
-        grad_row_with::<T, O, false>(backend, src, dst, len, target, g)
+        grad_row_with::<T, O, false>(backend, src, dst, len, target, g, stream)
     } else {
-        grad_row_with::<T, O, true>(backend, src, dst, len, target, g)
+        grad_row_with::<T, O, true>(backend, src, dst, len, target, g, stream)
     }
 }
 
@@ -404,13 +426,16 @@ unsafe fn grad_row_with<T: LogitElem, O: GradElem, const SCALE: bool>(
     len: usize,
     target: Option<(usize, f32)>,
     g: &GradRow,
+    stream: bool,
 ) {
     match backend {
         Backend::Portable => portable::grad_row::<T, O, SCALE>(src, dst, len, g),
         // Safe because `check_backend` verified the CPU features and the caller guarantees
         // the pointers.
         #[cfg(target_arch = "x86_64")]
-        Backend::Avx512 => x86_avx512::grad_row::<T, O, SCALE>(src, dst, len, g),
+        Backend::Avx512 if stream => x86_avx512::grad_row::<T, O, SCALE, true>(src, dst, len, g),
+        #[cfg(target_arch = "x86_64")]
+        Backend::Avx512 => x86_avx512::grad_row::<T, O, SCALE, false>(src, dst, len, g),
         #[cfg(target_arch = "x86_64")]
         Backend::Avx2Fma => {
             // Safe because `check_backend` verified the CPU features, the caller guarantees
@@ -864,6 +889,7 @@ pub fn stats_bwd_shard<T: LogitElem, O: GradElem>(
     validate_bwd(rows, &saved, &up)?;
     let backend = exec.backend;
     let local = |c: usize| c.checked_sub(shard.col_offset).filter(|&j| j < cols);
+    let stream = rows.saturating_mul(cols).saturating_mul(core::mem::size_of::<O>()) >= STREAM_BYTES;
     run_rows(exec.threads, rows, dx, &|start, end, mut dx| {
         for r in start..end {
             let out = dx.row_mut(r - start);
@@ -878,7 +904,7 @@ pub fn stats_bwd_shard<T: LogitElem, O: GradElem>(
             let row = x.row(r);
             let target = inputs.target(r).and_then(local).map(|j| (j, row[j].to_f32()));
             // Safe: `row` and `out` are distinct buffers of `cols` elements each.
-            unsafe { grad_row(backend, row.as_ptr(), out.as_mut_ptr(), cols, target, &g) };
+            unsafe { grad_row_out(backend, row.as_ptr(), out.as_mut_ptr(), cols, target, &g, stream) };
         }
         Ok(Status::default())
     })

@@ -60,10 +60,20 @@ pub(crate) unsafe fn load16<T: LogitElem>(p: *const T, k: __mmask16) -> __m512 {
 
 /// Stores the lanes of `v` under `k`, rounded to `O` exactly as `half` rounds (bf16: round to
 /// nearest even, NaN → `(x >> 16) | 0x40`, as `x86_avx2`'s `Store8`; f16: `vcvtps2ph`, round to
-/// nearest even). `vcvtneps2bf16` is not used: it treats denormal inputs as zero.
+/// nearest even). `vcvtneps2bf16` is not used: it treats denormal inputs as zero. `STREAM`: all
+/// 16 lanes with a non-temporal store (`k` is ignored; `p` is aligned to the 16 elements'
+/// size), which writes the line without reading it first.
 #[inline(always)]
-unsafe fn store16<O: GradElem>(p: *mut O, k: __mmask16, v: __m512) {
+unsafe fn store16<O: GradElem, const STREAM: bool>(p: *mut O, k: __mmask16, v: __m512) {
+    let narrow = |h: __m256i| {
+        if STREAM {
+            _mm256_stream_si256(p as *mut __m256i, h)
+        } else {
+            _mm256_mask_storeu_epi16(p as *mut i16, k, h)
+        }
+    };
     match O::DTYPE {
+        DType::F32 if STREAM => _mm512_stream_ps(p as *mut f32, v),
         DType::F32 => _mm512_mask_storeu_ps(p as *mut f32, k, v),
         DType::BF16 => {
             let x = _mm512_castps_si512(v);
@@ -76,13 +86,9 @@ unsafe fn store16<O: GradElem>(p: *mut O, k: __mmask16, v: __m512) {
             let quiet = _mm512_or_si512(hi, _mm512_set1_epi32(0x40));
             // `mask_blend(k, a, b)` takes `b` where `k` is set; every lane is below 2^16,
             // so the truncating narrow to 16 bits is exact.
-            let r = _mm512_mask_blend_epi32(is_nan, rounded, quiet);
-            _mm256_mask_storeu_epi16(p as *mut i16, k, _mm512_cvtepi32_epi16(r));
+            narrow(_mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(is_nan, rounded, quiet)));
         }
-        DType::F16 => {
-            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
-            _mm256_mask_storeu_epi16(p as *mut i16, k, h);
-        }
+        DType::F16 => narrow(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)),
     }
 }
 
@@ -234,11 +240,17 @@ pub(crate) unsafe fn block_sums<T: LogitElem, const SCALE: bool, const FLUSH: bo
 /// AVX-512 version of `portable::grad_row` (identical bits). `src` and `dst` may be the same
 /// address (in place, `T == O`): each group of 16 is loaded before it is stored.
 ///
+/// `STREAM` (a separate output too large to stay in cache, never in place): the aligned groups
+/// of 16 go out with non-temporal stores, which skip reading each output line before writing
+/// it (the write-allocate read is a third of an out-of-place backward's memory traffic); the
+/// first, unaligned group and the last, partial one are ordinary stores, and an `sfence`
+/// orders everything before the caller's next store (the target column).
+///
 /// # Safety
 /// AVX-512 F/BW/DQ/VL and AVX2/FMA/F16C are available; `src` and `dst` are valid for `len`
-/// elements and do not overlap unless equal.
+/// elements and do not overlap unless equal (and not at all with `STREAM`).
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
-pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem, const SCALE: bool>(
+pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem, const SCALE: bool, const STREAM: bool>(
     src: *const T,
     dst: *mut O,
     len: usize,
@@ -250,21 +262,38 @@ pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem, const SCALE: bool>(
     let entropy = _mm512_set1_ps(g.entropy);
     let c = _mm512_set1_ps(g.c);
     let neg_gh = _mm512_set1_ps(g.neg_gh);
-    let step = |i: usize, k: __mmask16| {
+    let dx = |i: usize, k: __mmask16| {
         let centred = _mm512_sub_ps(temper16::<SCALE>(load16(src.add(i), k), vt), max);
         let d = clamp16(_mm512_sub_ps(centred, log_sum));
         let q = _mm512_fmadd_ps(neg_gh, _mm512_add_ps(d, entropy), c);
-        let dz = _mm512_mul_ps(exp16::<true>(d), q);
-        store16(dst.add(i), k, temper16::<SCALE>(dz, vt));
+        temper16::<SCALE>(_mm512_mul_ps(exp16::<true>(d), q), vt)
     };
-    let full = len / 16 * 16;
     let mut i = 0;
-    while i < full {
-        step(i, 0xFFFF);
-        i += 16;
+    if STREAM {
+        // Elements before the first address aligned to 16 outputs.
+        let unit = 16 * core::mem::size_of::<O>();
+        let off = (dst as usize) % unit;
+        let head = if off == 0 { 0 } else { ((unit - off) / core::mem::size_of::<O>()).min(len) };
+        if head > 0 {
+            store16::<O, false>(dst, first_lanes(head), dx(0, first_lanes(head)));
+        }
+        i = head;
+        while i + 16 <= len {
+            store16::<O, true>(dst.add(i), 0xFFFF, dx(i, 0xFFFF));
+            i += 16;
+        }
+    } else {
+        while i + 16 <= len {
+            store16::<O, false>(dst.add(i), 0xFFFF, dx(i, 0xFFFF));
+            i += 16;
+        }
     }
-    if full < len {
-        step(full, first_lanes(len - full));
+    if i < len {
+        let k = first_lanes(len - i);
+        store16::<O, false>(dst.add(i), k, dx(i, k));
+    }
+    if STREAM {
+        _mm_sfence();
     }
 }
 
@@ -311,8 +340,39 @@ mod tests {
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
     unsafe fn check_stores(v: &[f32; 16], k: __mmask16, b: &mut [bf16; 16], h: &mut [f16; 16]) {
         let x = _mm512_loadu_ps(v.as_ptr());
-        store16(b.as_mut_ptr(), k, x);
-        store16(h.as_mut_ptr(), k, x);
+        store16::<_, false>(b.as_mut_ptr(), k, x);
+        store16::<_, false>(h.as_mut_ptr(), k, x);
+    }
+
+    /// The streaming gradient (non-temporal stores from the first aligned group) writes the
+    /// same bits as the ordinary one, for every misalignment of the output, lengths around the
+    /// 16-element groups and every output dtype, and nothing outside `[0, len)`.
+    #[test]
+    fn streaming_gradient_matches() {
+        if !crate::Backend::Avx512.is_supported() {
+            crate::platform::report_skip("logits::x86_avx512 streaming gradient", "AVX-512");
+            return;
+        }
+        let x: std::vec::Vec<f32> = (0..1100).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.13).collect();
+        let g = GradRow { inv_temp: 1.25, max: 6.5, log_sum: 2.75, entropy: 3.0, c: 0.3, neg_gh: -0.01, g_lp: 0.0 };
+        fn check<O: GradElem + PartialEq + core::fmt::Debug>(x: &[f32], g: &GradRow) {
+            let sentinel = O::from_f32(-7.5);
+            for len in [1usize, 15, 16, 17, 31, 33, 100, 1000] {
+                for off in 0..33 {
+                    let (mut want, mut got) = (std::vec![sentinel; len + 64], std::vec![sentinel; len + 64]);
+                    // Safe: AVX-512 was checked; both outputs hold `off + len` elements.
+                    unsafe {
+                        grad_row::<f32, O, true, false>(x.as_ptr(), want.as_mut_ptr().add(off), len, g);
+                        grad_row::<f32, O, true, true>(x.as_ptr(), got.as_mut_ptr().add(off), len, g);
+                    }
+                    assert_eq!(got, want, "len {len}, offset {off}");
+                    assert!(got[..off].iter().chain(&got[off + len..]).all(|v| *v == sentinel));
+                }
+            }
+        }
+        check::<f32>(&x, &g);
+        check::<bf16>(&x, &g);
+        check::<f16>(&x, &g);
     }
 
     /// `exp16` is bit-identical to the scalar `crate::exp::exp_flushed` on the whole domain.
