@@ -396,14 +396,14 @@ pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem>(
 /// The outputs of a separate gradient this large (bytes) go out with non-temporal stores
 /// where the backend has them (`x86_avx512::grad_row`): far past the last-level cache share of
 /// a core, so no reader finds them in cache anyway, and the stores skip the write-allocate read.
-const STREAM_BYTES: usize = 32 << 20;
+pub(crate) const STREAM_BYTES: usize = 32 << 20;
 
 /// [`grad_row`] with `stream`: `dst` is a separate output of at least [`STREAM_BYTES`] (never
 /// `src`), which the AVX-512 backend writes with non-temporal stores (the same values).
 ///
 /// # Safety
 /// As [`grad_row`]; with `stream`, `src` and `dst` do not overlap.
-unsafe fn grad_row_out<T: LogitElem, O: GradElem>(
+pub(crate) unsafe fn grad_row_out<T: LogitElem, O: GradElem>(
     backend: Backend,
     src: *const T,
     dst: *mut O,

@@ -90,7 +90,7 @@
 
 use crate::elem::{GradElem, LogitElem};
 use crate::error::{check_len, TmError};
-use crate::logits::{self, check_backend, grad_row, row_tuple_visit, temper, with_row, GradRow, RowInputs, Status};
+use crate::logits::{self, check_backend, grad_row_out, row_tuple_visit, temper, with_row, GradRow, RowInputs, Status};
 use crate::mat::{Mat, MatMut};
 use crate::platform::{Backend, Exec};
 
@@ -399,10 +399,13 @@ fn plan_row<T: LogitElem>(
     Ok((RowPlan::Finite { loss: loss as f32, bulk, top, target, x_t }, set.len()))
 }
 
-/// Pass 2 of one row: the gradient. `set` is the row's `K` from pass 1.
+/// Pass 2 of one row: the gradient. `set` is the row's `K` from pass 1. `stream`: `dst` is a
+/// separate output large enough for non-temporal stores (`logits::grad_row_out`).
 ///
 /// # Safety
-/// `src` and `dst` valid for `vocab` elements, equal or not overlapping; `set`'s columns `< vocab`.
+/// `src` and `dst` valid for `vocab` elements, equal or not overlapping (not overlapping at all
+/// with `stream`); `set`'s columns `< vocab`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn write_row<T: LogitElem, O: GradElem>(
     backend: Backend,
     src: *const T,
@@ -411,6 +414,7 @@ unsafe fn write_row<T: LogitElem, O: GradElem>(
     target: usize,
     plan: &RowPlan,
     set: &[DopSlot],
+    stream: bool,
 ) -> f32 {
     let RowPlan::Finite { loss, bulk, top, target: gt, x_t } = plan else {
         for j in 0..vocab {
@@ -418,7 +422,7 @@ unsafe fn write_row<T: LogitElem, O: GradElem>(
         }
         return f32::NAN;
     };
-    grad_row(backend, src, dst, vocab, None, bulk);
+    grad_row_out(backend, src, dst, vocab, None, bulk, stream);
     let scaled = bulk.inv_temp != 1.0;
     for a in set {
         let v = if scaled { top.dx::<true>(a.x) } else { top.dx::<false>(a.x) };
@@ -529,6 +533,7 @@ pub fn dop_loss_and_grad<T: LogitElem, O: GradElem>(
     check_len("dx rows", rows, dx.rows())?;
     check_len("dx columns", vocab, dx.cols())?;
     let backend = exec.backend();
+    let stream = rows.saturating_mul(vocab).saturating_mul(core::mem::size_of::<O>()) >= logits::STREAM_BYTES;
     drive(exec, rows, per_part, loss, dx, scratch, &|start, loss, mut dx, buf| {
         let mut status = Status::default();
         for (i, l) in loss.iter_mut().enumerate() {
@@ -548,7 +553,7 @@ pub fn dop_loss_and_grad<T: LogitElem, O: GradElem>(
             }
             // Safe: `row` and `out` are distinct buffers of `vocab` elements; the set's
             // columns come from `row`.
-            *l = unsafe { write_row(backend, row.as_ptr(), out.as_mut_ptr(), vocab, target, &plan, &buf[..n]) };
+            *l = unsafe { write_row(backend, row.as_ptr(), out.as_mut_ptr(), vocab, target, &plan, &buf[..n], stream) };
         }
         Ok(status)
     })
@@ -587,7 +592,7 @@ pub fn dop_loss_and_grad_inplace<T: LogitElem + GradElem>(
             let p = row.as_mut_ptr();
             // Safe: in place over one buffer of `vocab` elements (each element is read
             // before it is written; `K` and the target were saved in pass 1).
-            *l = unsafe { write_row::<T, T>(backend, p, p, vocab, target, &plan, &buf[..n]) };
+            *l = unsafe { write_row::<T, T>(backend, p, p, vocab, target, &plan, &buf[..n], false) };
         }
         Ok(status)
     })
