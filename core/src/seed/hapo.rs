@@ -401,79 +401,87 @@ pub fn hapo_token_group_advantage(
         let index = token_rewards.iter().position(|r| !r.is_finite()).unwrap_or(0);
         return Err(TmError::NonFinite { what: "token_rewards", index });
     }
-    let reward = |i: usize| row_sum(&token_rewards[i * t..(i + 1) * t]);
-    let len = |i: usize| mask[i * t..(i + 1) * t].iter().filter(|&&m| m != 0).count() as f64;
-    let eps = cfg.eps as f64;
-    // A row's reward is a serial f64 sum over `T`: the first `CACHED` members of a group keep
-    // theirs (and their lengths) for the group's later passes; larger groups recompute the
-    // rest (the same values).
-    const CACHED: usize = 64;
-    for lead in 0..b {
-        let id = group[lead];
-        if group[..lead].contains(&id) {
-            continue; // handled with its group's first row
-        }
-        let members = || (lead..b).filter(move |&i| group[i] == id);
-        let (mut r_cache, mut l_cache) = ([0.0f64; CACHED], [0.0f64; CACHED]);
-        let (mut wsum, mut wr, mut cnt, mut rsum) = (0.0f64, 0.0f64, 0usize, 0.0f64);
-        for i in members() {
-            let (r, l) = (reward(i), len(i));
-            if cnt < CACHED {
-                (r_cache[cnt], l_cache[cnt]) = (r, l);
+    group_advantage(exec.backend(), token_rewards, mask, t, group, cfg, adv);
+    Ok(())
+}
+
+isa_dispatch! {
+    /// The body of [`hapo_token_group_advantage`] after its checks, compiled for the backend.
+    fn group_advantage(token_rewards: &[f32], mask: &[u8], t: usize, group: &[u32], cfg: &HapoAdvCfg, adv: &mut [f32]) -> () {
+        let b = mask.len() / t;
+        let reward = |i: usize| row_sum(&token_rewards[i * t..(i + 1) * t]);
+        let len = |i: usize| mask[i * t..(i + 1) * t].iter().filter(|&&m| m != 0).count() as f64;
+        let eps = cfg.eps as f64;
+        // A row's reward is a serial f64 sum over `T`: the first `CACHED` members of a group keep
+        // theirs (and their lengths) for the group's later passes; larger groups recompute the
+        // rest (the same values).
+        const CACHED: usize = 64;
+        for lead in 0..b {
+            let id = group[lead];
+            if group[..lead].contains(&id) {
+                continue; // handled with its group's first row
             }
-            wsum += l;
-            wr += l * r;
-            cnt += 1;
-            rsum += r;
-        }
-        // `(row, reward, length)` of every member, in order.
-        let stats = || {
-            members()
-                .enumerate()
-                .map(|(j, i)| if j < CACHED { (i, r_cache[j], l_cache[j]) } else { (i, reward(i), len(i)) })
-        };
-        if wsum == 0.0 {
+            let members = || (lead..b).filter(move |&i| group[i] == id);
+            let (mut r_cache, mut l_cache) = ([0.0f64; CACHED], [0.0f64; CACHED]);
+            let (mut wsum, mut wr, mut cnt, mut rsum) = (0.0f64, 0.0f64, 0usize, 0.0f64);
             for i in members() {
-                adv[i * t..(i + 1) * t].fill(0.0);
-            }
-            continue;
-        }
-        let mu = wr / wsum;
-        let var = stats().map(|(_, r, l)| l * sq(r - mu)).sum::<f64>() / wsum;
-        let den = if cfg.norm_by_std { libm::sqrt(var) + eps } else { 1.0 };
-        // The reference checks every counted position; a row holds two values only (`r` at
-        // valid positions, `0` at padding, which counts under `pad_in_check`).
-        let beyond = |x: f64| ((x - mu) / den).abs() >= cfg.fallback_abs as f64;
-        let fallback =
-            stats().any(|(_, r, l)| (l > 0.0 && beyond(r)) || (l < t as f64 && cfg.pad_in_check && beyond(0.0)));
-        if fallback {
-            // verl loop GRPO: unbiased std, singleton μ = 0, σ = 1.
-            let (gm, gs) = if cnt == 1 {
-                (0.0, 1.0)
-            } else {
-                let gm = rsum / cnt as f64;
-                let v = stats().map(|(_, r, _)| sq(r - gm)).sum::<f64>() / (cnt - 1) as f64;
-                (gm, libm::sqrt(v))
-            };
-            for (i, r, _) in stats() {
-                let a = (if cfg.norm_by_std { (r - gm) / (gs + eps) } else { r - gm }) as f32;
-                let (m, out) = (&mask[i * t..(i + 1) * t], &mut adv[i * t..(i + 1) * t]);
-                for (o, &m) in out.iter_mut().zip(m) {
-                    *o = if m != 0 { a } else { 0.0 };
+                let (r, l) = (reward(i), len(i));
+                if cnt < CACHED {
+                    (r_cache[cnt], l_cache[cnt]) = (r, l);
                 }
+                wsum += l;
+                wr += l * r;
+                cnt += 1;
+                rsum += r;
             }
-        } else {
-            for (i, r, _) in stats() {
-                let on_valid = ((r - mu) / den) as f32;
-                let on_pad = if cfg.mask_output { 0.0 } else { ((0.0 - mu) / den) as f32 };
-                let (m, out) = (&mask[i * t..(i + 1) * t], &mut adv[i * t..(i + 1) * t]);
-                for (o, &m) in out.iter_mut().zip(m) {
-                    *o = if m != 0 { on_valid } else { on_pad };
+            // `(row, reward, length)` of every member, in order.
+            let stats = || {
+                members()
+                    .enumerate()
+                    .map(|(j, i)| if j < CACHED { (i, r_cache[j], l_cache[j]) } else { (i, reward(i), len(i)) })
+            };
+            if wsum == 0.0 {
+                for i in members() {
+                    adv[i * t..(i + 1) * t].fill(0.0);
+                }
+                continue;
+            }
+            let mu = wr / wsum;
+            let var = stats().map(|(_, r, l)| l * sq(r - mu)).sum::<f64>() / wsum;
+            let den = if cfg.norm_by_std { libm::sqrt(var) + eps } else { 1.0 };
+            // The reference checks every counted position; a row holds two values only (`r` at
+            // valid positions, `0` at padding, which counts under `pad_in_check`).
+            let beyond = |x: f64| ((x - mu) / den).abs() >= cfg.fallback_abs as f64;
+            let fallback =
+                stats().any(|(_, r, l)| (l > 0.0 && beyond(r)) || (l < t as f64 && cfg.pad_in_check && beyond(0.0)));
+            if fallback {
+                // verl loop GRPO: unbiased std, singleton μ = 0, σ = 1.
+                let (gm, gs) = if cnt == 1 {
+                    (0.0, 1.0)
+                } else {
+                    let gm = rsum / cnt as f64;
+                    let v = stats().map(|(_, r, _)| sq(r - gm)).sum::<f64>() / (cnt - 1) as f64;
+                    (gm, libm::sqrt(v))
+                };
+                for (i, r, _) in stats() {
+                    let a = (if cfg.norm_by_std { (r - gm) / (gs + eps) } else { r - gm }) as f32;
+                    let (m, out) = (&mask[i * t..(i + 1) * t], &mut adv[i * t..(i + 1) * t]);
+                    for (o, &m) in out.iter_mut().zip(m) {
+                        *o = if m != 0 { a } else { 0.0 };
+                    }
+                }
+            } else {
+                for (i, r, _) in stats() {
+                    let on_valid = ((r - mu) / den) as f32;
+                    let on_pad = if cfg.mask_output { 0.0 } else { ((0.0 - mu) / den) as f32 };
+                    let (m, out) = (&mask[i * t..(i + 1) * t], &mut adv[i * t..(i + 1) * t]);
+                    for (o, &m) in out.iter_mut().zip(m) {
+                        *o = if m != 0 { on_valid } else { on_pad };
+                    }
                 }
             }
         }
     }
-    Ok(())
 }
 
 /// `Σ x` in `f64` in index order (`Iterator::sum`, a serial chain of additions), without the
