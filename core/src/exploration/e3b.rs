@@ -17,7 +17,7 @@
 //! `d` floats, so nothing allocates. Never resetting gives the lifelong (global) variant
 //! `elliptical-icm-lifelong`; the source's other variants differ only in the encoder.
 //!
-//! [derived] checks (in the tests): `b_t ≥ 0` (C⁻¹ is symmetric positive definite); after the
+//! \[derived\] checks (in the tests): `b_t ≥ 0` (C⁻¹ is symmetric positive definite); after the
 //! update `φ_tᵀ C⁻¹ φ_t = b_t/(1 + b_t)`; a repeated feature gives `b, b/(1+b), b/(1+2b), …`.
 //! The f64 reference recomputes `C = λI + Σ φφᵀ` and inverts it explicitly.
 //!

@@ -375,35 +375,22 @@ fn row_blocks_with<T: LogitElem, const SCALE: bool>(
     }
 }
 
+/// A separate gradient output (`stream` in [`grad_row`]) at least this large, in bytes, is
+/// written with non-temporal stores where the backend has them (`x86_avx512::grad_row`): it is
+/// the size of the whole last-level cache of the machines measured, so a reader would not find
+/// it there anyway, and the stores skip the read-before-write of every output line.
+pub(crate) const STREAM_BYTES: usize = 32 << 20;
+
 /// Gradient of one row: `dst[j] = dx_j` for every column but the target, and the target
 /// column's value computed from `x_t` (read by the caller before an in-place pass).
-/// `src == dst` (as raw pointers, `T == O`) is the in-place case.
+/// `src == dst` (as raw pointers, `T == O`) is the in-place case. `stream`: `dst` is a separate
+/// output of at least [`STREAM_BYTES`] in all, written with non-temporal stores by the AVX-512
+/// backend (the same values).
 ///
 /// # Safety
 /// `src` and `dst` must be valid for `len` elements; they may be equal but must not
-/// otherwise overlap.
+/// otherwise overlap (and not at all with `stream`).
 pub(crate) unsafe fn grad_row<T: LogitElem, O: GradElem>(
-    backend: Backend,
-    src: *const T,
-    dst: *mut O,
-    len: usize,
-    target: Option<(usize, f32)>,
-    g: &GradRow,
-) {
-    grad_row_out(backend, src, dst, len, target, g, false)
-}
-
-/// The outputs of a separate gradient this large (bytes) go out with non-temporal stores
-/// where the backend has them (`x86_avx512::grad_row`): far past the last-level cache share of
-/// a core, so no reader finds them in cache anyway, and the stores skip the write-allocate read.
-pub(crate) const STREAM_BYTES: usize = 32 << 20;
-
-/// [`grad_row`] with `stream`: `dst` is a separate output of at least [`STREAM_BYTES`] (never
-/// `src`), which the AVX-512 backend writes with non-temporal stores (the same values).
-///
-/// # Safety
-/// As [`grad_row`]; with `stream`, `src` and `dst` do not overlap.
-pub(crate) unsafe fn grad_row_out<T: LogitElem, O: GradElem>(
     backend: Backend,
     src: *const T,
     dst: *mut O,
@@ -904,7 +891,7 @@ pub fn stats_bwd_shard<T: LogitElem, O: GradElem>(
             let row = x.row(r);
             let target = inputs.target(r).and_then(local).map(|j| (j, row[j].to_f32()));
             // Safe: `row` and `out` are distinct buffers of `cols` elements each.
-            unsafe { grad_row_out(backend, row.as_ptr(), out.as_mut_ptr(), cols, target, &g, stream) };
+            unsafe { grad_row(backend, row.as_ptr(), out.as_mut_ptr(), cols, target, &g, stream) };
         }
         Ok(Status::default())
     })
@@ -943,7 +930,7 @@ pub fn stats_bwd_inplace<T: LogitElem + GradElem>(
             let target = inputs.target(r).map(|c| (c, buf[c].to_f32()));
             let p = buf.as_mut_ptr();
             // Safe: in place over one buffer of `vocab` elements (src == dst is allowed).
-            unsafe { grad_row::<T, T>(backend, p, p, vocab, target, &g) };
+            unsafe { grad_row::<T, T>(backend, p, p, vocab, target, &g, false) };
         }
         Ok(Status::default())
     })

@@ -24,8 +24,8 @@
 //! 16-lane stores against `half` on every class of input below.
 //!
 //! Every function here is `unsafe` with `#[target_feature]`; callers must have checked
-//! `Backend::Avx512.is_supported()` (the dispatch in `logits/mod.rs` does). The cDPO and
-//! TW-GRPO AVX-512 paths reuse [`load16`], [`exp16`] and [`block_sums`].
+//! `Backend::Avx512.is_supported()` (the dispatch in `logits/mod.rs` does). The cDPO, TW-GRPO
+//! and DoP AVX-512 paths reuse [`load16`] and [`first_lanes`], cDPO also [`block_sums`].
 
 use core::arch::x86_64::*;
 
@@ -95,7 +95,7 @@ unsafe fn store16<O: GradElem, const STREAM: bool>(p: *mut O, k: __mmask16, v: _
 /// `exp(d)` on 16 lanes: `x86_avx2::exp8`, fma for fma. With `FLUSH` off the caller guarantees
 /// `d ≥ −87` (or NaN) in every lane, where the clamp and the flush are identities.
 #[inline(always)]
-pub(crate) unsafe fn exp16<const FLUSH: bool>(d: __m512) -> __m512 {
+unsafe fn exp16<const FLUSH: bool>(d: __m512) -> __m512 {
     let magic = _mm512_set1_ps(ROUND_MAGIC);
     let t = _mm512_fmadd_ps(d, _mm512_set1_ps(LOG2E), magic);
     let n = _mm512_sub_ps(t, magic);

@@ -90,7 +90,7 @@
 
 use crate::elem::{GradElem, LogitElem};
 use crate::error::{check_len, TmError};
-use crate::logits::{self, check_backend, grad_row_out, row_tuple_visit, temper, with_row, GradRow, RowInputs, Status};
+use crate::logits::{self, check_backend, grad_row, row_tuple_visit, temper, with_row, GradRow, RowInputs, Status};
 use crate::mat::{Mat, MatMut};
 use crate::platform::{Backend, Exec};
 
@@ -243,6 +243,25 @@ impl Select<'_> {
         }
     }
 
+    /// Offers the columns `base + j` of `block` for the set bits `j` of `hits` (the columns
+    /// a vector compare found above the threshold), in column order; the threshold may rise on
+    /// the way, and `offer` tests again.
+    #[inline(always)]
+    pub(super) fn offer_bits<T: LogitElem, const SCALE: bool>(
+        &mut self,
+        block: &[T],
+        base: usize,
+        mut hits: u64,
+        start: usize,
+        inv_temp: f32,
+    ) {
+        while hits != 0 {
+            let j = base + hits.trailing_zeros() as usize;
+            hits &= hits - 1;
+            self.offer::<T, SCALE>(j, block[j], start, inv_temp);
+        }
+    }
+
     /// Offers the columns `[start, start + block.len())`.
     #[inline]
     fn feed<T: LogitElem, const SCALE: bool>(&mut self, block: &[T], start: usize, inv_temp: f32) {
@@ -272,15 +291,11 @@ impl Select<'_> {
         for chunk in &mut chunks {
             let chunk: &[T; CHUNK] = chunk.try_into().expect("chunks_exact");
             let thr = self.thr;
-            let mut mask = chunk
+            let mask = chunk
                 .iter()
                 .enumerate()
-                .fold(0u32, |m, (j, &x)| m | (u32::from(temper::<SCALE>(x.to_f32(), inv_temp) > thr) << j));
-            while mask != 0 {
-                let j = mask.trailing_zeros() as usize;
-                mask &= mask - 1;
-                self.offer::<T, SCALE>(i + j, chunk[j], start, inv_temp);
-            }
+                .fold(0u64, |m, (j, &x)| m | (u64::from(temper::<SCALE>(x.to_f32(), inv_temp) > thr) << j));
+            self.offer_bits::<T, SCALE>(block, i, mask, start, inv_temp);
             i += CHUNK;
         }
         for (j, &x) in chunks.remainder().iter().enumerate() {
@@ -400,7 +415,7 @@ fn plan_row<T: LogitElem>(
 }
 
 /// Pass 2 of one row: the gradient. `set` is the row's `K` from pass 1. `stream`: `dst` is a
-/// separate output large enough for non-temporal stores (`logits::grad_row_out`).
+/// separate output large enough for non-temporal stores (`logits::grad_row`).
 ///
 /// # Safety
 /// `src` and `dst` valid for `vocab` elements, equal or not overlapping (not overlapping at all
@@ -422,7 +437,7 @@ unsafe fn write_row<T: LogitElem, O: GradElem>(
         }
         return f32::NAN;
     };
-    grad_row_out(backend, src, dst, vocab, None, bulk, stream);
+    grad_row(backend, src, dst, vocab, None, bulk, stream);
     let scaled = bulk.inv_temp != 1.0;
     for a in set {
         let v = if scaled { top.dx::<true>(a.x) } else { top.dx::<false>(a.x) };

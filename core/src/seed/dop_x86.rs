@@ -33,14 +33,6 @@ pub(super) unsafe fn scan_avx512<T: LogitElem, const SCALE: bool>(
 ) {
     let vt = _mm512_set1_ps(inv_temp);
     let p = block.as_ptr();
-    // Offers the set bits of `hits` (columns from `i`); the threshold may rise on the way.
-    let visit = |sel: &mut Select<'_>, i: usize, mut hits: u64| {
-        while hits != 0 {
-            let j = i + hits.trailing_zeros() as usize;
-            hits &= hits - 1;
-            sel.offer::<T, SCALE>(j, block[j], start, inv_temp);
-        }
-    };
     let mut thr = _mm512_set1_ps(sel.thr);
     let mut i = from;
     while i + 64 <= block.len() {
@@ -49,7 +41,7 @@ pub(super) unsafe fn scan_avx512<T: LogitElem, const SCALE: bool>(
             | above::<T, SCALE>(p.add(i + 32), 0xFFFF, vt, thr) << 32
             | above::<T, SCALE>(p.add(i + 48), 0xFFFF, vt, thr) << 48;
         if hits != 0 {
-            visit(sel, i, hits);
+            sel.offer_bits::<T, SCALE>(block, i, hits, start, inv_temp);
             thr = _mm512_set1_ps(sel.thr);
         }
         i += 64;
@@ -57,7 +49,7 @@ pub(super) unsafe fn scan_avx512<T: LogitElem, const SCALE: bool>(
     while i < block.len() {
         let hits = above::<T, SCALE>(p.add(i), first_lanes((block.len() - i).min(16)), vt, thr);
         if hits != 0 {
-            visit(sel, i, hits);
+            sel.offer_bits::<T, SCALE>(block, i, hits, start, inv_temp);
             thr = _mm512_set1_ps(sel.thr);
         }
         i += 16;
@@ -89,12 +81,8 @@ pub(super) unsafe fn scan_avx2<T: LogitElem, const SCALE: bool>(
     while i + 8 <= block.len() {
         let x = load8_elem(block.as_ptr().add(i));
         let z = if SCALE { _mm256_mul_ps(x, vt) } else { x };
-        let mut hits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(z, _mm256_set1_ps(sel.thr))) as u32;
-        while hits != 0 {
-            let j = i + hits.trailing_zeros() as usize;
-            hits &= hits - 1;
-            sel.offer::<T, SCALE>(j, block[j], start, inv_temp);
-        }
+        let hits = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(z, _mm256_set1_ps(sel.thr))) as u32;
+        sel.offer_bits::<T, SCALE>(block, i, u64::from(hits), start, inv_temp);
         i += 8;
     }
     for (j, &x) in block.iter().enumerate().skip(i) {
